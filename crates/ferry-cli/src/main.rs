@@ -1,0 +1,2 @@
+//! # ferry — the CLI (thin: parses arguments, calls the engine)
+fn main() {}

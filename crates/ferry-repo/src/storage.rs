@@ -1,0 +1,186 @@
+//! Storage behind a small trait: put-if-absent, list, get. Objects are write-once.
+//!
+//! Backends: [`LocalDir`] here; the gate-over-SSH backend lives in `ferry-remote`, the
+//! S3 reader (for the operator's restore) in the CLI's cloud layer.
+
+use crate::format::ObjectKind;
+use std::path::{Path, PathBuf};
+
+/// What a put did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PutOutcome {
+    /// The object was written.
+    Stored,
+    /// An object with that name was already there; nothing was changed.
+    AlreadyPresent,
+}
+
+/// A storage failure, naming the object or location.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("object {key} not found in {location}")]
+    NotFound { location: String, key: String },
+    #[error("{op} {key} in {location}: {source}")]
+    Io {
+        op: &'static str,
+        location: String,
+        key: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{location}: {message}")]
+    Backend { location: String, message: String },
+}
+
+/// Where repository objects live. Implementations never overwrite an existing object.
+pub trait Storage: Send + Sync {
+    /// A human-readable location for messages (a path, `gate+ssh://…`, `s3://…`).
+    fn location(&self) -> String;
+    /// Store `bytes` as (`kind`, `name`) unless an object by that name exists.
+    fn put_if_absent(
+        &self,
+        kind: ObjectKind,
+        name: &str,
+        bytes: &[u8],
+    ) -> Result<PutOutcome, StorageError>;
+    /// Names of all objects of `kind` (for `config`: `["config"]` if it exists).
+    fn list(&self, kind: ObjectKind) -> Result<Vec<String>, StorageError>;
+    /// The whole object.
+    fn get(&self, kind: ObjectKind, name: &str) -> Result<Vec<u8>, StorageError>;
+}
+
+/// A repository in a local directory: `config`, `packs/`, `index/`, `snapshots/`.
+///
+/// Writes go to a temporary file in the same directory, are fsynced, then linked into
+/// place with `link(2)`, which fails if the name exists: a crash never leaves a partial
+/// object under a real name, and an existing object is never replaced.
+#[derive(Debug, Clone)]
+pub struct LocalDir {
+    root: PathBuf,
+}
+
+impl LocalDir {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn path(&self, kind: ObjectKind, name: &str) -> PathBuf {
+        self.root.join(kind.key(name))
+    }
+
+    fn io(&self, op: &'static str, key: String, source: std::io::Error) -> StorageError {
+        StorageError::Io {
+            op,
+            location: self.location(),
+            key,
+            source,
+        }
+    }
+}
+
+impl Storage for LocalDir {
+    fn location(&self) -> String {
+        self.root.display().to_string()
+    }
+
+    fn put_if_absent(
+        &self,
+        kind: ObjectKind,
+        name: &str,
+        bytes: &[u8],
+    ) -> Result<PutOutcome, StorageError> {
+        use std::io::Write;
+        let key = kind.key(name);
+        let dest = self.path(kind, name);
+        let dir = dest.parent().unwrap_or(&self.root).to_path_buf();
+        std::fs::create_dir_all(&dir).map_err(|e| self.io("create directory for", key.clone(), e))?;
+        if dest.exists() {
+            return Ok(PutOutcome::AlreadyPresent);
+        }
+        let mut tmp = tempfile::Builder::new()
+            .prefix(".tmp-")
+            .tempfile_in(&dir)
+            .map_err(|e| self.io("create temporary file for", key.clone(), e))?;
+        tmp.write_all(bytes)
+            .and_then(|_| tmp.as_file().sync_all())
+            .map_err(|e| self.io("write", key.clone(), e))?;
+        match std::fs::hard_link(tmp.path(), &dest) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                return Ok(PutOutcome::AlreadyPresent);
+            }
+            Err(e) => return Err(self.io("commit", key, e)),
+        }
+        // tmp is removed on drop; the linked name stays.
+        if let Ok(d) = std::fs::File::open(&dir) {
+            let _ = d.sync_all();
+        }
+        Ok(PutOutcome::Stored)
+    }
+
+    fn list(&self, kind: ObjectKind) -> Result<Vec<String>, StorageError> {
+        if kind == ObjectKind::Config {
+            return Ok(if self.path(kind, "config").exists() {
+                vec!["config".to_string()]
+            } else {
+                vec![]
+            });
+        }
+        let dir = self.root.join(kind.dir());
+        let rd = match std::fs::read_dir(&dir) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
+            Err(e) => return Err(self.io("list", kind.dir().to_string(), e)),
+        };
+        let mut names = Vec::new();
+        for entry in rd {
+            let entry = entry.map_err(|e| self.io("list", kind.dir().to_string(), e))?;
+            if let Some(name) = entry.file_name().to_str()
+                && crate::format::is_sha256_hex(name)
+            {
+                names.push(name.to_string());
+            }
+        }
+        names.sort();
+        Ok(names)
+    }
+
+    fn get(&self, kind: ObjectKind, name: &str) -> Result<Vec<u8>, StorageError> {
+        let key = kind.key(name);
+        match std::fs::read(self.path(kind, name)) {
+            Ok(b) => Ok(b),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(StorageError::NotFound {
+                location: self.location(),
+                key,
+            }),
+            Err(e) => Err(self.io("read", key, e)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn local_dir_is_write_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = LocalDir::new(dir.path());
+        let name = crate::format::object_name(b"one");
+        assert_eq!(s.put_if_absent(ObjectKind::Pack, &name, b"one").unwrap(), PutOutcome::Stored);
+        assert_eq!(
+            s.put_if_absent(ObjectKind::Pack, &name, b"two").unwrap(),
+            PutOutcome::AlreadyPresent
+        );
+        assert_eq!(s.get(ObjectKind::Pack, &name).unwrap(), b"one");
+        assert_eq!(s.list(ObjectKind::Pack).unwrap(), vec![name]);
+        assert!(matches!(
+            s.get(ObjectKind::Index, &"0".repeat(64)),
+            Err(StorageError::NotFound { .. })
+        ));
+    }
+}
