@@ -158,13 +158,25 @@ mod tests {
             assert_eq!(ObjectKind::from_code(k.code()), Some(k));
             assert_eq!(ObjectKind::parse(k.as_str()), Some(k));
         }
-        assert_eq!(check_header(b"FRR", ObjectKind::Pack), Err(HeaderError::TooShort(3)));
-        assert_eq!(check_header(b"ustar\0\0\0", ObjectKind::Pack), Err(HeaderError::BadMagic));
+        assert_eq!(
+            check_header(b"FRR", ObjectKind::Pack),
+            Err(HeaderError::TooShort(3))
+        );
+        assert_eq!(
+            check_header(b"ustar\0\0\0", ObjectKind::Pack),
+            Err(HeaderError::BadMagic)
+        );
         let idx = header(ObjectKind::Index);
-        assert!(matches!(check_header(&idx, ObjectKind::Pack), Err(HeaderError::WrongKind { .. })));
+        assert!(matches!(
+            check_header(&idx, ObjectKind::Pack),
+            Err(HeaderError::WrongKind { .. })
+        ));
         let mut v2 = header(ObjectKind::Pack);
         v2[4] = 2;
-        assert_eq!(check_header(&v2, ObjectKind::Pack), Err(HeaderError::UnsupportedVersion { found: 2 }));
+        assert_eq!(
+            check_header(&v2, ObjectKind::Pack),
+            Err(HeaderError::UnsupportedVersion { found: 2 })
+        );
     }
 
     #[test]

@@ -20,7 +20,7 @@ pub enum PutOutcome {
 pub enum StorageError {
     #[error("object {key} not found in {location}")]
     NotFound { location: String, key: String },
-    #[error("{op} {key} in {location}: {source}")]
+    #[error("{op} {key} in {location}: {}", crate::error::describe_io(source))]
     Io {
         op: &'static str,
         location: String,
@@ -30,6 +30,14 @@ pub enum StorageError {
     },
     #[error("{location}: {message}")]
     Backend { location: String, message: String },
+}
+
+/// A streaming upload of one object whose name is known only at the end (a pack).
+/// Dropping it without `commit` abandons it (nothing appears under any name).
+pub trait PendingPut: Send {
+    fn write(&mut self, bytes: &[u8]) -> Result<(), StorageError>;
+    /// Store everything written under `name` unless an object by that name exists.
+    fn commit(self: Box<Self>, name: &str) -> Result<PutOutcome, StorageError>;
 }
 
 /// Where repository objects live. Implementations never overwrite an existing object.
@@ -47,6 +55,28 @@ pub trait Storage: Send + Sync {
     fn list(&self, kind: ObjectKind) -> Result<Vec<String>, StorageError>;
     /// The whole object.
     fn get(&self, kind: ObjectKind, name: &str) -> Result<Vec<u8>, StorageError>;
+    /// Start a streaming put (avoids holding a whole pack in memory). `None` (the default)
+    /// means unsupported: the caller buffers the object and calls `put_if_absent`.
+    fn begin_put(&self, _kind: ObjectKind) -> Option<Result<Box<dyn PendingPut>, StorageError>> {
+        None
+    }
+
+    /// `len` bytes at `offset` of an object (restore reads single blobs this way).
+    /// The default fetches the whole object; backends should override it.
+    fn get_range(
+        &self,
+        kind: ObjectKind,
+        name: &str,
+        offset: u64,
+        len: u64,
+    ) -> Result<Vec<u8>, StorageError> {
+        let all = self.get(kind, name)?;
+        let start = usize::try_from(offset).unwrap_or(usize::MAX).min(all.len());
+        let end = usize::try_from(offset.saturating_add(len))
+            .unwrap_or(usize::MAX)
+            .min(all.len());
+        Ok(all[start..end].to_vec())
+    }
 }
 
 /// A repository in a local directory: `config`, `packs/`, `index/`, `snapshots/`.
@@ -97,7 +127,8 @@ impl Storage for LocalDir {
         let key = kind.key(name);
         let dest = self.path(kind, name);
         let dir = dest.parent().unwrap_or(&self.root).to_path_buf();
-        std::fs::create_dir_all(&dir).map_err(|e| self.io("create directory for", key.clone(), e))?;
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| self.io("create directory for", key.clone(), e))?;
         if dest.exists() {
             return Ok(PutOutcome::AlreadyPresent);
         }
@@ -160,6 +191,90 @@ impl Storage for LocalDir {
             Err(e) => Err(self.io("read", key, e)),
         }
     }
+
+    fn begin_put(&self, kind: ObjectKind) -> Option<Result<Box<dyn PendingPut>, StorageError>> {
+        let dir = self.root.join(kind.dir());
+        let key = format!("{}/<new>", kind.dir());
+        let r = std::fs::create_dir_all(&dir)
+            .and_then(|_| tempfile::Builder::new().prefix(".tmp-").tempfile_in(&dir))
+            .map_err(|e| self.io("create temporary file for", key, e))
+            .map(|tmp| {
+                Box::new(LocalPending {
+                    repo: self.clone(),
+                    kind,
+                    dir,
+                    tmp,
+                }) as Box<dyn PendingPut>
+            });
+        Some(r)
+    }
+
+    fn get_range(
+        &self,
+        kind: ObjectKind,
+        name: &str,
+        offset: u64,
+        len: u64,
+    ) -> Result<Vec<u8>, StorageError> {
+        use std::os::unix::fs::FileExt;
+        let key = kind.key(name);
+        let f = match std::fs::File::open(self.path(kind, name)) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(StorageError::NotFound {
+                    location: self.location(),
+                    key,
+                });
+            }
+            Err(e) => return Err(self.io("open", key, e)),
+        };
+        let size = f
+            .metadata()
+            .map_err(|e| self.io("stat", key.clone(), e))?
+            .len();
+        let end = offset.saturating_add(len).min(size);
+        let mut buf = vec![0u8; end.saturating_sub(offset) as usize];
+        f.read_exact_at(&mut buf, offset)
+            .map_err(|e| self.io("read", key, e))?;
+        Ok(buf)
+    }
+}
+
+struct LocalPending {
+    repo: LocalDir,
+    kind: ObjectKind,
+    dir: PathBuf,
+    tmp: tempfile::NamedTempFile,
+}
+
+impl PendingPut for LocalPending {
+    fn write(&mut self, bytes: &[u8]) -> Result<(), StorageError> {
+        use std::io::Write;
+        self.tmp.write_all(bytes).map_err(|e| {
+            self.repo
+                .io("write", format!("{}/<new>", self.kind.dir()), e)
+        })
+    }
+
+    fn commit(self: Box<Self>, name: &str) -> Result<PutOutcome, StorageError> {
+        let key = self.kind.key(name);
+        self.tmp
+            .as_file()
+            .sync_all()
+            .map_err(|e| self.repo.io("write", key.clone(), e))?;
+        let dest = self.repo.path(self.kind, name);
+        match std::fs::hard_link(self.tmp.path(), &dest) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                return Ok(PutOutcome::AlreadyPresent);
+            }
+            Err(e) => return Err(self.repo.io("commit", key, e)),
+        }
+        if let Ok(d) = std::fs::File::open(&self.dir) {
+            let _ = d.sync_all();
+        }
+        Ok(PutOutcome::Stored)
+    }
 }
 
 #[cfg(test)]
@@ -171,7 +286,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let s = LocalDir::new(dir.path());
         let name = crate::format::object_name(b"one");
-        assert_eq!(s.put_if_absent(ObjectKind::Pack, &name, b"one").unwrap(), PutOutcome::Stored);
+        assert_eq!(
+            s.put_if_absent(ObjectKind::Pack, &name, b"one").unwrap(),
+            PutOutcome::Stored
+        );
         assert_eq!(
             s.put_if_absent(ObjectKind::Pack, &name, b"two").unwrap(),
             PutOutcome::AlreadyPresent

@@ -1,0 +1,382 @@
+//! [`Repository`] (open/init against a [`Storage`]) and [`Reader`] (master key: list
+//! snapshots, resolve ids, read trees and blobs, `ls`).
+
+use crate::crypto;
+use crate::error::{Error, Result};
+use crate::format::ObjectKind;
+use crate::ids::BlobId;
+use crate::keys::{MasterKey, PutKey};
+use crate::objects::{
+    BlobEntry, IndexObject, Node, NodeKind, PACK_INFO, RepoConfig, Snapshot, SnapshotInfo, Tree,
+};
+use crate::progress::Progress;
+use crate::source::{BackupOptions, BackupSession};
+use crate::storage::{PutOutcome, Storage, StorageError};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+/// A repository: a storage backend plus its parsed `config`.
+#[derive(Clone)]
+pub struct Repository {
+    storage: Arc<dyn Storage>,
+    config: RepoConfig,
+}
+
+impl std::fmt::Debug for Repository {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Repository")
+            .field("location", &self.storage.location())
+            .field("config", &self.config)
+            .finish()
+    }
+}
+
+impl Repository {
+    /// Create the repository (write `config`) for `key`. If a `config` for the same key is
+    /// already there this just opens it; a different repository is an error.
+    pub fn init(storage: Arc<dyn Storage>, key: &PutKey) -> Result<Repository> {
+        let config = RepoConfig::for_key(key);
+        match storage.put_if_absent(
+            ObjectKind::Config,
+            crate::format::CONFIG_NAME,
+            &config.to_bytes(),
+        )? {
+            PutOutcome::Stored => Ok(Repository { storage, config }),
+            PutOutcome::AlreadyPresent => {
+                let repo = Repository::open(storage)?;
+                if repo.config.check_key(key).is_err() {
+                    return Err(Error::RepositoryExists {
+                        location: repo.storage.location(),
+                    });
+                }
+                Ok(repo)
+            }
+        }
+    }
+
+    /// Open an existing repository (reads `config`).
+    pub fn open(storage: Arc<dyn Storage>) -> Result<Repository> {
+        let bytes = match storage.get(ObjectKind::Config, crate::format::CONFIG_NAME) {
+            Ok(b) => b,
+            Err(StorageError::NotFound { .. }) => {
+                return Err(Error::MissingRepository {
+                    location: storage.location(),
+                });
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let config = RepoConfig::parse(&bytes)?;
+        Ok(Repository { storage, config })
+    }
+
+    /// Open, or create if there is no `config` yet (backup with a put key on a fresh target).
+    pub fn open_or_init(storage: Arc<dyn Storage>, key: &PutKey) -> Result<Repository> {
+        match Repository::open(storage.clone()) {
+            Err(Error::MissingRepository { .. }) => Repository::init(storage, key),
+            other => other,
+        }
+    }
+
+    pub fn config(&self) -> &RepoConfig {
+        &self.config
+    }
+
+    pub fn storage(&self) -> &Arc<dyn Storage> {
+        &self.storage
+    }
+
+    /// Start a backup run (put key suffices).
+    pub fn begin_backup(
+        &self,
+        key: &PutKey,
+        opts: BackupOptions,
+        progress: Arc<dyn Progress>,
+    ) -> Result<BackupSession> {
+        BackupSession::start(self, key, opts, progress)
+    }
+
+    /// Load every index object and return a reader (master key). Fails on the first
+    /// unreadable index; use [`check`](Self::check) to list all problems.
+    pub fn reader(&self, key: &MasterKey) -> Result<Reader> {
+        self.config.check_key(key.as_put())?;
+        let mut r = Reader {
+            storage: self.storage.clone(),
+            key: key.clone(),
+            packs: Vec::new(),
+            blobs: HashMap::new(),
+            sym: Mutex::new(HashMap::new()),
+        };
+        for name in self.storage.list(ObjectKind::Index)? {
+            let bytes = self.storage.get(ObjectKind::Index, &name)?;
+            let idx = IndexObject::open(key, &bytes, &name)?;
+            r.add_index(idx);
+        }
+        Ok(r)
+    }
+
+    /// Verify the repository (master key); see [`crate::check`].
+    pub fn check(
+        &self,
+        key: &MasterKey,
+        read_data: bool,
+        progress: &dyn Progress,
+    ) -> Result<crate::check::CheckReport> {
+        crate::check::check(self, key, read_data, progress)
+    }
+}
+
+/// Where a blob lives.
+#[derive(Clone, Copy, Debug)]
+pub struct BlobLocation {
+    pub pack: u32,
+    pub entry: BlobEntry,
+}
+
+/// Read access with the master key.
+pub struct Reader {
+    storage: Arc<dyn Storage>,
+    key: MasterKey,
+    packs: Vec<(String, [u8; 32])>,
+    blobs: HashMap<BlobId, BlobLocation>,
+    sym: Mutex<HashMap<u32, crypto::SymKey>>,
+}
+
+impl std::fmt::Debug for Reader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reader")
+            .field("location", &self.storage.location())
+            .field("packs", &self.packs.len())
+            .field("blobs", &self.blobs.len())
+            .finish()
+    }
+}
+
+/// One entry of an `ls` listing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LsEntry {
+    /// Path from the snapshot root, components joined by `/` (raw bytes).
+    pub path: Vec<u8>,
+    pub node: Node,
+}
+
+impl Reader {
+    fn add_index(&mut self, idx: IndexObject) {
+        for p in idx.packs {
+            let pi = self.packs.len() as u32;
+            self.packs.push((p.pack, p.ephemeral));
+            for b in p.blobs {
+                self.blobs.insert(b.id, BlobLocation { pack: pi, entry: b });
+            }
+        }
+    }
+
+    pub fn key(&self) -> &MasterKey {
+        &self.key
+    }
+
+    pub fn storage(&self) -> &Arc<dyn Storage> {
+        &self.storage
+    }
+
+    /// Where `id` is stored, if any index lists it.
+    pub fn locate(&self, id: &BlobId) -> Option<(&str, BlobLocation)> {
+        self.blobs
+            .get(id)
+            .map(|l| (self.packs[l.pack as usize].0.as_str(), *l))
+    }
+
+    /// Number of blobs the indexes list.
+    pub fn blob_count(&self) -> usize {
+        self.blobs.len()
+    }
+
+    /// All snapshots, oldest first.
+    pub fn snapshots(&self) -> Result<Vec<SnapshotInfo>> {
+        let mut out = Vec::new();
+        for id in self.storage.list(ObjectKind::Snapshot)? {
+            out.push(self.load_snapshot(&id)?);
+        }
+        out.sort_by(|a, b| {
+            a.snapshot
+                .time_ns
+                .cmp(&b.snapshot.time_ns)
+                .then(a.id.cmp(&b.id))
+        });
+        Ok(out)
+    }
+
+    /// Load one snapshot by full id.
+    pub fn load_snapshot(&self, id: &str) -> Result<SnapshotInfo> {
+        let bytes = self.storage.get(ObjectKind::Snapshot, id)?;
+        let snapshot = Snapshot::open(&self.key, &bytes, id)?;
+        Ok(SnapshotInfo {
+            id: id.to_string(),
+            snapshot,
+        })
+    }
+
+    /// Resolve a full id, a unique prefix, or `latest`.
+    pub fn resolve_snapshot(&self, spec: &str) -> Result<SnapshotInfo> {
+        if spec == "latest" {
+            return self.snapshots()?.pop().ok_or_else(|| {
+                Error::SnapshotNotFound("latest (the repository has no snapshots)".into())
+            });
+        }
+        if spec.is_empty() || !spec.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(Error::SnapshotNotFound(spec.to_string()));
+        }
+        let spec_l = spec.to_ascii_lowercase();
+        let matches: Vec<String> = self
+            .storage
+            .list(ObjectKind::Snapshot)?
+            .into_iter()
+            .filter(|n| n.starts_with(&spec_l))
+            .collect();
+        match matches.len() {
+            0 => Err(Error::SnapshotNotFound(spec.to_string())),
+            1 => self.load_snapshot(&matches[0]),
+            count => Err(Error::AmbiguousSnapshot {
+                prefix: spec.to_string(),
+                count,
+            }),
+        }
+    }
+
+    fn sym_key(&self, pack: u32) -> Result<crypto::SymKey> {
+        let mut m = self.sym.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(k) = m.get(&pack) {
+            return Ok(k.clone());
+        }
+        let (name, eph) = &self.packs[pack as usize];
+        let k = crypto::recipient_key(self.key.secret(), eph, PACK_INFO).ok_or_else(|| {
+            Error::corrupt(
+                ObjectKind::Pack.key(name),
+                "invalid ephemeral public key in index",
+            )
+        })?;
+        m.insert(pack, k.clone());
+        Ok(k)
+    }
+
+    /// Read, decrypt and verify one blob.
+    pub fn read_blob(&self, id: &BlobId) -> Result<Vec<u8>> {
+        let loc = self
+            .blobs
+            .get(id)
+            .ok_or_else(|| Error::MissingBlob { blob: id.to_hex() })?;
+        let (name, _) = &self.packs[loc.pack as usize];
+        let record = self.storage.get_range(
+            ObjectKind::Pack,
+            name,
+            loc.entry.offset as u64,
+            loc.entry.length as u64,
+        )?;
+        let sym = self.sym_key(loc.pack)?;
+        crate::objects::open_blob_with(&sym, self.key.as_put(), &loc.entry, &record, name)
+    }
+
+    /// Read and parse a tree blob.
+    pub fn read_tree(&self, id: &BlobId) -> Result<Tree> {
+        let bytes = self.read_blob(id)?;
+        Tree::parse(&bytes).map_err(|e| Error::corrupt(format!("tree blob {id}"), e.to_string()))
+    }
+
+    /// Find the node at `path` (slash-separated) in `snapshot`; `None` path = the root.
+    /// Returns the node (None for the root) and, for directories, the subtree id.
+    pub fn lookup(
+        &self,
+        snapshot: &SnapshotInfo,
+        path: &[u8],
+    ) -> Result<(Option<Node>, Option<BlobId>)> {
+        let mut tree_id = snapshot.snapshot.root;
+        let mut node = None;
+        let comps: Vec<&[u8]> = path
+            .split(|&b| b == b'/')
+            .filter(|c| !c.is_empty())
+            .collect();
+        for (i, c) in comps.iter().enumerate() {
+            let tree = self.read_tree(&tree_id)?;
+            let n = tree.find(c).cloned().ok_or_else(|| Error::PathNotFound {
+                path: String::from_utf8_lossy(path).into_owned(),
+                snapshot: snapshot.short_id().to_string(),
+            })?;
+            match &n.kind {
+                NodeKind::Dir { subtree } => tree_id = *subtree,
+                _ if i + 1 < comps.len() => {
+                    return Err(Error::PathNotFound {
+                        path: String::from_utf8_lossy(path).into_owned(),
+                        snapshot: snapshot.short_id().to_string(),
+                    });
+                }
+                _ => {}
+            }
+            node = Some(n);
+        }
+        let sub = match &node {
+            None => Some(tree_id),
+            Some(Node {
+                kind: NodeKind::Dir { subtree },
+                ..
+            }) => Some(*subtree),
+            _ => None,
+        };
+        Ok((node, sub))
+    }
+
+    /// Every entry at and below `path` (default: the whole snapshot), depth first, sorted.
+    pub fn ls(&self, snapshot: &SnapshotInfo, path: Option<&[u8]>) -> Result<Vec<LsEntry>> {
+        let p = path.unwrap_or(b"");
+        let prefix: Vec<u8> = p
+            .split(|&b| b == b'/')
+            .filter(|c| !c.is_empty())
+            .collect::<Vec<_>>()
+            .join(&b'/');
+        let (node, sub) = self.lookup(snapshot, p)?;
+        let mut out = Vec::new();
+        if let Some(n) = node {
+            out.push(LsEntry {
+                path: prefix.clone(),
+                node: n,
+            });
+        }
+        if let Some(sub) = sub {
+            self.ls_tree(sub, &prefix, &mut out, 0)?;
+        }
+        Ok(out)
+    }
+
+    fn ls_tree(
+        &self,
+        id: BlobId,
+        prefix: &[u8],
+        out: &mut Vec<LsEntry>,
+        depth: usize,
+    ) -> Result<()> {
+        if depth > 4096 {
+            return Err(Error::corrupt(
+                format!("tree blob {id}"),
+                "directory nesting deeper than 4096 levels",
+            ));
+        }
+        let tree = self.read_tree(&id)?;
+        for n in tree.nodes {
+            let mut path = prefix.to_vec();
+            if !path.is_empty() {
+                path.push(b'/');
+            }
+            path.extend_from_slice(&n.name);
+            let sub = match &n.kind {
+                NodeKind::Dir { subtree } => Some(*subtree),
+                _ => None,
+            };
+            out.push(LsEntry {
+                path: path.clone(),
+                node: n,
+            });
+            if let Some(s) = sub {
+                self.ls_tree(s, &path, out, depth + 1)?;
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,602 @@
+//! Restore a snapshot (or part of it) into a target directory, safely.
+//!
+//! Every directory is opened relative to its parent's file descriptor with `O_NOFOLLOW`,
+//! every file is created with `openat(O_CREAT | O_EXCL | O_NOFOLLOW)` and every symlink with
+//! `symlinkat`, so nothing — not a `..` name, a name with `/`, an absolute path, nor a
+//! symlink the restore itself created earlier — can make it write outside the target.
+//! Names are also checked up front and an unsafe one stops the restore with
+//! [`Error::UnsafePath`] naming it.
+
+use crate::error::{Error, Result};
+use crate::ids::BlobId;
+use crate::objects::{Node, NodeKind, SnapshotInfo};
+use crate::progress::Progress;
+use crate::repo::Reader;
+use crate::source::bad_component;
+use std::ffi::CString;
+use std::io::Write;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+/// What to restore and how.
+#[derive(Clone, Debug, Default)]
+pub struct RestoreOptions {
+    /// Glob patterns (globset syntax) matched against the path inside the snapshot, both as
+    /// `etc/hosts` and `/etc/hosts`. A matching directory brings everything below it.
+    /// Empty = everything.
+    pub include: Vec<String>,
+    /// Restore owner (uid/gid): `None` = only when running as root.
+    pub restore_owner: Option<bool>,
+}
+
+/// What a restore did.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct RestoreStats {
+    pub files: u64,
+    pub dirs: u64,
+    pub symlinks: u64,
+    pub bytes: u64,
+}
+
+struct Ctx<'a> {
+    reader: &'a Reader,
+    progress: &'a dyn Progress,
+    globs: Option<globset::GlobSet>,
+    owner: bool,
+    target: PathBuf,
+    stats: RestoreStats,
+}
+
+fn cstr(name: &[u8], path: &[u8]) -> Result<CString> {
+    CString::new(name.to_vec()).map_err(|_| unsafe_path(path, "name contains NUL"))
+}
+
+fn unsafe_path(path: &[u8], reason: &str) -> Error {
+    Error::UnsafePath {
+        path: String::from_utf8_lossy(path).into_owned(),
+        reason: reason.to_string(),
+    }
+}
+
+fn last_os_error(op: &'static str, target: &Path, path: &[u8]) -> Error {
+    Error::io(
+        op,
+        target.join(String::from_utf8_lossy(path).as_ref()),
+        std::io::Error::last_os_error(),
+    )
+}
+
+impl Reader {
+    /// Restore `snapshot` into `target` (created if missing). Existing regular files and
+    /// symlinks at the same names are replaced; existing directories are reused (never
+    /// followed if they are symlinks).
+    pub fn restore(
+        &self,
+        snapshot: &SnapshotInfo,
+        target: &Path,
+        opts: &RestoreOptions,
+        progress: &dyn Progress,
+    ) -> Result<RestoreStats> {
+        let globs = if opts.include.is_empty() {
+            None
+        } else {
+            let mut b = globset::GlobSetBuilder::new();
+            for p in &opts.include {
+                let g = globset::GlobBuilder::new(p)
+                    .literal_separator(true)
+                    .build()
+                    .map_err(|e| Error::Glob {
+                        pattern: p.clone(),
+                        message: e.to_string(),
+                    })?;
+                b.add(g);
+            }
+            Some(b.build().map_err(|e| Error::Glob {
+                pattern: opts.include.join(" "),
+                message: e.to_string(),
+            })?)
+        };
+        std::fs::create_dir_all(target)
+            .map_err(|e| Error::io("create restore target", target, e))?;
+        let t = CString::new(target.as_os_str().as_encoded_bytes().to_vec())
+            .map_err(|_| Error::InvalidOption("target path contains NUL".into()))?;
+        // SAFETY: plain syscall with a valid C string.
+        let fd = unsafe {
+            libc::open(
+                t.as_ptr(),
+                libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+            )
+        };
+        if fd < 0 {
+            return Err(Error::io(
+                "open restore target",
+                target,
+                std::io::Error::last_os_error(),
+            ));
+        }
+        // SAFETY: fd is a freshly opened, owned descriptor.
+        let root = unsafe { OwnedFd::from_raw_fd(fd) };
+        let mut ctx = Ctx {
+            reader: self,
+            progress,
+            globs,
+            owner: opts
+                .restore_owner
+                // SAFETY: geteuid has no preconditions.
+                .unwrap_or_else(|| unsafe { libc::geteuid() } == 0),
+            target: target.to_path_buf(),
+            stats: RestoreStats::default(),
+        };
+        let all = ctx.globs.is_none();
+        ctx.restore_dir(&root, snapshot.snapshot.root, b"", all, 0)?;
+        Ok(ctx.stats)
+    }
+}
+
+impl Ctx<'_> {
+    fn matches(&self, path: &[u8]) -> bool {
+        match &self.globs {
+            None => true,
+            Some(g) => {
+                let s = String::from_utf8_lossy(path);
+                g.is_match(s.as_ref()) || g.is_match(format!("/{s}"))
+            }
+        }
+    }
+
+    /// Restore the entries of tree `id` into the open directory `dir`. Returns whether
+    /// anything was restored.
+    fn restore_dir(
+        &mut self,
+        dir: &OwnedFd,
+        id: BlobId,
+        prefix: &[u8],
+        included: bool,
+        depth: usize,
+    ) -> Result<bool> {
+        if depth > 4096 {
+            return Err(unsafe_path(
+                prefix,
+                "directory nesting deeper than 4096 levels",
+            ));
+        }
+        let tree = self.reader.read_tree(&id)?;
+        let mut any = false;
+        let mut seen = std::collections::HashSet::new();
+        for node in &tree.nodes {
+            let mut path = prefix.to_vec();
+            if !path.is_empty() {
+                path.push(b'/');
+            }
+            path.extend_from_slice(&node.name);
+            if let Some(reason) = bad_component(&node.name) {
+                return Err(unsafe_path(
+                    &path,
+                    &format!("{reason} (would escape the target or is invalid)"),
+                ));
+            }
+            if !seen.insert(node.name.clone()) {
+                return Err(unsafe_path(
+                    &path,
+                    "the same name appears twice in one directory",
+                ));
+            }
+            let inc = included || self.matches(&path);
+            match &node.kind {
+                NodeKind::Dir { subtree } => {
+                    any |= self.restore_subdir(dir, node, *subtree, &path, inc, depth)?;
+                }
+                NodeKind::File { content } if inc => {
+                    self.restore_file(dir, node, content, &path)?;
+                    any = true;
+                }
+                NodeKind::Symlink { target } if inc => {
+                    self.restore_symlink(dir, node, target, &path)?;
+                    any = true;
+                }
+                _ => {}
+            }
+        }
+        Ok(any)
+    }
+
+    fn restore_subdir(
+        &mut self,
+        parent: &OwnedFd,
+        node: &Node,
+        subtree: BlobId,
+        path: &[u8],
+        inc: bool,
+        depth: usize,
+    ) -> Result<bool> {
+        let name = cstr(&node.name, path)?;
+        // SAFETY: valid fd and C string.
+        let created = unsafe { libc::mkdirat(parent.as_raw_fd(), name.as_ptr(), 0o700) } == 0;
+        if !created {
+            let e = std::io::Error::last_os_error();
+            if e.raw_os_error() != Some(libc::EEXIST) {
+                return Err(Error::io(
+                    "create directory",
+                    self.target.join(String::from_utf8_lossy(path).as_ref()),
+                    e,
+                ));
+            }
+        }
+        // SAFETY: valid fd and C string; O_NOFOLLOW refuses a symlink planted at this name.
+        let fd = unsafe {
+            libc::openat(
+                parent.as_raw_fd(),
+                name.as_ptr(),
+                libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+            )
+        };
+        if fd < 0 {
+            let e = std::io::Error::last_os_error();
+            if matches!(e.raw_os_error(), Some(libc::ELOOP) | Some(libc::ENOTDIR)) {
+                return Err(unsafe_path(
+                    path,
+                    "a symlink or non-directory is in the way of a directory; refusing to follow it",
+                ));
+            }
+            return Err(Error::io(
+                "open directory",
+                self.target.join(String::from_utf8_lossy(path).as_ref()),
+                e,
+            ));
+        }
+        // SAFETY: fd is freshly opened and owned.
+        let dfd = unsafe { OwnedFd::from_raw_fd(fd) };
+        let any = self.restore_dir(&dfd, subtree, path, inc, depth + 1)?;
+        if !any && !inc {
+            drop(dfd);
+            if created {
+                // SAFETY: valid fd and C string.
+                unsafe { libc::unlinkat(parent.as_raw_fd(), name.as_ptr(), libc::AT_REMOVEDIR) };
+            }
+            return Ok(false);
+        }
+        self.stats.dirs += 1;
+        self.set_meta_fd(&dfd, node, path)?;
+        Ok(true)
+    }
+
+    fn remove_existing(&self, dir: &OwnedFd, name: &CString) {
+        // Replace a file or symlink at this name (never a directory, never followed).
+        // SAFETY: valid fd and C string.
+        unsafe { libc::unlinkat(dir.as_raw_fd(), name.as_ptr(), 0) };
+    }
+
+    fn restore_file(
+        &mut self,
+        dir: &OwnedFd,
+        node: &Node,
+        content: &[BlobId],
+        path: &[u8],
+    ) -> Result<()> {
+        let name = cstr(&node.name, path)?;
+        self.progress.restore_file(path, node.size);
+        let open = || {
+            // SAFETY: valid fd and C string.
+            unsafe {
+                libc::openat(
+                    dir.as_raw_fd(),
+                    name.as_ptr(),
+                    libc::O_WRONLY
+                        | libc::O_CREAT
+                        | libc::O_EXCL
+                        | libc::O_NOFOLLOW
+                        | libc::O_CLOEXEC,
+                    0o600 as libc::c_uint,
+                )
+            }
+        };
+        let mut fd = open();
+        if fd < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EEXIST) {
+            self.remove_existing(dir, &name);
+            fd = open();
+        }
+        if fd < 0 {
+            return Err(last_os_error("create file", &self.target, path));
+        }
+        // SAFETY: fd is freshly opened and owned.
+        let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+        let mut f = std::fs::File::from(owned);
+        let mut written: u64 = 0;
+        let mut hole = false;
+        use std::io::{Seek, SeekFrom};
+        for id in content {
+            let data = self.reader.read_blob(id)?;
+            let fp = || self.target.join(String::from_utf8_lossy(path).as_ref());
+            if data.len() >= 4096 && data.iter().all(|&b| b == 0) {
+                f.seek(SeekFrom::Current(data.len() as i64))
+                    .map_err(|e| Error::io("seek in", fp(), e))?;
+                hole = true;
+            } else {
+                f.write_all(&data)
+                    .map_err(|e| Error::io("write", fp(), e))?;
+                hole = false;
+            }
+            written += data.len() as u64;
+            self.progress.restore_bytes(data.len() as u64);
+        }
+        if hole || written != f.stream_position().unwrap_or(written) {
+            f.set_len(written).map_err(|e| {
+                Error::io(
+                    "set length of",
+                    self.target.join(String::from_utf8_lossy(path).as_ref()),
+                    e,
+                )
+            })?;
+        }
+        if written != node.size {
+            return Err(Error::corrupt(
+                format!("snapshot entry {}", String::from_utf8_lossy(path)),
+                format!("content is {written} bytes, the tree says {}", node.size),
+            ));
+        }
+        let owned: OwnedFd = f.into();
+        self.set_meta_fd(&owned, node, path)?;
+        self.stats.files += 1;
+        self.stats.bytes += written;
+        Ok(())
+    }
+
+    fn restore_symlink(
+        &mut self,
+        dir: &OwnedFd,
+        node: &Node,
+        target: &[u8],
+        path: &[u8],
+    ) -> Result<()> {
+        let name = cstr(&node.name, path)?;
+        let t = CString::new(target.to_vec())
+            .map_err(|_| unsafe_path(path, "symlink target contains NUL"))?;
+        self.remove_existing(dir, &name);
+        // SAFETY: valid fd and C strings. The link is created, never followed by the restore.
+        if unsafe { libc::symlinkat(t.as_ptr(), dir.as_raw_fd(), name.as_ptr()) } != 0 {
+            return Err(last_os_error("create symlink", &self.target, path));
+        }
+        if self.owner {
+            // SAFETY: valid fd and C string; AT_SYMLINK_NOFOLLOW changes the link itself.
+            unsafe {
+                libc::fchownat(
+                    dir.as_raw_fd(),
+                    name.as_ptr(),
+                    node.uid,
+                    node.gid,
+                    libc::AT_SYMLINK_NOFOLLOW,
+                )
+            };
+        }
+        let ts = times(node.mtime_ns);
+        // SAFETY: as above.
+        unsafe {
+            libc::utimensat(
+                dir.as_raw_fd(),
+                name.as_ptr(),
+                ts.as_ptr(),
+                libc::AT_SYMLINK_NOFOLLOW,
+            )
+        };
+        self.stats.symlinks += 1;
+        Ok(())
+    }
+
+    fn set_meta_fd(&self, fd: &OwnedFd, node: &Node, path: &[u8]) -> Result<()> {
+        if self.owner {
+            // SAFETY: valid fd.
+            if unsafe { libc::fchown(fd.as_raw_fd(), node.uid, node.gid) } != 0 {
+                return Err(last_os_error("set owner of", &self.target, path));
+            }
+        }
+        // SAFETY: valid fd.
+        if unsafe { libc::fchmod(fd.as_raw_fd(), (node.mode & 0o7777) as libc::mode_t) } != 0 {
+            return Err(last_os_error("set mode of", &self.target, path));
+        }
+        let ts = times(node.mtime_ns);
+        // SAFETY: valid fd and a 2-element timespec array.
+        if unsafe { libc::futimens(fd.as_raw_fd(), ts.as_ptr()) } != 0 {
+            return Err(last_os_error("set times of", &self.target, path));
+        }
+        Ok(())
+    }
+}
+
+fn times(mtime_ns: i64) -> [libc::timespec; 2] {
+    let ts = libc::timespec {
+        tv_sec: mtime_ns.div_euclid(1_000_000_000) as libc::time_t,
+        tv_nsec: mtime_ns.rem_euclid(1_000_000_000) as _,
+    };
+    [ts, ts]
+}
+
+#[cfg(test)]
+mod tests {
+    //! Crafted malicious snapshots (trees Ferry itself would never write) cannot make
+    //! restore write outside the target.
+    use super::*;
+    use crate::ids::BlobKind;
+    use crate::objects::Tree;
+    use crate::storage::{LocalDir, Storage};
+    use crate::{BackupOptions, MasterKey, NoProgress, Repository};
+    use std::sync::Arc;
+
+    fn node(name: &[u8], kind: NodeKind) -> Node {
+        Node {
+            name: name.to_vec(),
+            kind,
+            mode: 0o644,
+            mtime_ns: 0,
+            uid: 0,
+            gid: 0,
+            size: 0,
+            inode: 0,
+        }
+    }
+
+    /// Write a snapshot whose root tree is built by `f` (which may store subtrees).
+    fn craft(
+        dir: &Path,
+        f: impl FnOnce(&mut crate::BackupSession) -> Tree,
+    ) -> (Repository, MasterKey, SnapshotInfo) {
+        let key = MasterKey::generate();
+        let s: Arc<dyn Storage> = Arc::new(LocalDir::new(dir.join("repo")));
+        let repo = Repository::init(s, &key.put_key()).unwrap();
+        let opts = BackupOptions {
+            cache_disabled: true,
+            ..Default::default()
+        };
+        let mut session = repo
+            .begin_backup(&key.put_key(), opts, Arc::new(NoProgress))
+            .unwrap();
+        let root = f(&mut session);
+        let root_id = session.store_raw_tree(&root).unwrap();
+        let snap = session.finish_with_root(root_id).unwrap();
+        (repo, key, snap)
+    }
+
+    fn assert_refused(
+        dir: &Path,
+        expect_in_msg: &str,
+        f: impl FnOnce(&mut crate::BackupSession) -> Tree,
+    ) {
+        let (repo, key, snap) = craft(dir, f);
+        let target = dir.join("target/inner");
+        let err = repo
+            .reader(&key)
+            .unwrap()
+            .restore(&snap, &target, &RestoreOptions::default(), &NoProgress)
+            .unwrap_err();
+        assert!(matches!(err, Error::UnsafePath { .. }), "{err}");
+        assert!(err.to_string().contains(expect_in_msg), "{err}");
+        // Nothing appeared next to the target or in the outside directory.
+        let outside: Vec<_> = std::fs::read_dir(dir.join("target"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(outside, vec![std::ffi::OsString::from("inner")], "{err}");
+        assert_eq!(std::fs::read_dir(dir.join("outside")).unwrap().count(), 0);
+    }
+
+    fn file_node(s: &mut crate::BackupSession, name: &[u8]) -> Node {
+        let id = s.store_raw_blob(BlobKind::Data, b"evil".to_vec()).unwrap();
+        let mut n = node(name, NodeKind::File { content: vec![id] });
+        n.size = 4;
+        n
+    }
+
+    #[test]
+    fn malicious_names_are_refused() {
+        let names: [(&[u8], &str); 6] = [
+            (b"..", "\"..\""),
+            (b".", "\".\""),
+            (b"../escape", "../escape"),
+            (b"/abs/path", "/abs/path"),
+            (b"a/b", "a/b"),
+            (b"", "empty name"),
+        ];
+        for (name, msg) in names {
+            let dir = tempfile::tempdir().unwrap();
+            std::fs::create_dir_all(dir.path().join("outside")).unwrap();
+            assert_refused(dir.path(), msg, |s| Tree {
+                nodes: vec![file_node(s, name)],
+            });
+        }
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("outside")).unwrap();
+        assert_refused(dir.path(), "NUL", |s| Tree {
+            nodes: vec![file_node(s, b"a\0b")],
+        });
+    }
+
+    #[test]
+    fn nested_dotdot_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("outside")).unwrap();
+        assert_refused(dir.path(), "sub/..", |s| {
+            let inner = Tree {
+                nodes: vec![file_node(s, b"..")],
+            };
+            let id = s.store_raw_tree(&inner).unwrap();
+            Tree {
+                nodes: vec![node(b"sub", NodeKind::Dir { subtree: id })],
+            }
+        });
+    }
+
+    #[test]
+    fn symlink_then_entry_through_it_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = dir.path().join("outside");
+        std::fs::create_dir_all(&outside).unwrap();
+        let out_bytes = outside.as_os_str().as_encoded_bytes().to_vec();
+        // `x` is a symlink to the outside directory, then a directory `x` with a file in it.
+        assert_refused(dir.path(), "x", |s| {
+            let inner = Tree {
+                nodes: vec![file_node(s, b"evil")],
+            };
+            let id = s.store_raw_tree(&inner).unwrap();
+            Tree {
+                nodes: vec![
+                    node(
+                        b"x",
+                        NodeKind::Symlink {
+                            target: out_bytes.clone(),
+                        },
+                    ),
+                    node(b"x", NodeKind::Dir { subtree: id }),
+                ],
+            }
+        });
+        // Same with a directory sorted after the link by a different name but the tree
+        // order reversed (duplicate detection does not depend on order).
+        let dir = tempfile::tempdir().unwrap();
+        let outside = dir.path().join("outside");
+        std::fs::create_dir_all(&outside).unwrap();
+        let out_bytes = outside.as_os_str().as_encoded_bytes().to_vec();
+        assert_refused(dir.path(), "x", |s| {
+            let inner = Tree {
+                nodes: vec![file_node(s, b"evil")],
+            };
+            let id = s.store_raw_tree(&inner).unwrap();
+            Tree {
+                nodes: vec![
+                    node(b"x", NodeKind::Dir { subtree: id }),
+                    node(
+                        b"x",
+                        NodeKind::Symlink {
+                            target: out_bytes.clone(),
+                        },
+                    ),
+                ],
+            }
+        });
+    }
+
+    #[test]
+    fn absolute_symlink_targets_are_created_but_never_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = dir.path().join("outside");
+        std::fs::create_dir_all(&outside).unwrap();
+        let out_bytes = outside.as_os_str().as_encoded_bytes().to_vec();
+        let (repo, key, snap) = craft(dir.path(), |s| Tree {
+            nodes: vec![
+                node(
+                    b"link",
+                    NodeKind::Symlink {
+                        target: out_bytes.clone(),
+                    },
+                ),
+                file_node(s, b"zfile"),
+            ],
+        });
+        let target = dir.path().join("target");
+        repo.reader(&key)
+            .unwrap()
+            .restore(&snap, &target, &RestoreOptions::default(), &NoProgress)
+            .unwrap();
+        assert_eq!(std::fs::read_link(target.join("link")).unwrap(), outside);
+        assert_eq!(std::fs::read(target.join("zfile")).unwrap(), b"evil");
+        assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 0);
+    }
+}
