@@ -1,0 +1,230 @@
+//! Argument definitions (clap derive). The command forms are fixed by issue 2.
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+pub const EXIT_OK: u8 = 0;
+pub const EXIT_ERROR: u8 = 1;
+pub const EXIT_PARTIAL: u8 = 3;
+
+/// What a command finished with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Ok,
+    /// The backup was written but some source files could not be read.
+    Partial,
+}
+
+impl From<Outcome> for std::process::ExitCode {
+    fn from(o: Outcome) -> Self {
+        match o {
+            Outcome::Ok => std::process::ExitCode::from(EXIT_OK),
+            Outcome::Partial => std::process::ExitCode::from(EXIT_PARTIAL),
+        }
+    }
+}
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "ferry",
+    version,
+    about = "Encrypted, deduplicating backups that the backed-up machines cannot read or delete.",
+    after_help = "Exit codes: 0 ok, 1 error, 2 usage error, 3 partial backup (some source files \
+                  unreadable; listed in the summary)."
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct Global {
+    /// More log output (-v info, -vv debug, -vvv trace). Logs go to stderr.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    /// Only errors; no progress bar and no summary on stderr.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// Local cache directory (default: the XDG cache directory). Safe to delete at any time.
+    #[arg(long, env = "FERRY_CACHE_DIR", global = true, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Make and inspect keys.
+    #[command(subcommand)]
+    Key(KeyCommand),
+    /// Back up SOURCE paths into the repository (needs only the put key).
+    Backup(BackupArgs),
+    /// List the snapshots in the repository (master key).
+    Snapshots(SnapshotsArgs),
+    /// List the contents of a snapshot (master key).
+    Ls(LsArgs),
+    /// Restore a snapshot into a directory (master key).
+    Restore(RestoreArgs),
+    /// Verify the repository (master key); --read-data also decrypts every pack.
+    Check(CheckArgs),
+    /// Check the configured sources (LAN hosts, local paths) without backing up.
+    #[command(subcommand)]
+    Sources(crate::cmd::sources::SourcesCommand),
+    /// Permanent AWS infrastructure: plan, apply, destroy, show (operator).
+    Infra(ferry_cloud::InfraArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeyCommand {
+    /// Write a new master key and the put key derived from it.
+    ///
+    /// The master key is protected by a passphrase taken from FERRY_PASSPHRASE, or asked
+    /// for on a terminal; an empty passphrase means none.
+    Init(KeyInitArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct KeyInitArgs {
+    /// Where to write the master key (must not exist; written 0600).
+    #[arg(long, value_name = "MASTER_KEY")]
+    pub master: PathBuf,
+    /// Where to write the put-only key (must not exist; written 0600).
+    #[arg(long, value_name = "PUT_KEY")]
+    pub put: PathBuf,
+}
+
+/// Where the repository is and which key opens it.
+#[derive(Debug, Args)]
+pub struct RepoArgs {
+    /// Repository: a directory, `gate+ssh://ferry@HOST:PORT/SITE` (upload through a jump
+    /// box's gate) or `s3://BUCKET/SITE` (operator reads with admin credentials).
+    #[arg(long, env = "FERRY_REPO", value_name = "REPO")]
+    pub repo: String,
+    /// Key file (the put key for backup, the master key for everything else).
+    #[arg(long, env = "FERRY_KEY", value_name = "KEY")]
+    pub key: PathBuf,
+    /// SSH private key for remote repositories.
+    #[arg(long, value_name = "KEY")]
+    pub identity: Option<PathBuf>,
+    /// Pinned SSH host key of the remote end, for remote repositories.
+    #[arg(long, value_name = "HOSTKEY")]
+    pub host_key: Option<PathBuf>,
+}
+
+impl RepoArgs {
+    pub fn remote(&self) -> crate::storage::RemoteOptions {
+        crate::storage::RemoteOptions {
+            identity: self.identity.clone(),
+            host_key: self.host_key.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    #[command(flatten)]
+    pub repo: RepoArgs,
+    /// Print a machine-readable summary on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// Target pack size, e.g. 32MiB, 512KiB, or bytes.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub pack_size: Option<u64>,
+    /// Back up the sources of this config file (local paths and LAN hosts over SSH).
+    #[arg(long, value_name = "FILE", conflicts_with = "sources")]
+    pub config: Option<PathBuf>,
+    /// Files and directories to back up.
+    #[arg(required_unless_present = "config", value_name = "SOURCE")]
+    pub sources: Vec<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct SnapshotsArgs {
+    #[command(flatten)]
+    pub repo: RepoArgs,
+    /// Print a JSON array of snapshots on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct LsArgs {
+    #[command(flatten)]
+    pub repo: RepoArgs,
+    /// A full snapshot id, a unique prefix, or `latest`.
+    pub snapshot: String,
+    /// Only this path (and below) inside the snapshot.
+    pub path: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    #[command(flatten)]
+    pub repo: RepoArgs,
+    /// A full snapshot id, a unique prefix, or `latest`.
+    pub snapshot: String,
+    /// Directory to restore into (created if missing).
+    #[arg(long, value_name = "DIR")]
+    pub target: PathBuf,
+    /// Restore only paths matching this glob (repeatable).
+    #[arg(long, value_name = "GLOB")]
+    pub include: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    pub repo: RepoArgs,
+    /// Also read, decrypt and verify every pack.
+    #[arg(long)]
+    pub read_data: bool,
+    /// Print a machine-readable report on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `32MiB`, `512KiB`, `1G`, `4096`.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size (e.g. 32MiB)"))?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        other => {
+            return Err(format!(
+                "unknown size unit {other:?} in {s:?} (use KiB, MiB or GiB)"
+            ));
+        }
+    };
+    n.checked_mul(mult)
+        .filter(|&v| v > 0)
+        .ok_or_else(|| format!("size {s:?} is out of range"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn sizes_parse() {
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert_eq!(parse_size("512KiB"), Ok(512 << 10));
+        assert_eq!(parse_size("32MiB"), Ok(32 << 20));
+        assert_eq!(parse_size("1g"), Ok(1 << 30));
+        assert!(parse_size("0").is_err());
+        assert!(parse_size("12 parsecs").is_err());
+        assert!(parse_size("").is_err());
+    }
+}

@@ -1,0 +1,70 @@
+//! One module per subcommand. Each turns its arguments into engine calls and prints.
+
+mod backup;
+mod check;
+mod key;
+mod ls;
+mod restore;
+mod snapshots;
+pub(crate) mod sources;
+
+use crate::cli::{Cli, Command, KeyCommand, Outcome, RepoArgs};
+use anyhow::Context;
+use ferry_repo::keys::{self, AnyKey, MasterKey, Passphrase, PutKey};
+use ferry_repo::storage::Storage;
+use std::path::PathBuf;
+
+pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
+    let g = cli.global;
+    match cli.command {
+        Command::Key(KeyCommand::Init(a)) => key::init(&a),
+        Command::Backup(a) => match &a.config {
+            Some(c) => sources::backup(&g, &a, c),
+            None => backup::run(&g, &a),
+        },
+        Command::Sources(c) => sources::run(&g, &c),
+        Command::Infra(a) => ferry_cloud::infra_main(a).map(|_| Outcome::Ok),
+        Command::Snapshots(a) => snapshots::run(&g, &a),
+        Command::Ls(a) => ls::run(&g, &a),
+        Command::Restore(a) => restore::run(&g, &a),
+        Command::Check(a) => check::run(&g, &a),
+    }
+}
+
+/// Read a key file of either kind, asking for a passphrase only if it is protected.
+fn read_any_key(path: &std::path::Path) -> anyhow::Result<AnyKey> {
+    // The engine's callback can only return engine errors; keep ours aside and report it.
+    let mut ours: Option<anyhow::Error> = None;
+    let mut ask = || match crate::secret::for_existing_key(path) {
+        Ok(p) => Ok(Some(Passphrase::new(p.as_str()))),
+        Err(e) => {
+            ours = Some(e);
+            Ok(None)
+        }
+    };
+    let r = keys::read_key_file(path, &mut ask);
+    if let Some(e) = ours {
+        return Err(e);
+    }
+    Ok(r?)
+}
+
+/// The master key from `--key`; a put key gets a clear "needs the master key" error.
+pub(crate) fn master_key(repo: &RepoArgs, op: &'static str) -> anyhow::Result<MasterKey> {
+    Ok(read_any_key(&repo.key)?.into_master(op)?)
+}
+
+/// The put key from `--key` (a master key works too: it contains the put key).
+pub(crate) fn put_key(repo: &RepoArgs) -> anyhow::Result<PutKey> {
+    Ok(read_any_key(&repo.key)?.put_key())
+}
+
+pub(crate) fn storage(repo: &RepoArgs) -> anyhow::Result<Box<dyn Storage>> {
+    crate::storage::open_storage(&repo.repo, &repo.remote())
+        .with_context(|| format!("opening repository {}", repo.repo))
+}
+
+/// `--cache-dir`, else `$XDG_CACHE_HOME/ferry` (or `~/.cache/ferry`).
+pub(crate) fn cache_dir(g: &crate::cli::Global) -> Option<PathBuf> {
+    g.cache_dir.clone()
+}

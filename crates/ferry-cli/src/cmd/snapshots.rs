@@ -1,0 +1,47 @@
+//! `ferry snapshots --repo DIR --key MASTER_KEY [--json]`
+
+use crate::cli::{Global, Outcome, SnapshotsArgs};
+use ferry_repo::Repository;
+use std::sync::Arc;
+
+pub fn run(_g: &Global, a: &SnapshotsArgs) -> anyhow::Result<Outcome> {
+    let key = super::master_key(&a.repo, "listing snapshots")?;
+    let repo = Repository::open(Arc::from(super::storage(&a.repo)?))?;
+    let reader = repo.reader(&key)?;
+    let mut snaps = reader.snapshots()?;
+    snaps.sort_by(|x, y| {
+        x.snapshot
+            .time_ns
+            .cmp(&y.snapshot.time_ns)
+            .then(x.id.cmp(&y.id))
+    });
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&snaps)?);
+        return Ok(Outcome::Ok);
+    }
+    println!(
+        "{:<8}  {:<20}  {:<16}  {:>8}  {:>10}  paths",
+        "id", "time", "host", "files", "size"
+    );
+    for s in &snaps {
+        let sn = &s.snapshot;
+        let time: String = sn
+            .time
+            .chars()
+            .take(19)
+            .collect::<String>()
+            .replace('T', " ");
+        println!(
+            "{:<8}  {:<20}  {:<16}  {:>8}  {:>10}  {}{}",
+            s.short_id(),
+            time,
+            sn.host,
+            sn.stats.files,
+            super::backup::human(sn.stats.bytes),
+            sn.paths.join(" "),
+            if sn.is_partial() { "  (partial)" } else { "" }
+        );
+    }
+    println!("{} snapshots", snaps.len());
+    Ok(Outcome::Ok)
+}

@@ -1,0 +1,136 @@
+//! `ferry sources check --config FILE` and `ferry backup --config FILE`: the sources of a
+//! config file (the backup VM's own paths and LAN hosts reached over SSH), collected by
+//! `ferry-collect` into one snapshot.
+
+use crate::cli::{BackupArgs, Global, Outcome};
+use anyhow::Context;
+use ferry_collect::{CheckReport, CollectReport, ConfigFile, SourceStatus};
+use ferry_repo::{BackupOptions, Repository};
+use serde_json::json;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+#[derive(Debug, clap::Subcommand)]
+pub enum SourcesCommand {
+    /// Test each source's connection, host key and paths without backing anything up.
+    ///
+    /// Exit code 0 when every source is reachable with a matching host key and every
+    /// path is readable, 3 otherwise.
+    Check(SourcesCheckArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct SourcesCheckArgs {
+    /// Config file with a [sources] section.
+    #[arg(long, value_name = "FILE")]
+    pub config: PathBuf,
+    /// Print a JSON report on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(g: &Global, cmd: &SourcesCommand) -> anyhow::Result<Outcome> {
+    match cmd {
+        SourcesCommand::Check(a) => check(g, a),
+    }
+}
+
+fn check(g: &Global, a: &SourcesCheckArgs) -> anyhow::Result<Outcome> {
+    let cfg = ConfigFile::load(&a.config)?;
+    let jobs = ferry_collect::jobs_of(&cfg)?;
+    let reports = ferry_collect::check(&jobs, cfg.parallel);
+    if a.json {
+        let v: Vec<_> = reports.iter().map(check_json).collect();
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else if !g.quiet {
+        for r in &reports {
+            match &r.connection {
+                Ok(m) => println!("{:<16} {:<28} ok: {m}", r.name, r.origin),
+                Err(m) => println!("{:<16} {:<28} FAILED: {m}", r.name, r.origin),
+            }
+            for (p, s) in &r.paths {
+                println!("  {:<10} {}", s, p.display());
+            }
+        }
+    }
+    Ok(if reports.iter().all(CheckReport::ok) {
+        Outcome::Ok
+    } else {
+        Outcome::Partial
+    })
+}
+
+fn check_json(r: &CheckReport) -> serde_json::Value {
+    json!({
+        "source": r.name,
+        "origin": r.origin,
+        "ok": r.ok(),
+        "connection": match &r.connection { Ok(m) => json!({"ok": true, "message": m}), Err(m) => json!({"ok": false, "message": m}) },
+        "paths": r.paths.iter().map(|(p, s)| json!({"path": p.display().to_string(), "state": s})).collect::<Vec<_>>(),
+    })
+}
+
+/// `ferry backup --config FILE`: every source of the file into one snapshot.
+pub fn backup(g: &Global, a: &BackupArgs, config: &Path) -> anyhow::Result<Outcome> {
+    let cfg = ConfigFile::load(config)?;
+    let key = super::put_key(&a.repo)?;
+    let storage: Arc<dyn ferry_repo::storage::Storage> = Arc::from(super::storage(&a.repo)?);
+    let repo = Repository::open_or_init(storage, &key)
+        .with_context(|| format!("opening repository {}", a.repo.repo))?;
+    let mut opts = BackupOptions {
+        cache_dir: super::cache_dir(g),
+        ..BackupOptions::default()
+    };
+    if let Some(p) = a.pack_size {
+        opts.pack_size = usize::try_from(p).context("pack size too large")?;
+    }
+    let bar = Arc::new(crate::output::Bar::new(
+        crate::output::interactive(g.quiet),
+        None,
+    ));
+    let r = ferry_collect::backup(&repo, &key, &cfg, opts, bar.clone());
+    bar.finish();
+    let (info, report) = r?;
+    if a.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report_json(&info.id, &report))?
+        );
+    } else if !g.quiet {
+        eprintln!("snapshot {}", info.id);
+        eprint!("{}", report.summary());
+    }
+    Ok(if report.is_partial() {
+        Outcome::Partial
+    } else {
+        Outcome::Ok
+    })
+}
+
+fn report_json(snapshot: &str, r: &CollectReport) -> serde_json::Value {
+    let sources: Vec<_> = r
+        .sources
+        .iter()
+        .map(|s| {
+            let (status, reason) = match &s.status {
+                SourceStatus::Ok => ("ok", None),
+                SourceStatus::Partial => ("partial", None),
+                SourceStatus::Failed(m) => ("failed", Some(m.clone())),
+            };
+            json!({
+                "source": s.name,
+                "origin": s.origin,
+                "status": status,
+                "reason": reason,
+                "entries": s.entries,
+                "files_read": s.files_read,
+                "files_unchanged": s.files_unchanged,
+                "content_bytes": s.content_bytes,
+                "wire_bytes": s.wire_bytes,
+                "skipped": s.skipped.iter().map(|(p, why)| json!({"path": p.display().to_string(), "why": format!("{why:?}")})).collect::<Vec<_>>(),
+                "errors": s.errors.iter().map(|(p, m)| json!({"path": p.display().to_string(), "message": m})).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    json!({ "snapshot": snapshot, "partial": r.is_partial(), "sources": sources })
+}

@@ -1,0 +1,111 @@
+//! Logs (tracing, to stderr) and the progress bar (indicatif, only on a terminal).
+
+use ferry_repo::progress::Progress;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use std::io::IsTerminal;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+/// `-q`: errors only; default: warnings; `-v` info, `-vv` debug, `-vvv` trace.
+/// `RUST_LOG` overrides.
+pub fn init_tracing(verbose: u8, quiet: bool) {
+    let level = match (quiet, verbose) {
+        (true, _) => "error",
+        (false, 0) => "warn",
+        (false, 1) => "info",
+        (false, 2) => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_target(false)
+        .try_init();
+}
+
+/// Whether human-oriented output (progress, summaries on stderr) should be drawn.
+pub fn interactive(quiet: bool) -> bool {
+    !quiet && std::io::stderr().is_terminal()
+}
+
+/// Progress for backup and restore: a bar with files, bytes, rate and ETA on a terminal,
+/// nothing otherwise. Unreadable entries are logged as warnings as they happen.
+pub struct Bar {
+    bar: Option<ProgressBar>,
+    files: AtomicU64,
+}
+
+impl Bar {
+    /// `total_bytes`: the expected amount of data, when known (for the ETA).
+    pub fn new(show: bool, total_bytes: Option<u64>) -> Self {
+        let bar = show.then(|| {
+            let b = ProgressBar::with_draw_target(total_bytes, ProgressDrawTarget::stderr());
+            let style = if total_bytes.is_some() {
+                "{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta} {msg}"
+            } else {
+                "{spinner} [{elapsed_precise}] {bytes} {binary_bytes_per_sec} {msg}"
+            };
+            b.set_style(ProgressStyle::with_template(style).unwrap_or_else(|_| ProgressStyle::default_bar()));
+            b.enable_steady_tick(std::time::Duration::from_millis(200));
+            b
+        });
+        Bar {
+            bar,
+            files: AtomicU64::new(0),
+        }
+    }
+
+    fn file(&self) {
+        let n = self.files.fetch_add(1, Relaxed) + 1;
+        if let Some(b) = &self.bar {
+            b.set_message(format!("{n} files"));
+        }
+    }
+
+    fn bytes(&self, n: u64) {
+        if let Some(b) = &self.bar {
+            b.inc(n);
+        }
+    }
+
+    /// Remove the bar from the terminal.
+    pub fn finish(&self) {
+        if let Some(b) = &self.bar {
+            b.finish_and_clear();
+        }
+    }
+}
+
+impl Progress for Bar {
+    fn file_started(&self, _path: &[u8], _size: u64) {
+        self.file();
+    }
+    fn file_unchanged(&self, _path: &[u8], size: u64) {
+        self.file();
+        self.bytes(size);
+    }
+    fn bytes_read(&self, n: u64) {
+        self.bytes(n);
+    }
+    fn error(&self, path: &[u8], message: &str) {
+        let p = String::from_utf8_lossy(path).into_owned();
+        if let Some(b) = &self.bar {
+            b.suspend(|| tracing::warn!("{p}: {message}"));
+        } else {
+            tracing::warn!("{p}: {message}");
+        }
+    }
+    fn restore_file(&self, _path: &[u8], _size: u64) {
+        self.file();
+    }
+    fn restore_bytes(&self, n: u64) {
+        self.bytes(n);
+    }
+    fn check_object(&self, object: &str) {
+        if let Some(b) = &self.bar {
+            b.set_message(object.to_string());
+        }
+    }
+}
