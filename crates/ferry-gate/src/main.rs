@@ -1,2 +1,114 @@
-//! # ferry-gate — the jump-box gate (stub; see issue 3)
-fn main() {}
+//! # ferry-gate — the jump-box gate binary
+//!
+//! `ferry-gate serve --config FILE [--sink s3|null]`: run as the OpenSSH forced command of the
+//! backup VM's key, speak the Ferry protocol on stdin/stdout, put checked objects into the
+//! backup bucket. See the library docs and `docs/PROTOCOL.md`, `docs/JUMPBOX.md`.
+//!
+//! Exit codes: 0 after a clean BYE; 1 protocol error, truncated stream or disconnect without
+//! BYE; 2 bad command line or config; 3 the session expired while connected.
+
+use clap::{Parser, Subcommand, ValueEnum};
+use ferry_gate::{NullSink, Session, Settings, Shared, Sink, lock};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use time::OffsetDateTime;
+
+#[derive(Parser)]
+#[command(name = "ferry-gate", version, about = "Ferry's jump-box gate")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Serve one session on stdin/stdout (the SSH forced command).
+    Serve {
+        /// The session's TOML config (bucket, site, limits, kinds, expiry).
+        #[arg(long)]
+        config: PathBuf,
+        /// Where accepted objects go: the S3 bucket, or nowhere (benchmarks).
+        #[arg(long, value_enum, default_value_t = SinkKind::S3)]
+        sink: SinkKind,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum SinkKind {
+    S3,
+    Null,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let Cmd::Serve { config, sink } = cli.cmd;
+    let text = match std::fs::read_to_string(&config) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("ferry-gate: cannot read config {}: {e}", config.display());
+            return ExitCode::from(2);
+        }
+    };
+    let settings = match Settings::from_toml(&text, &config.display().to_string()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("ferry-gate: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let sink: Box<dyn Sink> = match sink {
+        SinkKind::Null => Box::new(NullSink),
+        SinkKind::S3 => {
+            let c = &settings.config;
+            match ferry_gate::s3sink::S3Sink::new(&c.bucket, &c.site, c.region.as_deref()) {
+                Ok(s) => Box::new(s),
+                Err(e) => {
+                    eprintln!("ferry-gate: {e}");
+                    return ExitCode::from(2);
+                }
+            }
+        }
+    };
+    let shared = Shared::new(sink, true);
+
+    // Expiry watchdog: at the expiry time, end the session (after any upload in flight),
+    // put the audit record and exit, whatever the client is doing. A session already expired
+    // at start is refused by the session itself (its HELLO gets a clear ERROR).
+    if settings.expires > OffsetDateTime::now_utc() {
+        let shared = shared.clone();
+        let settings = settings.clone();
+        std::thread::spawn(move || {
+            loop {
+                let left = settings.expires - OffsetDateTime::now_utc();
+                if left <= time::Duration::ZERO {
+                    break;
+                }
+                let step = left.min(time::Duration::seconds(60));
+                std::thread::sleep(std::time::Duration::from_millis(
+                    step.whole_milliseconds().max(1) as u64,
+                ));
+            }
+            let mut g = lock(&shared);
+            if g.finished {
+                return;
+            }
+            let reason = format!(
+                "session {} expired at {}",
+                settings.config.session, settings.config.expires
+            );
+            if let Err(e) = g.finish(&settings, "expired", Some(reason)) {
+                eprintln!("ferry-gate: {e}");
+            }
+            std::process::exit(3);
+        });
+    }
+
+    let clock = OffsetDateTime::now_utc;
+    let stdin = std::io::stdin().lock();
+    let stdout = std::io::stdout().lock();
+    let end = Session::new(stdin, stdout, &settings, shared, &clock).run();
+    if let ferry_gate::End::Error(m) = &end {
+        eprintln!("ferry-gate: {m}");
+    }
+    ExitCode::from(end.exit_code() as u8)
+}

@@ -1,3 +1,828 @@
 //! # ferry-remote — the gate-over-SSH storage backend
 //!
-//! Owns the client side of the gate protocol over the system OpenSSH client. Must never depend on AWS.
+//! Owns the client side of the gate protocol over the system OpenSSH client:
+//! [`GateStorage`] implements [`Storage`] for `gate+ssh://USER@HOST:PORT/SITE` by running
+//! `ssh` (batch mode, the host key pinned from a file, no agent, no forwarding) with its
+//! stdin/stdout piped to the [`ferry_proto`] protocol. Puts and lists only: the gate is
+//! write-only by design.
+//!
+//! Must never depend on AWS crates or an SSH library (the whole workspace uses `ssh`).
+
+use ferry_proto::{Frame, FrameReader, PROTOCOL_VERSION, write_frame};
+use ferry_repo::format::ObjectKind;
+use ferry_repo::storage::{PutOutcome, Storage, StorageError};
+use std::io::{BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// Bytes per DATA frame the client sends.
+const CHUNK: usize = 512 * 1024;
+/// Most stderr bytes of `ssh` kept for messages.
+const STDERR_CAP: usize = 16 * 1024;
+/// Most LIST pages followed (1000 names each): a bound, not a limit anyone should reach.
+const MAX_LIST_PAGES: usize = 100_000;
+
+/// A parsed `gate+ssh://USER@HOST:PORT/SITE`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GateUrl {
+    pub user: String,
+    pub host: String,
+    pub port: u16,
+    pub site: String,
+}
+
+impl GateUrl {
+    pub fn parse(url: &str) -> Result<Self, String> {
+        let rest = url
+            .strip_prefix("gate+ssh://")
+            .ok_or_else(|| format!("{url:?} is not a gate+ssh://USER@HOST:PORT/SITE location"))?;
+        let (authority, site) = rest
+            .split_once('/')
+            .ok_or_else(|| format!("{url:?}: missing /SITE after the host"))?;
+        let site = site.trim_end_matches('/');
+        if site.is_empty()
+            || site.starts_with('/')
+            || site
+                .split('/')
+                .any(|p| p.is_empty() || p == "." || p == "..")
+        {
+            return Err(format!("{url:?}: {site:?} is not a valid site prefix"));
+        }
+        let (user, hostport) = authority.split_once('@').unwrap_or(("ferry", authority));
+        let (host, port) = if let Some(h) = hostport.strip_prefix('[') {
+            let (h, p) = h
+                .split_once(']')
+                .ok_or_else(|| format!("{url:?}: unclosed '[' in the host"))?;
+            (h, p.strip_prefix(':'))
+        } else {
+            match hostport.rsplit_once(':') {
+                Some((h, p)) => (h, Some(p)),
+                None => (hostport, None),
+            }
+        };
+        let port = match port {
+            None => 22,
+            Some(p) => p
+                .parse::<u16>()
+                .ok()
+                .filter(|p| *p != 0)
+                .ok_or_else(|| format!("{url:?}: port {p:?} is not a valid port"))?,
+        };
+        let ok = |s: &str| {
+            !s.is_empty()
+                && !s.starts_with('-')
+                && s.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-._:".contains(&b))
+        };
+        if !ok(host) {
+            return Err(format!(
+                "{url:?}: {host:?} is not a valid host name or address"
+            ));
+        }
+        if !ok(user) || user.contains(':') {
+            return Err(format!("{url:?}: {user:?} is not a valid user name"));
+        }
+        Ok(Self {
+            user: user.into(),
+            host: host.into(),
+            port,
+            site: site.into(),
+        })
+    }
+
+    pub fn to_url(&self) -> String {
+        let host = if self.host.contains(':') {
+            format!("[{}]", self.host)
+        } else {
+            self.host.clone()
+        };
+        format!(
+            "gate+ssh://{}@{}:{}/{}",
+            self.user, host, self.port, self.site
+        )
+    }
+}
+
+/// How to reach the gate.
+#[derive(Debug, Clone)]
+pub struct GateOptions {
+    /// The SSH private key (`--identity`).
+    pub identity: PathBuf,
+    /// File with the gate host's public key, `TYPE BASE64 [comment]` (`--host-key`).
+    pub host_key: PathBuf,
+    /// Session id to present; `None` = whatever session the gate serves.
+    pub session: Option<String>,
+    /// The ssh program (default `ssh` from PATH).
+    pub ssh_program: PathBuf,
+    /// Connection attempts (≥ 1) for connection failures; refusals are never retried.
+    pub attempts: u32,
+    /// First backoff delay; doubles per attempt.
+    pub backoff: Duration,
+    /// Upper bound on the total time spent retrying.
+    pub retry_budget: Duration,
+}
+
+impl GateOptions {
+    pub fn new(identity: impl Into<PathBuf>, host_key: impl Into<PathBuf>) -> Self {
+        Self {
+            identity: identity.into(),
+            host_key: host_key.into(),
+            session: None,
+            ssh_program: PathBuf::from("ssh"),
+            attempts: 5,
+            backoff: Duration::from_millis(500),
+            retry_budget: Duration::from_secs(30),
+        }
+    }
+}
+
+/// The pinned host key read from `--host-key`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PinnedKey {
+    pub key_type: String,
+    pub base64: String,
+}
+
+impl PinnedKey {
+    pub fn read(path: &Path) -> Result<Self, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read host key file {}: {e}", path.display()))?;
+        Self::parse(&text).map_err(|e| format!("host key file {}: {e}", path.display()))
+    }
+
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let line = text
+            .lines()
+            .map(str::trim)
+            .find(|l| !l.is_empty() && !l.starts_with('#'))
+            .ok_or("no public key in it")?;
+        let mut parts = line.split_whitespace();
+        let key_type = parts.next().unwrap_or_default();
+        let b64 = parts
+            .next()
+            .ok_or("expected \"TYPE BASE64\" (an OpenSSH public key line)")?;
+        const TYPES: [&str; 5] = [
+            "ssh-ed25519",
+            "ecdsa-sha2-nistp256",
+            "ecdsa-sha2-nistp384",
+            "ecdsa-sha2-nistp521",
+            "ssh-rsa",
+        ];
+        if !TYPES.contains(&key_type) {
+            return Err(format!(
+                "unsupported or invalid key type {key_type:?} (expected one of {})",
+                TYPES.join(", ")
+            ));
+        }
+        if b64.len() < 16
+            || !b64
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"+/=".contains(&b))
+        {
+            return Err("the key is not base64".to_string());
+        }
+        Ok(Self {
+            key_type: key_type.into(),
+            base64: b64.into(),
+        })
+    }
+
+    /// The `HostKeyAlgorithms` that present this key.
+    fn algorithms(&self) -> &str {
+        if self.key_type == "ssh-rsa" {
+            "rsa-sha2-512,rsa-sha2-256"
+        } else {
+            &self.key_type
+        }
+    }
+
+    /// The known_hosts line for `host:port`.
+    pub fn known_hosts_line(&self, host: &str, port: u16) -> String {
+        let h = if port == 22 {
+            host.to_string()
+        } else {
+            format!("[{host}]:{port}")
+        };
+        format!("{h} {} {}\n", self.key_type, self.base64)
+    }
+}
+
+/// The gate's limits from HELLO_OK.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GateLimits {
+    pub max_object_size: u64,
+    pub max_session_bytes: u64,
+}
+
+struct Conn {
+    child: Child,
+    reader: FrameReader<ChildStdout>,
+    writer: Option<BufWriter<ChildStdin>>,
+    stderr: Arc<Mutex<Vec<u8>>>,
+    stderr_thread: Option<JoinHandle<()>>,
+    /// Set after a protocol error or lost connection: nothing more can be sent.
+    broken: Option<String>,
+    closed: bool,
+}
+
+/// A repository reached through `ferry-gate` over SSH. Write-only: put and list.
+pub struct GateStorage {
+    url: GateUrl,
+    conn: Mutex<Conn>,
+    limits: GateLimits,
+    session: String,
+    /// The `config` this client put (or found identical) in this session: the gate is
+    /// write-only, so this is the only `config` the client can "read".
+    config: Mutex<Option<Vec<u8>>>,
+    // Holds the known_hosts file for the life of the connection.
+    _dir: tempfile::TempDir,
+}
+
+fn backend(location: &str, message: String) -> StorageError {
+    StorageError::Backend {
+        location: location.to_string(),
+        message,
+    }
+}
+
+enum Attempt {
+    Ok(Conn, GateLimits, String),
+    Retry(String),
+    Fatal(String),
+}
+
+impl GateStorage {
+    /// Connect (with bounded retries on connection failures) and say HELLO.
+    pub fn connect(url: &str, opts: &GateOptions) -> Result<Self, StorageError> {
+        let gate = GateUrl::parse(url).map_err(|m| backend(url, m))?;
+        let location = gate.to_url();
+        let key = PinnedKey::read(&opts.host_key).map_err(|m| backend(&location, m))?;
+        if !opts.identity.is_file() {
+            return Err(backend(
+                &location,
+                format!(
+                    "SSH identity {} is not a readable file",
+                    opts.identity.display()
+                ),
+            ));
+        }
+        let dir = tempfile::Builder::new()
+            .prefix("ferry-ssh-")
+            .tempdir()
+            .map_err(|e| {
+                backend(
+                    &location,
+                    format!("cannot create a private temp dir for known_hosts: {e}"),
+                )
+            })?;
+        let kh = dir.path().join("known_hosts");
+        std::fs::write(&kh, key.known_hosts_line(&gate.host, gate.port))
+            .map_err(|e| backend(&location, format!("cannot write {}: {e}", kh.display())))?;
+        let started = Instant::now();
+        let attempts = opts.attempts.max(1);
+        let mut delay = opts.backoff;
+        let mut last = String::new();
+        for attempt in 1..=attempts {
+            match Self::attempt(&gate, opts, &key, &kh) {
+                Attempt::Ok(conn, limits, session) => {
+                    return Ok(Self {
+                        url: gate,
+                        conn: Mutex::new(conn),
+                        limits,
+                        session,
+                        config: Mutex::new(None),
+                        _dir: dir,
+                    });
+                }
+                Attempt::Fatal(m) => return Err(backend(&location, m)),
+                Attempt::Retry(m) => last = m,
+            }
+            if attempt == attempts || started.elapsed() + delay > opts.retry_budget {
+                break;
+            }
+            std::thread::sleep(delay);
+            delay = delay.saturating_mul(2);
+        }
+        Err(backend(
+            &location,
+            format!(
+                "cannot connect to {}:{} (gave up after retries): {last}",
+                gate.host, gate.port
+            ),
+        ))
+    }
+
+    fn attempt(gate: &GateUrl, opts: &GateOptions, key: &PinnedKey, kh: &Path) -> Attempt {
+        let mut cmd = Command::new(&opts.ssh_program);
+        cmd.arg("-F").arg("/dev/null").args(["-T", "-x", "-a"]);
+        for o in [
+            "BatchMode=yes".to_string(),
+            "StrictHostKeyChecking=yes".to_string(),
+            format!("UserKnownHostsFile={}", kh.display()),
+            "GlobalKnownHostsFile=/dev/null".to_string(),
+            format!("HostKeyAlgorithms={}", key.algorithms()),
+            "CheckHostIP=no".to_string(),
+            "UpdateHostKeys=no".to_string(),
+            "IdentitiesOnly=yes".to_string(),
+            "IdentityAgent=none".to_string(),
+            "PasswordAuthentication=no".to_string(),
+            "KbdInteractiveAuthentication=no".to_string(),
+            "ClearAllForwardings=yes".to_string(),
+            "ConnectTimeout=10".to_string(),
+            "ServerAliveInterval=15".to_string(),
+            "ServerAliveCountMax=4".to_string(),
+            "LogLevel=ERROR".to_string(),
+        ] {
+            cmd.arg("-o").arg(o);
+        }
+        cmd.arg("-i")
+            .arg(&opts.identity)
+            .arg("-p")
+            .arg(gate.port.to_string())
+            .arg("-l")
+            .arg(&gate.user);
+        cmd.arg("--").arg(&gate.host);
+        cmd.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = match cmd.spawn() {
+            Ok(c) => c,
+            Err(e) => {
+                return Attempt::Fatal(format!("cannot run {}: {e}", opts.ssh_program.display()));
+            }
+        };
+        let (Some(stdin), Some(stdout), Some(mut err)) =
+            (child.stdin.take(), child.stdout.take(), child.stderr.take())
+        else {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Attempt::Fatal("ssh started without its pipes".to_string());
+        };
+        let stderr = Arc::new(Mutex::new(Vec::new()));
+        let sink = stderr.clone();
+        let stderr_thread = std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = err.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                let mut s = sink.lock().unwrap_or_else(|p| p.into_inner());
+                let room = STDERR_CAP.saturating_sub(s.len());
+                s.extend_from_slice(&buf[..n.min(room)]);
+            }
+        });
+        let mut conn = Conn {
+            child,
+            reader: FrameReader::new(stdout),
+            writer: Some(BufWriter::with_capacity(CHUNK + 64, stdin)),
+            stderr,
+            stderr_thread: Some(stderr_thread),
+            broken: None,
+            closed: false,
+        };
+        let hello = Frame::Hello {
+            version: PROTOCOL_VERSION,
+            session: opts.session.clone().unwrap_or_default(),
+            site: gate.site.clone(),
+        };
+        let sent = conn.send(&hello).and_then(|_| conn.flush());
+        let reply = match sent {
+            Ok(()) => conn
+                .reader
+                .read()
+                .map(|f| f.map(owned))
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e),
+        };
+        match reply {
+            Ok(Some(Frame::HelloOk {
+                version,
+                session,
+                max_object_size,
+                max_session_bytes,
+            })) if version == PROTOCOL_VERSION => Attempt::Ok(
+                conn,
+                GateLimits {
+                    max_object_size,
+                    max_session_bytes,
+                },
+                session,
+            ),
+            Ok(Some(Frame::Error { message })) => {
+                conn.shutdown();
+                Attempt::Fatal(format!("the gate refused the session: {message}"))
+            }
+            Ok(Some(other)) => {
+                conn.shutdown();
+                Attempt::Fatal(format!("the gate answered HELLO with {other:?}"))
+            }
+            Ok(None) | Err(_) => {
+                let (status, text) = conn.finish_failed();
+                let host = format!("{}:{}", gate.host, gate.port);
+                if text.contains("Host key verification failed")
+                    || text.contains("HOST IDENTIFICATION HAS CHANGED")
+                    || text.contains("No ED25519 host key is known")
+                    || text.contains("host key") && text.contains("differs")
+                {
+                    Attempt::Fatal(format!(
+                        "host key for {host} does not match the pinned key in {} (ssh: {})",
+                        opts.host_key.display(),
+                        text.trim()
+                    ))
+                } else if text.contains("Permission denied") {
+                    Attempt::Fatal(format!(
+                        "{}@{host} refused the key {} (ssh: {})",
+                        gate.user,
+                        opts.identity.display(),
+                        text.trim()
+                    ))
+                } else if status == Some(255) {
+                    Attempt::Retry(format!("ssh: {}", text.trim()))
+                } else {
+                    Attempt::Fatal(format!(
+                        "the gate at {host} ended the session before answering HELLO (exit status {}): {}",
+                        status.map_or("unknown".to_string(), |s| s.to_string()),
+                        text.trim()
+                    ))
+                }
+            }
+        }
+    }
+
+    /// The limits the gate announced.
+    pub fn limits(&self) -> GateLimits {
+        self.limits
+    }
+
+    /// The session the gate serves.
+    pub fn session(&self) -> &str {
+        &self.session
+    }
+
+    /// End the session cleanly (BYE) and wait for ssh. Also done on drop, best effort.
+    pub fn close(&self) -> Result<(), StorageError> {
+        let mut c = self.lock();
+        c.bye().map_err(|m| backend(&self.location(), m))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Conn> {
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn err(&self, m: String) -> StorageError {
+        backend(&self.location(), m)
+    }
+}
+
+impl Conn {
+    fn send(&mut self, f: &Frame<'_>) -> Result<(), String> {
+        let w = self
+            .writer
+            .as_mut()
+            .ok_or("the connection to the gate is closed")?;
+        write_frame(w, f).map_err(|e| format!("sending {} to the gate: {e}", f.type_name()))
+    }
+
+    fn flush(&mut self) -> Result<(), String> {
+        let w = self
+            .writer
+            .as_mut()
+            .ok_or("the connection to the gate is closed")?;
+        w.flush().map_err(|e| format!("sending to the gate: {e}"))
+    }
+
+    fn stderr_text(&self) -> String {
+        String::from_utf8_lossy(&self.stderr.lock().unwrap_or_else(|p| p.into_inner())).into_owned()
+    }
+
+    /// Close stdin, wait for ssh, collect its stderr.
+    fn finish_failed(&mut self) -> (Option<i32>, String) {
+        self.writer = None;
+        let status = wait_bounded(&mut self.child, Duration::from_secs(15));
+        if let Some(t) = self.stderr_thread.take() {
+            let _ = t.join();
+        }
+        self.closed = true;
+        (status, self.stderr_text())
+    }
+
+    fn shutdown(&mut self) {
+        let _ = self.finish_failed();
+    }
+
+    /// Mark the connection unusable and describe why, with ssh's/the gate's stderr.
+    fn lost(&mut self, what: String) -> String {
+        let (status, text) = self.finish_failed();
+        let msg = if text.trim().is_empty() {
+            format!(
+                "{what} (ssh exit status {})",
+                status.map_or("unknown".into(), |s| s.to_string())
+            )
+        } else {
+            format!("{what}: {}", text.trim())
+        };
+        self.broken = Some(msg.clone());
+        msg
+    }
+
+    fn check(&self) -> Result<(), String> {
+        match &self.broken {
+            Some(m) => Err(format!("the connection to the gate was lost earlier: {m}")),
+            None if self.closed => Err("the connection to the gate is closed".to_string()),
+            None => Ok(()),
+        }
+    }
+
+    fn read(&mut self, waiting_for: &str) -> Result<Frame<'static>, String> {
+        match self.reader.read() {
+            Ok(Some(f)) => Ok(owned(f)),
+            Ok(None) => Err(self.lost(format!(
+                "the gate closed the connection while we waited for {waiting_for}"
+            ))),
+            Err(e) => Err(self.lost(format!("reading {waiting_for} from the gate: {e}"))),
+        }
+    }
+
+    fn bye(&mut self) -> Result<(), String> {
+        if self.closed || self.broken.is_some() {
+            return Ok(());
+        }
+        self.send(&Frame::Bye)?;
+        self.flush()?;
+        let r = self.read("BYE_OK");
+        self.shutdown();
+        match r {
+            Ok(Frame::ByeOk) => Ok(()),
+            Ok(other) => Err(format!("the gate answered BYE with {other:?}")),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// Copy a borrowed frame (DATA never comes from the gate).
+fn owned(f: Frame<'_>) -> Frame<'static> {
+    match f {
+        Frame::Data(_) => Frame::Error {
+            message: "unexpected DATA frame from the gate".into(),
+        },
+        Frame::Hello {
+            version,
+            session,
+            site,
+        } => Frame::Hello {
+            version,
+            session,
+            site,
+        },
+        Frame::Put { kind, name, size } => Frame::Put { kind, name, size },
+        Frame::End => Frame::End,
+        Frame::List { kind, continuation } => Frame::List { kind, continuation },
+        Frame::Bye => Frame::Bye,
+        Frame::HelloOk {
+            version,
+            session,
+            max_object_size,
+            max_session_bytes,
+        } => Frame::HelloOk {
+            version,
+            session,
+            max_object_size,
+            max_session_bytes,
+        },
+        Frame::Ready => Frame::Ready,
+        Frame::Stored { name } => Frame::Stored { name },
+        Frame::AlreadyPresent { name } => Frame::AlreadyPresent { name },
+        Frame::Refused { name, reason } => Frame::Refused { name, reason },
+        Frame::Names {
+            names,
+            continuation,
+        } => Frame::Names {
+            names,
+            continuation,
+        },
+        Frame::ByeOk => Frame::ByeOk,
+        Frame::Error { message } => Frame::Error { message },
+    }
+}
+
+/// Wait for `child` at most `limit`, then kill it.
+fn wait_bounded(child: &mut Child, limit: Duration) -> Option<i32> {
+    let start = Instant::now();
+    loop {
+        match child.try_wait() {
+            Ok(Some(s)) => return s.code(),
+            Ok(None) if start.elapsed() < limit => std::thread::sleep(Duration::from_millis(20)),
+            _ => {
+                let _ = child.kill();
+                return child.wait().ok().and_then(|s| s.code());
+            }
+        }
+    }
+}
+
+impl Storage for GateStorage {
+    fn location(&self) -> String {
+        self.url.to_url()
+    }
+
+    fn put_if_absent(
+        &self,
+        kind: ObjectKind,
+        name: &str,
+        bytes: &[u8],
+    ) -> Result<PutOutcome, StorageError> {
+        let what = kind.key(name);
+        if bytes.len() as u64 > self.limits.max_object_size {
+            return Err(self.err(format!(
+                "{what} is {} bytes, more than the gate's object limit of {} bytes",
+                bytes.len(),
+                self.limits.max_object_size
+            )));
+        }
+        let mut c = self.lock();
+        c.check().map_err(|m| self.err(m))?;
+        let put = Frame::Put {
+            kind: kind.as_str().to_string(),
+            name: name.to_string(),
+            size: bytes.len() as u64,
+        };
+        c.send(&put)
+            .and_then(|_| c.flush())
+            .map_err(|m| self.err(m))?;
+        match c.read("the answer to PUT").map_err(|m| self.err(m))? {
+            Frame::Ready => {}
+            Frame::Refused { reason, .. } => {
+                return Err(self.err(format!("the gate refused {what}: {reason}")));
+            }
+            Frame::Error { message } => {
+                let m = c.lost(format!("gate error for {what}: {message}"));
+                return Err(self.err(m));
+            }
+            other => {
+                let m = c.lost(format!("the gate answered PUT {what} with {other:?}"));
+                return Err(self.err(m));
+            }
+        }
+        for chunk in bytes.chunks(CHUNK) {
+            if let Err(m) = c.send(&Frame::Data(chunk)) {
+                let m = c.lost(format!("sending {what}: {m}"));
+                return Err(self.err(m));
+            }
+        }
+        c.send(&Frame::End).and_then(|_| c.flush()).map_err(|m| {
+            let m = c.lost(format!("sending {what}: {m}"));
+            self.err(m)
+        })?;
+        let outcome = match c.read("the answer to END").map_err(|m| self.err(m))? {
+            Frame::Stored { .. } => PutOutcome::Stored,
+            Frame::AlreadyPresent { .. } => PutOutcome::AlreadyPresent,
+            Frame::Refused { reason, .. } => {
+                return Err(self.err(format!("the gate refused {what}: {reason}")));
+            }
+            Frame::Error { message } => {
+                let m = c.lost(format!("gate error for {what}: {message}"));
+                return Err(self.err(m));
+            }
+            other => {
+                let m = c.lost(format!("the gate answered {what} with {other:?}"));
+                return Err(self.err(m));
+            }
+        };
+        if kind == ObjectKind::Config {
+            // The gate answers ALREADY_PRESENT for config only if the stored one is identical.
+            *self.config.lock().unwrap_or_else(|p| p.into_inner()) = Some(bytes.to_vec());
+        }
+        Ok(outcome)
+    }
+
+    fn list(&self, kind: ObjectKind) -> Result<Vec<String>, StorageError> {
+        let mut c = self.lock();
+        c.check().map_err(|m| self.err(m))?;
+        let mut names = Vec::new();
+        let mut continuation = String::new();
+        for _ in 0..MAX_LIST_PAGES {
+            let req = Frame::List {
+                kind: kind.as_str().to_string(),
+                continuation: std::mem::take(&mut continuation),
+            };
+            c.send(&req)
+                .and_then(|_| c.flush())
+                .map_err(|m| self.err(m))?;
+            match c.read("NAMES").map_err(|m| self.err(m))? {
+                Frame::Names {
+                    names: page,
+                    continuation: next,
+                } => {
+                    names.extend(page);
+                    if next.is_empty() {
+                        names.sort();
+                        names.dedup();
+                        return Ok(names);
+                    }
+                    continuation = next;
+                }
+                Frame::Error { message } => {
+                    let m = c.lost(format!("gate error listing {kind}: {message}"));
+                    return Err(self.err(m));
+                }
+                other => {
+                    let m = c.lost(format!("the gate answered LIST {kind} with {other:?}"));
+                    return Err(self.err(m));
+                }
+            }
+        }
+        Err(self.err(format!("listing {kind}: more than {MAX_LIST_PAGES} pages")))
+    }
+
+    fn get(&self, kind: ObjectKind, name: &str) -> Result<Vec<u8>, StorageError> {
+        if kind == ObjectKind::Config {
+            // Not yet put in this session: report it missing, so the engine offers its own
+            // config (write-once; the gate refuses a different one and accepts the same).
+            return match self
+                .config
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .as_ref()
+            {
+                Some(b) => Ok(b.clone()),
+                None => Err(StorageError::NotFound {
+                    location: self.location(),
+                    key: kind.key(name),
+                }),
+            };
+        }
+        Err(self.err(format!(
+            "cannot read {}: the gate is write-only (restore reads the bucket with the operator's credentials: --repo s3://BUCKET/{})",
+            kind.key(name),
+            self.url.site
+        )))
+    }
+}
+
+impl Drop for GateStorage {
+    fn drop(&mut self) {
+        let c = self.conn.get_mut().unwrap_or_else(|p| p.into_inner());
+        if c.bye().is_err() {
+            c.shutdown();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        let u = GateUrl::parse("gate+ssh://ferry@10.0.1.5:2222/home").unwrap();
+        assert_eq!(
+            u,
+            GateUrl {
+                user: "ferry".into(),
+                host: "10.0.1.5".into(),
+                port: 2222,
+                site: "home".into()
+            }
+        );
+        assert_eq!(u.to_url(), "gate+ssh://ferry@10.0.1.5:2222/home");
+        let u = GateUrl::parse("gate+ssh://jump.example.org/office/a").unwrap();
+        assert_eq!(
+            (u.user.as_str(), u.port, u.site.as_str()),
+            ("ferry", 22, "office/a")
+        );
+        let u = GateUrl::parse("gate+ssh://x@[::1]:22/s").unwrap();
+        assert_eq!(u.host, "::1");
+        for bad in [
+            "ssh://h/s",
+            "gate+ssh://h",
+            "gate+ssh://h/",
+            "gate+ssh://-oProxyCommand=x/s",
+            "gate+ssh://h:0/s",
+            "gate+ssh://h:99999/s",
+            "gate+ssh://h/../s",
+            "gate+ssh://u;rm@h/s",
+        ] {
+            assert!(GateUrl::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn pinned_keys() {
+        let k = PinnedKey::parse("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBkR host\n").unwrap();
+        assert_eq!(
+            k.known_hosts_line("127.0.0.1", 2200),
+            "[127.0.0.1]:2200 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBkR\n"
+        );
+        assert_eq!(
+            k.known_hosts_line("h", 22),
+            "h ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBkR\n"
+        );
+        assert!(PinnedKey::parse("").is_err());
+        assert!(PinnedKey::parse("ssh-dss AAAAB3NzaC1kc3MAAACBAP").is_err());
+        assert!(PinnedKey::parse("ssh-ed25519 not$base64!!!!!!!!!").is_err());
+        assert!(PinnedKey::parse("-----BEGIN OPENSSH PRIVATE KEY-----").is_err());
+    }
+}

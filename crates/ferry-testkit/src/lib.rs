@@ -1,4 +1,560 @@
 //! # ferry-testkit — the local cloud for tests and the demo
 //!
-//! Starts real parts (moto server, OpenSSH sshd, ...) on free loopback ports and stops them by PID.
-//! Product crates must never depend on it except as a dev-dependency.
+//! Starts real parts on free loopback ports and stops them by PID when dropped:
+//! - [`Moto`]: the pinned moto server from the project venv (`<workspace>/.venv/bin/moto_server`,
+//!   created by `scripts/install-deps.sh`), with [`Moto::env`] giving the standard AWS
+//!   variables (endpoint, dummy credentials, region) for a child process, and
+//!   [`Moto::jumpbox_setup`] creating a bucket, an admin user and the jump-box role, turning
+//!   on moto's IAM checks and returning credentials from STS AssumeRole.
+//! - [`Sshd`]: Debian's real `/usr/sbin/sshd -D` with a generated config, its own host key and
+//!   an `authorized_keys` file the test writes; [`keygen`] makes client keys.
+//!
+//! Product crates must never depend on it except as a dev-dependency. It never uses the
+//! network beyond 127.0.0.1, and every wait is bounded.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The workspace root (two levels above this crate).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../.."))
+}
+
+/// A loopback port that was free a moment ago.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("binding a loopback port for a test server")
+}
+
+/// Wait (bounded) until `check` is true.
+pub fn wait_until(
+    what: &str,
+    limit: Duration,
+    mut check: impl FnMut() -> bool,
+) -> Result<(), String> {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if check() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Err(format!("{what} not ready after {limit:?}"))
+}
+
+/// A child process killed (by its PID) and reaped on drop.
+pub struct Proc {
+    child: Child,
+    name: String,
+}
+
+impl Proc {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+    /// Whether it is still running.
+    pub fn running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            // SAFETY: kill(2) on the PID of our own child, which has not been reaped yet.
+            unsafe {
+                libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM);
+            }
+            let start = Instant::now();
+            while start.elapsed() < Duration::from_secs(5) {
+                if !matches!(self.child.try_wait(), Ok(None)) {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = self.child.kill();
+            eprintln!("testkit: {} did not stop on SIGTERM; killed", self.name);
+        }
+        let _ = self.child.wait();
+    }
+}
+
+/// A minimal HTTP/1.1 request to 127.0.0.1:`port`; returns (status, body).
+pub fn http(port: u16, method: &str, path: &str, body: &[u8]) -> Result<(u16, String), String> {
+    let mut s = TcpStream::connect(("127.0.0.1", port))
+        .map_err(|e| format!("connect 127.0.0.1:{port}: {e}"))?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok();
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes())
+        .and_then(|_| s.write_all(body))
+        .map_err(|e| format!("send: {e}"))?;
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).map_err(|e| format!("read: {e}"))?;
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| format!("not HTTP: {text:.80}"))?;
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    Ok((status, body))
+}
+
+/// Static AWS credentials.
+#[derive(Clone)]
+pub struct Creds {
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    pub session_token: Option<String>,
+}
+
+impl std::fmt::Debug for Creds {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Creds({}, <secret>)", self.access_key_id)
+    }
+}
+
+/// Credentials made by [`Moto::jumpbox_setup`].
+#[derive(Debug, Clone)]
+pub struct JumpboxCreds {
+    /// An IAM user allowed everything (the operator).
+    pub admin: Creds,
+    /// Temporary credentials of the jump-box role, from STS AssumeRole.
+    pub jumpbox: Creds,
+    pub role_arn: String,
+}
+
+/// A moto server on a free loopback port.
+pub struct Moto {
+    proc: Proc,
+    port: u16,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+pub const MOTO_REGION: &str = "us-east-1";
+
+impl Moto {
+    /// The venv directory (`<workspace>/.venv`).
+    pub fn venv() -> PathBuf {
+        workspace_root().join(".venv")
+    }
+
+    /// Start `moto_server` from the project venv; waits until it answers HTTP.
+    pub fn start() -> Result<Self, String> {
+        let bin = Self::venv().join("bin/moto_server");
+        if !bin.is_file() {
+            return Err(format!(
+                "{} missing: run scripts/install-deps.sh",
+                bin.display()
+            ));
+        }
+        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let log = dir.path().join("moto.log");
+        let logf = std::fs::File::create(&log).map_err(|e| e.to_string())?;
+        let port = free_port();
+        let child = Command::new(&bin)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdin(Stdio::null())
+            .stdout(logf.try_clone().map_err(|e| e.to_string())?)
+            .stderr(logf)
+            .spawn()
+            .map_err(|e| format!("starting {}: {e}", bin.display()))?;
+        let mut proc = Proc {
+            child,
+            name: "moto_server".into(),
+        };
+        wait_until("moto_server", Duration::from_secs(30), || {
+            proc.running() && http(port, "GET", "/moto-api/", b"").is_ok()
+        })?;
+        Ok(Self {
+            proc,
+            port,
+            log,
+            _dir: dir,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.proc.pid()
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// moto's own log (requests, errors).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Standard AWS variables for a child process: endpoint, dummy credentials, region, and
+    /// no shared config/credential files or instance metadata lookups.
+    pub fn env(&self) -> Vec<(String, String)> {
+        self.env_with(&Creds {
+            access_key_id: "testing".into(),
+            secret_access_key: "testing".into(),
+            session_token: None,
+        })
+    }
+
+    /// Like [`Moto::env`] with the given credentials.
+    pub fn env_with(&self, c: &Creds) -> Vec<(String, String)> {
+        let mut v = vec![
+            ("AWS_ENDPOINT_URL".to_string(), self.endpoint()),
+            ("AWS_ACCESS_KEY_ID".into(), c.access_key_id.clone()),
+            ("AWS_SECRET_ACCESS_KEY".into(), c.secret_access_key.clone()),
+            ("AWS_REGION".into(), MOTO_REGION.into()),
+            ("AWS_DEFAULT_REGION".into(), MOTO_REGION.into()),
+            ("AWS_EC2_METADATA_DISABLED".into(), "true".into()),
+            ("AWS_CONFIG_FILE".into(), "/dev/null".into()),
+            ("AWS_SHARED_CREDENTIALS_FILE".into(), "/dev/null".into()),
+        ];
+        if let Some(t) = &c.session_token {
+            v.push(("AWS_SESSION_TOKEN".into(), t.clone()));
+        }
+        v
+    }
+
+    /// Run a Python snippet with the venv's python (boto3 available) and this moto's env
+    /// (plus `extra`); returns stdout. For test setup only.
+    pub fn python(
+        &self,
+        script: &str,
+        args: &[&str],
+        extra: &[(String, String)],
+    ) -> Result<String, String> {
+        let py = Self::venv().join("bin/python3");
+        let mut cmd = Command::new(&py);
+        cmd.arg("-c").arg(script).args(args);
+        cmd.env_remove("AWS_SESSION_TOKEN")
+            .env_remove("AWS_PROFILE");
+        for (k, v) in self.env().into_iter().chain(extra.iter().cloned()) {
+            cmd.env(k, v);
+        }
+        let out = cmd
+            .output()
+            .map_err(|e| format!("running {}: {e}", py.display()))?;
+        if !out.status.success() {
+            return Err(format!(
+                "python setup failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// Turn on moto's IAM checks: every later request must be signed with credentials moto
+    /// knows (an IAM user's keys or an assumed role's) and be allowed by their policies.
+    /// moto 5.2.5: `POST /moto-api/reset-auth` with the number of requests still exempt
+    /// (the same setting as the server's `INITIAL_NO_AUTH_ACTION_COUNT`), here 0.
+    pub fn enable_iam_checks(&self) -> Result<(), String> {
+        match http(self.port, "POST", "/moto-api/reset-auth", b"0")? {
+            (200, _) => Ok(()),
+            (s, b) => Err(format!("moto reset-auth answered {s}: {b}")),
+        }
+    }
+
+    /// Create `bucket`, an admin IAM user and the jump-box role (s3:PutObject on
+    /// `bucket/*`, s3:ListBucket on `bucket`; nothing else), then turn on IAM checks and
+    /// assume the role with the admin's keys. See `py/jumpbox_setup.py`.
+    pub fn jumpbox_setup(&self, bucket: &str) -> Result<JumpboxCreds, String> {
+        let out = self.python(
+            include_str!("../py/jumpbox_setup.py"),
+            &[bucket, &self.port.to_string()],
+            &[],
+        )?;
+        let v: serde_json::Value =
+            serde_json::from_str(out.trim()).map_err(|e| format!("setup output: {e}: {out}"))?;
+        let creds = |o: &serde_json::Value| Creds {
+            access_key_id: o["AccessKeyId"].as_str().unwrap_or_default().to_string(),
+            secret_access_key: o["SecretAccessKey"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+            session_token: o["SessionToken"].as_str().map(str::to_string),
+        };
+        Ok(JumpboxCreds {
+            admin: creds(&v["admin"]),
+            jumpbox: creds(&v["jumpbox"]),
+            role_arn: v["role_arn"].as_str().unwrap_or_default().to_string(),
+        })
+    }
+}
+
+/// Make an ed25519 key pair at `path` (no passphrase); returns the public key line.
+pub fn keygen(path: &Path) -> Result<String, String> {
+    let out = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", "ferry-test", "-f"])
+        .arg(path)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("ssh-keygen: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "ssh-keygen: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    std::fs::read_to_string(path.with_extension("pub")).map_err(|e| e.to_string())
+}
+
+/// How to run a test sshd.
+#[derive(Debug, Clone)]
+pub struct SshdOptions {
+    /// The only user allowed (`AllowUsers`). Default `root`: tests run as root in a sandbox,
+    /// and sshd can only switch to another user when run as root anyway; using root avoids
+    /// creating system users on the developer's machine. The forced command, not the user,
+    /// is what confines the key.
+    pub user: String,
+    /// The `authorized_keys` contents.
+    pub authorized_keys: String,
+    /// `SetEnv` pairs for every session (how tests hand the gate its AWS endpoint and
+    /// credentials; on EC2 the instance role does that).
+    pub set_env: Vec<(String, String)>,
+    /// Extra `sshd_config` lines.
+    pub extra_config: String,
+}
+
+impl Default for SshdOptions {
+    fn default() -> Self {
+        Self {
+            user: "root".into(),
+            authorized_keys: String::new(),
+            set_env: Vec::new(),
+            extra_config: String::new(),
+        }
+    }
+}
+
+/// A real OpenSSH sshd on 127.0.0.1.
+pub struct Sshd {
+    proc: Proc,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl Sshd {
+    /// Start `/usr/sbin/sshd -D -e -f <generated config>` and wait for its banner.
+    ///
+    /// Sandbox notes: Debian's sshd refuses to start without its privilege-separation
+    /// directory `/run/sshd`, which only the init script creates, so it is created here if
+    /// missing; `StrictModes no` because the files live in a temp dir; `UsePAM no` so no
+    /// PAM stack is needed; password and keyboard-interactive logins are off.
+    pub fn start(opts: SshdOptions) -> Result<Self, String> {
+        let sshd = Path::new("/usr/sbin/sshd");
+        if !sshd.is_file() {
+            return Err(
+                "/usr/sbin/sshd missing: run scripts/install-deps.sh (openssh-server)".into(),
+            );
+        }
+        if !Path::new("/run/sshd").is_dir() {
+            std::fs::create_dir_all("/run/sshd").map_err(|e| format!("creating /run/sshd: {e}"))?;
+        }
+        let dir = tempfile::Builder::new()
+            .prefix("ferry-sshd-")
+            .tempdir()
+            .map_err(|e| e.to_string())?;
+        let d = dir.path();
+        let host_key = d.join("ssh_host_ed25519_key");
+        keygen(&host_key)?;
+        std::fs::write(d.join("authorized_keys"), &opts.authorized_keys)
+            .map_err(|e| e.to_string())?;
+        let port = free_port();
+        let mut conf = format!(
+            "Port {port}\nListenAddress 127.0.0.1\nHostKey {hk}\nPidFile {pid}\nAuthorizedKeysFile {ak}\n\
+             PubkeyAuthentication yes\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n\
+             PermitRootLogin prohibit-password\nAllowUsers {user}\nStrictModes no\nUsePAM no\n\
+             PrintMotd no\nLogLevel VERBOSE\nSubsystem sftp /usr/lib/openssh/sftp-server\n",
+            hk = host_key.display(),
+            pid = d.join("sshd.pid").display(),
+            ak = d.join("authorized_keys").display(),
+            user = opts.user,
+        );
+        if !opts.set_env.is_empty() {
+            conf.push_str("SetEnv");
+            for (k, v) in &opts.set_env {
+                conf.push_str(&format!(" \"{k}={v}\""));
+            }
+            conf.push('\n');
+        }
+        conf.push_str(&opts.extra_config);
+        let conf_path = d.join("sshd_config");
+        std::fs::write(&conf_path, conf).map_err(|e| e.to_string())?;
+        let check = Command::new(sshd)
+            .arg("-t")
+            .arg("-f")
+            .arg(&conf_path)
+            .output()
+            .map_err(|e| e.to_string())?;
+        if !check.status.success() {
+            return Err(format!(
+                "sshd -t: {}",
+                String::from_utf8_lossy(&check.stderr)
+            ));
+        }
+        let log = std::fs::File::create(d.join("sshd.log")).map_err(|e| e.to_string())?;
+        let child = Command::new(sshd)
+            .args(["-D", "-e", "-f"])
+            .arg(&conf_path)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().map_err(|e| e.to_string())?)
+            .stderr(log)
+            .spawn()
+            .map_err(|e| format!("starting sshd: {e}"))?;
+        let mut proc = Proc {
+            child,
+            name: "sshd".into(),
+        };
+        wait_until("sshd", Duration::from_secs(20), || {
+            proc.running()
+                && TcpStream::connect(("127.0.0.1", port))
+                    .and_then(|mut s| {
+                        s.set_read_timeout(Some(Duration::from_secs(2)))?;
+                        let mut b = [0u8; 8];
+                        s.read_exact(&mut b)?;
+                        Ok(&b == b"SSH-2.0-")
+                    })
+                    .unwrap_or(false)
+        })
+        .map_err(|e| {
+            format!(
+                "{e}; sshd log: {}",
+                std::fs::read_to_string(d.join("sshd.log")).unwrap_or_default()
+            )
+        })?;
+        Ok(Self { proc, port, dir })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.proc.pid()
+    }
+
+    /// The host's public key file (`ssh-ed25519 AAAA… comment`), for `--host-key`.
+    pub fn host_key_pub(&self) -> PathBuf {
+        self.dir.path().join("ssh_host_ed25519_key.pub")
+    }
+
+    /// Replace the `authorized_keys` contents (read by sshd on every login).
+    pub fn set_authorized_keys(&self, text: &str) -> Result<(), String> {
+        std::fs::write(self.dir.path().join("authorized_keys"), text).map_err(|e| e.to_string())
+    }
+
+    /// sshd's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("sshd.log")).unwrap_or_default()
+    }
+
+    /// A scratch directory that lives as long as the server.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Base `ssh` command for this server with `key`: batch mode, the host key pinned.
+    pub fn ssh_command(&self, user: &str, key: &Path) -> Command {
+        let kh = self.dir.path().join("known_hosts");
+        let pubkey = std::fs::read_to_string(self.host_key_pub()).unwrap_or_default();
+        let mut parts = pubkey.split_whitespace();
+        let line = format!(
+            "[127.0.0.1]:{} {} {}\n",
+            self.port,
+            parts.next().unwrap_or(""),
+            parts.next().unwrap_or("")
+        );
+        let _ = std::fs::write(&kh, line);
+        let mut c = Command::new("ssh");
+        c.args([
+            "-F",
+            "/dev/null",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "StrictHostKeyChecking=yes",
+            "-o",
+            "IdentitiesOnly=yes",
+            "-o",
+            "IdentityAgent=none",
+            "-o",
+            "LogLevel=ERROR",
+        ])
+        .arg("-o")
+        .arg(format!("UserKnownHostsFile={}", kh.display()))
+        .arg("-i")
+        .arg(key)
+        .arg("-p")
+        .arg(self.port.to_string())
+        .arg(format!("{user}@127.0.0.1"));
+        c
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn moto_starts_answers_and_stops() {
+        let m = Moto::start().unwrap();
+        let pid = m.pid();
+        assert_eq!(http(m.port(), "GET", "/moto-api/", b"").unwrap().0, 200);
+        let port = m.port();
+        drop(m);
+        assert!(
+            TcpStream::connect(("127.0.0.1", port)).is_err(),
+            "moto {pid} still listening"
+        );
+    }
+
+    #[test]
+    fn sshd_runs_commands_for_the_authorized_key_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("id");
+        let other = dir.path().join("other");
+        let pubkey = keygen(&key).unwrap();
+        keygen(&other).unwrap();
+        let s = Sshd::start(SshdOptions {
+            authorized_keys: pubkey,
+            ..Default::default()
+        })
+        .unwrap();
+        let out = s
+            .ssh_command("root", &key)
+            .arg("echo hello-from-sshd")
+            .output()
+            .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            "hello-from-sshd",
+            "{}",
+            s.log()
+        );
+        let out = s.ssh_command("root", &other).arg("true").output().unwrap();
+        assert!(!out.status.success());
+        assert!(String::from_utf8_lossy(&out.stderr).contains("Permission denied"));
+    }
+}
+pub mod jumpbox;
+pub mod lambda_host;
+pub mod lanhost;

@@ -1,0 +1,856 @@
+//! # ferry-gate — the jump-box gate
+//!
+//! Owns `ferry-gate serve`: the only thing the backup VM's SSH key can run on the jump box
+//! (OpenSSH forced command). It speaks the [`ferry_proto`] protocol on stdin/stdout, checks
+//! every object (kind, name, size, Ferry header, SHA-256 of the bytes == name), spools it to a
+//! temporary file while hashing (never the whole object in RAM), and only then hands it to a
+//! [`Sink`] — S3 with `If-None-Match: *` and `ChecksumSHA256` in production, nothing with
+//! `--sink null` (benchmarks). Every accepted or refused object gets one JSON audit line on
+//! stderr, and the whole session record is put write-once under `<site>/audit/` at the end.
+//!
+//! This library is the session logic (sync, sink-agnostic, fuzzable); the binary adds the
+//! CLI, the S3 sink (feature `s3`) and the expiry watchdog. Must never depend on SSH crates,
+//! the CLI or the repository engine beyond `ferry_repo::format`.
+
+use ferry_proto::{Frame, FrameReader, PROTOCOL_VERSION, write_frame};
+use ferry_repo::format::{CONFIG_NAME, HEADER_LEN, ObjectKind, check_header, is_sha256_hex};
+use ferry_repo::storage::PutOutcome;
+use serde::{Deserialize, Serialize};
+use sha2::Digest as _;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+#[cfg(feature = "s3")]
+pub mod s3sink;
+
+/// The session's settings, read from the TOML file given to `serve --config`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct GateConfig {
+    /// Backup bucket.
+    pub bucket: String,
+    /// Site prefix inside the bucket (the repository root).
+    pub site: String,
+    /// Region; the standard AWS chain decides when absent.
+    #[serde(default)]
+    pub region: Option<String>,
+    /// Session id (names the audit record; a client HELLO naming another session is refused).
+    pub session: String,
+    /// RFC 3339 time after which everything is refused.
+    pub expires: String,
+    /// Largest object accepted, bytes.
+    pub max_object_size: u64,
+    /// Most bytes accepted in the whole session.
+    pub max_session_bytes: u64,
+    /// Object kinds this session may put (`config`, `pack`, `index`, `snapshot`).
+    pub allowed_kinds: Vec<String>,
+    /// Where objects are spooled before upload (default: the system temp dir).
+    #[serde(default)]
+    pub spool_dir: Option<PathBuf>,
+}
+
+/// A config checked and parsed.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub config: GateConfig,
+    pub expires: OffsetDateTime,
+    pub kinds: Vec<ObjectKind>,
+}
+
+impl Settings {
+    pub fn from_toml(text: &str, origin: &str) -> Result<Self, String> {
+        let config: GateConfig =
+            toml::from_str(text).map_err(|e| format!("gate config {origin}: {e}"))?;
+        Self::new(config, origin)
+    }
+
+    pub fn new(config: GateConfig, origin: &str) -> Result<Self, String> {
+        let expires = OffsetDateTime::parse(&config.expires, &Rfc3339).map_err(|e| {
+            format!(
+                "gate config {origin}: expires {:?} is not an RFC 3339 time: {e}",
+                config.expires
+            )
+        })?;
+        let mut kinds = Vec::new();
+        for k in &config.allowed_kinds {
+            kinds.push(ObjectKind::parse(k).ok_or_else(|| {
+                format!("gate config {origin}: allowed_kinds has {k:?}, not one of config, pack, index, snapshot")
+            })?);
+        }
+        if config.site.is_empty()
+            || config.site.contains("..")
+            || config.site.starts_with('/')
+            || config.site.ends_with('/')
+        {
+            return Err(format!(
+                "gate config {origin}: site {:?} is not a valid prefix",
+                config.site
+            ));
+        }
+        if config.session.is_empty()
+            || !config
+                .session
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            return Err(format!(
+                "gate config {origin}: session {:?} must be non-empty letters, digits, '-' or '_'",
+                config.session
+            ));
+        }
+        if config.bucket.is_empty() {
+            return Err(format!("gate config {origin}: bucket is empty"));
+        }
+        Ok(Self {
+            config,
+            expires,
+            kinds,
+        })
+    }
+}
+
+/// Where accepted objects go. Keys are relative to the site prefix (`packs/<name>`).
+pub trait Sink: Send {
+    /// Write-once put of the spooled file whose SHA-256 is `sha256`.
+    fn put_file(
+        &mut self,
+        key: &str,
+        spool: &Path,
+        size: u64,
+        sha256: &[u8; 32],
+    ) -> Result<PutOutcome, String>;
+    /// One page of keys under `prefix` (relative to it) and the next page's token.
+    fn list_page(
+        &mut self,
+        prefix: &str,
+        continuation: Option<String>,
+    ) -> Result<(Vec<String>, Option<String>), String>;
+    /// Write-once put of the session's audit record.
+    fn put_audit(&mut self, key: &str, bytes: Vec<u8>) -> Result<PutOutcome, String>;
+    /// The ETag (hex MD5 for single-part SSE-S3 objects) of the object at `key`, if any —
+    /// how the gate tells whether an existing `config` is the one offered, without reading.
+    fn etag(&mut self, key: &str) -> Result<Option<String>, String>;
+    /// Where this sink writes, for messages.
+    fn describe(&self) -> String;
+}
+
+/// Accepts everything and keeps nothing (`--sink null`, for the benchmark).
+#[derive(Debug, Default)]
+pub struct NullSink;
+
+impl Sink for NullSink {
+    fn put_file(&mut self, _: &str, _: &Path, _: u64, _: &[u8; 32]) -> Result<PutOutcome, String> {
+        Ok(PutOutcome::Stored)
+    }
+    fn list_page(
+        &mut self,
+        _: &str,
+        _: Option<String>,
+    ) -> Result<(Vec<String>, Option<String>), String> {
+        Ok((Vec::new(), None))
+    }
+    fn put_audit(&mut self, _: &str, _: Vec<u8>) -> Result<PutOutcome, String> {
+        Ok(PutOutcome::Stored)
+    }
+    fn etag(&mut self, _: &str) -> Result<Option<String>, String> {
+        Ok(None)
+    }
+    fn describe(&self) -> String {
+        "null sink".to_string()
+    }
+}
+
+/// An in-memory write-once sink, for unit tests and fuzzing. Clones share the objects.
+#[derive(Debug, Default, Clone)]
+pub struct MemSink {
+    pub objects: Arc<Mutex<std::collections::BTreeMap<String, Vec<u8>>>>,
+}
+
+impl MemSink {
+    /// A copy of the stored objects.
+    pub fn snapshot(&self) -> std::collections::BTreeMap<String, Vec<u8>> {
+        self.objects
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn insert(
+        &self,
+        key: &str,
+        bytes: impl FnOnce() -> Result<Vec<u8>, String>,
+    ) -> Result<PutOutcome, String> {
+        let mut m = self.objects.lock().unwrap_or_else(|p| p.into_inner());
+        if m.contains_key(key) {
+            return Ok(PutOutcome::AlreadyPresent);
+        }
+        m.insert(key.to_string(), bytes()?);
+        Ok(PutOutcome::Stored)
+    }
+}
+
+impl Sink for MemSink {
+    fn put_file(
+        &mut self,
+        key: &str,
+        spool: &Path,
+        _: u64,
+        _: &[u8; 32],
+    ) -> Result<PutOutcome, String> {
+        self.insert(key, || {
+            std::fs::read(spool).map_err(|e| format!("read spool {}: {e}", spool.display()))
+        })
+    }
+    fn list_page(
+        &mut self,
+        prefix: &str,
+        _: Option<String>,
+    ) -> Result<(Vec<String>, Option<String>), String> {
+        let m = self.objects.lock().unwrap_or_else(|p| p.into_inner());
+        Ok((
+            m.keys()
+                .filter_map(|k| k.strip_prefix(prefix))
+                .map(str::to_string)
+                .collect(),
+            None,
+        ))
+    }
+    fn put_audit(&mut self, key: &str, bytes: Vec<u8>) -> Result<PutOutcome, String> {
+        self.insert(key, || Ok(bytes))
+    }
+    fn etag(&mut self, key: &str) -> Result<Option<String>, String> {
+        use md5::Digest as _;
+        let m = self.objects.lock().unwrap_or_else(|p| p.into_inner());
+        Ok(m.get(key).map(|b| hex::encode(md5::Md5::digest(b))))
+    }
+    fn describe(&self) -> String {
+        "memory".to_string()
+    }
+}
+
+/// One audit line.
+#[derive(Debug, Clone, Serialize)]
+pub struct AuditLine {
+    pub ts: String,
+    pub session: String,
+    pub site: String,
+    /// `hello`, `put`, `list`, `end`
+    pub event: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
+    /// `stored`, `already_present`, `refused`, `ok`, `error`, ...
+    pub outcome: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// State shared by the session loop and the expiry watchdog: the sink and the audit trail.
+/// The session loop holds the lock only while committing (sink call + audit line), so the
+/// watchdog never ends the session in the middle of an upload.
+pub struct Shared {
+    pub sink: Box<dyn Sink>,
+    pub lines: Vec<String>,
+    pub finished: bool,
+    /// Whether audit lines also go to stderr (the journal on the jump box).
+    pub log_to_stderr: bool,
+}
+
+pub type SharedGate = Arc<Mutex<Shared>>;
+
+/// Lock the shared state (a poisoned lock still holds usable data).
+pub fn lock(shared: &SharedGate) -> MutexGuard<'_, Shared> {
+    shared.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Shared {
+    pub fn new(sink: Box<dyn Sink>, log_to_stderr: bool) -> SharedGate {
+        Arc::new(Mutex::new(Self {
+            sink,
+            lines: Vec::new(),
+            finished: false,
+            log_to_stderr,
+        }))
+    }
+
+    fn record(&mut self, line: AuditLine) {
+        let text =
+            serde_json::to_string(&line).unwrap_or_else(|e| format!("{{\"audit_error\":\"{e}\"}}"));
+        if self.log_to_stderr {
+            eprintln!("{text}");
+        }
+        self.lines.push(text);
+    }
+
+    /// Record the end of the session and put the audit record (once). Returns an error
+    /// message if the record could not be stored.
+    pub fn finish(
+        &mut self,
+        settings: &Settings,
+        outcome: &str,
+        reason: Option<String>,
+    ) -> Result<(), String> {
+        if self.finished {
+            return Ok(());
+        }
+        self.finished = true;
+        let now = OffsetDateTime::now_utc();
+        self.record(AuditLine {
+            ts: rfc3339(now),
+            session: settings.config.session.clone(),
+            site: settings.config.site.clone(),
+            event: "end",
+            kind: None,
+            name: None,
+            size: None,
+            outcome: outcome.to_string(),
+            reason,
+        });
+        let key = format!(
+            "audit/{}-{:04}{:02}{:02}T{:02}{:02}{:02}.{:09}Z.jsonl",
+            settings.config.session,
+            now.year(),
+            u8::from(now.month()),
+            now.day(),
+            now.hour(),
+            now.minute(),
+            now.second(),
+            now.nanosecond()
+        );
+        let mut body = self.lines.join("\n");
+        body.push('\n');
+        match self.sink.put_audit(&key, body.into_bytes()) {
+            Ok(PutOutcome::Stored) => Ok(()),
+            Ok(PutOutcome::AlreadyPresent) => Err(format!("audit record {key} already exists")),
+            Err(e) => Err(format!(
+                "storing audit record {key} in {}: {e}",
+                self.sink.describe()
+            )),
+        }
+    }
+}
+
+fn rfc3339(t: OffsetDateTime) -> String {
+    t.format(&Rfc3339)
+        .unwrap_or_else(|_| t.unix_timestamp().to_string())
+}
+
+/// How a session ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum End {
+    /// BYE / BYE_OK.
+    Bye,
+    /// The client went away between requests without BYE.
+    Disconnected,
+    /// A protocol error or truncated stream; the message was sent as ERROR if possible.
+    Error(String),
+}
+
+impl End {
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            End::Bye => 0,
+            End::Disconnected | End::Error(_) => 1,
+        }
+    }
+}
+
+/// The clock, injectable for tests.
+pub type Clock = dyn Fn() -> OffsetDateTime;
+
+/// One client session over `input`/`output`.
+pub struct Session<'a, R, W> {
+    reader: FrameReader<R>,
+    out: W,
+    settings: &'a Settings,
+    shared: SharedGate,
+    clock: &'a Clock,
+    session_bytes: u64,
+    spool_dir: PathBuf,
+}
+
+enum Step {
+    Continue,
+    Done(End),
+}
+
+impl<'a, R: Read, W: Write> Session<'a, R, W> {
+    pub fn new(
+        input: R,
+        out: W,
+        settings: &'a Settings,
+        shared: SharedGate,
+        clock: &'a Clock,
+    ) -> Self {
+        let spool_dir = settings
+            .config
+            .spool_dir
+            .clone()
+            .unwrap_or_else(std::env::temp_dir);
+        Self {
+            reader: FrameReader::new(input),
+            out,
+            settings,
+            shared,
+            clock,
+            session_bytes: 0,
+            spool_dir,
+        }
+    }
+
+    fn line(
+        &self,
+        event: &'static str,
+        kind: Option<&str>,
+        name: Option<&str>,
+        size: Option<u64>,
+        outcome: &str,
+        reason: Option<String>,
+    ) -> AuditLine {
+        AuditLine {
+            ts: rfc3339((self.clock)()),
+            session: self.settings.config.session.clone(),
+            site: self.settings.config.site.clone(),
+            event,
+            kind: kind.map(str::to_string),
+            name: name.map(str::to_string),
+            size,
+            outcome: outcome.to_string(),
+            reason,
+        }
+    }
+
+    fn audit(&self, line: AuditLine) {
+        lock(&self.shared).record(line);
+    }
+
+    fn send(&mut self, f: &Frame<'_>) -> Result<(), String> {
+        write_frame(&mut self.out, f)
+            .and_then(|_| self.out.flush())
+            .map_err(|e| format!("writing {} to the client: {e}", f.type_name()))
+    }
+
+    /// Send ERROR (best effort) and end with that error.
+    fn fail(&mut self, message: String) -> End {
+        let _ = self.send(&Frame::Error {
+            message: message.clone(),
+        });
+        End::Error(message)
+    }
+
+    fn expired(&self) -> bool {
+        (self.clock)() >= self.settings.expires
+    }
+
+    /// Serve until BYE, disconnect or error, then put the audit record.
+    pub fn run(mut self) -> End {
+        let end = self.serve();
+        let (outcome, reason) = match &end {
+            End::Bye => ("bye", None),
+            End::Disconnected => (
+                "disconnected",
+                Some("client closed the stream without BYE".to_string()),
+            ),
+            End::Error(m) => ("error", Some(m.clone())),
+        };
+        if let Err(e) = lock(&self.shared).finish(self.settings, outcome, reason) {
+            eprintln!("ferry-gate: {e}");
+            if end == End::Bye {
+                return End::Error(e);
+            }
+        }
+        end
+    }
+
+    fn serve(&mut self) -> End {
+        // HELLO first.
+        let hello = match self.reader.read() {
+            Ok(Some(Frame::Hello {
+                version,
+                session,
+                site,
+            })) => (version, session, site),
+            Ok(Some(other)) => {
+                let m = format!(
+                    "expected HELLO as the first frame, got {}",
+                    other.type_name()
+                );
+                return self.fail(m);
+            }
+            Ok(None) => return End::Disconnected,
+            Err(e) => return self.fail(format!("reading HELLO: {e}")),
+        };
+        let (version, session, site) = hello;
+        let cfg = &self.settings.config;
+        let refusal = if version != PROTOCOL_VERSION {
+            Some(format!(
+                "protocol version {version} is not supported (this gate speaks {PROTOCOL_VERSION})"
+            ))
+        } else if site != cfg.site {
+            Some(format!(
+                "site {site:?} is not this session's site {:?}",
+                cfg.site
+            ))
+        } else if !session.is_empty() && session != cfg.session {
+            Some(format!(
+                "session {session:?} is not this gate's session {:?}",
+                cfg.session
+            ))
+        } else if self.expired() {
+            Some(format!(
+                "session {} expired at {}",
+                cfg.session, cfg.expires
+            ))
+        } else {
+            None
+        };
+        if let Some(r) = refusal {
+            self.audit(self.line("hello", None, None, None, "refused", Some(r.clone())));
+            return self.fail(r);
+        }
+        self.audit(self.line("hello", None, None, None, "ok", None));
+        let ok = Frame::HelloOk {
+            version: PROTOCOL_VERSION,
+            session: cfg.session.clone(),
+            max_object_size: cfg.max_object_size,
+            max_session_bytes: cfg.max_session_bytes,
+        };
+        if let Err(e) = self.send(&ok) {
+            return End::Error(e);
+        }
+        loop {
+            let step = match self.reader.read() {
+                Ok(None) => return End::Disconnected,
+                Err(e) => return self.fail(format!("reading request: {e}")),
+                Ok(Some(Frame::Bye)) => {
+                    let _ = self.send(&Frame::ByeOk);
+                    return End::Bye;
+                }
+                Ok(Some(Frame::Put { kind, name, size })) => self.put(kind, name, size),
+                Ok(Some(Frame::List { kind, continuation })) => self.list(kind, continuation),
+                Ok(Some(other)) => {
+                    let m = format!(
+                        "unexpected {} frame (expected PUT, LIST or BYE)",
+                        other.type_name()
+                    );
+                    Step::Done(self.fail(m))
+                }
+            };
+            if let Step::Done(end) = step {
+                return end;
+            }
+        }
+    }
+
+    /// Reasons to refuse a PUT before any byte is sent.
+    fn precheck(&self, kind: &str, name: &str, size: u64) -> Result<ObjectKind, String> {
+        if self.expired() {
+            return Err(format!(
+                "session {} expired at {}",
+                self.settings.config.session, self.settings.config.expires
+            ));
+        }
+        let k = ObjectKind::parse(kind).ok_or_else(|| format!("unknown object kind {kind:?}"))?;
+        if !self.settings.kinds.contains(&k) {
+            return Err(format!("object kind {kind} is not allowed in this session"));
+        }
+        if k == ObjectKind::Config {
+            if name != CONFIG_NAME {
+                return Err(format!(
+                    "the config object must be named \"config\", not {name:?}"
+                ));
+            }
+        } else if !is_sha256_hex(name) {
+            return Err(format!("name {name:?} is not a lowercase hex SHA-256"));
+        }
+        if size < HEADER_LEN as u64 {
+            return Err(format!(
+                "size {size} is smaller than the {HEADER_LEN}-byte Ferry header"
+            ));
+        }
+        if size > self.settings.config.max_object_size {
+            return Err(format!(
+                "size {size} exceeds the session's object limit of {} bytes",
+                self.settings.config.max_object_size
+            ));
+        }
+        let total = self.session_bytes.saturating_add(size);
+        if total > self.settings.config.max_session_bytes {
+            return Err(format!(
+                "{size} more bytes would exceed the session's limit of {} bytes ({} already accepted)",
+                self.settings.config.max_session_bytes, self.session_bytes
+            ));
+        }
+        Ok(k)
+    }
+
+    fn refuse(&mut self, kind: &str, name: &str, size: u64, reason: String) -> Step {
+        self.audit(self.line(
+            "put",
+            Some(kind),
+            Some(name),
+            Some(size),
+            "refused",
+            Some(reason.clone()),
+        ));
+        match self.send(&Frame::Refused {
+            name: name.to_string(),
+            reason,
+        }) {
+            Ok(()) => Step::Continue,
+            Err(e) => Step::Done(End::Error(e)),
+        }
+    }
+
+    fn put(&mut self, kind: String, name: String, size: u64) -> Step {
+        let k = match self.precheck(&kind, &name, size) {
+            Ok(k) => k,
+            Err(reason) => return self.refuse(&kind, &name, size, reason),
+        };
+        let mut spool = match tempfile::Builder::new()
+            .prefix("ferry-gate-spool-")
+            .tempfile_in(&self.spool_dir)
+        {
+            Ok(f) => f,
+            Err(e) => {
+                let r = format!(
+                    "cannot create a spool file in {}: {e}",
+                    self.spool_dir.display()
+                );
+                return self.refuse(&kind, &name, size, r);
+            }
+        };
+        if let Err(e) = self.send(&Frame::Ready) {
+            return Step::Done(End::Error(e));
+        }
+        self.session_bytes += size;
+        let mut hasher = sha2::Sha256::new();
+        // Only the (small) config object needs its MD5: see the ALREADY_PRESENT check below.
+        let mut md5 = (k == ObjectKind::Config).then(<md5::Md5 as md5::Digest>::new);
+        let mut head = Vec::with_capacity(HEADER_LEN);
+        let mut received: u64 = 0;
+        let mut spool_error: Option<String> = None;
+        loop {
+            match self.reader.read() {
+                Ok(Some(Frame::Data(d))) => {
+                    if received + d.len() as u64 > size {
+                        let m = format!(
+                            "object {kind}/{name}: DATA exceeds the announced size of {size} bytes"
+                        );
+                        self.audit(self.line(
+                            "put",
+                            Some(&kind),
+                            Some(&name),
+                            Some(size),
+                            "refused",
+                            Some(m.clone()),
+                        ));
+                        return Step::Done(self.fail(m));
+                    }
+                    received += d.len() as u64;
+                    hasher.update(d);
+                    if let Some(m) = md5.as_mut() {
+                        md5::Digest::update(m, d);
+                    }
+                    if head.len() < HEADER_LEN {
+                        let n = (HEADER_LEN - head.len()).min(d.len());
+                        head.extend_from_slice(&d[..n]);
+                    }
+                    if spool_error.is_none()
+                        && let Err(e) = spool.as_file_mut().write_all(d)
+                    {
+                        spool_error = Some(format!(
+                            "writing spool file {}: {e}",
+                            spool.path().display()
+                        ));
+                    }
+                }
+                Ok(Some(Frame::End)) => break,
+                Ok(Some(other)) => {
+                    let m = format!(
+                        "object {kind}/{name}: unexpected {} frame while receiving its bytes (expected DATA or END)",
+                        other.type_name()
+                    );
+                    self.audit(self.line(
+                        "put",
+                        Some(&kind),
+                        Some(&name),
+                        Some(size),
+                        "refused",
+                        Some(m.clone()),
+                    ));
+                    return Step::Done(self.fail(m));
+                }
+                Ok(None) => {
+                    let m = format!(
+                        "object {kind}/{name}: stream ended after {received} of {size} bytes (truncated)"
+                    );
+                    self.audit(self.line(
+                        "put",
+                        Some(&kind),
+                        Some(&name),
+                        Some(size),
+                        "refused",
+                        Some(m.clone()),
+                    ));
+                    return Step::Done(End::Error(m));
+                }
+                Err(e) => {
+                    let m = format!("object {kind}/{name}: {e}");
+                    self.audit(self.line(
+                        "put",
+                        Some(&kind),
+                        Some(&name),
+                        Some(size),
+                        "refused",
+                        Some(m.clone()),
+                    ));
+                    return Step::Done(self.fail(m));
+                }
+            }
+        }
+        if received != size {
+            let r = format!("truncated: END after {received} of the announced {size} bytes");
+            return self.refuse(&kind, &name, size, r);
+        }
+        if let Err(e) = check_header(&head, k) {
+            return self.refuse(
+                &kind,
+                &name,
+                size,
+                format!("not a Ferry {kind} object: {e}"),
+            );
+        }
+        let digest: [u8; 32] = hasher.finalize().into();
+        if k.content_addressed() {
+            let actual = hex::encode(digest);
+            if actual != name {
+                return self.refuse(
+                    &kind,
+                    &name,
+                    size,
+                    format!("content hashes to {actual}, not to its name"),
+                );
+            }
+        }
+        if let Some(e) = spool_error {
+            return self.refuse(&kind, &name, size, e);
+        }
+        // No fsync: the spool is a scratch copy deleted right after the upload; a crash loses
+        // it together with the session, and nothing is committed until S3 answers.
+        // Commit under the lock, so an expiry watchdog cannot cut the audit trail short.
+        let key = k.key(&name);
+        let reply = {
+            let mut g = lock(&self.shared);
+            let res = if g.finished {
+                Err("session already ended".to_string())
+            } else if self.expired() {
+                Err(format!(
+                    "session {} expired at {}",
+                    self.settings.config.session, self.settings.config.expires
+                ))
+            } else {
+                let res = g
+                    .sink
+                    .put_file(&key, spool.path(), size, &digest)
+                    .map_err(|e| format!("storage error: {e}"));
+                match (res, md5) {
+                    // `config` is not named by its hash: "already present" must mean "the
+                    // same config", or the client would back up into another repository.
+                    (Ok(PutOutcome::AlreadyPresent), Some(m)) => {
+                        let ours = hex::encode(md5::Digest::finalize(m));
+                        match g.sink.etag(&key) {
+                            Ok(Some(t)) if t == ours => Ok(PutOutcome::AlreadyPresent),
+                            Ok(_) => Err(format!(
+                                "a different config already exists at site {:?} (another repository or another key); nothing was changed",
+                                self.settings.config.site
+                            )),
+                            Err(e) => {
+                                Err(format!("storage error: checking the existing config: {e}"))
+                            }
+                        }
+                    }
+                    (res, _) => res,
+                }
+            };
+            let (outcome, reason) = match &res {
+                Ok(PutOutcome::Stored) => ("stored", None),
+                Ok(PutOutcome::AlreadyPresent) => ("already_present", None),
+                Err(r) => ("refused", Some(r.clone())),
+            };
+            g.record(self.line("put", Some(&kind), Some(&name), Some(size), outcome, reason));
+            match res {
+                Ok(PutOutcome::Stored) => Frame::Stored { name },
+                Ok(PutOutcome::AlreadyPresent) => Frame::AlreadyPresent { name },
+                Err(reason) => Frame::Refused { name, reason },
+            }
+        };
+        match self.send(&reply) {
+            Ok(()) => Step::Continue,
+            Err(e) => Step::Done(End::Error(e)),
+        }
+    }
+
+    fn list(&mut self, kind: String, continuation: String) -> Step {
+        let Some(k) = ObjectKind::parse(&kind) else {
+            let m = format!("LIST of unknown object kind {kind:?}");
+            return Step::Done(self.fail(m));
+        };
+        if self.expired() {
+            let m = format!(
+                "session {} expired at {}",
+                self.settings.config.session, self.settings.config.expires
+            );
+            return Step::Done(self.fail(m));
+        }
+        let prefix = kind_prefix(k);
+        let token = (!continuation.is_empty()).then_some(continuation);
+        let page = lock(&self.shared).sink.list_page(&prefix, token);
+        match page {
+            Ok((keys, next)) => {
+                let names = filter_names(k, keys);
+                let next = next.unwrap_or_default();
+                match self.send(&Frame::Names {
+                    names,
+                    continuation: next,
+                }) {
+                    Ok(()) => Step::Continue,
+                    Err(e) => Step::Done(End::Error(e)),
+                }
+            }
+            Err(e) => {
+                let m = format!("listing {kind}: {e}");
+                self.audit(self.line("list", Some(&kind), None, None, "error", Some(m.clone())));
+                Step::Done(self.fail(m))
+            }
+        }
+    }
+}
+
+/// The listing prefix of `kind` relative to the site (`packs/`; config: `config`).
+pub fn kind_prefix(kind: ObjectKind) -> String {
+    match kind {
+        ObjectKind::Config => CONFIG_NAME.to_string(),
+        k => format!("{}/", k.dir()),
+    }
+}
+
+/// Names of `kind` among keys listed under [`kind_prefix`]; foreign keys are dropped.
+pub fn filter_names(kind: ObjectKind, keys: Vec<String>) -> Vec<String> {
+    keys.into_iter()
+        .filter_map(|k| match kind {
+            ObjectKind::Config => k.is_empty().then(|| CONFIG_NAME.to_string()),
+            _ => is_sha256_hex(&k).then_some(k),
+        })
+        .take(ferry_proto::MAX_NAMES)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests;

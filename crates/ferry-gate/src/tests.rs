@@ -1,0 +1,336 @@
+//! Session logic against an in-memory sink, driven by real encoded frames.
+
+use super::*;
+use ferry_proto::{FrameReader, encode};
+use ferry_repo::format::{header, object_name};
+
+fn settings(expires: &str) -> Settings {
+    Settings::new(
+        GateConfig {
+            bucket: "b".into(),
+            site: "home".into(),
+            region: None,
+            session: "s1".into(),
+            expires: expires.into(),
+            max_object_size: 1000,
+            max_session_bytes: 1500,
+            allowed_kinds: vec!["config".into(), "pack".into(), "index".into()],
+            spool_dir: None,
+        },
+        "test",
+    )
+    .unwrap()
+}
+
+const FUTURE: &str = "2999-01-01T00:00:00Z";
+
+fn obj(kind: ObjectKind, body: &[u8]) -> (String, Vec<u8>) {
+    let mut b = header(kind).to_vec();
+    b.extend_from_slice(body);
+    (object_name(&b), b)
+}
+
+fn hello() -> Vec<u8> {
+    encode(&Frame::Hello {
+        version: PROTOCOL_VERSION,
+        session: "s1".into(),
+        site: "home".into(),
+    })
+    .unwrap()
+}
+
+fn put(kind: &str, name: &str, size: u64, bytes: &[u8]) -> Vec<u8> {
+    let mut v = encode(&Frame::Put {
+        kind: kind.into(),
+        name: name.into(),
+        size,
+    })
+    .unwrap();
+    for c in bytes.chunks(7) {
+        v.extend(encode(&Frame::Data(c)).unwrap());
+    }
+    v.extend(encode(&Frame::End).unwrap());
+    v
+}
+
+/// Run a session on `input`; returns the end, the gate's reply frames (debug-printed) and
+/// the objects the sink holds afterwards.
+fn run(settings: &Settings, input: Vec<u8>, sink: MemSink) -> (End, Vec<String>, Objects) {
+    let shared = Shared::new(Box::new(sink.clone()), false);
+    let mut out = Vec::new();
+    let clock = OffsetDateTime::now_utc;
+    let end = Session::new(&input[..], &mut out, settings, shared, &clock).run();
+    let mut replies = Vec::new();
+    let mut r = FrameReader::new(&out[..]);
+    while let Ok(Some(f)) = r.read() {
+        replies.push(format!("{f:?}"));
+    }
+    (end, replies, Objects(sink.snapshot()))
+}
+
+struct Objects(std::collections::BTreeMap<String, Vec<u8>>);
+
+impl std::ops::Deref for Objects {
+    type Target = std::collections::BTreeMap<String, Vec<u8>>;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+#[test]
+fn stores_good_objects_and_answers_already_present() {
+    let s = settings(FUTURE);
+    let (name, bytes) = obj(ObjectKind::Pack, b"hello pack");
+    let (_, cfg) = obj(ObjectKind::Config, b"params");
+    let mut input = hello();
+    input.extend(put("pack", &name, bytes.len() as u64, &bytes));
+    input.extend(put("pack", &name, bytes.len() as u64, &bytes));
+    input.extend(put("config", "config", cfg.len() as u64, &cfg));
+    input.extend(
+        encode(&Frame::List {
+            kind: "pack".into(),
+            continuation: String::new(),
+        })
+        .unwrap(),
+    );
+    input.extend(encode(&Frame::Bye).unwrap());
+    let (end, replies, sink) = run(&s, input, MemSink::default());
+    assert_eq!(end, End::Bye);
+    assert_eq!(
+        replies,
+        vec![
+            "HelloOk { version: 1, session: \"s1\", max_object_size: 1000, max_session_bytes: 1500 }".to_string(),
+            "Ready".into(),
+            format!("Stored {{ name: {name:?} }}"),
+            "Ready".into(),
+            format!("AlreadyPresent {{ name: {name:?} }}"),
+            "Ready".into(),
+            "Stored { name: \"config\" }".into(),
+            "Names { count: 1, continuation: \"\" }".into(),
+            "ByeOk".into(),
+        ]
+    );
+    assert!(sink.contains_key(&format!("packs/{name}")));
+    assert!(sink.contains_key("config"));
+    assert!(
+        sink.keys()
+            .any(|k| k.starts_with("audit/s1-") && k.ends_with(".jsonl"))
+    );
+}
+
+/// One PUT that must be refused with `want` in the reason; the session goes on to BYE.
+/// Refusals before READY get only the PUT frame (the client waits for READY before sending).
+fn refused(kind: &str, name: &str, size: u64, bytes: &[u8], want: &str) {
+    let s = settings(FUTURE);
+    let mut input = hello();
+    if bytes.is_empty() {
+        input.extend(
+            encode(&Frame::Put {
+                kind: kind.into(),
+                name: name.into(),
+                size,
+            })
+            .unwrap(),
+        );
+    } else {
+        input.extend(put(kind, name, size, bytes));
+    }
+    input.extend(encode(&Frame::Bye).unwrap());
+    let (end, replies, sink) = run(&s, input, MemSink::default());
+    let refusal = replies
+        .iter()
+        .find(|r| r.starts_with("Refused"))
+        .unwrap_or_else(|| panic!("no refusal: {replies:?}"));
+    assert!(refusal.contains(want), "{refusal} (wanted {want})");
+    assert_eq!(end, End::Bye, "{replies:?}");
+    assert!(
+        sink.keys().all(|k| k.starts_with("audit/")),
+        "{:?}",
+        sink.keys()
+    );
+}
+
+#[test]
+fn refusals() {
+    let (name, bytes) = obj(ObjectKind::Pack, b"pack bytes");
+    let n = bytes.len() as u64;
+    // Refused before any byte is sent.
+    refused(
+        "pack",
+        &"A".repeat(64),
+        n,
+        &[],
+        "not a lowercase hex SHA-256",
+    );
+    refused(
+        "pack",
+        "../../etc/passwd",
+        n,
+        &[],
+        "not a lowercase hex SHA-256",
+    );
+    refused("snapshot", &name, n, &[], "not allowed in this session");
+    refused("tarball", &name, n, &[], "unknown object kind");
+    refused(
+        "pack",
+        &name,
+        1001,
+        &[],
+        "exceeds the session's object limit",
+    );
+    refused(
+        "pack",
+        &name,
+        3,
+        &[],
+        "smaller than the 6-byte Ferry header",
+    );
+    refused("config", "notconfig", n, &[], "must be named");
+    // Refused after the bytes were checked.
+    refused("pack", &object_name(b"other"), n, &bytes, "not to its name");
+    refused("index", &name, n, &bytes, "not a Ferry index object");
+    let tar = b"ustar\0\0\0plaintext".to_vec();
+    refused(
+        "pack",
+        &object_name(&tar),
+        tar.len() as u64,
+        &tar,
+        "Ferry magic",
+    );
+    refused("pack", &name, n + 5, &bytes, "truncated: END after");
+}
+
+#[test]
+fn session_byte_limit() {
+    let s = settings(FUTURE);
+    let (n1, b1) = obj(ObjectKind::Pack, &[1u8; 900]);
+    let (n2, b2) = obj(ObjectKind::Pack, &[2u8; 900]);
+    let mut input = hello();
+    input.extend(put("pack", &n1, b1.len() as u64, &b1));
+    input.extend(put("pack", &n2, b2.len() as u64, &b2));
+    input.extend(encode(&Frame::Bye).unwrap());
+    let (_, replies, _) = run(&s, input, MemSink::default());
+    assert!(replies[2].starts_with("Stored"), "{replies:?}");
+    assert!(
+        replies[3].contains("would exceed the session's limit"),
+        "{replies:?}"
+    );
+}
+
+#[test]
+fn expired_session_refuses_hello() {
+    let s = settings("2001-01-01T00:00:00Z");
+    let (end, replies, _) = run(&s, hello(), MemSink::default());
+    assert!(matches!(end, End::Error(ref m) if m.contains("expired")));
+    assert!(replies[0].contains("expired"), "{replies:?}");
+}
+
+#[test]
+fn protocol_violations_end_the_session_with_error() {
+    let s = settings(FUTURE);
+    let (name, bytes) = obj(ObjectKind::Pack, b"pack bytes");
+    // Not HELLO first.
+    let (end, replies, _) = run(&s, encode(&Frame::Bye).unwrap(), MemSink::default());
+    assert!(matches!(end, End::Error(_)) && replies[0].contains("expected HELLO"));
+    // Wrong site / version.
+    let h = encode(&Frame::Hello {
+        version: 1,
+        session: String::new(),
+        site: "other".into(),
+    })
+    .unwrap();
+    let (_, replies, _) = run(&s, h, MemSink::default());
+    assert!(
+        replies[0].contains("is not this session's site"),
+        "{replies:?}"
+    );
+    let h = encode(&Frame::Hello {
+        version: 9,
+        session: String::new(),
+        site: "home".into(),
+    })
+    .unwrap();
+    let (_, replies, _) = run(&s, h, MemSink::default());
+    assert!(replies[0].contains("protocol version 9"), "{replies:?}");
+    // DATA beyond the announced size.
+    let mut input = hello();
+    input.extend(put("pack", &name, 4 + HEADER_LEN as u64, &bytes));
+    let (end, replies, sink) = run(&s, input, MemSink::default());
+    assert!(
+        matches!(end, End::Error(ref m) if m.contains("exceeds the announced size")),
+        "{replies:?}"
+    );
+    assert!(!sink.contains_key(&format!("packs/{name}")));
+    // Stream cut in the middle of the object: nothing stored, non-zero end.
+    let mut input = hello();
+    let full = put("pack", &name, bytes.len() as u64, &bytes);
+    input.extend(&full[..full.len() - 12]);
+    let (end, _, sink) = run(&s, input, MemSink::default());
+    assert!(
+        matches!(end, End::Error(ref m) if m.contains("truncated") || m.contains("middle of a frame")),
+        "{end:?}"
+    );
+    assert_eq!(end.exit_code(), 1);
+    assert!(!sink.contains_key(&format!("packs/{name}")));
+    // Garbage frame.
+    let mut input = hello();
+    input.extend([0, 0, 0, 1, 0x42]);
+    let (end, replies, _) = run(&s, input, MemSink::default());
+    assert!(
+        matches!(end, End::Error(_)) && replies.last().unwrap().contains("unknown frame type 0x42")
+    );
+    // Disconnect without BYE is not a clean end.
+    let (end, _, _) = run(&s, hello(), MemSink::default());
+    assert_eq!(end, End::Disconnected);
+    assert_eq!(end.exit_code(), 1);
+}
+
+#[test]
+fn audit_record_has_one_line_per_object() {
+    let s = settings(FUTURE);
+    let (name, bytes) = obj(ObjectKind::Pack, b"x");
+    let mut input = hello();
+    input.extend(put("pack", &name, bytes.len() as u64, &bytes));
+    input.extend(put("pack", &"0".repeat(64), bytes.len() as u64, &bytes));
+    input.extend(encode(&Frame::Bye).unwrap());
+    let shared = Shared::new(Box::new(MemSink::default()), false);
+    let clock = OffsetDateTime::now_utc;
+    let mut out = Vec::new();
+    assert_eq!(
+        Session::new(&input[..], &mut out, &s, shared.clone(), &clock).run(),
+        End::Bye
+    );
+    let g = lock(&shared);
+    let lines: Vec<serde_json::Value> = g
+        .lines
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let puts: Vec<_> = lines.iter().filter(|l| l["event"] == "put").collect();
+    assert_eq!(puts.len(), 2);
+    assert_eq!(puts[0]["outcome"], "stored");
+    assert_eq!(puts[1]["outcome"], "refused");
+    assert_eq!(lines.last().unwrap()["event"], "end");
+    assert_eq!(lines.last().unwrap()["outcome"], "bye");
+}
+
+#[test]
+fn a_different_config_is_refused_the_same_is_already_present() {
+    let s = settings(FUTURE);
+    let (_, c1) = obj(ObjectKind::Config, b"repo one");
+    let (_, c2) = obj(ObjectKind::Config, b"repo two");
+    let mut input = hello();
+    input.extend(put("config", "config", c1.len() as u64, &c1));
+    input.extend(put("config", "config", c1.len() as u64, &c1));
+    input.extend(put("config", "config", c2.len() as u64, &c2));
+    input.extend(encode(&Frame::Bye).unwrap());
+    let (end, replies, sink) = run(&s, input, MemSink::default());
+    assert_eq!(end, End::Bye);
+    assert!(replies[2].starts_with("Stored"), "{replies:?}");
+    assert!(replies[4].starts_with("AlreadyPresent"), "{replies:?}");
+    assert!(
+        replies[6].contains("a different config already exists"),
+        "{replies:?}"
+    );
+    assert_eq!(sink.get("config").unwrap(), &c1);
+}

@@ -1,0 +1,587 @@
+//! The gate behind a real OpenSSH forced command, uploading into moto S3 with the jump-box
+//! role's credentials (moto STS AssumeRole, moto IAM checks on).
+//!
+//! Note: moto 5.2.5 does not verify the `ChecksumSHA256` header of PutObject (measured), so
+//! these tests cannot show S3 itself rejecting a mismatch; the gate's own check (bytes hash
+//! to the name before anything is sent to S3) is what the refusals below exercise.
+
+use ferry_proto::{Frame, FrameReader, PROTOCOL_VERSION, encode};
+use ferry_remote::{GateOptions, GateStorage};
+use ferry_repo::format::{ObjectKind, header, object_name};
+use ferry_repo::storage::{PutOutcome, Storage};
+use ferry_s3::{S3Objects, S3Storage};
+use ferry_testkit::{Creds, JumpboxCreds, Moto, Sshd, SshdOptions, keygen};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+const BUCKET: &str = "ferry-backup";
+const SITE: &str = "home";
+
+struct Rig {
+    moto: Moto,
+    creds: JumpboxCreds,
+    sshd: Sshd,
+    key: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+fn gate_config(dir: &Path, expires: &str) -> PathBuf {
+    let p = dir.join("gate.toml");
+    std::fs::write(
+        &p,
+        format!(
+            "bucket = \"{BUCKET}\"\nsite = \"{SITE}\"\nsession = \"s-test\"\nexpires = \"{expires}\"\n\
+             max_object_size = 4194304\nmax_session_bytes = 67108864\n\
+             allowed_kinds = [\"config\", \"pack\", \"index\", \"snapshot\"]\nspool_dir = \"{}\"\n",
+            dir.display()
+        ),
+    )
+    .unwrap();
+    p
+}
+
+fn rig(expires: &str) -> Rig {
+    let dir = tempfile::tempdir().unwrap();
+    let moto = Moto::start().unwrap();
+    let creds = moto.jumpbox_setup(BUCKET).unwrap();
+    let key = dir.path().join("id_ferry");
+    let pubkey = keygen(&key).unwrap();
+    let cfg = gate_config(dir.path(), expires);
+    let gate = env!("CARGO_BIN_EXE_ferry-gate");
+    // Exactly the line docs/JUMPBOX.md documents.
+    let line = format!(
+        "restrict,command=\"{gate} serve --config {}\" {pubkey}",
+        cfg.display()
+    );
+    let sshd = Sshd::start(SshdOptions {
+        authorized_keys: line,
+        set_env: moto.env_with(&creds.jumpbox),
+        ..Default::default()
+    })
+    .unwrap();
+    Rig {
+        moto,
+        creds,
+        sshd,
+        key,
+        _dir: dir,
+    }
+}
+
+impl Rig {
+    fn url(&self) -> String {
+        format!("gate+ssh://root@127.0.0.1:{}/{SITE}", self.sshd.port())
+    }
+
+    fn opts(&self) -> GateOptions {
+        GateOptions::new(&self.key, self.sshd.host_key_pub())
+    }
+
+    fn connect(&self) -> GateStorage {
+        GateStorage::connect(&self.url(), &self.opts())
+            .unwrap_or_else(|e| panic!("{e}\nsshd log:\n{}", self.sshd.log()))
+    }
+
+    /// The bucket as the operator sees it (admin credentials).
+    fn admin(&self) -> S3Storage {
+        s3(&self.moto, &self.creds.admin)
+    }
+}
+
+fn s3(moto: &Moto, c: &Creds) -> S3Storage {
+    let conf = aws_sdk_s3::Config::builder()
+        .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+        .region(aws_sdk_s3::config::Region::new(ferry_testkit::MOTO_REGION))
+        .endpoint_url(moto.endpoint())
+        .credentials_provider(aws_sdk_s3::config::Credentials::new(
+            c.access_key_id.clone(),
+            c.secret_access_key.clone(),
+            c.session_token.clone(),
+            None,
+            "test",
+        ))
+        .build();
+    S3Storage::from_objects(S3Objects::with_client(
+        aws_sdk_s3::Client::from_conf(conf),
+        BUCKET,
+        SITE,
+    ))
+    .unwrap()
+}
+
+fn obj(kind: ObjectKind, body: &[u8]) -> (String, Vec<u8>) {
+    let mut b = header(kind).to_vec();
+    b.extend_from_slice(body);
+    (object_name(&b), b)
+}
+
+fn audit_records(admin: &S3Storage) -> Vec<String> {
+    let keys = admin.list_keys("audit/").unwrap();
+    keys.iter()
+        .map(|k| String::from_utf8(admin.get_key(&format!("audit/{k}")).unwrap()).unwrap())
+        .collect()
+}
+
+/// Wait (bounded) for the gate to put its audit record after a session ended.
+fn wait_audit(admin: &S3Storage, n: usize) -> Vec<String> {
+    for _ in 0..100 {
+        let r = audit_records(admin);
+        if r.len() >= n {
+            return r;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("no audit record appeared");
+}
+
+#[test]
+fn put_list_and_refusals_through_sshd_into_s3() {
+    let rig = rig("2999-01-01T00:00:00Z");
+    let gate = rig.connect();
+    assert_eq!(gate.session(), "s-test");
+    let (name, bytes) = obj(ObjectKind::Pack, &[42u8; 1_500_000]);
+    assert_eq!(
+        gate.put_if_absent(ObjectKind::Pack, &name, &bytes).unwrap(),
+        PutOutcome::Stored
+    );
+    assert_eq!(
+        gate.put_if_absent(ObjectKind::Pack, &name, &bytes).unwrap(),
+        PutOutcome::AlreadyPresent
+    );
+    let (_, cfg) = obj(ObjectKind::Config, b"params v1");
+    assert_eq!(
+        gate.put_if_absent(ObjectKind::Config, "config", &cfg)
+            .unwrap(),
+        PutOutcome::Stored
+    );
+    assert_eq!(gate.list(ObjectKind::Pack).unwrap(), vec![name.clone()]);
+    assert_eq!(
+        gate.list(ObjectKind::Config).unwrap(),
+        vec!["config".to_string()]
+    );
+    assert!(gate.list(ObjectKind::Index).unwrap().is_empty());
+
+    let refused = |kind, name: &str, bytes: &[u8], want: &str| {
+        let err = gate
+            .put_if_absent(kind, name, bytes)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(want), "{err} (wanted {want})");
+    };
+    // Wrong name: content does not hash to it.
+    let (_, other) = obj(ObjectKind::Pack, b"other bytes");
+    refused(
+        ObjectKind::Pack,
+        &object_name(b"x"),
+        &other,
+        "not to its name",
+    );
+    // Overwrite attempt: other bytes under an existing name (refused, original unchanged) ...
+    refused(ObjectKind::Pack, &name, &other, "not to its name");
+    // ... and another config (not content-addressed): refused, never replaced; the same
+    // config again is "already present" (the gate compares the ETag it may list).
+    let (_, cfg2) = obj(ObjectKind::Config, b"params v2");
+    refused(
+        ObjectKind::Config,
+        "config",
+        &cfg2,
+        "a different config already exists",
+    );
+    assert_eq!(
+        gate.put_if_absent(ObjectKind::Config, "config", &cfg)
+            .unwrap(),
+        PutOutcome::AlreadyPresent
+    );
+    // Wrong kind: an index object offered as a pack.
+    let (iname, index) = obj(ObjectKind::Index, b"idx");
+    refused(ObjectKind::Pack, &iname, &index, "not a Ferry pack object");
+    // Non-Ferry bytes (a tar header).
+    let tar = b"ustar\x0000 plaintext file contents".to_vec();
+    refused(ObjectKind::Pack, &object_name(&tar), &tar, "Ferry magic");
+    // Name that is not a SHA-256.
+    refused(
+        ObjectKind::Snapshot,
+        "../../config",
+        &index,
+        "not a lowercase hex SHA-256",
+    );
+    // Too big for the session's object limit (the client refuses before sending).
+    let big = vec![0u8; 4 * 1024 * 1024 + 1];
+    refused(ObjectKind::Pack, &object_name(&big), &big, "object limit");
+    // Still usable after refusals.
+    let (n2, b2) = obj(ObjectKind::Snapshot, b"snap");
+    assert_eq!(
+        gate.put_if_absent(ObjectKind::Snapshot, &n2, &b2).unwrap(),
+        PutOutcome::Stored
+    );
+    assert!(
+        gate.get(ObjectKind::Pack, &name)
+            .unwrap_err()
+            .to_string()
+            .contains("write-only")
+    );
+    gate.close().unwrap();
+
+    let admin = rig.admin();
+    assert_eq!(admin.get(ObjectKind::Pack, &name).unwrap(), bytes);
+    assert_eq!(
+        admin.get(ObjectKind::Config, "config").unwrap(),
+        cfg,
+        "config was replaced"
+    );
+    assert_eq!(admin.list(ObjectKind::Pack).unwrap(), vec![name.clone()]);
+    assert_eq!(admin.list(ObjectKind::Snapshot).unwrap(), vec![n2]);
+    assert!(admin.list(ObjectKind::Index).unwrap().is_empty());
+
+    // IAM checks are on: the jump-box role may put and list but not read.
+    let jb = s3(&rig.moto, &rig.creds.jumpbox);
+    let e = jb.get(ObjectKind::Pack, &name).unwrap_err().to_string();
+    assert!(e.contains("AccessDenied") || e.contains("403"), "{e}");
+    assert_eq!(jb.list(ObjectKind::Pack).unwrap(), vec![name.clone()]);
+
+    // One audit record, one line per object attempt that reached the gate (the oversized one
+    // was stopped by the client).
+    let records = wait_audit(&admin, 1);
+    assert_eq!(records.len(), 1);
+    let lines: Vec<serde_json::Value> = records[0]
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let puts: Vec<_> = lines.iter().filter(|l| l["event"] == "put").collect();
+    let count = |o: &str| puts.iter().filter(|l| l["outcome"] == o).count();
+    assert_eq!(
+        (count("stored"), count("already_present"), count("refused")),
+        (3, 2, 6),
+        "{lines:#?}"
+    );
+    assert_eq!(lines.last().unwrap()["outcome"], "bye");
+}
+
+/// Talk the protocol by hand through `ssh` (for what the client library never sends).
+struct Raw {
+    child: std::process::Child,
+    reader: FrameReader<std::process::ChildStdout>,
+    stdin: Option<std::process::ChildStdin>,
+}
+
+impl Raw {
+    fn open(rig: &Rig) -> Self {
+        let mut child = rig
+            .sshd
+            .ssh_command("root", &rig.key)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdin = child.stdin.take();
+        let reader = FrameReader::new(child.stdout.take().unwrap());
+        Raw {
+            child,
+            reader,
+            stdin,
+        }
+    }
+    fn send(&mut self, f: &Frame<'_>) {
+        let w = self.stdin.as_mut().unwrap();
+        w.write_all(&encode(f).unwrap()).unwrap();
+        w.flush().unwrap();
+    }
+    fn reply(&mut self) -> String {
+        format!("{:?}", self.reader.read().unwrap().unwrap())
+    }
+    fn hello(&mut self) {
+        self.send(&Frame::Hello {
+            version: PROTOCOL_VERSION,
+            session: String::new(),
+            site: SITE.into(),
+        });
+        assert!(self.reply().starts_with("HelloOk"));
+    }
+    /// Close our side and return the gate's (ssh's) exit status.
+    fn finish(mut self) -> i32 {
+        self.stdin = None;
+        self.child.wait().unwrap().code().unwrap_or(-1)
+    }
+}
+
+#[test]
+fn wrong_size_and_truncated_stream_store_nothing() {
+    let rig = rig("2999-01-01T00:00:00Z");
+    let (name, bytes) = obj(ObjectKind::Pack, &[7u8; 100_000]);
+    // Wrong size: fewer bytes than announced, then END.
+    let mut raw = Raw::open(&rig);
+    raw.hello();
+    raw.send(&Frame::Put {
+        kind: "pack".into(),
+        name: name.clone(),
+        size: bytes.len() as u64 + 10,
+    });
+    assert_eq!(raw.reply(), "Ready");
+    raw.send(&Frame::Data(&bytes));
+    raw.send(&Frame::End);
+    let r = raw.reply();
+    assert!(
+        r.contains("Refused") && r.contains("truncated: END after 100006"),
+        "{r}"
+    );
+    // Truncated stream: the connection drops in the middle of the object.
+    raw.send(&Frame::Put {
+        kind: "pack".into(),
+        name: name.clone(),
+        size: bytes.len() as u64,
+    });
+    assert_eq!(raw.reply(), "Ready");
+    raw.send(&Frame::Data(&bytes[..50_000]));
+    assert_eq!(
+        raw.finish(),
+        1,
+        "the gate must exit non-zero on a truncated stream"
+    );
+
+    let admin = rig.admin();
+    let records = wait_audit(&admin, 1);
+    assert!(
+        admin.list(ObjectKind::Pack).unwrap().is_empty(),
+        "a partial object reached S3"
+    );
+    assert!(
+        records[0].contains("stream ended after 50000 of 100006 bytes (truncated)"),
+        "{}",
+        records[0]
+    );
+
+    // Malformed frame: clear ERROR frame, non-zero exit.
+    let mut raw = Raw::open(&rig);
+    raw.hello();
+    let w = raw.stdin.as_mut().unwrap();
+    w.write_all(&[0xff, 0xff, 0xff, 0xff, 1]).unwrap();
+    w.flush().unwrap();
+    let r = raw.reply();
+    assert!(
+        r.contains("Error") && r.contains("exceeds the maximum"),
+        "{r}"
+    );
+    assert_ne!(raw.finish(), 0);
+}
+
+#[test]
+fn expired_session_refuses_everything() {
+    let rig = rig("2020-01-01T00:00:00Z");
+    let err = GateStorage::connect(&rig.url(), &rig.opts())
+        .err()
+        .expect("an expired gate must refuse")
+        .to_string();
+    assert!(err.contains("expired at 2020-01-01T00:00:00Z"), "{err}");
+    let records = wait_audit(&rig.admin(), 1);
+    assert!(
+        records[0].contains("\"event\":\"hello\"") && records[0].contains("refused"),
+        "{}",
+        records[0]
+    );
+}
+
+#[test]
+fn pinned_host_key_and_identity_are_enforced() {
+    let rig = rig("2999-01-01T00:00:00Z");
+    let dir = tempfile::tempdir().unwrap();
+    let other_host = dir.path().join("other_host");
+    keygen(&other_host).unwrap();
+    let mut opts = rig.opts();
+    opts.host_key = other_host.with_extension("pub");
+    let err = GateStorage::connect(&rig.url(), &opts)
+        .err()
+        .unwrap()
+        .to_string();
+    let want = format!(
+        "host key for 127.0.0.1:{} does not match the pinned key in {}",
+        rig.sshd.port(),
+        opts.host_key.display()
+    );
+    assert!(err.contains(&want), "{err}");
+
+    let stranger = dir.path().join("stranger");
+    keygen(&stranger).unwrap();
+    let mut opts = rig.opts();
+    opts.identity = stranger;
+    let err = GateStorage::connect(&rig.url(), &opts)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("refused the key"), "{err}");
+
+    // Nothing listening: bounded retries, then a clear error.
+    let mut opts = rig.opts();
+    opts.attempts = 3;
+    opts.backoff = Duration::from_millis(50);
+    let port = ferry_testkit::free_port();
+    let err = GateStorage::connect(&format!("gate+ssh://root@127.0.0.1:{port}/{SITE}"), &opts)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("gave up after retries") && err.contains("Connection refused"),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_key_can_only_talk_to_the_gate() {
+    let rig = rig("2999-01-01T00:00:00Z");
+    let marker = "echo FERRY$((40+2))SHELL";
+    // Another command: the forced command runs instead (the gate sees EOF, exits 1).
+    let out = rig
+        .sshd
+        .ssh_command("root", &rig.key)
+        .arg(marker)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("FERRY42SHELL"));
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // A shell with a pty: the pty is refused and no shell reads the input.
+    let mut child = rig
+        .sshd
+        .ssh_command("root", &rig.key)
+        .arg("-tt")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{marker}\nexit\n").as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!stdout.contains("FERRY42SHELL"), "{stdout}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("PTY allocation request failed"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Port forwarding, local (-W) and remote (-R): administratively prohibited.
+    let mut child = rig
+        .sshd
+        .ssh_command("root", &rig.key)
+        .args(["-W", &format!("127.0.0.1:{}", rig.moto.port())])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"GET /moto-api/ HTTP/1.0\r\n\r\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains("HTTP/1"),
+        "forwarded to moto"
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("administratively prohibited") || err.contains("stdio forwarding failed"),
+        "{err}"
+    );
+    let out = rig
+        .sshd
+        .ssh_command("root", &rig.key)
+        .args([
+            "-o",
+            "ExitOnForwardFailure=yes",
+            "-N",
+            "-R",
+            &format!("127.0.0.1:{}:127.0.0.1:22", ferry_testkit::free_port()),
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("remote port forwarding failed"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // sftp: the subsystem request runs the gate instead; no listing comes back.
+    let kh = rig.sshd.dir().join("known_hosts");
+    let mut child = Command::new("sftp")
+        .args([
+            "-F",
+            "/dev/null",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "StrictHostKeyChecking=yes",
+            "-o",
+            "IdentitiesOnly=yes",
+        ])
+        .arg("-o")
+        .arg(format!("UserKnownHostsFile={}", kh.display()))
+        .arg("-i")
+        .arg(&rig.key)
+        .args([
+            "-P",
+            &rig.sshd.port().to_string(),
+            "-b",
+            "-",
+            "root@127.0.0.1",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"ls /etc\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(!out.status.success());
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("passwd"));
+    // Control: the same server lets an unrestricted key run a shell command, so the
+    // refusals above come from `restrict,command=`, not from a broken server.
+    let dir = tempfile::tempdir().unwrap();
+    let free = dir.path().join("free");
+    let pubkey = keygen(&free).unwrap();
+    let restricted = std::fs::read_to_string(rig.sshd.dir().join("authorized_keys")).unwrap();
+    rig.sshd
+        .set_authorized_keys(&format!("{restricted}\n{pubkey}"))
+        .unwrap();
+    let out = rig
+        .sshd
+        .ssh_command("root", &free)
+        .arg(marker)
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("FERRY42SHELL"));
+    let mut child = rig
+        .sshd
+        .ssh_command("root", &free)
+        .args(["-W", &format!("127.0.0.1:{}", rig.moto.port())])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"GET /moto-api/ HTTP/1.0\r\n\r\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("HTTP/1"),
+        "control: -W did not forward"
+    );
+}

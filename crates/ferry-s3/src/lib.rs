@@ -1,0 +1,448 @@
+//! # ferry-s3 — Ferry repositories in Amazon S3
+//!
+//! Owns the S3 side of repository storage: write-once puts (`PutObject` with
+//! `If-None-Match: *` and the object's `ChecksumSHA256`, a 412 meaning "already present"),
+//! paginated `ListObjectsV2`, and `GetObject`. [`S3Objects`] is the async core the gate
+//! uses; [`S3Storage`] is a blocking [`Storage`] for the CLI (the operator's
+//! `ferry restore --repo s3://bucket/site`), owning its own small tokio runtime.
+//!
+//! Endpoints and credentials come only from the AWS SDK's standard configuration
+//! (`AWS_ENDPOINT_URL`, profiles, the instance role): nothing here knows about emulators.
+//! Must never depend on SSH crates, the gate or the CLI.
+
+use aws_sdk_s3::Client;
+use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::primitives::ByteStream;
+use base64::Engine as _;
+use ferry_repo::format::{ObjectKind, is_sha256_hex};
+use ferry_repo::storage::{PutOutcome, Storage, StorageError};
+use sha2::Digest as _;
+use std::path::Path;
+
+/// A failed S3 call, with the operation, bucket and key in the message.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct S3Error {
+    pub message: String,
+    /// Whether S3 said the object does not exist.
+    pub not_found: bool,
+}
+
+fn s3_err<E, R>(op: &str, bucket: &str, key: &str, e: &SdkError<E, R>) -> S3Error
+where
+    E: std::error::Error + ProvideErrorMetadata + 'static,
+    R: std::fmt::Debug,
+{
+    let not_found = matches!(
+        e.as_service_error().and_then(|s| s.code()),
+        Some("NoSuchKey" | "NotFound")
+    );
+    S3Error {
+        message: format!("S3 {op} s3://{bucket}/{key}: {}", DisplayErrorContext(e)),
+        not_found,
+    }
+}
+
+fn http_status<E>(e: &SdkError<E, aws_sdk_s3::config::http::HttpResponse>) -> Option<u16> {
+    e.raw_response().map(|r| r.status().as_u16())
+}
+
+/// Split `s3://bucket/prefix` into bucket and prefix (prefix may be empty).
+pub fn parse_s3_url(url: &str) -> Result<(String, String), String> {
+    let rest = url
+        .strip_prefix("s3://")
+        .ok_or_else(|| format!("{url:?} is not an s3://BUCKET/PREFIX location"))?;
+    let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+    let prefix = prefix.trim_matches('/');
+    if bucket.is_empty() {
+        return Err(format!("{url:?}: the bucket name is empty"));
+    }
+    if !bucket
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+    {
+        return Err(format!("{url:?}: {bucket:?} is not a valid S3 bucket name"));
+    }
+    Ok((bucket.to_string(), prefix.to_string()))
+}
+
+/// Base64 of a SHA-256 digest, the form S3's `ChecksumSHA256` takes.
+pub fn checksum_b64(sha256: &[u8; 32]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(sha256)
+}
+
+/// Objects under one prefix of one bucket (async).
+#[derive(Clone, Debug)]
+pub struct S3Objects {
+    client: Client,
+    bucket: String,
+    prefix: String,
+}
+
+impl S3Objects {
+    /// Client from the standard AWS configuration chain; `region` overrides the chain's region.
+    pub async fn from_env(bucket: &str, prefix: &str, region: Option<&str>) -> Self {
+        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+        if let Some(r) = region {
+            loader = loader.region(aws_config::Region::new(r.to_string()));
+        }
+        let conf = loader.load().await;
+        Self::with_client(Client::new(&conf), bucket, prefix)
+    }
+
+    pub fn with_client(client: Client, bucket: &str, prefix: &str) -> Self {
+        Self {
+            client,
+            bucket: bucket.to_string(),
+            prefix: prefix.trim_matches('/').to_string(),
+        }
+    }
+
+    pub fn bucket(&self) -> &str {
+        &self.bucket
+    }
+
+    /// The full key of `rel` under this prefix.
+    pub fn key(&self, rel: &str) -> String {
+        if self.prefix.is_empty() {
+            rel.to_string()
+        } else {
+            format!("{}/{rel}", self.prefix)
+        }
+    }
+
+    /// `s3://bucket/prefix`
+    pub fn url(&self) -> String {
+        format!("s3://{}/{}", self.bucket, self.prefix)
+    }
+
+    /// Put `body` at `rel` unless an object is there (`If-None-Match: *`); S3 checks
+    /// `sha256` (sent as `ChecksumSHA256`) against the bytes it receives.
+    async fn put_body(
+        &self,
+        rel: &str,
+        body: ByteStream,
+        size: u64,
+        sha256: &[u8; 32],
+    ) -> Result<PutOutcome, S3Error> {
+        let key = self.key(rel);
+        let size = i64::try_from(size).map_err(|_| S3Error {
+            message: format!("s3://{}/{key}: size {size} too large", self.bucket),
+            not_found: false,
+        })?;
+        let res = self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(&key)
+            .if_none_match("*")
+            .checksum_sha256(checksum_b64(sha256))
+            .content_length(size)
+            .body(body)
+            .send()
+            .await;
+        match res {
+            Ok(_) => Ok(PutOutcome::Stored),
+            Err(e) if http_status(&e) == Some(412) => Ok(PutOutcome::AlreadyPresent),
+            Err(e) => Err(s3_err("PutObject", &self.bucket, &key, &e)),
+        }
+    }
+
+    /// Write-once put of bytes held in memory.
+    pub async fn put_bytes_if_absent(
+        &self,
+        rel: &str,
+        bytes: Vec<u8>,
+    ) -> Result<PutOutcome, S3Error> {
+        let digest: [u8; 32] = sha2::Sha256::digest(&bytes).into();
+        let size = bytes.len() as u64;
+        self.put_body(rel, ByteStream::from(bytes), size, &digest)
+            .await
+    }
+
+    /// Write-once put of a file streamed from disk (the gate's spool), whose SHA-256 the
+    /// caller computed while writing it.
+    pub async fn put_file_if_absent(
+        &self,
+        rel: &str,
+        path: &Path,
+        size: u64,
+        sha256: &[u8; 32],
+    ) -> Result<PutOutcome, S3Error> {
+        let body = ByteStream::from_path(path).await.map_err(|e| S3Error {
+            message: format!(
+                "reading spool file {} for s3://{}/{}: {e}",
+                path.display(),
+                self.bucket,
+                self.key(rel)
+            ),
+            not_found: false,
+        })?;
+        self.put_body(rel, body, size, sha256).await
+    }
+
+    /// One page of keys under `rel_prefix` (relative to `rel_prefix`), and the token for
+    /// the next page (`None` on the last page).
+    pub async fn list_page(
+        &self,
+        rel_prefix: &str,
+        continuation: Option<String>,
+    ) -> Result<(Vec<String>, Option<String>), S3Error> {
+        let full = self.key(rel_prefix);
+        let res = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(&full)
+            .set_continuation_token(continuation)
+            .send()
+            .await
+            .map_err(|e| s3_err("ListObjectsV2", &self.bucket, &full, &e))?;
+        let names = res
+            .contents()
+            .iter()
+            .filter_map(|o| o.key())
+            .filter_map(|k| k.strip_prefix(full.as_str()))
+            .map(str::to_string)
+            .collect();
+        let next = if res.is_truncated() == Some(true) {
+            res.next_continuation_token().map(str::to_string)
+        } else {
+            None
+        };
+        Ok((names, next))
+    }
+
+    /// The ETag of the object at `rel` (quotes removed), found with ListObjectsV2 (so
+    /// `s3:ListBucket` suffices, no read access), or `None` if there is none.
+    pub async fn etag(&self, rel: &str) -> Result<Option<String>, S3Error> {
+        let key = self.key(rel);
+        let res = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(&key)
+            .max_keys(10)
+            .send()
+            .await
+            .map_err(|e| s3_err("ListObjectsV2", &self.bucket, &key, &e))?;
+        Ok(res
+            .contents()
+            .iter()
+            .find(|o| o.key() == Some(key.as_str()))
+            .and_then(|o| o.e_tag())
+            .map(|t| t.trim_matches('"').to_string()))
+    }
+
+    /// All keys under `rel_prefix` (relative), following every page (bounded by S3's answers).
+    pub async fn list_all(&self, rel_prefix: &str) -> Result<Vec<String>, S3Error> {
+        let mut out = Vec::new();
+        let mut token = None;
+        loop {
+            let (names, next) = self.list_page(rel_prefix, token.take()).await?;
+            out.extend(names);
+            match next {
+                Some(t) => token = Some(t),
+                None => return Ok(out),
+            }
+        }
+    }
+
+    /// The whole object at `rel`.
+    pub async fn get(&self, rel: &str) -> Result<Vec<u8>, S3Error> {
+        let key = self.key(rel);
+        let res = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(&key)
+            .send()
+            .await
+            .map_err(|e| s3_err("GetObject", &self.bucket, &key, &e))?;
+        let body = res.body.collect().await.map_err(|e| S3Error {
+            message: format!("S3 GetObject s3://{}/{key}: reading body: {e}", self.bucket),
+            not_found: false,
+        })?;
+        Ok(body.into_bytes().to_vec())
+    }
+}
+
+/// The names of `kind` among `rel_keys` listed under the kind's prefix.
+fn names_of(kind: ObjectKind, rel_keys: Vec<String>) -> Vec<String> {
+    let mut names: Vec<String> = rel_keys
+        .into_iter()
+        .filter(|k| {
+            if kind == ObjectKind::Config {
+                k.is_empty()
+            } else {
+                is_sha256_hex(k)
+            }
+        })
+        .map(|k| {
+            if kind == ObjectKind::Config {
+                "config".to_string()
+            } else {
+                k
+            }
+        })
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// The listing prefix of `kind` relative to the repository root.
+pub fn kind_prefix(kind: ObjectKind) -> String {
+    match kind {
+        ObjectKind::Config => "config".to_string(),
+        k => format!("{}/", k.dir()),
+    }
+}
+
+/// Names of `kind` from keys listed under [`kind_prefix`] (config: exactly `config`).
+pub fn filter_names(kind: ObjectKind, rel_keys: Vec<String>) -> Vec<String> {
+    names_of(kind, rel_keys)
+}
+
+/// A blocking [`Storage`] over S3, for the CLI. Owns a current-thread tokio runtime, so it
+/// must not be used from inside another tokio runtime.
+pub struct S3Storage {
+    objects: S3Objects,
+    rt: tokio::runtime::Runtime,
+}
+
+impl S3Storage {
+    /// Open `s3://bucket/prefix` with the standard AWS configuration chain.
+    pub fn open(url: &str) -> Result<Self, StorageError> {
+        let (bucket, prefix) = parse_s3_url(url).map_err(|message| StorageError::Backend {
+            location: url.to_string(),
+            message,
+        })?;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| StorageError::Backend {
+                location: url.to_string(),
+                message: format!("cannot start the async runtime: {e}"),
+            })?;
+        let objects = rt.block_on(S3Objects::from_env(&bucket, &prefix, None));
+        Ok(Self { objects, rt })
+    }
+
+    /// A blocking storage over an already configured client (e.g. explicit credentials).
+    pub fn from_objects(objects: S3Objects) -> Result<Self, StorageError> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| StorageError::Backend {
+                location: objects.url(),
+                message: format!("cannot start the async runtime: {e}"),
+            })?;
+        Ok(Self { objects, rt })
+    }
+
+    /// All keys under `rel_prefix` (relative to it), e.g. the gate's `audit/` records.
+    pub fn list_keys(&self, rel_prefix: &str) -> Result<Vec<String>, StorageError> {
+        self.rt
+            .block_on(self.objects.list_all(rel_prefix))
+            .map_err(|e| self.backend(e))
+    }
+
+    /// The object at `rel` (relative to the prefix).
+    pub fn get_key(&self, rel: &str) -> Result<Vec<u8>, StorageError> {
+        self.rt
+            .block_on(self.objects.get(rel))
+            .map_err(|e| self.backend(e))
+    }
+
+    pub fn objects(&self) -> &S3Objects {
+        &self.objects
+    }
+
+    fn backend(&self, e: S3Error) -> StorageError {
+        StorageError::Backend {
+            location: self.location(),
+            message: e.message,
+        }
+    }
+}
+
+impl Storage for S3Storage {
+    fn location(&self) -> String {
+        self.objects.url()
+    }
+
+    fn put_if_absent(
+        &self,
+        kind: ObjectKind,
+        name: &str,
+        bytes: &[u8],
+    ) -> Result<PutOutcome, StorageError> {
+        self.rt
+            .block_on(
+                self.objects
+                    .put_bytes_if_absent(&kind.key(name), bytes.to_vec()),
+            )
+            .map_err(|e| self.backend(e))
+    }
+
+    fn list(&self, kind: ObjectKind) -> Result<Vec<String>, StorageError> {
+        let keys = self
+            .rt
+            .block_on(self.objects.list_all(&kind_prefix(kind)))
+            .map_err(|e| self.backend(e))?;
+        Ok(names_of(kind, keys))
+    }
+
+    fn get(&self, kind: ObjectKind, name: &str) -> Result<Vec<u8>, StorageError> {
+        let key = kind.key(name);
+        self.rt.block_on(self.objects.get(&key)).map_err(|e| {
+            if e.not_found {
+                StorageError::NotFound {
+                    location: self.location(),
+                    key,
+                }
+            } else {
+                self.backend(e)
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        assert_eq!(
+            parse_s3_url("s3://b/site").unwrap(),
+            ("b".into(), "site".into())
+        );
+        assert_eq!(parse_s3_url("s3://b").unwrap(), ("b".into(), "".into()));
+        assert_eq!(
+            parse_s3_url("s3://b/a/b/").unwrap(),
+            ("b".into(), "a/b".into())
+        );
+        assert!(parse_s3_url("s3:///x").is_err());
+        assert!(parse_s3_url("gs://b/x").is_err());
+        assert!(parse_s3_url("s3://B_x/y").is_err());
+    }
+
+    #[test]
+    fn listing_filters_foreign_keys() {
+        let n = "a".repeat(64);
+        assert_eq!(
+            filter_names(
+                ObjectKind::Pack,
+                vec![n.clone(), "junk".into(), "x/y".into()]
+            ),
+            vec![n]
+        );
+        assert_eq!(
+            filter_names(ObjectKind::Config, vec!["".into(), ".bak".into()]),
+            vec!["config"]
+        );
+        assert!(filter_names(ObjectKind::Config, vec!["x".into()]).is_empty());
+    }
+}
