@@ -1,0 +1,29 @@
+//! # ferry-collect — sources: what to back up, and pulling it from the LAN
+//!
+//! Owns the `[sources]` section of the config file (the backup VM's own paths and remote
+//! hosts) and collecting those sources into the repository engine: files are listed on each
+//! host with GNU `find -printf`, filtered (exclude globs, size cap), checked against the
+//! previous snapshot (size + mtime, or inode for renamed files), and only the changed ones
+//! are streamed with `tar` over the system OpenSSH client straight into the engine's
+//! snapshot builder — no staging copy on disk, no whole file in memory. Nothing is installed
+//! on the hosts: a read-only account is enough. Host keys are pinned (StrictHostKeyChecking
+//! against the source's own known-hosts file). One failing host never stops the others.
+//!
+//! Must never depend on AWS (or any cloud crate), nor on an SSH library: SSH is the system
+//! `ssh` binary. It reaches the repository only through `ferry-repo`'s snapshot builder.
+
+pub mod collect;
+pub mod config;
+pub mod engine;
+pub mod listing;
+mod local;
+pub mod sink;
+pub mod ssh;
+
+pub use collect::{
+    CheckReport, CollectReport, EngineFailure, Job, SourceReport, SourceStatus, check, collect,
+    jobs_of,
+};
+pub use config::{ConfigError, ConfigFile, SourcesConfig};
+pub use engine::{BackupError, backup};
+pub use sink::{Sink, SinkError};
