@@ -1,3 +1,15 @@
 //! # ferry-cloud — the cloud layer
 //!
-//! Owns policy documents, permanent infrastructure and session provisioning. Must never depend on SSH or the CLI.
+//! Owns the infrastructure configuration and its validation ([`config`]), every IAM, bucket and
+//! endpoint policy document ([`policy`], the single place they are generated), the permanent
+//! infrastructure, and session provisioning.
+//!
+//! Must never depend on SSH, on the repository engine's internals or on the CLI. AWS endpoints
+//! come only from the SDK's standard configuration: nothing here knows whether it talks to AWS
+//! or to an emulator.
+
+pub mod config;
+pub mod infra;
+pub mod policy;
+
+pub use infra::{InfraArgs, InfraCommand, infra_main};

@@ -1,0 +1,16 @@
+//! Writes every policy document Ferry installs, plus `manifest.json`, into a directory.
+//!
+//! `cargo run -p ferry-cloud --example dump-policies -- OUTDIR` uses the example config with a
+//! fixed fake account (what the policy proof and docs/SECURITY.md use).
+
+fn main() -> anyhow::Result<()> {
+    let mut args = std::env::args_os().skip(1);
+    let (Some(dir), None) = (args.next(), args.next()) else {
+        anyhow::bail!("usage: dump-policies OUTDIR");
+    };
+    let inputs = ferry_cloud::policy::example_inputs()?;
+    for path in ferry_cloud::policy::dump_documents(&inputs, std::path::Path::new(&dir))? {
+        println!("{}", path.display());
+    }
+    Ok(())
+}

@@ -1,0 +1,471 @@
+//! `ferry infra plan|apply|destroy|show`: the permanent infrastructure, created idempotently with
+//! the AWS SDK from one validated config.
+//!
+//! No local state: every resource is found by its tags (`ferry:installation = <prefix>` plus its
+//! `Name`) or by its derived name (IAM, buckets). Plan and apply run the *same* code: each
+//! resource is observed, compared with what the config asks for, and recorded as create / update
+//! (with the differing fields) / unchanged; in apply mode the difference is then made so. An
+//! interrupted apply therefore resumes where it stopped. Every API failure names the resource.
+//!
+//! Not here yet: the two Lambda functions and the hourly sweep schedule (they need the
+//! `bootstrap` binary of a later issue).
+
+mod buckets;
+mod iam;
+mod network;
+
+use std::fmt;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::{Args, Subcommand};
+
+use crate::config::{InfraConfig, ValidConfig};
+use crate::policy::{PolicyInputs, TAG_INSTALLATION, TAG_MANAGED};
+
+/// `ferry infra …`
+#[derive(Debug, Args)]
+pub struct InfraArgs {
+    /// Infra config file (TOML; `ferry infra example-config` prints a template).
+    #[arg(long, short = 'c', default_value = "ferry-infra.toml", global = true)]
+    pub config: PathBuf,
+    #[command(subcommand)]
+    pub command: InfraCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum InfraCommand {
+    /// Show what apply would create, update (with the differing fields) or keep.
+    Plan,
+    /// Show the plan, then make it so.
+    Apply {
+        /// Where the backup VM's credentials are written (0600) when its access key is created.
+        #[arg(long, default_value = "ferry-backup.credentials")]
+        credentials_out: PathBuf,
+    },
+    /// Remove everything, in reverse order.
+    Destroy {
+        /// Also empty and delete the backup bucket; must repeat the bucket's name.
+        #[arg(long, value_name = "BUCKET")]
+        delete_backup_bucket: Option<String>,
+    },
+    /// Print what exists, with IDs, and the backup VM's next steps.
+    Show,
+    /// Print a commented example config.
+    ExampleConfig,
+}
+
+/// Entry point for the `ferry` CLI. Returns the process exit code.
+pub fn infra_main(args: InfraArgs) -> Result<i32> {
+    if let InfraCommand::ExampleConfig = args.command {
+        print!("{}", crate::config::EXAMPLE_CONFIG);
+        return Ok(0);
+    }
+    // Validate before any API call.
+    let cfg = InfraConfig::load(&args.config)?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    rt.block_on(async move {
+        let mut out = std::io::stdout();
+        run(&cfg, args.command, &mut out).await
+    })
+}
+
+/// Runs one command against the account in the SDK's standard configuration.
+pub async fn run(
+    cfg: &ValidConfig,
+    cmd: InfraCommand,
+    out: &mut dyn std::io::Write,
+) -> Result<i32> {
+    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new(cfg.raw.region.clone()))
+        .load()
+        .await;
+    run_with(cfg, cmd, out, &sdk).await
+}
+
+/// [`run`] with an explicit SDK configuration (credentials, endpoint) instead of the
+/// environment's.
+pub async fn run_with(
+    cfg: &ValidConfig,
+    cmd: InfraCommand,
+    out: &mut dyn std::io::Write,
+    sdk: &aws_config::SdkConfig,
+) -> Result<i32> {
+    let mut ctx = Ctx::new(cfg.clone(), sdk).await?;
+    match cmd {
+        InfraCommand::Plan => {
+            ctx.mode = Mode::Plan;
+            ctx.converge().await?;
+            ctx.print_plan(out)?;
+            Ok(0)
+        }
+        InfraCommand::Apply { credentials_out } => {
+            ctx.mode = Mode::Plan;
+            ctx.converge().await?;
+            ctx.print_plan(out)?;
+            if ctx.plan.iter().all(|i| i.change == Change::Unchanged) {
+                writeln!(out, "Nothing to do: the infrastructure matches the config.")?;
+                return Ok(0);
+            }
+            ctx.plan.clear();
+            ctx.warnings.clear();
+            ctx.mode = Mode::Apply;
+            ctx.credentials_out = Some(credentials_out);
+            ctx.converge().await?;
+            let changed = ctx
+                .plan
+                .iter()
+                .filter(|i| i.change != Change::Unchanged)
+                .count();
+            writeln!(out, "Applied: {changed} change(s).")?;
+            for note in &ctx.notes {
+                writeln!(out, "{note}")?;
+            }
+            Ok(0)
+        }
+        InfraCommand::Destroy {
+            delete_backup_bucket,
+        } => {
+            ctx.destroy(delete_backup_bucket.as_deref(), out).await?;
+            Ok(0)
+        }
+        InfraCommand::Show => {
+            ctx.mode = Mode::Plan;
+            ctx.converge().await?;
+            ctx.print_show(out)?;
+            Ok(0)
+        }
+        InfraCommand::ExampleConfig => {
+            write!(out, "{}", crate::config::EXAMPLE_CONFIG)?;
+            Ok(0)
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    Plan,
+    Apply,
+}
+
+/// What apply does (or did) to one resource.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    Create,
+    /// The fields that differ, as `field: have -> want`.
+    Update(Vec<String>),
+    Unchanged,
+}
+
+/// One line of a plan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlanItem {
+    pub kind: &'static str,
+    pub name: String,
+    pub id: Option<String>,
+    pub change: Change,
+}
+
+impl fmt::Display for PlanItem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (sign, what) = match &self.change {
+            Change::Create => ("+", "create".to_string()),
+            Change::Update(fields) => ("~", format!("update: {}", fields.join("; "))),
+            Change::Unchanged => ("=", "unchanged".to_string()),
+        };
+        write!(
+            f,
+            "{sign} {:<18} {:<36} {:<24} {what}",
+            self.kind,
+            self.name,
+            self.id.as_deref().unwrap_or("-")
+        )
+    }
+}
+
+/// Placeholder IDs used only while planning resources whose parents do not exist yet.
+pub(crate) const PLANNED_VPC: &str = "vpc-00000000000000000";
+pub(crate) const PLANNED_VPCE: &str = "vpce-00000000000000000";
+
+pub(crate) struct Ctx {
+    pub(crate) cfg: ValidConfig,
+    pub(crate) ec2: aws_sdk_ec2::Client,
+    pub(crate) iam: aws_sdk_iam::Client,
+    pub(crate) s3: aws_sdk_s3::Client,
+    pub(crate) account_id: String,
+    pub(crate) caller_arn: String,
+    pub(crate) mode: Mode,
+    pub(crate) plan: Vec<PlanItem>,
+    pub(crate) notes: Vec<String>,
+    pub(crate) warnings: Vec<String>,
+    pub(crate) credentials_out: Option<PathBuf>,
+    // IDs found or created during converge.
+    pub(crate) vpc_id: Option<String>,
+    pub(crate) igw_id: Option<String>,
+    pub(crate) public_subnet_id: Option<String>,
+    pub(crate) private_subnet_id: Option<String>,
+    pub(crate) public_rt_id: Option<String>,
+    pub(crate) private_rt_id: Option<String>,
+    pub(crate) vpce_id: Option<String>,
+}
+
+impl Ctx {
+    async fn new(cfg: ValidConfig, sdk: &aws_config::SdkConfig) -> Result<Ctx> {
+        let sts = aws_sdk_sts::Client::new(sdk);
+        let me = sts
+            .get_caller_identity()
+            .send()
+            .await
+            .context("sts:GetCallerIdentity (are AWS credentials configured?)")?;
+        let account_id = me.account().unwrap_or_default().to_string();
+        let caller_arn = me.arn().unwrap_or_default().to_string();
+        Ok(Ctx {
+            cfg,
+            ec2: aws_sdk_ec2::Client::new(sdk),
+            iam: aws_sdk_iam::Client::new(sdk),
+            s3: aws_sdk_s3::Client::from_conf(
+                aws_sdk_s3::config::Builder::from(sdk)
+                    .force_path_style(true)
+                    .build(),
+            ),
+            account_id,
+            caller_arn,
+            mode: Mode::Plan,
+            plan: Vec::new(),
+            notes: Vec::new(),
+            warnings: Vec::new(),
+            credentials_out: None,
+            vpc_id: None,
+            igw_id: None,
+            public_subnet_id: None,
+            private_subnet_id: None,
+            public_rt_id: None,
+            private_rt_id: None,
+            vpce_id: None,
+        })
+    }
+
+    pub(crate) fn apply(&self) -> bool {
+        self.mode == Mode::Apply
+    }
+
+    pub(crate) fn record(
+        &mut self,
+        kind: &'static str,
+        name: &str,
+        id: Option<&str>,
+        change: Change,
+    ) {
+        self.plan.push(PlanItem {
+            kind,
+            name: name.to_string(),
+            id: id.map(str::to_string),
+            change,
+        });
+    }
+
+    /// The policy inputs as far as they are known (placeholders while planning a fresh install).
+    pub(crate) fn policy_inputs(&self) -> Result<PolicyInputs> {
+        let p = PolicyInputs::new(
+            &self.cfg,
+            &self.account_id,
+            self.vpc_id.as_deref().unwrap_or(PLANNED_VPC),
+            self.vpce_id.as_deref().unwrap_or(PLANNED_VPCE),
+            Some(&self.caller_arn),
+        )?;
+        Ok(p)
+    }
+
+    /// The tags every managed resource carries.
+    pub(crate) fn tags(&self, name: &str) -> Vec<(String, String)> {
+        vec![
+            ("Name".into(), name.into()),
+            (TAG_MANAGED.into(), "true".into()),
+            (TAG_INSTALLATION.into(), self.cfg.names.prefix.clone()),
+        ]
+    }
+
+    /// Observe everything and (in apply mode) make it match, in dependency order.
+    async fn converge(&mut self) -> Result<()> {
+        network::converge(self).await?;
+        iam::converge(self).await?;
+        buckets::converge(self).await?;
+        Ok(())
+    }
+
+    async fn destroy(
+        &mut self,
+        delete_backup_bucket: Option<&str>,
+        out: &mut dyn std::io::Write,
+    ) -> Result<()> {
+        if let Some(b) = delete_backup_bucket
+            && b != self.cfg.raw.backup_bucket
+        {
+            anyhow::bail!(
+                "--delete-backup-bucket {b:?} does not name this installation's backup bucket {:?}",
+                self.cfg.raw.backup_bucket
+            );
+        }
+        // Observe first so that IDs are known.
+        self.mode = Mode::Plan;
+        self.converge().await?;
+        buckets::destroy(self, delete_backup_bucket.is_some(), out).await?;
+        iam::destroy(self, out).await?;
+        network::destroy(self, out).await?;
+        writeln!(out, "Destroyed.")?;
+        Ok(())
+    }
+
+    fn print_plan(&self, out: &mut dyn std::io::Write) -> Result<()> {
+        let (mut c, mut u, mut k) = (0, 0, 0);
+        for item in &self.plan {
+            writeln!(out, "{item}")?;
+            match item.change {
+                Change::Create => c += 1,
+                Change::Update(_) => u += 1,
+                Change::Unchanged => k += 1,
+            }
+        }
+        writeln!(out, "Plan: {c} to create, {u} to update, {k} unchanged.")?;
+        for w in &self.warnings {
+            writeln!(out, "warning: {w}")?;
+        }
+        writeln!(
+            out,
+            "Not managed yet: Lambda functions {} and {} and the hourly sweep schedule (they need the bootstrap binary).",
+            self.cfg.names.build_function, self.cfg.names.clean_function
+        )?;
+        Ok(())
+    }
+
+    fn print_show(&self, out: &mut dyn std::io::Write) -> Result<()> {
+        writeln!(
+            out,
+            "Installation {:?} in account {} ({})",
+            self.cfg.names.prefix, self.account_id, self.cfg.raw.region
+        )?;
+        let mut missing = 0;
+        for item in &self.plan {
+            let state = match &item.change {
+                Change::Create => {
+                    missing += 1;
+                    "MISSING".to_string()
+                }
+                Change::Update(f) => format!("DRIFT ({})", f.join("; ")),
+                Change::Unchanged => "ok".to_string(),
+            };
+            writeln!(
+                out,
+                "  {:<18} {:<36} {:<24} {state}",
+                item.kind,
+                item.name,
+                item.id.as_deref().unwrap_or("-")
+            )?;
+        }
+        if missing > 0 {
+            writeln!(
+                out,
+                "{missing} resource(s) missing: run `ferry infra apply`."
+            )?;
+        } else {
+            writeln!(out, "Next steps on the backup VM:")?;
+            writeln!(
+                out,
+                "  1. copy the credentials file written by the first apply (profile [{}]) to the backup VM, mode 0600;",
+                self.cfg.names.backup_user
+            )?;
+            writeln!(
+                out,
+                "  2. point the backup VM at region {} with AWS_PROFILE={} (it may only invoke {} and {}).",
+                self.cfg.raw.region,
+                self.cfg.names.backup_user,
+                self.cfg.names.build_function,
+                self.cfg.names.clean_function
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// Compares two policy documents the way IAM/S3 store them: after parsing, with one-element
+/// arrays and plain values treated alike and arrays compared as sets.
+pub(crate) fn same_policy(have: &str, want: &serde_json::Value) -> bool {
+    match serde_json::from_str::<serde_json::Value>(have) {
+        Ok(h) => canonical(&h) == canonical(want),
+        Err(_) => false,
+    }
+}
+
+fn canonical(v: &serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match v {
+        Value::Array(a) if a.len() == 1 => canonical(&a[0]),
+        Value::Array(a) => {
+            let mut items: Vec<Value> = a.iter().map(canonical).collect();
+            items.sort_by_key(|x| x.to_string());
+            Value::Array(items)
+        }
+        Value::Object(o) => {
+            Value::Object(o.iter().map(|(k, x)| (k.clone(), canonical(x))).collect())
+        }
+        other => other.clone(),
+    }
+}
+
+/// IAM returns policy documents URL-encoded.
+pub(crate) fn url_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%'
+            && i + 2 < b.len()
+            && let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2]))
+        {
+            out.push(h * 16 + l);
+            i += 3;
+            continue;
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn hex(c: u8) -> Option<u8> {
+    match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        b'A'..=b'F' => Some(c - b'A' + 10),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn url_decode_handles_iam_documents() {
+        assert_eq!(url_decode("%7B%22a%22%3A%201%7D"), "{\"a\": 1}");
+        assert_eq!(url_decode("100%"), "100%");
+        assert_eq!(url_decode("%zz"), "%zz");
+    }
+
+    #[test]
+    fn policies_compare_as_stored() {
+        let want = serde_json::json!({"Statement": [{"Action": ["s3:GetObject"], "Resource": ["a", "b"]}]});
+        assert!(same_policy(
+            r#"{"Statement": {"Action": "s3:GetObject", "Resource": ["b", "a"]}}"#,
+            &want
+        ));
+        assert!(!same_policy(
+            r#"{"Statement": {"Action": "s3:PutObject", "Resource": ["b", "a"]}}"#,
+            &want
+        ));
+        assert!(!same_policy("not json", &want));
+    }
+}
