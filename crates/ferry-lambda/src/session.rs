@@ -1,0 +1,1055 @@
+//! Session provisioning: the state object, the security group and the jump-box instance, their
+//! removal, and the sweep.
+//!
+//! This module talks only to EC2 and S3 through clients it is given, and to the [`Config`]; it
+//! knows nothing of the Lambda runtime, so it can move to `ferry-cloud` unchanged (with
+//! `config`, `payload` and `userdata`).
+//!
+//! ## The state object
+//! `s3://<state bucket>/sessions/<session>.json` ([`SessionState`]). ferry-build writes it
+//! (write-once, `If-None-Match: *`) **before** it creates anything, and rewrites it after each
+//! resource: `intent` → `security-group` → `instance` → `ready`. Every resource is also tagged
+//! at creation (in the same API call, so a resource never exists untagged) with
+//! `ferry:managed=true`, `ferry:installation`, `ferry:session`, `ferry:site`, `ferry:expiry`.
+//! So if the function dies between creating a resource and recording it, the tags still find it.
+//!
+//! ## Removal ([`Cloud::clean_session`])
+//! The union of what the state records and what the tags find: terminate instances, wait until
+//! terminated, delete security groups (retrying while EC2 reports a dependency), then delete
+//! the state object — last, and only when everything else is gone, so a failed clean leaves its
+//! record for the next attempt. Idempotent: what is already gone is skipped, not an error.
+//!
+//! ## Sweep ([`Cloud::sweep`])
+//! Cleans every session whose state says it expired, and every session whose resources carry
+//! this installation's tags but which has no state object (an orphan: ferry-build writes the
+//! state before creating anything and ferry-clean deletes it last, so a live session always has
+//! one).
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use aws_sdk_ec2::error::{DisplayErrorContext, ProvideErrorMetadata};
+use aws_sdk_ec2::types::{
+    Filter, HttpTokensState, IamInstanceProfileSpecification, InstanceMetadataEndpointState,
+    InstanceMetadataOptionsRequest, InstanceNetworkInterfaceSpecification, InstanceStateName,
+    InstanceType, IpPermission, IpRange, ResourceType, ShutdownBehavior, Tag, TagSpecification,
+};
+use aws_sdk_s3::primitives::ByteStream;
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+use ssh_key::{Algorithm, LineEnding, PrivateKey};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+use zeroize::Zeroizing;
+
+use crate::config::Config;
+use crate::payload::{BuildRequest, BuildResponse, check_public_key, check_ttl};
+use crate::userdata::{self, UserData};
+use crate::{FerryError, log};
+
+pub const TAG_MANAGED: &str = "ferry:managed";
+pub const TAG_INSTALLATION: &str = "ferry:installation";
+pub const TAG_SESSION: &str = "ferry:session";
+pub const TAG_SITE: &str = "ferry:site";
+pub const TAG_EXPIRY: &str = "ferry:expiry";
+pub const STATE_PREFIX: &str = "sessions/";
+/// The user the client logs in as.
+pub const JUMPBOX_USER: &str = "ferry";
+
+/// The session's record in the state bucket.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct SessionState {
+    pub version: u32,
+    pub session: String,
+    pub installation: String,
+    pub site: String,
+    pub created: String,
+    pub expires: String,
+    /// `intent`, `security-group`, `instance`, `ready`.
+    pub phase: String,
+    pub security_group_id: Option<String>,
+    pub instance_id: Option<String>,
+    pub host: Option<String>,
+    pub host_key: Option<String>,
+}
+
+impl SessionState {
+    fn expired(&self, now: OffsetDateTime) -> bool {
+        OffsetDateTime::parse(&self.expires, &Rfc3339)
+            .map(|e| e <= now)
+            .unwrap_or(true)
+    }
+}
+
+/// What ferry-clean removed for one session.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct CleanReport {
+    pub session: String,
+    /// `instance i-…`, `security-group sg-…`, `state sessions/….json`.
+    pub removed: Vec<String>,
+}
+
+/// What a sweep did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SweepReport {
+    pub sessions: Vec<CleanReport>,
+    /// Sessions that were cleaned because their resources had no state object.
+    pub orphans: Vec<String>,
+    /// Unexpired sessions left alone.
+    pub kept: Vec<String>,
+}
+
+/// EC2 + S3 clients and the function's configuration.
+pub struct Cloud {
+    pub ec2: aws_sdk_ec2::Client,
+    pub s3: aws_sdk_s3::Client,
+    pub cfg: Config,
+}
+
+/// `what: Code: message` for a service error; the error chain for anything else (timeouts,
+/// connection failures). Never the raw response.
+fn aws_err<E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt::Debug>(
+    what: &str,
+    e: aws_sdk_ec2::error::SdkError<E, R>,
+) -> FerryError {
+    match (e.code(), e.message()) {
+        (Some(code), Some(msg)) => FerryError::Aws(format!("{what}: {code}: {msg}")),
+        (Some(code), None) => FerryError::Aws(format!("{what}: {code}")),
+        _ => FerryError::Aws(format!("{what}: {}", DisplayErrorContext(&e))),
+    }
+}
+
+fn ec2_err<E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt::Debug>(
+    what: &str,
+    e: aws_sdk_ec2::error::SdkError<E, R>,
+) -> FerryError {
+    aws_err(what, e)
+}
+
+fn s3_err<E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt::Debug>(
+    what: &str,
+    e: aws_sdk_s3::error::SdkError<E, R>,
+) -> FerryError {
+    aws_err(what, e)
+}
+
+fn rfc3339(t: OffsetDateTime) -> String {
+    t.format(&Rfc3339)
+        .unwrap_or_else(|_| t.unix_timestamp().to_string())
+}
+
+/// `fs-YYYYMMDD-HHMMSS-<8 hex>`.
+pub fn new_session_id(now: OffsetDateTime) -> String {
+    let mut r = [0u8; 4];
+    rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut r);
+    format!(
+        "fs-{:04}{:02}{:02}-{:02}{:02}{:02}-{}",
+        now.year(),
+        u8::from(now.month()),
+        now.day(),
+        now.hour(),
+        now.minute(),
+        now.second(),
+        hex::encode(r)
+    )
+}
+
+fn new_ed25519(comment: &str) -> Result<PrivateKey, FerryError> {
+    let mut k = PrivateKey::random(&mut rand_core::OsRng, Algorithm::Ed25519)
+        .map_err(|e| FerryError::Internal(format!("generating an ed25519 key: {e}")))?;
+    k.set_comment(comment);
+    Ok(k)
+}
+
+fn public_line(k: &PrivateKey) -> Result<String, FerryError> {
+    let mut p = k.public_key().clone();
+    p.set_comment("");
+    p.to_openssh()
+        .map(|s| s.trim().to_string())
+        .map_err(|e| FerryError::Internal(format!("encoding a public key: {e}")))
+}
+
+fn tag(k: &str, v: &str) -> Tag {
+    Tag::builder().key(k).value(v).build()
+}
+
+/// A bounded wait: the sooner of `limit` and the invocation's deadline (less a margin for the
+/// answer and a rollback).
+fn until(deadline: Instant, limit: Duration) -> Instant {
+    let cap = Instant::now() + limit;
+    let d = deadline
+        .checked_sub(Duration::from_secs(20))
+        .unwrap_or(deadline);
+    cap.min(d.max(Instant::now() + Duration::from_secs(5)))
+}
+
+impl Cloud {
+    fn state_key(session: &str) -> String {
+        format!("{STATE_PREFIX}{session}.json")
+    }
+
+    fn tags(&self, st: &SessionState) -> Vec<Tag> {
+        vec![
+            tag(TAG_MANAGED, "true"),
+            tag(TAG_INSTALLATION, &self.cfg.installation),
+            tag(TAG_SESSION, &st.session),
+            tag(TAG_SITE, &st.site),
+            tag(TAG_EXPIRY, &st.expires),
+            tag(
+                "Name",
+                &format!("{}-jumpbox-{}", self.cfg.installation, st.session),
+            ),
+        ]
+    }
+
+    fn tag_spec(&self, rt: ResourceType, st: &SessionState) -> TagSpecification {
+        TagSpecification::builder()
+            .resource_type(rt)
+            .set_tags(Some(self.tags(st)))
+            .build()
+    }
+
+    /// Write the state object; `create` makes it write-once (refused if it exists).
+    async fn put_state(&self, st: &SessionState, create: bool) -> Result<(), FerryError> {
+        let key = Self::state_key(&st.session);
+        let body = serde_json::to_vec_pretty(st)
+            .map_err(|e| FerryError::Internal(format!("encoding state: {e}")))?;
+        let mut req = self
+            .s3
+            .put_object()
+            .bucket(&self.cfg.state_bucket)
+            .key(&key)
+            .content_type("application/json")
+            .body(ByteStream::from(body));
+        if create {
+            req = req.if_none_match("*");
+        }
+        req.send().await.map_err(|e| {
+            s3_err(
+                &format!("writing state s3://{}/{key}", self.cfg.state_bucket),
+                e,
+            )
+        })?;
+        log::info(&st.session, "state written", &[("phase", &st.phase)]);
+        Ok(())
+    }
+
+    /// The session's state object, or `None` when there is none.
+    pub async fn get_state(&self, session: &str) -> Result<Option<SessionState>, FerryError> {
+        let key = Self::state_key(session);
+        let what = format!("reading state s3://{}/{key}", self.cfg.state_bucket);
+        let out = match self
+            .s3
+            .get_object()
+            .bucket(&self.cfg.state_bucket)
+            .key(&key)
+            .send()
+            .await
+        {
+            Ok(o) => o,
+            Err(e)
+                if e.as_service_error()
+                    .map(|s| s.is_no_such_key())
+                    .unwrap_or(false) =>
+            {
+                return Ok(None);
+            }
+            Err(e) => return Err(s3_err(&what, e)),
+        };
+        let bytes = out
+            .body
+            .collect()
+            .await
+            .map_err(|e| FerryError::Aws(format!("{what}: {e}")))?
+            .into_bytes();
+        let st: SessionState = serde_json::from_slice(&bytes)
+            .map_err(|e| FerryError::Aws(format!("{what}: not a session state: {e}")))?;
+        Ok(Some(st))
+    }
+
+    /// Session ids that have a state object.
+    pub async fn list_states(&self) -> Result<Vec<String>, FerryError> {
+        let mut out = Vec::new();
+        let mut token = None;
+        for _ in 0..100 {
+            let page = self
+                .s3
+                .list_objects_v2()
+                .bucket(&self.cfg.state_bucket)
+                .prefix(STATE_PREFIX)
+                .set_continuation_token(token)
+                .send()
+                .await
+                .map_err(|e| {
+                    s3_err(
+                        &format!("listing s3://{}/{STATE_PREFIX}", self.cfg.state_bucket),
+                        e,
+                    )
+                })?;
+            for o in page.contents() {
+                if let Some(id) = o
+                    .key()
+                    .and_then(|k| k.strip_prefix(STATE_PREFIX))
+                    .and_then(|k| k.strip_suffix(".json"))
+                {
+                    out.push(id.to_string());
+                }
+            }
+            token = page.next_continuation_token().map(String::from);
+            if token.is_none() {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    // ----- ferry-build -----
+
+    /// ferry-build: validate, record the intent, create, wait, answer. On any failure after the
+    /// intent is written, everything created so far is removed before the error is returned.
+    pub async fn build(
+        &self,
+        req: BuildRequest,
+        deadline: Instant,
+    ) -> Result<BuildResponse, FerryError> {
+        let ttl = check_ttl(
+            req.ttl_minutes,
+            self.cfg.default_session_minutes,
+            self.cfg.max_session_minutes,
+        )?;
+        let client_public = match &req.public_key {
+            Some(k) => Some(check_public_key(k)?),
+            None => None,
+        };
+        let now = OffsetDateTime::now_utc()
+            .replace_nanosecond(0)
+            .unwrap_or_else(|_| OffsetDateTime::now_utc());
+        let expires = now + time::Duration::minutes(i64::from(ttl));
+        let session = new_session_id(now);
+
+        let host_key = new_ed25519(&format!("ferry-host-{session}"))?;
+        let host_public = public_line(&host_key)?;
+        let (client_public, client_private) = match client_public {
+            Some(p) => (p, None),
+            None => {
+                let k = new_ed25519(&format!("ferry-client-{session}"))?;
+                let pem = k
+                    .to_openssh(LineEnding::LF)
+                    .map_err(|e| FerryError::Internal(format!("encoding the client key: {e}")))?;
+                (public_line(&k)?, Some(pem))
+            }
+        };
+
+        let mut st = SessionState {
+            version: 1,
+            session: session.clone(),
+            installation: self.cfg.installation.clone(),
+            site: req.site.clone(),
+            created: rfc3339(now),
+            expires: rfc3339(expires),
+            phase: "intent".into(),
+            security_group_id: None,
+            instance_id: None,
+            host: None,
+            host_key: Some(host_public.clone()),
+        };
+        log::info(
+            &session,
+            "build started",
+            &[("site", &req.site), ("ttl_minutes", &ttl.to_string())],
+        );
+        self.put_state(&st, true).await?;
+
+        let host_private = host_key
+            .to_openssh(LineEnding::LF)
+            .map_err(|e| FerryError::Internal(format!("encoding the host key: {e}")))?;
+        drop(host_key);
+        let ud = userdata::render(&UserData {
+            session: &session,
+            site: &req.site,
+            region: &self.cfg.region,
+            backup_bucket: &self.cfg.backup_bucket,
+            state_bucket: &self.cfg.state_bucket,
+            gate_key: &self.cfg.gate_key,
+            gate_sha256: &self.cfg.gate_sha256,
+            clean_function: &self.cfg.clean_function,
+            expires: &st.expires,
+            expires_unix: expires.unix_timestamp(),
+            shutdown_grace_minutes: self.cfg.shutdown_grace_minutes,
+            max_object_bytes: self.cfg.gate_max_object_bytes,
+            max_session_bytes: self.cfg.gate_max_session_bytes,
+            client_public_key: &client_public,
+            host_private_key: &host_private,
+            host_public_key: &host_public,
+        });
+        drop(host_private);
+
+        match self.provision(&mut st, &ud, deadline).await {
+            Ok(host) => {
+                log::info(&session, "build done", &[("host", &host)]);
+                Ok(BuildResponse {
+                    session,
+                    site: req.site,
+                    host,
+                    port: 22,
+                    user: JUMPBOX_USER.into(),
+                    host_key: host_public,
+                    expires: st.expires,
+                    private_key: client_private,
+                    client_public_key: client_public,
+                })
+            }
+            Err(e) => {
+                log::error(
+                    &session,
+                    "build failed; rolling back",
+                    &[("error", &e.to_string())],
+                );
+                match self.clean_session(&session, deadline).await {
+                    Ok(r) => {
+                        log::info(
+                            &session,
+                            "rollback done",
+                            &[("removed", &r.removed.join(", "))],
+                        );
+                        Err(e)
+                    }
+                    Err(rb) => Err(FerryError::Aws(format!(
+                        "{e}; rollback incomplete ({rb}); the state object sessions/{session}.json is kept so that \
+                         ferry-clean or the hourly sweep can finish it"
+                    ))),
+                }
+            }
+        }
+    }
+
+    /// Count unexpired sessions (ours included, its intent already written).
+    async fn check_limit(&self, session: &str) -> Result<(), FerryError> {
+        let now = OffsetDateTime::now_utc();
+        let mut active = Vec::new();
+        for id in self.list_states().await? {
+            match self.get_state(&id).await? {
+                Some(st) if !st.expired(now) => active.push(id),
+                _ => {}
+            }
+        }
+        if !active.iter().any(|a| a == session) {
+            return Err(FerryError::Aws(format!(
+                "state object for {session} vanished after it was written"
+            )));
+        }
+        if active.len() > self.cfg.max_sessions as usize {
+            let others: Vec<_> = active.iter().filter(|a| *a != session).cloned().collect();
+            return Err(FerryError::Limit(format!(
+                "{} concurrent session(s) allowed and {} already active ({}); end one with ferry-clean or wait for its expiry",
+                self.cfg.max_sessions,
+                others.len(),
+                others.join(", ")
+            )));
+        }
+        Ok(())
+    }
+
+    async fn provision(
+        &self,
+        st: &mut SessionState,
+        user_data: &Zeroizing<String>,
+        deadline: Instant,
+    ) -> Result<String, FerryError> {
+        let cfg = &self.cfg;
+        let session = st.session.clone();
+        self.check_limit(&session).await?;
+
+        // The VPC of the public subnet.
+        let subnets = self
+            .ec2
+            .describe_subnets()
+            .subnet_ids(&cfg.subnet_id)
+            .send()
+            .await
+            .map_err(|e| ec2_err(&format!("looking up subnet {}", cfg.subnet_id), e))?;
+        let vpc_id = subnets
+            .subnets()
+            .first()
+            .and_then(|s| s.vpc_id())
+            .ok_or_else(|| FerryError::Aws(format!("subnet {} not found", cfg.subnet_id)))?
+            .to_string();
+
+        // Security group: SSH in from the configured ranges only, HTTPS out only.
+        // Descriptions have no spaces: moto 5.2.5 with IAM checks on fails the SigV4 check of EC2
+        // query requests whose values contain spaces (the Rust SDK encodes them as %20).
+        let sg = self
+            .ec2
+            .create_security_group()
+            .group_name(format!("{}-{}", cfg.installation, session))
+            .description(format!("ferry-jumpbox-{session}"))
+            .vpc_id(&vpc_id)
+            .tag_specifications(self.tag_spec(ResourceType::SecurityGroup, st))
+            .send()
+            .await
+            .map_err(|e| ec2_err(&format!("creating the security group in {vpc_id}"), e))?;
+        let sg_id = sg
+            .group_id()
+            .ok_or_else(|| FerryError::Aws("CreateSecurityGroup returned no group id".into()))?
+            .to_string();
+        log::info(&session, "security group created", &[("id", &sg_id)]);
+        st.security_group_id = Some(sg_id.clone());
+        st.phase = "security-group".into();
+        self.put_state(st, false).await?;
+
+        let ssh = IpPermission::builder()
+            .ip_protocol("tcp")
+            .from_port(22)
+            .to_port(22)
+            .set_ip_ranges(Some(
+                cfg.allowed_ssh_cidrs
+                    .iter()
+                    .map(|c| {
+                        IpRange::builder()
+                            .cidr_ip(c)
+                            .description("ferry-backup-vm")
+                            .build()
+                    })
+                    .collect(),
+            ))
+            .build();
+        self.ec2
+            .authorize_security_group_ingress()
+            .group_id(&sg_id)
+            .ip_permissions(ssh)
+            .send()
+            .await
+            .map_err(|e| ec2_err(&format!("allowing SSH into {sg_id}"), e))?;
+        self.ec2
+            .revoke_security_group_egress()
+            .group_id(&sg_id)
+            .ip_permissions(
+                IpPermission::builder()
+                    .ip_protocol("-1")
+                    .ip_ranges(IpRange::builder().cidr_ip("0.0.0.0/0").build())
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(|e| ec2_err(&format!("removing the default egress rule of {sg_id}"), e))?;
+        self.ec2
+            .authorize_security_group_egress()
+            .group_id(&sg_id)
+            .ip_permissions(
+                IpPermission::builder()
+                    .ip_protocol("tcp")
+                    .from_port(443)
+                    .to_port(443)
+                    .ip_ranges(
+                        IpRange::builder()
+                            .cidr_ip("0.0.0.0/0")
+                            .description("https-s3-endpoint-and-lambda")
+                            .build(),
+                    )
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(|e| ec2_err(&format!("allowing HTTPS out of {sg_id}"), e))?;
+
+        let ami = match &cfg.ami_id {
+            Some(a) => a.clone(),
+            None => self.latest_al2023().await?,
+        };
+
+        let b64 =
+            Zeroizing::new(base64::engine::general_purpose::STANDARD.encode(user_data.as_bytes()));
+        let run = self
+            .ec2
+            .run_instances()
+            .image_id(&ami)
+            .instance_type(InstanceType::from(cfg.instance_type.as_str()))
+            .min_count(1)
+            .max_count(1)
+            .client_token(&session)
+            .network_interfaces(
+                InstanceNetworkInterfaceSpecification::builder()
+                    .device_index(0)
+                    .subnet_id(&cfg.subnet_id)
+                    .groups(&sg_id)
+                    .associate_public_ip_address(true)
+                    .delete_on_termination(true)
+                    .build(),
+            )
+            .iam_instance_profile(
+                IamInstanceProfileSpecification::builder()
+                    .name(&cfg.instance_profile)
+                    .build(),
+            )
+            .metadata_options(
+                InstanceMetadataOptionsRequest::builder()
+                    .http_endpoint(InstanceMetadataEndpointState::Enabled)
+                    .http_tokens(HttpTokensState::Required)
+                    .http_put_response_hop_limit(1)
+                    .build(),
+            )
+            .instance_initiated_shutdown_behavior(ShutdownBehavior::Terminate)
+            .user_data(b64.as_str())
+            .tag_specifications(self.tag_spec(ResourceType::Instance, st))
+            .tag_specifications(self.tag_spec(ResourceType::Volume, st))
+            .send()
+            .await
+            .map_err(|e| {
+                ec2_err(
+                    &format!(
+                        "launching the jump box ({ami}, {}, profile {})",
+                        cfg.instance_type, cfg.instance_profile
+                    ),
+                    e,
+                )
+            })?;
+        drop(b64);
+        let instance_id = run
+            .instances()
+            .first()
+            .and_then(|i| i.instance_id())
+            .ok_or_else(|| FerryError::Aws("RunInstances returned no instance".into()))?
+            .to_string();
+        log::info(
+            &session,
+            "instance launched",
+            &[("id", &instance_id), ("ami", &ami)],
+        );
+        st.instance_id = Some(instance_id.clone());
+        st.phase = "instance".into();
+        self.put_state(st, false).await?;
+
+        let host = self.wait_running(&instance_id, deadline).await?;
+        st.host = Some(host.clone());
+        st.phase = "ready".into();
+        self.put_state(st, false).await?;
+        Ok(host)
+    }
+
+    /// The newest Amazon-owned Amazon Linux 2023 x86_64 AMI.
+    async fn latest_al2023(&self) -> Result<String, FerryError> {
+        let out = self
+            .ec2
+            .describe_images()
+            .owners("amazon")
+            .filters(
+                Filter::builder()
+                    .name("name")
+                    .values("al2023-ami-2023.*-x86_64")
+                    .build(),
+            )
+            .filters(Filter::builder().name("state").values("available").build())
+            .filters(
+                Filter::builder()
+                    .name("architecture")
+                    .values("x86_64")
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(|e| ec2_err("looking up the Amazon Linux 2023 AMI", e))?;
+        out.images()
+            .iter()
+            .filter(|i| i.image_id().is_some())
+            .max_by_key(|i| (i.creation_date().unwrap_or(""), i.name().unwrap_or("")))
+            .and_then(|i| i.image_id())
+            .map(String::from)
+            .ok_or_else(|| {
+                FerryError::Aws(
+                    "no Amazon-owned al2023-ami-2023.*-x86_64 image found; set FERRY_AMI_ID".into(),
+                )
+            })
+    }
+
+    /// Poll until the instance runs and has a public address (bounded).
+    async fn wait_running(
+        &self,
+        instance_id: &str,
+        deadline: Instant,
+    ) -> Result<String, FerryError> {
+        let end = until(deadline, Duration::from_secs(240));
+        let mut delay = Duration::from_millis(250);
+        loop {
+            let out = self
+                .ec2
+                .describe_instances()
+                .instance_ids(instance_id)
+                .send()
+                .await
+                .map_err(|e| ec2_err(&format!("waiting for {instance_id} to run"), e))?;
+            let inst = out
+                .reservations()
+                .iter()
+                .flat_map(|r| r.instances())
+                .find(|i| i.instance_id() == Some(instance_id));
+            let state = inst.and_then(|i| i.state()).and_then(|s| s.name()).cloned();
+            match state {
+                Some(InstanceStateName::Running) => {
+                    if let Some(ip) = inst.and_then(|i| i.public_ip_address()) {
+                        return Ok(ip.to_string());
+                    }
+                }
+                Some(InstanceStateName::Pending) | None => {}
+                Some(other) => {
+                    return Err(FerryError::Aws(format!(
+                        "{instance_id} went to {} instead of running",
+                        other.as_str()
+                    )));
+                }
+            }
+            if Instant::now() + delay > end {
+                return Err(FerryError::Aws(format!(
+                    "{instance_id} not running with a public address in time (last state {})",
+                    state
+                        .map(|s| s.as_str().to_string())
+                        .unwrap_or_else(|| "unknown".into())
+                )));
+            }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_secs(3));
+        }
+    }
+
+    // ----- ferry-clean -----
+
+    fn session_filters(&self, session: Option<&str>) -> Vec<Filter> {
+        let mut f = vec![
+            Filter::builder()
+                .name(format!("tag:{TAG_INSTALLATION}"))
+                .values(&self.cfg.installation)
+                .build(),
+        ];
+        match session {
+            Some(s) => f.push(
+                Filter::builder()
+                    .name(format!("tag:{TAG_SESSION}"))
+                    .values(s)
+                    .build(),
+            ),
+            None => f.push(
+                Filter::builder()
+                    .name("tag-key")
+                    .values(TAG_SESSION)
+                    .build(),
+            ),
+        }
+        f
+    }
+
+    /// Instances of this installation (of `session`, or of any session) that are not terminated,
+    /// with their session tag.
+    async fn tagged_instances(
+        &self,
+        session: Option<&str>,
+    ) -> Result<Vec<(String, String)>, FerryError> {
+        let mut out = Vec::new();
+        let mut token = None;
+        for _ in 0..100 {
+            let page = self
+                .ec2
+                .describe_instances()
+                .set_filters(Some(self.session_filters(session)))
+                .filters(
+                    Filter::builder()
+                        .name("instance-state-name")
+                        .values("pending")
+                        .values("running")
+                        .values("shutting-down")
+                        .values("stopping")
+                        .values("stopped")
+                        .build(),
+                )
+                .set_next_token(token)
+                .send()
+                .await
+                .map_err(|e| ec2_err("listing session instances by tag", e))?;
+            for i in page.reservations().iter().flat_map(|r| r.instances()) {
+                let s = i
+                    .tags()
+                    .iter()
+                    .find(|t| t.key() == Some(TAG_SESSION))
+                    .and_then(|t| t.value())
+                    .unwrap_or("");
+                if let Some(id) = i.instance_id() {
+                    out.push((id.to_string(), s.to_string()));
+                }
+            }
+            token = page.next_token().map(String::from);
+            if token.is_none() {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Security groups of this installation (of `session`, or of any session), with their session tag.
+    async fn tagged_groups(
+        &self,
+        session: Option<&str>,
+    ) -> Result<Vec<(String, String)>, FerryError> {
+        let mut out = Vec::new();
+        let mut token = None;
+        for _ in 0..100 {
+            let page = self
+                .ec2
+                .describe_security_groups()
+                .set_filters(Some(self.session_filters(session)))
+                .set_next_token(token)
+                .send()
+                .await
+                .map_err(|e| ec2_err("listing session security groups by tag", e))?;
+            for g in page.security_groups() {
+                let s = g
+                    .tags()
+                    .iter()
+                    .find(|t| t.key() == Some(TAG_SESSION))
+                    .and_then(|t| t.value())
+                    .unwrap_or("");
+                if let Some(id) = g.group_id() {
+                    out.push((id.to_string(), s.to_string()));
+                }
+            }
+            token = page.next_token().map(String::from);
+            if token.is_none() {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// States of `ids` (absent ones are `None`).
+    async fn instance_states(
+        &self,
+        ids: &[String],
+    ) -> Result<Vec<(String, Option<InstanceStateName>)>, FerryError> {
+        let mut out = Vec::new();
+        for id in ids {
+            let r = self.ec2.describe_instances().instance_ids(id).send().await;
+            let state = match r {
+                Ok(o) => o
+                    .reservations()
+                    .iter()
+                    .flat_map(|r| r.instances())
+                    .find(|i| i.instance_id() == Some(id.as_str()))
+                    .and_then(|i| i.state())
+                    .and_then(|s| s.name())
+                    .cloned(),
+                Err(e) if e.code() == Some("InvalidInstanceID.NotFound") => None,
+                Err(e) => return Err(ec2_err(&format!("describing {id}"), e)),
+            };
+            out.push((id.clone(), state));
+        }
+        Ok(out)
+    }
+
+    /// Remove everything of `session`: idempotent, reports what it removed.
+    pub async fn clean_session(
+        &self,
+        session: &str,
+        deadline: Instant,
+    ) -> Result<CleanReport, FerryError> {
+        let mut report = CleanReport {
+            session: session.to_string(),
+            removed: Vec::new(),
+        };
+        let state = self.get_state(session).await?;
+        if let Some(st) = &state
+            && st.installation != self.cfg.installation
+        {
+            return Err(FerryError::BadRequest(format!(
+                "session {session} belongs to installation {:?}, not {:?}",
+                st.installation, self.cfg.installation
+            )));
+        }
+
+        // Instances: from the state and from the tags.
+        let mut instances: BTreeSet<String> =
+            state.iter().filter_map(|s| s.instance_id.clone()).collect();
+        instances.extend(
+            self.tagged_instances(Some(session))
+                .await?
+                .into_iter()
+                .map(|(id, _)| id),
+        );
+        let instances: Vec<String> = instances.into_iter().collect();
+        let live: Vec<String> = self
+            .instance_states(&instances)
+            .await?
+            .into_iter()
+            .filter(|(_, s)| matches!(s, Some(s) if *s != InstanceStateName::Terminated))
+            .map(|(id, _)| id)
+            .collect();
+        if !live.is_empty() {
+            match self
+                .ec2
+                .terminate_instances()
+                .set_instance_ids(Some(live.clone()))
+                .send()
+                .await
+            {
+                Ok(_) => {}
+                Err(e) if e.code() == Some("InvalidInstanceID.NotFound") => {}
+                Err(e) => return Err(ec2_err(&format!("terminating {}", live.join(", ")), e)),
+            }
+            log::info(
+                session,
+                "instances terminating",
+                &[("ids", &live.join(","))],
+            );
+            let end = until(deadline, Duration::from_secs(300));
+            let mut delay = Duration::from_millis(250);
+            loop {
+                let states = self.instance_states(&live).await?;
+                let waiting: Vec<_> = states
+                    .iter()
+                    .filter(|(_, s)| matches!(s, Some(s) if *s != InstanceStateName::Terminated))
+                    .map(|(id, s)| {
+                        format!("{id} ({})", s.as_ref().map(|s| s.as_str()).unwrap_or("?"))
+                    })
+                    .collect();
+                if waiting.is_empty() {
+                    break;
+                }
+                if Instant::now() + delay > end {
+                    return Err(FerryError::Aws(format!(
+                        "still not terminated: {}",
+                        waiting.join(", ")
+                    )));
+                }
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+            report
+                .removed
+                .extend(live.iter().map(|i| format!("instance {i}")));
+        }
+
+        // Security groups: from the state and from the tags.
+        let mut groups: BTreeSet<String> = state
+            .iter()
+            .filter_map(|s| s.security_group_id.clone())
+            .collect();
+        groups.extend(
+            self.tagged_groups(Some(session))
+                .await?
+                .into_iter()
+                .map(|(id, _)| id),
+        );
+        for g in groups {
+            if self.delete_group(&g, deadline).await? {
+                report.removed.push(format!("security-group {g}"));
+            }
+        }
+
+        if state.is_some() {
+            let key = Self::state_key(session);
+            self.s3
+                .delete_object()
+                .bucket(&self.cfg.state_bucket)
+                .key(&key)
+                .send()
+                .await
+                .map_err(|e| {
+                    s3_err(&format!("deleting s3://{}/{key}", self.cfg.state_bucket), e)
+                })?;
+            report.removed.push(format!("state {key}"));
+        }
+        log::info(
+            session,
+            "clean done",
+            &[("removed", &report.removed.join(", "))],
+        );
+        Ok(report)
+    }
+
+    /// Delete a security group, retrying while EC2 still sees it in use. `false` if it was
+    /// already gone.
+    async fn delete_group(&self, id: &str, deadline: Instant) -> Result<bool, FerryError> {
+        let end = until(deadline, Duration::from_secs(180));
+        let mut delay = Duration::from_millis(500);
+        loop {
+            match self.ec2.delete_security_group().group_id(id).send().await {
+                Ok(_) => return Ok(true),
+                Err(e)
+                    if matches!(
+                        e.code(),
+                        Some("InvalidGroup.NotFound") | Some("InvalidGroupId.NotFound")
+                    ) =>
+                {
+                    return Ok(false);
+                }
+                Err(e)
+                    if e.code() == Some("DependencyViolation") && Instant::now() + delay <= end =>
+                {
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
+                Err(e) => return Err(ec2_err(&format!("deleting security group {id}"), e)),
+            }
+        }
+    }
+
+    /// Clean every expired session and every orphan (tagged resources without a state object).
+    pub async fn sweep(&self, deadline: Instant) -> Result<SweepReport, FerryError> {
+        let now = OffsetDateTime::now_utc();
+        let mut report = SweepReport::default();
+        let mut errors = Vec::new();
+        let states = self.list_states().await?;
+        let with_state: BTreeSet<String> = states.iter().cloned().collect();
+        let mut to_clean = Vec::new();
+        for id in &states {
+            match self.get_state(id).await {
+                Ok(Some(st)) if st.expired(now) => to_clean.push(id.clone()),
+                Ok(Some(_)) => report.kept.push(id.clone()),
+                Ok(None) => {}
+                Err(e) => errors.push(e.to_string()),
+            }
+        }
+        let mut orphans = BTreeSet::new();
+        for (_, s) in self
+            .tagged_instances(None)
+            .await?
+            .into_iter()
+            .chain(self.tagged_groups(None).await?)
+        {
+            if !s.is_empty() && !with_state.contains(&s) {
+                orphans.insert(s);
+            }
+        }
+        for o in &orphans {
+            if crate::payload::check_session_id(o).is_ok() {
+                report.orphans.push(o.clone());
+                to_clean.push(o.clone());
+            } else {
+                errors.push(format!(
+                    "resources tagged {TAG_SESSION}={o:?}: not a Ferry session id; left alone"
+                ));
+            }
+        }
+        for id in to_clean {
+            match self.clean_session(&id, deadline).await {
+                Ok(r) => report.sessions.push(r),
+                Err(e) => errors.push(format!("{id}: {e}")),
+            }
+        }
+        log::info(
+            "sweep",
+            "sweep done",
+            &[
+                ("cleaned", &report.sessions.len().to_string()),
+                ("errors", &errors.len().to_string()),
+            ],
+        );
+        if errors.is_empty() {
+            Ok(report)
+        } else {
+            let done: Vec<_> = report.sessions.iter().map(|r| r.session.as_str()).collect();
+            Err(FerryError::Aws(format!(
+                "sweep cleaned [{}] but failed: {}",
+                done.join(", "),
+                errors.join("; ")
+            )))
+        }
+    }
+}

@@ -1,0 +1,214 @@
+//! A failure injected at each provisioning step of ferry-build leaves nothing behind.
+//!
+//! Failures are injected from outside the product, never by a switch in it: either the
+//! function's configuration names something that does not exist in moto (subnet, AMI, instance
+//! profile), or the function runs with the keys of an IAM user whose policy denies exactly the
+//! API action of one step, with moto's IAM checks on. The product code is the same in every case.
+
+mod common;
+
+use common::*;
+use ferry_testkit::Creds;
+use ferry_testkit::lambda_host::LambdaHost;
+use serde_json::{Value, json};
+
+const CLIENT_PUB: &str =
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHHJ7v6mV3mSgNS7QOTtzxDCHD/QfhUKpJ6Chy1R5rOk";
+
+/// IAM users allowed everything except one action (`name=Action`, or `name=` for none).
+const USERS: &str = r#"
+import boto3, json, sys
+iam = boto3.client('iam')
+out = {}
+for arg in sys.argv[1:]:
+    name, _, deny = arg.partition('=')
+    iam.create_user(UserName=name)
+    stmts = [{'Effect': 'Allow', 'Action': '*', 'Resource': '*'}]
+    if deny:
+        stmts.append({'Effect': 'Deny', 'Action': deny, 'Resource': '*'})
+    iam.put_user_policy(UserName=name, PolicyName='p', PolicyDocument=json.dumps({'Version': '2012-10-17', 'Statement': stmts}))
+    k = iam.create_access_key(UserName=name)['AccessKey']
+    out[name] = {'AccessKeyId': k['AccessKeyId'], 'SecretAccessKey': k['SecretAccessKey']}
+print(json.dumps(out))
+"#;
+
+/// (function, injected by, step it covers, text the error must contain, config override)
+type Case = (
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+    (&'static str, &'static str),
+);
+
+const CASES: &[Case] = &[
+    (
+        "state",
+        "s3:PutObject",
+        "intent state object",
+        "writing state s3://ferry-state/sessions/",
+        ("", ""),
+    ),
+    (
+        "limit",
+        "s3:ListBucket",
+        "concurrency check (after the intent)",
+        "listing s3://ferry-state/sessions/",
+        ("", ""),
+    ),
+    (
+        "subnet",
+        "",
+        "subnet lookup",
+        "looking up subnet subnet-0000dead",
+        ("FERRY_SUBNET_ID", "subnet-0000dead"),
+    ),
+    (
+        "sg",
+        "ec2:CreateSecurityGroup",
+        "security group creation",
+        "creating the security group",
+        ("", ""),
+    ),
+    (
+        "ingress",
+        "ec2:AuthorizeSecurityGroupIngress",
+        "SSH ingress rule",
+        "allowing SSH into sg-",
+        ("", ""),
+    ),
+    (
+        "revoke",
+        "ec2:RevokeSecurityGroupEgress",
+        "default egress removal",
+        "removing the default egress rule",
+        ("", ""),
+    ),
+    (
+        "egress",
+        "ec2:AuthorizeSecurityGroupEgress",
+        "HTTPS egress rule",
+        "allowing HTTPS out of sg-",
+        ("", ""),
+    ),
+    // (A missing pinned AMI cannot be injected: moto launches unknown AMIs unless
+    // MOTO_ENABLE_AMI_VALIDATION is set on the server.)
+    (
+        "ami",
+        "ec2:DescribeImages",
+        "AMI lookup",
+        "looking up the Amazon Linux 2023 AMI",
+        ("", ""),
+    ),
+    (
+        "profile",
+        "",
+        "RunInstances: instance profile",
+        "profile no-such-profile",
+        ("FERRY_INSTANCE_PROFILE", "no-such-profile"),
+    ),
+    (
+        "run",
+        "ec2:RunInstances",
+        "RunInstances: denied",
+        "launching the jump box",
+        ("", ""),
+    ),
+];
+
+fn creds(v: &Value, name: &str) -> Creds {
+    Creds {
+        access_key_id: v[name]["AccessKeyId"].as_str().unwrap().into(),
+        secret_access_key: v[name]["SecretAccessKey"].as_str().unwrap().into(),
+        session_token: None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failure_at_each_provisioning_step_leaves_nothing_behind() {
+    let cloud = Cloud::start(b"gate-artifact");
+    let mut args: Vec<String> = vec!["admin=".into(), "nodescribe=ec2:DescribeInstances".into()];
+    args.extend(CASES.iter().map(|(n, deny, ..)| format!("{n}={deny}")));
+    let arg_refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let users: Value =
+        serde_json::from_str(cloud.moto.python(USERS, &arg_refs, &[]).unwrap().trim()).unwrap();
+    cloud.moto.enable_iam_checks().unwrap();
+    let admin = creds(&users, "admin");
+
+    let mut specs = vec![
+        cloud.spec(
+            "ferry-clean",
+            cloud.function_env("clean", Some(&admin), &[]),
+        ),
+        cloud.spec(
+            "nodescribe-build",
+            cloud.function_env("build", Some(&creds(&users, "nodescribe")), &[]),
+        ),
+    ];
+    for (name, _, _, _, over) in CASES {
+        // An override with an empty value removes the variable.
+        let overrides: Vec<(&str, &str)> = if over.0.is_empty() {
+            vec![]
+        } else {
+            vec![*over]
+        };
+        specs.push(cloud.spec(
+            &format!("{name}-build"),
+            cloud.function_env("build", Some(&creds(&users, name)), &overrides),
+        ));
+    }
+    let h = LambdaHost::start(specs).unwrap();
+    let lambda = cloud.lambda(&h.endpoint()).await;
+    let (ec2, s3) = (cloud.ec2(&admin).await, cloud.s3(&admin).await);
+    assert_eq!(leftovers(&ec2, &s3).await, (vec![], vec![], vec![]));
+
+    for (name, by, step, needle, _) in CASES {
+        let f = format!("{name}-build");
+        let (kind, msg) = invoke(
+            &lambda,
+            &f,
+            json!({"site": "home", "public_key": CLIENT_PUB}),
+        )
+        .await
+        .expect_err(&format!("{step}: the build should fail"));
+        assert_eq!(kind, "Ferry.Provisioning", "{step}: {msg}");
+        assert!(
+            msg.contains(needle),
+            "{step} ({by}): {msg:?} lacks {needle:?}\n{}",
+            h.log(&f)
+        );
+        assert!(!msg.contains("rollback incomplete"), "{step}: {msg}");
+        assert_eq!(
+            leftovers(&ec2, &s3).await,
+            (vec![], vec![], vec![]),
+            "{step} ({by}) left something behind: {msg}"
+        );
+    }
+
+    // A failure that also defeats the rollback (it cannot see the instances): the state object
+    // stays as the record of what may exist, and ferry-clean removes everything from it.
+    let (kind, msg) = invoke(
+        &lambda,
+        "nodescribe-build",
+        json!({"site": "home", "public_key": CLIENT_PUB}),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(kind, "Ferry.Provisioning");
+    assert!(
+        msg.contains("waiting for i-") && msg.contains("rollback incomplete"),
+        "{msg}"
+    );
+    let (instances, _, states) = leftovers(&ec2, &s3).await;
+    assert_eq!((instances.len(), states.len()), (1, 1), "{msg}");
+    let session = states[0]
+        .trim_start_matches("sessions/")
+        .trim_end_matches(".json")
+        .to_string();
+    assert!(msg.contains(&session), "{msg}");
+    let r = invoke(&lambda, "ferry-clean", json!({"session": session}))
+        .await
+        .unwrap();
+    assert_eq!(r["removed"].as_array().unwrap().len(), 3, "{r}");
+    assert_eq!(leftovers(&ec2, &s3).await, (vec![], vec![], vec![]));
+}

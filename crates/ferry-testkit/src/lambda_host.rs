@@ -1,0 +1,708 @@
+//! A small Lambda host: runs the real `bootstrap` binary under the Lambda runtime API and
+//! serves the Lambda Invoke API in front of it, on loopback.
+//!
+//! Why not moto: moto's Lambda `Invoke` never runs the function's code (it echoes or runs a
+//! Docker image), so the product's real binary would never execute. This host does what the
+//! Lambda service does for a custom runtime (`provided.al2023`):
+//! - per function, a runtime API on its own free loopback port
+//!   (`GET /2018-06-01/runtime/invocation/next`, `POST …/invocation/{id}/response`,
+//!   `POST …/invocation/{id}/error`, `POST /2018-06-01/runtime/init/error`), and the binary
+//!   started as a child with `AWS_LAMBDA_RUNTIME_API=127.0.0.1:PORT`, the standard
+//!   `AWS_LAMBDA_*` variables and the environment the test gives (nothing else is inherited
+//!   but `PATH`);
+//! - one Invoke endpoint (`POST /2015-03-31/functions/{name}/invocations`, as `aws-sdk-lambda`'s
+//!   `invoke()` sends it when its endpoint URL points here): `RequestResponse` waits for the
+//!   function's answer (200, with `X-Amz-Function-Error: Unhandled` for a function error, as
+//!   Lambda does), `Event` queues and answers 202, `DryRun` answers 204; an unknown function is
+//!   a 404 `ResourceNotFoundException`.
+//!
+//! Gaps, on purpose: request signatures are not checked (who may invoke is proven by the policy
+//! evaluator, not here); one invocation at a time per function (one runtime process, as one
+//! Lambda execution environment); the function's timeout is enforced by answering
+//! `Sandbox.Timedout`, not by freezing the process.
+//!
+//! Every child's stdout and stderr go to a log file ([`LambdaHost::log`]), which tests search.
+//! [`LambdaHost::init_duration`] is the time from spawning the process to its first `next`
+//! request (Lambda's cold init).
+
+use std::collections::{HashMap, VecDeque};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crate::Proc;
+
+/// One function to host.
+#[derive(Clone)]
+pub struct FunctionSpec {
+    /// The function name (`ferry-build`), as callers name it.
+    pub name: String,
+    /// The `bootstrap` executable.
+    pub binary: PathBuf,
+    /// The function's environment (its configuration and AWS endpoint/credentials).
+    pub env: Vec<(String, String)>,
+    /// The function's timeout.
+    pub timeout: Duration,
+}
+
+impl std::fmt::Debug for FunctionSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The environment may hold credentials: names only.
+        let keys: Vec<&str> = self.env.iter().map(|(k, _)| k.as_str()).collect();
+        f.debug_struct("FunctionSpec")
+            .field("name", &self.name)
+            .field("binary", &self.binary)
+            .field("env", &keys)
+            .finish()
+    }
+}
+
+enum Outcome {
+    Response(Vec<u8>),
+    /// The error's JSON body.
+    Error(Vec<u8>),
+}
+
+struct Invocation {
+    id: String,
+    payload: Vec<u8>,
+    deadline_ms: u64,
+    reply: Option<mpsc::Sender<Outcome>>,
+}
+
+struct Function {
+    spec: FunctionSpec,
+    queue: Mutex<VecDeque<Invocation>>,
+    ready: Condvar,
+    pending: Mutex<HashMap<String, Option<mpsc::Sender<Outcome>>>>,
+    init_error: Mutex<Option<String>>,
+    exited: AtomicBool,
+    spawned: Mutex<Option<Instant>>,
+    first_next: Mutex<Option<Instant>>,
+    runtime_port: u16,
+    log: PathBuf,
+    proc: Mutex<Option<Proc>>,
+}
+
+struct Shared {
+    stop: AtomicBool,
+    seq: AtomicU64,
+    functions: HashMap<String, Arc<Function>>,
+}
+
+/// The running host. Dropping it stops the functions (by PID) and the listeners.
+pub struct LambdaHost {
+    shared: Arc<Shared>,
+    invoke_port: u16,
+    ports: Vec<u16>,
+    _dir: tempfile::TempDir,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl LambdaHost {
+    /// Start every function's runtime API and process, and the Invoke endpoint. Returns once
+    /// every process has asked for its first invocation (or reported an init error, or exited).
+    pub fn start(functions: Vec<FunctionSpec>) -> Result<Self, String> {
+        let dir = tempfile::Builder::new()
+            .prefix("ferry-lambda-host-")
+            .tempdir()
+            .map_err(|e| e.to_string())?;
+        let mut map = HashMap::new();
+        let mut listeners = Vec::new();
+        for spec in functions {
+            if !spec.binary.is_file() {
+                return Err(format!(
+                    "{}: {} is not a file",
+                    spec.name,
+                    spec.binary.display()
+                ));
+            }
+            let l = TcpListener::bind("127.0.0.1:0")
+                .map_err(|e| format!("runtime API listener: {e}"))?;
+            let port = l.local_addr().map_err(|e| e.to_string())?.port();
+            let f = Arc::new(Function {
+                log: dir.path().join(format!("{}.log", spec.name)),
+                spec,
+                queue: Mutex::new(VecDeque::new()),
+                ready: Condvar::new(),
+                pending: Mutex::new(HashMap::new()),
+                init_error: Mutex::new(None),
+                exited: AtomicBool::new(false),
+                spawned: Mutex::new(None),
+                first_next: Mutex::new(None),
+                runtime_port: port,
+                proc: Mutex::new(None),
+            });
+            listeners.push((l, Some(f.clone())));
+            map.insert(f.spec.name.clone(), f);
+        }
+        let invoke =
+            TcpListener::bind("127.0.0.1:0").map_err(|e| format!("invoke listener: {e}"))?;
+        let invoke_port = invoke.local_addr().map_err(|e| e.to_string())?.port();
+        listeners.push((invoke, None));
+        let shared = Arc::new(Shared {
+            stop: AtomicBool::new(false),
+            seq: AtomicU64::new(1),
+            functions: map,
+        });
+        let mut ports = Vec::new();
+        for (l, f) in listeners {
+            ports.push(l.local_addr().map_err(|e| e.to_string())?.port());
+            let shared = shared.clone();
+            std::thread::spawn(move || accept_loop(l, shared, f));
+        }
+        let host = LambdaHost {
+            shared,
+            invoke_port,
+            ports,
+            _dir: dir,
+        };
+        for f in host.shared.functions.values() {
+            spawn_function(f)?;
+        }
+        for f in host.shared.functions.values() {
+            crate::wait_until(
+                &format!("{} init", f.spec.name),
+                Duration::from_secs(20),
+                || {
+                    lock(&f.first_next).is_some()
+                        || lock(&f.init_error).is_some()
+                        || f.exited.load(Ordering::SeqCst)
+                },
+            )
+            .map_err(|e| {
+                format!(
+                    "{e}; log: {}",
+                    std::fs::read_to_string(&f.log).unwrap_or_default()
+                )
+            })?;
+        }
+        Ok(host)
+    }
+
+    /// The Invoke endpoint (`http://127.0.0.1:PORT`), for `aws-sdk-lambda`'s endpoint URL.
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.invoke_port)
+    }
+
+    /// The function's stdout+stderr so far.
+    pub fn log(&self, function: &str) -> String {
+        self.shared
+            .functions
+            .get(function)
+            .map(|f| std::fs::read_to_string(&f.log).unwrap_or_default())
+            .unwrap_or_default()
+    }
+
+    /// Process start → first `next` request (cold init), if it got that far.
+    pub fn init_duration(&self, function: &str) -> Option<Duration> {
+        let f = self.shared.functions.get(function)?;
+        let s = (*lock(&f.spawned))?;
+        let n = (*lock(&f.first_next))?;
+        Some(n.saturating_duration_since(s))
+    }
+
+    /// The init error the function reported through `/runtime/init/error`, if any.
+    pub fn init_error(&self, function: &str) -> Option<String> {
+        self.shared
+            .functions
+            .get(function)
+            .and_then(|f| lock(&f.init_error).clone())
+    }
+
+    /// The PID of the function's process.
+    pub fn pid(&self, function: &str) -> Option<u32> {
+        self.shared
+            .functions
+            .get(function)
+            .and_then(|f| lock(&f.proc).as_ref().map(|p| p.pid()))
+    }
+}
+
+impl Drop for LambdaHost {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::SeqCst);
+        for f in self.shared.functions.values() {
+            f.ready.notify_all();
+            lock(&f.proc).take();
+        }
+        // Wake the accept loops so they see the stop flag.
+        for p in &self.ports {
+            let _ = TcpStream::connect(("127.0.0.1", *p));
+        }
+    }
+}
+
+fn spawn_function(f: &Arc<Function>) -> Result<(), String> {
+    let log = std::fs::File::create(&f.log).map_err(|e| format!("{}: {e}", f.log.display()))?;
+    let mut cmd = Command::new(&f.spec.binary);
+    cmd.env_clear()
+        .env(
+            "PATH",
+            std::env::var("PATH").unwrap_or_else(|_| "/usr/bin:/bin".into()),
+        )
+        .env(
+            "AWS_LAMBDA_RUNTIME_API",
+            format!("127.0.0.1:{}", f.runtime_port),
+        )
+        .env("AWS_LAMBDA_FUNCTION_NAME", &f.spec.name)
+        .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
+        .env(
+            "AWS_LAMBDA_LOG_GROUP_NAME",
+            format!("/aws/lambda/{}", f.spec.name),
+        )
+        .env("AWS_LAMBDA_LOG_STREAM_NAME", "local")
+        .env(
+            "LAMBDA_TASK_ROOT",
+            f.spec.binary.parent().unwrap_or(Path::new("/")),
+        )
+        .envs(f.spec.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().map_err(|e| e.to_string())?)
+        .stderr(log);
+    *lock(&f.spawned) = Some(Instant::now());
+    let child = cmd
+        .spawn()
+        .map_err(|e| format!("starting {}: {e}", f.spec.binary.display()))?;
+    *lock(&f.proc) = Some(Proc {
+        child,
+        name: f.spec.name.clone(),
+    });
+    // Watch for the process exiting: fail what is pending instead of waiting for a timeout.
+    let w = f.clone();
+    std::thread::spawn(move || {
+        loop {
+            std::thread::sleep(Duration::from_millis(50));
+            let mut g = lock(&w.proc);
+            let Some(p) = g.as_mut() else { return };
+            if !p.running() {
+                drop(g);
+                w.exited.store(true, Ordering::SeqCst);
+                let why = lock(&w.init_error)
+                    .clone()
+                    .unwrap_or_else(|| "the runtime process exited".into());
+                let body =
+                    serde_json::json!({"errorType": "Runtime.ExitError", "errorMessage": why})
+                        .to_string();
+                for (_, tx) in lock(&w.pending).drain() {
+                    if let Some(tx) = tx {
+                        let _ = tx.send(Outcome::Error(body.clone().into_bytes()));
+                    }
+                }
+                for inv in lock(&w.queue).drain(..) {
+                    if let Some(tx) = inv.reply {
+                        let _ = tx.send(Outcome::Error(body.clone().into_bytes()));
+                    }
+                }
+                return;
+            }
+        }
+    });
+    Ok(())
+}
+
+fn accept_loop(l: TcpListener, shared: Arc<Shared>, f: Option<Arc<Function>>) {
+    for conn in l.incoming() {
+        if shared.stop.load(Ordering::SeqCst) {
+            return;
+        }
+        let Ok(conn) = conn else { continue };
+        let shared = shared.clone();
+        let f = f.clone();
+        std::thread::spawn(move || serve_conn(conn, shared, f));
+    }
+}
+
+struct Request {
+    method: String,
+    path: String,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Request {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Read one HTTP/1.1 request (Content-Length or chunked body). `Ok(None)` on a clean EOF.
+fn read_request(
+    r: &mut BufReader<TcpStream>,
+    stop: &AtomicBool,
+) -> Result<Option<Request>, String> {
+    let mut line = String::new();
+    loop {
+        match r.read_line(&mut line) {
+            Ok(0) => return Ok(None),
+            Ok(_) => break,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                if stop.load(Ordering::SeqCst) {
+                    return Ok(None);
+                }
+            }
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+    let mut parts = line.split_whitespace();
+    let method = parts.next().ok_or("empty request line")?.to_string();
+    let path = parts.next().ok_or("no path")?.to_string();
+    let mut headers = Vec::new();
+    loop {
+        let mut h = String::new();
+        if r.read_line(&mut h).map_err(|e| e.to_string())? == 0 {
+            return Err("EOF in headers".into());
+        }
+        let h = h.trim_end();
+        if h.is_empty() {
+            break;
+        }
+        if let Some((k, v)) = h.split_once(':') {
+            headers.push((k.trim().to_string(), v.trim().to_string()));
+        }
+        if headers.len() > 200 {
+            return Err("too many headers".into());
+        }
+    }
+    let mut req = Request {
+        method,
+        path,
+        headers,
+        body: Vec::new(),
+    };
+    if req
+        .header("expect")
+        .is_some_and(|v| v.eq_ignore_ascii_case("100-continue"))
+    {
+        r.get_mut()
+            .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+            .map_err(|e| e.to_string())?;
+    }
+    const MAX: usize = 64 << 20;
+    if req
+        .header("transfer-encoding")
+        .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"))
+    {
+        loop {
+            let mut size = String::new();
+            r.read_line(&mut size).map_err(|e| e.to_string())?;
+            let n = usize::from_str_radix(size.trim().split(';').next().unwrap_or(""), 16)
+                .map_err(|_| "bad chunk size")?;
+            if req.body.len() + n > MAX {
+                return Err("body too large".into());
+            }
+            let mut chunk = vec![0u8; n + 2];
+            r.read_exact(&mut chunk).map_err(|e| e.to_string())?;
+            if n == 0 {
+                // Trailers end with an empty line; "0\r\n\r\n" has been consumed fully.
+                break;
+            }
+            req.body.extend_from_slice(&chunk[..n]);
+        }
+    } else if let Some(n) = req
+        .header("content-length")
+        .and_then(|v| v.parse::<usize>().ok())
+    {
+        if n > MAX {
+            return Err("body too large".into());
+        }
+        req.body = vec![0u8; n];
+        r.read_exact(&mut req.body).map_err(|e| e.to_string())?;
+    }
+    Ok(Some(req))
+}
+
+fn respond(
+    w: &mut TcpStream,
+    status: u16,
+    headers: &[(&str, String)],
+    body: &[u8],
+) -> std::io::Result<()> {
+    let reason = match status {
+        200 => "OK",
+        202 => "Accepted",
+        204 => "No Content",
+        400 => "Bad Request",
+        404 => "Not Found",
+        _ => "Error",
+    };
+    let mut head = format!(
+        "HTTP/1.1 {status} {reason}\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    w.write_all(head.as_bytes())?;
+    w.write_all(body)?;
+    w.flush()
+}
+
+fn serve_conn(conn: TcpStream, shared: Arc<Shared>, f: Option<Arc<Function>>) {
+    let _ = conn.set_read_timeout(Some(Duration::from_millis(500)));
+    let Ok(mut w) = conn.try_clone() else { return };
+    let mut r = BufReader::new(conn);
+    while !shared.stop.load(Ordering::SeqCst) {
+        let req = match read_request(&mut r, &shared.stop) {
+            Ok(Some(q)) => q,
+            Ok(None) => return,
+            Err(e) => {
+                let _ = respond(&mut w, 400, &[], e.as_bytes());
+                return;
+            }
+        };
+        let ok = match &f {
+            Some(f) => runtime_api(&mut w, &req, f, &shared),
+            None => invoke_api(&mut w, &req, &shared),
+        };
+        if ok.is_err()
+            || req
+                .header("connection")
+                .is_some_and(|v| v.eq_ignore_ascii_case("close"))
+        {
+            return;
+        }
+    }
+}
+
+fn json_headers() -> Vec<(&'static str, String)> {
+    vec![("Content-Type", "application/json".into())]
+}
+
+/// The runtime API of one function.
+fn runtime_api(
+    w: &mut TcpStream,
+    req: &Request,
+    f: &Arc<Function>,
+    shared: &Shared,
+) -> std::io::Result<()> {
+    const BASE: &str = "/2018-06-01/runtime";
+    let accepted = br#"{"status":"OK"}"#;
+    if req.method == "GET" && req.path == format!("{BASE}/invocation/next") {
+        lock(&f.first_next).get_or_insert_with(Instant::now);
+        let mut q = lock(&f.queue);
+        let inv = loop {
+            if let Some(inv) = q.pop_front() {
+                break inv;
+            }
+            if shared.stop.load(Ordering::SeqCst) {
+                return Err(std::io::Error::other("stopping"));
+            }
+            q = f
+                .ready
+                .wait_timeout(q, Duration::from_millis(200))
+                .map(|(g, _)| g)
+                .unwrap_or_else(|p| p.into_inner().0);
+        };
+        drop(q);
+        lock(&f.pending).insert(inv.id.clone(), inv.reply);
+        let arn = format!(
+            "arn:aws:lambda:us-east-1:123456789012:function:{}",
+            f.spec.name
+        );
+        return respond(
+            w,
+            200,
+            &[
+                ("Content-Type", "application/json".into()),
+                ("Lambda-Runtime-Aws-Request-Id", inv.id.clone()),
+                ("Lambda-Runtime-Deadline-Ms", inv.deadline_ms.to_string()),
+                ("Lambda-Runtime-Invoked-Function-Arn", arn),
+                (
+                    "Lambda-Runtime-Trace-Id",
+                    format!("Root=1-00000000-{:024x}", shared.seq.load(Ordering::SeqCst)),
+                ),
+            ],
+            &inv.payload,
+        );
+    }
+    if req.method == "POST" && req.path == format!("{BASE}/init/error") {
+        let msg = String::from_utf8_lossy(&req.body).into_owned();
+        *lock(&f.init_error) = Some(msg);
+        return respond(w, 202, &json_headers(), accepted);
+    }
+    if req.method == "POST"
+        && let Some(rest) = req.path.strip_prefix(&format!("{BASE}/invocation/"))
+        && let Some((id, what)) = rest.split_once('/')
+    {
+        let tx = lock(&f.pending).remove(id);
+        let Some(tx) = tx else {
+            return respond(
+                w,
+                400,
+                &json_headers(),
+                br#"{"errorType":"InvalidRequestID","errorMessage":"unknown request id"}"#,
+            );
+        };
+        let outcome = match what {
+            "response" => Outcome::Response(req.body.clone()),
+            "error" => Outcome::Error(req.body.clone()),
+            _ => return respond(w, 404, &[], b"not found"),
+        };
+        if let Some(tx) = tx {
+            let _ = tx.send(outcome);
+        }
+        return respond(w, 202, &json_headers(), accepted);
+    }
+    respond(w, 404, &[], b"not found")
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%'
+            && i + 2 < b.len()
+            && let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16)
+        {
+            out.push(v);
+            i += 3;
+            continue;
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The Lambda Invoke API.
+fn invoke_api(w: &mut TcpStream, req: &Request, shared: &Shared) -> std::io::Result<()> {
+    let path = req.path.split('?').next().unwrap_or("");
+    let name = path
+        .strip_prefix("/2015-03-31/functions/")
+        .and_then(|r| r.strip_suffix("/invocations"))
+        .map(percent_decode);
+    let (Some(name), "POST") = (name, req.method.as_str()) else {
+        return respond(
+            w,
+            404,
+            &[("x-amzn-ErrorType", "UnknownOperationException".into())],
+            br#"{"message":"not an Invoke request"}"#,
+        );
+    };
+    // A full ARN names the function in its last segment.
+    let short = name.rsplit(':').next().unwrap_or(&name).to_string();
+    let Some(f) = shared
+        .functions
+        .get(&short)
+        .or_else(|| shared.functions.get(&name))
+    else {
+        let body =
+            serde_json::json!({"Type": "User", "message": format!("Function not found: {name}")})
+                .to_string();
+        return respond(
+            w,
+            404,
+            &[
+                ("x-amzn-ErrorType", "ResourceNotFoundException".into()),
+                ("Content-Type", "application/json".into()),
+            ],
+            body.as_bytes(),
+        );
+    };
+    let kind = req
+        .header("x-amz-invocation-type")
+        .unwrap_or("RequestResponse")
+        .to_string();
+    if kind == "DryRun" {
+        return respond(w, 204, &[], b"");
+    }
+    let id = format!(
+        "{:08x}-0000-4000-8000-{:012x}",
+        std::process::id(),
+        shared.seq.fetch_add(1, Ordering::SeqCst)
+    );
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    let deadline_ms = now_ms + f.spec.timeout.as_millis() as u64;
+    let payload = if req.body.is_empty() {
+        b"{}".to_vec()
+    } else {
+        req.body.clone()
+    };
+    let function_error = |w: &mut TcpStream, body: Vec<u8>| {
+        respond(
+            w,
+            200,
+            &[
+                ("X-Amz-Function-Error", "Unhandled".into()),
+                ("X-Amz-Executed-Version", "$LATEST".into()),
+                ("Content-Type", "application/json".into()),
+            ],
+            &body,
+        )
+    };
+    if f.exited.load(Ordering::SeqCst) {
+        let why = lock(&f.init_error)
+            .clone()
+            .unwrap_or_else(|| "the runtime process exited".into());
+        return function_error(
+            w,
+            serde_json::json!({"errorType": "Runtime.ExitError", "errorMessage": why})
+                .to_string()
+                .into_bytes(),
+        );
+    }
+    if kind == "Event" {
+        lock(&f.queue).push_back(Invocation {
+            id,
+            payload,
+            deadline_ms,
+            reply: None,
+        });
+        f.ready.notify_all();
+        return respond(w, 202, &[], b"");
+    }
+    let (tx, rx) = mpsc::channel();
+    lock(&f.queue).push_back(Invocation {
+        id: id.clone(),
+        payload,
+        deadline_ms,
+        reply: Some(tx),
+    });
+    f.ready.notify_all();
+    match rx.recv_timeout(f.spec.timeout + Duration::from_secs(2)) {
+        Ok(Outcome::Response(body)) => respond(
+            w,
+            200,
+            &[
+                ("X-Amz-Executed-Version", "$LATEST".into()),
+                ("Content-Type", "application/json".into()),
+                ("x-amzn-RequestId", id),
+            ],
+            &body,
+        ),
+        Ok(Outcome::Error(body)) => function_error(w, body),
+        Err(_) => {
+            lock(&f.pending).remove(&id);
+            let secs = f.spec.timeout.as_secs();
+            function_error(
+                w,
+                serde_json::json!({"errorType": "Sandbox.Timedout", "errorMessage": format!("Task timed out after {secs} seconds")})
+                    .to_string()
+                    .into_bytes(),
+            )
+        }
+    }
+}
