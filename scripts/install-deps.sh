@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs what Ferry's tests and local cloud need on a fresh Debian machine (root):
+# OpenSSH server (real sshd for the gate and LAN hosts), restic (benchmarks), and a
+# project-local Python virtual environment (.venv) with the pinned AWS emulator and the
+# policy linters/evaluators. Idempotent: a second run only checks.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+APT_PACKAGES=(openssh-server openssh-client restic time util-linux iproute2 zip unzip)
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "install-deps: apt-get install ${missing[*]}"
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# Pinned Python tools, in the project's own virtual environment.
+VENV=.venv
+PY_REQS=scripts/requirements.txt
+stamp="$VENV/.installed-$(sha256sum "$PY_REQS" | cut -c1-16)"
+if [ ! -f "$stamp" ]; then
+  echo "install-deps: python venv $VENV ($PY_REQS)"
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install -q --disable-pip-version-check -r "$PY_REQS"
+  touch "$stamp"
+fi
