@@ -16,7 +16,7 @@ SIZE_MIB="${1:-512}"
 ROUNDS="${2:-3}"
 SEED=20261123
 WORK="${BENCH_DIR:-/tmp/ferry-bench}"
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/ferry/target}"
 
 [ "$(id -u)" -eq 0 ] || { echo "bench-collect: run as root (creates the read-only account ferry-ro)"; exit 1; }
 [ -x /usr/sbin/sshd ] || { echo "bench-collect: /usr/sbin/sshd missing (scripts/install-deps.sh)"; exit 1; }

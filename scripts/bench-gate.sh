@@ -10,7 +10,7 @@
 # (the test sshd lets root in with a key only, on 127.0.0.1). Prints a markdown table.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/ferry/target}"
 cargo build -q --release -p ferry-gate --bin ferry-gate --example gate_bench
 export FERRY_GATE_BIN="$CARGO_TARGET_DIR/release/ferry-gate"
 echo "ssh: $(ssh -V 2>&1); cores: $(nproc); $(date -u +%FT%TZ)" >&2
