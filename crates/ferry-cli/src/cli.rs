@@ -128,7 +128,7 @@ pub struct BackupArgs {
     #[arg(long)]
     pub json: bool,
     /// Target pack size, e.g. 32MiB, 512KiB, or bytes.
-    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    #[arg(long, value_name = "SIZE", value_parser = ferry_repo::units::parse_size)]
     pub pack_size: Option<u64>,
     /// Back up the sources of this config file (local paths and LAN hosts over SSH).
     #[arg(long, value_name = "FILE", conflicts_with = "sources")]
@@ -183,30 +183,6 @@ pub struct CheckArgs {
     pub json: bool,
 }
 
-/// `32MiB`, `512KiB`, `1G`, `4096`.
-pub fn parse_size(s: &str) -> Result<u64, String> {
-    let t = s.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("{s:?} is not a size (e.g. 32MiB)"))?;
-    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kb" | "kib" => 1 << 10,
-        "m" | "mb" | "mib" => 1 << 20,
-        "g" | "gb" | "gib" => 1 << 30,
-        other => {
-            return Err(format!(
-                "unknown size unit {other:?} in {s:?} (use KiB, MiB or GiB)"
-            ));
-        }
-    };
-    n.checked_mul(mult)
-        .filter(|&v| v > 0)
-        .ok_or_else(|| format!("size {s:?} is out of range"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -215,16 +191,5 @@ mod tests {
     #[test]
     fn cli_definition_is_consistent() {
         Cli::command().debug_assert();
-    }
-
-    #[test]
-    fn sizes_parse() {
-        assert_eq!(parse_size("4096"), Ok(4096));
-        assert_eq!(parse_size("512KiB"), Ok(512 << 10));
-        assert_eq!(parse_size("32MiB"), Ok(32 << 20));
-        assert_eq!(parse_size("1g"), Ok(1 << 30));
-        assert!(parse_size("0").is_err());
-        assert!(parse_size("12 parsecs").is_err());
-        assert!(parse_size("").is_err());
     }
 }

@@ -171,30 +171,7 @@ impl<'de> Deserialize<'de> for Size {
     }
 }
 
-/// `32MiB`, `512KiB`, `1G`, `4096`.
-pub fn parse_size(s: &str) -> Result<u64, String> {
-    let t = s.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("{s:?} is not a size (e.g. \"100MiB\")"))?;
-    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kb" | "kib" => 1 << 10,
-        "m" | "mb" | "mib" => 1 << 20,
-        "g" | "gb" | "gib" => 1 << 30,
-        "t" | "tb" | "tib" => 1 << 40,
-        other => {
-            return Err(format!(
-                "unknown size unit {other:?} in {s:?} (use KiB, MiB, GiB)"
-            ));
-        }
-    };
-    n.checked_mul(mult)
-        .filter(|&v| v > 0)
-        .ok_or_else(|| format!("size {s:?} is out of range"))
-}
+pub use ferry_repo::units::parse_size;
 
 impl ConfigFile {
     /// Read, parse and validate a config file.
@@ -487,12 +464,24 @@ max_file_size = "1MiB"
     }
 
     #[test]
-    fn sizes() {
-        assert_eq!(parse_size("4096"), Ok(4096));
-        assert_eq!(parse_size("512KiB"), Ok(512 << 10));
-        assert_eq!(parse_size("2G"), Ok(2 << 30));
-        assert!(parse_size("0").is_err());
-        assert!(parse_size("").is_err());
-        assert!(parse_size("99999999999999T").is_err());
+    fn sizes_in_the_config() {
+        #[derive(Deserialize)]
+        struct S {
+            s: Size,
+        }
+        let parse = |t: &str| {
+            toml::from_str::<S>(t)
+                .map(|v| v.s.0)
+                .map_err(|e| e.to_string())
+        };
+        assert_eq!(parse("s = 4096"), Ok(4096));
+        assert_eq!(parse("s = \"512KiB\""), Ok(512 << 10));
+        assert!(parse("s = 0").unwrap_err().contains("greater than 0"));
+        assert!(
+            parse("s = \"12 parsecs\"")
+                .unwrap_err()
+                .contains("unknown size unit")
+        );
+        assert!(parse("s = true").unwrap_err().contains("expected a size"));
     }
 }

@@ -63,6 +63,7 @@ pub mod repo;
 pub mod restore;
 pub mod source;
 pub mod storage;
+pub mod units;
 
 pub use check::{CheckReport, Problem};
 pub use error::{Error, Result};
