@@ -12,7 +12,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/ferry/target}"
 
-say() { printf '\n\033[1m%s\033[0m\n' "$*"; }
+if [ -t 1 ]; then B=$'\033[1m' N=$'\033[0m'; else B='' N=''; fi
+say() { printf '\n%s%s%s\n' "$B" "$*" "$N"; }
 run() { printf '  $ %s\n' "$*"; "$@"; }
 
 command -v cargo >/dev/null || {

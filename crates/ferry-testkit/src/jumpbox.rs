@@ -144,7 +144,12 @@ done
 mount -t tmpfs -o mode=755 tmpfs /run
 mkdir -p /run/sshd
 mkdir -p "$box/tmp" && chmod 1777 "$box/tmp"
+# The `aws` shim runs the project venv's python. When the checkout lives under /tmp (as a CI
+# clone may), the private /tmp would hide it: carry it across the mount at the same path.
+venv="$FERRY_BOX_VENV"
+mkdir -p "$box/venv" && mount --bind "$venv" "$box/venv"
 mount --bind "$box/tmp" /tmp
+if [ ! -e "$venv/bin/python3" ]; then mkdir -p "$venv" && mount --bind "$box/venv" "$venv"; fi
 export PATH="$box/bin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 set +e
 bash "$box/user-data" >"$box/user-data.log" 2>&1
@@ -201,6 +206,7 @@ impl Jumpbox {
             .env_clear()
             .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
             .env("FERRY_BOX_DIR", d)
+            .env("FERRY_BOX_VENV", Moto::venv())
             .env("FERRY_BOX_SSH_PORT", port.to_string())
             .envs(opts.aws_env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null())
@@ -321,6 +327,7 @@ impl Jumpbox {
             .arg(d.join("run-timer"))
             .arg(unit)
             .env("FERRY_BOX_DIR", d)
+            .env("FERRY_BOX_VENV", Moto::venv())
             .env(
                 "PATH",
                 format!(
