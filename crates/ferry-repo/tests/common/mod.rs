@@ -57,9 +57,19 @@ impl Env {
         self.repo.reader(&self.key).unwrap()
     }
 
+    /// Committed objects under `sub` (names that are a SHA-256; in-flight `.tmp-*` files of a
+    /// running backup are not objects yet).
     pub fn count(&self, sub: &str) -> usize {
         std::fs::read_dir(self.repo_dir().join(sub))
-            .map(|d| d.count())
+            .map(|d| {
+                d.filter_map(|e| e.ok())
+                    .filter(|e| {
+                        e.file_name()
+                            .to_str()
+                            .is_some_and(ferry_repo::format::is_sha256_hex)
+                    })
+                    .count()
+            })
             .unwrap_or(0)
     }
 
