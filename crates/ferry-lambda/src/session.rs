@@ -765,12 +765,7 @@ impl Cloud {
                 .await
                 .map_err(|e| ec2_err("listing session instances by tag", e))?;
             for i in page.reservations().iter().flat_map(|r| r.instances()) {
-                let s = i
-                    .tags()
-                    .iter()
-                    .find(|t| t.key() == Some(TAG_SESSION))
-                    .and_then(|t| t.value())
-                    .unwrap_or("");
+                let s = session_tag(i.tags());
                 if let Some(id) = i.instance_id() {
                     out.push((id.to_string(), s.to_string()));
                 }
@@ -800,12 +795,7 @@ impl Cloud {
                 .await
                 .map_err(|e| ec2_err("listing session security groups by tag", e))?;
             for g in page.security_groups() {
-                let s = g
-                    .tags()
-                    .iter()
-                    .find(|t| t.key() == Some(TAG_SESSION))
-                    .and_then(|t| t.value())
-                    .unwrap_or("");
+                let s = session_tag(g.tags());
                 if let Some(id) = g.group_id() {
                     out.push((id.to_string(), s.to_string()));
                 }
@@ -1052,4 +1042,12 @@ impl Cloud {
             )))
         }
     }
+}
+
+/// The value of a resource's `ferry:session` tag ("" when it has none).
+fn session_tag(tags: &[aws_sdk_ec2::types::Tag]) -> &str {
+    tags.iter()
+        .find(|t| t.key() == Some(TAG_SESSION))
+        .and_then(|t| t.value())
+        .unwrap_or("")
 }
