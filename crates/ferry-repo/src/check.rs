@@ -15,6 +15,7 @@ use crate::objects::{
 };
 use crate::progress::Progress;
 use crate::repo::Repository;
+use crate::storage::Storage;
 use serde::Serialize;
 use std::collections::{HashMap, HashSet};
 
@@ -53,6 +54,32 @@ impl CheckReport {
             message: message.into(),
         });
     }
+
+    /// Read a content-addressed object, recording a problem if it cannot be read (then `None`)
+    /// or if its bytes do not hash to its name (the bytes are still returned, so the caller
+    /// can report what else is wrong with them).
+    fn read_object(
+        &mut self,
+        storage: &dyn Storage,
+        kind: ObjectKind,
+        name: &str,
+    ) -> Option<Vec<u8>> {
+        let object = kind.key(name);
+        let bytes = match storage.get(kind, name) {
+            Ok(b) => b,
+            Err(e) => {
+                self.problem(&object, format!("cannot read: {e}"));
+                return None;
+            }
+        };
+        if format::object_name(&bytes) != name {
+            self.problem(
+                &object,
+                "content does not match its name (SHA-256 mismatch)",
+            );
+        }
+        Some(bytes)
+    }
 }
 
 struct Loc {
@@ -68,7 +95,7 @@ pub(crate) fn check(
     progress: &dyn Progress,
 ) -> Result<CheckReport> {
     repo.config().check_key(key.as_put())?;
-    let storage = repo.storage();
+    let storage: &dyn Storage = repo.storage().as_ref();
     let mut rep = CheckReport {
         read_data,
         ..Default::default()
@@ -83,19 +110,9 @@ pub(crate) fn check(
         let object = ObjectKind::Index.key(&name);
         progress.check_object(&object);
         rep.indexes += 1;
-        let bytes = match storage.get(ObjectKind::Index, &name) {
-            Ok(b) => b,
-            Err(e) => {
-                rep.problem(&object, format!("cannot read: {e}"));
-                continue;
-            }
+        let Some(bytes) = rep.read_object(storage, ObjectKind::Index, &name) else {
+            continue;
         };
-        if format::object_name(&bytes) != name {
-            rep.problem(
-                &object,
-                "content does not match its name (SHA-256 mismatch)",
-            );
-        }
         let idx = match IndexObject::open(key, &bytes, &name) {
             Ok(i) => i,
             Err(e) => {
@@ -141,19 +158,9 @@ pub(crate) fn check(
         let object = ObjectKind::Snapshot.key(&name);
         progress.check_object(&object);
         rep.snapshots += 1;
-        let bytes = match storage.get(ObjectKind::Snapshot, &name) {
-            Ok(b) => b,
-            Err(e) => {
-                rep.problem(&object, format!("cannot read: {e}"));
-                continue;
-            }
+        let Some(bytes) = rep.read_object(storage, ObjectKind::Snapshot, &name) else {
+            continue;
         };
-        if format::object_name(&bytes) != name {
-            rep.problem(
-                &object,
-                "content does not match its name (SHA-256 mismatch)",
-            );
-        }
         let snap = match Snapshot::open(key, &bytes, &name) {
             Ok(s) => s,
             Err(e) => {
@@ -174,7 +181,7 @@ pub(crate) fn check(
                 );
                 continue;
             };
-            let tree = match read_blob(storage.as_ref(), key, loc).and_then(|b| Tree::parse(&b)) {
+            let tree = match read_blob(storage, key, loc).and_then(|b| Tree::parse(&b)) {
                 Ok(t) => t,
                 Err(e) => {
                     rep.problem(
@@ -219,19 +226,9 @@ pub(crate) fn check(
         for name in names {
             let object = ObjectKind::Pack.key(name);
             progress.check_object(&object);
-            let bytes = match storage.get(ObjectKind::Pack, name) {
-                Ok(b) => b,
-                Err(e) => {
-                    rep.problem(&object, format!("cannot read: {e}"));
-                    continue;
-                }
+            let Some(bytes) = rep.read_object(storage, ObjectKind::Pack, name) else {
+                continue;
             };
-            if format::object_name(&bytes) != *name {
-                rep.problem(
-                    &object,
-                    "content does not match its name (SHA-256 mismatch)",
-                );
-            }
             let eph = match crate::objects::pack_ephemeral(&bytes, name) {
                 Ok(e) => e,
                 Err(e) => {
