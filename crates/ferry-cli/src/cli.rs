@@ -72,6 +72,11 @@ pub enum Command {
     Sources(crate::cmd::sources::SourcesCommand),
     /// Permanent AWS infrastructure: plan, apply, destroy, show (operator).
     Infra(ferry_cloud::InfraArgs),
+    /// The last backup runs: when, result, sizes, cloud usage.
+    Status(StatusArgs),
+    /// Run `ferry backup` on a schedule (systemd timer).
+    #[command(subcommand)]
+    Schedule(crate::cmd::schedule::ScheduleCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -121,9 +126,26 @@ impl RepoArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(
+    after_help = "With --config FILE and no --repo, the run goes through the cloud as the \
+    file's [backup] and [cloud] sections say: collect and pack into the spool, ask ferry-build \
+    for a jump box, upload through its gate, ask ferry-clean to remove it. An interrupted run \
+    is resumed by the next one."
+)]
 pub struct BackupArgs {
-    #[command(flatten)]
-    pub repo: RepoArgs,
+    /// Repository to write to directly (see `ferry snapshots --help`); not needed when the
+    /// config file has [backup] and [cloud] sections.
+    #[arg(long, env = "FERRY_REPO", value_name = "REPO")]
+    pub repo: Option<String>,
+    /// Put key file (for --repo; the cloud run takes it from [backup] key).
+    #[arg(long, env = "FERRY_KEY", value_name = "KEY")]
+    pub key: Option<PathBuf>,
+    /// SSH private key for remote repositories.
+    #[arg(long, value_name = "KEY")]
+    pub identity: Option<PathBuf>,
+    /// Pinned SSH host key of the remote end, for remote repositories.
+    #[arg(long, value_name = "HOSTKEY")]
+    pub host_key: Option<PathBuf>,
     /// Print a machine-readable summary on stdout.
     #[arg(long)]
     pub json: bool,
@@ -136,6 +158,37 @@ pub struct BackupArgs {
     /// Files and directories to back up.
     #[arg(required_unless_present = "config", value_name = "SOURCE")]
     pub sources: Vec<PathBuf>,
+}
+
+impl BackupArgs {
+    /// The direct-repository arguments; `--repo` and `--key` are required here.
+    pub fn repo_args(&self) -> anyhow::Result<RepoArgs> {
+        let (Some(repo), Some(key)) = (self.repo.clone(), self.key.clone()) else {
+            anyhow::bail!(
+                "--repo and --key are required (or --config FILE with [backup] and [cloud] \
+                 sections, to back up through the cloud)"
+            );
+        };
+        Ok(RepoArgs {
+            repo,
+            key,
+            identity: self.identity.clone(),
+            host_key: self.host_key.clone(),
+        })
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// The config file whose spool keeps the run records.
+    #[arg(long, short = 'c', value_name = "FILE")]
+    pub config: PathBuf,
+    /// How many runs to show.
+    #[arg(long, short = 'n', default_value_t = 10)]
+    pub last: usize,
+    /// Print JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

@@ -9,9 +9,12 @@
 //! 3 partial backup (some source files could not be read; they are listed in the summary).
 
 mod cli;
+mod cloud;
 mod cmd;
+mod config;
 mod output;
 mod secret;
+mod spool;
 mod storage;
 
 use clap::Parser;

@@ -43,6 +43,8 @@ pub struct SourceReport {
     pub wire_bytes: u64,
     /// Bytes of the tar stream alone (file content plus tar headers).
     pub transfer_bytes: u64,
+    /// Content bytes of this source the repository did not have (after deduplication).
+    pub new_bytes: u64,
     pub skipped: Vec<(PathBuf, Skip)>,
     /// Per-path errors (remote paths), also recorded in the snapshot.
     pub errors: Vec<(PathBuf, String)>,
@@ -60,6 +62,7 @@ impl SourceReport {
             content_bytes: 0,
             wire_bytes: 0,
             transfer_bytes: 0,
+            new_bytes: 0,
             skipped: Vec::new(),
             errors: Vec::new(),
         }
@@ -352,7 +355,13 @@ impl<S: Sink> Ctx<'_, S> {
     ) -> Result<Result<(), String>, EngineFailure> {
         let sp = listing::snapshot_path(&self.report.name, &meta.path);
         let mut exact = ExactReader::new(reader, meta.size);
-        let r = self.lock()?.add_file(&sp, meta, &mut exact);
+        let (r, new) = {
+            let mut sink = self.lock()?;
+            let before = sink.new_bytes();
+            let r = sink.add_file(&sp, meta, &mut exact);
+            (r, sink.new_bytes().saturating_sub(before))
+        };
+        self.report.new_bytes += new;
         match r {
             Ok(()) => {
                 self.report.files_read += 1;

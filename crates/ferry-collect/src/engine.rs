@@ -103,6 +103,10 @@ impl Sink for BackupSession {
     fn source_failed(&mut self, source: &str, message: &str) {
         BackupSession::source_failed(self, source, message);
     }
+
+    fn new_bytes(&self) -> u64 {
+        self.stats().new_bytes
+    }
 }
 
 /// Why a backup of the sources failed as a whole (a source's own failure is not this: it
@@ -126,9 +130,22 @@ pub fn backup(
     repo: &Repository,
     key: &PutKey,
     cfg: &SourcesConfig,
-    mut opts: BackupOptions,
+    opts: BackupOptions,
     progress: Arc<dyn Progress>,
 ) -> Result<(SnapshotInfo, CollectReport), BackupError> {
+    backup_then(repo, key, cfg, opts, progress, BackupSession::finish)
+}
+
+/// [`backup`], ending the session with `finish` (e.g. [`BackupSession::finish_unwritten`],
+/// to write the snapshot only after an upload).
+pub fn backup_then<T>(
+    repo: &Repository,
+    key: &PutKey,
+    cfg: &SourcesConfig,
+    mut opts: BackupOptions,
+    progress: Arc<dyn Progress>,
+    finish: impl FnOnce(BackupSession) -> Result<T, RepoError>,
+) -> Result<(T, CollectReport), BackupError> {
     let jobs = collect::jobs_of(cfg)?;
     if opts.paths.is_empty() {
         opts.paths = jobs.iter().map(|j| format!("/{}", j.name())).collect();
@@ -140,6 +157,6 @@ pub fn backup(
         .begin_backup(key, opts, progress)
         .map_err(BackupError::Start)?;
     let (session, report) = collect::collect(&jobs, cfg.parallel, session)?;
-    let info = session.finish().map_err(BackupError::Finish)?;
+    let info = finish(session).map_err(BackupError::Finish)?;
     Ok((info, report))
 }

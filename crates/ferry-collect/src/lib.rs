@@ -25,5 +25,5 @@ pub use collect::{
     jobs_of,
 };
 pub use config::{ConfigError, ConfigFile, SourcesConfig};
-pub use engine::{BackupError, backup};
+pub use engine::{BackupError, backup, backup_then};
 pub use sink::{Sink, SinkError};

@@ -45,6 +45,11 @@ pub trait Sink: Send {
     fn record_error(&mut self, source: &str, remote: &Path, message: &str);
     /// Record that a whole source failed.
     fn source_failed(&mut self, source: &str, message: &str);
+    /// Content bytes the repository did not have yet, stored so far by this run (so the
+    /// collector can attribute new bytes to the source whose file it just added).
+    fn new_bytes(&self) -> u64 {
+        0
+    }
 }
 
 /// A reader that yields exactly `expected` bytes from `inner`, turning an early end into

@@ -117,6 +117,10 @@ pub struct GateOptions {
     pub session: Option<String>,
     /// The ssh program (default `ssh` from PATH).
     pub ssh_program: PathBuf,
+    /// An OpenSSH client config file (`ssh -F`), e.g. to reach jump boxes through a proxy;
+    /// `None` = no config file at all. The options Ferry sets on the command line (host key
+    /// pinning, no agent, no forwarding) override the file's.
+    pub ssh_config: Option<PathBuf>,
     /// Connection attempts (≥ 1) for connection failures; refusals are never retried.
     pub attempts: u32,
     /// First backoff delay; doubles per attempt.
@@ -132,6 +136,7 @@ impl GateOptions {
             host_key: host_key.into(),
             session: None,
             ssh_program: PathBuf::from("ssh"),
+            ssh_config: None,
             attempts: 5,
             backoff: Duration::from_millis(500),
             retry_budget: Duration::from_secs(30),
@@ -317,7 +322,8 @@ impl GateStorage {
 
     fn attempt(gate: &GateUrl, opts: &GateOptions, key: &PinnedKey, kh: &Path) -> Attempt {
         let mut cmd = Command::new(&opts.ssh_program);
-        cmd.arg("-F").arg("/dev/null").args(["-T", "-x", "-a"]);
+        let config = opts.ssh_config.as_deref().unwrap_or(Path::new("/dev/null"));
+        cmd.arg("-F").arg(config).args(["-T", "-x", "-a"]);
         for o in [
             "BatchMode=yes".to_string(),
             "StrictHostKeyChecking=yes".to_string(),

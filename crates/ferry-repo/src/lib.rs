@@ -69,7 +69,9 @@ pub use check::{CheckReport, Problem};
 pub use error::{Error, Result};
 pub use ids::{BlobId, BlobKind, ChunkerParams, RepoId};
 pub use keys::{AnyKey, KeyKind, MasterKey, Passphrase, PutKey};
-pub use objects::{Node, NodeKind, RepoConfig, Snapshot, SnapshotInfo, SnapshotStats, Tree};
+pub use objects::{
+    Node, NodeKind, RepoConfig, RunUsage, Snapshot, SnapshotInfo, SnapshotStats, Tree,
+};
 pub use progress::{NoProgress, Progress};
 pub use repo::{LsEntry, Reader, Repository};
 pub use restore::{RestoreOptions, RestoreStats};

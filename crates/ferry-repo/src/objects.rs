@@ -450,6 +450,30 @@ pub struct Snapshot {
     pub sources: Vec<SourceStatus>,
     pub errors: Vec<SourceError>,
     pub ferry_version: String,
+    /// What the run that uploaded this snapshot used in the cloud (`None` for a backup written
+    /// straight to a repository).
+    pub usage: Option<RunUsage>,
+}
+
+/// A backup run's cloud usage, as the client measured it (see docs/COST.md).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunUsage {
+    /// Objects the gate stored with `PutObject` (each answered STORED or ALREADY_PRESENT is one
+    /// S3 PUT request).
+    pub s3_put_requests: u64,
+    /// `ListObjectsV2` requests the gate made (comparing a repeated `config`).
+    pub s3_list_requests: u64,
+    /// `GetObject` requests of the session (the jump box fetching the gate artifact).
+    pub s3_get_requests: u64,
+    /// Bytes uploaded through the gate.
+    pub uploaded_bytes: u64,
+    /// Objects uploaded through the gate.
+    pub uploaded_objects: u64,
+    /// Lambda invocations made by the client (ferry-build, ferry-clean).
+    pub lambda_invocations: u64,
+    /// Seconds from ferry-build's answer until ferry-clean's (the jump box's life as the
+    /// client saw it; EC2 bills at least 60 s).
+    pub instance_seconds: u64,
 }
 
 impl Snapshot {
@@ -467,6 +491,12 @@ impl Snapshot {
         let object = ObjectKind::Snapshot.key(name);
         let plain = crypto::open_object(ObjectKind::Snapshot, key.secret(), bytes, &object)?;
         Snapshot::parse(&plain).map_err(|e| Error::corrupt(object, e.to_string()))
+    }
+
+    /// Encrypt to the master key: `(object name, object bytes)` for `snapshots/<name>`.
+    pub fn seal(&self, key: &PutKey) -> (String, Vec<u8>) {
+        let obj = crypto::seal_object(ObjectKind::Snapshot, key.public_key(), &self.to_bytes());
+        (crate::format::object_name(&obj), obj)
     }
 
     /// Whether any source had errors (CLI exit code 3).

@@ -95,6 +95,15 @@ impl Repository {
         BackupSession::start(self, key, opts, progress)
     }
 
+    /// Write a snapshot made by [`BackupSession::finish_unwritten`] (put key suffices).
+    pub fn put_snapshot(&self, key: &PutKey, snapshot: Snapshot) -> Result<SnapshotInfo> {
+        self.config.check_key(key)?;
+        let (id, obj) = snapshot.seal(key);
+        self.storage
+            .put_if_absent(ObjectKind::Snapshot, &id, &obj)?;
+        Ok(SnapshotInfo { id, snapshot })
+    }
+
     /// Load every index object and return a reader (master key). Fails on the first
     /// unreadable index; use [`check`](Self::check) to list all problems.
     pub fn reader(&self, key: &MasterKey) -> Result<Reader> {

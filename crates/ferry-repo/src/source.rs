@@ -753,7 +753,27 @@ impl BackupSession {
         Ok(id)
     }
 
-    pub(crate) fn finish_with_root(mut self, root_id: BlobId) -> Result<SnapshotInfo> {
+    /// Like [`finish`](Self::finish), but the snapshot is returned instead of written: the
+    /// trees, the last pack and the index objects are stored, the caches saved. The caller
+    /// writes the snapshot later (after uploading what this run stored) with
+    /// [`Repository::put_snapshot`](crate::Repository::put_snapshot). Until then the
+    /// repository has no snapshot for this run, exactly as if it had been interrupted.
+    pub fn finish_unwritten(mut self) -> Result<Snapshot> {
+        let root = std::mem::take(&mut self.root);
+        let root_id = self.store_tree(root)?;
+        self.finish_parts(root_id)
+    }
+
+    pub(crate) fn finish_with_root(self, root_id: BlobId) -> Result<SnapshotInfo> {
+        let storage = self.storage.clone();
+        let key = self.key.clone();
+        let snapshot = self.finish_parts(root_id)?;
+        let (id, obj) = snapshot.seal(&key);
+        storage.put_if_absent(ObjectKind::Snapshot, &id, &obj)?;
+        Ok(SnapshotInfo { id, snapshot })
+    }
+
+    fn finish_parts(mut self, root_id: BlobId) -> Result<Snapshot> {
         let ws = self.shutdown()?;
         self.stats.packs = ws.packs;
         self.stats.stored_bytes = ws.stored_bytes;
@@ -804,16 +824,8 @@ impl BackupSession {
             sources,
             errors: std::mem::take(&mut self.errors),
             ferry_version: env!("CARGO_PKG_VERSION").to_string(),
+            usage: None,
         };
-        let obj = crypto::seal_object(
-            ObjectKind::Snapshot,
-            self.key.public_key(),
-            &snapshot.to_bytes(),
-        );
-        let id = format::object_name(&obj);
-        self.storage
-            .put_if_absent(ObjectKind::Snapshot, &id, &obj)?;
-
         let cache = lock(&self.cache);
         let source_set = self.opts.source_set.clone().unwrap_or_default();
         if let Err(e) = cache.save_files(&source_set, &self.new_files) {
@@ -823,7 +835,7 @@ impl BackupSession {
         if let Err(e) = lock(&self.cache).flush() {
             tracing::warn!("could not compact the cache: {e}");
         }
-        Ok(SnapshotInfo { id, snapshot })
+        Ok(snapshot)
     }
 
     fn write_index(&mut self, packs: Vec<IndexPack>) -> Result<()> {

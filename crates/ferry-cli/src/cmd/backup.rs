@@ -8,8 +8,9 @@ use ferry_repo::{BackupOptions, Repository, SnapshotInfo};
 use std::sync::Arc;
 
 pub fn run(g: &Global, a: &BackupArgs) -> anyhow::Result<Outcome> {
-    let key = super::put_key(&a.repo)?;
-    let storage = super::storage(&a.repo)?;
+    let r = a.repo_args()?;
+    let key = super::put_key(&r)?;
+    let storage = super::storage(&r)?;
     let repo = Repository::open_or_init(Arc::from(storage), &key)?;
     let mut opts = BackupOptions {
         cache_dir: super::cache_dir(g),

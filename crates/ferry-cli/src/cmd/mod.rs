@@ -2,11 +2,14 @@
 
 mod backup;
 mod check;
+mod cloud_backup;
 mod key;
 mod ls;
 mod restore;
+pub(crate) mod schedule;
 mod snapshots;
 pub(crate) mod sources;
+mod status;
 
 use crate::cli::{Cli, Command, KeyCommand, Outcome, RepoArgs};
 use anyhow::Context;
@@ -14,14 +17,19 @@ use ferry_repo::keys::{self, AnyKey, MasterKey, Passphrase, PutKey};
 use ferry_repo::storage::Storage;
 use std::path::PathBuf;
 
+pub(crate) use backup::human;
+
 pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
     let g = cli.global;
     match cli.command {
         Command::Key(KeyCommand::Init(a)) => key::init(&a),
-        Command::Backup(a) => match &a.config {
-            Some(c) => sources::backup(&g, &a, c),
-            None => backup::run(&g, &a),
+        Command::Backup(a) => match (&a.config, &a.repo) {
+            (Some(c), None) => cloud_backup::run(&g, &a, c),
+            (Some(c), Some(_)) => sources::backup(&g, &a, c),
+            (None, _) => backup::run(&g, &a),
         },
+        Command::Status(a) => status::run(&g, &a),
+        Command::Schedule(c) => schedule::run(&g, &c),
         Command::Sources(c) => sources::run(&g, &c),
         Command::Infra(a) => ferry_cloud::infra_main(a).map(|_| Outcome::Ok),
         Command::Snapshots(a) => snapshots::run(&g, &a),

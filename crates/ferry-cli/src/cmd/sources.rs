@@ -4,7 +4,7 @@
 
 use crate::cli::{BackupArgs, Global, Outcome};
 use anyhow::Context;
-use ferry_collect::{CheckReport, CollectReport, ConfigFile, SourceStatus};
+use ferry_collect::{CheckReport, CollectReport, SourceStatus};
 use ferry_repo::{BackupOptions, Repository};
 use serde_json::json;
 use std::path::{Path, PathBuf};
@@ -36,7 +36,7 @@ pub fn run(g: &Global, cmd: &SourcesCommand) -> anyhow::Result<Outcome> {
 }
 
 fn check(g: &Global, a: &SourcesCheckArgs) -> anyhow::Result<Outcome> {
-    let cfg = ConfigFile::load(&a.config)?;
+    let cfg = crate::config::FerryConfig::load(&a.config)?.sources;
     let jobs = ferry_collect::jobs_of(&cfg)?;
     let reports = ferry_collect::check(&jobs, cfg.parallel);
     if a.json {
@@ -72,11 +72,12 @@ fn check_json(r: &CheckReport) -> serde_json::Value {
 
 /// `ferry backup --config FILE`: every source of the file into one snapshot.
 pub fn backup(g: &Global, a: &BackupArgs, config: &Path) -> anyhow::Result<Outcome> {
-    let cfg = ConfigFile::load(config)?;
-    let key = super::put_key(&a.repo)?;
-    let storage: Arc<dyn ferry_repo::storage::Storage> = Arc::from(super::storage(&a.repo)?);
+    let cfg = crate::config::FerryConfig::load(config)?.sources;
+    let r = a.repo_args()?;
+    let key = super::put_key(&r)?;
+    let storage: Arc<dyn ferry_repo::storage::Storage> = Arc::from(super::storage(&r)?);
     let repo = Repository::open_or_init(storage, &key)
-        .with_context(|| format!("opening repository {}", a.repo.repo))?;
+        .with_context(|| format!("opening repository {}", r.repo))?;
     let mut opts = BackupOptions {
         cache_dir: super::cache_dir(g),
         ..BackupOptions::default()
@@ -107,7 +108,7 @@ pub fn backup(g: &Global, a: &BackupArgs, config: &Path) -> anyhow::Result<Outco
     })
 }
 
-fn report_json(snapshot: &str, r: &CollectReport) -> serde_json::Value {
+pub(crate) fn report_json(snapshot: &str, r: &CollectReport) -> serde_json::Value {
     let sources: Vec<_> = r
         .sources
         .iter()

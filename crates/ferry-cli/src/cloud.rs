@@ -1,0 +1,143 @@
+//! The backup VM's side of a session: invoke ferry-build and ferry-clean with the backup
+//! user's credentials (which allow nothing else), through `aws-sdk-lambda` and the SDK's own
+//! configuration (profile, region, `AWS_ENDPOINT_URL_LAMBDA`).
+
+use crate::config::CloudPlan;
+use anyhow::{Context, bail};
+use aws_config::BehaviorVersion;
+use aws_runtime::env_config::file::{EnvConfigFileKind, EnvConfigFiles};
+use serde::Deserialize;
+use std::fmt;
+
+/// ferry-build's answer (the fields the client uses; unknown ones are ignored).
+#[derive(Clone, Deserialize)]
+pub struct Session {
+    pub session: String,
+    pub site: String,
+    pub host: String,
+    pub port: u16,
+    pub user: String,
+    pub host_key: String,
+    pub expires: String,
+}
+
+impl fmt::Debug for Session {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Session")
+            .field("session", &self.session)
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("expires", &self.expires)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A Lambda client for the two functions.
+#[derive(Clone, Debug)]
+pub struct Functions {
+    client: aws_sdk_lambda::Client,
+    plan: CloudPlan,
+}
+
+impl Functions {
+    pub async fn new(plan: &CloudPlan) -> Functions {
+        let mut loader = aws_config::defaults(BehaviorVersion::latest())
+            .region(aws_config::Region::new(plan.region.clone()));
+        if let Some(p) = &plan.profile {
+            loader = loader.profile_name(p);
+        }
+        if let Some(f) = &plan.credentials_file {
+            let files = EnvConfigFiles::builder()
+                .include_default_config_file(true)
+                .with_file(EnvConfigFileKind::Credentials, f)
+                .build();
+            loader = loader.profile_files(files);
+        }
+        let sdk = loader.load().await;
+        Functions {
+            client: aws_sdk_lambda::Client::new(&sdk),
+            plan: plan.clone(),
+        }
+    }
+
+    async fn invoke(&self, function: &str, payload: serde_json::Value) -> anyhow::Result<Vec<u8>> {
+        let out = self
+            .client
+            .invoke()
+            .function_name(function)
+            .payload(aws_sdk_lambda::primitives::Blob::new(payload.to_string()))
+            .send()
+            .await
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "invoking {function}: {}",
+                    aws_sdk_lambda::error::DisplayErrorContext(&e)
+                )
+            })?;
+        let body = out
+            .payload()
+            .map(|b| b.as_ref().to_vec())
+            .unwrap_or_default();
+        if let Some(kind) = out.function_error() {
+            let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+            bail!(
+                "{function} failed ({kind}): {}: {}",
+                v["errorType"].as_str().unwrap_or("error"),
+                v["errorMessage"].as_str().unwrap_or("(no message)")
+            );
+        }
+        Ok(body)
+    }
+
+    /// Ask ferry-build for a jump box that accepts `public_key` for `site`.
+    pub async fn build(&self, site: &str, public_key: &str) -> anyhow::Result<Session> {
+        let f = &self.plan.build_function;
+        let body = self
+            .invoke(
+                f,
+                serde_json::json!({
+                    "site": site,
+                    "public_key": public_key,
+                    "ttl_minutes": self.plan.session_minutes,
+                }),
+            )
+            .await?;
+        let s: Session = serde_json::from_slice(&body)
+            .with_context(|| format!("{f} answered something that is not a session"))?;
+        if s.site != site {
+            bail!("{f} answered a session for site {:?}, not {site:?}", s.site);
+        }
+        if s.host.is_empty() || s.port == 0 {
+            bail!("{f} answered session {} without an address", s.session);
+        }
+        Ok(s)
+    }
+
+    /// Ask ferry-clean to remove `session` (instance, security group, state).
+    pub async fn clean(&self, session: &str) -> anyhow::Result<()> {
+        self.invoke(
+            &self.plan.clean_function,
+            serde_json::json!({ "session": session }),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    pub fn clean_function(&self) -> &str {
+        &self.plan.clean_function
+    }
+}
+
+/// A fresh ed25519 client key for one session: (OpenSSH private key, public key line).
+pub fn session_key() -> anyhow::Result<(zeroize::Zeroizing<String>, String)> {
+    let key = ssh_key::PrivateKey::random(&mut rand_core::OsRng, ssh_key::Algorithm::Ed25519)
+        .context("generating the session's SSH key")?;
+    let private = key
+        .to_openssh(ssh_key::LineEnding::LF)
+        .context("encoding the session's SSH key")?;
+    let public = key
+        .public_key()
+        .to_openssh()
+        .context("encoding the session's public key")?;
+    Ok((private, public))
+}

@@ -1,0 +1,378 @@
+//! The backup VM's config file (TOML): `[sources]` (what to collect, see `ferry-collect`),
+//! `[backup]` (the repository site, the put key, the spool) and `[cloud]` (how to reach the
+//! functions that build and remove the jump box).
+//!
+//! ```toml
+//! [backup]
+//! site = "home"                    # the repository's prefix in the backup bucket
+//! key = "/etc/ferry/put.key"       # the put key (cannot read or delete backups)
+//! spool = "/var/spool/ferry"       # default: $XDG_STATE_HOME/ferry/spool
+//! spool_max = "10GiB"              # the spool never grows beyond this (default 10GiB)
+//! pack_size = "32MiB"              # optional
+//! host = "backup-vm"               # optional: the host name recorded in snapshots
+//!
+//! [cloud]
+//! region = "eu-west-1"
+//! profile = "ferry-backup"         # optional: AWS profile (the credentials `ferry infra apply` wrote)
+//! credentials_file = "/etc/ferry/aws-credentials"  # optional: that file, if not ~/.aws/credentials
+//! installation = "ferry"           # the infra prefix: functions <installation>-build / -clean
+//! session_minutes = 30             # jump box lifetime asked for (the function caps it)
+//! connect_timeout = 180            # seconds to keep trying to reach the new jump box
+//! ssh_config = "/etc/ferry/ssh_config"  # optional OpenSSH client config (also $FERRY_SSH_CONFIG)
+//! ```
+//!
+//! Unknown keys are refused; every error names the file and the field.
+
+use anyhow::{Context, bail};
+use ferry_collect::SourcesConfig;
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+/// The whole file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FerryConfig {
+    pub sources: SourcesConfig,
+    #[serde(default)]
+    pub backup: Option<BackupSection>,
+    #[serde(default)]
+    pub cloud: Option<CloudSection>,
+}
+
+/// `[backup]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackupSection {
+    pub site: String,
+    pub key: PathBuf,
+    #[serde(default)]
+    pub spool: Option<PathBuf>,
+    #[serde(default)]
+    pub spool_max: Option<String>,
+    #[serde(default)]
+    pub pack_size: Option<String>,
+    #[serde(default)]
+    pub host: Option<String>,
+}
+
+/// `[cloud]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CloudSection {
+    pub region: String,
+    #[serde(default)]
+    pub profile: Option<String>,
+    #[serde(default)]
+    pub credentials_file: Option<PathBuf>,
+    #[serde(default = "default_installation")]
+    pub installation: String,
+    #[serde(default)]
+    pub build_function: Option<String>,
+    #[serde(default)]
+    pub clean_function: Option<String>,
+    #[serde(default = "default_session_minutes")]
+    pub session_minutes: u32,
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout: u64,
+    #[serde(default)]
+    pub ssh_config: Option<PathBuf>,
+}
+
+fn default_installation() -> String {
+    "ferry".into()
+}
+fn default_session_minutes() -> u32 {
+    30
+}
+fn default_connect_timeout() -> u64 {
+    180
+}
+
+pub const DEFAULT_SPOOL_MAX: u64 = 10 << 30;
+
+/// `[backup]` checked and with defaults filled in.
+#[derive(Debug, Clone)]
+pub struct BackupPlan {
+    pub site: String,
+    pub key: PathBuf,
+    pub spool: PathBuf,
+    pub spool_max: u64,
+    pub pack_size: Option<usize>,
+    pub host: Option<String>,
+}
+
+/// `[cloud]` checked, with the function names resolved.
+#[derive(Debug, Clone)]
+pub struct CloudPlan {
+    pub region: String,
+    pub profile: Option<String>,
+    pub credentials_file: Option<PathBuf>,
+    pub build_function: String,
+    pub clean_function: String,
+    pub session_minutes: u32,
+    pub connect_timeout: std::time::Duration,
+    pub ssh_config: Option<PathBuf>,
+}
+
+impl FerryConfig {
+    /// Read, parse and validate `path` (the `[sources]` section as `ferry-collect` checks it).
+    pub fn load(path: &Path) -> anyhow::Result<FerryConfig> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading config file {}", path.display()))?;
+        Self::parse(&text, path)
+    }
+
+    pub fn parse(text: &str, path: &Path) -> anyhow::Result<FerryConfig> {
+        let cfg: FerryConfig = toml::from_str(text).map_err(|e| {
+            anyhow::anyhow!(
+                "config file {}: {}",
+                path.display(),
+                e.to_string().trim_end()
+            )
+        })?;
+        cfg.sources
+            .validate()
+            .map_err(|e| anyhow::anyhow!("config file {}: {e}", path.display()))?;
+        if let Some(b) = &cfg.backup {
+            b.plan().map_err(|e| in_file(path, e))?;
+        }
+        if let Some(c) = &cfg.cloud {
+            c.plan().map_err(|e| in_file(path, e))?;
+        }
+        Ok(cfg)
+    }
+
+    /// Both sections, for a backup through the cloud; names what is missing.
+    pub fn cloud_run(&self, path: &Path) -> anyhow::Result<(BackupPlan, CloudPlan)> {
+        let b = self.backup.as_ref().with_context(|| {
+            format!(
+                "config file {}: a [backup] section is needed to back up through the cloud \
+                 (or give --repo and --key to write to a repository directly)",
+                path.display()
+            )
+        })?;
+        let c = self.cloud.as_ref().with_context(|| {
+            format!(
+                "config file {}: a [cloud] section is needed to back up through the cloud \
+                 (or give --repo and --key to write to a repository directly)",
+                path.display()
+            )
+        })?;
+        Ok((
+            b.plan().map_err(|e| in_file(path, e))?,
+            c.plan().map_err(|e| in_file(path, e))?,
+        ))
+    }
+}
+
+fn in_file(path: &Path, e: anyhow::Error) -> anyhow::Error {
+    anyhow::anyhow!("config file {}: {e}", path.display())
+}
+
+/// The default spool: `$XDG_STATE_HOME/ferry/spool`, else `~/.local/state/ferry/spool`.
+pub fn default_spool() -> Option<PathBuf> {
+    if let Some(s) = std::env::var_os("XDG_STATE_HOME").filter(|s| !s.is_empty()) {
+        return Some(PathBuf::from(s).join("ferry/spool"));
+    }
+    dirs::home_dir().map(|h| h.join(".local/state/ferry/spool"))
+}
+
+impl BackupSection {
+    pub fn plan(&self) -> anyhow::Result<BackupPlan> {
+        let site = self.site.as_str();
+        if site.is_empty()
+            || site.len() > 64
+            || !site
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+            || site.starts_with('-')
+        {
+            bail!(
+                "backup.site: {site:?} must be 1 to 64 lowercase letters, digits, '-' or '_' \
+                 (it is the repository's prefix in the bucket)"
+            );
+        }
+        if self.key.as_os_str().is_empty() {
+            bail!("backup.key: empty path");
+        }
+        let spool = match &self.spool {
+            Some(p) if p.is_relative() => {
+                bail!("backup.spool: {} must be an absolute path", p.display())
+            }
+            Some(p) => p.clone(),
+            None => default_spool()
+                .context("backup.spool: not set, and there is no home directory for the default")?,
+        };
+        let spool_max = match &self.spool_max {
+            Some(s) => ferry_repo::units::parse_size(s)
+                .map_err(|e| anyhow::anyhow!("backup.spool_max: {e}"))?,
+            None => DEFAULT_SPOOL_MAX,
+        };
+        if spool_max < 64 << 20 {
+            bail!("backup.spool_max: must be at least 64MiB (a pack is up to 32MiB by default)");
+        }
+        let pack_size = match &self.pack_size {
+            Some(s) => {
+                let n = ferry_repo::units::parse_size(s)
+                    .map_err(|e| anyhow::anyhow!("backup.pack_size: {e}"))?;
+                if !(1 << 20..=1 << 30).contains(&n) {
+                    bail!("backup.pack_size: must be between 1MiB and 1GiB");
+                }
+                if n.saturating_mul(2) > spool_max {
+                    bail!("backup.pack_size: must be at most half of backup.spool_max");
+                }
+                Some(n as usize)
+            }
+            None => None,
+        };
+        if let Some(h) = &self.host
+            && (h.is_empty() || h.len() > 255 || h.chars().any(char::is_control))
+        {
+            bail!("backup.host: must be 1 to 255 printable characters");
+        }
+        Ok(BackupPlan {
+            site: site.to_string(),
+            key: self.key.clone(),
+            spool,
+            spool_max,
+            pack_size,
+            host: self.host.clone(),
+        })
+    }
+}
+
+fn check_name(field: &str, v: &str, max: usize) -> anyhow::Result<()> {
+    if v.is_empty()
+        || v.len() > max
+        || !v
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        bail!("{field}: {v:?} must be 1 to {max} letters, digits, '-' or '_'");
+    }
+    Ok(())
+}
+
+impl CloudSection {
+    pub fn plan(&self) -> anyhow::Result<CloudPlan> {
+        let r = self.region.as_str();
+        let parts: Vec<&str> = r.split('-').collect();
+        if parts.len() < 3
+            || parts.iter().any(|p| p.is_empty())
+            || !r
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            || !parts[parts.len() - 1].bytes().all(|b| b.is_ascii_digit())
+        {
+            bail!("cloud.region: {r:?} is not an AWS region name (like eu-west-1)");
+        }
+        if let Some(p) = &self.profile {
+            check_name("cloud.profile", p, 128)?;
+        }
+        check_name("cloud.installation", &self.installation, 32)?;
+        let build = self
+            .build_function
+            .clone()
+            .unwrap_or_else(|| format!("{}-build", self.installation));
+        let clean = self
+            .clean_function
+            .clone()
+            .unwrap_or_else(|| format!("{}-clean", self.installation));
+        check_name("cloud.build_function", &build, 64)?;
+        check_name("cloud.clean_function", &clean, 64)?;
+        if !(5..=720).contains(&self.session_minutes) {
+            bail!("cloud.session_minutes: must be between 5 and 720");
+        }
+        if !(5..=3600).contains(&self.connect_timeout) {
+            bail!("cloud.connect_timeout: must be between 5 and 3600 seconds");
+        }
+        for (field, p) in [
+            ("cloud.credentials_file", &self.credentials_file),
+            ("cloud.ssh_config", &self.ssh_config),
+        ] {
+            if let Some(p) = p
+                && p.as_os_str().is_empty()
+            {
+                bail!("{field}: empty path");
+            }
+        }
+        let ssh_config = self.ssh_config.clone().or_else(|| {
+            std::env::var_os("FERRY_SSH_CONFIG")
+                .filter(|s| !s.is_empty())
+                .map(PathBuf::from)
+        });
+        Ok(CloudPlan {
+            region: r.to_string(),
+            profile: self.profile.clone(),
+            credentials_file: self.credentials_file.clone(),
+            build_function: build,
+            clean_function: clean,
+            session_minutes: self.session_minutes,
+            connect_timeout: std::time::Duration::from_secs(self.connect_timeout),
+            ssh_config,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SOURCES: &str = "[sources]\n[sources.local]\npaths = [\"/etc\"]\n";
+
+    fn parse(extra: &str) -> anyhow::Result<FerryConfig> {
+        FerryConfig::parse(&format!("{SOURCES}{extra}"), Path::new("f.toml"))
+    }
+
+    fn err(extra: &str) -> String {
+        format!("{:#}", parse(extra).unwrap_err())
+    }
+
+    #[test]
+    fn full_config_is_accepted_with_defaults() {
+        let c = parse(
+            "[backup]\nsite = \"home\"\nkey = \"/k\"\nspool = \"/s\"\n[cloud]\nregion = \"eu-west-1\"\n",
+        )
+        .unwrap();
+        let (b, cl) = c.cloud_run(Path::new("f.toml")).unwrap();
+        assert_eq!(b.spool_max, DEFAULT_SPOOL_MAX);
+        assert_eq!(cl.build_function, "ferry-build");
+        assert_eq!(cl.clean_function, "ferry-clean");
+        assert_eq!(cl.connect_timeout.as_secs(), 180);
+    }
+
+    #[test]
+    fn bad_fields_are_named() {
+        assert!(err("[backup]\nsite = \"Home/x\"\nkey = \"/k\"\n").contains("backup.site"));
+        assert!(
+            err("[backup]\nsite = \"h\"\nkey = \"/k\"\nspool = \"rel\"\n").contains("backup.spool")
+        );
+        assert!(
+            err("[backup]\nsite = \"h\"\nkey = \"/k\"\nspool_max = \"1KiB\"\n")
+                .contains("backup.spool_max")
+        );
+        assert!(
+            err("[backup]\nsite = \"h\"\nkey = \"/k\"\nspool_max = \"lots\"\n")
+                .contains("backup.spool_max")
+        );
+        assert!(err("[cloud]\nregion = \"mars\"\n").contains("cloud.region"));
+        assert!(
+            err("[cloud]\nregion = \"eu-west-1\"\nsession_minutes = 1\n")
+                .contains("cloud.session_minutes")
+        );
+        assert!(
+            err("[cloud]\nregion = \"eu-west-1\"\nbuild_function = \"a b\"\n")
+                .contains("cloud.build_function")
+        );
+        let e = err("[cloud]\nregion = \"eu-west-1\"\nbogus = 1\n");
+        assert!(e.contains("bogus") && e.contains("f.toml"), "{e}");
+    }
+
+    #[test]
+    fn cloud_run_names_the_missing_section() {
+        let c = parse("").unwrap();
+        assert!(
+            format!("{:#}", c.cloud_run(Path::new("f.toml")).unwrap_err()).contains("[backup]")
+        );
+    }
+}

@@ -1,0 +1,748 @@
+//! The spool: where `ferry backup` packs a run before the jump box exists, and what it still
+//! has to upload after an interruption.
+//!
+//! ```text
+//! <spool>/lock          flock(2): one run at a time
+//! <spool>/repo/         a local repository (config, packs/, index/) holding what is not uploaded yet
+//! <spool>/pending/      snapshots packed but not uploaded (JSON, 0600; sealed only at upload,
+//!                       when the run's cloud usage is known)
+//! <spool>/uploaded      the ledger: `KIND NAME` of every object the gate acknowledged
+//! <spool>/runs.jsonl    one line per run, for `ferry status`
+//! ```
+//!
+//! [`SpoolStorage`] is the engine's storage during collection. It answers "already present"
+//! for objects in the ledger and lists ledger packs together with spooled ones, so the
+//! engine's cache keeps deduplicating against what was uploaded (the put key cannot list the
+//! bucket). Every write is checked against the cap first: the spool never grows beyond
+//! `backup.spool_max`; a full spool is a clear error and the run still uploads what it holds.
+
+use anyhow::{Context, bail};
+use ferry_repo::format::ObjectKind;
+use ferry_repo::keys::PutKey;
+use ferry_repo::storage::{LocalDir, PendingPut, PutOutcome, Storage, StorageError};
+use ferry_repo::{RunUsage, Snapshot, SnapshotInfo};
+use std::collections::HashSet;
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// An open, locked spool.
+pub struct Spool {
+    dir: PathBuf,
+    storage: Arc<SpoolStorage>,
+    _lock: File,
+}
+
+impl std::fmt::Debug for Spool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Spool").field("dir", &self.dir).finish()
+    }
+}
+
+/// What the spool holds (objects still to upload).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Held {
+    pub packs: u64,
+    pub indexes: u64,
+    pub snapshots: u64,
+    pub bytes: u64,
+}
+
+impl Held {
+    pub fn is_empty(&self) -> bool {
+        self.packs + self.indexes + self.snapshots == 0
+    }
+}
+
+fn mkdir(p: &Path) -> anyhow::Result<()> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(p)
+        .with_context(|| format!("creating spool directory {}", p.display()))
+}
+
+impl Spool {
+    /// Create (0700) and lock the spool; a second run on the same spool is refused.
+    pub fn open(dir: &Path, cap: u64) -> anyhow::Result<Spool> {
+        mkdir(dir)?;
+        mkdir(&dir.join("repo"))?;
+        mkdir(&dir.join("pending"))?;
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(dir.join("lock"))
+            .with_context(|| format!("opening {}", dir.join("lock").display()))?;
+        use std::os::fd::AsRawFd;
+        // SAFETY: flock on a descriptor we own.
+        if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            bail!(
+                "spool {} is in use by another ferry backup run (its lock file is held)",
+                dir.display()
+            );
+        }
+        // Temporary files of a killed run: never objects, safe to remove under the lock.
+        for sub in [
+            "repo",
+            "repo/packs",
+            "repo/index",
+            "repo/snapshots",
+            "pending",
+        ] {
+            if let Ok(rd) = std::fs::read_dir(dir.join(sub)) {
+                for e in rd.flatten() {
+                    if e.file_name().to_string_lossy().starts_with(".tmp") {
+                        let _ = std::fs::remove_file(e.path());
+                    }
+                }
+            }
+        }
+        let ledger = read_ledger(&dir.join("uploaded"))?;
+        let used = dir_size(&dir.join("repo")) + dir_size(&dir.join("pending"));
+        let storage = Arc::new(SpoolStorage {
+            local: LocalDir::new(dir.join("repo")),
+            dir: dir.to_path_buf(),
+            ledger: Mutex::new(ledger),
+            used: Arc::new(AtomicU64::new(used)),
+            cap,
+        });
+        Ok(Spool {
+            dir: dir.to_path_buf(),
+            storage,
+            _lock: lock,
+        })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn storage(&self) -> Arc<SpoolStorage> {
+        self.storage.clone()
+    }
+
+    /// Objects waiting for upload.
+    pub fn held(&self) -> anyhow::Result<Held> {
+        let mut h = Held::default();
+        for (kind, n) in [
+            (ObjectKind::Pack, &mut h.packs),
+            (ObjectKind::Index, &mut h.indexes),
+        ] {
+            *n = self.storage.local.list(kind)?.len() as u64;
+        }
+        h.snapshots = self.pending()?.len() as u64;
+        h.bytes = self.storage.used.load(Ordering::SeqCst);
+        Ok(h)
+    }
+
+    fn pending(&self) -> anyhow::Result<Vec<PathBuf>> {
+        let dir = self.dir.join("pending");
+        let mut v: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .with_context(|| format!("reading {}", dir.display()))?
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|e| e == "json"))
+            .collect();
+        v.sort();
+        Ok(v)
+    }
+
+    /// Keep a packed run's snapshot until it is uploaded (written atomically, 0600).
+    pub fn save_pending(&self, snapshot: &Snapshot) -> anyhow::Result<PathBuf> {
+        let bytes = serde_json::to_vec(snapshot).context("encoding the pending snapshot")?;
+        self.storage.reserve(bytes.len() as u64)?;
+        let dir = self.dir.join("pending");
+        let path = dir.join(format!("{:020}.json", snapshot.time_ns.max(0)));
+        let tmp = dir.join(format!(".tmp-{}", std::process::id()));
+        let mut f = OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .write(true)
+            .mode(0o600)
+            .open(&tmp)
+            .with_context(|| format!("writing {}", tmp.display()))?;
+        f.write_all(&bytes)
+            .and_then(|_| f.sync_all())
+            .with_context(|| format!("writing {}", tmp.display()))?;
+        std::fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))?;
+        Ok(path)
+    }
+
+    /// Upload everything the spool holds through `remote`: `config` (once per repository),
+    /// packs, then index objects, then the pending snapshots, oldest first, each sealed with
+    /// `usage` filled in. Each acknowledged object is recorded in the ledger and removed from
+    /// the spool at once, so an interruption loses nothing and repeats at most one object.
+    pub fn upload(
+        &self,
+        remote: &dyn Storage,
+        key: &PutKey,
+        usage: &Mutex<RunUsage>,
+        stop: &AtomicBool,
+        mut on_object: impl FnMut(ObjectKind, u64),
+    ) -> anyhow::Result<Vec<SnapshotInfo>> {
+        let s = &self.storage;
+        let check_stop = || -> anyhow::Result<()> {
+            if stop.load(Ordering::SeqCst) {
+                bail!("interrupted: the upload stopped; the spool keeps what is not uploaded");
+            }
+            Ok(())
+        };
+        let put = |kind: ObjectKind, name: &str, bytes: &[u8]| -> anyhow::Result<PutOutcome> {
+            let out = remote
+                .put_if_absent(kind, name, bytes)
+                .with_context(|| format!("uploading {}", kind.key(name)))?;
+            let mut u = lock(usage);
+            u.s3_put_requests += 1;
+            if kind == ObjectKind::Config && out == PutOutcome::AlreadyPresent {
+                // The gate compares a repeated config with the stored one (ListObjectsV2).
+                u.s3_list_requests += 1;
+            }
+            u.uploaded_objects += 1;
+            u.uploaded_bytes += bytes.len() as u64;
+            drop(u);
+            s.record_uploaded(kind, name)?;
+            Ok(out)
+        };
+        if !s.is_uploaded(ObjectKind::Config, "config") {
+            check_stop()?;
+            let bytes = s.local.get(ObjectKind::Config, "config")?;
+            put(ObjectKind::Config, "config", &bytes)?;
+            on_object(ObjectKind::Config, bytes.len() as u64);
+        }
+        for kind in [ObjectKind::Pack, ObjectKind::Index] {
+            let mut names = s.local.list(kind)?;
+            names.sort();
+            for name in names {
+                check_stop()?;
+                let bytes = s.local.get(kind, &name)?;
+                put(kind, &name, &bytes)?;
+                s.remove_local(kind, &name)?;
+                on_object(kind, bytes.len() as u64);
+            }
+        }
+        let mut written = Vec::new();
+        for path in self.pending()? {
+            check_stop()?;
+            let text = std::fs::read(&path)
+                .with_context(|| format!("reading pending snapshot {}", path.display()))?;
+            let mut snapshot: Snapshot = serde_json::from_slice(&text).with_context(|| {
+                format!(
+                    "pending snapshot {} is not valid (move it away to continue)",
+                    path.display()
+                )
+            })?;
+            let mut u = lock(usage).clone();
+            // This object itself, and the ferry-clean invocation that follows it.
+            u.s3_put_requests += 1;
+            u.uploaded_objects += 1;
+            u.lambda_invocations += 1;
+            snapshot.usage = Some(u);
+            let (id, obj) = snapshot.seal(key);
+            put(ObjectKind::Snapshot, &id, &obj)?;
+            std::fs::remove_file(&path)
+                .with_context(|| format!("removing uploaded {}", path.display()))?;
+            s.used.fetch_sub(text.len() as u64, Ordering::SeqCst);
+            on_object(ObjectKind::Snapshot, obj.len() as u64);
+            written.push(SnapshotInfo { id, snapshot });
+        }
+        Ok(written)
+    }
+
+    /// Append one run record (`runs.jsonl`, for `ferry status`).
+    pub fn record_run(dir: &Path, record: &serde_json::Value) -> anyhow::Result<()> {
+        let path = dir.join("runs.jsonl");
+        let mut f = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(&path)
+            .with_context(|| format!("opening {}", path.display()))?;
+        let mut line = serde_json::to_vec(record)?;
+        line.push(b'\n');
+        f.write_all(&line)
+            .and_then(|_| f.sync_data())
+            .with_context(|| format!("writing {}", path.display()))
+    }
+}
+
+/// The last `n` run records of a spool (oldest first); unreadable lines are reported.
+pub fn read_runs(dir: &Path, n: usize) -> anyhow::Result<Vec<serde_json::Value>> {
+    let path = dir.join("runs.jsonl");
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    };
+    let mut v = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        match serde_json::from_str(line) {
+            Ok(r) => v.push(r),
+            Err(e) => v.push(serde_json::json!({
+                "result": "unreadable",
+                "error": format!("{}:{}: {e}", path.display(), i + 1),
+            })),
+        }
+    }
+    let skip = v.len().saturating_sub(n);
+    Ok(v.split_off(skip))
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn read_ledger(path: &Path) -> anyhow::Result<HashSet<(ObjectKind, String)>> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(HashSet::new()),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    };
+    let mut set = HashSet::new();
+    for (i, line) in text.lines().enumerate() {
+        // A torn last line (killed while appending) is not an acknowledgement: ignore it.
+        let Some((k, name)) = line.split_once(' ') else {
+            continue;
+        };
+        let kind = match k {
+            "config" => ObjectKind::Config,
+            "pack" => ObjectKind::Pack,
+            "index" => ObjectKind::Index,
+            "snapshot" => ObjectKind::Snapshot,
+            _ => {
+                tracing::warn!("{}:{}: unknown ledger entry ignored", path.display(), i + 1);
+                continue;
+            }
+        };
+        let valid = if kind == ObjectKind::Config {
+            name == "config"
+        } else {
+            name.len() == 64 && name.bytes().all(|b| b.is_ascii_hexdigit())
+        };
+        if valid {
+            set.insert((kind, name.to_string()));
+        }
+    }
+    Ok(set)
+}
+
+fn dir_size(p: &Path) -> u64 {
+    let Ok(rd) = std::fs::read_dir(p) else {
+        return 0;
+    };
+    rd.flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => dir_size(&e.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
+}
+
+/// The engine's storage while packing into the spool (see the module doc).
+pub struct SpoolStorage {
+    local: LocalDir,
+    dir: PathBuf,
+    ledger: Mutex<HashSet<(ObjectKind, String)>>,
+    used: Arc<AtomicU64>,
+    cap: u64,
+}
+
+impl SpoolStorage {
+    fn is_uploaded(&self, kind: ObjectKind, name: &str) -> bool {
+        lock(&self.ledger).contains(&(kind, name.to_string()))
+    }
+
+    /// Count `n` more bytes against the cap, or refuse.
+    fn reserve(&self, n: u64) -> Result<(), StorageError> {
+        let mut cur = self.used.load(Ordering::SeqCst);
+        loop {
+            let next = cur.saturating_add(n);
+            if next > self.cap {
+                return Err(self.full(cur));
+            }
+            match self
+                .used
+                .compare_exchange(cur, next, Ordering::SeqCst, Ordering::SeqCst)
+            {
+                Ok(_) => return Ok(()),
+                Err(now) => cur = now,
+            }
+        }
+    }
+
+    fn full(&self, used: u64) -> StorageError {
+        StorageError::Backend {
+            location: self.dir.display().to_string(),
+            message: format!(
+                "the spool is full: {} of backup.spool_max {} used by what is not uploaded yet; \
+                 this run uploads what it holds, or raise backup.spool_max",
+                crate::cmd::human(used),
+                crate::cmd::human(self.cap)
+            ),
+        }
+    }
+
+    fn record_uploaded(&self, kind: ObjectKind, name: &str) -> anyhow::Result<()> {
+        let path = self.dir.join("uploaded");
+        let mut f = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(&path)
+            .with_context(|| format!("opening {}", path.display()))?;
+        f.write_all(format!("{} {name}\n", kind.as_str()).as_bytes())
+            .and_then(|_| f.sync_data())
+            .with_context(|| format!("writing {}", path.display()))?;
+        lock(&self.ledger).insert((kind, name.to_string()));
+        Ok(())
+    }
+
+    fn remove_local(&self, kind: ObjectKind, name: &str) -> anyhow::Result<()> {
+        let path = self.dir.join("repo").join(kind.key(name));
+        let len = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        std::fs::remove_file(&path)
+            .with_context(|| format!("removing uploaded {}", path.display()))?;
+        self.used
+            .fetch_sub(len.min(self.used.load(Ordering::SeqCst)), Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+impl Storage for SpoolStorage {
+    fn location(&self) -> String {
+        format!("spool {}", self.dir.display())
+    }
+
+    fn put_if_absent(
+        &self,
+        kind: ObjectKind,
+        name: &str,
+        bytes: &[u8],
+    ) -> Result<PutOutcome, StorageError> {
+        if self.is_uploaded(kind, name) {
+            return Ok(PutOutcome::AlreadyPresent);
+        }
+        self.reserve(bytes.len() as u64)?;
+        let r = self.local.put_if_absent(kind, name, bytes);
+        if !matches!(r, Ok(PutOutcome::Stored)) {
+            self.used.fetch_sub(bytes.len() as u64, Ordering::SeqCst);
+        }
+        r
+    }
+
+    fn list(&self, kind: ObjectKind) -> Result<Vec<String>, StorageError> {
+        let mut names: HashSet<String> = self.local.list(kind)?.into_iter().collect();
+        names.extend(
+            lock(&self.ledger)
+                .iter()
+                .filter(|(k, _)| *k == kind)
+                .map(|(_, n)| n.clone()),
+        );
+        Ok(names.into_iter().collect())
+    }
+
+    fn get(&self, kind: ObjectKind, name: &str) -> Result<Vec<u8>, StorageError> {
+        self.local.get(kind, name)
+    }
+
+    fn begin_put(&self, kind: ObjectKind) -> Option<Result<Box<dyn PendingPut>, StorageError>> {
+        let inner = match self.local.begin_put(kind)? {
+            Ok(p) => p,
+            Err(e) => return Some(Err(e)),
+        };
+        Some(Ok(Box::new(CappedPut {
+            inner: Some(inner),
+            used: self.used.clone(),
+            written: 0,
+            cap: self.cap,
+            dir: self.dir.clone(),
+        })))
+    }
+}
+
+/// A streaming pack write counted against the spool's cap.
+struct CappedPut {
+    /// `None` once committed.
+    inner: Option<Box<dyn PendingPut>>,
+    used: Arc<AtomicU64>,
+    written: u64,
+    cap: u64,
+    dir: PathBuf,
+}
+
+impl PendingPut for CappedPut {
+    fn write(&mut self, bytes: &[u8]) -> Result<(), StorageError> {
+        let n = bytes.len() as u64;
+        let before = self.used.fetch_add(n, Ordering::SeqCst);
+        if before.saturating_add(n) > self.cap {
+            self.used.fetch_sub(n, Ordering::SeqCst);
+            return Err(StorageError::Backend {
+                location: self.dir.display().to_string(),
+                message: format!(
+                    "the spool is full: {} of backup.spool_max {} used by what is not uploaded \
+                     yet; this run uploads what it holds, or raise backup.spool_max",
+                    crate::cmd::human(before),
+                    crate::cmd::human(self.cap)
+                ),
+            });
+        }
+        self.written += n;
+        match self.inner.as_mut() {
+            Some(p) => p.write(bytes),
+            None => Err(StorageError::Backend {
+                location: self.dir.display().to_string(),
+                message: "write after commit".into(),
+            }),
+        }
+    }
+
+    fn commit(mut self: Box<Self>, name: &str) -> Result<PutOutcome, StorageError> {
+        let Some(inner) = self.inner.take() else {
+            return Err(StorageError::Backend {
+                location: self.dir.display().to_string(),
+                message: "committed twice".into(),
+            });
+        };
+        let r = inner.commit(name);
+        if !matches!(r, Ok(PutOutcome::Stored)) {
+            self.used.fetch_sub(self.written, Ordering::SeqCst);
+        }
+        r
+    }
+}
+
+impl Drop for CappedPut {
+    fn drop(&mut self) {
+        if self.inner.is_some() {
+            // Abandoned: its temporary file is gone, so are its bytes.
+            self.used.fetch_sub(self.written, Ordering::SeqCst);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ferry_repo::{BackupOptions, BackupSession, MasterKey, NoProgress, Repository};
+
+    /// A remote that records the order of the objects it is given.
+    struct Recording {
+        inner: LocalDir,
+        log: Mutex<Vec<(ObjectKind, String)>>,
+    }
+
+    impl Storage for Recording {
+        fn location(&self) -> String {
+            self.inner.location()
+        }
+        fn put_if_absent(
+            &self,
+            kind: ObjectKind,
+            name: &str,
+            bytes: &[u8],
+        ) -> Result<PutOutcome, StorageError> {
+            lock(&self.log).push((kind, name.to_string()));
+            self.inner.put_if_absent(kind, name, bytes)
+        }
+        fn list(&self, kind: ObjectKind) -> Result<Vec<String>, StorageError> {
+            self.inner.list(kind)
+        }
+        fn get(&self, kind: ObjectKind, name: &str) -> Result<Vec<u8>, StorageError> {
+            self.inner.get(kind, name)
+        }
+    }
+
+    fn pack_one_run(spool: &Spool, key: &PutKey, src: &Path, cache: &Path) -> Snapshot {
+        let text = format!(
+            "[sources]\n[sources.local]\nname = \"vm\"\npaths = [\"{}\"]\n",
+            src.display()
+        );
+        let cfg = crate::config::FerryConfig::parse(&text, Path::new("t.toml")).unwrap();
+        let repo = Repository::open_or_init(spool.storage(), key).unwrap();
+        let opts = BackupOptions {
+            cache_dir: Some(cache.to_path_buf()),
+            ..BackupOptions::default()
+        };
+        let (snap, _) = ferry_collect::backup_then(
+            &repo,
+            key,
+            &cfg.sources,
+            opts,
+            Arc::new(NoProgress),
+            BackupSession::finish_unwritten,
+        )
+        .unwrap();
+        spool.save_pending(&snap).unwrap();
+        snap
+    }
+
+    #[test]
+    fn upload_order_ledger_dedup_and_restore() {
+        let t = tempfile::tempdir().unwrap();
+        let src = t.path().join("src");
+        std::fs::create_dir(&src).unwrap();
+        // Incompressible-ish content, two files.
+        let mut x: u64 = 7;
+        let data: Vec<u8> = (0..3_000_000)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        std::fs::write(src.join("a"), &data).unwrap();
+        std::fs::write(src.join("b"), b"small").unwrap();
+        let master = MasterKey::generate();
+        let key = master.put_key();
+        let remote = Recording {
+            inner: LocalDir::new(t.path().join("remote")),
+            log: Mutex::new(Vec::new()),
+        };
+        let spool_dir = t.path().join("spool");
+        let cache = t.path().join("cache");
+        let usage = Mutex::new(RunUsage::default());
+        let stop = AtomicBool::new(false);
+        {
+            let spool = Spool::open(&spool_dir, 1 << 30).unwrap();
+            // One spool, one run at a time.
+            let e = Spool::open(&spool_dir, 1 << 30).unwrap_err();
+            assert!(format!("{e:#}").contains("in use"), "{e:#}");
+            pack_one_run(&spool, &key, &src, &cache);
+            let held = spool.held().unwrap();
+            assert!(
+                held.packs >= 1 && held.indexes == 1 && held.snapshots == 1,
+                "{held:?}"
+            );
+            let written = spool
+                .upload(&remote, &key, &usage, &stop, |_, _| {})
+                .unwrap();
+            assert_eq!(written.len(), 1);
+            assert!(spool.held().unwrap().is_empty());
+        }
+        // Order: config, packs, index, snapshot last.
+        let log = lock(&remote.log).clone();
+        let kinds: Vec<ObjectKind> = log.iter().map(|(k, _)| *k).collect();
+        assert_eq!(kinds.first(), Some(&ObjectKind::Config));
+        assert_eq!(kinds.last(), Some(&ObjectKind::Snapshot));
+        let first_index = kinds.iter().position(|k| *k == ObjectKind::Index).unwrap();
+        let last_pack = kinds.iter().rposition(|k| *k == ObjectKind::Pack).unwrap();
+        assert!(last_pack < first_index, "{kinds:?}");
+        let u = lock(&usage).clone();
+        assert_eq!(u.uploaded_objects as usize, log.len());
+        assert_eq!(u.s3_put_requests as usize, log.len());
+
+        // Second run, same content: the ledger keeps the engine deduplicating against what
+        // was uploaded, and config is not sent again.
+        lock(&remote.log).clear();
+        {
+            let spool = Spool::open(&spool_dir, 1 << 30).unwrap();
+            let snap = pack_one_run(&spool, &key, &src, &cache);
+            // Only directory trees are new (their metadata); no file content is read again.
+            assert!(
+                snap.stats.bytes_read == 0 && snap.stats.new_bytes < 4096,
+                "{:?}",
+                snap.stats
+            );
+            let before = lock(&usage).uploaded_bytes;
+            spool
+                .upload(&remote, &key, &usage, &stop, |_, _| {})
+                .unwrap();
+            let sent = lock(&usage).uploaded_bytes - before;
+            assert!(sent < 64 * 1024, "second run uploaded {sent} bytes");
+        }
+        let log = lock(&remote.log).clone();
+        assert!(log.iter().all(|(k, _)| *k != ObjectKind::Config), "{log:?}");
+
+        // The remote is a whole repository: both snapshots carry usage, the data restores.
+        let repo = Repository::open(Arc::new(LocalDir::new(t.path().join("remote")))).unwrap();
+        let reader = repo.reader(&master).unwrap();
+        let snaps = reader.snapshots().unwrap();
+        assert_eq!(snaps.len(), 2);
+        assert!(snaps.iter().all(|s| {
+            s.snapshot
+                .usage
+                .as_ref()
+                .is_some_and(|u| u.s3_put_requests > 0)
+        }));
+        let out = t.path().join("out");
+        reader
+            .restore(
+                &snaps[1],
+                &out,
+                &ferry_repo::RestoreOptions::default(),
+                &NoProgress,
+            )
+            .unwrap();
+        let restored = std::fs::read(
+            out.join("vm")
+                .join(src.strip_prefix("/").unwrap())
+                .join("a"),
+        )
+        .unwrap();
+        assert!(restored == data, "restored content differs");
+    }
+
+    #[test]
+    fn the_cap_is_never_exceeded_and_abandoned_writes_give_room_back() {
+        let t = tempfile::tempdir().unwrap();
+        let spool = Spool::open(t.path(), 1000).unwrap();
+        let s = spool.storage();
+        let name = |c: char| c.to_string().repeat(64);
+        assert_eq!(
+            s.put_if_absent(ObjectKind::Index, &name('a'), &[0; 600])
+                .unwrap(),
+            PutOutcome::Stored
+        );
+        let e = s
+            .put_if_absent(ObjectKind::Index, &name('b'), &[0; 600])
+            .unwrap_err();
+        assert!(e.to_string().contains("spool is full"), "{e}");
+        let mut p = s.begin_put(ObjectKind::Pack).unwrap().unwrap();
+        p.write(&[0; 300]).unwrap();
+        let e = p.write(&[0; 300]).unwrap_err();
+        assert!(e.to_string().contains("backup.spool_max"), "{e}");
+        drop(p);
+        // The abandoned pack's 300 bytes are free again.
+        assert_eq!(
+            s.put_if_absent(ObjectKind::Index, &name('c'), &[0; 350])
+                .unwrap(),
+            PutOutcome::Stored
+        );
+        assert!(
+            std::fs::read_dir(t.path().join("repo/index"))
+                .unwrap()
+                .count()
+                == 2
+        );
+    }
+
+    #[test]
+    fn a_torn_ledger_line_is_not_an_acknowledgement() {
+        let t = tempfile::tempdir().unwrap();
+        let good = "a".repeat(64);
+        std::fs::write(
+            t.path().join("uploaded"),
+            format!("pack {good}\nindex {}\npack bbbb", "c".repeat(64)),
+        )
+        .unwrap();
+        let spool = Spool::open(t.path(), 1 << 20).unwrap();
+        let packs = spool.storage().list(ObjectKind::Pack).unwrap();
+        assert_eq!(packs, vec![good.clone()]);
+        assert_eq!(
+            spool
+                .storage()
+                .put_if_absent(ObjectKind::Pack, &good, b"x")
+                .unwrap(),
+            PutOutcome::AlreadyPresent
+        );
+    }
+}
