@@ -367,6 +367,11 @@ impl Jumpbox {
             .map(|s| s.trim().to_string())
     }
 
+    /// The PID of the box's `unshare` process (killing it ends the whole box).
+    pub fn pid(&self) -> Option<u32> {
+        self.proc.as_ref().map(|p| p.pid())
+    }
+
     /// Whether the box (its PID namespace) is still running.
     pub fn running(&mut self) -> bool {
         self.proc.as_mut().is_some_and(|p| p.running())

@@ -14,7 +14,9 @@
 //!   `invoke()` sends it when its endpoint URL points here): `RequestResponse` waits for the
 //!   function's answer (200, with `X-Amz-Function-Error: Unhandled` for a function error, as
 //!   Lambda does), `Event` queues and answers 202, `DryRun` answers 204; an unknown function is
-//!   a 404 `ResourceNotFoundException`.
+//!   a 404 `ResourceNotFoundException`. Every other Lambda API request (CreateFunction,
+//!   ListFunctions, …) is a 404 `UnknownOperationException`, or, after
+//!   [`LambdaHost::set_api_upstream`], passed through to moto unchanged.
 //!
 //! Gaps, on purpose: request signatures are not checked (who may invoke is proven by the policy
 //! evaluator, not here); one invocation at a time per function (one runtime process, as one
@@ -24,15 +26,21 @@
 //! Every child's stdout and stderr go to a log file ([`LambdaHost::log`]), which tests search.
 //! [`LambdaHost::init_duration`] is the time from spawning the process to its first `next`
 //! request (Lambda's cold init).
+//!
+//! Functions can be added or replaced while the host runs ([`LambdaHost::empty`],
+//! [`LambdaHost::load`], [`LambdaHost::remove`]): the Invoke endpoint keeps its port. A
+//! replacement is started and initialised first; then invocations go to it, queued ones move to
+//! it, and the old process finishes what it is running (bounded by its timeout) before it is
+//! stopped — like an update of a Lambda function.
 
 use std::collections::{HashMap, VecDeque};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
 use std::sync::mpsc;
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::Proc;
@@ -87,105 +95,276 @@ struct Function {
     runtime_port: u16,
     log: PathBuf,
     proc: Mutex<Option<Proc>>,
+    /// Replaced or removed: hands out no more invocations; its runtime API listener ends once
+    /// its process is stopped (an invocation in flight still posts its answer).
+    retired: AtomicBool,
 }
 
 struct Shared {
     stop: AtomicBool,
     seq: AtomicU64,
-    functions: HashMap<String, Arc<Function>>,
+    functions: RwLock<HashMap<String, Arc<Function>>>,
+    /// Loopback port every non-Invoke Lambda API request is passed to (0: none).
+    upstream: AtomicU16,
+}
+
+impl Shared {
+    fn get(&self, name: &str) -> Option<Arc<Function>> {
+        self.functions
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+            .cloned()
+    }
+    fn all(&self) -> Vec<Arc<Function>> {
+        self.functions
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
 }
 
 /// The running host. Dropping it stops the functions (by PID) and the listeners.
 pub struct LambdaHost {
     shared: Arc<Shared>,
     invoke_port: u16,
-    ports: Vec<u16>,
-    _dir: tempfile::TempDir,
+    log_dir: PathBuf,
+    _dir: Option<tempfile::TempDir>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// Wait (bounded) until the function's process asked for its first invocation, reported an
+/// init error, or exited.
+fn wait_init(f: &Function) -> Result<(), String> {
+    crate::wait_until(
+        &format!("{} init", f.spec.name),
+        Duration::from_secs(20),
+        || {
+            lock(&f.first_next).is_some()
+                || lock(&f.init_error).is_some()
+                || f.exited.load(Ordering::SeqCst)
+        },
+    )
+    .map_err(|e| {
+        format!(
+            "{e}; log: {}",
+            std::fs::read_to_string(&f.log).unwrap_or_default()
+        )
+    })
+}
+
+/// Fail everything queued or pending on `f` with a `Runtime.ExitError` saying `why`.
+fn fail_all(f: &Function, why: &str) {
+    let body = serde_json::json!({"errorType": "Runtime.ExitError", "errorMessage": why})
+        .to_string()
+        .into_bytes();
+    for (_, tx) in lock(&f.pending).drain() {
+        if let Some(tx) = tx {
+            let _ = tx.send(Outcome::Error(body.clone()));
+        }
+    }
+    for inv in lock(&f.queue).drain(..) {
+        if let Some(tx) = inv.reply {
+            let _ = tx.send(Outcome::Error(body.clone()));
+        }
+    }
+}
+
 impl LambdaHost {
     /// Start every function's runtime API and process, and the Invoke endpoint. Returns once
     /// every process has asked for its first invocation (or reported an init error, or exited).
     pub fn start(functions: Vec<FunctionSpec>) -> Result<Self, String> {
-        let dir = tempfile::Builder::new()
-            .prefix("ferry-lambda-host-")
-            .tempdir()
-            .map_err(|e| e.to_string())?;
-        let mut map = HashMap::new();
-        let mut listeners = Vec::new();
+        let host = Self::empty(None)?;
+        let mut started = Vec::new();
         for spec in functions {
-            if !spec.binary.is_file() {
-                return Err(format!(
-                    "{}: {} is not a file",
-                    spec.name,
-                    spec.binary.display()
-                ));
+            let f = host.prepare(spec)?;
+            if let Some(old) = host.insert(&f) {
+                retire(&old, "a function of the same name was given twice");
             }
-            let l = TcpListener::bind("127.0.0.1:0")
-                .map_err(|e| format!("runtime API listener: {e}"))?;
-            let port = l.local_addr().map_err(|e| e.to_string())?.port();
-            let f = Arc::new(Function {
-                log: dir.path().join(format!("{}.log", spec.name)),
-                spec,
-                queue: Mutex::new(VecDeque::new()),
-                ready: Condvar::new(),
-                pending: Mutex::new(HashMap::new()),
-                init_error: Mutex::new(None),
-                exited: AtomicBool::new(false),
-                spawned: Mutex::new(None),
-                first_next: Mutex::new(None),
-                runtime_port: port,
-                proc: Mutex::new(None),
-            });
-            listeners.push((l, Some(f.clone())));
-            map.insert(f.spec.name.clone(), f);
+            started.push(f);
         }
+        for f in &started {
+            wait_init(f)?;
+        }
+        Ok(host)
+    }
+
+    /// Start only the Invoke endpoint (no function yet; add them with [`LambdaHost::load`]).
+    /// Function logs go to `log_dir/<name>.log` (appended), or to a private temp dir.
+    pub fn empty(log_dir: Option<PathBuf>) -> Result<Self, String> {
+        let (dir, log_dir) = match log_dir {
+            Some(d) => {
+                std::fs::create_dir_all(&d).map_err(|e| format!("{}: {e}", d.display()))?;
+                (None, d)
+            }
+            None => {
+                let t = tempfile::Builder::new()
+                    .prefix("ferry-lambda-host-")
+                    .tempdir()
+                    .map_err(|e| e.to_string())?;
+                let p = t.path().to_path_buf();
+                (Some(t), p)
+            }
+        };
         let invoke =
             TcpListener::bind("127.0.0.1:0").map_err(|e| format!("invoke listener: {e}"))?;
         let invoke_port = invoke.local_addr().map_err(|e| e.to_string())?.port();
-        listeners.push((invoke, None));
         let shared = Arc::new(Shared {
             stop: AtomicBool::new(false),
             seq: AtomicU64::new(1),
-            functions: map,
+            functions: RwLock::new(HashMap::new()),
+            upstream: AtomicU16::new(0),
         });
-        let mut ports = Vec::new();
-        for (l, f) in listeners {
-            ports.push(l.local_addr().map_err(|e| e.to_string())?.port());
-            let shared = shared.clone();
-            std::thread::spawn(move || accept_loop(l, shared, f));
-        }
-        let host = LambdaHost {
+        let sh = shared.clone();
+        std::thread::spawn(move || accept_loop(invoke, sh, None));
+        Ok(LambdaHost {
             shared,
             invoke_port,
-            ports,
+            log_dir,
             _dir: dir,
-        };
-        for f in host.shared.functions.values() {
-            spawn_function(f)?;
+        })
+    }
+
+    /// Listener and process for `spec` (not yet in the table).
+    fn prepare(&self, spec: FunctionSpec) -> Result<Arc<Function>, String> {
+        if !spec.binary.is_file() {
+            return Err(format!(
+                "{}: {} is not a file",
+                spec.name,
+                spec.binary.display()
+            ));
         }
-        for f in host.shared.functions.values() {
-            crate::wait_until(
-                &format!("{} init", f.spec.name),
-                Duration::from_secs(20),
-                || {
-                    lock(&f.first_next).is_some()
-                        || lock(&f.init_error).is_some()
-                        || f.exited.load(Ordering::SeqCst)
-                },
-            )
-            .map_err(|e| {
-                format!(
-                    "{e}; log: {}",
-                    std::fs::read_to_string(&f.log).unwrap_or_default()
-                )
-            })?;
+        let l =
+            TcpListener::bind("127.0.0.1:0").map_err(|e| format!("runtime API listener: {e}"))?;
+        let port = l.local_addr().map_err(|e| e.to_string())?.port();
+        let f = Arc::new(Function {
+            log: self.log_dir.join(format!("{}.log", spec.name)),
+            spec,
+            queue: Mutex::new(VecDeque::new()),
+            ready: Condvar::new(),
+            pending: Mutex::new(HashMap::new()),
+            init_error: Mutex::new(None),
+            exited: AtomicBool::new(false),
+            spawned: Mutex::new(None),
+            first_next: Mutex::new(None),
+            runtime_port: port,
+            proc: Mutex::new(None),
+            retired: AtomicBool::new(false),
+        });
+        let shared = self.shared.clone();
+        let lf = f.clone();
+        std::thread::spawn(move || accept_loop(l, shared, Some(lf)));
+        if let Err(e) = spawn_function(&f) {
+            retire(&f, "the function could not start");
+            return Err(e);
         }
-        Ok(host)
+        Ok(f)
+    }
+
+    /// Put `f` in the table; returns the function it replaces.
+    fn insert(&self, f: &Arc<Function>) -> Option<Arc<Function>> {
+        self.shared
+            .functions
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(f.spec.name.clone(), f.clone())
+    }
+
+    /// Add a function, or replace the one of that name (new code or configuration), while the
+    /// host runs. The new process is started and initialised (bounded) before invocations go
+    /// to it; queued invocations move to it; what the old process is running finishes (bounded
+    /// by its timeout), then it is stopped by PID. An init error is not an error here
+    /// ([`LambdaHost::init_error`]): invocations then fail as Lambda's would.
+    pub fn load(&self, spec: FunctionSpec) -> Result<(), String> {
+        let f = self.prepare(spec)?;
+        if let Err(e) = wait_init(&f) {
+            retire(&f, "the function did not initialise");
+            return Err(e);
+        }
+        if let Some(old) = self.insert(&f) {
+            // Hand queued invocations to the new process, then let the old one finish in the
+            // background.
+            let moved: Vec<Invocation> = {
+                let mut q = lock(&old.queue);
+                old.retired.store(true, Ordering::SeqCst);
+                q.drain(..).collect()
+            };
+            if !moved.is_empty() {
+                lock(&f.queue).extend(moved);
+                f.ready.notify_all();
+            }
+            std::thread::spawn(move || {
+                let limit = old.spec.timeout + Duration::from_secs(2);
+                let _ = crate::wait_until("in-flight invocations", limit, || {
+                    lock(&old.pending).is_empty()
+                });
+                retire(&old, "the function was replaced during the invocation");
+            });
+        }
+        Ok(())
+    }
+
+    /// Stop and forget a function; returns whether it was hosted.
+    pub fn remove(&self, name: &str) -> bool {
+        let old = self
+            .shared
+            .functions
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(name);
+        match old {
+            Some(f) => {
+                retire(&f, "the function was deleted");
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Pass every Lambda API request other than Invoke (CreateFunction, GetFunction,
+    /// ListFunctions, …) to the server on `127.0.0.1:port` (moto), so that one
+    /// `AWS_ENDPOINT_URL_LAMBDA` serves a whole client: the control plane from moto, Invoke from
+    /// the real code here. Without it such requests get a 404 `UnknownOperationException`.
+    pub fn set_api_upstream(&self, port: u16) {
+        self.shared.upstream.store(port, Ordering::SeqCst);
+    }
+
+    /// Names of the hosted functions, sorted.
+    pub fn functions(&self) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .shared
+            .all()
+            .iter()
+            .map(|f| f.spec.name.clone())
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// Queue an asynchronous (`Event`) invocation, as a scheduled rule does.
+    pub fn invoke_event(&self, name: &str, payload: &[u8]) -> Result<(), String> {
+        let f = self
+            .shared
+            .get(name)
+            .ok_or_else(|| format!("function {name} is not hosted"))?;
+        let id = next_request_id(&self.shared);
+        let deadline_ms = now_ms() + f.spec.timeout.as_millis() as u64;
+        enqueue(
+            &self.shared,
+            f,
+            Invocation {
+                id,
+                payload: payload.to_vec(),
+                deadline_ms,
+                reply: None,
+            },
+        );
+        Ok(())
     }
 
     /// The Invoke endpoint (`http://127.0.0.1:PORT`), for `aws-sdk-lambda`'s endpoint URL.
@@ -193,18 +372,22 @@ impl LambdaHost {
         format!("http://127.0.0.1:{}", self.invoke_port)
     }
 
-    /// The function's stdout+stderr so far.
+    /// The function's stdout+stderr so far (every process of that name, appended).
     pub fn log(&self, function: &str) -> String {
         self.shared
-            .functions
             .get(function)
             .map(|f| std::fs::read_to_string(&f.log).unwrap_or_default())
             .unwrap_or_default()
     }
 
+    /// Where the function's log is written.
+    pub fn log_path(&self, function: &str) -> PathBuf {
+        self.log_dir.join(format!("{function}.log"))
+    }
+
     /// Process start → first `next` request (cold init), if it got that far.
     pub fn init_duration(&self, function: &str) -> Option<Duration> {
-        let f = self.shared.functions.get(function)?;
+        let f = self.shared.get(function)?;
         let s = (*lock(&f.spawned))?;
         let n = (*lock(&f.first_next))?;
         Some(n.saturating_duration_since(s))
@@ -213,15 +396,20 @@ impl LambdaHost {
     /// The init error the function reported through `/runtime/init/error`, if any.
     pub fn init_error(&self, function: &str) -> Option<String> {
         self.shared
-            .functions
             .get(function)
             .and_then(|f| lock(&f.init_error).clone())
+    }
+
+    /// Whether the function's process has exited (every invocation then fails).
+    pub fn exited(&self, function: &str) -> bool {
+        self.shared
+            .get(function)
+            .is_some_and(|f| f.exited.load(Ordering::SeqCst))
     }
 
     /// The PID of the function's process.
     pub fn pid(&self, function: &str) -> Option<u32> {
         self.shared
-            .functions
             .get(function)
             .and_then(|f| lock(&f.proc).as_ref().map(|p| p.pid()))
     }
@@ -230,19 +418,86 @@ impl LambdaHost {
 impl Drop for LambdaHost {
     fn drop(&mut self) {
         self.shared.stop.store(true, Ordering::SeqCst);
-        for f in self.shared.functions.values() {
-            f.ready.notify_all();
-            lock(&f.proc).take();
+        let all: Vec<Arc<Function>> = self
+            .shared
+            .functions
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain()
+            .map(|(_, f)| f)
+            .collect();
+        for f in &all {
+            retire(f, "the Lambda host stopped");
         }
-        // Wake the accept loops so they see the stop flag.
-        for p in &self.ports {
-            let _ = TcpStream::connect(("127.0.0.1", *p));
+        // Wake the Invoke accept loop so it sees the stop flag.
+        let _ = TcpStream::connect(("127.0.0.1", self.invoke_port));
+    }
+}
+
+/// Stop a function for good: no more invocations, its process stopped by PID, what it still
+/// had failed with `why`, its runtime API listener ended.
+fn retire(f: &Function, why: &str) {
+    {
+        let _q = lock(&f.queue);
+        f.retired.store(true, Ordering::SeqCst);
+    }
+    f.ready.notify_all();
+    lock(&f.proc).take();
+    fail_all(f, why);
+    let _ = TcpStream::connect(("127.0.0.1", f.runtime_port));
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+fn next_request_id(shared: &Shared) -> String {
+    format!(
+        "{:08x}-0000-4000-8000-{:012x}",
+        std::process::id(),
+        shared.seq.fetch_add(1, Ordering::SeqCst)
+    )
+}
+
+/// Queue `inv` on the function of that name. A function retired meanwhile (replaced while the
+/// request was read) passes it to its successor; with none, it fails as a function error.
+fn enqueue(shared: &Shared, mut f: Arc<Function>, inv: Invocation) {
+    let mut inv = Some(inv);
+    for _ in 0..8 {
+        {
+            let mut q = lock(&f.queue);
+            if !f.retired.load(Ordering::SeqCst) {
+                if let Some(i) = inv.take() {
+                    q.push_back(i);
+                }
+                drop(q);
+                f.ready.notify_all();
+                return;
+            }
         }
+        match shared.get(&f.spec.name) {
+            Some(next) if !Arc::ptr_eq(&next, &f) => f = next,
+            _ => break,
+        }
+    }
+    if let Some(Invocation {
+        reply: Some(tx), ..
+    }) = inv
+    {
+        let body = serde_json::json!({"errorType": "Runtime.ExitError", "errorMessage": "the function was removed"});
+        let _ = tx.send(Outcome::Error(body.to_string().into_bytes()));
     }
 }
 
 fn spawn_function(f: &Arc<Function>) -> Result<(), String> {
-    let log = std::fs::File::create(&f.log).map_err(|e| format!("{}: {e}", f.log.display()))?;
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&f.log)
+        .map_err(|e| format!("{}: {e}", f.log.display()))?;
     let mut cmd = Command::new(&f.spec.binary);
     cmd.env_clear()
         .env(
@@ -290,19 +545,7 @@ fn spawn_function(f: &Arc<Function>) -> Result<(), String> {
                 let why = lock(&w.init_error)
                     .clone()
                     .unwrap_or_else(|| "the runtime process exited".into());
-                let body =
-                    serde_json::json!({"errorType": "Runtime.ExitError", "errorMessage": why})
-                        .to_string();
-                for (_, tx) in lock(&w.pending).drain() {
-                    if let Some(tx) = tx {
-                        let _ = tx.send(Outcome::Error(body.clone().into_bytes()));
-                    }
-                }
-                for inv in lock(&w.queue).drain(..) {
-                    if let Some(tx) = inv.reply {
-                        let _ = tx.send(Outcome::Error(body.clone().into_bytes()));
-                    }
-                }
+                fail_all(&w, &why);
                 return;
             }
         }
@@ -312,7 +555,12 @@ fn spawn_function(f: &Arc<Function>) -> Result<(), String> {
 
 fn accept_loop(l: TcpListener, shared: Arc<Shared>, f: Option<Arc<Function>>) {
     for conn in l.incoming() {
-        if shared.stop.load(Ordering::SeqCst) {
+        // A replaced function keeps its runtime API until its process is stopped: the
+        // invocation it is running still posts its answer here.
+        if shared.stop.load(Ordering::SeqCst)
+            || f.as_ref()
+                .is_some_and(|f| f.retired.load(Ordering::SeqCst) && lock(&f.proc).is_none())
+        {
             return;
         }
         let Ok(conn) = conn else { continue };
@@ -395,7 +643,8 @@ fn read_request(
             .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
             .map_err(|e| e.to_string())?;
     }
-    const MAX: usize = 64 << 20;
+    // Lambda's own request limit for a direct zip upload (50 MB zipped, base64 in JSON).
+    const MAX: usize = 128 << 20;
     if req
         .header("transfer-encoding")
         .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"))
@@ -441,6 +690,7 @@ fn respond(
         204 => "No Content",
         400 => "Bad Request",
         404 => "Not Found",
+        502 => "Bad Gateway",
         _ => "Error",
     };
     let mut head = format!(
@@ -503,7 +753,7 @@ fn runtime_api(
             if let Some(inv) = q.pop_front() {
                 break inv;
             }
-            if shared.stop.load(Ordering::SeqCst) {
+            if shared.stop.load(Ordering::SeqCst) || f.retired.load(Ordering::SeqCst) {
                 return Err(std::io::Error::other("stopping"));
             }
             q = f
@@ -584,6 +834,47 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// Pass `req` to 127.0.0.1:`port` and its answer back, byte for byte; the connection then
+/// closes (the answer may be delimited by the upstream closing).
+fn forward(w: &mut TcpStream, req: &Request, port: u16) -> std::io::Result<()> {
+    let mut up = match TcpStream::connect(("127.0.0.1", port)) {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = respond(
+                w,
+                502,
+                &[("x-amzn-ErrorType", "ServiceException".into())],
+                format!("{{\"message\":\"the Lambda API upstream 127.0.0.1:{port}: {e}\"}}")
+                    .as_bytes(),
+            );
+            return Err(e);
+        }
+    };
+    up.set_read_timeout(Some(Duration::from_secs(120)))?;
+    let mut head = format!("{} {} HTTP/1.1\r\n", req.method, req.path);
+    for (k, v) in &req.headers {
+        let k_l = k.to_ascii_lowercase();
+        if matches!(
+            k_l.as_str(),
+            "connection" | "content-length" | "transfer-encoding" | "expect" | "keep-alive"
+        ) {
+            continue;
+        }
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str(&format!(
+        "Content-Length: {}\r\nConnection: close\r\n\r\n",
+        req.body.len()
+    ));
+    up.write_all(head.as_bytes())?;
+    up.write_all(&req.body)?;
+    up.flush()?;
+    std::io::copy(&mut up, w)?;
+    w.flush()?;
+    // The client learns the end of the answer from its framing or from this close.
+    Err(std::io::Error::other("forwarded; closing"))
+}
+
 /// The Lambda Invoke API.
 fn invoke_api(w: &mut TcpStream, req: &Request, shared: &Shared) -> std::io::Result<()> {
     let path = req.path.split('?').next().unwrap_or("");
@@ -592,6 +883,10 @@ fn invoke_api(w: &mut TcpStream, req: &Request, shared: &Shared) -> std::io::Res
         .and_then(|r| r.strip_suffix("/invocations"))
         .map(percent_decode);
     let (Some(name), "POST") = (name, req.method.as_str()) else {
+        let upstream = shared.upstream.load(Ordering::SeqCst);
+        if upstream != 0 {
+            return forward(w, req, upstream);
+        }
         return respond(
             w,
             404,
@@ -601,11 +896,7 @@ fn invoke_api(w: &mut TcpStream, req: &Request, shared: &Shared) -> std::io::Res
     };
     // A full ARN names the function in its last segment.
     let short = name.rsplit(':').next().unwrap_or(&name).to_string();
-    let Some(f) = shared
-        .functions
-        .get(&short)
-        .or_else(|| shared.functions.get(&name))
-    else {
+    let Some(f) = shared.get(&short).or_else(|| shared.get(&name)) else {
         let body =
             serde_json::json!({"Type": "User", "message": format!("Function not found: {name}")})
                 .to_string();
@@ -626,16 +917,8 @@ fn invoke_api(w: &mut TcpStream, req: &Request, shared: &Shared) -> std::io::Res
     if kind == "DryRun" {
         return respond(w, 204, &[], b"");
     }
-    let id = format!(
-        "{:08x}-0000-4000-8000-{:012x}",
-        std::process::id(),
-        shared.seq.fetch_add(1, Ordering::SeqCst)
-    );
-    let now_ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0);
-    let deadline_ms = now_ms + f.spec.timeout.as_millis() as u64;
+    let id = next_request_id(shared);
+    let deadline_ms = now_ms() + f.spec.timeout.as_millis() as u64;
     let payload = if req.body.is_empty() {
         b"{}".to_vec()
     } else {
@@ -664,25 +947,32 @@ fn invoke_api(w: &mut TcpStream, req: &Request, shared: &Shared) -> std::io::Res
                 .into_bytes(),
         );
     }
+    let timeout = f.spec.timeout;
     if kind == "Event" {
-        lock(&f.queue).push_back(Invocation {
-            id,
-            payload,
-            deadline_ms,
-            reply: None,
-        });
-        f.ready.notify_all();
+        enqueue(
+            shared,
+            f,
+            Invocation {
+                id,
+                payload,
+                deadline_ms,
+                reply: None,
+            },
+        );
         return respond(w, 202, &[], b"");
     }
     let (tx, rx) = mpsc::channel();
-    lock(&f.queue).push_back(Invocation {
-        id: id.clone(),
-        payload,
-        deadline_ms,
-        reply: Some(tx),
-    });
-    f.ready.notify_all();
-    match rx.recv_timeout(f.spec.timeout + Duration::from_secs(2)) {
+    enqueue(
+        shared,
+        f.clone(),
+        Invocation {
+            id: id.clone(),
+            payload,
+            deadline_ms,
+            reply: Some(tx),
+        },
+    );
+    match rx.recv_timeout(timeout + Duration::from_secs(2)) {
         Ok(Outcome::Response(body)) => respond(
             w,
             200,

@@ -5,11 +5,17 @@
 //!   created by `scripts/install-deps.sh`), with [`Moto::env`] giving the standard AWS
 //!   variables (endpoint, dummy credentials, region) for a child process, and
 //!   [`Moto::jumpbox_setup`] creating a bucket, an admin user and the jump-box role, turning
-//!   on moto's IAM checks and returning credentials from STS AssumeRole.
+//!   on moto's IAM checks and returning credentials from STS AssumeRole; [`Moto::start_with`]
+//!   runs moto through a launcher script (to patch it before it serves) or logs to a given file.
 //! - [`Sshd`]: Debian's real `/usr/sbin/sshd -D` with a generated config, its own host key and
 //!   an `authorized_keys` file the test writes; [`keygen`] makes client keys.
 //!
-//! Product crates must never depend on it except as a dev-dependency. It never uses the
+//! Also: [`lambda_host`] (the real `bootstrap` under the Lambda runtime API, functions added or
+//! replaced at run time), [`jumpbox`] (boxes booted from their real user data), [`lanhost`]
+//! (sample LAN hosts).
+//!
+//! Product crates must never depend on it except as a dev-dependency (the local-cloud tooling,
+//! `ferry-localcloud`, is its one normal dependent). It never uses the
 //! network beyond 127.0.0.1, and every wait is bounded.
 
 use std::io::{Read, Write};
@@ -148,6 +154,16 @@ pub struct Moto {
 
 pub const MOTO_REGION: &str = "us-east-1";
 
+/// How to start moto.
+#[derive(Debug, Clone, Default)]
+pub struct MotoOptions {
+    /// A Python script run with the venv's python instead of `moto_server` (for patching moto
+    /// before it serves); it gets moto_server's arguments (`-H 127.0.0.1 -p PORT`).
+    pub launcher: Option<String>,
+    /// Append moto's output here instead of a private temp file.
+    pub log: Option<PathBuf>,
+}
+
 impl Moto {
     /// The venv directory (`<workspace>/.venv`).
     pub fn venv() -> PathBuf {
@@ -156,6 +172,11 @@ impl Moto {
 
     /// Start `moto_server` from the project venv; waits until it answers HTTP.
     pub fn start() -> Result<Self, String> {
+        Self::start_with(MotoOptions::default())
+    }
+
+    /// Start moto as `opts` says (a launcher script, a log file); waits until it answers HTTP.
+    pub fn start_with(opts: MotoOptions) -> Result<Self, String> {
         let bin = Self::venv().join("bin/moto_server");
         if !bin.is_file() {
             return Err(format!(
@@ -164,10 +185,25 @@ impl Moto {
             ));
         }
         let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-        let log = dir.path().join("moto.log");
-        let logf = std::fs::File::create(&log).map_err(|e| e.to_string())?;
+        let log = opts
+            .log
+            .clone()
+            .unwrap_or_else(|| dir.path().join("moto.log"));
+        let logf = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .map_err(|e| format!("{}: {e}", log.display()))?;
         let port = free_port();
-        let child = Command::new(&bin)
+        let mut cmd = match &opts.launcher {
+            None => Command::new(&bin),
+            Some(script) => {
+                let mut c = Command::new(Self::venv().join("bin/python3"));
+                c.arg("-c").arg(script);
+                c
+            }
+        };
+        let child = cmd
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .stdin(Stdio::null())
             .stdout(logf.try_clone().map_err(|e| e.to_string())?)
@@ -179,8 +215,15 @@ impl Moto {
             name: "moto_server".into(),
         };
         wait_until("moto_server", Duration::from_secs(30), || {
-            proc.running() && http(port, "GET", "/moto-api/", b"").is_ok()
+            !proc.running() || http(port, "GET", "/moto-api/", b"").is_ok()
         })?;
+        if !proc.running() {
+            return Err(format!(
+                "moto exited at start; its output ({}):\n{}",
+                log.display(),
+                std::fs::read_to_string(&log).unwrap_or_default()
+            ));
+        }
         Ok(Self {
             proc,
             port,
