@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Installs what Ferry's tests and local cloud need on a fresh Debian machine (root):
-# OpenSSH server (real sshd for the gate and LAN hosts), restic (benchmarks), and a
+# OpenSSH server (real sshd for the gate and LAN hosts), restic (benchmarks), netcat (the
+# local cloud's ssh_config reaches jump boxes with `nc`), and a
 # project-local Python virtual environment (.venv) with the pinned AWS emulator and the
 # policy linters/evaluators. Idempotent: a second run only checks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(openssh-server openssh-client restic time util-linux iproute2 zip unzip)
+APT_PACKAGES=(openssh-server openssh-client restic time util-linux iproute2 zip unzip netcat-openbsd)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

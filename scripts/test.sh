@@ -2,7 +2,7 @@
 # Ferry's test command (README, .ci/run): installs what the tests need, then runs the
 # format check, clippy, and every Rust test: unit, integration with real moto/sshd/binaries,
 # and the independent proof of the IAM/bucket policies (parliament + principalmapper, run by
-# crates/ferry-cloud/tests/policy_proof.rs).
+# crates/ferry-cloud/tests/policy_proof.rs), then the demo (scripts/demo.sh) on the local cloud.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # Build outside the clone so later runs (and CI on the same machine) reuse it.
@@ -24,5 +24,8 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 
 step "cargo test (unit + integration against real moto, sshd, ferry, ferry-gate)"
 cargo test --workspace --locked --no-fail-fast
+
+step "the demo (README command 1): the whole job on the local cloud, restore compared, nothing left"
+bash scripts/demo.sh "$(mktemp -d /tmp/ferry-demo-ci.XXXXXX)"
 
 step "all checks passed"

@@ -77,6 +77,17 @@ pub enum Command {
     /// Run `ferry backup` on a schedule (systemd timer).
     #[command(subcommand)]
     Schedule(crate::cmd::schedule::ScheduleCommand),
+    /// The embedded local cloud, to try Ferry without an AWS account: `up --dir DIR
+    /// [--lan N]`, `status`, `down` (runs `ferry-localcloud`, installed next to `ferry`).
+    #[command(disable_help_flag = true)]
+    Localcloud {
+        #[arg(
+            trailing_var_arg = true,
+            allow_hyphen_values = true,
+            value_name = "ARGS"
+        )]
+        args: Vec<std::ffi::OsString>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

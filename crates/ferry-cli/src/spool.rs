@@ -136,7 +136,10 @@ impl Spool {
             *n = self.storage.local.list(kind)?.len() as u64;
         }
         h.snapshots = self.pending()?.len() as u64;
-        h.bytes = self.storage.used.load(Ordering::SeqCst);
+        // What waits for upload (the spool's `config` stays and is not counted).
+        h.bytes = dir_size(&self.dir.join("repo/packs"))
+            + dir_size(&self.dir.join("repo/index"))
+            + dir_size(&self.dir.join("pending"));
         Ok(h)
     }
 

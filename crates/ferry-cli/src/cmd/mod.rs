@@ -30,6 +30,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
         },
         Command::Status(a) => status::run(&g, &a),
         Command::Schedule(c) => schedule::run(&g, &c),
+        Command::Localcloud { args } => localcloud(&args),
         Command::Sources(c) => sources::run(&g, &c),
         Command::Infra(a) => ferry_cloud::infra_main(a).map(|_| Outcome::Ok),
         Command::Snapshots(a) => snapshots::run(&g, &a),
@@ -75,4 +76,22 @@ pub(crate) fn storage(repo: &RepoArgs) -> anyhow::Result<Box<dyn Storage>> {
 /// `--cache-dir`, else `$XDG_CACHE_HOME/ferry` (or `~/.cache/ferry`).
 pub(crate) fn cache_dir(g: &crate::cli::Global) -> Option<PathBuf> {
     g.cache_dir.clone()
+}
+
+/// `ferry localcloud ARGS…`: hand over to `ferry-localcloud` (next to this executable, else
+/// on `PATH`).
+fn localcloud(args: &[std::ffi::OsString]) -> anyhow::Result<Outcome> {
+    use std::os::unix::process::CommandExt;
+    let sibling = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(|d| d.join("ferry-localcloud")))
+        .filter(|p| p.is_file());
+    let program = sibling.unwrap_or_else(|| PathBuf::from("ferry-localcloud"));
+    let err = std::process::Command::new(&program).args(args).exec();
+    Err(err).with_context(|| {
+        format!(
+            "running {} (build it with `cargo build -p ferry-localcloud`)",
+            program.display()
+        )
+    })
 }

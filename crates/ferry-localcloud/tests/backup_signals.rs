@@ -1,0 +1,338 @@
+//! `ferry backup` through the local cloud, killed with SIGTERM during collection, during
+//! provisioning (while ferry-build runs) and during the upload: after each, no instance of
+//! the installation remains running and no session state is left; the next run resumes what
+//! the spool holds and completes a snapshot that restores byte for byte.
+//!
+//! Real parts only: `ferry-localcloud` (moto, the Lambda host running the deployed
+//! `bootstrap`, jump boxes booted from their real user data, a sample LAN host with real sshd),
+//! `ferry infra apply` creating the infrastructure, and the real `ferry` binary. Needs root,
+//! the project venv and `nc` (scripts/install-deps.sh), and the binaries `ferry`, `bootstrap`,
+//! `ferry-gate` in this test's target directory (`cargo test --workspace` builds them).
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+const LC: &str = env!("CARGO_BIN_EXE_ferry-localcloud");
+
+fn target_binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("the test's own path");
+    let p = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>/deps")
+        .join(name);
+    assert!(
+        p.is_file(),
+        "{} is missing: build it first (cargo build --workspace)",
+        p.display()
+    );
+    p
+}
+
+struct Cloud {
+    dir: tempfile::TempDir,
+    env: Vec<(String, String)>,
+}
+
+impl Drop for Cloud {
+    fn drop(&mut self) {
+        let _ = Command::new(LC)
+            .args(["down", "--dir"])
+            .arg(self.dir.path().join("cloud"))
+            .output();
+    }
+}
+
+/// `export K='V'` lines of DIR/env.
+fn read_env(path: &Path) -> Vec<(String, String)> {
+    let text = std::fs::read_to_string(path).expect("DIR/env");
+    text.lines()
+        .filter_map(|l| l.strip_prefix("export "))
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.trim_matches('\'').to_string()))
+        .collect()
+}
+
+impl Cloud {
+    fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    fn ferry(&self, operator: bool) -> Command {
+        let mut c = Command::new(target_binary("ferry"));
+        for (k, v) in &self.env {
+            c.env(k, v);
+        }
+        if !operator {
+            // The backup VM has only the backup user's profile.
+            c.env_remove("AWS_ACCESS_KEY_ID")
+                .env_remove("AWS_SECRET_ACCESS_KEY");
+        }
+        c.env("FERRY_CACHE_DIR", self.path("cache"));
+        c
+    }
+
+    fn ok(&self, operator: bool, args: &[&str]) -> String {
+        let o = self.ferry(operator).args(args).output().expect("ferry");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert!(o.status.success(), "ferry {args:?}: {text}\n{}", self.log());
+        text
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.path("cloud/localcloud.log")).unwrap_or_default()
+    }
+
+    /// (running instances of the installation, session security groups, session state objects)
+    fn leftovers(&self) -> (u64, u64, u64) {
+        const PY: &str = r#"
+import boto3, json
+ec2, s3 = boto3.client('ec2'), boto3.client('s3')
+live = [i['InstanceId'] for r in ec2.describe_instances(Filters=[{'Name': 'tag:ferry:installation', 'Values': ['ferry']}])['Reservations']
+        for i in r['Instances'] if i['State']['Name'] not in ('terminated', 'shutting-down')]
+groups = [g['GroupId'] for g in ec2.describe_security_groups()['SecurityGroups']
+          if any(t['Key'] == 'ferry:session' for t in g.get('Tags', []))]
+states = s3.list_objects_v2(Bucket='ferry-state-sig', Prefix='sessions/').get('KeyCount', 0)
+print(json.dumps([len(live), len(groups), states]))
+"#;
+        let mut c = Command::new(ferry_testkit::Moto::venv().join("bin/python3"));
+        for (k, v) in &self.env {
+            c.env(k, v);
+        }
+        let o = c.arg("-c").arg(PY).output().expect("python");
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let v: Vec<u64> = serde_json::from_slice(&o.stdout).expect("json");
+        (v[0], v[1], v[2])
+    }
+}
+
+/// Start `ferry backup`, send SIGTERM as soon as stderr shows `marker` (plus `delay`), and
+/// return (exit code, everything it printed).
+fn kill_at(cloud: &Cloud, config: &Path, marker: &str, delay: Duration) -> (i32, String) {
+    let mut child: Child = cloud
+        .ferry(false)
+        .args(["backup", "--config"])
+        .arg(config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("ferry backup");
+    let stderr = child.stderr.take().expect("stderr");
+    let (tx, rx) = mpsc::channel::<String>();
+    let reader = std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut out = String::new();
+    let start = Instant::now();
+    loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(120).saturating_sub(start.elapsed()))
+            .unwrap_or_else(|_| panic!("no {marker:?} within 120 s:\n{out}"));
+        out.push_str(&line);
+        out.push('\n');
+        if line.contains(marker) {
+            break;
+        }
+    }
+    std::thread::sleep(delay);
+    // SAFETY: plain kill(2) of our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "ferry did not exit after SIGTERM:\n{out}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    for line in rx.iter() {
+        out.push_str(&line);
+        out.push('\n');
+    }
+    let _ = reader.join();
+    (status.code().unwrap_or(-1), out)
+}
+
+#[test]
+fn sigterm_during_collection_provisioning_and_upload_leaves_nothing_and_the_next_run_completes() {
+    assert!(
+        unsafe { libc::geteuid() } == 0,
+        "needs root: the local cloud's sample host gets a user account, jump boxes run under unshare"
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cdir = dir.path().join("cloud");
+    let up = Command::new(LC)
+        .args(["up", "--lan", "1", "--dir"])
+        .arg(&cdir)
+        .output()
+        .expect("ferry-localcloud up");
+    assert!(
+        up.status.success(),
+        "up: {}",
+        String::from_utf8_lossy(&up.stderr)
+    );
+    let cloud = Cloud {
+        env: read_env(&cdir.join("env")),
+        dir,
+    };
+
+    // The operator creates the infrastructure; the functions are deployed from these binaries.
+    let artifacts = target_binary("bootstrap")
+        .parent()
+        .expect("dir")
+        .to_path_buf();
+    let infra = cloud.path("infra.toml");
+    std::fs::write(
+        &infra,
+        "prefix = \"ferry\"\nregion = \"us-east-1\"\nbackup_bucket = \"ferry-backup-sig\"\n\
+         state_bucket = \"ferry-state-sig\"\noperator_arns = []\n\n[jumpbox]\n\
+         allowed_ssh_cidrs = [\"127.0.0.1/32\"]\ninstance_type = \"t3.micro\"\nmax_session_minutes = 60\n",
+    )
+    .expect("infra.toml");
+    let creds = cloud.path("backup.credentials");
+    cloud.ok(
+        true,
+        &[
+            "infra",
+            "apply",
+            "-c",
+            infra.to_str().expect("utf-8"),
+            "--credentials-out",
+            creds.to_str().expect("utf-8"),
+            "--artifacts",
+            artifacts.to_str().expect("utf-8"),
+        ],
+    );
+    let (master, put) = (cloud.path("master.key"), cloud.path("put.key"));
+    let mut c = cloud.ferry(true);
+    c.env("FERRY_PASSPHRASE", "")
+        .args(["key", "init", "--master"])
+        .arg(&master)
+        .arg("--put")
+        .arg(&put);
+    assert!(c.output().expect("key init").status.success());
+
+    // The sample host gets a big incompressible file, so collection and upload take seconds.
+    let sources = std::fs::read_to_string(cdir.join("sources.toml")).expect("sources.toml");
+    let host_root = sources
+        .lines()
+        .find_map(|l| {
+            l.split_once(": files under ")
+                .map(|(_, p)| PathBuf::from(p.trim()))
+        })
+        .expect("the host's directory in sources.toml");
+    let mut x: u64 = 0x9e3779b97f4a7c15;
+    let big: Vec<u8> = (0..160 << 20)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect();
+    let big_path = host_root.join("var/log/big.bin");
+    std::fs::write(&big_path, &big).expect("big file");
+    let config = cloud.path("ferry.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "{sources}\n[backup]\nsite = \"home\"\nkey = {:?}\nspool = {:?}\npack_size = \"16MiB\"\n\n\
+             [cloud]\nregion = \"us-east-1\"\nprofile = \"ferry-backup\"\ncredentials_file = {:?}\n",
+            put.display().to_string(),
+            cloud.path("spool").display().to_string(),
+            creds.display().to_string()
+        ),
+    )
+    .expect("ferry.toml");
+
+    // 1. During collection: nothing exists in the cloud yet; the process just stops.
+    let (code, out) = kill_at(&cloud, &config, "Collecting", Duration::from_millis(700));
+    assert_eq!(code, 128 + libc::SIGTERM, "{out}");
+    assert!(
+        !out.contains("Asking ferry-build"),
+        "killed too late:\n{out}"
+    );
+    assert_eq!(cloud.leftovers(), (0, 0, 0), "{out}");
+
+    // 2. During provisioning: the handler waits for ferry-build's answer, then removes the box.
+    let (code, out) = kill_at(&cloud, &config, "Asking ferry-build", Duration::ZERO);
+    assert_eq!(code, 128 + libc::SIGTERM, "{out}\n{}", cloud.log());
+    assert!(out.contains("waiting for ferry-build"), "{out}");
+    assert!(out.contains("removed"), "{out}\n{}", cloud.log());
+    assert_eq!(cloud.leftovers(), (0, 0, 0), "{out}\n{}", cloud.log());
+
+    // 3. During the upload.
+    let (code, out) = kill_at(&cloud, &config, "Uploading", Duration::from_millis(300));
+    assert_eq!(code, 128 + libc::SIGTERM, "{out}\n{}", cloud.log());
+    assert!(out.contains("removed"), "{out}\n{}", cloud.log());
+    assert_eq!(cloud.leftovers(), (0, 0, 0), "{out}\n{}", cloud.log());
+
+    // 4. The next run resumes what the spool holds and completes.
+    let out = cloud.ok(
+        false,
+        &["backup", "--config", config.to_str().expect("utf-8")],
+    );
+    assert!(out.contains("The spool still holds"), "{out}");
+    assert_eq!(cloud.leftovers(), (0, 0, 0), "{out}\n{}", cloud.log());
+    let status = cloud.ok(
+        false,
+        &["status", "--config", config.to_str().expect("utf-8")],
+    );
+    assert_eq!(status.matches("interrupted").count(), 3, "{status}");
+
+    // The latest snapshot restores byte for byte (read back from S3 with the master key).
+    let target = cloud.path("restore");
+    let repo = "s3://ferry-backup-sig/home";
+    cloud.ok(
+        true,
+        &[
+            "restore",
+            "--repo",
+            repo,
+            "--key",
+            master.to_str().expect("utf-8"),
+            "latest",
+            "--target",
+            target.to_str().expect("utf-8"),
+        ],
+    );
+    let name = sources
+        .lines()
+        .find_map(|l| l.strip_prefix("name = "))
+        .map(|n| n.trim_matches('"').to_string())
+        .expect("host name");
+    let restored_root = target
+        .join(&name)
+        .join(host_root.strip_prefix("/").expect("abs"));
+    let got = std::fs::read(restored_root.join("var/log/big.bin")).expect("restored big file");
+    assert!(got == big, "the big file differs after restore");
+    for (rel, content) in ferry_testkit::lanhost::sample_files(&name) {
+        let got = std::fs::read(restored_root.join(&rel)).expect("restored sample file");
+        assert!(got == content, "{rel} differs after restore");
+    }
+    cloud.ok(
+        true,
+        &[
+            "check",
+            "--repo",
+            repo,
+            "--key",
+            master.to_str().expect("utf-8"),
+            "--read-data",
+        ],
+    );
+}
