@@ -392,3 +392,38 @@ fn excludes_size_cap_and_local_source() {
     assert!(!vm.join("skip.tmp").exists());
     assert_eq!(source(&rep, "vm").wire_bytes, 0);
 }
+
+/// A host that is down for one run keeps its file records: when it is back, its unchanged
+/// files are not transferred again, and its new bytes are attributed to it alone.
+#[test]
+fn a_host_down_for_one_run_is_not_read_again_when_it_is_back() {
+    let lan = Lan::start(&["up", "flaky"]).unwrap();
+    let r = repo();
+    let toml = lan.sources_toml(2);
+    let (_, first) = backup(&r, &parse(&toml));
+    let flaky_files = source(&first, "flaky").files_read;
+    assert!(flaky_files >= 5, "{}", first.summary());
+    assert!(source(&first, "flaky").new_bytes > 0, "{}", first.summary());
+
+    // The same config, but flaky's port points nowhere (a closed loopback port): it is down.
+    let port = lan.host("flaky").port;
+    let closed = ferry_testkit::free_port();
+    let down = toml.replace(&format!("port = {port}\n"), &format!("port = {closed}\n"));
+    assert_ne!(down, toml);
+    let (_, second) = backup(&r, &parse(&down));
+    assert!(matches!(
+        source(&second, "flaky").status,
+        SourceStatus::Failed(_)
+    ));
+    assert_eq!(source(&second, "up").files_read, 0, "{}", second.summary());
+
+    // Back up: nothing of flaky is read again.
+    let (info, third) = backup(&r, &parse(&toml));
+    let flaky = source(&third, "flaky");
+    assert_eq!(flaky.status, SourceStatus::Ok, "{}", third.summary());
+    assert_eq!(flaky.files_read, 0, "{}", third.summary());
+    assert_eq!(flaky.files_unchanged, flaky_files, "{}", third.summary());
+    assert_eq!(flaky.new_bytes, 0, "{}", third.summary());
+    let out = restore(&r, &info);
+    assert_restored_equals(out.path(), lan.host("flaky"), &[]);
+}

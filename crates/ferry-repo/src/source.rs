@@ -826,6 +826,17 @@ impl BackupSession {
             ferry_version: env!("CARGO_PKG_VERSION").to_string(),
             usage: None,
         };
+        // A source that failed as a whole (a host that was down) keeps its previous file
+        // records, so its next successful run does not read every file again. (Records are
+        // only trusted while all their blobs are known stored: see `is_unchanged`.)
+        for src in self.sources.iter().filter(|s| s.failed) {
+            let prefix = [src.name.as_bytes(), b"/"].concat();
+            for (k, rec) in &self.prev_files {
+                if k.starts_with(&prefix) && !self.new_files.contains_key(k) {
+                    self.new_files.insert(k.clone(), rec.clone());
+                }
+            }
+        }
         let cache = lock(&self.cache);
         let source_set = self.opts.source_set.clone().unwrap_or_default();
         if let Err(e) = cache.save_files(&source_set, &self.new_files) {
