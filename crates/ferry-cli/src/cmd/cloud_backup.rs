@@ -380,7 +380,7 @@ fn run_inner(
         anyhow::bail!("interrupted");
     }
     shared.say(&format!(
-        "Jump box ready to be reached at {}:{} (session {}, expires {}).",
+        "ferry-build launched a jump box at {}:{} (session {}, expires {}).",
         session.host, session.port, session.session, session.expires
     ));
 
