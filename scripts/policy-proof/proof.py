@@ -136,6 +136,8 @@ class World:
                                 "AdministratorAccess", admin),
         }
         self.trust = {a["lambda_role"]: docs["lambda-role-trust"], a["jumpbox_role"]: docs["jumpbox-role-trust"]}
+        # Lambda resource policies (AddPermission), by function ARN.
+        self.function_policies = {a["clean_function"]: docs["clean-function-policy"]}
 
     def bucket_policy_for(self, resource):
         if resource.startswith(self.arns["backup_bucket"] + "/") or resource == self.arns["backup_bucket"]:
@@ -153,6 +155,13 @@ class World:
 
     def evaluate(self, who, action, resource, ctx):
         ctx = dict(ctx)
+        if who.endswith(".amazonaws.com") and action == "lambda:InvokeFunction":
+            # A service principal invoking a function: only the function's resource policy decides.
+            rp = self.function_policies.get(resource)
+            if rp is None:
+                return False
+            r = lps.resource_policy_authorization(who, self.account, rp, action, resource, CaseInsensitiveDict(ctx))
+            return r == lps.ResourcePolicyEvalResult.SERVICE_MATCH
         if who.endswith(".amazonaws.com"):
             # A service principal assuming a role: only the trust policy decides.
             trust = self.trust[resource]
@@ -220,6 +229,15 @@ def cases(w):
         ("ec2.amazonaws.com", "sts:AssumeRole", a["lambda_role"], {}, N, "EC2 cannot assume the Lambda role"),
         ("ec2.amazonaws.com", "sts:AssumeRole", a["jumpbox_role"], {}, Y, "EC2 assumes the jump-box role"),
         ("lambda.amazonaws.com", "sts:AssumeRole", a["jumpbox_role"], {}, N, "Lambda cannot assume the jump-box role"),
+        # the clean function's resource policy: only the sweep rule, through EventBridge
+        ("events.amazonaws.com", "lambda:InvokeFunction", a["clean_function"], {"aws:SourceArn": a["sweep_rule"]}, Y,
+         "the hourly sweep rule invokes ferry-clean"),
+        ("events.amazonaws.com", "lambda:InvokeFunction", a["clean_function"],
+         {"aws:SourceArn": f"arn:aws:events:{reg}:{acct}:rule/other"}, N, "another rule cannot"),
+        ("events.amazonaws.com", "lambda:InvokeFunction", a["build_function"], {"aws:SourceArn": a["sweep_rule"]}, N,
+         "nothing may invoke ferry-build by resource policy"),
+        ("sns.amazonaws.com", "lambda:InvokeFunction", a["clean_function"], {"aws:SourceArn": a["sweep_rule"]}, N,
+         "another service cannot"),
         # Lambda role: tagged session resources, PassRole of the jump-box role, state bucket
         ("lambda-role", "ec2:RunInstances", f"{ec2}:instance/*", tags, Y, "launch a tagged jump box"),
         ("lambda-role", "ec2:RunInstances", f"{ec2}:instance/*",

@@ -232,6 +232,8 @@ pub struct Names {
     pub backup_user_policy: String,
     pub build_function: String,
     pub clean_function: String,
+    /// EventBridge rule that invokes the clean function hourly in sweep mode.
+    pub sweep_rule: String,
 }
 
 impl Names {
@@ -256,6 +258,7 @@ impl Names {
             backup_user_policy: n("backup-policy"),
             build_function: n("build"),
             clean_function: n("clean"),
+            sweep_rule: n("sweep"),
         }
     }
 }
@@ -601,6 +604,7 @@ mod tests {
         let c2 = with(|t| set(t, "prefix", s("site2"))).unwrap();
         assert_eq!(c2.names.jumpbox_instance_profile, "site2-jumpbox");
         assert_eq!(c2.names.clean_function, "site2-clean");
+        assert_eq!(c2.names.sweep_rule, "site2-sweep");
     }
 
     #[test]

@@ -30,6 +30,14 @@ pub const TAG_INSTALLATION: &str = "ferry:installation";
 pub const TAG_SESSION: &str = "ferry:session";
 /// Prefix of the gate artifact in the state bucket.
 pub const ARTIFACTS_PREFIX: &str = "artifacts/";
+/// Key of the raw `ferry-gate` binary in the state bucket: the jump box downloads it (and checks
+/// its SHA-256 against `FERRY_GATE_SHA256`). A contract with ferry-lambda and the local cloud.
+pub const GATE_ARTIFACT_KEY: &str = "artifacts/ferry-gate";
+/// Key of the Lambda code in the state bucket: a zip with one entry `bootstrap` (mode 0755).
+/// A contract with the local cloud, which reads it from there.
+pub const LAMBDA_ARTIFACT_KEY: &str = "artifacts/bootstrap.zip";
+/// Statement id of the clean function's resource-policy statement for the sweep rule.
+pub const SWEEP_PERMISSION_SID: &str = "FerrySweepInvokesClean";
 
 /// Everything the documents depend on. Built from a validated config plus the IDs only known
 /// once the account and the network exist.
@@ -59,6 +67,8 @@ pub enum DocKind {
     Bucket,
     /// A VPC gateway endpoint policy.
     Endpoint,
+    /// A Lambda function's resource policy (statements added by `lambda:AddPermission`).
+    Function,
 }
 
 /// One generated document.
@@ -175,6 +185,12 @@ impl PolicyInputs {
     }
     pub fn clean_function_arn(&self) -> String {
         self.function_arn(&self.names.clean_function)
+    }
+    pub fn sweep_rule_arn(&self) -> String {
+        format!(
+            "arn:{}:events:{}:{}:rule/{}",
+            self.partition, self.region, self.account_id, self.names.sweep_rule
+        )
     }
     pub fn bucket_arn(&self, bucket: &str) -> String {
         format!("arn:{}:s3:::{bucket}", self.partition)
@@ -448,6 +464,31 @@ pub fn backup_user_policy(p: &PolicyInputs) -> Value {
     })
 }
 
+/// The one statement of the clean function's resource policy (made by `lambda:AddPermission`):
+/// EventBridge may invoke ferry-clean, and only on behalf of this installation's sweep rule
+/// (`AWS:SourceArn`, so no other rule — in this account or another — can use the grant). Nothing
+/// may invoke ferry-build through a resource policy.
+pub fn sweep_invoke_permission(p: &PolicyInputs) -> Value {
+    json!({
+        "Sid": SWEEP_PERMISSION_SID,
+        "Effect": "Allow",
+        "Principal": {"Service": "events.amazonaws.com"},
+        "Action": "lambda:InvokeFunction",
+        "Resource": p.clean_function_arn(),
+        "Condition": {"ArnLike": {"AWS:SourceArn": p.sweep_rule_arn()}}
+    })
+}
+
+/// The clean function's whole resource policy as Lambda shows it (`GetPolicy`): the one
+/// statement [`sweep_invoke_permission`].
+pub fn clean_function_policy(p: &PolicyInputs) -> Value {
+    json!({
+        "Version": VERSION,
+        "Id": "default",
+        "Statement": [sweep_invoke_permission(p)]
+    })
+}
+
 /// Backup bucket policy: denies that hold whatever any identity policy grants.
 pub fn backup_bucket_policy(p: &PolicyInputs) -> Value {
     let b = p.bucket_arn(&p.backup_bucket);
@@ -651,6 +692,12 @@ pub fn all_documents(p: &PolicyInputs) -> Vec<PolicyDocument> {
             attached_to: p.vpce_id.clone(),
             document: s3_endpoint_policy(p),
         },
+        PolicyDocument {
+            name: "clean-function-policy",
+            kind: DocKind::Function,
+            attached_to: n.clean_function.clone(),
+            document: clean_function_policy(p),
+        },
     ]
 }
 
@@ -679,6 +726,7 @@ pub fn dump_documents(
             "backup_user": p.backup_user_arn(),
             "build_function": p.build_function_arn(),
             "clean_function": p.clean_function_arn(),
+            "sweep_rule": p.sweep_rule_arn(),
             "backup_bucket": p.bucket_arn(&p.backup_bucket),
             "state_bucket": p.bucket_arn(&p.state_bucket),
         },

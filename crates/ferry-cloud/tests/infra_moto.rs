@@ -4,7 +4,14 @@
 //!
 //! moto's IAM checks are off here (this test is about provisioning; the policies' effect is
 //! proven by tests/policy_proof.rs). Where moto is not AWS, the assertion is about what moto can
-//! show: the endpoint policy is stored and read back, not enforced.
+//! show: the endpoint policy is stored and read back, not enforced; the Lambda functions are
+//! created and configured from the real `bootstrap` zip, but moto 5.2.5's Invoke never runs
+//! their code (ferry-lambda's tests run it under the test kit's Lambda host), and the sweep
+//! rule's schedule never fires.
+//!
+//! The artifacts are the real binaries `cargo test --workspace` builds next to this test's
+//! executable (`<target>/debug/bootstrap`, `ferry-gate`): native builds, which is all moto
+//! needs; the Amazon Linux 2023 builds are checked by tests/al2023_glibc.rs.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -71,6 +78,41 @@ fn config() -> ValidConfig {
     InfraConfig::parse(EXAMPLE_CONFIG).unwrap()
 }
 
+/// `<target>/debug`, where cargo puts `bootstrap` and `ferry-gate` (the test executable is
+/// `<target>/debug/deps/infra_moto-<hash>`).
+fn artifacts_dir() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.ancestors().nth(2).unwrap().to_path_buf();
+    for b in ["bootstrap", "ferry-gate"] {
+        assert!(
+            dir.join(b).is_file(),
+            "{} is missing: build it first (cargo build -p ferry-lambda -p ferry-gate; cargo test --workspace does)",
+            dir.join(b).display()
+        );
+    }
+    dir
+}
+
+fn plan_cmd() -> InfraCommand {
+    InfraCommand::Plan {
+        artifacts: Some(artifacts_dir()),
+    }
+}
+
+fn show_cmd() -> InfraCommand {
+    InfraCommand::Show {
+        artifacts: Some(artifacts_dir()),
+    }
+}
+
+/// (egress, CIDR, protocol, port range) of a NACL entry.
+type AclEntry = (bool, String, String, Option<(i32, i32)>);
+
+fn sha256_hex(b: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(b))
+}
+
 async fn cmd(
     cfg: &ValidConfig,
     sdk: &aws_config::SdkConfig,
@@ -84,6 +126,7 @@ async fn cmd(
 fn apply(creds: &Path) -> InfraCommand {
     InfraCommand::Apply {
         credentials_out: creds.to_path_buf(),
+        artifacts: Some(artifacts_dir()),
     }
 }
 
@@ -102,15 +145,15 @@ async fn apply_converges_is_idempotent_corrects_drift_and_destroys() {
     let creds: PathBuf = dir.path().join("backup.credentials");
 
     // Fresh account: everything is to be created.
-    let plan = cmd(&cfg, &sdk, InfraCommand::Plan).await.unwrap();
+    let plan = cmd(&cfg, &sdk, plan_cmd()).await.unwrap();
     assert!(
-        summary(&plan).starts_with("Plan: 14 to create, 0 to update, 0 unchanged"),
+        summary(&plan).starts_with("Plan: 20 to create, 0 to update, 0 unchanged"),
         "{plan}"
     );
 
     // Apply creates it all and writes the key once, 0600, without printing the secret.
     let out = cmd(&cfg, &sdk, apply(&creds)).await.unwrap();
-    assert!(out.contains("Applied: 14 change(s)."), "{out}");
+    assert!(out.contains("Applied: 20 change(s)."), "{out}");
     let text = std::fs::read_to_string(&creds).unwrap();
     let secret = text
         .lines()
@@ -131,7 +174,7 @@ async fn apply_converges_is_idempotent_corrects_drift_and_destroys() {
         .await
         .unwrap();
     assert!(
-        again.contains("Plan: 0 to create, 0 to update, 14 unchanged."),
+        again.contains("Plan: 0 to create, 0 to update, 20 unchanged."),
         "{again}"
     );
     assert!(again.contains("Nothing to do"), "{again}");
@@ -208,6 +251,73 @@ async fn apply_converges_is_idempotent_corrects_drift_and_destroys() {
             .any(|r| r.destination_cidr_block() == Some("0.0.0.0/0")),
         "private route table has an internet route"
     );
+    // The private NACL: the jump-box subnet, and HTTPS to/from each CIDR of the region's S3
+    // prefix list (resolved by apply; NACL entries cannot name a prefix list).
+    let pl = ec2
+        .describe_managed_prefix_lists()
+        .filters(
+            aws_sdk_ec2::types::Filter::builder()
+                .name("prefix-list-name")
+                .values("com.amazonaws.eu-central-1.s3")
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let pl_id = pl.prefix_lists()[0].prefix_list_id().unwrap();
+    let s3_cidrs: Vec<String> = ec2
+        .get_managed_prefix_list_entries()
+        .prefix_list_id(pl_id)
+        .send()
+        .await
+        .unwrap()
+        .entries()
+        .iter()
+        .map(|e| e.cidr().unwrap().to_string())
+        .collect();
+    assert!(!s3_cidrs.is_empty());
+    let acl = ec2
+        .describe_network_acls()
+        .filters(tagged("ferry-private-nacl"))
+        .send()
+        .await
+        .unwrap();
+    let acl = &acl.network_acls()[0];
+    assert!(
+        acl.associations()
+            .iter()
+            .any(|a| a.subnet_id() == private.subnets()[0].subnet_id()),
+        "NACL not on the private subnet"
+    );
+    let entries: Vec<AclEntry> = acl
+        .entries()
+        .iter()
+        .filter(|e| e.rule_number() != Some(32767))
+        .map(|e| {
+            assert_eq!(
+                e.rule_action(),
+                Some(&aws_sdk_ec2::types::RuleAction::Allow)
+            );
+            (
+                e.egress().unwrap(),
+                e.cidr_block().unwrap().to_string(),
+                e.protocol().unwrap().to_string(),
+                e.port_range().map(|p| (p.from().unwrap(), p.to().unwrap())),
+            )
+        })
+        .collect();
+    let mut want = vec![
+        (false, "10.0.1.0/24".to_string(), "-1".to_string(), None),
+        (true, "10.0.1.0/24".to_string(), "-1".to_string(), None),
+    ];
+    for c in &s3_cidrs {
+        want.push((true, c.clone(), "6".into(), Some((443, 443))));
+        want.push((false, c.clone(), "6".into(), Some((1024, 65535))));
+    }
+    let (mut got, mut want) = (entries, want);
+    got.sort();
+    want.sort();
+    assert_eq!(got, want, "private NACL entries");
     let pab = s3
         .get_public_access_block()
         .bucket(&cfg.raw.backup_bucket)
@@ -232,6 +342,187 @@ async fn apply_converges_is_idempotent_corrects_drift_and_destroys() {
             .contains(ep.vpc_endpoint_id().unwrap()),
         "backup policy names the endpoint"
     );
+
+    // The two functions: runtime, role, handler, architecture, limits, and exactly the
+    // environment ferry-lambda's config table expects.
+    let arts = artifacts_dir();
+    let gate_bytes = std::fs::read(arts.join("ferry-gate")).unwrap();
+    let bootstrap_bytes = std::fs::read(arts.join("bootstrap")).unwrap();
+    let gate_sha = sha256_hex(&gate_bytes);
+    let lambda = aws_sdk_lambda::Client::new(&sdk);
+    let role_arn = iam
+        .get_role()
+        .role_name("ferry-lambda")
+        .send()
+        .await
+        .unwrap()
+        .role()
+        .unwrap()
+        .arn()
+        .to_string();
+    let mut code_shas = Vec::new();
+    for (name, handler, timeout) in [("ferry-build", "build", 120), ("ferry-clean", "clean", 300)] {
+        let f = lambda
+            .get_function()
+            .function_name(name)
+            .send()
+            .await
+            .unwrap();
+        let c = f.configuration().unwrap();
+        assert_eq!(
+            c.runtime().map(|r| r.as_str()),
+            Some("provided.al2023"),
+            "{name}"
+        );
+        assert_eq!(c.handler(), Some("bootstrap"), "{name}");
+        assert_eq!(c.role(), Some(role_arn.as_str()), "{name}");
+        let arch: Vec<&str> = c.architectures().iter().map(|a| a.as_str()).collect();
+        assert_eq!(arch, ["x86_64"], "{name}");
+        assert_eq!(c.timeout(), Some(timeout), "{name}");
+        assert_eq!(c.memory_size(), Some(256), "{name}");
+        assert_eq!(
+            f.tags()
+                .and_then(|t| t.get("ferry:installation"))
+                .map(String::as_str),
+            Some("ferry")
+        );
+        let env: std::collections::BTreeMap<&str, &str> = c
+            .environment()
+            .and_then(|e| e.variables())
+            .unwrap()
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let want: std::collections::BTreeMap<&str, &str> = [
+            ("FERRY_HANDLER", handler),
+            ("FERRY_INSTALLATION", "ferry"),
+            ("FERRY_STATE_BUCKET", cfg.raw.state_bucket.as_str()),
+            ("FERRY_BACKUP_BUCKET", cfg.raw.backup_bucket.as_str()),
+            ("FERRY_SUBNET_ID", public.subnet_id().unwrap()),
+            ("FERRY_INSTANCE_PROFILE", "ferry-jumpbox"),
+            ("FERRY_ALLOWED_SSH_CIDRS", "198.51.100.7/32"),
+            ("FERRY_GATE_SHA256", gate_sha.as_str()),
+            ("FERRY_GATE_KEY", "artifacts/ferry-gate"),
+            ("FERRY_CLEAN_FUNCTION", "ferry-clean"),
+            ("FERRY_INSTANCE_TYPE", "t3.micro"),
+            ("FERRY_MAX_SESSION_MINUTES", "60"),
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!(env, want, "{name}");
+        code_shas.push(c.code_sha256().unwrap().to_string());
+    }
+    assert_eq!(
+        code_shas[0], code_shas[1],
+        "both functions run the same zip"
+    );
+
+    // The sweep: rule, its one target with the sweep payload, and the permission that lets
+    // EventBridge (only for this rule) invoke ferry-clean.
+    let events = aws_sdk_eventbridge::Client::new(&sdk);
+    let rule = events
+        .describe_rule()
+        .name("ferry-sweep")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(rule.schedule_expression(), Some("rate(1 hour)"));
+    assert_eq!(rule.state().map(|s| s.as_str()), Some("ENABLED"));
+    let targets = events
+        .list_targets_by_rule()
+        .rule("ferry-sweep")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(targets.targets().len(), 1);
+    let t = &targets.targets()[0];
+    let clean_arn = lambda
+        .get_function()
+        .function_name("ferry-clean")
+        .send()
+        .await
+        .unwrap()
+        .configuration()
+        .unwrap()
+        .function_arn()
+        .unwrap()
+        .to_string();
+    assert_eq!(t.arn(), clean_arn);
+    let input: serde_json::Value = serde_json::from_str(t.input().unwrap()).unwrap();
+    assert_eq!(input, serde_json::json!({"sweep": true}));
+    let pol = lambda
+        .get_policy()
+        .function_name("ferry-clean")
+        .send()
+        .await
+        .unwrap();
+    let pol: serde_json::Value = serde_json::from_str(pol.policy().unwrap()).unwrap();
+    let st = pol["Statement"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["Sid"] == "FerrySweepInvokesClean")
+        .expect("sweep permission statement");
+    assert_eq!(st["Principal"]["Service"], "events.amazonaws.com");
+    assert_eq!(st["Action"], "lambda:InvokeFunction");
+    assert_eq!(
+        st["Condition"]["ArnLike"]["AWS:SourceArn"].as_str(),
+        rule.arn()
+    );
+    assert!(
+        lambda
+            .get_policy()
+            .function_name("ferry-build")
+            .send()
+            .await
+            .is_err(),
+        "ferry-build must have no resource policy"
+    );
+
+    // The artifacts, byte for byte, with their SHA-256 as metadata; the zip is what Lambda
+    // runs. moto 5.2.5 refuses every object request on a bucket whose policy has a Condition,
+    // so the test lifts the state bucket's policy to read them (as the operator could on AWS);
+    // the next apply puts it back (one more drift below).
+    s3.delete_bucket_policy()
+        .bucket(&cfg.raw.state_bucket)
+        .send()
+        .await
+        .unwrap();
+    let get = |key: &'static str| {
+        let s3 = s3.clone();
+        let b = cfg.raw.state_bucket.clone();
+        async move {
+            let o = s3.get_object().bucket(b).key(key).send().await.unwrap();
+            let meta = o.metadata().and_then(|m| m.get("sha256")).cloned();
+            (o.body.collect().await.unwrap().into_bytes().to_vec(), meta)
+        }
+    };
+    let (gate_obj, gate_meta) = get("artifacts/ferry-gate").await;
+    assert!(
+        gate_obj == gate_bytes,
+        "artifacts/ferry-gate differs from the local binary"
+    );
+    assert_eq!(gate_meta.as_deref(), Some(gate_sha.as_str()));
+    let (zip_obj, zip_meta) = get("artifacts/bootstrap.zip").await;
+    assert_eq!(zip_meta, Some(sha256_hex(&zip_obj)));
+    {
+        use base64::Engine;
+        let raw = hex::decode(sha256_hex(&zip_obj)).unwrap();
+        assert_eq!(
+            code_shas[0],
+            base64::engine::general_purpose::STANDARD.encode(raw),
+            "CodeSha256 is the uploaded zip's"
+        );
+    }
+    let mut zip = zip::ZipArchive::new(std::io::Cursor::new(zip_obj)).unwrap();
+    assert_eq!(zip.len(), 1);
+    let mut entry = zip.by_index(0).unwrap();
+    assert_eq!(entry.name(), "bootstrap");
+    assert_eq!(entry.unix_mode().map(|m| m & 0o777), Some(0o755));
+    let mut unzipped = Vec::new();
+    std::io::Read::read_to_end(&mut entry, &mut unzipped).unwrap();
+    assert!(unzipped == bootstrap_bytes, "the zipped bootstrap differs");
+    drop(entry);
 
     // Drift made by hand shows up in plan, named, and apply corrects it.
     let pub_id = public.subnet_id().unwrap();
@@ -275,9 +566,48 @@ async fn apply_converges_is_idempotent_corrects_drift_and_destroys() {
         .send()
         .await
         .unwrap();
-    let drift = cmd(&cfg, &sdk, InfraCommand::Plan).await.unwrap();
+    // A function's environment and the rule's schedule, changed by hand.
+    lambda
+        .update_function_configuration()
+        .function_name("ferry-clean")
+        .environment(
+            aws_sdk_lambda::types::Environment::builder()
+                .variables("FERRY_HANDLER", "clean")
+                .variables("FERRY_INSTALLATION", "ferry")
+                .variables("FERRY_STATE_BUCKET", "someone-elses-bucket")
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    events
+        .put_rule()
+        .name("ferry-sweep")
+        .schedule_expression("rate(7 days)")
+        .send()
+        .await
+        .unwrap();
+    let drift = cmd(&cfg, &sdk, plan_cmd()).await.unwrap();
     assert!(
-        summary(&drift).starts_with("Plan: 0 to create, 5 to update"),
+        summary(&drift).starts_with("Plan: 0 to create, 7 to update"),
+        "{drift}"
+    );
+    assert!(
+        drift.contains(
+            "env FERRY_STATE_BUCKET: someone-elses-bucket -> ferry-state-example-123456789012"
+        ),
+        "{drift}"
+    );
+    assert!(
+        drift.contains(&format!("env FERRY_GATE_SHA256: (unset) -> {gate_sha}")),
+        "{drift}"
+    );
+    assert!(
+        drift.contains("schedule: rate(7 days) -> rate(1 hour)"),
+        "{drift}"
+    );
+    assert!(
+        drift.contains("bucket policy: differs -> generated"),
         "{drift}"
     );
     assert!(drift.contains("route 0.0.0.0/0: (none) -> igw-"), "{drift}");
@@ -294,14 +624,30 @@ async fn apply_converges_is_idempotent_corrects_drift_and_destroys() {
     cmd(&cfg, &sdk, apply(&dir.path().join("unused")))
         .await
         .unwrap();
-    let fixed = cmd(&cfg, &sdk, InfraCommand::Plan).await.unwrap();
+    let fixed = cmd(&cfg, &sdk, plan_cmd()).await.unwrap();
     assert!(
-        fixed.contains("Plan: 0 to create, 0 to update, 14 unchanged."),
+        fixed.contains("Plan: 0 to create, 0 to update, 20 unchanged."),
         "{fixed}"
     );
+    let c = lambda
+        .get_function_configuration()
+        .function_name("ferry-clean")
+        .send()
+        .await
+        .unwrap();
+    let env = c.environment().and_then(|e| e.variables()).unwrap();
+    assert_eq!(env.get("FERRY_GATE_SHA256"), Some(&gate_sha));
+    assert_eq!(env.get("FERRY_STATE_BUCKET"), Some(&cfg.raw.state_bucket));
+    let rule = events
+        .describe_rule()
+        .name("ferry-sweep")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(rule.schedule_expression(), Some("rate(1 hour)"));
 
     // show prints IDs.
-    let show = cmd(&cfg, &sdk, InfraCommand::Show).await.unwrap();
+    let show = cmd(&cfg, &sdk, show_cmd()).await.unwrap();
     assert!(
         show.contains(pub_id) && show.contains("Next steps"),
         "{show}"
@@ -336,7 +682,7 @@ async fn apply_converges_is_idempotent_corrects_drift_and_destroys() {
         msg.contains("not empty") && msg.contains(&cfg.raw.backup_bucket),
         "{msg}"
     );
-    let still = cmd(&cfg, &sdk, InfraCommand::Plan).await.unwrap();
+    let still = cmd(&cfg, &sdk, plan_cmd()).await.unwrap();
     assert!(
         !still.contains("to create, 0 to update, 0 unchanged"),
         "refused destroy removed something:\n{still}"
@@ -362,9 +708,37 @@ async fn apply_converges_is_idempotent_corrects_drift_and_destroys() {
     .await
     .unwrap();
     assert!(gone.contains("Destroyed."), "{gone}");
-    let empty = cmd(&cfg, &sdk, InfraCommand::Plan).await.unwrap();
+    for f in ["ferry-build", "ferry-clean"] {
+        let e = lambda
+            .get_function()
+            .function_name(f)
+            .send()
+            .await
+            .unwrap_err();
+        assert!(
+            e.as_service_error()
+                .is_some_and(|s| s.is_resource_not_found_exception()),
+            "{f} still there: {e:?}"
+        );
+    }
     assert!(
-        summary(&empty).starts_with("Plan: 14 to create, 0 to update, 0 unchanged"),
+        events
+            .describe_rule()
+            .name("ferry-sweep")
+            .send()
+            .await
+            .is_err(),
+        "sweep rule still there"
+    );
+    assert!(
+        gone.contains("- schedule-rule ferry-sweep")
+            && gone.contains("- lambda-permission ferry-clean/FerrySweepInvokesClean")
+            && gone.contains("- lambda-function ferry-build"),
+        "{gone}"
+    );
+    let empty = cmd(&cfg, &sdk, plan_cmd()).await.unwrap();
+    assert!(
+        summary(&empty).starts_with("Plan: 20 to create, 0 to update, 0 unchanged"),
         "{empty}"
     );
 }
@@ -377,11 +751,66 @@ fn malformed_config_is_refused_before_any_api_call() {
     std::fs::write(&path, EXAMPLE_CONFIG.replace("10.0.2.0/24", "10.0.1.0/25")).unwrap();
     let args = ferry_cloud::InfraArgs {
         config: path,
-        command: InfraCommand::Plan,
+        command: InfraCommand::Plan { artifacts: None },
     };
     let e = ferry_cloud::infra_main(args).unwrap_err();
     let msg = format!("{e:#}");
     assert!(msg.contains("network.private_subnet_cidr"), "{msg}");
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn apply_without_artifacts_stops_before_any_api_call_and_plan_shows_unknown() {
+    // An endpoint where nothing listens: any API call would fail with a connection error.
+    let cfg = config();
+    let nowhere = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new(cfg.raw.region.clone()))
+        .endpoint_url("http://127.0.0.1:9")
+        .credentials_provider(aws_sdk_sts::config::Credentials::new(
+            "AKIAIOSFODNN7EXAMPLE",
+            "x",
+            None,
+            None,
+            "test",
+        ))
+        .load()
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        artifacts_dir().join("ferry-gate"),
+        dir.path().join("ferry-gate"),
+    )
+    .unwrap();
+    let c = InfraCommand::Apply {
+        credentials_out: dir.path().join("creds"),
+        artifacts: Some(dir.path().to_path_buf()),
+    };
+    let e = format!("{:#}", cmd(&cfg, &nowhere, c).await.unwrap_err());
+    assert!(
+        e.contains(&format!("{}/bootstrap not found", dir.path().display()))
+            && e.contains("scripts/build-al2023.sh"),
+        "{e}"
+    );
+
+    // plan does not fail without them: the artifacts show as unknown, with the reason.
+    let moto = start_moto();
+    let sdk = sdk(&moto, &cfg.raw.region).await;
+    let out = cmd(
+        &cfg,
+        &sdk,
+        InfraCommand::Plan {
+            artifacts: Some(dir.path().to_path_buf()),
+        },
+    )
+    .await
+    .unwrap();
+    assert!(
+        summary(&out).starts_with("Plan: 18 to create, 0 to update, 0 unchanged, 2 unknown"),
+        "{out}"
+    );
+    assert!(
+        out.contains("? artifact") && out.contains("bootstrap not found"),
+        "{out}"
+    );
 }
 
 #[tokio::test(flavor = "current_thread")]
@@ -413,9 +842,9 @@ async fn apply_resumes_after_an_interruption() {
         .send()
         .await
         .unwrap();
-    let plan = cmd(&cfg, &sdk, InfraCommand::Plan).await.unwrap();
+    let plan = cmd(&cfg, &sdk, plan_cmd()).await.unwrap();
     assert!(
-        summary(&plan).starts_with("Plan: 13 to create, 0 to update, 1 unchanged"),
+        summary(&plan).starts_with("Plan: 19 to create, 0 to update, 1 unchanged"),
         "{plan}"
     );
 
@@ -436,14 +865,82 @@ async fn apply_resumes_after_an_interruption() {
 
     // The next apply completes what is left.
     std::fs::remove_file(&creds).unwrap();
-    let plan = cmd(&cfg, &sdk, InfraCommand::Plan).await.unwrap();
+    let plan = cmd(&cfg, &sdk, plan_cmd()).await.unwrap();
     assert!(plan.contains("access key: none -> created"), "{plan}");
     cmd(&cfg, &sdk, apply(&creds)).await.unwrap();
     assert!(creds.exists());
-    let done = cmd(&cfg, &sdk, InfraCommand::Plan).await.unwrap();
+    let done = cmd(&cfg, &sdk, plan_cmd()).await.unwrap();
     assert!(
-        done.contains("Plan: 0 to create, 0 to update, 14 unchanged."),
+        done.contains("Plan: 0 to create, 0 to update, 20 unchanged."),
         "{done}"
+    );
+
+    // A new gate binary: the artifact and both functions' FERRY_GATE_SHA256 are to update.
+    let arts = artifacts_dir();
+    let new = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(arts.join("bootstrap"), new.path().join("bootstrap")).unwrap();
+    let mut gate = std::fs::read(arts.join("ferry-gate")).unwrap();
+    gate.extend_from_slice(b"\0rebuilt");
+    std::fs::write(new.path().join("ferry-gate"), &gate).unwrap();
+    let new_sha = sha256_hex(&gate);
+    // moto 5.2.5 refuses object requests on a bucket whose policy has a Condition (the state
+    // bucket's has): lift it so that apply can upload; apply puts it back after the upload.
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&sdk)
+            .force_path_style(true)
+            .build(),
+    );
+    s3.delete_bucket_policy()
+        .bucket(&cfg.raw.state_bucket)
+        .send()
+        .await
+        .unwrap();
+    let with_new = |c: &str| -> InfraCommand {
+        match c {
+            "plan" => InfraCommand::Plan {
+                artifacts: Some(new.path().to_path_buf()),
+            },
+            _ => InfraCommand::Apply {
+                credentials_out: dir.path().join("unused"),
+                artifacts: Some(new.path().to_path_buf()),
+            },
+        }
+    };
+    let p = cmd(&cfg, &sdk, with_new("plan")).await.unwrap();
+    assert!(
+        summary(&p).starts_with("Plan: 0 to create, 4 to update, 16 unchanged"),
+        "{p}"
+    );
+    assert!(
+        p.contains("~ artifact           artifacts/ferry-gate"),
+        "{p}"
+    );
+    assert!(
+        p.contains(&format!(
+            "env FERRY_GATE_SHA256: {} -> {new_sha}",
+            sha256_hex(&std::fs::read(arts.join("ferry-gate")).unwrap())
+        )),
+        "{p}"
+    );
+    assert!(!p.contains("code sha256"), "the zip did not change:\n{p}");
+    cmd(&cfg, &sdk, with_new("apply")).await.unwrap();
+    let p = cmd(&cfg, &sdk, with_new("plan")).await.unwrap();
+    assert!(
+        p.contains("Plan: 0 to create, 0 to update, 20 unchanged."),
+        "{p}"
+    );
+    let lambda = aws_sdk_lambda::Client::new(&sdk);
+    let c = lambda
+        .get_function_configuration()
+        .function_name("ferry-build")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        c.environment()
+            .and_then(|e| e.variables())
+            .and_then(|v| v.get("FERRY_GATE_SHA256")),
+        Some(&new_sha)
     );
 }
 
@@ -536,7 +1033,18 @@ async fn applied_backup_user_keys_are_refused_s3_ec2_and_iam_with_moto_iam_check
     );
     denied(ec2_b.describe_vpcs().send().await, "ec2:DescribeVpcs");
     denied(iam_b.list_users().send().await, "iam:ListUsers");
-    // Invoking is not checked here: the functions are not created yet (they need the bootstrap
-    // binary), and moto 5.2.5 judges invokes as `lambda:Invoke` on `*` anyway; see
-    // scripts/policy-proof/moto_check.py and the evaluator's matrix (docs/SECURITY.md).
+    // Invoking is not checked here: moto 5.2.5 judges invokes as `lambda:Invoke` on `*` and
+    // its Invoke never runs the function's code; see scripts/policy-proof/moto_check.py and the
+    // evaluator's matrix (docs/SECURITY.md). The functions exist, and the keys cannot change
+    // them:
+    let lambda_b = aws_sdk_lambda::Client::new(&backup);
+    denied(
+        lambda_b
+            .update_function_configuration()
+            .function_name("ferry-build")
+            .timeout(900)
+            .send()
+            .await,
+        "lambda:UpdateFunctionConfiguration",
+    );
 }

@@ -24,9 +24,37 @@ pub(super) async fn converge(ctx: &mut Ctx) -> Result<()> {
         ctx,
         &backup,
         known.then(|| policy::backup_bucket_policy(&p)),
+        false,
     )
     .await?;
-    bucket(ctx, &state, known.then(|| policy::state_bucket_policy(&p))).await?;
+    // The state bucket's policy is put after the artifacts are uploaded (see
+    // [`put_deferred_policy`]).
+    ctx.deferred_state_policy = bucket(
+        ctx,
+        &state,
+        known.then(|| policy::state_bucket_policy(&p)),
+        true,
+    )
+    .await?;
+    Ok(())
+}
+
+/// Puts the state bucket's policy if [`converge`] deferred it. It comes after the artifact
+/// upload only for the local cloud's sake: moto 5.2.5 refuses every object request on a bucket
+/// whose policy has a `Condition`, so on a fresh install the upload must precede the policy. On
+/// AWS the order does not matter (the policy lets the operator write).
+pub(super) async fn put_deferred_policy(ctx: &mut Ctx) -> Result<()> {
+    let Some(want) = ctx.deferred_state_policy.take() else {
+        return Ok(());
+    };
+    let name = ctx.cfg.raw.state_bucket.clone();
+    ctx.s3
+        .put_bucket_policy()
+        .bucket(&name)
+        .policy(want.to_string())
+        .send()
+        .await
+        .with_context(|| format!("s3:PutBucketPolicy {name}"))?;
     Ok(())
 }
 
@@ -48,7 +76,14 @@ fn is_status(e: &aws_sdk_s3::error::SdkError<impl std::fmt::Debug>, code: u16) -
         .is_some_and(|r| r.status().as_u16() == code)
 }
 
-async fn bucket(ctx: &mut Ctx, name: &str, want_policy: Option<Value>) -> Result<()> {
+/// Observes one bucket and (in apply mode) makes it match. With `defer_policy`, a policy that
+/// needs putting is returned instead of put.
+async fn bucket(
+    ctx: &mut Ctx,
+    name: &str,
+    want_policy: Option<Value>,
+    defer_policy: bool,
+) -> Result<Option<Value>> {
     let exists = match ctx.s3.head_bucket().bucket(name).send().await {
         Ok(_) => true,
         Err(e) if is_status(&e, 404) => false,
@@ -162,8 +197,11 @@ async fn bucket(ctx: &mut Ctx, name: &str, want_policy: Option<Value>) -> Result
         (true, false) => Change::Update(drift),
     };
     ctx.record("s3-bucket", name, None, change.clone());
+    if name == ctx.cfg.raw.state_bucket {
+        ctx.state_bucket_exists = exists || ctx.apply();
+    }
     if !ctx.apply() || change == Change::Unchanged {
-        return Ok(());
+        return Ok(None);
     }
     if !exists {
         let mut req = ctx.s3.create_bucket().bucket(name);
@@ -249,6 +287,9 @@ async fn bucket(ctx: &mut Ctx, name: &str, want_policy: Option<Value>) -> Result
             .await
             .with_context(|| format!("s3:PutBucketEncryption {name}"))?;
     }
+    if fix_policy && defer_policy {
+        return Ok(want_policy);
+    }
     if fix_policy && let Some(want) = &want_policy {
         ctx.s3
             .put_bucket_policy()
@@ -258,16 +299,16 @@ async fn bucket(ctx: &mut Ctx, name: &str, want_policy: Option<Value>) -> Result
             .await
             .with_context(|| format!("s3:PutBucketPolicy {name}"))?;
     }
-    Ok(())
+    Ok(None)
 }
 
 /// Upper bound on objects deleted from one bucket by destroy (1000 per page).
 const MAX_DELETE_PAGES: usize = 10_000;
 
-pub(super) async fn destroy(ctx: &mut Ctx, delete_backup: bool, out: &mut dyn Write) -> Result<()> {
+/// Refuses (before destroy removes anything) when the backup bucket holds objects and
+/// `delete_backup` was not given.
+pub(super) async fn check_destroy(ctx: &Ctx, delete_backup: bool) -> Result<()> {
     let backup = ctx.cfg.raw.backup_bucket.clone();
-    let state = ctx.cfg.raw.state_bucket.clone();
-    // Check the backup bucket first: nothing is removed if it refuses.
     if bucket_exists(ctx, &backup).await? && !delete_backup {
         let r = ctx
             .s3
@@ -284,6 +325,14 @@ pub(super) async fn destroy(ctx: &mut Ctx, delete_backup: bool, out: &mut dyn Wr
             );
         }
     }
+    Ok(())
+}
+
+pub(super) async fn destroy(ctx: &mut Ctx, delete_backup: bool, out: &mut dyn Write) -> Result<()> {
+    let backup = ctx.cfg.raw.backup_bucket.clone();
+    let state = ctx.cfg.raw.state_bucket.clone();
+    // Checked first: nothing is removed if it refuses.
+    check_destroy(ctx, delete_backup).await?;
     for name in [&state, &backup] {
         if !bucket_exists(ctx, name).await? {
             continue;

@@ -427,15 +427,22 @@ async fn create_key(ctx: &mut Ctx, user: &str) -> Result<()> {
     let written = write_0600(&path, body.as_bytes());
     body.clear();
     if let Err(e) = written {
-        let _ = ctx
+        let undone = ctx
             .iam
             .delete_access_key()
             .user_name(user)
             .access_key_id(&id)
             .send()
             .await;
+        let what = match undone {
+            Ok(_) => "was deleted again".to_string(),
+            Err(d) => format!(
+                "could NOT be deleted again ({}): delete it by hand (iam delete-access-key)",
+                aws_sdk_iam::error::DisplayErrorContext(&d)
+            ),
+        };
         return Err(e.context(format!(
-            "writing the credentials for {user} (the new key {id} was deleted again)"
+            "writing the credentials for {user} (the new key {id} {what})"
         )));
     }
     ctx.notes.push(format!(
@@ -460,16 +467,27 @@ fn write_0600(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
     Ok(())
 }
 
+/// `Ok(None)` when IAM says the entity does not exist (`NoSuchEntity`); any other error is an
+/// error (a throttle or a denied read must not be taken for "already gone").
+fn found<T, E>(r: Result<T, aws_sdk_iam::error::SdkError<E>>, what: &str) -> Result<Option<T>>
+where
+    E: aws_sdk_iam::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    match r {
+        Ok(v) => Ok(Some(v)),
+        Err(e) if e.as_service_error().and_then(|s| s.code()) == Some("NoSuchEntity") => Ok(None),
+        Err(e) => Err(anyhow::Error::new(e).context(what.to_string())),
+    }
+}
+
 pub(super) async fn destroy(ctx: &mut Ctx, out: &mut dyn Write) -> Result<()> {
     let n = ctx.cfg.names.clone();
     // The user and its keys.
-    if ctx
-        .iam
-        .get_user()
-        .user_name(&n.backup_user)
-        .send()
-        .await
-        .is_ok()
+    if found(
+        ctx.iam.get_user().user_name(&n.backup_user).send().await,
+        &format!("iam:GetUser {}", n.backup_user),
+    )?
+    .is_some()
     {
         let keys = ctx
             .iam
@@ -513,13 +531,14 @@ pub(super) async fn destroy(ctx: &mut Ctx, out: &mut dyn Write) -> Result<()> {
             .with_context(|| format!("iam:DeleteUser {}", n.backup_user))?;
         writeln!(out, "- iam-user {}", n.backup_user)?;
     }
-    if let Ok(r) = ctx
-        .iam
-        .get_instance_profile()
-        .instance_profile_name(&n.jumpbox_instance_profile)
-        .send()
-        .await
-    {
+    if let Some(r) = found(
+        ctx.iam
+            .get_instance_profile()
+            .instance_profile_name(&n.jumpbox_instance_profile)
+            .send()
+            .await,
+        &format!("iam:GetInstanceProfile {}", n.jumpbox_instance_profile),
+    )? {
         for role in r.instance_profile().map(|p| p.roles()).unwrap_or_default() {
             ctx.iam
                 .remove_role_from_instance_profile()
@@ -543,7 +562,12 @@ pub(super) async fn destroy(ctx: &mut Ctx, out: &mut dyn Write) -> Result<()> {
         writeln!(out, "- instance-profile {}", n.jumpbox_instance_profile)?;
     }
     for role in [&n.jumpbox_role, &n.lambda_role] {
-        if ctx.iam.get_role().role_name(role).send().await.is_err() {
+        if found(
+            ctx.iam.get_role().role_name(role).send().await,
+            &format!("iam:GetRole {role}"),
+        )?
+        .is_none()
+        {
             continue;
         }
         let pols = ctx

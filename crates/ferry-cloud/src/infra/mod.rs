@@ -7,12 +7,19 @@
 //! (with the differing fields) / unchanged; in apply mode the difference is then made so. An
 //! interrupted apply therefore resumes where it stopped. Every API failure names the resource.
 //!
-//! Not here yet: the two Lambda functions and the hourly sweep schedule (they need the
-//! `bootstrap` binary of a later issue).
+//! Order: network, IAM, buckets, the two artifacts (`bootstrap` zipped, `ferry-gate`) in the
+//! state bucket, the Lambda functions and the clean function's permission for the sweep rule,
+//! the hourly sweep rule; destroy runs in reverse. The artifacts are read (and the zip made)
+//! before any API call: apply refuses to start without them, plan shows them as unknown.
+//!
+//! Not here: building the binaries for Amazon Linux 2023 (`scripts/build-al2023.sh`).
 
+pub mod artifacts;
 mod buckets;
 mod iam;
+pub mod lambda;
 mod network;
+pub mod schedule;
 
 use std::fmt;
 use std::path::PathBuf;
@@ -22,6 +29,7 @@ use clap::{Args, Subcommand};
 
 use crate::config::{InfraConfig, ValidConfig};
 use crate::policy::{PolicyInputs, TAG_INSTALLATION, TAG_MANAGED};
+use artifacts::Artifacts;
 
 /// `ferry infra …`
 #[derive(Debug, Args)]
@@ -36,12 +44,22 @@ pub struct InfraArgs {
 #[derive(Debug, Subcommand)]
 pub enum InfraCommand {
     /// Show what apply would create, update (with the differing fields) or keep.
-    Plan,
+    Plan {
+        /// Directory holding `bootstrap` and `ferry-gate` (default: $FERRY_ARTIFACTS, else the
+        /// directory of this executable). Without them the artifacts show as unknown.
+        #[arg(long, value_name = "DIR", env = "FERRY_ARTIFACTS")]
+        artifacts: Option<PathBuf>,
+    },
     /// Show the plan, then make it so.
     Apply {
         /// Where the backup VM's credentials are written (0600) when its access key is created.
         #[arg(long, default_value = "ferry-backup.credentials")]
         credentials_out: PathBuf,
+        /// Directory holding `bootstrap` and `ferry-gate` built for Amazon Linux 2023
+        /// (scripts/build-al2023.sh; default: $FERRY_ARTIFACTS, else the directory of this
+        /// executable). Both must exist.
+        #[arg(long, value_name = "DIR", env = "FERRY_ARTIFACTS")]
+        artifacts: Option<PathBuf>,
     },
     /// Remove everything, in reverse order.
     Destroy {
@@ -50,7 +68,11 @@ pub enum InfraCommand {
         delete_backup_bucket: Option<String>,
     },
     /// Print what exists, with IDs, and the backup VM's next steps.
-    Show,
+    Show {
+        /// As for plan: where `bootstrap` and `ferry-gate` are, to compare the deployed code.
+        #[arg(long, value_name = "DIR", env = "FERRY_ARTIFACTS")]
+        artifacts: Option<PathBuf>,
+    },
     /// Print a commented example config.
     ExampleConfig,
 }
@@ -94,15 +116,35 @@ pub async fn run_with(
     out: &mut dyn std::io::Write,
     sdk: &aws_config::SdkConfig,
 ) -> Result<i32> {
+    // Artifacts are read before any API call: apply needs them, plan and show only compare.
+    let (arts, problem) = match &cmd {
+        InfraCommand::Apply { artifacts, .. } => {
+            let dir = artifacts::resolve_dir(artifacts.as_deref())?;
+            let a = Artifacts::load(&dir)
+                .with_context(|| format!("apply needs both artifacts in {}", dir.display()))?;
+            (Some(a), None)
+        }
+        InfraCommand::Plan { artifacts } | InfraCommand::Show { artifacts } => {
+            match artifacts::resolve_dir(artifacts.as_deref()).and_then(|d| Artifacts::load(&d)) {
+                Ok(a) => (Some(a), None),
+                Err(e) => (None, Some(format!("{e:#}"))),
+            }
+        }
+        _ => (None, None),
+    };
     let mut ctx = Ctx::new(cfg.clone(), sdk).await?;
+    ctx.artifacts = arts;
+    ctx.artifacts_problem = problem;
     match cmd {
-        InfraCommand::Plan => {
+        InfraCommand::Plan { .. } => {
             ctx.mode = Mode::Plan;
             ctx.converge().await?;
             ctx.print_plan(out)?;
             Ok(0)
         }
-        InfraCommand::Apply { credentials_out } => {
+        InfraCommand::Apply {
+            credentials_out, ..
+        } => {
             ctx.mode = Mode::Plan;
             ctx.converge().await?;
             ctx.print_plan(out)?;
@@ -132,7 +174,7 @@ pub async fn run_with(
             ctx.destroy(delete_backup_bucket.as_deref(), out).await?;
             Ok(0)
         }
-        InfraCommand::Show => {
+        InfraCommand::Show { .. } => {
             ctx.mode = Mode::Plan;
             ctx.converge().await?;
             ctx.print_show(out)?;
@@ -158,6 +200,8 @@ pub enum Change {
     /// The fields that differ, as `field: have -> want`.
     Update(Vec<String>),
     Unchanged,
+    /// Not compared (plan without the artifacts), and why.
+    Unknown(String),
 }
 
 /// One line of a plan.
@@ -175,6 +219,7 @@ impl fmt::Display for PlanItem {
             Change::Create => ("+", "create".to_string()),
             Change::Update(fields) => ("~", format!("update: {}", fields.join("; "))),
             Change::Unchanged => ("=", "unchanged".to_string()),
+            Change::Unknown(why) => ("?", format!("unknown: {why}")),
         };
         write!(
             f,
@@ -195,6 +240,8 @@ pub(crate) struct Ctx {
     pub(crate) ec2: aws_sdk_ec2::Client,
     pub(crate) iam: aws_sdk_iam::Client,
     pub(crate) s3: aws_sdk_s3::Client,
+    pub(crate) lambda: aws_sdk_lambda::Client,
+    pub(crate) events: aws_sdk_eventbridge::Client,
     pub(crate) account_id: String,
     pub(crate) caller_arn: String,
     pub(crate) mode: Mode,
@@ -210,6 +257,13 @@ pub(crate) struct Ctx {
     pub(crate) public_rt_id: Option<String>,
     pub(crate) private_rt_id: Option<String>,
     pub(crate) vpce_id: Option<String>,
+    /// The binaries to deploy (always present in apply mode).
+    pub(crate) artifacts: Option<Artifacts>,
+    /// Why there are no artifacts (plan/show).
+    pub(crate) artifacts_problem: Option<String>,
+    pub(crate) state_bucket_exists: bool,
+    /// The state bucket's policy, put after the artifacts (see `buckets::put_deferred_policy`).
+    pub(crate) deferred_state_policy: Option<serde_json::Value>,
 }
 
 impl Ctx {
@@ -231,6 +285,8 @@ impl Ctx {
                     .force_path_style(true)
                     .build(),
             ),
+            lambda: aws_sdk_lambda::Client::new(sdk),
+            events: aws_sdk_eventbridge::Client::new(sdk),
             account_id,
             caller_arn,
             mode: Mode::Plan,
@@ -245,6 +301,10 @@ impl Ctx {
             public_rt_id: None,
             private_rt_id: None,
             vpce_id: None,
+            artifacts: None,
+            artifacts_problem: None,
+            state_bucket_exists: false,
+            deferred_state_policy: None,
         })
     }
 
@@ -293,6 +353,10 @@ impl Ctx {
         network::converge(self).await?;
         iam::converge(self).await?;
         buckets::converge(self).await?;
+        artifacts::converge(self).await?;
+        buckets::put_deferred_policy(self).await?;
+        lambda::converge(self).await?;
+        schedule::converge(self).await?;
         Ok(())
     }
 
@@ -312,6 +376,9 @@ impl Ctx {
         // Observe first so that IDs are known.
         self.mode = Mode::Plan;
         self.converge().await?;
+        buckets::check_destroy(self, delete_backup_bucket.is_some()).await?;
+        schedule::destroy(self, out).await?;
+        lambda::destroy(self, out).await?;
         buckets::destroy(self, delete_backup_bucket.is_some(), out).await?;
         iam::destroy(self, out).await?;
         network::destroy(self, out).await?;
@@ -320,24 +387,38 @@ impl Ctx {
     }
 
     fn print_plan(&self, out: &mut dyn std::io::Write) -> Result<()> {
-        let (mut c, mut u, mut k) = (0, 0, 0);
+        let (mut c, mut u, mut k, mut q) = (0, 0, 0, 0);
         for item in &self.plan {
             writeln!(out, "{item}")?;
             match item.change {
                 Change::Create => c += 1,
                 Change::Update(_) => u += 1,
                 Change::Unchanged => k += 1,
+                Change::Unknown(_) => q += 1,
             }
         }
-        writeln!(out, "Plan: {c} to create, {u} to update, {k} unchanged.")?;
+        if q > 0 {
+            writeln!(
+                out,
+                "Plan: {c} to create, {u} to update, {k} unchanged, {q} unknown."
+            )?;
+        } else {
+            writeln!(out, "Plan: {c} to create, {u} to update, {k} unchanged.")?;
+        }
+        if let Some(a) = &self.artifacts {
+            writeln!(
+                out,
+                "Artifacts from {}: ferry-gate sha256 {}, bootstrap.zip sha256 {}.",
+                a.dir.display(),
+                a.gate.sha256_hex,
+                a.lambda_zip.sha256_hex
+            )?;
+        } else if let Some(p) = &self.artifacts_problem {
+            writeln!(out, "Artifacts not compared: {p}")?;
+        }
         for w in &self.warnings {
             writeln!(out, "warning: {w}")?;
         }
-        writeln!(
-            out,
-            "Not managed yet: Lambda functions {} and {} and the hourly sweep schedule (they need the bootstrap binary).",
-            self.cfg.names.build_function, self.cfg.names.clean_function
-        )?;
         Ok(())
     }
 
@@ -356,6 +437,7 @@ impl Ctx {
                 }
                 Change::Update(f) => format!("DRIFT ({})", f.join("; ")),
                 Change::Unchanged => "ok".to_string(),
+                Change::Unknown(why) => format!("UNKNOWN ({why})"),
             };
             writeln!(
                 out,
@@ -447,6 +529,39 @@ fn hex(c: u8) -> Option<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[derive(Debug, clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        infra: InfraArgs,
+    }
+
+    #[test]
+    fn artifacts_option_parses_for_plan_apply_and_show() {
+        use clap::{CommandFactory, Parser};
+        Cli::command().debug_assert();
+        let c = Cli::try_parse_from(["ferry", "apply", "--artifacts", "/opt/al2023"]).unwrap();
+        match c.infra.command {
+            InfraCommand::Apply { artifacts, .. } => {
+                assert_eq!(
+                    artifacts.as_deref(),
+                    Some(std::path::Path::new("/opt/al2023"))
+                )
+            }
+            other => panic!("{other:?}"),
+        }
+        for sub in ["plan", "show"] {
+            let c =
+                Cli::try_parse_from(["ferry", sub, "--artifacts", "d", "-c", "x.toml"]).unwrap();
+            assert_eq!(c.infra.config, std::path::Path::new("x.toml"));
+            assert!(matches!(
+                c.infra.command,
+                InfraCommand::Plan { artifacts: Some(_) }
+                    | InfraCommand::Show { artifacts: Some(_) }
+            ));
+        }
+        assert!(Cli::try_parse_from(["ferry", "destroy", "--artifacts", "d"]).is_err());
+    }
 
     #[test]
     fn url_decode_handles_iam_documents() {

@@ -2,7 +2,8 @@
 
 use anyhow::{Context, Result};
 use aws_sdk_ec2::types::{
-    AttributeBooleanValue, Filter, ResourceType, RuleAction, Tag, TagSpecification, VpcEndpointType,
+    AttributeBooleanValue, Filter, PortRange, ResourceType, RuleAction, Tag, TagSpecification,
+    VpcEndpointType,
 };
 
 use super::{Change, Ctx};
@@ -513,8 +514,97 @@ async fn endpoint(ctx: &mut Ctx) -> Result<()> {
     Ok(())
 }
 
+/// One NACL entry as ferry wants it (always `allow`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct NaclRule {
+    egress: bool,
+    num: i32,
+    cidr: String,
+    /// `-1` (all) or `6` (TCP).
+    protocol: &'static str,
+    ports: Option<(i32, i32)>,
+}
+
+impl NaclRule {
+    fn describe(&self) -> String {
+        let what = match (self.protocol, self.ports) {
+            ("-1", _) => "all".to_string(),
+            (_, Some((a, b))) if a == b => format!("tcp {a}"),
+            (_, Some((a, b))) => format!("tcp {a}-{b}"),
+            (p, None) => format!("protocol {p}"),
+        };
+        format!(
+            "{} rule {}: allow {what} {} {}",
+            if self.egress { "egress" } else { "ingress" },
+            self.num,
+            if self.egress { "to" } else { "from" },
+            self.cidr
+        )
+    }
+}
+
+/// First rule number of the S3 prefix-list entries; the jump-box range uses 100.
+const S3_RULES_FROM: i32 = 200;
+/// NACLs hold 20 rules per direction by default; one is the jump-box range.
+const MAX_S3_CIDRS: usize = 18;
+
+/// The CIDRs of the AWS-managed S3 prefix list of the region (`com.amazonaws.<region>.s3`),
+/// sorted. NACL entries take CIDRs, not prefix-list ids, so they are resolved here.
+async fn s3_prefix_list_cidrs(ctx: &Ctx) -> Result<Vec<String>> {
+    let name = format!("com.amazonaws.{}.s3", ctx.cfg.raw.region);
+    let pls = ctx
+        .ec2
+        .describe_managed_prefix_lists()
+        .filters(filter("prefix-list-name", &name))
+        .send()
+        .await
+        .with_context(|| format!("ec2:DescribeManagedPrefixLists {name}"))?;
+    let id = pls
+        .prefix_lists()
+        .iter()
+        .find(|p| p.prefix_list_name() == Some(name.as_str()))
+        .and_then(|p| p.prefix_list_id())
+        .with_context(|| format!("the AWS-managed prefix list {name} was not found"))?
+        .to_string();
+    let mut cidrs = Vec::new();
+    let mut token: Option<String> = None;
+    for _ in 0..10 {
+        let r = ctx
+            .ec2
+            .get_managed_prefix_list_entries()
+            .prefix_list_id(&id)
+            .set_next_token(token.take())
+            .send()
+            .await
+            .with_context(|| format!("ec2:GetManagedPrefixListEntries {name} ({id})"))?;
+        cidrs.extend(
+            r.entries()
+                .iter()
+                .filter_map(|e| e.cidr().map(str::to_string)),
+        );
+        token = r.next_token().map(str::to_string);
+        if token.is_none() {
+            break;
+        }
+    }
+    cidrs.sort();
+    cidrs.dedup();
+    if cidrs.is_empty() {
+        anyhow::bail!("the prefix list {name} ({id}) has no entries");
+    }
+    if cidrs.len() > MAX_S3_CIDRS {
+        anyhow::bail!(
+            "the prefix list {name} ({id}) has {} CIDRs; the private NACL holds at most {MAX_S3_CIDRS}",
+            cidrs.len()
+        );
+    }
+    Ok(cidrs)
+}
+
 /// The private subnet's NACL: deny by default (AWS's implicit `*` rule), allowing only traffic
-/// to and from the jump box's (public) subnet, as in the seed.
+/// to and from the jump box's (public) subnet, and HTTPS to S3 through the gateway endpoint (the
+/// region's S3 prefix list, resolved to CIDRs: egress TCP 443, ingress the return traffic on
+/// 1024-65535, as NACLs are stateless), as in the seed.
 async fn nacl(ctx: &mut Ctx) -> Result<()> {
     let name = ctx.cfg.names.private_nacl.clone();
     let Some(vpc) = ctx.vpc_id.clone() else {
@@ -531,54 +621,88 @@ async fn nacl(ctx: &mut Ctx) -> Result<()> {
         .send()
         .await
         .with_context(|| format!("ec2:DescribeNetworkAcls for {name}"))?;
-    let want_rules = [
-        (false, 100, jump_range.clone()),
-        (true, 100, jump_range.clone()),
+    let mut want_rules = vec![
+        NaclRule {
+            egress: false,
+            num: 100,
+            cidr: jump_range.clone(),
+            protocol: "-1",
+            ports: None,
+        },
+        NaclRule {
+            egress: true,
+            num: 100,
+            cidr: jump_range.clone(),
+            protocol: "-1",
+            ports: None,
+        },
     ];
+    for (i, cidr) in s3_prefix_list_cidrs(ctx).await?.into_iter().enumerate() {
+        let num = S3_RULES_FROM + i as i32;
+        want_rules.push(NaclRule {
+            egress: true,
+            num,
+            cidr: cidr.clone(),
+            protocol: "6",
+            ports: Some((443, 443)),
+        });
+        want_rules.push(NaclRule {
+            egress: false,
+            num,
+            cidr,
+            protocol: "6",
+            ports: Some((1024, 65535)),
+        });
+    }
     let (id, mut drift, missing_rules, extra_rules) = match found.network_acls().first() {
         Some(n) => {
             let id = n.network_acl_id().unwrap_or_default().to_string();
-            let have: Vec<(bool, i32, String, bool)> = n
+            // (rule, is an allow) for every entry but the default deny.
+            let have: Vec<(NaclRule, bool)> = n
                 .entries()
                 .iter()
                 .filter(|e| e.rule_number().unwrap_or(32767) < 32767)
                 .map(|e| {
+                    let protocol = match e.protocol() {
+                        Some("-1") => "-1",
+                        Some("6") => "6",
+                        _ => "other",
+                    };
+                    let ports = if protocol == "6" {
+                        e.port_range()
+                            .map(|p| (p.from().unwrap_or(0), p.to().unwrap_or(0)))
+                    } else {
+                        None
+                    };
                     (
-                        e.egress().unwrap_or(false),
-                        e.rule_number().unwrap_or(0),
-                        e.cidr_block().unwrap_or_default().to_string(),
-                        e.rule_action() == Some(&RuleAction::Allow) && e.protocol() == Some("-1"),
+                        NaclRule {
+                            egress: e.egress().unwrap_or(false),
+                            num: e.rule_number().unwrap_or(0),
+                            cidr: e.cidr_block().unwrap_or_default().to_string(),
+                            protocol,
+                            ports,
+                        },
+                        e.rule_action() == Some(&RuleAction::Allow),
                     )
                 })
                 .collect();
-            let missing: Vec<(bool, i32, String)> = want_rules
+            let missing: Vec<NaclRule> = want_rules
                 .iter()
-                .filter(|w| {
-                    !have
-                        .iter()
-                        .any(|h| h.0 == w.0 && h.1 == w.1 && h.2 == w.2 && h.3)
-                })
+                .filter(|w| !have.iter().any(|(h, allow)| *allow && h == *w))
                 .cloned()
                 .collect();
             let extra: Vec<(bool, i32)> = have
                 .iter()
-                .filter(|h| {
-                    !want_rules
-                        .iter()
-                        .any(|w| h.0 == w.0 && h.1 == w.1 && h.2 == w.2 && h.3)
-                })
-                .map(|h| (h.0, h.1))
+                .filter(|(h, allow)| !(*allow && want_rules.contains(h)))
+                .map(|(h, _)| (h.egress, h.num))
                 .collect();
             (Some(id), tag_drift(ctx, &name, n.tags()), missing, extra)
         }
-        None => (None, Vec::new(), want_rules.to_vec(), Vec::new()),
+        None => (None, Vec::new(), want_rules.clone(), Vec::new()),
     };
-    for (egress, num, cidr) in &missing_rules {
+    for r in &missing_rules {
         if id.is_some() {
-            drift.push(format!(
-                "{} rule {num}: missing -> allow all {cidr}",
-                if *egress { "egress" } else { "ingress" }
-            ));
+            drift.push(format!("{}: missing -> present", r.describe()));
         }
     }
     for (egress, num) in &extra_rules {
@@ -654,18 +778,26 @@ async fn nacl(ctx: &mut Ctx) -> Result<()> {
             .await
             .with_context(|| format!("ec2:DeleteNetworkAclEntry {num} in {name} ({id})"))?;
     }
-    for (egress, num, cidr) in &missing_rules {
-        ctx.ec2
+    for r in &missing_rules {
+        // A wrong entry with the same number is deleted above (it is "extra").
+        let mut req = ctx
+            .ec2
             .create_network_acl_entry()
             .network_acl_id(&id)
-            .egress(*egress)
-            .rule_number(*num)
-            .protocol("-1")
+            .egress(r.egress)
+            .rule_number(r.num)
+            .protocol(r.protocol)
             .rule_action(RuleAction::Allow)
-            .cidr_block(cidr)
-            .send()
-            .await
-            .with_context(|| format!("ec2:CreateNetworkAclEntry {num} in {name} ({id})"))?;
+            .cidr_block(&r.cidr);
+        if let Some((from, to)) = r.ports {
+            req = req.port_range(PortRange::builder().from(from).to(to).build());
+        }
+        req.send().await.with_context(|| {
+            format!(
+                "ec2:CreateNetworkAclEntry {} in {name} ({id})",
+                r.describe()
+            )
+        })?;
     }
     if let Some(assoc) = assoc_to_replace {
         ctx.ec2

@@ -1,0 +1,274 @@
+//! The two binaries that run in AWS, uploaded to the state bucket: `artifacts/ferry-gate` (the
+//! raw gate binary the jump box downloads) and `artifacts/bootstrap.zip` (the Lambda code: a zip
+//! with the one entry `bootstrap`, mode 0755). Key names are a contract (see
+//! [`crate::policy::GATE_ARTIFACT_KEY`]).
+//!
+//! The zip is deterministic (fixed timestamp, fixed compression), so the same `bootstrap` always
+//! gives the same zip, the same SHA-256 and the same Lambda `CodeSha256`: a second apply changes
+//! nothing. Each object carries its SHA-256 (hex) as user metadata `sha256`.
+//!
+//! Plan compares an object with the local file by its ETag, which S3 sets to the MD5 of the
+//! content for a single `PutObject` with SSE-S3 (the buckets' enforced default encryption), as
+//! listed by `ListObjectsV2` (a bucket-level read). It does not use `HeadObject` for that: moto
+//! 5.2.5 refuses every object request on a bucket whose policy has a `Condition`, and the state
+//! bucket's does; on AWS either works.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use base64::Engine;
+use md5::Digest as _;
+use sha2::Sha256;
+
+use super::{Change, Ctx};
+use crate::policy::{GATE_ARTIFACT_KEY, LAMBDA_ARTIFACT_KEY};
+
+/// File name of the Lambda binary in the artifacts directory (and the zip's only entry).
+pub const BOOTSTRAP: &str = "bootstrap";
+/// File name of the gate binary in the artifacts directory.
+pub const GATE: &str = "ferry-gate";
+/// Environment variable naming the artifacts directory when `--artifacts` is not given.
+pub const ARTIFACTS_ENV: &str = "FERRY_ARTIFACTS";
+
+/// One object to upload.
+#[derive(Clone)]
+pub struct Artifact {
+    pub key: &'static str,
+    pub bytes: Vec<u8>,
+    /// SHA-256 of `bytes`, lowercase hex.
+    pub sha256_hex: String,
+    /// MD5 of `bytes`, lowercase hex (what S3's ETag is for a single-part SSE-S3 upload).
+    pub md5_hex: String,
+}
+
+impl std::fmt::Debug for Artifact {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Artifact")
+            .field("key", &self.key)
+            .field("len", &self.bytes.len())
+            .field("sha256_hex", &self.sha256_hex)
+            .finish()
+    }
+}
+
+impl Artifact {
+    fn new(key: &'static str, bytes: Vec<u8>) -> Artifact {
+        let sha256_hex = hex::encode(Sha256::digest(&bytes));
+        let md5_hex = hex::encode(md5::Md5::digest(&bytes));
+        Artifact {
+            key,
+            bytes,
+            sha256_hex,
+            md5_hex,
+        }
+    }
+}
+
+/// Both artifacts, read and prepared before any API call.
+#[derive(Debug, Clone)]
+pub struct Artifacts {
+    pub dir: PathBuf,
+    pub gate: Artifact,
+    pub lambda_zip: Artifact,
+}
+
+impl Artifacts {
+    /// What Lambda reports as `CodeSha256` for the zip: base64 of its SHA-256.
+    pub fn code_sha256_b64(&self) -> String {
+        let raw = hex::decode(&self.lambda_zip.sha256_hex).unwrap_or_default();
+        base64::engine::general_purpose::STANDARD.encode(raw)
+    }
+
+    /// Reads `bootstrap` and `ferry-gate` from `dir` and zips `bootstrap`. A missing or
+    /// unreadable file is an error naming it.
+    pub fn load(dir: &Path) -> Result<Artifacts> {
+        let read = |name: &str| -> Result<Vec<u8>> {
+            let path = dir.join(name);
+            let meta = std::fs::metadata(&path).with_context(|| {
+                format!(
+                    "artifact {} not found (build it with scripts/build-al2023.sh, then pass \
+                     --artifacts DIR or set {ARTIFACTS_ENV})",
+                    path.display()
+                )
+            })?;
+            if !meta.is_file() {
+                anyhow::bail!("artifact {} is not a regular file", path.display());
+            }
+            let bytes =
+                std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+            if !bytes.starts_with(b"\x7fELF") {
+                anyhow::bail!(
+                    "artifact {} is not an ELF executable (expected the {name} binary)",
+                    path.display()
+                );
+            }
+            Ok(bytes)
+        };
+        let gate = read(GATE)?;
+        let bootstrap = read(BOOTSTRAP)?;
+        let zip = zip_bootstrap(&bootstrap)
+            .with_context(|| format!("zipping {}", dir.join(BOOTSTRAP).display()))?;
+        Ok(Artifacts {
+            dir: dir.to_path_buf(),
+            gate: Artifact::new(GATE_ARTIFACT_KEY, gate),
+            lambda_zip: Artifact::new(LAMBDA_ARTIFACT_KEY, zip),
+        })
+    }
+
+    fn all(&self) -> [&Artifact; 2] {
+        [&self.gate, &self.lambda_zip]
+    }
+}
+
+/// The artifacts directory: `--artifacts`, else `$FERRY_ARTIFACTS` (clap reads both), else the
+/// directory of the running executable (where `cargo build` puts `ferry` next to `bootstrap`
+/// and `ferry-gate`).
+pub fn resolve_dir(arg: Option<&Path>) -> Result<PathBuf> {
+    if let Some(d) = arg {
+        return Ok(d.to_path_buf());
+    }
+    let exe = std::env::current_exe().context("locating the running executable")?;
+    exe.parent()
+        .map(Path::to_path_buf)
+        .with_context(|| format!("{} has no parent directory", exe.display()))
+}
+
+/// A zip with one entry `bootstrap` (unix mode 0755, fixed timestamp), deflated.
+pub fn zip_bootstrap(bootstrap: &[u8]) -> Result<Vec<u8>> {
+    use zip::write::SimpleFileOptions;
+    let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::with_capacity(
+        bootstrap.len() / 2,
+    )));
+    let opts = SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Deflated)
+        .compression_level(Some(1))
+        .last_modified_time(zip::DateTime::default())
+        .unix_permissions(0o755)
+        .large_file(bootstrap.len() as u64 >= u32::MAX as u64);
+    w.start_file(BOOTSTRAP, opts)
+        .context("starting the zip entry")?;
+    w.write_all(bootstrap).context("deflating bootstrap")?;
+    let cur = w.finish().context("finishing the zip")?;
+    Ok(cur.into_inner())
+}
+
+/// Observes both objects and (in apply mode) uploads what differs. Without artifacts (plan
+/// only) each object is recorded as unknown.
+pub(super) async fn converge(ctx: &mut Ctx) -> Result<()> {
+    let bucket = ctx.cfg.raw.state_bucket.clone();
+    let keys = [GATE_ARTIFACT_KEY, LAMBDA_ARTIFACT_KEY];
+    // What is there (a bucket-level list: see the module header).
+    let mut have: Vec<(String, String)> = Vec::new();
+    if ctx.state_bucket_exists {
+        let r = ctx
+            .s3
+            .list_objects_v2()
+            .bucket(&bucket)
+            .prefix(crate::policy::ARTIFACTS_PREFIX)
+            .send()
+            .await
+            .with_context(|| format!("s3:ListObjectsV2 {bucket}/artifacts/"))?;
+        for o in r.contents() {
+            if let (Some(k), Some(e)) = (o.key(), o.e_tag()) {
+                have.push((k.to_string(), e.trim_matches('"').to_ascii_lowercase()));
+            }
+        }
+    }
+    let Some(arts) = ctx.artifacts.clone() else {
+        let why = ctx
+            .artifacts_problem
+            .clone()
+            .unwrap_or_else(|| "no artifacts directory".into());
+        for k in keys {
+            let exists = have.iter().any(|(hk, _)| hk == k);
+            ctx.record(
+                "artifact",
+                k,
+                None,
+                Change::Unknown(format!(
+                    "{} in S3; local binary not compared: {why}",
+                    if exists { "present" } else { "absent" }
+                )),
+            );
+        }
+        return Ok(());
+    };
+    for a in arts.all() {
+        let short = &a.sha256_hex[..12];
+        let change = match have.iter().find(|(k, _)| k == a.key) {
+            None => Change::Create,
+            Some((_, etag)) if *etag == a.md5_hex => Change::Unchanged,
+            Some((_, etag)) => Change::Update(vec![format!(
+                "content: etag {etag} -> md5 {} (sha256 {short}…, {} bytes)",
+                a.md5_hex,
+                a.bytes.len()
+            )]),
+        };
+        ctx.record("artifact", a.key, Some(short), change.clone());
+        if !ctx.apply() || change == Change::Unchanged {
+            continue;
+        }
+        ctx.s3
+            .put_object()
+            .bucket(&bucket)
+            .key(a.key)
+            .body(a.bytes.clone().into())
+            .content_type(if a.key.ends_with(".zip") {
+                "application/zip"
+            } else {
+                "application/octet-stream"
+            })
+            .metadata("sha256", &a.sha256_hex)
+            .send()
+            .await
+            .with_context(|| {
+                format!("s3:PutObject {bucket}/{} ({} bytes)", a.key, a.bytes.len())
+            })?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zip_is_deterministic_and_holds_bootstrap_0755() {
+        let data: Vec<u8> = (0..200_000u32)
+            .flat_map(|i| (i % 251).to_le_bytes())
+            .collect();
+        let a = zip_bootstrap(&data).unwrap();
+        let b = zip_bootstrap(&data).unwrap();
+        assert_eq!(a, b, "same input must give the same zip");
+        assert!(a.len() < data.len());
+        let mut z = zip::ZipArchive::new(std::io::Cursor::new(a)).unwrap();
+        assert_eq!(z.len(), 1);
+        let mut f = z.by_index(0).unwrap();
+        assert_eq!(f.name(), "bootstrap");
+        assert_eq!(f.unix_mode().map(|m| m & 0o777), Some(0o755));
+        let mut back = Vec::new();
+        std::io::Read::read_to_end(&mut f, &mut back).unwrap();
+        assert_eq!(back, data);
+    }
+
+    #[test]
+    fn missing_artifacts_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = format!("{:#}", Artifacts::load(dir.path()).unwrap_err());
+        assert!(e.contains("ferry-gate") && e.contains("not found"), "{e}");
+        std::fs::write(dir.path().join(GATE), b"\x7fELFgate").unwrap();
+        let e = format!("{:#}", Artifacts::load(dir.path()).unwrap_err());
+        assert!(e.contains("bootstrap") && e.contains("not found"), "{e}");
+        std::fs::write(dir.path().join(BOOTSTRAP), b"#!/bin/sh\n").unwrap();
+        let e = format!("{:#}", Artifacts::load(dir.path()).unwrap_err());
+        assert!(e.contains("not an ELF"), "{e}");
+        std::fs::write(dir.path().join(BOOTSTRAP), b"\x7fELFboot").unwrap();
+        let a = Artifacts::load(dir.path()).unwrap();
+        assert_eq!(
+            a.gate.sha256_hex,
+            hex::encode(Sha256::digest(b"\x7fELFgate"))
+        );
+        assert_eq!(a.code_sha256_b64().len(), 44);
+    }
+}

@@ -1,0 +1,284 @@
+//! The hourly sweep: EventBridge rule `<prefix>-sweep` (`rate(1 hour)`, enabled) whose one
+//! target is the clean function with the constant input `{"sweep": true}`. The permission that
+//! lets EventBridge invoke the function is in [`super::lambda`].
+
+use std::io::Write;
+
+use anyhow::{Context, Result};
+use aws_sdk_eventbridge::types::{RuleState, Tag, Target};
+use serde_json::{Value, json};
+
+use super::{Change, Ctx, same_policy};
+use crate::policy;
+
+pub const SCHEDULE: &str = "rate(1 hour)";
+/// Id of the rule's one target.
+pub const TARGET_ID: &str = "ferry-clean-sweep";
+
+/// The input the clean function receives from the rule (ferry-lambda's sweep payload).
+pub fn sweep_input() -> Value {
+    json!({"sweep": true})
+}
+
+fn not_found<E: aws_sdk_eventbridge::error::ProvideErrorMetadata>(e: &E) -> bool {
+    e.code() == Some("ResourceNotFoundException")
+}
+
+fn eb_tags(ctx: &Ctx, name: &str) -> Result<Vec<Tag>> {
+    ctx.tags(name)
+        .into_iter()
+        .map(|(k, v)| {
+            Tag::builder()
+                .key(k)
+                .value(v)
+                .build()
+                .context("building an EventBridge tag")
+        })
+        .collect()
+}
+
+pub(super) async fn converge(ctx: &mut Ctx) -> Result<()> {
+    let name = ctx.cfg.names.sweep_rule.clone();
+    let p = ctx.policy_inputs()?;
+    let fn_arn = p.clean_function_arn();
+    let input = sweep_input();
+    let rule = match ctx.events.describe_rule().name(&name).send().await {
+        Ok(r) => Some(r),
+        Err(e) if e.as_service_error().is_some_and(not_found) => None,
+        Err(e) => {
+            return Err(anyhow::Error::new(e).context(format!("events:DescribeRule {name}")));
+        }
+    };
+    let Some(rule) = rule else {
+        ctx.record("schedule-rule", &name, None, Change::Create);
+        if ctx.apply() {
+            put_rule(ctx, &name, true).await?;
+            put_target(ctx, &name, &fn_arn, &input).await?;
+        }
+        return Ok(());
+    };
+    let arn = rule.arn().unwrap_or_default().to_string();
+    let tags = ctx
+        .events
+        .list_tags_for_resource()
+        .resource_arn(&arn)
+        .send()
+        .await
+        .with_context(|| format!("events:ListTagsForResource {name}"))?;
+    let tags = tags.tags();
+    let get = |k: &str| tags.iter().find(|t| t.key() == k).map(|t| t.value());
+    match get(policy::TAG_INSTALLATION) {
+        Some(p) if p == ctx.cfg.names.prefix => {}
+        other => anyhow::bail!(
+            "EventBridge rule {name} is tagged {}={} instead of {:?}: not this installation's; delete it or rename the prefix",
+            policy::TAG_INSTALLATION,
+            other.unwrap_or("(none)"),
+            ctx.cfg.names.prefix
+        ),
+    }
+    let mut drift = Vec::new();
+    let mut fix_rule = false;
+    let sched = rule.schedule_expression().unwrap_or("(none)");
+    if sched != SCHEDULE {
+        drift.push(format!("schedule: {sched} -> {SCHEDULE}"));
+        fix_rule = true;
+    }
+    let state = rule.state().map(|s| s.as_str()).unwrap_or("(none)");
+    if state != "ENABLED" {
+        drift.push(format!("state: {state} -> ENABLED"));
+        fix_rule = true;
+    }
+    if rule.event_pattern().is_some() {
+        drift.push("event pattern: present -> none".into());
+        fix_rule = true;
+    }
+    let mut fix_tags = false;
+    for (k, v) in ctx.tags(&name) {
+        if get(&k) != Some(v.as_str()) {
+            drift.push(format!("tag {k}: {} -> {v}", get(&k).unwrap_or("(none)")));
+            fix_tags = true;
+        }
+    }
+    let targets = ctx
+        .events
+        .list_targets_by_rule()
+        .rule(&name)
+        .send()
+        .await
+        .with_context(|| format!("events:ListTargetsByRule {name}"))?;
+    let mut extra = Vec::new();
+    let mut target_ok = false;
+    for t in targets.targets() {
+        if t.id() == TARGET_ID {
+            let arn_ok = t.arn() == fn_arn;
+            let input_ok = t.input().is_some_and(|i| same_policy(i, &input));
+            if !arn_ok {
+                drift.push(format!("target {TARGET_ID} arn: {} -> {fn_arn}", t.arn()));
+            }
+            if !input_ok {
+                drift.push(format!(
+                    "target {TARGET_ID} input: {} -> {input}",
+                    t.input().unwrap_or("(none)")
+                ));
+            }
+            target_ok = arn_ok && input_ok;
+        } else {
+            drift.push(format!("target {}: present -> removed", t.id()));
+            extra.push(t.id().to_string());
+        }
+    }
+    if !targets.targets().iter().any(|t| t.id() == TARGET_ID) {
+        drift.push(format!(
+            "target {TARGET_ID}: missing -> {}",
+            p.names.clean_function
+        ));
+    }
+    let change = if drift.is_empty() {
+        Change::Unchanged
+    } else {
+        Change::Update(drift)
+    };
+    ctx.record("schedule-rule", &name, Some(&arn), change.clone());
+    if !ctx.apply() || change == Change::Unchanged {
+        return Ok(());
+    }
+    if fix_rule {
+        put_rule(ctx, &name, false).await?;
+    }
+    if fix_tags {
+        ctx.events
+            .tag_resource()
+            .resource_arn(&arn)
+            .set_tags(Some(eb_tags(ctx, &name)?))
+            .send()
+            .await
+            .with_context(|| format!("events:TagResource {name}"))?;
+    }
+    if !extra.is_empty() {
+        ctx.events
+            .remove_targets()
+            .rule(&name)
+            .set_ids(Some(extra))
+            .send()
+            .await
+            .with_context(|| format!("events:RemoveTargets {name}"))?;
+    }
+    if !target_ok {
+        put_target(ctx, &name, &fn_arn, &input).await?;
+    }
+    Ok(())
+}
+
+async fn put_rule(ctx: &Ctx, name: &str, create: bool) -> Result<()> {
+    let mut req = ctx
+        .events
+        .put_rule()
+        .name(name)
+        .schedule_expression(SCHEDULE)
+        .state(RuleState::Enabled)
+        .description(format!(
+            "ferry installation {}: hourly sweep of expired and orphaned jump-box sessions",
+            ctx.cfg.names.prefix
+        ));
+    if create {
+        req = req.set_tags(Some(eb_tags(ctx, name)?));
+    }
+    req.send()
+        .await
+        .with_context(|| format!("events:PutRule {name} ({SCHEDULE})"))?;
+    Ok(())
+}
+
+async fn put_target(ctx: &Ctx, name: &str, fn_arn: &str, input: &Value) -> Result<()> {
+    let t = Target::builder()
+        .id(TARGET_ID)
+        .arn(fn_arn)
+        .input(input.to_string())
+        .build()
+        .context("building the sweep target")?;
+    let r = ctx
+        .events
+        .put_targets()
+        .rule(name)
+        .targets(t)
+        .send()
+        .await
+        .with_context(|| format!("events:PutTargets {name} -> {fn_arn}"))?;
+    if r.failed_entry_count() > 0 {
+        let why: Vec<String> = r
+            .failed_entries()
+            .iter()
+            .map(|f| {
+                format!(
+                    "{}: {}",
+                    f.error_code().unwrap_or("?"),
+                    f.error_message().unwrap_or("?")
+                )
+            })
+            .collect();
+        anyhow::bail!(
+            "events:PutTargets {name} -> {fn_arn} failed: {}",
+            why.join("; ")
+        );
+    }
+    Ok(())
+}
+
+pub(super) async fn destroy(ctx: &mut Ctx, out: &mut dyn Write) -> Result<()> {
+    let name = ctx.cfg.names.sweep_rule.clone();
+    let rule = match ctx.events.describe_rule().name(&name).send().await {
+        Ok(r) => r,
+        Err(e) if e.as_service_error().is_some_and(not_found) => return Ok(()),
+        Err(e) => {
+            return Err(anyhow::Error::new(e).context(format!("events:DescribeRule {name}")));
+        }
+    };
+    let arn = rule.arn().unwrap_or_default().to_string();
+    let tags = ctx
+        .events
+        .list_tags_for_resource()
+        .resource_arn(&arn)
+        .send()
+        .await
+        .with_context(|| format!("events:ListTagsForResource {name}"))?;
+    if !tags
+        .tags()
+        .iter()
+        .any(|t| t.key() == policy::TAG_INSTALLATION && t.value() == ctx.cfg.names.prefix)
+    {
+        anyhow::bail!(
+            "EventBridge rule {name} is not tagged {}={}: not deleting what ferry did not create",
+            policy::TAG_INSTALLATION,
+            ctx.cfg.names.prefix
+        );
+    }
+    let targets = ctx
+        .events
+        .list_targets_by_rule()
+        .rule(&name)
+        .send()
+        .await
+        .with_context(|| format!("events:ListTargetsByRule {name}"))?;
+    let ids: Vec<String> = targets
+        .targets()
+        .iter()
+        .map(|t| t.id().to_string())
+        .collect();
+    if !ids.is_empty() {
+        ctx.events
+            .remove_targets()
+            .rule(&name)
+            .set_ids(Some(ids))
+            .send()
+            .await
+            .with_context(|| format!("events:RemoveTargets {name}"))?;
+    }
+    ctx.events
+        .delete_rule()
+        .name(&name)
+        .send()
+        .await
+        .with_context(|| format!("events:DeleteRule {name}"))?;
+    writeln!(out, "- schedule-rule {name}")?;
+    Ok(())
+}

@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Builds the two binaries that run in AWS — `bootstrap` (both Lambda functions) and `ferry-gate`
+# (the jump box) — for Amazon Linux 2023, whose glibc is 2.34: target
+# x86_64-unknown-linux-gnu.2.34 with cargo-zigbuild, which links against glibc 2.34's symbol
+# versions with the zig toolchain from PyPI (`ziglang`, pinned in scripts/requirements.txt,
+# installed into the project venv). A native build on this machine (Debian 12, glibc 2.36) may
+# need newer symbols and then fails to start on Lambda.
+#
+# usage: scripts/build-al2023.sh [debug|release]      (default: debug)
+# output: $CARGO_TARGET_DIR/x86_64-unknown-linux-gnu/<profile>/{bootstrap,ferry-gate}
+#         (`ferry infra apply --artifacts <that dir>` deploys them; tests/al2023_glibc.rs checks
+#         their symbol versions).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root="$(pwd)"
+profile="${1:-debug}"
+case "$profile" in
+  debug) flags=() ;;
+  release) flags=(--release) ;;
+  *) echo "build-al2023: unknown profile '$profile' (debug or release)" >&2; exit 2 ;;
+esac
+
+# zig from the project venv (ziglang wheel). cargo-zigbuild runs `zig` from PATH, else
+# `python3 -m ziglang`; putting the venv first on PATH makes the latter the venv's pinned one.
+venv="$root/.venv"
+if [ ! -x "$venv/bin/python" ]; then
+  echo "build-al2023: $venv missing; installing dependencies" >&2
+  bash scripts/install-deps.sh
+fi
+zig_pin="$(grep -E '^ziglang==' scripts/requirements.txt | head -n1)"
+[ -n "$zig_pin" ] || { echo "build-al2023: no ziglang pin in scripts/requirements.txt" >&2; exit 2; }
+if ! "$venv/bin/python" -m pip show ziglang >/dev/null 2>&1 \
+   || [ "ziglang==$("$venv/bin/python" -m pip show ziglang | sed -n 's/^Version: //p')" != "$zig_pin" ]; then
+  "$venv/bin/python" -m pip install --quiet "$zig_pin"
+fi
+export PATH="$venv/bin:$PATH"
+# A `zig` elsewhere on PATH would win over the venv's; point cargo-zigbuild at the pinned one.
+zigwrap="$(mktemp -d)"
+trap 'rm -rf -- "$zigwrap"' EXIT
+printf '#!/bin/sh\nexec "%s" -m ziglang "$@"\n' "$venv/bin/python" > "$zigwrap/zig"
+chmod +x "$zigwrap/zig"
+export PATH="$zigwrap:$PATH"
+
+if ! command -v cargo-zigbuild >/dev/null 2>&1; then
+  echo "build-al2023: installing cargo-zigbuild" >&2
+  # Its own build directory, so the workspace's target dir is not disturbed.
+  env -u CARGO_TARGET_DIR cargo install cargo-zigbuild --locked
+fi
+
+echo "build-al2023: zig $(zig version), $(cargo-zigbuild --version), profile $profile" >&2
+cargo zigbuild --locked "${flags[@]}" --target x86_64-unknown-linux-gnu.2.34 \
+  -p ferry-lambda --bin bootstrap -p ferry-gate --bin ferry-gate
+
+out="${CARGO_TARGET_DIR:-$root/target}/x86_64-unknown-linux-gnu/$profile"
+for b in bootstrap ferry-gate; do
+  [ -x "$out/$b" ] || { echo "build-al2023: $out/$b was not built" >&2; exit 1; }
+done
+echo "$out"
