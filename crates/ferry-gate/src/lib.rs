@@ -7,6 +7,9 @@
 //! [`Sink`] — S3 with `If-None-Match: *` and `ChecksumSHA256` in production, nothing with
 //! `--sink null` (benchmarks). Every accepted or refused object gets one JSON audit line on
 //! stderr, and the whole session record is put write-once under `<site>/audit/` at the end.
+//! Requests are handled strictly in order and answered once each, in order, so a client may
+//! pipeline them (protocol version 2); an object refused at PUT still has its DATA/END read
+//! and dropped before its one REFUSED, so the stream stays in step.
 //!
 //! This library is the session logic (sync, sink-agnostic, fuzzable); the binary adds the
 //! CLI, the S3 sink (feature `s3`) and the expiry watchdog. Must never depend on SSH crates,
@@ -609,112 +612,49 @@ impl<'a, R: Read, W: Write> Session<'a, R, W> {
     }
 
     fn put(&mut self, kind: String, name: String, size: u64) -> Step {
-        let k = match self.precheck(&kind, &name, size) {
-            Ok(k) => k,
-            Err(reason) => return self.refuse(&kind, &name, size, reason),
-        };
-        let mut spool = match tempfile::Builder::new()
-            .prefix("ferry-gate-spool-")
-            .tempfile_in(&self.spool_dir)
-        {
-            Ok(f) => f,
-            Err(e) => {
-                let r = format!(
-                    "cannot create a spool file in {}: {e}",
-                    self.spool_dir.display()
-                );
-                return self.refuse(&kind, &name, size, r);
+        // The client sends PUT, DATA… and END without waiting (protocol version 2), so an
+        // object refused here still has its bytes read (and dropped) before the one answer.
+        let checked = self.precheck(&kind, &name, size).and_then(|k| {
+            tempfile::Builder::new()
+                .prefix("ferry-gate-spool-")
+                .tempfile_in(&self.spool_dir)
+                .map(|f| (k, f))
+                .map_err(|e| {
+                    format!(
+                        "cannot create a spool file in {}: {e}",
+                        self.spool_dir.display()
+                    )
+                })
+        });
+        let (k, spool) = match checked {
+            Ok(x) => x,
+            Err(reason) => {
+                return match self.receive(&kind, &name, size, None) {
+                    Ok(_) => self.refuse(&kind, &name, size, reason),
+                    Err(step) => step,
+                };
             }
         };
-        if let Err(e) = self.send(&Frame::Ready) {
-            return Step::Done(End::Error(e));
-        }
         self.session_bytes += size;
-        let mut hasher = sha2::Sha256::new();
-        // Only the (small) config object needs its MD5: see the ALREADY_PRESENT check below.
-        let mut md5 = (k == ObjectKind::Config).then(<md5::Md5 as md5::Digest>::new);
-        let mut head = Vec::with_capacity(HEADER_LEN);
-        let mut received: u64 = 0;
-        let mut spool_error: Option<String> = None;
-        loop {
-            match self.reader.read() {
-                Ok(Some(Frame::Data(d))) => {
-                    if received + d.len() as u64 > size {
-                        let m = format!(
-                            "object {kind}/{name}: DATA exceeds the announced size of {size} bytes"
-                        );
-                        self.audit(self.line(
-                            "put",
-                            Some(&kind),
-                            Some(&name),
-                            Some(size),
-                            "refused",
-                            Some(m.clone()),
-                        ));
-                        return Step::Done(self.fail(m));
-                    }
-                    received += d.len() as u64;
-                    hasher.update(d);
-                    if let Some(m) = md5.as_mut() {
-                        md5::Digest::update(m, d);
-                    }
-                    if head.len() < HEADER_LEN {
-                        let n = (HEADER_LEN - head.len()).min(d.len());
-                        head.extend_from_slice(&d[..n]);
-                    }
-                    if spool_error.is_none()
-                        && let Err(e) = spool.as_file_mut().write_all(d)
-                    {
-                        spool_error = Some(format!(
-                            "writing spool file {}: {e}",
-                            spool.path().display()
-                        ));
-                    }
-                }
-                Ok(Some(Frame::End)) => break,
-                Ok(Some(other)) => {
-                    let m = format!(
-                        "object {kind}/{name}: unexpected {} frame while receiving its bytes (expected DATA or END)",
-                        other.type_name()
-                    );
-                    self.audit(self.line(
-                        "put",
-                        Some(&kind),
-                        Some(&name),
-                        Some(size),
-                        "refused",
-                        Some(m.clone()),
-                    ));
-                    return Step::Done(self.fail(m));
-                }
-                Ok(None) => {
-                    let m = format!(
-                        "object {kind}/{name}: stream ended after {received} of {size} bytes (truncated)"
-                    );
-                    self.audit(self.line(
-                        "put",
-                        Some(&kind),
-                        Some(&name),
-                        Some(size),
-                        "refused",
-                        Some(m.clone()),
-                    ));
-                    return Step::Done(End::Error(m));
-                }
-                Err(e) => {
-                    let m = format!("object {kind}/{name}: {e}");
-                    self.audit(self.line(
-                        "put",
-                        Some(&kind),
-                        Some(&name),
-                        Some(size),
-                        "refused",
-                        Some(m.clone()),
-                    ));
-                    return Step::Done(self.fail(m));
-                }
-            }
-        }
+        let mut rx = Incoming {
+            hasher: sha2::Sha256::new(),
+            // Only the (small) config object needs its MD5: see the ALREADY_PRESENT check.
+            md5: (k == ObjectKind::Config).then(<md5::Md5 as md5::Digest>::new),
+            head: Vec::with_capacity(HEADER_LEN),
+            spool,
+            spool_error: None,
+        };
+        let received = match self.receive(&kind, &name, size, Some(&mut rx)) {
+            Ok(n) => n,
+            Err(step) => return step,
+        };
+        let Incoming {
+            hasher,
+            md5,
+            head,
+            spool,
+            spool_error,
+        } = rx;
         if received != size {
             let r = format!("truncated: END after {received} of the announced {size} bytes");
             return self.refuse(&kind, &name, size, r);
@@ -797,6 +737,65 @@ impl<'a, R: Read, W: Write> Session<'a, R, W> {
         }
     }
 
+    /// Read one object's DATA frames up to its END: hashed and spooled into `rx`, or
+    /// dropped when `rx` is `None` (an object refused at PUT). Returns the byte count; a
+    /// protocol violation or a cut stream ends the session (`Err`) with the object on record.
+    fn receive(
+        &mut self,
+        kind: &str,
+        name: &str,
+        size: u64,
+        mut rx: Option<&mut Incoming>,
+    ) -> Result<u64, Step> {
+        let mut received: u64 = 0;
+        loop {
+            let m = match self.reader.read() {
+                Ok(Some(Frame::Data(d))) => {
+                    if received + d.len() as u64 > size {
+                        format!(
+                            "object {kind}/{name}: DATA exceeds the announced size of {size} bytes"
+                        )
+                    } else {
+                        received += d.len() as u64;
+                        if let Some(rx) = rx.as_deref_mut() {
+                            rx.update(d);
+                        }
+                        continue;
+                    }
+                }
+                Ok(Some(Frame::End)) => return Ok(received),
+                Ok(Some(other)) => format!(
+                    "object {kind}/{name}: unexpected {} frame while receiving its bytes (expected DATA or END)",
+                    other.type_name()
+                ),
+                Ok(None) => {
+                    let m = format!(
+                        "object {kind}/{name}: stream ended after {received} of {size} bytes (truncated)"
+                    );
+                    self.audit(self.line(
+                        "put",
+                        Some(kind),
+                        Some(name),
+                        Some(size),
+                        "refused",
+                        Some(m.clone()),
+                    ));
+                    return Err(Step::Done(End::Error(m)));
+                }
+                Err(e) => format!("object {kind}/{name}: {e}"),
+            };
+            self.audit(self.line(
+                "put",
+                Some(kind),
+                Some(name),
+                Some(size),
+                "refused",
+                Some(m.clone()),
+            ));
+            return Err(Step::Done(self.fail(m)));
+        }
+    }
+
     fn list(&mut self, kind: String, continuation: String) -> Step {
         let Some(k) = ObjectKind::parse(&kind) else {
             let m = format!("LIST of unknown object kind {kind:?}");
@@ -829,6 +828,36 @@ impl<'a, R: Read, W: Write> Session<'a, R, W> {
                 self.audit(self.line("list", Some(&kind), None, None, "error", Some(m.clone())));
                 Step::Done(self.fail(m))
             }
+        }
+    }
+}
+
+/// An accepted object being received: hashed, its header kept, spooled to a temp file.
+struct Incoming {
+    hasher: sha2::Sha256,
+    md5: Option<md5::Md5>,
+    head: Vec<u8>,
+    spool: tempfile::NamedTempFile,
+    spool_error: Option<String>,
+}
+
+impl Incoming {
+    fn update(&mut self, d: &[u8]) {
+        self.hasher.update(d);
+        if let Some(m) = self.md5.as_mut() {
+            md5::Digest::update(m, d);
+        }
+        if self.head.len() < HEADER_LEN {
+            let n = (HEADER_LEN - self.head.len()).min(d.len());
+            self.head.extend_from_slice(&d[..n]);
+        }
+        if self.spool_error.is_none()
+            && let Err(e) = self.spool.as_file_mut().write_all(d)
+        {
+            self.spool_error = Some(format!(
+                "writing spool file {}: {e}",
+                self.spool.path().display()
+            ));
         }
     }
 }

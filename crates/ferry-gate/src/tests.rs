@@ -99,12 +99,9 @@ fn stores_good_objects_and_answers_already_present() {
     assert_eq!(
         replies,
         vec![
-            "HelloOk { version: 1, session: \"s1\", max_object_size: 1000, max_session_bytes: 1500 }".to_string(),
-            "Ready".into(),
+            "HelloOk { version: 2, session: \"s1\", max_object_size: 1000, max_session_bytes: 1500 }".to_string(),
             format!("Stored {{ name: {name:?} }}"),
-            "Ready".into(),
             format!("AlreadyPresent {{ name: {name:?} }}"),
-            "Ready".into(),
             "Stored { name: \"config\" }".into(),
             "Names { count: 1, continuation: \"\" }".into(),
             "ByeOk".into(),
@@ -119,19 +116,12 @@ fn stores_good_objects_and_answers_already_present() {
 }
 
 /// One PUT that must be refused with `want` in the reason; the session goes on to BYE.
-/// Refusals before READY get only the PUT frame (the client waits for READY before sending).
+/// Empty `bytes` = `size` filler bytes (the client sends them without waiting: version 2).
 fn refused(kind: &str, name: &str, size: u64, bytes: &[u8], want: &str) {
     let s = settings(FUTURE);
     let mut input = hello();
     if bytes.is_empty() {
-        input.extend(
-            encode(&Frame::Put {
-                kind: kind.into(),
-                name: name.into(),
-                size,
-            })
-            .unwrap(),
-        );
+        input.extend(put(kind, name, size, &vec![b'x'; size as usize]));
     } else {
         input.extend(put(kind, name, size, bytes));
     }
@@ -143,6 +133,9 @@ fn refused(kind: &str, name: &str, size: u64, bytes: &[u8], want: &str) {
         .unwrap_or_else(|| panic!("no refusal: {replies:?}"));
     assert!(refusal.contains(want), "{refusal} (wanted {want})");
     assert_eq!(end, End::Bye, "{replies:?}");
+    // Exactly one answer for the object, then BYE_OK: the stream stayed in step.
+    assert_eq!(replies.len(), 3, "{replies:?}");
+    assert_eq!(replies[2], "ByeOk");
     assert!(
         sink.keys().all(|k| k.starts_with("audit/")),
         "{:?}",
@@ -210,9 +203,9 @@ fn session_byte_limit() {
     input.extend(put("pack", &n2, b2.len() as u64, &b2));
     input.extend(encode(&Frame::Bye).unwrap());
     let (_, replies, _) = run(&s, input, MemSink::default());
-    assert!(replies[2].starts_with("Stored"), "{replies:?}");
+    assert!(replies[1].starts_with("Stored"), "{replies:?}");
     assert!(
-        replies[3].contains("would exceed the session's limit"),
+        replies[2].contains("would exceed the session's limit"),
         "{replies:?}"
     );
 }
@@ -234,7 +227,7 @@ fn protocol_violations_end_the_session_with_error() {
     assert!(matches!(end, End::Error(_)) && replies[0].contains("expected HELLO"));
     // Wrong site / version.
     let h = encode(&Frame::Hello {
-        version: 1,
+        version: PROTOCOL_VERSION,
         session: String::new(),
         site: "other".into(),
     })
@@ -252,6 +245,15 @@ fn protocol_violations_end_the_session_with_error() {
     .unwrap();
     let (_, replies, _) = run(&s, h, MemSink::default());
     assert!(replies[0].contains("protocol version 9"), "{replies:?}");
+    // A version 1 client (READY before the bytes) is told which version the gate speaks.
+    let h = encode(&Frame::Hello {
+        version: 1,
+        session: String::new(),
+        site: "home".into(),
+    })
+    .unwrap();
+    let (_, replies, _) = run(&s, h, MemSink::default());
+    assert!(replies[0].contains("this gate speaks 2"), "{replies:?}");
     // DATA beyond the announced size.
     let mut input = hello();
     input.extend(put("pack", &name, 4 + HEADER_LEN as u64, &bytes));
@@ -326,11 +328,138 @@ fn a_different_config_is_refused_the_same_is_already_present() {
     input.extend(encode(&Frame::Bye).unwrap());
     let (end, replies, sink) = run(&s, input, MemSink::default());
     assert_eq!(end, End::Bye);
-    assert!(replies[2].starts_with("Stored"), "{replies:?}");
-    assert!(replies[4].starts_with("AlreadyPresent"), "{replies:?}");
+    assert!(replies[1].starts_with("Stored"), "{replies:?}");
+    assert!(replies[2].starts_with("AlreadyPresent"), "{replies:?}");
     assert!(
-        replies[6].contains("a different config already exists"),
+        replies[3].contains("a different config already exists"),
         "{replies:?}"
     );
     assert_eq!(sink.get("config").unwrap(), &c1);
+}
+
+#[test]
+fn pipelined_objects_are_answered_in_order_and_a_refusal_keeps_the_stream_in_step() {
+    let s = settings(FUTURE);
+    let (a, ab) = obj(ObjectKind::Pack, b"first");
+    let (c, cb) = obj(ObjectKind::Pack, b"third");
+    let (d, db) = obj(ObjectKind::Index, b"fourth");
+    let bad = "B".repeat(64);
+    // Everything sent at once, as a pipelining client does: the second object is refused
+    // at PUT (bad name) but its DATA/END still follow and must be skipped, not parsed as
+    // requests.
+    let mut input = hello();
+    input.extend(put("pack", &a, ab.len() as u64, &ab));
+    input.extend(put("pack", &bad, 600, &[0x02; 600]));
+    input.extend(put("pack", &c, cb.len() as u64, &cb));
+    input.extend(put("index", &d, db.len() as u64, &db));
+    input.extend(encode(&Frame::Bye).unwrap());
+    let clock = OffsetDateTime::now_utc;
+    let mut out = Vec::new();
+    let sink = MemSink::default();
+    let shared2 = Shared::new(Box::new(sink.clone()), false);
+    assert_eq!(
+        Session::new(&input[..], &mut out, &s, shared2.clone(), &clock).run(),
+        End::Bye
+    );
+    let mut replies = Vec::new();
+    let mut r = FrameReader::new(&out[..]);
+    while let Ok(Some(f)) = r.read() {
+        replies.push(format!("{f:?}"));
+    }
+    assert_eq!(replies.len(), 6, "{replies:?}");
+    assert_eq!(replies[1], format!("Stored {{ name: {a:?} }}"));
+    assert!(
+        replies[2].starts_with(&format!("Refused {{ name: {bad:?}"))
+            && replies[2].contains("not a lowercase hex SHA-256"),
+        "{replies:?}"
+    );
+    assert_eq!(replies[3], format!("Stored {{ name: {c:?} }}"));
+    assert_eq!(replies[4], format!("Stored {{ name: {d:?} }}"));
+    assert_eq!(replies[5], "ByeOk");
+    let objects = sink.snapshot();
+    assert!(objects.contains_key(&format!("packs/{a}")));
+    assert!(objects.contains_key(&format!("packs/{c}")));
+    assert!(objects.contains_key(&format!("index/{d}")));
+    // The refused object's bytes were dropped, not counted against the session.
+    assert_eq!(
+        objects.keys().filter(|k| k.starts_with("packs/")).count(),
+        2
+    );
+    // The audit trail has one line per object, in the order sent.
+    let g = lock(&shared2);
+    let puts: Vec<(String, String)> = g
+        .lines
+        .iter()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|l| l["event"] == "put")
+        .map(|l| {
+            (
+                l["name"].as_str().unwrap().to_string(),
+                l["outcome"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        puts,
+        vec![
+            (a, "stored".to_string()),
+            (bad, "refused".to_string()),
+            (c, "stored".to_string()),
+            (d, "stored".to_string()),
+        ]
+    );
+}
+
+#[test]
+fn a_refused_objects_bytes_are_still_checked_for_framing() {
+    let s = settings(FUTURE);
+    let bad = "B".repeat(64);
+    // More DATA than the refused PUT announced: a protocol error, not a silent skip.
+    let mut input = hello();
+    input.extend(
+        encode(&Frame::Put {
+            kind: "pack".into(),
+            name: bad.clone(),
+            size: 10,
+        })
+        .unwrap(),
+    );
+    input.extend(encode(&Frame::Data(&[0u8; 11])).unwrap());
+    input.extend(encode(&Frame::End).unwrap());
+    let (end, replies, _) = run(&s, input, MemSink::default());
+    assert!(
+        matches!(end, End::Error(ref m) if m.contains("exceeds the announced size")),
+        "{end:?} {replies:?}"
+    );
+    // A request in the middle of a refused object's bytes: a protocol error.
+    let mut input = hello();
+    input.extend(
+        encode(&Frame::Put {
+            kind: "pack".into(),
+            name: bad.clone(),
+            size: 10,
+        })
+        .unwrap(),
+    );
+    input.extend(encode(&Frame::Bye).unwrap());
+    let (end, replies, _) = run(&s, input, MemSink::default());
+    assert!(
+        matches!(end, End::Error(ref m) if m.contains("unexpected BYE frame while receiving")),
+        "{end:?} {replies:?}"
+    );
+    // The stream ends inside a refused object: truncated, recorded, exit 1.
+    let mut input = hello();
+    input.extend(
+        encode(&Frame::Put {
+            kind: "pack".into(),
+            name: bad,
+            size: 10,
+        })
+        .unwrap(),
+    );
+    let (end, _, _) = run(&s, input, MemSink::default());
+    assert!(
+        matches!(end, End::Error(ref m) if m.contains("truncated")),
+        "{end:?}"
+    );
 }

@@ -18,7 +18,11 @@ use std::fmt;
 use std::io::{self, Read, Write};
 
 /// Version spoken by this build. A HELLO with another version is refused.
-pub const PROTOCOL_VERSION: u16 = 1;
+///
+/// Version 2 pipelines puts: the client sends PUT, DATA… and END without waiting, and the
+/// gate answers every object exactly once, after its END, in order (version 1 had a READY
+/// answer to each PUT before its bytes).
+pub const PROTOCOL_VERSION: u16 = 2;
 /// Largest value of a frame's length field (type byte + payload), 1 MiB.
 pub const MAX_FRAME: usize = 1 << 20;
 /// Largest payload of a DATA frame.
@@ -37,7 +41,7 @@ pub mod ty {
     pub const LIST: u8 = 0x05;
     pub const BYE: u8 = 0x06;
     pub const HELLO_OK: u8 = 0x81;
-    pub const READY: u8 = 0x82;
+    // 0x82 was READY in version 1; not used since version 2 (decodes as an unknown type).
     pub const STORED: u8 = 0x83;
     pub const ALREADY_PRESENT: u8 = 0x84;
     pub const REFUSED: u8 = 0x85;
@@ -58,7 +62,7 @@ pub enum Frame<'a> {
         site: String,
     },
     /// Client announces one object; DATA frames totalling `size` bytes and END follow
-    /// once the gate answered READY.
+    /// straight away (no answer is awaited in between).
     Put {
         kind: String,
         name: String,
@@ -79,8 +83,6 @@ pub enum Frame<'a> {
         max_object_size: u64,
         max_session_bytes: u64,
     },
-    /// Gate accepts the announced PUT: send the bytes.
-    Ready,
     /// Gate stored the object.
     Stored { name: String },
     /// An object by that name was already there; nothing changed.
@@ -109,7 +111,6 @@ impl Frame<'_> {
             Frame::List { .. } => ty::LIST,
             Frame::Bye => ty::BYE,
             Frame::HelloOk { .. } => ty::HELLO_OK,
-            Frame::Ready => ty::READY,
             Frame::Stored { .. } => ty::STORED,
             Frame::AlreadyPresent { .. } => ty::ALREADY_PRESENT,
             Frame::Refused { .. } => ty::REFUSED,
@@ -135,7 +136,6 @@ pub fn type_name(t: u8) -> &'static str {
         ty::LIST => "LIST",
         ty::BYE => "BYE",
         ty::HELLO_OK => "HELLO_OK",
-        ty::READY => "READY",
         ty::STORED => "STORED",
         ty::ALREADY_PRESENT => "ALREADY_PRESENT",
         ty::REFUSED => "REFUSED",
@@ -186,7 +186,6 @@ impl fmt::Debug for Frame<'_> {
                 .field("max_object_size", max_object_size)
                 .field("max_session_bytes", max_session_bytes)
                 .finish(),
-            Frame::Ready => f.write_str("Ready"),
             Frame::Stored { name } => f.debug_struct("Stored").field("name", name).finish(),
             Frame::AlreadyPresent { name } => f
                 .debug_struct("AlreadyPresent")
@@ -331,7 +330,6 @@ pub fn decode(body: &[u8]) -> Result<Frame<'_>, ProtoError> {
             max_object_size: c.u64()?,
             max_session_bytes: c.u64()?,
         },
-        ty::READY => Frame::Ready,
         ty::STORED => Frame::Stored { name: c.string()? },
         ty::ALREADY_PRESENT => Frame::AlreadyPresent { name: c.string()? },
         ty::REFUSED => Frame::Refused {
@@ -452,7 +450,7 @@ pub fn encode(frame: &Frame<'_>) -> io::Result<Vec<u8>> {
             }
             out.extend_from_slice(d);
         }
-        Frame::End | Frame::Bye | Frame::Ready | Frame::ByeOk => {}
+        Frame::End | Frame::Bye | Frame::ByeOk => {}
         Frame::List { kind, continuation } => {
             put_str(&mut out, kind)?;
             put_str(&mut out, continuation)?;
@@ -578,7 +576,6 @@ mod tests {
                 max_object_size: 5,
                 max_session_bytes: 6,
             },
-            Frame::Ready,
             Frame::Stored { name: "n".into() },
             Frame::AlreadyPresent { name: "n".into() },
             Frame::Refused {
@@ -625,6 +622,7 @@ mod tests {
             ),
             (vec![0, 0, 0, 5, ty::END], "middle of a frame"),
             (vec![0, 0, 0, 1, 0x55], "unknown frame type 0x55"),
+            (vec![0, 0, 0, 1, 0x82], "unknown frame type 0x82"),
             (vec![0, 0, 0, 1, ty::DATA], "empty DATA"),
             (vec![0, 0, 0, 2, ty::END, 0], "trailing bytes"),
             (vec![0, 0, 0, 3, ty::STORED, 0, 5], "too short"),

@@ -6,11 +6,22 @@
 //! stdin/stdout piped to the [`ferry_proto`] protocol. Puts and lists only: the gate is
 //! write-only by design.
 //!
+//! Packs are pipelined (protocol version 2): a pack's PUT, DATA… and END go out without
+//! waiting for the gate's answer, within a bounded [`Window`]; answers come back in order
+//! and are matched first-in first-out. So `put_if_absent` of a pack returns `Stored` once
+//! the pack is *sent*; the gate's verdict arrives later, and a refusal or a lost connection
+//! surfaces at the next put, at [`Storage::barrier`], or at [`GateStorage::close`] — naming
+//! the objects. Every other kind (`config`, `index`, `snapshot`) is a barrier: it is sent
+//! only after every earlier pack was answered STORED or ALREADY_PRESENT, and its own answer
+//! is awaited. The engine writes packs, then indexes, then the snapshot, so nothing that
+//! refers to a pack reaches the gate before the pack is confirmed.
+//!
 //! Must never depend on AWS crates or an SSH library (the whole workspace uses `ssh`).
 
 use ferry_proto::{Frame, FrameReader, PROTOCOL_VERSION, write_frame};
 use ferry_repo::format::ObjectKind;
 use ferry_repo::storage::{PutOutcome, Storage, StorageError};
+use std::collections::VecDeque;
 use std::io::{BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
@@ -20,6 +31,8 @@ use std::time::{Duration, Instant};
 
 /// Bytes per DATA frame the client sends.
 const CHUNK: usize = 512 * 1024;
+/// Bytes the client buffers for small frames (DATA payloads bypass the buffer).
+const WRITE_BUF: usize = 64 * 1024;
 /// Most stderr bytes of `ssh` kept for messages.
 const STDERR_CAP: usize = 16 * 1024;
 /// Most LIST pages followed (1000 names each): a bound, not a limit anyone should reach.
@@ -106,6 +119,27 @@ impl GateUrl {
     }
 }
 
+/// How many pipelined packs may be unanswered. A new pack is sent only while fewer than
+/// `objects` packs **and** fewer than `bytes` bytes are unanswered; otherwise the client
+/// first reads answers. So at most `objects` packs, and at most `bytes` plus one pack, are
+/// ever unanswered. `objects: 1` is the unpipelined behaviour (one pack in flight at a time).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    pub objects: usize,
+    pub bytes: u64,
+}
+
+impl Default for Window {
+    /// 4 packs / 64 MiB: two 32 MiB packs in flight keep the SSH channel busy while the
+    /// gate commits the previous one; more buys nothing and delays error reports.
+    fn default() -> Self {
+        Self {
+            objects: 4,
+            bytes: 64 << 20,
+        }
+    }
+}
+
 /// How to reach the gate.
 #[derive(Debug, Clone)]
 pub struct GateOptions {
@@ -127,6 +161,8 @@ pub struct GateOptions {
     pub backoff: Duration,
     /// Upper bound on the total time spent retrying.
     pub retry_budget: Duration,
+    /// The pipelining window for packs.
+    pub window: Window,
 }
 
 impl GateOptions {
@@ -140,6 +176,7 @@ impl GateOptions {
             attempts: 5,
             backoff: Duration::from_millis(500),
             retry_budget: Duration::from_secs(30),
+            window: Window::default(),
         }
     }
 }
@@ -222,6 +259,14 @@ pub struct GateLimits {
     pub max_session_bytes: u64,
 }
 
+/// A pack sent whose answer has not been read yet.
+struct Sent {
+    /// `packs/<name>`, for messages.
+    what: String,
+    name: String,
+    size: u64,
+}
+
 struct Conn {
     child: Child,
     reader: FrameReader<ChildStdout>,
@@ -231,6 +276,11 @@ struct Conn {
     /// Set after a protocol error or lost connection: nothing more can be sent.
     broken: Option<String>,
     closed: bool,
+    /// Pipelined packs in the order sent (= the order of the gate's answers).
+    unanswered: VecDeque<Sent>,
+    unanswered_bytes: u64,
+    /// Refusals of pipelined packs read but not reported to the caller yet.
+    refused: Vec<String>,
 }
 
 /// A repository reached through `ferry-gate` over SSH. Write-only: put and list.
@@ -238,6 +288,7 @@ pub struct GateStorage {
     url: GateUrl,
     conn: Mutex<Conn>,
     limits: GateLimits,
+    window: Window,
     session: String,
     /// The `config` this client put (or found identical) in this session: the gate is
     /// write-only, so this is the only `config` the client can "read".
@@ -254,7 +305,7 @@ fn backend(location: &str, message: String) -> StorageError {
 }
 
 enum Attempt {
-    Ok(Conn, GateLimits, String),
+    Ok(Box<Conn>, GateLimits, String),
     Retry(String),
     Fatal(String),
 }
@@ -295,8 +346,12 @@ impl GateStorage {
                 Attempt::Ok(conn, limits, session) => {
                     return Ok(Self {
                         url: gate,
-                        conn: Mutex::new(conn),
+                        conn: Mutex::new(*conn),
                         limits,
+                        window: Window {
+                            objects: opts.window.objects.max(1),
+                            bytes: opts.window.bytes,
+                        },
                         session,
                         config: Mutex::new(None),
                         _dir: dir,
@@ -383,11 +438,14 @@ impl GateStorage {
         let mut conn = Conn {
             child,
             reader: FrameReader::new(stdout),
-            writer: Some(BufWriter::with_capacity(CHUNK + 64, stdin)),
+            writer: Some(BufWriter::with_capacity(WRITE_BUF, stdin)),
             stderr,
             stderr_thread: Some(stderr_thread),
             broken: None,
             closed: false,
+            unanswered: VecDeque::new(),
+            unanswered_bytes: 0,
+            refused: Vec::new(),
         };
         let hello = Frame::Hello {
             version: PROTOCOL_VERSION,
@@ -410,7 +468,7 @@ impl GateStorage {
                 max_object_size,
                 max_session_bytes,
             })) if version == PROTOCOL_VERSION => Attempt::Ok(
-                conn,
+                Box::new(conn),
                 GateLimits {
                     max_object_size,
                     max_session_bytes,
@@ -468,10 +526,29 @@ impl GateStorage {
         &self.session
     }
 
-    /// End the session cleanly (BYE) and wait for ssh. Also done on drop, best effort.
+    /// Pipelined packs sent and not answered yet: (count, bytes).
+    pub fn unanswered(&self) -> (usize, u64) {
+        let c = self.lock();
+        (c.unanswered.len(), c.unanswered_bytes)
+    }
+
+    /// Wait for every answer, end the session cleanly (BYE) and wait for ssh. Also done on
+    /// drop, best effort. An error names every pack the gate refused (and not reported
+    /// yet) or did not confirm.
     pub fn close(&self) -> Result<(), StorageError> {
         let mut c = self.lock();
-        c.bye().map_err(|m| backend(&self.location(), m))
+        let settled = c.settle_all();
+        let bye = c.bye();
+        let refused = c.take_refused();
+        let msgs: Vec<String> = [settled.err(), refused, bye.err()]
+            .into_iter()
+            .flatten()
+            .collect();
+        if msgs.is_empty() {
+            Ok(())
+        } else {
+            Err(self.err(msgs.join("; ")))
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Conn> {
@@ -519,10 +596,11 @@ impl Conn {
         let _ = self.finish_failed();
     }
 
-    /// Mark the connection unusable and describe why, with ssh's/the gate's stderr.
+    /// Mark the connection unusable and describe why, with ssh's/the gate's stderr, the
+    /// packs sent but never confirmed and the refusals not reported yet.
     fn lost(&mut self, what: String) -> String {
         let (status, text) = self.finish_failed();
-        let msg = if text.trim().is_empty() {
+        let mut msg = if text.trim().is_empty() {
             format!(
                 "{what} (ssh exit status {})",
                 status.map_or("unknown".into(), |s| s.to_string())
@@ -530,8 +608,118 @@ impl Conn {
         } else {
             format!("{what}: {}", text.trim())
         };
+        if !self.unanswered.is_empty() {
+            let names: Vec<&str> = self.unanswered.iter().map(|s| s.what.as_str()).collect();
+            msg.push_str(&format!(
+                "; not confirmed by the gate, so not known to be stored: {}",
+                names.join(", ")
+            ));
+            self.unanswered.clear();
+            self.unanswered_bytes = 0;
+        }
+        if let Some(r) = self.take_refused() {
+            msg.push_str("; ");
+            msg.push_str(&r);
+        }
         self.broken = Some(msg.clone());
         msg
+    }
+
+    /// A write to the gate failed: read the answers that still arrive (the gate may have
+    /// confirmed packs before it went away; at most one frame per unanswered pack, and ssh
+    /// has closed its end), then give up.
+    fn lost_writing(&mut self, what: String) -> String {
+        self.writer = None;
+        while !self.unanswered.is_empty() {
+            match self.reader.read() {
+                Ok(Some(f)) => {
+                    let f = owned(f);
+                    if self.settle(f).is_err() {
+                        break;
+                    }
+                }
+                _ => break,
+            }
+        }
+        if self.broken.is_some() {
+            // `settle` found the stream out of step and described it already.
+            return self.broken.clone().unwrap_or_default();
+        }
+        self.lost(what)
+    }
+
+    /// Match one answer to the oldest unanswered pack (answers come in order).
+    fn settle(&mut self, f: Frame<'static>) -> Result<(), String> {
+        let Some(due) = self.unanswered.front().map(|s| s.what.clone()) else {
+            return Err(self.lost(format!("the gate sent {f:?} when no answer was due")));
+        };
+        let (name, refusal) = match f {
+            Frame::Stored { name } | Frame::AlreadyPresent { name } => (name, None),
+            Frame::Refused { name, reason } => (name, Some(reason)),
+            Frame::Error { message } => {
+                return Err(self.lost(format!(
+                    "gate error while the answer for {due} was due: {message}"
+                )));
+            }
+            other => {
+                return Err(self.lost(format!("the gate answered {due} with {other:?}")));
+            }
+        };
+        if self.unanswered.front().is_none_or(|s| s.name != name) {
+            return Err(self.lost(format!(
+                "the gate answered for {name:?} while the answer for {due} was due (out of step)"
+            )));
+        }
+        if let Some(s) = self.unanswered.pop_front() {
+            self.unanswered_bytes -= s.size;
+            if let Some(r) = refusal {
+                self.refused
+                    .push(format!("the gate refused {}: {r}", s.what));
+            }
+        }
+        Ok(())
+    }
+
+    /// Read and match the oldest unanswered pack's answer.
+    fn settle_one(&mut self) -> Result<(), String> {
+        let due = self
+            .unanswered
+            .front()
+            .map_or_else(String::new, |s| s.what.clone());
+        let f = self.read(&format!("the answer for {due}"))?;
+        self.settle(f)
+    }
+
+    /// Read every outstanding answer (refusals are kept for [`Conn::take_refused`]).
+    fn settle_all(&mut self) -> Result<(), String> {
+        while !self.unanswered.is_empty() {
+            self.settle_one()?;
+        }
+        Ok(())
+    }
+
+    /// The refusals read but not reported yet, as one message (and forget them).
+    fn take_refused(&mut self) -> Option<String> {
+        if self.refused.is_empty() {
+            return None;
+        }
+        let m = self.refused.join("; ");
+        self.refused.clear();
+        Some(m)
+    }
+
+    /// PUT, DATA… and END of one object, flushed (no answer awaited).
+    fn send_object(&mut self, kind: ObjectKind, name: &str, bytes: &[u8]) -> Result<(), String> {
+        self.send(&Frame::Put {
+            kind: kind.as_str().to_string(),
+            name: name.to_string(),
+            size: bytes.len() as u64,
+        })?;
+        for chunk in bytes.chunks(CHUNK) {
+            self.send(&Frame::Data(chunk))?;
+        }
+        self.send(&Frame::End)?;
+        self.flush()
     }
 
     fn check(&self) -> Result<(), String> {
@@ -598,7 +786,6 @@ fn owned(f: Frame<'_>) -> Frame<'static> {
             max_object_size,
             max_session_bytes,
         },
-        Frame::Ready => Frame::Ready,
         Frame::Stored { name } => Frame::Stored { name },
         Frame::AlreadyPresent { name } => Frame::AlreadyPresent { name },
         Frame::Refused { name, reason } => Frame::Refused { name, reason },
@@ -648,43 +835,48 @@ impl Storage for GateStorage {
                 self.limits.max_object_size
             )));
         }
+        let not_sent = |m: String| self.err(format!("{m} ({what} was not sent)"));
         let mut c = self.lock();
-        c.check().map_err(|m| self.err(m))?;
-        let put = Frame::Put {
-            kind: kind.as_str().to_string(),
-            name: name.to_string(),
-            size: bytes.len() as u64,
-        };
-        c.send(&put)
-            .and_then(|_| c.flush())
+        c.check().map_err(not_sent)?;
+        if kind == ObjectKind::Pack {
+            // Pipelined: make room in the window, report earlier refusals, send, return.
+            while !c.unanswered.is_empty()
+                && (c.unanswered.len() >= self.window.objects
+                    || c.unanswered_bytes >= self.window.bytes)
+            {
+                c.settle_one().map_err(not_sent)?;
+            }
+            if let Some(m) = c.take_refused() {
+                return Err(not_sent(m));
+            }
+            c.unanswered.push_back(Sent {
+                what: what.clone(),
+                name: name.to_string(),
+                size: bytes.len() as u64,
+            });
+            c.unanswered_bytes += bytes.len() as u64;
+            if let Err(m) = c.send_object(kind, name, bytes) {
+                let m = c.lost_writing(format!("sending {what}: {m}"));
+                return Err(self.err(m));
+            }
+            // Provisional: the verdict is read later (next put, barrier, list or close).
+            return Ok(PutOutcome::Stored);
+        }
+        // Barrier: everything that may refer to packs goes only after they are confirmed.
+        c.settle_all().map_err(not_sent)?;
+        if let Some(m) = c.take_refused() {
+            return Err(not_sent(m));
+        }
+        if let Err(m) = c.send_object(kind, name, bytes) {
+            let m = c.lost_writing(format!("sending {what}: {m}"));
+            return Err(self.err(m));
+        }
+        let answer = c
+            .read(&format!("the answer for {what}"))
             .map_err(|m| self.err(m))?;
-        match c.read("the answer to PUT").map_err(|m| self.err(m))? {
-            Frame::Ready => {}
-            Frame::Refused { reason, .. } => {
-                return Err(self.err(format!("the gate refused {what}: {reason}")));
-            }
-            Frame::Error { message } => {
-                let m = c.lost(format!("gate error for {what}: {message}"));
-                return Err(self.err(m));
-            }
-            other => {
-                let m = c.lost(format!("the gate answered PUT {what} with {other:?}"));
-                return Err(self.err(m));
-            }
-        }
-        for chunk in bytes.chunks(CHUNK) {
-            if let Err(m) = c.send(&Frame::Data(chunk)) {
-                let m = c.lost(format!("sending {what}: {m}"));
-                return Err(self.err(m));
-            }
-        }
-        c.send(&Frame::End).and_then(|_| c.flush()).map_err(|m| {
-            let m = c.lost(format!("sending {what}: {m}"));
-            self.err(m)
-        })?;
-        let outcome = match c.read("the answer to END").map_err(|m| self.err(m))? {
-            Frame::Stored { .. } => PutOutcome::Stored,
-            Frame::AlreadyPresent { .. } => PutOutcome::AlreadyPresent,
+        let (outcome, answered) = match answer {
+            Frame::Stored { name } => (PutOutcome::Stored, name),
+            Frame::AlreadyPresent { name } => (PutOutcome::AlreadyPresent, name),
             Frame::Refused { reason, .. } => {
                 return Err(self.err(format!("the gate refused {what}: {reason}")));
             }
@@ -697,6 +889,12 @@ impl Storage for GateStorage {
                 return Err(self.err(m));
             }
         };
+        if answered != name {
+            let m = c.lost(format!(
+                "the gate answered for {answered:?} while the answer for {what} was due (out of step)"
+            ));
+            return Err(self.err(m));
+        }
         if kind == ObjectKind::Config {
             // The gate answers ALREADY_PRESENT for config only if the stored one is identical.
             *self.config.lock().unwrap_or_else(|p| p.into_inner()) = Some(bytes.to_vec());
@@ -704,9 +902,25 @@ impl Storage for GateStorage {
         Ok(outcome)
     }
 
+    fn barrier(&self) -> Result<(), StorageError> {
+        let mut c = self.lock();
+        if c.closed && c.broken.is_none() {
+            return Ok(());
+        }
+        c.check().map_err(|m| self.err(m))?;
+        c.settle_all().map_err(|m| self.err(m))?;
+        match c.take_refused() {
+            Some(m) => Err(self.err(m)),
+            None => Ok(()),
+        }
+    }
+
     fn list(&self, kind: ObjectKind) -> Result<Vec<String>, StorageError> {
         let mut c = self.lock();
         c.check().map_err(|m| self.err(m))?;
+        // Answers come in order: read the pipelined packs' first (refusals stay pending
+        // for the next put, barrier or close).
+        c.settle_all().map_err(|m| self.err(m))?;
         let mut names = Vec::new();
         let mut continuation = String::new();
         for _ in 0..MAX_LIST_PAGES {
@@ -771,7 +985,7 @@ impl Storage for GateStorage {
 impl Drop for GateStorage {
     fn drop(&mut self) {
         let c = self.conn.get_mut().unwrap_or_else(|p| p.into_inner());
-        if c.bye().is_err() {
+        if c.settle_all().is_err() || c.bye().is_err() {
             c.shutdown();
         }
     }

@@ -61,6 +61,16 @@ pub trait Storage: Send + Sync {
         None
     }
 
+    /// Wait until the store confirmed every earlier put. A backend that pipelines puts
+    /// (the gate over SSH, for packs) returns from `put_if_absent` once the object is sent,
+    /// with a provisional `Stored`; the real verdict — a refusal, a lost connection — comes
+    /// from a later call or from this one, naming the object. Synchronous backends need
+    /// nothing (the default). Such a backend also waits by itself before any put of an
+    /// index, snapshot or config, which refer to earlier objects.
+    fn barrier(&self) -> Result<(), StorageError> {
+        Ok(())
+    }
+
     /// `len` bytes at `offset` of an object (restore reads single blobs this way).
     /// The default fetches the whole object; backends should override it.
     fn get_range(
