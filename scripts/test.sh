@@ -22,6 +22,9 @@ cargo fmt --all --check
 step "cargo clippy --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+step "bootstrap and ferry-gate for Amazon Linux 2023 (cargo-zigbuild, glibc 2.34; checked by ferry-cloud's al2023_glibc test)"
+bash scripts/build-al2023.sh debug
+
 step "cargo test (unit + integration against real moto, sshd, ferry, ferry-gate)"
 cargo test --workspace --locked --no-fail-fast
 

@@ -29,6 +29,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+/// Packs sent before waiting for the remote to confirm them (the gate pipelines 4 at a time).
+const CONFIRM_BATCH: usize = 8;
+
 /// An open, locked spool.
 pub struct Spool {
     dir: PathBuf,
@@ -217,16 +220,44 @@ impl Spool {
             put(ObjectKind::Config, "config", &bytes)?;
             on_object(ObjectKind::Config, bytes.len() as u64);
         }
-        for kind in [ObjectKind::Pack, ObjectKind::Index] {
-            let mut names = s.local.list(kind)?;
-            names.sort();
-            for name in names {
+        // Packs may be pipelined by the remote (its `put` returns once a pack is sent): they are
+        // recorded as uploaded, and removed from the spool, only after a barrier has confirmed
+        // them, a batch at a time. An interruption re-sends at most one batch (answered
+        // ALREADY_PRESENT for what had arrived).
+        let mut names = s.local.list(ObjectKind::Pack)?;
+        names.sort();
+        for batch in names.chunks(CONFIRM_BATCH) {
+            let mut sent = Vec::with_capacity(batch.len());
+            for name in batch {
                 check_stop()?;
-                let bytes = s.local.get(kind, &name)?;
-                put(kind, &name, &bytes)?;
-                s.remove_local(kind, &name)?;
-                on_object(kind, bytes.len() as u64);
+                let bytes = s.local.get(ObjectKind::Pack, name)?;
+                remote
+                    .put_if_absent(ObjectKind::Pack, name, &bytes)
+                    .with_context(|| format!("uploading {}", ObjectKind::Pack.key(name)))?;
+                sent.push((name, bytes.len() as u64));
             }
+            remote
+                .barrier()
+                .context("waiting for the gate to confirm the packs sent")?;
+            for (name, len) in sent {
+                let mut u = lock(usage);
+                u.s3_put_requests += 1;
+                u.uploaded_objects += 1;
+                u.uploaded_bytes += len;
+                drop(u);
+                s.record_uploaded(ObjectKind::Pack, name)?;
+                s.remove_local(ObjectKind::Pack, name)?;
+                on_object(ObjectKind::Pack, len);
+            }
+        }
+        let mut names = s.local.list(ObjectKind::Index)?;
+        names.sort();
+        for name in names {
+            check_stop()?;
+            let bytes = s.local.get(ObjectKind::Index, &name)?;
+            put(ObjectKind::Index, &name, &bytes)?;
+            s.remove_local(ObjectKind::Index, &name)?;
+            on_object(ObjectKind::Index, bytes.len() as u64);
         }
         let mut written = Vec::new();
         for path in self.pending()? {
@@ -692,6 +723,65 @@ mod tests {
         )
         .unwrap();
         assert!(restored == data, "restored content differs");
+    }
+
+    /// A pipelining remote whose barrier reports that the packs never arrived.
+    struct LostPacks(LocalDir);
+
+    impl Storage for LostPacks {
+        fn location(&self) -> String {
+            "lost".into()
+        }
+        fn put_if_absent(
+            &self,
+            kind: ObjectKind,
+            name: &str,
+            bytes: &[u8],
+        ) -> Result<PutOutcome, StorageError> {
+            self.0.put_if_absent(kind, name, bytes)
+        }
+        fn list(&self, kind: ObjectKind) -> Result<Vec<String>, StorageError> {
+            self.0.list(kind)
+        }
+        fn get(&self, kind: ObjectKind, name: &str) -> Result<Vec<u8>, StorageError> {
+            self.0.get(kind, name)
+        }
+        fn barrier(&self) -> Result<(), StorageError> {
+            Err(StorageError::Backend {
+                location: "lost".into(),
+                message: "the gate closed before confirming 1 pack".into(),
+            })
+        }
+    }
+
+    #[test]
+    fn packs_leave_the_spool_only_when_confirmed() {
+        let t = tempfile::tempdir().unwrap();
+        let src = t.path().join("src");
+        std::fs::create_dir(&src).unwrap();
+        std::fs::write(src.join("a"), vec![7u8; 100_000]).unwrap();
+        let master = MasterKey::generate();
+        let key = master.put_key();
+        let spool = Spool::open(&t.path().join("spool"), 1 << 30).unwrap();
+        pack_one_run(&spool, &key, &src, &t.path().join("cache"));
+        let before = spool.held().unwrap();
+        let remote = LostPacks(LocalDir::new(t.path().join("remote")));
+        let usage = Mutex::new(RunUsage::default());
+        let e = spool
+            .upload(&remote, &key, &usage, &AtomicBool::new(false), |_, _| {})
+            .unwrap_err();
+        assert!(format!("{e:#}").contains("confirm"), "{e:#}");
+        // Nothing unconfirmed was forgotten: the spool still holds every pack, the ledger
+        // names none, and no index or snapshot was sent after them.
+        assert_eq!(spool.held().unwrap(), before);
+        let ledger = std::fs::read_to_string(t.path().join("spool/uploaded")).unwrap_or_default();
+        assert!(!ledger.contains("pack "), "{ledger}");
+        assert!(
+            LocalDir::new(t.path().join("remote"))
+                .list(ObjectKind::Snapshot)
+                .unwrap()
+                .is_empty()
+        );
     }
 
     #[test]
