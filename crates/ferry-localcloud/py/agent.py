@@ -132,8 +132,25 @@ def rules(req):
     return out
 
 
+def operator(req):
+    # An IAM user with an access key, as the operator of a real account would have: moto's
+    # own "testing" keys identify as arn:aws:sts::…:user/moto, which is no IAM ARN, and
+    # `ferry infra` puts the caller's ARN into the bucket policies.
+    name = req["name"]
+    try:
+        iam.get_user(UserName=name)
+    except iam.exceptions.NoSuchEntityException:
+        iam.create_user(UserName=name)
+    iam.put_user_policy(UserName=name, PolicyName="administrator", PolicyDocument=json.dumps(
+        {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}))
+    for k in iam.list_access_keys(UserName=name)["AccessKeyMetadata"]:
+        iam.delete_access_key(UserName=name, AccessKeyId=k["AccessKeyId"])
+    k = iam.create_access_key(UserName=name)["AccessKey"]
+    return {"id": k["AccessKeyId"], "secret": k["SecretAccessKey"]}
+
+
 OPS = {f.__name__: f for f in (functions, fetch_code, assume_role, instances, instance_role,
-                               power_off, terminate, rules)}
+                               power_off, terminate, rules, operator)}
 
 for line in sys.stdin:
     try:

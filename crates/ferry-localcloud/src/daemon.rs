@@ -21,6 +21,8 @@ use serde_json::{Value, json};
 use crate::agent::Agent;
 use crate::state::*;
 
+/// The IAM user whose keys DIR/env gives the operator.
+const OPERATOR_USER: &str = "localcloud-operator";
 const MOTO_LAUNCHER: &str = include_str!("../py/moto_launcher.py");
 const POLL: Duration = Duration::from_millis(300);
 const RULES_EVERY: Duration = Duration::from_secs(5);
@@ -100,6 +102,8 @@ pub struct Daemon {
     last_errors: HashMap<&'static str, String>,
     written_state: String,
     written_ssh: String,
+    /// The operator's access key (id, secret) in moto.
+    operator: (String, String),
     _lock: std::fs::File,
 }
 
@@ -229,6 +233,7 @@ impl Daemon {
             last_errors: HashMap::new(),
             written_state: String::new(),
             written_ssh: String::new(),
+            operator: (String::new(), String::new()),
             _lock: lock,
         };
         d.write_ssh_config()?;
@@ -236,6 +241,18 @@ impl Daemon {
         d.agent
             .call(json!({"op": "instances"}))
             .map_err(|e| format!("the bookkeeping process does not answer: {e}"))?;
+        let op = d
+            .agent
+            .call(json!({"op": "operator", "name": OPERATOR_USER}))
+            .map_err(|e| format!("creating the operator's IAM user: {e}"))?;
+        d.operator = (
+            op["id"].as_str().unwrap_or_default().to_string(),
+            op["secret"].as_str().unwrap_or_default().to_string(),
+        );
+        log(&format!(
+            "operator credentials: IAM user {OPERATOR_USER} (key {}) in DIR/env",
+            d.operator.0
+        ));
         Ok(d)
     }
 
@@ -848,6 +865,8 @@ impl Daemon {
             functions,
             boxes,
             lan,
+            operator_key_id: self.operator.0.clone(),
+            operator_secret: self.operator.1.clone(),
             schedules: self
                 .schedules
                 .values()
@@ -867,7 +886,8 @@ impl Daemon {
     fn write_state(&mut self, ready: bool) {
         let text = serde_json::to_string_pretty(&self.state(ready)).unwrap_or_default();
         if text != self.written_state {
-            match write_atomic(&self.dir.join(STATE_FILE), &text, 0o644) {
+            // 0600: it holds the operator's (emulator) secret key.
+            match write_atomic(&self.dir.join(STATE_FILE), &text, 0o600) {
                 Ok(()) => self.written_state = text,
                 Err(e) => self.error_once("state", e),
             }

@@ -196,7 +196,8 @@ fn up(dir: &Path, lan: usize, wait: Duration) -> Result<ExitCode, String> {
         }
         std::thread::sleep(Duration::from_millis(100));
     };
-    write_atomic(&dir.join(ENV_FILE), &render_env(&dir, &st), 0o644)?;
+    // 0600: it holds the operator's (emulator) secret key.
+    write_atomic(&dir.join(ENV_FILE), &render_env(&dir, &st), 0o600)?;
     println!(
         "Local cloud up in {} ({:.1} s), daemon pid {pid}:",
         dir.display(),
@@ -310,12 +311,14 @@ fn status(dir: &Path, json: bool) -> Result<ExitCode, String> {
         println!("no local cloud runs in {}", dir.display());
         return Ok(ExitCode::from(3));
     };
-    let st = read_state(&dir).ok_or_else(|| {
+    let mut st = read_state(&dir).ok_or_else(|| {
         format!(
             "the daemon (pid {pid}) runs but {} is missing or unreadable",
             dir.join(STATE_FILE).display()
         )
     })?;
+    // The secret key is in DIR/env (0600) for whoever sources it, never on a terminal.
+    st.operator_secret = "<redacted>".into();
     if json {
         println!(
             "{}",

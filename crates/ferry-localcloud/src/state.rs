@@ -34,6 +34,12 @@ pub struct State {
     pub boxes: Vec<BoxState>,
     pub lan: Vec<LanState>,
     pub schedules: Vec<ScheduleState>,
+    /// The operator's access key in moto (an IAM user with every permission; IAM checks are
+    /// off anyway). Empty: moto's default `testing` keys.
+    #[serde(default)]
+    pub operator_key_id: String,
+    #[serde(default)]
+    pub operator_secret: String,
     /// Every process the daemon started, with its start time (`/proc/PID/stat` field 22), so
     /// that `down` can tell a leftover from a new process that reused the PID.
     pub children: Vec<ChildState>,
@@ -167,6 +173,14 @@ pub fn shell_quote(s: &str) -> String {
 }
 
 /// The shell file to `source`: the SDK-standard variables pointing at the local cloud.
+fn or_testing(v: &str) -> String {
+    if v.is_empty() {
+        "testing".into()
+    } else {
+        v.to_string()
+    }
+}
+
 pub fn render_env(dir: &Path, st: &State) -> String {
     let ssh = dir.join(SSH_CONFIG);
     let mut s = String::new();
@@ -181,9 +195,9 @@ pub fn render_env(dir: &Path, st: &State) -> String {
         ("AWS_ENDPOINT_URL_LAMBDA", st.lambda_endpoint.clone()),
         ("AWS_REGION", st.region.clone()),
         ("AWS_DEFAULT_REGION", st.region.clone()),
-        // moto's operator credentials (IAM checks are off in the local cloud).
-        ("AWS_ACCESS_KEY_ID", "testing".to_string()),
-        ("AWS_SECRET_ACCESS_KEY", "testing".to_string()),
+        // The operator's credentials: an IAM user in moto (IAM checks are off in the local cloud).
+        ("AWS_ACCESS_KEY_ID", or_testing(&st.operator_key_id)),
+        ("AWS_SECRET_ACCESS_KEY", or_testing(&st.operator_secret)),
         ("AWS_EC2_METADATA_DISABLED", "true".to_string()),
         ("FERRY_SSH_CONFIG", ssh.display().to_string()),
     ];

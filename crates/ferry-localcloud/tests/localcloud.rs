@@ -202,8 +202,8 @@ fn a_whole_session_through_the_local_cloud() {
             st["lambda_endpoint"].as_str().unwrap(),
         ),
         ("AWS_REGION", "us-east-1"),
-        ("AWS_ACCESS_KEY_ID", "testing"),
-        ("AWS_SECRET_ACCESS_KEY", "testing"),
+        // The operator is an IAM user of moto's (its ARN goes into the bucket policies).
+        ("AWS_ACCESS_KEY_ID", st["operator_key_id"].as_str().unwrap()),
         (
             "FERRY_SSH_CONFIG",
             &cloud.path().join("ssh_config").display().to_string(),
@@ -211,6 +211,12 @@ fn a_whole_session_through_the_local_cloud() {
     ] {
         assert!(env.contains(&format!("export {k}='{v}'\n")), "{k}: {env}");
     }
+    assert!(
+        st["operator_key_id"].as_str().unwrap().starts_with("AKIA"),
+        "{st}"
+    );
+    assert_eq!(st["operator_secret"], "<redacted>");
+    assert!(!env.contains("AWS_SECRET_ACCESS_KEY='testing'"), "{env}");
     let sources = std::fs::read_to_string(cloud.path().join("sources.toml")).unwrap();
     let lan = &st["lan"][0];
     assert!(
