@@ -34,7 +34,8 @@ say "0. Install what is missing (apt: openssh-server, netcat…; pip: moto into 
 bash scripts/install-deps.sh
 
 say "1. Build ferry, ferry-gate, the Lambda bootstrap and the local cloud (the first build takes several minutes)"
-cargo build -q --locked -p ferry-cli -p ferry-gate -p ferry-lambda -p ferry-localcloud
+# The whole workspace with its tests, as the test command builds it: one build serves both.
+cargo build -q --locked --workspace --all-targets
 BIN="$CARGO_TARGET_DIR/debug"
 ferry() { "$BIN/ferry" "$@"; }
 
@@ -65,6 +66,15 @@ instance_type = "t3.micro"
 max_session_minutes = 60
 EOF
 run ferry infra apply -c "$WORK/infra.toml" --credentials-out "$WORK/backup.credentials" --artifacts "$BIN"
+
+# The local cloud hosts each function once it sees it in moto (a second or two).
+for _ in $(seq 1 120); do
+  "$BIN/ferry-localcloud" status --dir "$CLOUD" --json | "$ROOT/.venv/bin/python" -c '
+import json, sys
+fs = {f["name"]: f for f in json.load(sys.stdin)["functions"]}
+sys.exit(0 if all(fs.get(n, {}).get("pid") for n in ("ferry-build", "ferry-clean")) else 1)' && break
+  sleep 0.5
+done
 
 say "4. Keys: the master key stays with the operator; the backup VM gets only the put key"
 FERRY_PASSPHRASE='' run ferry key init --master "$WORK/master.key" --put "$WORK/put.key"

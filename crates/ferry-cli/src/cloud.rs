@@ -68,11 +68,16 @@ impl Functions {
             .payload(aws_sdk_lambda::primitives::Blob::new(payload.to_string()))
             .send()
             .await
-            .map_err(|e| {
-                anyhow::anyhow!(
+            .map_err(|e| match e.as_service_error() {
+                Some(se) => anyhow::anyhow!(
+                    "invoking {function}: {}: {}",
+                    aws_sdk_lambda::error::ProvideErrorMetadata::code(se).unwrap_or("error"),
+                    aws_sdk_lambda::error::ProvideErrorMetadata::message(se).unwrap_or("")
+                ),
+                None => anyhow::anyhow!(
                     "invoking {function}: {}",
                     aws_sdk_lambda::error::DisplayErrorContext(&e)
-                )
+                ),
             })?;
         let body = out
             .payload()
