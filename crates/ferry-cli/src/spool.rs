@@ -289,18 +289,9 @@ impl Spool {
 
     /// Append one run record (`runs.jsonl`, for `ferry status`).
     pub fn record_run(dir: &Path, record: &serde_json::Value) -> anyhow::Result<()> {
-        let path = dir.join("runs.jsonl");
-        let mut f = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .mode(0o600)
-            .open(&path)
-            .with_context(|| format!("opening {}", path.display()))?;
         let mut line = serde_json::to_vec(record)?;
         line.push(b'\n');
-        f.write_all(&line)
-            .and_then(|_| f.sync_data())
-            .with_context(|| format!("writing {}", path.display()))
+        append_line(&dir.join("runs.jsonl"), &line)
     }
 }
 
@@ -327,6 +318,32 @@ pub fn read_runs(dir: &Path, n: usize) -> anyhow::Result<Vec<serde_json::Value>>
     }
     let skip = v.len().saturating_sub(n);
     Ok(v.split_off(skip))
+}
+
+/// Append `line` to a 0600 file and make it durable before returning.
+fn append_line(path: &Path, line: &[u8]) -> anyhow::Result<()> {
+    let mut f = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    f.write_all(line)
+        .and_then(|_| f.sync_data())
+        .with_context(|| format!("writing {}", path.display()))
+}
+
+/// The error of a write that would take the spool beyond its cap.
+fn spool_full(dir: &Path, used: u64, cap: u64) -> StorageError {
+    StorageError::Backend {
+        location: dir.display().to_string(),
+        message: format!(
+            "the spool is full: {} of backup.spool_max {} used by what is not uploaded yet; \
+             this run uploads what it holds, or raise backup.spool_max",
+            crate::cmd::human(used),
+            crate::cmd::human(cap)
+        ),
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -413,28 +430,14 @@ impl SpoolStorage {
     }
 
     fn full(&self, used: u64) -> StorageError {
-        StorageError::Backend {
-            location: self.dir.display().to_string(),
-            message: format!(
-                "the spool is full: {} of backup.spool_max {} used by what is not uploaded yet; \
-                 this run uploads what it holds, or raise backup.spool_max",
-                crate::cmd::human(used),
-                crate::cmd::human(self.cap)
-            ),
-        }
+        spool_full(&self.dir, used, self.cap)
     }
 
     fn record_uploaded(&self, kind: ObjectKind, name: &str) -> anyhow::Result<()> {
-        let path = self.dir.join("uploaded");
-        let mut f = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .mode(0o600)
-            .open(&path)
-            .with_context(|| format!("opening {}", path.display()))?;
-        f.write_all(format!("{} {name}\n", kind.as_str()).as_bytes())
-            .and_then(|_| f.sync_data())
-            .with_context(|| format!("writing {}", path.display()))?;
+        append_line(
+            &self.dir.join("uploaded"),
+            format!("{} {name}\n", kind.as_str()).as_bytes(),
+        )?;
         lock(&self.ledger).insert((kind, name.to_string()));
         Ok(())
     }
@@ -518,15 +521,7 @@ impl PendingPut for CappedPut {
         let before = self.used.fetch_add(n, Ordering::SeqCst);
         if before.saturating_add(n) > self.cap {
             self.used.fetch_sub(n, Ordering::SeqCst);
-            return Err(StorageError::Backend {
-                location: self.dir.display().to_string(),
-                message: format!(
-                    "the spool is full: {} of backup.spool_max {} used by what is not uploaded \
-                     yet; this run uploads what it holds, or raise backup.spool_max",
-                    crate::cmd::human(before),
-                    crate::cmd::human(self.cap)
-                ),
-            });
+            return Err(spool_full(&self.dir, before, self.cap));
         }
         self.written += n;
         match self.inner.as_mut() {

@@ -447,9 +447,9 @@ fn upload(
         .tempdir_in(spool.dir())
         .context("creating the session's key directory in the spool")?;
     let identity = dir.path().join("id_ed25519");
-    write_0600(&identity, private.as_bytes())?;
+    ferry_cloud::infra::write_0600(&identity, private.as_bytes())?;
     let host_key = dir.path().join("host_key.pub");
-    write_0600(
+    ferry_cloud::infra::write_0600(
         &host_key,
         format!("{}\n", session.host_key.trim()).as_bytes(),
     )?;
@@ -489,19 +489,6 @@ fn upload(
     gate.close()
         .with_context(|| format!("closing the gate session {}", session.session))?;
     Ok(snapshots)
-}
-
-fn write_0600(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("creating {}", path.display()))?;
-    f.write_all(bytes)
-        .with_context(|| format!("writing {}", path.display()))
 }
 
 fn sources_json(report: &CollectReport) -> Vec<serde_json::Value> {

@@ -452,7 +452,8 @@ async fn create_key(ctx: &mut Ctx, user: &str) -> Result<()> {
     Ok(())
 }
 
-fn write_0600(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
+/// Write a new file (never an existing one) readable only by its owner, and sync it.
+pub fn write_0600(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
     let mut f = std::fs::OpenOptions::new()
         .write(true)

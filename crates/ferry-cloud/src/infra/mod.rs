@@ -17,6 +17,7 @@
 pub mod artifacts;
 mod buckets;
 mod iam;
+pub use iam::write_0600;
 pub mod lambda;
 mod network;
 pub mod schedule;
