@@ -462,11 +462,24 @@ impl Ctx {
             )?;
             writeln!(
                 out,
-                "  2. point the backup VM at region {} with AWS_PROFILE={} (it may only invoke {} and {}).",
+                "  2. copy the put key (`ferry key init` made it; the master key stays offline);"
+            )?;
+            writeln!(
+                out,
+                "  3. in its ferry.toml, next to [sources]:\n       [backup]\n       site = \"SITE\"\n       \
+                 key = \"/etc/ferry/put.key\"\n       [cloud]\n       region = \"{}\"\n       \
+                 profile = \"{}\"\n       credentials_file = \"/etc/ferry/{}.credentials\"\n       \
+                 installation = \"{}\"",
                 self.cfg.raw.region,
                 self.cfg.names.backup_user,
-                self.cfg.names.build_function,
-                self.cfg.names.clean_function
+                self.cfg.names.backup_user,
+                self.cfg.raw.prefix
+            )?;
+            writeln!(
+                out,
+                "  4. run `ferry backup --config ferry.toml`, then `ferry schedule install --config ferry.toml`\n     \
+                 (its credentials may only invoke {} and {}).",
+                self.cfg.names.build_function, self.cfg.names.clean_function
             )?;
         }
         Ok(())
