@@ -241,7 +241,8 @@ impl BackupSection {
     }
 }
 
-fn check_name(field: &str, v: &str, max: usize) -> anyhow::Result<()> {
+/// `v` is 1 to `max` ASCII letters, digits, '-' or '_' (a name AWS and systemd accept).
+pub(crate) fn check_name(field: &str, v: &str, max: usize) -> anyhow::Result<()> {
     if v.is_empty()
         || v.len() > max
         || !v

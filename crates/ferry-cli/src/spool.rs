@@ -139,10 +139,7 @@ impl Spool {
             *n = self.storage.local.list(kind)?.len() as u64;
         }
         h.snapshots = self.pending()?.len() as u64;
-        // What waits for upload (the spool's `config` stays and is not counted).
-        h.bytes = dir_size(&self.dir.join("repo/packs"))
-            + dir_size(&self.dir.join("repo/index"))
-            + dir_size(&self.dir.join("pending"));
+        h.bytes = waiting_bytes(&self.dir);
         Ok(h)
     }
 
@@ -189,7 +186,6 @@ impl Spool {
         key: &PutKey,
         usage: &Mutex<RunUsage>,
         stop: &AtomicBool,
-        mut on_object: impl FnMut(ObjectKind, u64),
     ) -> anyhow::Result<Vec<SnapshotInfo>> {
         let s = &self.storage;
         let check_stop = || -> anyhow::Result<()> {
@@ -202,15 +198,11 @@ impl Spool {
             let out = remote
                 .put_if_absent(kind, name, bytes)
                 .with_context(|| format!("uploading {}", kind.key(name)))?;
-            let mut u = lock(usage);
-            u.s3_put_requests += 1;
+            count_upload(usage, bytes.len() as u64);
             if kind == ObjectKind::Config && out == PutOutcome::AlreadyPresent {
                 // The gate compares a repeated config with the stored one (ListObjectsV2).
-                u.s3_list_requests += 1;
+                lock(usage).s3_list_requests += 1;
             }
-            u.uploaded_objects += 1;
-            u.uploaded_bytes += bytes.len() as u64;
-            drop(u);
             s.record_uploaded(kind, name)?;
             Ok(out)
         };
@@ -218,7 +210,6 @@ impl Spool {
             check_stop()?;
             let bytes = s.local.get(ObjectKind::Config, "config")?;
             put(ObjectKind::Config, "config", &bytes)?;
-            on_object(ObjectKind::Config, bytes.len() as u64);
         }
         // Packs may be pipelined by the remote (its `put` returns once a pack is sent): they are
         // recorded as uploaded, and removed from the spool, only after a barrier has confirmed
@@ -240,14 +231,9 @@ impl Spool {
                 .barrier()
                 .context("waiting for the gate to confirm the packs sent")?;
             for (name, len) in sent {
-                let mut u = lock(usage);
-                u.s3_put_requests += 1;
-                u.uploaded_objects += 1;
-                u.uploaded_bytes += len;
-                drop(u);
+                count_upload(usage, len);
                 s.record_uploaded(ObjectKind::Pack, name)?;
                 s.remove_local(ObjectKind::Pack, name)?;
-                on_object(ObjectKind::Pack, len);
             }
         }
         let mut names = s.local.list(ObjectKind::Index)?;
@@ -257,7 +243,6 @@ impl Spool {
             let bytes = s.local.get(ObjectKind::Index, &name)?;
             put(ObjectKind::Index, &name, &bytes)?;
             s.remove_local(ObjectKind::Index, &name)?;
-            on_object(ObjectKind::Index, bytes.len() as u64);
         }
         let mut written = Vec::new();
         for path in self.pending()? {
@@ -280,8 +265,7 @@ impl Spool {
             put(ObjectKind::Snapshot, &id, &obj)?;
             std::fs::remove_file(&path)
                 .with_context(|| format!("removing uploaded {}", path.display()))?;
-            s.used.fetch_sub(text.len() as u64, Ordering::SeqCst);
-            on_object(ObjectKind::Snapshot, obj.len() as u64);
+            release(&s.used, text.len() as u64);
             written.push(SnapshotInfo { id, snapshot });
         }
         Ok(written)
@@ -346,7 +330,38 @@ fn spool_full(dir: &Path, used: u64, cap: u64) -> StorageError {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+/// Count `n` more bytes in `used` unless that passes `cap`; `Err` carries the bytes in use.
+fn reserve(used: &AtomicU64, cap: u64, n: u64) -> Result<(), u64> {
+    used.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |cur| {
+        cur.checked_add(n).filter(|next| *next <= cap)
+    })
+    .map(|_| ())
+}
+
+/// Give `n` bytes back (never below zero).
+fn release(used: &AtomicU64, n: u64) {
+    let _ = used.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |cur| {
+        Some(cur.saturating_sub(n))
+    });
+}
+
+/// One object the gate stored: one S3 PUT request.
+fn count_upload(usage: &Mutex<RunUsage>, bytes: u64) {
+    let mut u = lock(usage);
+    u.s3_put_requests += 1;
+    u.uploaded_objects += 1;
+    u.uploaded_bytes += bytes;
+}
+
+/// Bytes in the spool at `dir` that wait for upload (packs, index objects, pending
+/// snapshots; not the spool's own `config`).
+pub fn waiting_bytes(dir: &Path) -> u64 {
+    dir_size(&dir.join("repo/packs"))
+        + dir_size(&dir.join("repo/index"))
+        + dir_size(&dir.join("pending"))
+}
+
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
@@ -413,24 +428,7 @@ impl SpoolStorage {
 
     /// Count `n` more bytes against the cap, or refuse.
     fn reserve(&self, n: u64) -> Result<(), StorageError> {
-        let mut cur = self.used.load(Ordering::SeqCst);
-        loop {
-            let next = cur.saturating_add(n);
-            if next > self.cap {
-                return Err(self.full(cur));
-            }
-            match self
-                .used
-                .compare_exchange(cur, next, Ordering::SeqCst, Ordering::SeqCst)
-            {
-                Ok(_) => return Ok(()),
-                Err(now) => cur = now,
-            }
-        }
-    }
-
-    fn full(&self, used: u64) -> StorageError {
-        spool_full(&self.dir, used, self.cap)
+        reserve(&self.used, self.cap, n).map_err(|used| spool_full(&self.dir, used, self.cap))
     }
 
     fn record_uploaded(&self, kind: ObjectKind, name: &str) -> anyhow::Result<()> {
@@ -447,8 +445,7 @@ impl SpoolStorage {
         let len = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
         std::fs::remove_file(&path)
             .with_context(|| format!("removing uploaded {}", path.display()))?;
-        self.used
-            .fetch_sub(len.min(self.used.load(Ordering::SeqCst)), Ordering::SeqCst);
+        release(&self.used, len);
         Ok(())
     }
 }
@@ -470,7 +467,7 @@ impl Storage for SpoolStorage {
         self.reserve(bytes.len() as u64)?;
         let r = self.local.put_if_absent(kind, name, bytes);
         if !matches!(r, Ok(PutOutcome::Stored)) {
-            self.used.fetch_sub(bytes.len() as u64, Ordering::SeqCst);
+            release(&self.used, bytes.len() as u64);
         }
         r
     }
@@ -518,11 +515,7 @@ struct CappedPut {
 impl PendingPut for CappedPut {
     fn write(&mut self, bytes: &[u8]) -> Result<(), StorageError> {
         let n = bytes.len() as u64;
-        let before = self.used.fetch_add(n, Ordering::SeqCst);
-        if before.saturating_add(n) > self.cap {
-            self.used.fetch_sub(n, Ordering::SeqCst);
-            return Err(spool_full(&self.dir, before, self.cap));
-        }
+        reserve(&self.used, self.cap, n).map_err(|used| spool_full(&self.dir, used, self.cap))?;
         self.written += n;
         match self.inner.as_mut() {
             Some(p) => p.write(bytes),
@@ -542,7 +535,7 @@ impl PendingPut for CappedPut {
         };
         let r = inner.commit(name);
         if !matches!(r, Ok(PutOutcome::Stored)) {
-            self.used.fetch_sub(self.written, Ordering::SeqCst);
+            release(&self.used, self.written);
         }
         r
     }
@@ -552,7 +545,7 @@ impl Drop for CappedPut {
     fn drop(&mut self) {
         if self.inner.is_some() {
             // Abandoned: its temporary file is gone, so are its bytes.
-            self.used.fetch_sub(self.written, Ordering::SeqCst);
+            release(&self.used, self.written);
         }
     }
 }
@@ -651,9 +644,7 @@ mod tests {
                 held.packs >= 1 && held.indexes == 1 && held.snapshots == 1,
                 "{held:?}"
             );
-            let written = spool
-                .upload(&remote, &key, &usage, &stop, |_, _| {})
-                .unwrap();
+            let written = spool.upload(&remote, &key, &usage, &stop).unwrap();
             assert_eq!(written.len(), 1);
             assert!(spool.held().unwrap().is_empty());
         }
@@ -682,9 +673,7 @@ mod tests {
                 snap.stats
             );
             let before = lock(&usage).uploaded_bytes;
-            spool
-                .upload(&remote, &key, &usage, &stop, |_, _| {})
-                .unwrap();
+            spool.upload(&remote, &key, &usage, &stop).unwrap();
             let sent = lock(&usage).uploaded_bytes - before;
             assert!(sent < 64 * 1024, "second run uploaded {sent} bytes");
         }
@@ -763,7 +752,7 @@ mod tests {
         let remote = LostPacks(LocalDir::new(t.path().join("remote")));
         let usage = Mutex::new(RunUsage::default());
         let e = spool
-            .upload(&remote, &key, &usage, &AtomicBool::new(false), |_, _| {})
+            .upload(&remote, &key, &usage, &AtomicBool::new(false))
             .unwrap_err();
         assert!(format!("{e:#}").contains("confirm"), "{e:#}");
         // Nothing unconfirmed was forgotten: the spool still holds every pack, the ledger

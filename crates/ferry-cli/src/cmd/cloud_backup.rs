@@ -15,10 +15,9 @@
 use crate::cli::{BackupArgs, Global, Outcome};
 use crate::cloud::{Functions, Session};
 use crate::config::{BackupPlan, CloudPlan, FerryConfig};
-use crate::spool::{Held, Spool};
+use crate::spool::{Held, Spool, lock};
 use anyhow::Context;
 use ferry_collect::CollectReport;
-use ferry_repo::format::ObjectKind;
 use ferry_repo::storage::Storage;
 use ferry_repo::{BackupOptions, BackupSession, Repository, RunUsage, SnapshotInfo};
 use serde_json::json;
@@ -50,10 +49,6 @@ struct Shared {
     started: String,
     usage: Mutex<RunUsage>,
     quiet: bool,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl Shared {
@@ -209,7 +204,7 @@ pub fn run(g: &Global, a: &BackupArgs, config: &Path) -> anyhow::Result<Outcome>
         quiet: g.quiet,
     });
     watch_signals(shared.clone())?;
-    let result = run_inner(g, a, &cfg, &bplan, &spool, &shared);
+    let result = run_inner(g, &cfg, &bplan, &spool, &shared);
     if shared.stop.load(Ordering::SeqCst) {
         // The signal thread owns the end of this run (it may be removing the jump box).
         std::thread::sleep(BUILD_WAIT + CLEAN_WAIT + Duration::from_secs(5));
@@ -217,7 +212,7 @@ pub fn run(g: &Global, a: &BackupArgs, config: &Path) -> anyhow::Result<Outcome>
     let usage = lock(&shared.usage).clone();
     match &result {
         Ok(r) => {
-            Spool::record_run(spool.dir(), &record(&shared, r, &usage, None))?;
+            Spool::record_run(spool.dir(), &record(&shared, r, &usage))?;
         }
         Err(e) => {
             let _ = Spool::record_run(
@@ -275,7 +270,6 @@ struct RunResult {
 
 fn run_inner(
     g: &Global,
-    _a: &BackupArgs,
     cfg: &FerryConfig,
     bplan: &BackupPlan,
     spool: &Spool,
@@ -386,9 +380,6 @@ fn run_inner(
 
     // 3 + 4. Connect and upload; whatever happens, 5. remove the box.
     let uploaded = upload(&private, &session, bplan, &key, spool, shared);
-    let instance = |shared: &Shared| {
-        lock(&shared.usage).instance_seconds = box_started.elapsed().as_secs().max(1);
-    };
     let clean_error = match shared.take_active() {
         Some(s) => {
             shared.say(&format!(
@@ -396,7 +387,7 @@ fn run_inner(
                 functions.clean_function()
             ));
             let r = clean(shared, &s, Some(&session.expires));
-            instance(shared);
+            lock(&shared.usage).instance_seconds = box_started.elapsed().as_secs().max(1);
             shared.set(Phase::Done);
             match r {
                 Ok(m) => {
@@ -482,20 +473,14 @@ fn upload(
         held.snapshots,
         super::human(held.bytes)
     ));
-    let snapshots = spool.upload(&gate, key, &shared.usage, &shared.stop, |kind, n| {
-        tracing::debug!(kind = kind.as_str(), bytes = n, "uploaded");
-        let _ = ObjectKind::ALL;
-    })?;
+    let snapshots = spool.upload(&gate, key, &shared.usage, &shared.stop)?;
     gate.close()
         .with_context(|| format!("closing the gate session {}", session.session))?;
     Ok(snapshots)
 }
 
 fn sources_json(report: &CollectReport) -> Vec<serde_json::Value> {
-    let mut v = super::sources::report_json("", report)["sources"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
+    let mut v = super::sources::sources_json(report);
     for (j, s) in v.iter_mut().zip(&report.sources) {
         j["new_bytes"] = json!(s.new_bytes);
         j["dedup_ratio"] = json!(dedup_ratio(s.content_bytes, s.new_bytes));
@@ -529,12 +514,7 @@ fn summary_json(r: &RunResult, usage: &RunUsage) -> serde_json::Value {
     })
 }
 
-fn record(
-    shared: &Shared,
-    r: &RunResult,
-    usage: &RunUsage,
-    error: Option<String>,
-) -> serde_json::Value {
+fn record(shared: &Shared, r: &RunResult, usage: &RunUsage) -> serde_json::Value {
     let last = r.snapshots.last();
     let result = if r.clean_error.is_some() || r.collect_error.is_some() {
         "failed"
@@ -547,7 +527,7 @@ fn record(
         "started": shared.started,
         "finished": now_rfc3339(),
         "result": result,
-        "error": error.or_else(|| r.collect_error.clone()).or_else(|| r.clean_error.clone()),
+        "error": r.collect_error.clone().or_else(|| r.clean_error.clone()),
         "snapshot": last.map(|s| s.id.clone()),
         "session": r.session.as_ref().map(|s| s.session.clone()),
         "files": last.map(|s| s.snapshot.stats.files),

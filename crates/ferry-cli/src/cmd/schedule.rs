@@ -60,15 +60,7 @@ pub fn run(g: &Global, c: &ScheduleCommand) -> anyhow::Result<Outcome> {
 }
 
 fn check_name(name: &str) -> anyhow::Result<()> {
-    if name.is_empty()
-        || name.len() > 64
-        || !name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-    {
-        bail!("--name {name:?}: use letters, digits, '-' or '_'");
-    }
-    Ok(())
+    crate::config::check_name("--name", name, 64)
 }
 
 /// A value for a unit file line: one line, and nothing systemd would expand.

@@ -108,8 +108,13 @@ pub fn backup(g: &Global, a: &BackupArgs, config: &Path) -> anyhow::Result<Outco
     })
 }
 
-pub(crate) fn report_json(snapshot: &str, r: &CollectReport) -> serde_json::Value {
-    let sources: Vec<_> = r
+fn report_json(snapshot: &str, r: &CollectReport) -> serde_json::Value {
+    json!({ "snapshot": snapshot, "partial": r.is_partial(), "sources": sources_json(r) })
+}
+
+/// Each source of a collection, as JSON (`--json` summaries).
+pub(crate) fn sources_json(r: &CollectReport) -> Vec<serde_json::Value> {
+    r
         .sources
         .iter()
         .map(|s| {
@@ -132,6 +137,5 @@ pub(crate) fn report_json(snapshot: &str, r: &CollectReport) -> serde_json::Valu
                 "errors": s.errors.iter().map(|(p, m)| json!({"path": p.display().to_string(), "message": m})).collect::<Vec<_>>(),
             })
         })
-        .collect();
-    json!({ "snapshot": snapshot, "partial": r.is_partial(), "sources": sources })
+        .collect()
 }

@@ -13,7 +13,8 @@ pub fn run(_g: &Global, a: &StatusArgs) -> anyhow::Result<Outcome> {
         .with_context(|| format!("config file {}: no [backup] section", a.config.display()))?
         .plan()?;
     let runs = crate::spool::read_runs(&b.spool, a.last)?;
-    let waiting = spool_waiting(&b.spool);
+    // Read without the spool's lock: a run may be going on.
+    let waiting = crate::spool::waiting_bytes(&b.spool);
     if a.json {
         println!(
             "{}",
@@ -62,22 +63,4 @@ pub fn run(_g: &Global, a: &StatusArgs) -> anyhow::Result<Outcome> {
         );
     }
     Ok(Outcome::Ok)
-}
-
-/// Bytes in the spool that wait for upload (without taking its lock: a run may be going on).
-fn spool_waiting(spool: &std::path::Path) -> u64 {
-    fn size(p: &std::path::Path) -> u64 {
-        std::fs::read_dir(p)
-            .map(|rd| {
-                rd.flatten()
-                    .map(|e| match e.metadata() {
-                        Ok(m) if m.is_dir() => size(&e.path()),
-                        Ok(m) => m.len(),
-                        Err(_) => 0,
-                    })
-                    .sum()
-            })
-            .unwrap_or(0)
-    }
-    size(&spool.join("repo/packs")) + size(&spool.join("repo/index")) + size(&spool.join("pending"))
 }
