@@ -5,6 +5,7 @@
 use std::io::Write;
 
 use anyhow::{Context, Result};
+use aws_sdk_eventbridge::operation::describe_rule::DescribeRuleOutput;
 use aws_sdk_eventbridge::types::{RuleState, Tag, Target};
 use serde_json::{Value, json};
 
@@ -37,25 +38,14 @@ fn eb_tags(ctx: &Ctx, name: &str) -> Result<Vec<Tag>> {
         .collect()
 }
 
-pub(super) async fn converge(ctx: &mut Ctx) -> Result<()> {
-    let name = ctx.cfg.names.sweep_rule.clone();
-    let p = ctx.policy_inputs()?;
-    let fn_arn = p.clean_function_arn();
-    let input = sweep_input();
-    let rule = match ctx.events.describe_rule().name(&name).send().await {
-        Ok(r) => Some(r),
-        Err(e) if e.as_service_error().is_some_and(not_found) => None,
+/// The rule `name` with its ARN and tags, or `None` when it does not exist.
+async fn describe(ctx: &Ctx, name: &str) -> Result<Option<(DescribeRuleOutput, String, Vec<Tag>)>> {
+    let rule = match ctx.events.describe_rule().name(name).send().await {
+        Ok(r) => r,
+        Err(e) if e.as_service_error().is_some_and(not_found) => return Ok(None),
         Err(e) => {
             return Err(anyhow::Error::new(e).context(format!("events:DescribeRule {name}")));
         }
-    };
-    let Some(rule) = rule else {
-        ctx.record("schedule-rule", &name, None, Change::Create);
-        if ctx.apply() {
-            put_rule(ctx, &name, true).await?;
-            put_target(ctx, &name, &fn_arn, &input).await?;
-        }
-        return Ok(());
     };
     let arn = rule.arn().unwrap_or_default().to_string();
     let tags = ctx
@@ -64,8 +54,25 @@ pub(super) async fn converge(ctx: &mut Ctx) -> Result<()> {
         .resource_arn(&arn)
         .send()
         .await
-        .with_context(|| format!("events:ListTagsForResource {name}"))?;
-    let tags = tags.tags();
+        .with_context(|| format!("events:ListTagsForResource {name}"))?
+        .tags()
+        .to_vec();
+    Ok(Some((rule, arn, tags)))
+}
+
+pub(super) async fn converge(ctx: &mut Ctx) -> Result<()> {
+    let name = ctx.cfg.names.sweep_rule.clone();
+    let p = ctx.policy_inputs()?;
+    let fn_arn = p.clean_function_arn();
+    let input = sweep_input();
+    let Some((rule, arn, tags)) = describe(ctx, &name).await? else {
+        ctx.record("schedule-rule", &name, None, Change::Create);
+        if ctx.apply() {
+            put_rule(ctx, &name, true).await?;
+            put_target(ctx, &name, &fn_arn, &input).await?;
+        }
+        return Ok(());
+    };
     let get = |k: &str| tags.iter().find(|t| t.key() == k).map(|t| t.value());
     match get(policy::TAG_INSTALLATION) {
         Some(p) if p == ctx.cfg.names.prefix => {}
@@ -226,23 +233,10 @@ async fn put_target(ctx: &Ctx, name: &str, fn_arn: &str, input: &Value) -> Resul
 
 pub(super) async fn destroy(ctx: &mut Ctx, out: &mut dyn Write) -> Result<()> {
     let name = ctx.cfg.names.sweep_rule.clone();
-    let rule = match ctx.events.describe_rule().name(&name).send().await {
-        Ok(r) => r,
-        Err(e) if e.as_service_error().is_some_and(not_found) => return Ok(()),
-        Err(e) => {
-            return Err(anyhow::Error::new(e).context(format!("events:DescribeRule {name}")));
-        }
+    let Some((_, _, tags)) = describe(ctx, &name).await? else {
+        return Ok(());
     };
-    let arn = rule.arn().unwrap_or_default().to_string();
-    let tags = ctx
-        .events
-        .list_tags_for_resource()
-        .resource_arn(&arn)
-        .send()
-        .await
-        .with_context(|| format!("events:ListTagsForResource {name}"))?;
     if !tags
-        .tags()
         .iter()
         .any(|t| t.key() == policy::TAG_INSTALLATION && t.value() == ctx.cfg.names.prefix)
     {
