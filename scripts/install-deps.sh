@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Installs what Ferry's tests and local cloud need on a fresh Debian machine (root):
-# OpenSSH server (real sshd for the gate and LAN hosts), restic (benchmarks), netcat (the
+# OpenSSH server (real sshd for the gate and LAN hosts), restic (benchmarks), busybox (a
+# LAN host without GNU find, in the collection tests), netcat (the
 # local cloud's ssh_config reaches jump boxes with `nc`), and a
 # project-local Python virtual environment (.venv) with the pinned AWS emulator and the
 # policy linters/evaluators. Idempotent: a second run only checks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(openssh-server openssh-client restic time util-linux iproute2 zip unzip netcat-openbsd)
+APT_PACKAGES=(openssh-server openssh-client restic time util-linux iproute2 zip unzip netcat-openbsd busybox)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -1,10 +1,19 @@
 //! Benchmark driver for scripts/bench-collect.sh (not a test): collection throughput from a
-//! real loopback sshd into a fresh repository, against `ssh HOST tar -cf - PATHS | cat >/dev/null`
-//! on the same data, in one run, alternating, best of ROUNDS each.
+//! real sshd into a fresh repository, against `ssh HOST tar -cf - PATHS | cat >/dev/null` on
+//! the same data, in one run, alternating, best of ROUNDS each.
 //!
 //!     bench-collect CORPUS_DIR WORK_DIR [ROUNDS]
 //!
 //! CORPUS_DIR must be readable by the read-only account (ferry-ro); run as root.
+//!
+//! Two baselines: the reference, a plain `ssh HOST tar` with OpenSSH's defaults
+//! (chacha20-poly1305), and the same tar over ferry's own ssh options (AES-GCM first), so the
+//! cipher's share is visible. Each row also gives the CPU time the whole machine spent in its
+//! best round (from /proc/stat: ssh, the host's sshd and tar, and ferry's threads alike),
+//! which is what bounds the result when both ends share the CPUs.
+//!
+//! Knobs for profiling (not used by the script): `BENCH_ONLY=connect,plain,same,ferry,
+//! transport,local` runs only those rows; `BENCH_ZSTD_LEVEL=N` changes ferry's zstd level.
 
 use ferry_collect::listing::Entry;
 use ferry_collect::ssh::SshTarget;
@@ -16,6 +25,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Instant;
+
+type Res<T> = Result<T, Box<dyn std::error::Error>>;
 
 /// Transport only: every file's stream is read to the end and dropped (no engine), to
 /// separate the collector's own cost (listing, tar parsing) from the engine's.
@@ -46,7 +57,62 @@ impl ferry_collect::Sink for Discard {
     fn source_failed(&mut self, _: &str, _: &str) {}
 }
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// CPU seconds the whole machine has been busy (user, nice, system, irq, softirq).
+fn machine_busy_secs() -> Res<f64> {
+    let stat = std::fs::read_to_string("/proc/stat")?;
+    let line = stat
+        .lines()
+        .find(|l| l.starts_with("cpu "))
+        .ok_or("/proc/stat has no cpu line")?;
+    let f: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .map(|v| v.parse().unwrap_or(0))
+        .collect();
+    let busy = [0usize, 1, 2, 5, 6]
+        .iter()
+        .map(|&i| f.get(i).copied().unwrap_or(0))
+        .sum::<u64>();
+    // USER_HZ is 100 on Linux.
+    Ok(busy as f64 / 100.0)
+}
+
+/// The best round of one contender: its wall time and the machine's CPU time.
+struct Best {
+    what: String,
+    secs: f64,
+    cpu: f64,
+    wire: String,
+}
+
+impl Best {
+    fn new(what: &str) -> Best {
+        Best {
+            what: what.to_string(),
+            secs: f64::MAX,
+            cpu: 0.0,
+            wire: "-".into(),
+        }
+    }
+    fn ran(&self) -> bool {
+        self.secs < f64::MAX
+    }
+    /// Time `f`; keep it if it is the best so far. Returns the seconds.
+    fn time<T>(&mut self, f: impl FnOnce() -> Res<T>) -> Res<(f64, T)> {
+        let c0 = machine_busy_secs()?;
+        let t = Instant::now();
+        let v = f()?;
+        let secs = t.elapsed().as_secs_f64();
+        let cpu = machine_busy_secs()? - c0;
+        if secs < self.secs {
+            self.secs = secs;
+            self.cpu = cpu;
+        }
+        Ok((secs, v))
+    }
+}
+
+fn main() -> Res<()> {
     let args: Vec<String> = std::env::args().collect();
     if args.len() < 3 {
         return Err("usage: bench-collect CORPUS_DIR WORK_DIR [ROUNDS]".into());
@@ -55,145 +121,207 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let work = PathBuf::from(&args[2]);
     let rounds: usize = args.get(3).map(|s| s.parse()).transpose()?.unwrap_or(3);
     std::fs::create_dir_all(&work)?;
+    let only = std::env::var("BENCH_ONLY").unwrap_or_default();
+    let on = |what: &str| only.is_empty() || only.split(',').any(|w| w == what);
+    let level: i32 = match std::env::var("BENCH_ZSTD_LEVEL") {
+        Ok(v) => v.parse()?,
+        Err(_) => BackupOptions::default().compression_level,
+    };
 
     let lan = Lan::start(&["bench"])?;
     let h = lan.host("bench");
+    let corpus_s = corpus.to_str().ok_or("corpus path is not UTF-8")?;
     let toml = format!(
-        "[sources]\n[[sources.host]]\nname = \"bench\"\naddress = \"127.0.0.1\"\nport = {}\nuser = {:?}\nidentity = {:?}\nknown_hosts = {:?}\npaths = [{:?}]\n",
+        "[sources]\n[[sources.host]]\nname = \"bench\"\naddress = \"127.0.0.1\"\nport = {}\nuser = {:?}\nidentity = {:?}\nknown_hosts = {:?}\npaths = [{corpus_s:?}]\n",
         h.port,
         lan.user,
         lan.client_key.display().to_string(),
         h.known_hosts.display().to_string(),
-        corpus.display().to_string()
     );
     let cfg = ConfigFile::parse(&toml, Path::new("bench.toml"))?;
     let target = SshTarget::from_config(&cfg.host[0], 10);
-
+    let jobs = ferry_collect::jobs_of(&cfg)?;
     let local_cfg = ConfigFile::parse(
-        &format!(
-            "[sources.local]\nname = \"bench\"\npaths = [{:?}]\n",
-            corpus.display().to_string()
-        ),
+        &format!("[sources.local]\nname = \"bench\"\npaths = [{corpus_s:?}]\n"),
         Path::new("bench-local.toml"),
     )?;
-    let mut best_local = f64::MAX;
-    let mut best_transport = f64::MAX;
-    let jobs = ferry_collect::jobs_of(&cfg)?;
-    let mut best_base = f64::MAX;
-    let mut best_ferry = f64::MAX;
-    let mut base_bytes = 0u64;
+    let tar = format!("tar -cf - {}", ferry_collect::ssh::shell_quote(corpus_s));
+    // The reference: plain ssh, OpenSSH's default ciphers, only what is needed to
+    // log in non-interactively with the pinned key.
+    let plain_ssh = || {
+        let mut c = Command::new("ssh");
+        c.args(["-F", "none", "-o", "BatchMode=yes", "-o"])
+            .arg(format!("UserKnownHostsFile={}", h.known_hosts.display()))
+            .arg("-i")
+            .arg(&lan.client_key)
+            .args(["-p", &h.port.to_string(), "-l", &lan.user, "127.0.0.1"])
+            .arg(&tar);
+        c
+    };
+
+    let mut connect = Best::new(
+        "for reference: one ssh connection, `ssh HOST true` (ferry makes one per host and run)",
+    );
+    let mut plain = Best::new(
+        "`ssh HOST tar -cf - PATHS \\| cat >/dev/null` (OpenSSH defaults: chacha20-poly1305)",
+    );
+    let mut same = Best::new("the same over ferry's ssh options (aes128-gcm first)");
+    let mut ferry = Best::new(&format!(
+        "ferry collection (list + tar stream + chunk, compress (zstd {level}), encrypt, pack into a local repository)"
+    ));
+    let mut transport = Best::new(
+        "for reference: ferry's transport alone (listing + tar stream parsed, content dropped)",
+    );
+    let mut local =
+        Best::new("for reference: the engine alone, same files from the local filesystem (no ssh)");
     let mut content = 0u64;
-    let mut wire = 0u64;
     let mut stored = 0u64;
+    let fresh_repo = |dir: &Path| -> Res<(Repository, MasterKey, BackupOptions)> {
+        let _ = std::fs::remove_dir_all(dir);
+        let master = MasterKey::generate();
+        let repo = Repository::init(Arc::new(LocalDir::new(dir)), &master.put_key())?;
+        let opts = BackupOptions {
+            cache_disabled: true,
+            compression_level: level,
+            ..BackupOptions::default()
+        };
+        Ok((repo, master, opts))
+    };
     for round in 0..rounds {
-        // Baseline: the same ssh options, the plain tar of the same paths, into cat.
-        let t = Instant::now();
-        let quoted =
-            ferry_collect::ssh::shell_quote(corpus.to_str().ok_or("corpus path is not UTF-8")?);
-        let mut ssh = target
-            .command(&format!("tar -cf - {quoted}"))
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()?;
-        let out = ssh.stdout.take().ok_or("no ssh stdout")?;
-        let counter = Command::new("sh")
-            .arg("-c")
-            .arg("cat | wc -c")
-            .stdin(out)
-            .stdout(Stdio::piped())
-            .spawn()?;
-        let st = ssh.wait()?;
-        let n = counter.wait_with_output()?;
-        let base_secs = t.elapsed().as_secs_f64();
-        if !st.success() {
-            return Err(format!("baseline ssh tar failed: {st}").into());
+        let mut line = Vec::new();
+        if on("connect") {
+            let (s, _) = connect.time(|| {
+                let st = target.command("true").stderr(Stdio::null()).status()?;
+                if st.success() {
+                    Ok(())
+                } else {
+                    Err(format!("ssh HOST true failed: {st}").into())
+                }
+            })?;
+            line.push(format!("ssh HOST true {s:.3} s"));
         }
-        base_bytes = String::from_utf8_lossy(&n.stdout).trim().parse()?;
-        best_base = best_base.min(base_secs);
-
-        // Ferry: a fresh repository and cache each round (a first, full collection).
+        if on("plain") {
+            let (s, n) = plain.time(|| time_into_cat(plain_ssh()))?;
+            plain.wire = format!("{:.1} MiB", mib(n));
+            line.push(format!("plain ssh tar {s:.2} s"));
+        }
+        if on("same") {
+            let (s, n) = same.time(|| time_into_cat(target.command(&tar)))?;
+            same.wire = format!("{:.1} MiB", mib(n));
+            line.push(format!("ssh tar with ferry's options {s:.2} s"));
+        }
         let repo_dir = work.join(format!("repo-{round}"));
-        let _ = std::fs::remove_dir_all(&repo_dir);
-        let master = MasterKey::generate();
-        let repo = Repository::init(Arc::new(LocalDir::new(&repo_dir)), &master.put_key())?;
-        let opts = BackupOptions {
-            cache_disabled: true,
-            ..BackupOptions::default()
-        };
-        let t = Instant::now();
-        let (info, rep) =
-            ferry_collect::backup(&repo, &master.put_key(), &cfg, opts, Arc::new(NoProgress))?;
-        let secs = t.elapsed().as_secs_f64();
-        if rep.is_partial() {
-            return Err(format!("collection was partial:\n{}", rep.summary()).into());
+        if on("ferry") {
+            // A fresh repository and no cache each round: a first, full collection.
+            let (repo, master, opts) = fresh_repo(&repo_dir)?;
+            let (s, (info, rep)) = ferry.time(|| {
+                Ok(ferry_collect::backup(
+                    &repo,
+                    &master.put_key(),
+                    &cfg,
+                    opts,
+                    Arc::new(NoProgress),
+                )?)
+            })?;
+            if rep.is_partial() {
+                return Err(format!("collection was partial:\n{}", rep.summary()).into());
+            }
+            content = rep.sources[0].content_bytes;
+            stored = info.snapshot.stats.stored_bytes;
+            ferry.wire = format!("{:.1} MiB", mib(rep.sources[0].wire_bytes));
+            let _ = std::fs::remove_dir_all(&repo_dir);
+            line.push(format!("ferry {s:.2} s"));
         }
-        best_ferry = best_ferry.min(secs);
-        content = rep.sources[0].content_bytes;
-        wire = rep.sources[0].wire_bytes;
-        stored = info.snapshot.stats.stored_bytes;
-        let _ = std::fs::remove_dir_all(&repo_dir);
+        if on("transport") {
+            let (s, (_, rep)) =
+                transport.time(|| Ok(ferry_collect::collect(&jobs, 1, Discard)?))?;
+            if rep.is_partial() || (content != 0 && rep.sources[0].content_bytes != content) {
+                return Err(format!("transport-only run differs:\n{}", rep.summary()).into());
+            }
+            content = rep.sources[0].content_bytes;
+            line.push(format!("transport only {s:.2} s"));
+        }
+        if on("local") {
+            let (repo, master, opts) = fresh_repo(&repo_dir)?;
+            let (s, (_, rep)) = local.time(|| {
+                Ok(ferry_collect::backup(
+                    &repo,
+                    &master.put_key(),
+                    &local_cfg,
+                    opts,
+                    Arc::new(NoProgress),
+                )?)
+            })?;
+            if rep.is_partial() {
+                return Err(format!("local collection was partial:\n{}", rep.summary()).into());
+            }
+            let _ = std::fs::remove_dir_all(&repo_dir);
+            line.push(format!("engine alone {s:.2} s"));
+        }
+        eprintln!("round {}: {}", round + 1, line.join(", "));
+    }
 
-        // Transport only.
-        let t = Instant::now();
-        let (_, trep) = ferry_collect::collect(&jobs, 1, Discard)?;
-        let transport_secs = t.elapsed().as_secs_f64();
-        if trep.is_partial() || trep.sources[0].content_bytes != content {
-            return Err(format!("transport-only run differs:\n{}", trep.summary()).into());
+    println!(
+        "| what | time (best of {rounds}) | throughput (content MiB/s) | CPU time, whole machine | bytes over ssh |"
+    );
+    println!("|---|---|---|---|---|");
+    for b in [&plain, &same, &ferry, &transport, &local] {
+        if b.ran() {
+            let rate = if content > 0 {
+                format!("{:.1}", mib(content) / b.secs)
+            } else {
+                "-".into()
+            };
+            println!(
+                "| {} | {:.2} s | {rate} | {:.2} s | {} |",
+                b.what, b.secs, b.cpu, b.wire
+            );
         }
-        best_transport = best_transport.min(transport_secs);
-
-        // The engine alone: the same files from the local filesystem, no ssh.
-        let master = MasterKey::generate();
-        let repo = Repository::init(Arc::new(LocalDir::new(&repo_dir)), &master.put_key())?;
-        let opts = BackupOptions {
-            cache_disabled: true,
-            ..BackupOptions::default()
-        };
-        let t = Instant::now();
-        let (_, lrep) = ferry_collect::backup(
-            &repo,
-            &master.put_key(),
-            &local_cfg,
-            opts,
-            Arc::new(NoProgress),
-        )?;
-        let local_secs = t.elapsed().as_secs_f64();
-        if lrep.is_partial() {
-            return Err(format!("local collection was partial:\n{}", lrep.summary()).into());
-        }
-        best_local = best_local.min(local_secs);
-        let _ = std::fs::remove_dir_all(&repo_dir);
-        eprintln!(
-            "round {}: baseline {base_secs:.2} s, ferry {secs:.2} s, transport only {transport_secs:.2} s, engine alone {local_secs:.2} s",
-            round + 1
+    }
+    if connect.ran() {
+        println!(
+            "| {} | {:.3} s | - | {:.2} s | - |",
+            connect.what, connect.secs, connect.cpu
         );
     }
-    let mib = |b: u64| b as f64 / (1 << 20) as f64;
-    let base_rate = mib(content) / best_base;
-    let ferry_rate = mib(content) / best_ferry;
-    println!("| what | time (best of {rounds}) | throughput (content MiB/s) | bytes over ssh |");
-    println!("|---|---|---|---|");
     println!(
-        "| `ssh HOST tar -cf - PATHS \\| cat >/dev/null` | {best_base:.2} s | {base_rate:.1} | {:.1} MiB |",
-        mib(base_bytes)
-    );
-    println!(
-        "| ferry collection (list + tar stream + chunk, compress, encrypt, pack into a local repository) | {best_ferry:.2} s | {ferry_rate:.1} | {:.1} MiB |",
-        mib(wire)
-    );
-    println!(
-        "| for reference: ferry's transport alone (listing + tar stream parsed, content dropped) | {best_transport:.2} s | {:.1} | - |",
-        mib(content) / best_transport
-    );
-    println!(
-        "| for reference: the engine alone, same files from the local filesystem (no ssh) | {best_local:.2} s | {:.1} | - |",
-        mib(content) / best_local
-    );
-    println!(
-        "\ncontent {:.1} MiB; stored {:.1} MiB; ferry / baseline = {:.0} % (target >= 80 %)",
+        "\ncontent {:.1} MiB; stored {:.1} MiB; {} CPUs",
         mib(content),
         mib(stored),
-        100.0 * ferry_rate / base_rate
+        std::thread::available_parallelism().map_or(0, |n| n.get())
     );
+    if ferry.ran() {
+        for b in [&plain, &same] {
+            if b.ran() {
+                println!(
+                    "ferry / {} = {:.0} % (target >= 80 %)",
+                    b.what.split(" (").next().unwrap_or(&b.what),
+                    100.0 * b.secs / ferry.secs
+                );
+            }
+        }
+    }
     Ok(())
+}
+
+fn mib(b: u64) -> f64 {
+    b as f64 / (1 << 20) as f64
+}
+
+/// Run `cmd` (an ssh) into `cat | wc -c`; returns the bytes received.
+fn time_into_cat(mut cmd: Command) -> Res<u64> {
+    let mut ssh = cmd.stdout(Stdio::piped()).stderr(Stdio::null()).spawn()?;
+    let out = ssh.stdout.take().ok_or("no ssh stdout")?;
+    let counter = Command::new("sh")
+        .arg("-c")
+        .arg("cat | wc -c")
+        .stdin(out)
+        .stdout(Stdio::piped())
+        .spawn()?;
+    let st = ssh.wait()?;
+    let n = counter.wait_with_output()?;
+    if !st.success() {
+        return Err(format!("baseline ssh tar failed: {st}").into());
+    }
+    Ok(String::from_utf8_lossy(&n.stdout).trim().parse()?)
 }

@@ -426,6 +426,28 @@ fn enlarge_pipe(fd: &impl std::os::fd::AsRawFd) {
 /// The remote command that streams the files whose names arrive NUL-separated on stdin.
 pub const TAR_COMMAND: &str = "LC_ALL=C; export LC_ALL; exec tar -cf - --format=gnu --null --no-recursion --verbatim-files-from --no-unquote --absolute-names --hard-dereference --quoting-style=literal -T -";
 
+/// The one remote command of a host's collection: the listing, its end record, then the tar
+/// of the names that arrive on stdin. One SSH session per host and run: one login in the
+/// host's auth log, one key exchange (about 0.2 s on loopback, docs/BENCHMARKS.md).
+pub fn session_command(paths: &[PathBuf]) -> Result<String, String> {
+    Ok(format!(
+        "{}; {}; {TAR_COMMAND}",
+        listing::find_command(paths)?,
+        listing::LISTED_PRINTF
+    ))
+}
+
+/// Stop a session that is not needed any more and return its stderr.
+fn end_session(
+    child: &mut std::process::Child,
+    err_thread: std::thread::JoinHandle<Vec<u8>>,
+) -> (Option<i32>, String) {
+    let _ = child.kill();
+    let code = child.wait().ok().and_then(|s| s.code());
+    let stderr = err_thread.join().unwrap_or_default();
+    (code, String::from_utf8_lossy(&stderr).into_owned())
+}
+
 fn collect_host<S: Sink>(
     ctx: &mut Ctx<'_, S>,
     t: &SshTarget,
@@ -434,70 +456,12 @@ fn collect_host<S: Sink>(
     if let Err(f) = t.preflight() {
         return ctx.fail(f.to_string());
     }
-    // 1. Listing.
-    let cmd = match listing::find_command(&spec.paths) {
+    let cmd = match session_command(&spec.paths) {
         Ok(c) => c,
         Err(m) => return ctx.fail(m),
     };
-    let out = match t
-        .command(&cmd)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .output()
-    {
-        Ok(o) => o,
-        Err(e) => return ctx.fail(format!("running ssh: {e}")),
-    };
-    ctx.report.wire_bytes += out.stdout.len() as u64;
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    match out.status.code() {
-        Some(255) | None => return ctx.fail(ssh::classify(&stderr).to_string()),
-        Some(127) => {
-            return ctx.fail(format!(
-                "the host has no `find` command (GNU findutils needed): {}",
-                ssh::summarise(&stderr)
-            ));
-        }
-        _ => {}
-    }
-    if stderr.contains("-printf") {
-        return ctx.fail(format!(
-            "the host's find does not support -printf (GNU findutils needed): {}",
-            ssh::summarise(&stderr)
-        ));
-    }
-    let entries = match listing::parse_find(&out.stdout) {
-        Ok(e) => e,
-        Err(m) => return ctx.fail(m),
-    };
-    for line in stderr.lines().filter(|l| !l.trim().is_empty()) {
-        match listing::parse_find_error(line) {
-            Some((p, m)) => ctx.error(&p, format!("cannot list: {m}"))?,
-            None if line.starts_with("find: ") => {
-                ctx.error(Path::new("/"), format!("listing: {line}"))?
-            }
-            // Login noise ("Could not chdir to home directory", banners): not about our files.
-            None => tracing::debug!(source = %ctx.report.name, "ssh stderr: {line}"),
-        }
-    }
-    let (kept, skipped) = listing::filter(entries, spec);
-    ctx.report.skipped = skipped;
-    let need = ctx.add_listing(kept)?;
-    if need.is_empty() || ctx.abort.load(Ordering::SeqCst) {
-        return Ok(());
-    }
-    // 2. One tar stream with the files to read.
-    stream_files(ctx, t, need, spec.max_file_size)
-}
-
-fn stream_files<S: Sink>(
-    ctx: &mut Ctx<'_, S>,
-    t: &SshTarget,
-    need: Vec<Entry>,
-    max_size: Option<u64>,
-) -> Result<(), EngineFailure> {
     let mut child = match t
-        .command(TAR_COMMAND)
+        .command(&cmd)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -506,13 +470,112 @@ fn stream_files<S: Sink>(
         Ok(c) => c,
         Err(e) => return ctx.fail(format!("running ssh: {e}")),
     };
-    let (Some(mut stdin), Some(stdout), Some(stderr)) =
+    let (Some(stdin), Some(stdout), Some(stderr)) =
         (child.stdin.take(), child.stdout.take(), child.stderr.take())
     else {
         let _ = child.kill();
         let _ = child.wait();
         return ctx.fail("ssh pipes missing".into());
     };
+    let err_thread = drain(stderr, STDERR_CAP);
+    let counter = Arc::new(AtomicU64::new(0));
+    enlarge_pipe(&stdout);
+    let mut reader = BufReader::with_capacity(
+        256 << 10,
+        Counting {
+            inner: stdout,
+            count: counter.clone(),
+        },
+    );
+    // 1. The listing, up to its end record.
+    let raw = listing::read_listing(&mut reader);
+    let listed_bytes = counter.load(Ordering::Relaxed) - reader.buffer().len() as u64;
+    ctx.report.wire_bytes += listed_bytes;
+    let raw = match raw {
+        Ok(r) => r,
+        Err(cut) => {
+            drop(stdin);
+            let (code, stderr) = end_session(&mut child, err_thread);
+            return ctx.fail(match (code, &cut) {
+                (Some(255) | None, listing::ListingCut::Eof { .. }) => {
+                    ssh::classify(&stderr).to_string()
+                }
+                _ => format!("{cut}: {}", ssh::summarise(&stderr)),
+            });
+        }
+    };
+    if raw.status == 127 {
+        drop(stdin);
+        let (_, stderr) = end_session(&mut child, err_thread);
+        return ctx.fail(format!(
+            "the host has no `find` command (GNU findutils needed): {}",
+            ssh::summarise(&stderr)
+        ));
+    }
+    let entries = match listing::parse_find(&raw.bytes) {
+        Ok(e) => e,
+        Err(m) => {
+            drop(stdin);
+            end_session(&mut child, err_thread);
+            return ctx.fail(m);
+        }
+    };
+    let (kept, skipped) = listing::filter(entries, spec);
+    ctx.report.skipped = skipped;
+    let need = match ctx.add_listing(kept) {
+        Ok(n) => n,
+        Err(e) => {
+            drop(stdin);
+            end_session(&mut child, err_thread);
+            return Err(e);
+        }
+    };
+    if ctx.abort.load(Ordering::SeqCst) {
+        drop(stdin);
+        end_session(&mut child, err_thread);
+        return Ok(());
+    }
+    // 2. The same session's tar of the files to read (an empty list: an empty archive).
+    stream_files(
+        ctx,
+        Session {
+            child,
+            stdin,
+            reader,
+            counter,
+            listed_bytes,
+            err_thread,
+        },
+        need,
+        spec.max_file_size,
+    )
+}
+
+/// A host session after its listing: the tar waits for names on `stdin`.
+struct Session {
+    child: std::process::Child,
+    stdin: std::process::ChildStdin,
+    reader: BufReader<Counting<std::process::ChildStdout>>,
+    counter: Arc<AtomicU64>,
+    /// Bytes of stdout that were the listing (the rest is the tar stream).
+    listed_bytes: u64,
+    err_thread: std::thread::JoinHandle<Vec<u8>>,
+}
+
+fn stream_files<S: Sink>(
+    ctx: &mut Ctx<'_, S>,
+    session: Session,
+    need: Vec<Entry>,
+    max_size: Option<u64>,
+) -> Result<(), EngineFailure> {
+    let Session {
+        mut child,
+        mut stdin,
+        reader,
+        counter,
+        listed_bytes,
+        err_thread,
+    } = session;
     let names: Vec<Vec<u8>> = need
         .iter()
         .map(|e| listing::path_bytes(&e.path).to_vec())
@@ -528,16 +591,6 @@ fn stream_files<S: Sink>(
         drop(w);
         drop(stdin);
     });
-    let err_thread = drain(stderr, STDERR_CAP);
-    let counter = Arc::new(AtomicU64::new(0));
-    enlarge_pipe(&stdout);
-    let reader = BufReader::with_capacity(
-        256 << 10,
-        Counting {
-            inner: stdout,
-            count: counter.clone(),
-        },
-    );
     let mut by_path: HashMap<&[u8], usize> = HashMap::with_capacity(need.len());
     for (i, e) in need.iter().enumerate() {
         by_path.insert(listing::path_bytes(&e.path), i);
@@ -615,11 +668,29 @@ fn stream_files<S: Sink>(
     let _ = writer.join();
     let stderr = err_thread.join().unwrap_or_default();
     let stderr = String::from_utf8_lossy(&stderr).into_owned();
-    let tb = counter.load(Ordering::Relaxed);
+    let tb = counter.load(Ordering::Relaxed).saturating_sub(listed_bytes);
     ctx.report.transfer_bytes += tb;
     ctx.report.wire_bytes += tb;
     if let Some(e) = engine_err {
         return Err(e);
+    }
+    // What find said while listing (it shares stderr with tar).
+    if stderr.contains("-printf") {
+        return ctx.fail(format!(
+            "the host's find does not support -printf (GNU findutils needed): {}",
+            ssh::summarise(&stderr)
+        ));
+    }
+    for line in stderr.lines().filter(|l| !l.trim().is_empty()) {
+        match listing::parse_find_error(line) {
+            Some((p, m)) => ctx.error(&p, format!("cannot list: {m}"))?,
+            None if line.starts_with("find: ") => {
+                ctx.error(Path::new("/"), format!("listing: {line}"))?
+            }
+            // tar's lines are read below; anything else is login noise ("Could not chdir
+            // to home directory", banners): not about our files.
+            _ => {}
+        }
     }
     let code = status.ok().and_then(|s| s.code());
     if broken.is_none() && code == Some(255) {

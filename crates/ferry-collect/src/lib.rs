@@ -4,8 +4,9 @@
 //! hosts) and collecting those sources into the repository engine: files are listed on each
 //! host with GNU `find -printf`, filtered (exclude globs, size cap), checked against the
 //! previous snapshot (size + mtime, or inode for renamed files), and only the changed ones
-//! are streamed with `tar` over the system OpenSSH client straight into the engine's
-//! snapshot builder — no staging copy on disk, no whole file in memory. Nothing is installed
+//! are streamed with `tar` straight into the engine's snapshot builder — no staging copy on
+//! disk, no whole file in memory. The listing and the tar share one session of the system
+//! OpenSSH client per host and run ([`collect::session_command`]). Nothing is installed
 //! on the hosts: a read-only account is enough. Host keys are pinned (StrictHostKeyChecking
 //! against the source's own known-hosts file). One failing host never stops the others.
 //!

@@ -73,6 +73,89 @@ pub fn find_command(paths: &[PathBuf]) -> Result<String, String> {
     Ok(cmd)
 }
 
+/// First field of the record that ends the listing in a host session: `%y` is always one
+/// character, so no record of the listing can start with it.
+pub const LISTED: &[u8] = b"FERRY-LISTED";
+
+/// The largest listing accepted from a host (about seven million files); a host that sends
+/// more is refused rather than allowed to exhaust the backup VM's memory.
+pub const MAX_LISTING: usize = 1 << 30;
+
+/// The shell code that ends a listing: the sentinel record `LISTED`, then find's exit status.
+pub const LISTED_PRINTF: &str = "s=$?; printf 'FERRY-LISTED\\000%s\\000' \"$s\"";
+
+/// A listing as read from a host session: the raw `find -printf` output and find's status.
+#[derive(Debug)]
+pub struct RawListing {
+    pub bytes: Vec<u8>,
+    /// find's exit status as the host reported it (127: no `find` there).
+    pub status: i32,
+}
+
+/// Why reading a framed listing stopped without its end record.
+#[derive(Debug)]
+pub enum ListingCut {
+    /// The stream ended first (the connection failed, or the host's shell is not POSIX).
+    Eof { read: usize },
+    /// Reading failed.
+    Io(std::io::Error),
+    /// More than [`MAX_LISTING`] bytes, or an end record that is not `LISTED`, status.
+    Bad(String),
+}
+
+impl std::fmt::Display for ListingCut {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ListingCut::Eof { read } => write!(
+                f,
+                "the session ended after {read} bytes of listing, before its end record"
+            ),
+            ListingCut::Io(e) => write!(f, "reading the listing: {e}"),
+            ListingCut::Bad(m) => write!(f, "{m}"),
+        }
+    }
+}
+
+/// Read `find -printf FIND_FORMAT` records from `r` up to and including the end record that
+/// [`LISTED_PRINTF`] writes; `r` is left at the first byte after it (the tar stream).
+pub fn read_listing<R: std::io::BufRead>(r: &mut R) -> Result<RawListing, ListingCut> {
+    let mut bytes = Vec::new();
+    let mut field = 0usize;
+    loop {
+        let start = bytes.len();
+        let n = r.read_until(0, &mut bytes).map_err(ListingCut::Io)?;
+        if n == 0 || bytes.last() != Some(&0) {
+            return Err(ListingCut::Eof { read: bytes.len() });
+        }
+        if bytes.len() > MAX_LISTING {
+            return Err(ListingCut::Bad(format!(
+                "the listing exceeds {MAX_LISTING} bytes; refused"
+            )));
+        }
+        if field.is_multiple_of(FIELDS) && &bytes[start..bytes.len() - 1] == LISTED {
+            bytes.truncate(start);
+            let mut status = Vec::new();
+            r.read_until(0, &mut status).map_err(ListingCut::Io)?;
+            let Some(digits) = status.strip_suffix(&[0]) else {
+                return Err(ListingCut::Eof {
+                    read: bytes.len() + LISTED.len() + 1 + status.len(),
+                });
+            };
+            let status = std::str::from_utf8(digits)
+                .ok()
+                .and_then(|s| s.parse::<i32>().ok())
+                .ok_or_else(|| {
+                    ListingCut::Bad(format!(
+                        "the listing's end record has no exit status (got {:?})",
+                        String::from_utf8_lossy(digits)
+                    ))
+                })?;
+            return Ok(RawListing { bytes, status });
+        }
+        field += 1;
+    }
+}
+
 /// Parse `find -printf FIND_FORMAT` output, sorted by path (component-wise), without duplicates.
 pub fn parse_find(out: &[u8]) -> Result<Vec<Entry>, String> {
     if out.last().is_some_and(|&b| b != 0) {
@@ -380,10 +463,74 @@ mod tests {
         );
     }
 
+    /// Run `script` with sh and read its stdout as a host session's listing.
+    fn session(script: &str) -> (Result<RawListing, ListingCut>, Vec<u8>) {
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .output()
+            .unwrap();
+        let mut r = std::io::BufReader::with_capacity(7, &out.stdout[..]);
+        let l = read_listing(&mut r);
+        let mut rest = Vec::new();
+        std::io::Read::read_to_end(&mut r, &mut rest).unwrap();
+        (l, rest)
+    }
+
+    #[test]
+    fn a_framed_listing_ends_at_its_end_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().join("sub");
+        std::fs::create_dir(&d).unwrap();
+        // A field equal to the sentinel that is not at a record's start is data.
+        std::os::unix::fs::symlink("FERRY-LISTED", d.join("link")).unwrap();
+        std::fs::write(d.join("FERRY-LISTED"), b"x").unwrap();
+        let cmd = find_command(std::slice::from_ref(&d)).unwrap();
+        let (l, rest) = session(&format!("{cmd}; {LISTED_PRINTF}; printf 'TAR'"));
+        let l = l.unwrap();
+        assert_eq!(l.status, 0);
+        assert_eq!(rest, b"TAR");
+        let entries = parse_find(&l.bytes).unwrap();
+        let link = entries.iter().find(|e| e.path == d.join("link")).unwrap();
+        assert_eq!(link.target, Path::new("FERRY-LISTED"));
+        assert!(entries.iter().any(|e| e.path == d.join("FERRY-LISTED")));
+
+        // find's own failure is reported in the end record; what it listed is kept.
+        let missing = dir.path().join("none");
+        let cmd = find_command(&[d.clone(), missing]).unwrap();
+        let (l, rest) = session(&format!("{cmd} 2>/dev/null; {LISTED_PRINTF}"));
+        let l = l.unwrap();
+        assert_eq!(l.status, 1);
+        assert!(rest.is_empty());
+        assert!(parse_find(&l.bytes).unwrap().iter().any(|e| e.path == d));
+    }
+
+    #[test]
+    fn a_listing_without_its_end_record_is_refused() {
+        let (l, _) = session("printf 'f\\0001\\000'");
+        assert!(matches!(l, Err(ListingCut::Eof { read: 4 })), "{l:?}");
+        assert!(l.unwrap_err().to_string().contains("before its end record"));
+        let (l, _) = session("printf 'FERRY-LISTED\\000x\\000'");
+        let e = l.unwrap_err().to_string();
+        assert!(e.contains("no exit status"), "{e}");
+        let (l, _) = session("printf 'FERRY-LISTED\\0000'");
+        assert!(l.is_err(), "an end record without its final NUL");
+        let (l, _) = session("printf 'f\\000no-nul'");
+        assert!(matches!(l, Err(ListingCut::Eof { .. })));
+    }
+
     proptest::proptest! {
         #[test]
         fn parse_find_never_panics(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..400)) {
             let _ = parse_find(&bytes);
+        }
+
+        #[test]
+        fn read_listing_never_panics(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..400)) {
+            let mut r = &bytes[..];
+            if let Ok(l) = read_listing(&mut r) {
+                let _ = parse_find(&l.bytes);
+            }
         }
 
         #[test]

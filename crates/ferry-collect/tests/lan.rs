@@ -427,3 +427,82 @@ fn a_host_down_for_one_run_is_not_read_again_when_it_is_back() {
     let out = restore(&r, &info);
     assert_restored_equals(out.path(), lan.host("flaky"), &[]);
 }
+
+/// A directory of symlinks named `tools` (name → target), readable by the read-only account,
+/// for a host `PATH` whose tools differ from this machine's.
+fn tool_dir(base: &Path, name: &str, tools: &[(&str, &str)]) -> PathBuf {
+    let d = base.join(name);
+    std::fs::create_dir(&d).unwrap();
+    std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o755)).unwrap();
+    for (tool, target) in tools {
+        std::os::unix::fs::symlink(target, d.join(tool)).unwrap();
+    }
+    d
+}
+
+#[test]
+fn hosts_without_gnu_find_fail_with_a_clear_message() {
+    // busybox (installed by scripts/install-deps.sh) is a real find without -printf, as on
+    // Alpine or OpenWrt hosts.
+    let busybox = Path::new("/usr/bin/busybox");
+    assert!(
+        busybox.exists(),
+        "busybox missing: run scripts/install-deps.sh"
+    );
+    let mut lan = Lan::start(&["nofind", "busybox", "fine"]).unwrap();
+    let no_find = tool_dir(&lan.base, "bin-no-find", &[("tar", "/usr/bin/tar")]);
+    let bb = tool_dir(
+        &lan.base,
+        "bin-busybox",
+        &[("find", "/usr/bin/busybox"), ("tar", "/usr/bin/tar")],
+    );
+    lan.host_mut("nofind")
+        .restart_with_env(&[("PATH", no_find.to_str().unwrap())])
+        .unwrap();
+    lan.host_mut("busybox")
+        .restart_with_env(&[("PATH", bb.to_str().unwrap())])
+        .unwrap();
+    let cfg = parse(&lan.sources_toml(3));
+    let r = repo();
+    let (info, rep) = backup(&r, &cfg);
+    assert!(rep.is_partial());
+    match &source(&rep, "nofind").status {
+        SourceStatus::Failed(m) => assert!(m.contains("no `find` command"), "{m}"),
+        s => panic!("nofind should have failed: {s:?}"),
+    }
+    match &source(&rep, "busybox").status {
+        SourceStatus::Failed(m) => {
+            assert!(m.contains("does not support -printf"), "{m}")
+        }
+        s => panic!("busybox should have failed: {s:?}"),
+    }
+    assert_eq!(source(&rep, "fine").status, SourceStatus::Ok);
+    let out = restore(&r, &info);
+    assert_restored_equals(out.path(), lan.host("fine"), &[]);
+}
+
+#[test]
+fn one_ssh_login_per_host_and_run() {
+    let lan = Lan::start(&["h"]).unwrap();
+    let cfg = parse(&lan.sources_toml(1));
+    let r = repo();
+    let logins = || {
+        lan.host("h")
+            .sshd()
+            .unwrap()
+            .log()
+            .matches("Accepted publickey")
+            .count()
+    };
+    let (_, rep) = backup(&r, &cfg);
+    assert_eq!(source(&rep, "h").status, SourceStatus::Ok);
+    assert!(source(&rep, "h").files_read > 0);
+    assert_eq!(logins(), 1, "{}", lan.host("h").sshd().unwrap().log());
+    // Nothing changed: the listing alone, still in one session (its tar gets no names).
+    let (_, rep) = backup(&r, &cfg);
+    let s = source(&rep, "h");
+    assert_eq!(s.status, SourceStatus::Ok, "{}", rep.summary());
+    assert_eq!(s.files_read, 0);
+    assert!(s.files_unchanged > 0);
+    assert_eq!(logins(), 2);
+}

@@ -259,8 +259,11 @@ fn sigterm_during_collection_provisioning_and_upload_leaves_nothing_and_the_next
     )
     .expect("ferry.toml");
 
-    // 1. During collection: nothing exists in the cloud yet; the process just stops.
-    let (code, out) = kill_at(&cloud, &config, "Collecting", Duration::from_millis(700));
+    // 1. During collection: nothing exists in the cloud yet; the process just stops. Killed
+    // right at "Collecting": the collection begins with an SSH login (≥ 0.1 s) before any
+    // file, so the signal lands inside it however fast the rest is (a fixed 700 ms delay
+    // stopped landing there once one session per host and AES-GCM made it faster).
+    let (code, out) = kill_at(&cloud, &config, "Collecting", Duration::ZERO);
     assert_eq!(code, 128 + libc::SIGTERM, "{out}");
     assert!(
         !out.contains("Asking ferry-build"),

@@ -142,12 +142,19 @@ impl LanHost {
 
     /// Start a server for this host ([`crate::Sshd`], which makes a fresh host key), also
     /// listening on `port` when given (a restart keeps the host's address).
-    fn spawn(authorized_keys: &str, port: Option<u16>) -> io::Result<crate::Sshd> {
+    fn spawn(
+        authorized_keys: &str,
+        port: Option<u16>,
+        set_env: &[(&str, &str)],
+    ) -> io::Result<crate::Sshd> {
         let sshd = crate::Sshd::start(crate::SshdOptions {
             user: READONLY_USER.to_string(),
             authorized_keys: authorized_keys.to_string(),
             extra_config: port.map(|p| format!("Port {p}\n")).unwrap_or_default(),
-            ..crate::SshdOptions::default()
+            set_env: set_env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         })
         .map_err(io::Error::other)?;
         // sshd reads authorized_keys as the logged-in user: let the account reach it.
@@ -164,9 +171,35 @@ impl LanHost {
     /// middle).
     pub fn change_host_key(&mut self) -> io::Result<()> {
         self.sshd = None;
-        self.sshd = Some(Self::spawn(&self.authorized_keys, Some(self.port))?);
+        self.sshd = Some(Self::spawn(&self.authorized_keys, Some(self.port), &[])?);
         Ok(())
     }
+
+    /// Restart the host on the same port with `set_env` in every session (e.g. a `PATH`
+    /// whose tools differ: a host without GNU find) and pin its new host key, as an
+    /// administrator would after reinstalling it.
+    pub fn restart_with_env(&mut self, set_env: &[(&str, &str)]) -> io::Result<()> {
+        self.sshd = None;
+        let sshd = Self::spawn(&self.authorized_keys, Some(self.port), set_env)?;
+        let host_pub = std::fs::read_to_string(sshd.host_key_pub())?;
+        self.sshd = Some(sshd);
+        write(
+            &self.known_hosts,
+            known_hosts_line(self.port, &host_pub)?.as_bytes(),
+            0o644,
+        )
+    }
+}
+
+/// The known-hosts line that pins `host_pub` (an OpenSSH public key line) at loopback `port`.
+fn known_hosts_line(port: u16, host_pub: &str) -> io::Result<String> {
+    let mut fields = host_pub.split_whitespace();
+    let (Some(kt), Some(kb)) = (fields.next(), fields.next()) else {
+        return Err(io::Error::other(
+            "sshd's host key file is not a public key line",
+        ));
+    };
+    Ok(format!("[127.0.0.1]:{port} {kt} {kb}\n"))
 }
 
 /// Several sample hosts sharing a client key and the read-only account.
@@ -199,19 +232,13 @@ impl Lan {
         let mut hosts = Vec::new();
         for name in names {
             let authorized_keys = format!("{client_pub}\n");
-            let sshd = LanHost::spawn(&authorized_keys, None)?;
+            let sshd = LanHost::spawn(&authorized_keys, None, &[])?;
             let port = sshd.port();
             let host_pub = std::fs::read_to_string(sshd.host_key_pub())?;
             let known_hosts = base.join(format!("{name}.known_hosts"));
-            let mut fields = host_pub.split_whitespace();
-            let (Some(kt), Some(kb)) = (fields.next(), fields.next()) else {
-                return Err(io::Error::other(
-                    "sshd's host key file is not a public key line",
-                ));
-            };
             write(
                 &known_hosts,
-                format!("[127.0.0.1]:{port} {kt} {kb}\n").as_bytes(),
+                known_hosts_line(port, &host_pub)?.as_bytes(),
                 0o644,
             )?;
             let root = base.join(name);
