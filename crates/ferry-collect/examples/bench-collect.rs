@@ -176,7 +176,8 @@ fn main() -> Res<()> {
         Best::new("for reference: the engine alone, same files from the local filesystem (no ssh)");
     let mut content = 0u64;
     let mut stored = 0u64;
-    let fresh_repo = |dir: &Path| -> Res<(Repository, MasterKey, BackupOptions)> {
+    // A fresh repository and no cache each time: a first, full collection, timed by `best`.
+    let backup_fresh = |best: &mut Best, sources: &ferry_collect::SourcesConfig, dir: &Path| {
         let _ = std::fs::remove_dir_all(dir);
         let master = MasterKey::generate();
         let repo = Repository::init(Arc::new(LocalDir::new(dir)), &master.put_key())?;
@@ -185,7 +186,22 @@ fn main() -> Res<()> {
             compression_level: level,
             ..BackupOptions::default()
         };
-        Ok((repo, master, opts))
+        let (s, (info, rep)) = best.time(|| {
+            Ok(ferry_collect::backup(
+                &repo,
+                &master.put_key(),
+                sources,
+                opts,
+                Arc::new(NoProgress),
+            )?)
+        })?;
+        let _ = std::fs::remove_dir_all(dir);
+        if rep.is_partial() {
+            return Err(
+                format!("{}: collection was partial:\n{}", best.what, rep.summary()).into(),
+            );
+        }
+        Res::Ok((s, info, rep))
     };
     for round in 0..rounds {
         let mut line = Vec::new();
@@ -212,24 +228,10 @@ fn main() -> Res<()> {
         }
         let repo_dir = work.join(format!("repo-{round}"));
         if on("ferry") {
-            // A fresh repository and no cache each round: a first, full collection.
-            let (repo, master, opts) = fresh_repo(&repo_dir)?;
-            let (s, (info, rep)) = ferry.time(|| {
-                Ok(ferry_collect::backup(
-                    &repo,
-                    &master.put_key(),
-                    &cfg,
-                    opts,
-                    Arc::new(NoProgress),
-                )?)
-            })?;
-            if rep.is_partial() {
-                return Err(format!("collection was partial:\n{}", rep.summary()).into());
-            }
+            let (s, info, rep) = backup_fresh(&mut ferry, &cfg, &repo_dir)?;
             content = rep.sources[0].content_bytes;
             stored = info.snapshot.stats.stored_bytes;
             ferry.wire = format!("{:.1} MiB", mib(rep.sources[0].wire_bytes));
-            let _ = std::fs::remove_dir_all(&repo_dir);
             line.push(format!("ferry {s:.2} s"));
         }
         if on("transport") {
@@ -242,20 +244,7 @@ fn main() -> Res<()> {
             line.push(format!("transport only {s:.2} s"));
         }
         if on("local") {
-            let (repo, master, opts) = fresh_repo(&repo_dir)?;
-            let (s, (_, rep)) = local.time(|| {
-                Ok(ferry_collect::backup(
-                    &repo,
-                    &master.put_key(),
-                    &local_cfg,
-                    opts,
-                    Arc::new(NoProgress),
-                )?)
-            })?;
-            if rep.is_partial() {
-                return Err(format!("local collection was partial:\n{}", rep.summary()).into());
-            }
-            let _ = std::fs::remove_dir_all(&repo_dir);
+            let (s, _, _) = backup_fresh(&mut local, &local_cfg, &repo_dir)?;
             line.push(format!("engine alone {s:.2} s"));
         }
         eprintln!("round {}: {}", round + 1, line.join(", "));
