@@ -87,6 +87,15 @@ fn print_summary(snap: &SnapshotInfo) {
     }
 }
 
+/// `1 pack`, `2 packs`: `noun` takes an `s` in the plural.
+pub(crate) fn count(n: u64, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
+
 pub(crate) fn human(n: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut v = n as f64;
@@ -117,4 +126,14 @@ fn tree_size(p: &std::path::Path, depth: usize) -> u64 {
         return 0;
     };
     rd.flatten().map(|e| tree_size(&e.path(), depth + 1)).sum()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn counts_take_the_plural_except_for_one() {
+        assert_eq!(super::count(1, "pack"), "1 pack");
+        assert_eq!(super::count(0, "pack"), "0 packs");
+        assert_eq!(super::count(3, "index object"), "3 index objects");
+    }
 }

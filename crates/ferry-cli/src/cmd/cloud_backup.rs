@@ -287,12 +287,8 @@ fn run_inner(
     let resumed = spool.held()?;
     if !resumed.is_empty() {
         shared.say(&format!(
-            "The spool still holds {} packs, {} index objects and {} snapshots ({}) of an \
-             earlier run: they are uploaded with this one.",
-            resumed.packs,
-            resumed.indexes,
-            resumed.snapshots,
-            super::human(resumed.bytes)
+            "The spool still holds {} of an earlier run: they are uploaded with this one.",
+            held_summary(&resumed)
         ));
     }
 
@@ -466,13 +462,7 @@ fn upload(
     let gate = ferry_remote::GateStorage::connect(&url, &opts)
         .with_context(|| format!("connecting to the jump box of session {}", session.session))?;
     let held = spool.held()?;
-    shared.say(&format!(
-        "Uploading {} packs, {} index objects and {} snapshots ({})…",
-        held.packs,
-        held.indexes,
-        held.snapshots,
-        super::human(held.bytes)
-    ));
+    shared.say(&format!("Uploading {}…", held_summary(&held)));
     let snapshots = spool.upload(&gate, key, &shared.usage, &shared.stop)?;
     gate.close()
         .with_context(|| format!("closing the gate session {}", session.session))?;
@@ -570,14 +560,14 @@ fn print_summary(r: &RunResult, u: &RunUsage) {
     for s in &r.snapshots {
         let st = &s.snapshot.stats;
         eprintln!(
-            "Snapshot {} uploaded: {} files, {} in total, {} read, {} new, stored as {} in {} packs.",
+            "Snapshot {} uploaded: {}, {} in total, {} read, {} new, stored as {} in {}.",
             s.short_id(),
-            st.files,
+            super::count(st.files, "file"),
             human(st.bytes),
             human(st.bytes_read),
             human(st.new_bytes),
             human(st.stored_bytes),
-            st.packs
+            super::count(st.packs, "pack")
         );
     }
     eprintln!(
@@ -594,4 +584,15 @@ fn print_summary(r: &RunResult, u: &RunUsage) {
     if let Some(e) = &r.clean_error {
         eprintln!("WARNING: {e}");
     }
+}
+
+/// `3 packs, 1 index object and 1 snapshot (1.2 MiB)`.
+fn held_summary(h: &Held) -> String {
+    format!(
+        "{}, {} and {} ({})",
+        super::count(h.packs, "pack"),
+        super::count(h.indexes, "index object"),
+        super::count(h.snapshots, "snapshot"),
+        super::human(h.bytes)
+    )
 }

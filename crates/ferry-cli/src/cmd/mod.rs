@@ -17,7 +17,7 @@ use ferry_repo::keys::{self, AnyKey, MasterKey, Passphrase, PutKey};
 use ferry_repo::storage::Storage;
 use std::path::PathBuf;
 
-pub(crate) use backup::human;
+pub(crate) use backup::{count, human};
 
 pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
     let g = cli.global;
