@@ -437,17 +437,6 @@ pub fn session_command(paths: &[PathBuf]) -> Result<String, String> {
     ))
 }
 
-/// Stop a session that is not needed any more and return its stderr.
-fn end_session(
-    child: &mut std::process::Child,
-    err_thread: std::thread::JoinHandle<Vec<u8>>,
-) -> (Option<i32>, String) {
-    let _ = child.kill();
-    let code = child.wait().ok().and_then(|s| s.code());
-    let stderr = err_thread.join().unwrap_or_default();
-    (code, String::from_utf8_lossy(&stderr).into_owned())
-}
-
 fn collect_host<S: Sink>(
     ctx: &mut Ctx<'_, S>,
     t: &SshTarget,
@@ -477,25 +466,31 @@ fn collect_host<S: Sink>(
         let _ = child.wait();
         return ctx.fail("ssh pipes missing".into());
     };
-    let err_thread = drain(stderr, STDERR_CAP);
-    let counter = Arc::new(AtomicU64::new(0));
     enlarge_pipe(&stdout);
-    let mut reader = BufReader::with_capacity(
-        256 << 10,
-        Counting {
-            inner: stdout,
-            count: counter.clone(),
-        },
-    );
+    let counter = Arc::new(AtomicU64::new(0));
+    let mut session = Session {
+        child,
+        stdin,
+        reader: BufReader::with_capacity(
+            256 << 10,
+            Counting {
+                inner: stdout,
+                count: counter.clone(),
+            },
+        ),
+        counter,
+        listed_bytes: 0,
+        err_thread: drain(stderr, STDERR_CAP),
+    };
     // 1. The listing, up to its end record.
-    let raw = listing::read_listing(&mut reader);
-    let listed_bytes = counter.load(Ordering::Relaxed) - reader.buffer().len() as u64;
-    ctx.report.wire_bytes += listed_bytes;
+    let raw = listing::read_listing(&mut session.reader);
+    session.listed_bytes =
+        session.counter.load(Ordering::Relaxed) - session.reader.buffer().len() as u64;
+    ctx.report.wire_bytes += session.listed_bytes;
     let raw = match raw {
         Ok(r) => r,
         Err(cut) => {
-            drop(stdin);
-            let (code, stderr) = end_session(&mut child, err_thread);
+            let (code, stderr) = session.end();
             return ctx.fail(match (code, &cut) {
                 (Some(255) | None, listing::ListingCut::Eof { .. }) => {
                     ssh::classify(&stderr).to_string()
@@ -505,8 +500,7 @@ fn collect_host<S: Sink>(
         }
     };
     if raw.status == 127 {
-        drop(stdin);
-        let (_, stderr) = end_session(&mut child, err_thread);
+        let (_, stderr) = session.end();
         return ctx.fail(format!(
             "the host has no `find` command (GNU findutils needed): {}",
             ssh::summarise(&stderr)
@@ -515,8 +509,7 @@ fn collect_host<S: Sink>(
     let entries = match listing::parse_find(&raw.bytes) {
         Ok(e) => e,
         Err(m) => {
-            drop(stdin);
-            end_session(&mut child, err_thread);
+            session.end();
             return ctx.fail(m);
         }
     };
@@ -525,30 +518,16 @@ fn collect_host<S: Sink>(
     let need = match ctx.add_listing(kept) {
         Ok(n) => n,
         Err(e) => {
-            drop(stdin);
-            end_session(&mut child, err_thread);
+            session.end();
             return Err(e);
         }
     };
     if ctx.abort.load(Ordering::SeqCst) {
-        drop(stdin);
-        end_session(&mut child, err_thread);
+        session.end();
         return Ok(());
     }
     // 2. The same session's tar of the files to read (an empty list: an empty archive).
-    stream_files(
-        ctx,
-        Session {
-            child,
-            stdin,
-            reader,
-            counter,
-            listed_bytes,
-            err_thread,
-        },
-        need,
-        spec.max_file_size,
-    )
+    stream_files(ctx, session, need, spec.max_file_size)
 }
 
 /// A host session after its listing: the tar waits for names on `stdin`.
@@ -560,6 +539,17 @@ struct Session {
     /// Bytes of stdout that were the listing (the rest is the tar stream).
     listed_bytes: u64,
     err_thread: std::thread::JoinHandle<Vec<u8>>,
+}
+
+impl Session {
+    /// Stop a session that is not needed any more; returns ssh's exit code and stderr.
+    fn end(mut self) -> (Option<i32>, String) {
+        drop(self.stdin);
+        let _ = self.child.kill();
+        let code = self.child.wait().ok().and_then(|s| s.code());
+        let stderr = self.err_thread.join().unwrap_or_default();
+        (code, String::from_utf8_lossy(&stderr).into_owned())
+    }
 }
 
 fn stream_files<S: Sink>(
@@ -674,11 +664,14 @@ fn stream_files<S: Sink>(
     if let Some(e) = engine_err {
         return Err(e);
     }
-    // What find said while listing (it shares stderr with tar).
-    if stderr.contains("-printf") {
+    // What find said while listing (it shares stderr with tar). A find without -printf
+    // says so in a line that names no path ("find: unrecognized: -printf"); a file whose
+    // name holds "-printf" is not mistaken for it.
+    if let Some(l) = stderr.lines().find(|l| {
+        l.starts_with("find: ") && l.contains("-printf") && listing::parse_find_error(l).is_none()
+    }) {
         return ctx.fail(format!(
-            "the host's find does not support -printf (GNU findutils needed): {}",
-            ssh::summarise(&stderr)
+            "the host's find does not support -printf (GNU findutils needed): {l}"
         ));
     }
     for line in stderr.lines().filter(|l| !l.trim().is_empty()) {
@@ -687,9 +680,10 @@ fn stream_files<S: Sink>(
             None if line.starts_with("find: ") => {
                 ctx.error(Path::new("/"), format!("listing: {line}"))?
             }
-            // tar's lines are read below; anything else is login noise ("Could not chdir
-            // to home directory", banners): not about our files.
-            _ => {}
+            // tar's lines are read below.
+            None if line.starts_with("tar: ") => {}
+            // Login noise ("Could not chdir to home directory", banners): not about our files.
+            None => tracing::debug!(source = %ctx.report.name, "ssh stderr: {line}"),
         }
     }
     let code = status.ok().and_then(|s| s.code());

@@ -449,7 +449,13 @@ fn hosts_without_gnu_find_fail_with_a_clear_message() {
         busybox.exists(),
         "busybox missing: run scripts/install-deps.sh"
     );
-    let mut lan = Lan::start(&["nofind", "busybox", "fine"]).unwrap();
+    let mut lan = Lan::start(&["nofind", "busybox", "fine", "odd"]).unwrap();
+    // A GNU host whose tar cannot read a file named like the option: one path error, not
+    // a host "without -printf".
+    let odd = lan
+        .host("odd")
+        .write_unreadable("var/log/-printf.log", b"root only\n")
+        .unwrap();
     let no_find = tool_dir(&lan.base, "bin-no-find", &[("tar", "/usr/bin/tar")]);
     let bb = tool_dir(
         &lan.base,
@@ -462,10 +468,19 @@ fn hosts_without_gnu_find_fail_with_a_clear_message() {
     lan.host_mut("busybox")
         .restart_with_env(&[("PATH", bb.to_str().unwrap())])
         .unwrap();
-    let cfg = parse(&lan.sources_toml(3));
+    let cfg = parse(&lan.sources_toml(4));
     let r = repo();
     let (info, rep) = backup(&r, &cfg);
     assert!(rep.is_partial());
+    let o = source(&rep, "odd");
+    assert_eq!(o.status, SourceStatus::Partial, "{}", rep.summary());
+    assert_eq!(o.errors.len(), 1, "{}", rep.summary());
+    assert_eq!(o.errors[0].0, odd);
+    assert!(
+        o.errors[0].1.contains("Permission denied"),
+        "{:?}",
+        o.errors
+    );
     match &source(&rep, "nofind").status {
         SourceStatus::Failed(m) => assert!(m.contains("no `find` command"), "{m}"),
         s => panic!("nofind should have failed: {s:?}"),
