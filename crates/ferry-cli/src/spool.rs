@@ -81,9 +81,9 @@ impl Spool {
             .mode(0o600)
             .open(dir.join("lock"))
             .with_context(|| format!("opening {}", dir.join("lock").display()))?;
-        use std::os::fd::AsRawFd;
-        // SAFETY: flock on a descriptor we own.
-        if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        let locked = ferry_repo::lockfile::lock_exclusive(&lock, ferry_repo::lockfile::LOCK_WAIT)
+            .with_context(|| format!("locking {}", dir.join("lock").display()))?;
+        if !locked {
             bail!(
                 "spool {} is in use by another ferry backup run (its lock file is held)",
                 dir.display()

@@ -94,9 +94,9 @@ impl Cache {
             .write(true)
             .open(&lock_path)
             .map_err(|e| Error::io("open cache lock", &lock_path, e))?;
-        use std::os::fd::AsRawFd;
-        // SAFETY: flock on a valid, owned descriptor.
-        if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        if !crate::lockfile::lock_exclusive(&lock, crate::lockfile::LOCK_WAIT)
+            .map_err(|e| Error::io("lock cache", &lock_path, e))?
+        {
             return Err(Error::Cache {
                 path: dir,
                 message: "in use by another ferry process (one backup per repository and cache at a time)".into(),

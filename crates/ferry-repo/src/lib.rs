@@ -57,6 +57,7 @@ pub mod error;
 pub mod format;
 pub mod ids;
 pub mod keys;
+pub mod lockfile;
 pub mod objects;
 pub mod progress;
 pub mod repo;
