@@ -433,7 +433,7 @@ pub fn session_command(paths: &[PathBuf]) -> Result<String, String> {
     Ok(format!(
         "{}; {}; {TAR_COMMAND}",
         listing::find_command(paths)?,
-        listing::LISTED_PRINTF
+        listing::end_record_command()
     ))
 }
 

@@ -75,14 +75,16 @@ pub fn find_command(paths: &[PathBuf]) -> Result<String, String> {
 
 /// First field of the record that ends the listing in a host session: `%y` is always one
 /// character, so no record of the listing can start with it.
-pub const LISTED: &[u8] = b"FERRY-LISTED";
+pub const LISTED: &str = "FERRY-LISTED";
 
 /// The largest listing accepted from a host (about seven million files); a host that sends
 /// more is refused rather than allowed to exhaust the backup VM's memory.
 pub const MAX_LISTING: usize = 1 << 30;
 
-/// The shell code that ends a listing: the sentinel record `LISTED`, then find's exit status.
-pub const LISTED_PRINTF: &str = "s=$?; printf 'FERRY-LISTED\\000%s\\000' \"$s\"";
+/// The shell code that ends a listing: the end record, [`LISTED`] then find's exit status.
+pub fn end_record_command() -> String {
+    format!("s=$?; printf '{LISTED}\\000%s\\000' \"$s\"")
+}
 
 /// A listing as read from a host session: the raw `find -printf` output and find's status.
 #[derive(Debug)]
@@ -99,7 +101,7 @@ pub enum ListingCut {
     Eof { read: usize },
     /// Reading failed.
     Io(std::io::Error),
-    /// More than [`MAX_LISTING`] bytes, or an end record that is not `LISTED`, status.
+    /// More than [`MAX_LISTING`] bytes, or an end record whose status is not a number.
     Bad(String),
 }
 
@@ -117,7 +119,7 @@ impl std::fmt::Display for ListingCut {
 }
 
 /// Read `find -printf FIND_FORMAT` records from `r` up to and including the end record that
-/// [`LISTED_PRINTF`] writes; `r` is left at the first byte after it (the tar stream).
+/// [`end_record_command`] writes; `r` is left at the first byte after it (the tar stream).
 pub fn read_listing<R: std::io::BufRead>(r: &mut R) -> Result<RawListing, ListingCut> {
     let mut bytes = Vec::new();
     let mut field = 0usize;
@@ -132,7 +134,7 @@ pub fn read_listing<R: std::io::BufRead>(r: &mut R) -> Result<RawListing, Listin
                 "the listing exceeds {MAX_LISTING} bytes; refused"
             )));
         }
-        if field.is_multiple_of(FIELDS) && &bytes[start..bytes.len() - 1] == LISTED {
+        if field.is_multiple_of(FIELDS) && &bytes[start..bytes.len() - 1] == LISTED.as_bytes() {
             bytes.truncate(start);
             let mut status = Vec::new();
             r.read_until(0, &mut status).map_err(ListingCut::Io)?;
@@ -486,7 +488,7 @@ mod tests {
         std::os::unix::fs::symlink("FERRY-LISTED", d.join("link")).unwrap();
         std::fs::write(d.join("FERRY-LISTED"), b"x").unwrap();
         let cmd = find_command(std::slice::from_ref(&d)).unwrap();
-        let (l, rest) = session(&format!("{cmd}; {LISTED_PRINTF}; printf 'TAR'"));
+        let (l, rest) = session(&format!("{cmd}; {}; printf 'TAR'", end_record_command()));
         let l = l.unwrap();
         assert_eq!(l.status, 0);
         assert_eq!(rest, b"TAR");
@@ -498,7 +500,7 @@ mod tests {
         // find's own failure is reported in the end record; what it listed is kept.
         let missing = dir.path().join("none");
         let cmd = find_command(&[d.clone(), missing]).unwrap();
-        let (l, rest) = session(&format!("{cmd} 2>/dev/null; {LISTED_PRINTF}"));
+        let (l, rest) = session(&format!("{cmd} 2>/dev/null; {}", end_record_command()));
         let l = l.unwrap();
         assert_eq!(l.status, 1);
         assert!(rest.is_empty());
