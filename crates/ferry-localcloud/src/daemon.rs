@@ -1,4 +1,4 @@
-//! `ferry-localcloud serve`: the daemon. Starts moto (patched, see `py/moto_launcher.py`), the
+//! `ferry-localcloud serve`: the daemon. Starts moto (the test kit's, patched toward AWS: `ferry-testkit/py/moto/`), the
 //! Lambda host and, with `--lan`, the sample LAN; then polls moto every 300 ms until SIGTERM:
 //! functions to host, instances to boot as jump boxes, boxes that powered off, scheduled rules.
 //! Every event goes to stdout (`localcloud.log`) in plain words. On SIGTERM it stops every
@@ -23,7 +23,6 @@ use crate::state::*;
 
 /// The IAM user whose keys DIR/env gives the operator.
 const OPERATOR_USER: &str = "localcloud-operator";
-const MOTO_LAUNCHER: &str = include_str!("../py/moto_launcher.py");
 const POLL: Duration = Duration::from_millis(300);
 const RULES_EVERY: Duration = Duration::from_secs(5);
 const BOOT_TIMEOUT: Duration = Duration::from_secs(90);
@@ -170,8 +169,8 @@ pub fn serve(dir: &Path, lan: usize) -> Result<(), String> {
 impl Daemon {
     fn start(dir: &Path, lan_hosts: usize, lock: std::fs::File) -> Result<Daemon, String> {
         let moto = Moto::start_with(MotoOptions {
-            launcher: Some(MOTO_LAUNCHER.to_string()),
             log: Some(dir.join("moto.log")),
+            ..MotoOptions::default()
         })
         .map_err(|e| format!("starting moto: {e}"))?;
         log(&format!(

@@ -614,13 +614,17 @@ fn a_killed_daemon_or_a_dead_moto_leaves_nothing_running() {
     assert_eq!(o.status.code(), Some(3), "{}", text(&o));
 }
 
-/// The gap the launcher bridges, in plain moto 5.2.5: the backup bucket's "deny puts without
+/// The gap the test kit's `py/moto/unkind_s3.py` bridges, in plain moto 5.2.5: the backup bucket's "deny puts without
 /// If-None-Match" statement refuses a put that does send `If-None-Match: *` (on AWS the
 /// condition does not hold and the put goes through); moto answers a bare 403. Should a moto
-/// upgrade fix this, this test fails: then drop the patch in py/moto_launcher.py.
+/// upgrade fix this, this test fails: then drop that patch.
 #[test]
 fn plain_moto_refuses_object_requests_under_a_conditional_policy() {
-    let moto = ferry_testkit::Moto::start().unwrap();
+    let moto = ferry_testkit::Moto::start_with(ferry_testkit::MotoOptions {
+        plain: true,
+        ..Default::default()
+    })
+    .unwrap();
     let out = moto
         .python(
             r#"

@@ -1,4 +1,4 @@
-# ferry-localcloud's moto launcher: moto_server (pinned 5.2.5, project venv) with ONE patch.
+# Bucket policies (imported by launcher.py).
 #
 # moto 5.2.5 evaluates a bucket policy's statements with a Condition in a way that denies every
 # object request: IAMPolicyStatement._check_conditions compares the condition against the request
@@ -14,10 +14,7 @@
 # before. The policy document itself is stored and returned unchanged (GetBucketPolicy, so
 # `ferry infra plan` shows no drift). What the conditional statements really do on AWS is
 # proven by the policy evaluator (docs/SECURITY.md), not by the emulator.
-#
-# argv: the moto_server arguments (-H 127.0.0.1 -p PORT).
 import json
-import sys
 
 from moto.iam.access_control import IAMPolicy, PermissionResult
 from moto.s3 import models as s3_models
@@ -43,8 +40,4 @@ def get_permission_without_conditions(self, action, resource):
 
 
 s3_models.FakeBucket.get_permission = get_permission_without_conditions
-print("ferry-localcloud: moto patched: bucket-policy statements with a Condition are not evaluated", flush=True)
-
-from moto.server import main  # noqa: E402
-
-main(sys.argv[1:])
+print("ferry-testkit: moto patched: bucket-policy statements with a Condition are not evaluated", flush=True)

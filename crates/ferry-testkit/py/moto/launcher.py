@@ -1,0 +1,21 @@
+# The test kit's moto: moto_server (pinned 5.2.5, project venv) with the patches that make it at
+# least as unkind as AWS. Every test's moto and the local cloud's moto start through this file
+# (ferry_testkit::Moto::start); `MotoOptions { plain: true, .. }` starts moto unpatched (only the
+# tests that prove a gap still exists in moto itself).
+#
+# One module per behaviour, each with the AWS documentation page it reproduces in its header:
+#   unkind_s3 — bucket policies evaluated with their Conditions (docs/LOCALCLOUD.md)
+# Knobs come from the environment (FERRY_UNKIND_*), set by MotoOptions::env; each module says
+# its own and its default. The defaults are AWS-like: on.
+#
+# argv: the moto_server arguments (-H 127.0.0.1 -p PORT).
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import unkind_s3  # noqa: E402,F401
+
+from moto.server import main  # noqa: E402
+
+main(sys.argv[1:])
