@@ -397,8 +397,10 @@ fn pinned_host_key_and_identity_are_enforced() {
     let dir = tempfile::tempdir().unwrap();
     let other_host = dir.path().join("other_host");
     keygen(&other_host).unwrap();
+    // Retried like a booting box until the budget (ferry-gate/tests/ssh_pin.rs), then refused.
     let mut opts = rig.opts();
     opts.host_key = other_host.with_extension("pub");
+    opts.retry_budget = Duration::from_secs(2);
     let err = GateStorage::connect(&rig.url(), &opts)
         .err()
         .unwrap()
@@ -414,6 +416,7 @@ fn pinned_host_key_and_identity_are_enforced() {
     keygen(&stranger).unwrap();
     let mut opts = rig.opts();
     opts.identity = stranger;
+    opts.retry_budget = Duration::from_secs(2);
     let err = GateStorage::connect(&rig.url(), &opts)
         .err()
         .unwrap()

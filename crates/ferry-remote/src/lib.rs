@@ -16,13 +16,19 @@
 //! is awaited. The engine writes packs, then indexes, then the snapshot, so nothing that
 //! refers to a pack reaches the gate before the pack is confirmed.
 //!
+//! Every value handed to `ssh` (paths of the identity, the pinned known-hosts file and the
+//! ssh_config; user and host) goes through [`ferry_ssh`], so each means exactly one thing to
+//! ssh or is refused naming it. A box that is still booting (sshd up with the AMI's own host
+//! keys, the session's key not installed yet) is retried until [`GateOptions::retry_budget`].
+//!
 //! Must never depend on AWS crates or an SSH library (the whole workspace uses `ssh`).
 
 use ferry_proto::{Frame, FrameReader, PROTOCOL_VERSION, write_frame};
 use ferry_repo::format::ObjectKind;
 use ferry_repo::storage::{PutOutcome, Storage, StorageError};
 use std::collections::VecDeque;
-use std::io::{BufWriter, Read, Write};
+use std::ffi::OsString;
+use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -155,14 +161,22 @@ pub struct GateOptions {
     /// `None` = no config file at all. The options Ferry sets on the command line (host key
     /// pinning, no agent, no forwarding) override the file's.
     pub ssh_config: Option<PathBuf>,
-    /// Connection attempts (≥ 1) for connection failures; refusals are never retried.
+    /// Connection attempts (≥ 1). Retried: connection failures, and — because a booting
+    /// jump box answers with its AMI's own host keys and without the session's key before
+    /// its user data has run — a host key that is not the pinned one and a refused key.
+    /// Never retried: a gate that answers and refuses the session.
     pub attempts: u32,
-    /// First backoff delay; doubles per attempt.
+    /// First backoff delay; doubles per attempt up to [`max_backoff`](Self::max_backoff).
     pub backoff: Duration,
-    /// Upper bound on the total time spent retrying.
+    /// Longest delay between two attempts.
+    pub max_backoff: Duration,
+    /// Upper bound on the total time spent retrying (`[cloud] connect_timeout`).
     pub retry_budget: Duration,
     /// The pipelining window for packs.
     pub window: Window,
+    /// Run ssh at `LogLevel=DEBUG1` (what `ssh -v` prints) and trace its stderr lines at
+    /// debug level (`ferry -vv`). ssh's debug output has fingerprints, never key material.
+    pub ssh_debug: bool,
 }
 
 impl GateOptions {
@@ -175,8 +189,10 @@ impl GateOptions {
             ssh_config: None,
             attempts: 5,
             backoff: Duration::from_millis(500),
+            max_backoff: Duration::from_secs(5),
             retry_budget: Duration::from_secs(30),
             window: Window::default(),
+            ssh_debug: false,
         }
     }
 }
@@ -239,6 +255,11 @@ impl PinnedKey {
         } else {
             &self.key_type
         }
+    }
+
+    /// OpenSSH's `SHA256:…` fingerprint (what ssh's own logs print for the key it got).
+    pub fn fingerprint(&self) -> String {
+        ferry_ssh::fingerprint(&self.base64).unwrap_or_else(|| "(not base64)".to_string())
     }
 
     /// The known_hosts line for `host:port`.
@@ -310,8 +331,98 @@ enum Attempt {
     Fatal(String),
 }
 
+/// ssh's arguments for every attempt. Each path, the user and the host go through
+/// [`ferry_ssh`] so that ssh reads exactly them (a path with a space would otherwise be two
+/// known-hosts files, the first of which anyone who can write it controls), or are refused
+/// here naming them.
+fn ssh_args(
+    gate: &GateUrl,
+    opts: &GateOptions,
+    key: &PinnedKey,
+    known_hosts: &Path,
+) -> Result<Vec<OsString>, String> {
+    let config = match &opts.ssh_config {
+        Some(p) => {
+            ferry_ssh::config_file_arg(p).map_err(|e| format!("the ssh_config file: {e}"))?
+        }
+        None => OsString::from("/dev/null"),
+    };
+    let mut a: Vec<OsString> = vec!["-F".into(), config, "-T".into(), "-x".into(), "-a".into()];
+    let mut o = |v: OsString| {
+        a.push("-o".into());
+        a.push(v);
+    };
+    for v in [
+        "BatchMode=yes",
+        "StrictHostKeyChecking=yes",
+        "GlobalKnownHostsFile=/dev/null",
+        // Only the pinned file decides, whatever an ssh_config (-F) says.
+        "KnownHostsCommand=none",
+        "VerifyHostKeyDNS=no",
+        "CheckHostIP=no",
+        "UpdateHostKeys=no",
+        "IdentitiesOnly=yes",
+        "IdentityAgent=none",
+        "PasswordAuthentication=no",
+        "KbdInteractiveAuthentication=no",
+        "ClearAllForwardings=yes",
+        "ConnectTimeout=10",
+        "ServerAliveInterval=15",
+        "ServerAliveCountMax=4",
+    ] {
+        o(v.into());
+    }
+    o(format!("HostKeyAlgorithms={}", key.algorithms()).into());
+    o(format!("LogLevel={}", ferry_ssh::log_level(opts.ssh_debug)).into());
+    o(ferry_ssh::path_option("UserKnownHostsFile", known_hosts)
+        .map_err(|e| format!("the pinned known-hosts file Ferry writes under TMPDIR: {e}"))?);
+    // `-o IdentityFile=` rather than `-i`: ssh %-expands both, only this one can be quoted.
+    o(ferry_ssh::path_option("IdentityFile", &opts.identity)
+        .map_err(|e| format!("the SSH identity: {e}"))?);
+    let user = ferry_ssh::user_arg(&gate.user).map_err(|e| e.to_string())?;
+    let host = ferry_ssh::host_arg(&gate.host).map_err(|e| e.to_string())?;
+    a.extend([
+        "-p".into(),
+        gate.port.to_string().into(),
+        "-l".into(),
+        user.into(),
+        "--".into(),
+        host.into(),
+    ]);
+    Ok(a)
+}
+
+/// Read ssh's stderr line by line: debug lines (`ferry -vv`) go to the log at debug level,
+/// the rest is kept (up to [`STDERR_CAP`] bytes) for error messages.
+fn spawn_stderr_reader(
+    err: std::process::ChildStderr,
+    sink: Arc<Mutex<Vec<u8>>>,
+    host: String,
+) -> JoinHandle<()> {
+    std::thread::spawn(move || {
+        let mut r = BufReader::new(err);
+        let mut line = Vec::new();
+        loop {
+            line.clear();
+            match r.read_until(b'\n', &mut line) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+            let text = String::from_utf8_lossy(&line);
+            if ferry_ssh::is_debug_line(&text) {
+                tracing::debug!("ssh {host}: {}", text.trim_end());
+                continue;
+            }
+            let mut s = sink.lock().unwrap_or_else(|p| p.into_inner());
+            let room = STDERR_CAP.saturating_sub(s.len());
+            s.extend_from_slice(&line[..line.len().min(room)]);
+        }
+    })
+}
+
 impl GateStorage {
-    /// Connect (with bounded retries on connection failures) and say HELLO.
+    /// Connect (retrying, within [`GateOptions::retry_budget`], connection failures and a
+    /// box that does not present the pinned key or refuses ours yet) and say HELLO.
     pub fn connect(url: &str, opts: &GateOptions) -> Result<Self, StorageError> {
         let gate = GateUrl::parse(url).map_err(|m| backend(url, m))?;
         let location = gate.to_url();
@@ -337,13 +448,25 @@ impl GateStorage {
         let kh = dir.path().join("known_hosts");
         std::fs::write(&kh, key.known_hosts_line(&gate.host, gate.port))
             .map_err(|e| backend(&location, format!("cannot write {}: {e}", kh.display())))?;
+        let args = ssh_args(&gate, opts, &key, &kh).map_err(|m| backend(&location, m))?;
+        let host = format!("{}:{}", gate.host, gate.port);
+        let fp = key.fingerprint();
         let started = Instant::now();
         let attempts = opts.attempts.max(1);
         let mut delay = opts.backoff;
         let mut last = String::new();
+        let mut tried = 0;
         for attempt in 1..=attempts {
-            match Self::attempt(&gate, opts, &key, &kh) {
+            tried = attempt;
+            tracing::info!(
+                "gate {host}: connection attempt {attempt} as {} (pinned host key {} {fp}; trying for up to {} s)",
+                gate.user,
+                key.key_type,
+                opts.retry_budget.as_secs()
+            );
+            match Self::attempt(&gate, opts, &args, &key) {
                 Attempt::Ok(conn, limits, session) => {
+                    tracing::info!("gate {host}: connected, session {session}");
                     return Ok(Self {
                         url: gate,
                         conn: Mutex::new(*conn),
@@ -360,52 +483,30 @@ impl GateStorage {
                 Attempt::Fatal(m) => return Err(backend(&location, m)),
                 Attempt::Retry(m) => last = m,
             }
-            if attempt == attempts || started.elapsed() + delay > opts.retry_budget {
+            let pause = delay.min(opts.max_backoff);
+            if attempt == attempts || started.elapsed() + pause > opts.retry_budget {
                 break;
             }
-            std::thread::sleep(delay);
+            tracing::info!(
+                "gate {host}: attempt {attempt} failed, retrying in {:.1} s: {last}",
+                pause.as_secs_f64()
+            );
+            std::thread::sleep(pause);
             delay = delay.saturating_mul(2);
         }
         Err(backend(
             &location,
             format!(
-                "cannot connect to {}:{} (gave up after retries): {last}",
-                gate.host, gate.port
+                "cannot connect to {host} (gave up after retries: {tried} attempt(s) in {:.1} s of the {} s allowed); last cause: {last}",
+                started.elapsed().as_secs_f64(),
+                opts.retry_budget.as_secs()
             ),
         ))
     }
 
-    fn attempt(gate: &GateUrl, opts: &GateOptions, key: &PinnedKey, kh: &Path) -> Attempt {
+    fn attempt(gate: &GateUrl, opts: &GateOptions, args: &[OsString], key: &PinnedKey) -> Attempt {
         let mut cmd = Command::new(&opts.ssh_program);
-        let config = opts.ssh_config.as_deref().unwrap_or(Path::new("/dev/null"));
-        cmd.arg("-F").arg(config).args(["-T", "-x", "-a"]);
-        for o in [
-            "BatchMode=yes".to_string(),
-            "StrictHostKeyChecking=yes".to_string(),
-            format!("UserKnownHostsFile={}", kh.display()),
-            "GlobalKnownHostsFile=/dev/null".to_string(),
-            format!("HostKeyAlgorithms={}", key.algorithms()),
-            "CheckHostIP=no".to_string(),
-            "UpdateHostKeys=no".to_string(),
-            "IdentitiesOnly=yes".to_string(),
-            "IdentityAgent=none".to_string(),
-            "PasswordAuthentication=no".to_string(),
-            "KbdInteractiveAuthentication=no".to_string(),
-            "ClearAllForwardings=yes".to_string(),
-            "ConnectTimeout=10".to_string(),
-            "ServerAliveInterval=15".to_string(),
-            "ServerAliveCountMax=4".to_string(),
-            "LogLevel=ERROR".to_string(),
-        ] {
-            cmd.arg("-o").arg(o);
-        }
-        cmd.arg("-i")
-            .arg(&opts.identity)
-            .arg("-p")
-            .arg(gate.port.to_string())
-            .arg("-l")
-            .arg(&gate.user);
-        cmd.arg("--").arg(&gate.host);
+        cmd.args(args);
         cmd.stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
@@ -415,26 +516,16 @@ impl GateStorage {
                 return Attempt::Fatal(format!("cannot run {}: {e}", opts.ssh_program.display()));
             }
         };
-        let (Some(stdin), Some(stdout), Some(mut err)) =
+        let (Some(stdin), Some(stdout), Some(err)) =
             (child.stdin.take(), child.stdout.take(), child.stderr.take())
         else {
             let _ = child.kill();
             let _ = child.wait();
             return Attempt::Fatal("ssh started without its pipes".to_string());
         };
+        let host = format!("{}:{}", gate.host, gate.port);
         let stderr = Arc::new(Mutex::new(Vec::new()));
-        let sink = stderr.clone();
-        let stderr_thread = std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = err.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                let mut s = sink.lock().unwrap_or_else(|p| p.into_inner());
-                let room = STDERR_CAP.saturating_sub(s.len());
-                s.extend_from_slice(&buf[..n.min(room)]);
-            }
-        });
+        let stderr_thread = spawn_stderr_reader(err, stderr.clone(), host.clone());
         let mut conn = Conn {
             child,
             reader: FrameReader::new(stdout),
@@ -447,6 +538,8 @@ impl GateStorage {
             unanswered_bytes: 0,
             refused: Vec::new(),
         };
+        // ssh holds stdin until the session is open (after the host key and our key were
+        // accepted), so HELLO never reaches a host that did not present the pinned key.
         let hello = Frame::Hello {
             version: PROTOCOL_VERSION,
             session: opts.session.clone().unwrap_or_default(),
@@ -485,31 +578,39 @@ impl GateStorage {
             }
             Ok(None) | Err(_) => {
                 let (status, text) = conn.finish_failed();
-                let host = format!("{}:{}", gate.host, gate.port);
+                let text = text.trim();
+                // Both refusals below are retried until the budget runs out: on EC2 sshd
+                // starts with the AMI's own host keys, and without the session's key,
+                // before cloud-init runs the user data (which installs both). Retrying is
+                // safe: with StrictHostKeyChecking=yes ssh verifies the host key during the
+                // key exchange and aborts before user authentication, so a host that does
+                // not present the pinned key never sees our public key, a signature or a
+                // byte of stdin; a host that refuses our key has already proved it holds
+                // the pinned host key.
                 if text.contains("Host key verification failed")
                     || text.contains("HOST IDENTIFICATION HAS CHANGED")
-                    || text.contains("No ED25519 host key is known")
+                    || text.contains("host key is known")
+                    || text.contains("no matching host key type")
                     || text.contains("host key") && text.contains("differs")
                 {
-                    Attempt::Fatal(format!(
-                        "host key for {host} does not match the pinned key in {} (ssh: {})",
+                    Attempt::Retry(format!(
+                        "host key for {host} does not match the pinned key in {} ({} {}): the pinned key was not presented (a jump box still booting presents its AMI's own keys) (ssh: {text})",
                         opts.host_key.display(),
-                        text.trim()
+                        key.key_type,
+                        key.fingerprint(),
                     ))
                 } else if text.contains("Permission denied") {
-                    Attempt::Fatal(format!(
-                        "{}@{host} refused the key {} (ssh: {})",
+                    Attempt::Retry(format!(
+                        "{}@{host} refused the key {} (a jump box still booting has not installed the session's key yet) (ssh: {text})",
                         gate.user,
                         opts.identity.display(),
-                        text.trim()
                     ))
                 } else if status == Some(255) {
-                    Attempt::Retry(format!("ssh: {}", text.trim()))
+                    Attempt::Retry(format!("ssh: {text}"))
                 } else {
                     Attempt::Fatal(format!(
-                        "the gate at {host} ended the session before answering HELLO (exit status {}): {}",
+                        "the gate at {host} ended the session before answering HELLO (exit status {}): {text}",
                         status.map_or("unknown".to_string(), |s| s.to_string()),
-                        text.trim()
                     ))
                 }
             }
