@@ -207,7 +207,11 @@ fn main() -> Res<()> {
         let mut line = Vec::new();
         if on("connect") {
             let (s, _) = connect.time(|| {
-                let st = target.command("true").stderr(Stdio::null()).status()?;
+                let st = target
+                    .command("true")
+                    .map_err(|e| e.to_string())?
+                    .stderr(Stdio::null())
+                    .status()?;
                 if st.success() {
                     Ok(())
                 } else {
@@ -222,7 +226,8 @@ fn main() -> Res<()> {
             line.push(format!("plain ssh tar {s:.2} s"));
         }
         if on("same") {
-            let (s, n) = same.time(|| time_into_cat(target.command(&tar)))?;
+            let (s, n) =
+                same.time(|| time_into_cat(target.command(&tar).map_err(|e| e.to_string())?))?;
             same.wire = format!("{:.1} MiB", mib(n));
             line.push(format!("ssh tar with ferry's options {s:.2} s"));
         }

@@ -151,10 +151,9 @@ pub fn jobs_of(cfg: &SourcesConfig) -> Result<Vec<Job>, crate::config::ConfigErr
         jobs.push(Job::Local(l));
     }
     for h in &cfg.host {
-        jobs.push(Job::Host(
-            SshTarget::from_config(h, cfg.connect_timeout),
-            cfg.host_spec(h)?,
-        ));
+        let mut t = SshTarget::from_config(h, cfg.connect_timeout);
+        t.ssh_debug = cfg.ssh_debug;
+        jobs.push(Job::Host(t, cfg.host_spec(h)?));
     }
     Ok(jobs)
 }
@@ -378,19 +377,31 @@ impl<S: Sink> Ctx<'_, S> {
 /// How many other files of the same directory are tried as a renamed file's previous path.
 pub const RENAME_CANDIDATES: usize = 64;
 
-/// Spawn a thread that reads all of `r` (keeping at most `cap` bytes).
-fn drain<R: Read + Send + 'static>(mut r: R, cap: usize) -> std::thread::JoinHandle<Vec<u8>> {
+/// Spawn a thread that reads all of ssh's stderr `r` line by line, keeping at most `cap`
+/// bytes; ssh's own debug lines (`ferry -vv`) are traced as they come, for host `name`, and
+/// not kept.
+fn drain<R: Read + Send + 'static>(
+    r: R,
+    cap: usize,
+    name: String,
+) -> std::thread::JoinHandle<Vec<u8>> {
     std::thread::spawn(move || {
         let mut kept = Vec::new();
-        let mut buf = [0u8; 8192];
+        let mut r = std::io::BufReader::with_capacity(8192, r);
+        let mut line = Vec::new();
         loop {
-            match r.read(&mut buf) {
+            line.clear();
+            match std::io::BufRead::read_until(&mut r, b'\n', &mut line) {
                 Ok(0) | Err(_) => break,
-                Ok(n) => {
-                    let room = cap.saturating_sub(kept.len());
-                    kept.extend_from_slice(&buf[..n.min(room)]);
-                }
+                Ok(_) => {}
             }
+            let text = String::from_utf8_lossy(&line);
+            if ferry_ssh::is_debug_line(&text) {
+                tracing::debug!("ssh {name}: {}", text.trim_end());
+                continue;
+            }
+            let room = cap.saturating_sub(kept.len());
+            kept.extend_from_slice(&line[..line.len().min(room)]);
         }
         kept
     })
@@ -449,8 +460,11 @@ fn collect_host<S: Sink>(
         Ok(c) => c,
         Err(m) => return ctx.fail(m),
     };
-    let mut child = match t
-        .command(&cmd)
+    let mut command = match t.command(&cmd) {
+        Ok(c) => c,
+        Err(f) => return ctx.fail(f.to_string()),
+    };
+    let mut child = match command
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -480,7 +494,7 @@ fn collect_host<S: Sink>(
         ),
         counter,
         listed_bytes: 0,
-        err_thread: drain(stderr, STDERR_CAP),
+        err_thread: drain(stderr, STDERR_CAP, t.name.clone()),
     };
     // 1. The listing, up to its end record.
     let raw = listing::read_listing(&mut session.reader);
@@ -802,8 +816,14 @@ fn check_host(t: &SshTarget, spec: &SourceSpec) -> CheckReport {
         }
     }
     cmd.push_str("; do if [ ! -e \"$p\" ] && [ ! -L \"$p\" ]; then echo missing; elif [ -d \"$p\" ] && { [ ! -r \"$p\" ] || [ ! -x \"$p\" ]; }; then echo unreadable; elif [ ! -r \"$p\" ]; then echo unreadable; else echo ok; fi; done");
-    let out = match t
-        .command(&cmd)
+    let mut command = match t.command(&cmd) {
+        Ok(c) => c,
+        Err(f) => {
+            r.connection = Err(f.to_string());
+            return r;
+        }
+    };
+    let out = match command
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .output()
@@ -815,6 +835,7 @@ fn check_host(t: &SshTarget, spec: &SourceSpec) -> CheckReport {
         }
     };
     let stderr = String::from_utf8_lossy(&out.stderr);
+    t.trace_debug_lines(&stderr);
     if out.status.code() != Some(0) {
         r.connection = Err(match out.status.code() {
             Some(255) | None => ssh::classify(&stderr).to_string(),

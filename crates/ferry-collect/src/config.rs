@@ -84,6 +84,10 @@ pub struct SourcesConfig {
     /// Remote hosts.
     #[serde(default)]
     pub host: Vec<HostSource>,
+    /// Not read from the file: the caller's wish for ssh's own debug lines in the log
+    /// ([`crate::ssh::SshTarget::ssh_debug`]; `ferry -vv`).
+    #[serde(skip)]
+    pub ssh_debug: bool,
 }
 
 fn default_parallel() -> usize {
@@ -249,13 +253,23 @@ impl SourcesConfig {
             }
             check_ssh_word(&format!("{f}.address"), &h.address)?;
             check_ssh_word(&format!("{f}.user"), &h.user)?;
+            ferry_ssh::host_arg(&h.address)
+                .map_err(|e| invalid(format!("{f}.address"), e.to_string()))?;
+            ferry_ssh::user_arg(&h.user)
+                .map_err(|e| invalid(format!("{f}.user"), e.to_string()))?;
             if h.port == 0 {
                 return Err(invalid(format!("{f}.port"), "must be between 1 and 65535"));
             }
-            for (field, p) in [("identity", &h.identity), ("known_hosts", &h.known_hosts)] {
+            for (field, keyword, p) in [
+                ("identity", "IdentityFile", &h.identity),
+                ("known_hosts", "UserKnownHostsFile", &h.known_hosts),
+            ] {
                 if p.as_os_str().is_empty() {
                     return Err(invalid(format!("{f}.{field}"), "must not be empty"));
                 }
+                // A path ssh would not read as exactly this file is refused here, naming it.
+                ferry_ssh::path_option(keyword, p)
+                    .map_err(|e| invalid(format!("{f}.{field}"), e.to_string()))?;
             }
             spec_of(&f, &h.name, &h.paths, &h.exclude, h.max_file_size)?;
         }

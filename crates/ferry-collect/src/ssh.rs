@@ -2,7 +2,11 @@
 //!
 //! Every connection is `BatchMode=yes` (never a prompt), `StrictHostKeyChecking=yes` against
 //! the source's own known-hosts file only (no global file, no user config), and offers only
-//! the configured identity. ssh's stderr is classified into a clear [`SshFailure`].
+//! the configured identity. ssh's stderr is classified into a clear [`SshFailure`]. The
+//! identity and known-hosts paths, the user and the address go through [`ferry_ssh`], so ssh
+//! reads exactly them (a known-hosts path with a space is not two files) or they are refused
+//! naming them. With [`SshTarget::ssh_debug`] ssh logs at `DEBUG1` and its debug lines are
+//! traced (`ferry -vv`).
 //!
 //! Throughput: the AES-GCM ciphers go first ([`CIPHERS`]); every other cipher of OpenSSH's
 //! default set stays offered, so a host that lacks them still connects.
@@ -10,7 +14,7 @@
 use crate::config::HostSource;
 use std::ffi::OsString;
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
 /// Cipher preference: OpenSSH's default set with AES-GCM first (`^` puts the list at the
@@ -31,6 +35,8 @@ pub struct SshTarget {
     pub connect_timeout: u32,
     /// The ssh program (default `ssh`); tests and benchmarks never change it.
     pub program: OsString,
+    /// Run ssh at `LogLevel=DEBUG1` (`ssh -v`) so that its debug lines reach the log.
+    pub ssh_debug: bool,
 }
 
 impl fmt::Debug for SshTarget {
@@ -54,6 +60,7 @@ impl SshTarget {
             known_hosts: h.known_hosts.clone(),
             connect_timeout,
             program: OsString::from("ssh"),
+            ssh_debug: false,
         }
     }
 
@@ -62,8 +69,16 @@ impl SshTarget {
         format!("{}@{}:{}", self.user, self.address, self.port)
     }
 
-    /// The ssh command that runs `remote_command` (already quoted for a POSIX shell).
-    pub fn command(&self, remote_command: &str) -> Command {
+    /// The ssh command that runs `remote_command` (already quoted for a POSIX shell), or a
+    /// [`SshFailure::Config`] naming the path, user or address ssh could not read as itself.
+    pub fn command(&self, remote_command: &str) -> Result<Command, SshFailure> {
+        let refused = |e: ferry_ssh::SshArgError| SshFailure::Config(e.to_string());
+        let known_hosts =
+            ferry_ssh::path_option("UserKnownHostsFile", &self.known_hosts).map_err(refused)?;
+        // `-o IdentityFile=` rather than `-i`: ssh %-expands both, only this one can be quoted.
+        let identity = ferry_ssh::path_option("IdentityFile", &self.identity).map_err(refused)?;
+        let user = ferry_ssh::user_arg(&self.user).map_err(refused)?;
+        let address = ferry_ssh::host_arg(&self.address).map_err(refused)?;
         let mut c = Command::new(&self.program);
         c.arg("-F").arg("none");
         for o in [
@@ -79,7 +94,6 @@ impl SshTarget {
             "ClearAllForwardings=yes",
             "ServerAliveInterval=15",
             "ServerAliveCountMax=4",
-            "LogLevel=ERROR",
             // The content is mostly compressed by us afterwards; zlib in ssh would cost both
             // ends CPU (it is OpenSSH's default too; said here so no config can change it).
             "Compression=no",
@@ -87,18 +101,33 @@ impl SshTarget {
             c.arg("-o").arg(o);
         }
         c.arg("-o")
-            .arg(opt("UserKnownHostsFile=", &self.known_hosts));
+            .arg(format!("LogLevel={}", ferry_ssh::log_level(self.ssh_debug)));
+        c.arg("-o").arg(known_hosts);
+        c.arg("-o").arg(identity);
         c.arg("-o")
             .arg(format!("ConnectTimeout={}", self.connect_timeout));
         c.arg("-o").arg(format!("Ciphers={CIPHERS}"));
-        c.arg("-i").arg(&self.identity);
         c.arg("-p").arg(self.port.to_string());
-        c.arg("-l").arg(&self.user);
+        c.arg("-l").arg(user);
         c.arg("-T");
-        c.arg("--").arg(&self.address).arg(remote_command);
+        c.arg("--").arg(address).arg(remote_command);
         c.stdin(Stdio::null());
         c.env_remove("SSH_AUTH_SOCK");
-        c
+        tracing::info!(
+            "host {}: connecting to {} (host key pinned by {}, identity {})",
+            self.name,
+            self.display(),
+            self.known_hosts.display(),
+            self.identity.display()
+        );
+        Ok(c)
+    }
+
+    /// Trace ssh's debug lines (present only with [`ssh_debug`](Self::ssh_debug)).
+    pub fn trace_debug_lines(&self, stderr: &str) {
+        for l in stderr.lines().filter(|l| ferry_ssh::is_debug_line(l)) {
+            tracing::debug!("ssh {}: {}", self.name, l.trim_end());
+        }
     }
 
     /// Check locally what ssh would otherwise fail on with a less clear message.
@@ -113,12 +142,6 @@ impl SshTarget {
         }
         Ok(())
     }
-}
-
-fn opt(prefix: &str, p: &Path) -> OsString {
-    let mut s = OsString::from(prefix);
-    s.push(p.as_os_str());
-    s
 }
 
 /// Why a connection failed.
@@ -178,7 +201,7 @@ impl fmt::Display for SshFailure {
 /// Classify ssh's stderr after it exited with status 255 (or failed before running the command).
 pub fn classify(stderr: &str) -> SshFailure {
     let summary = summarise(stderr);
-    let s = stderr;
+    let s = &ferry_ssh::without_debug(stderr);
     if s.contains("REMOTE HOST IDENTIFICATION HAS CHANGED")
         || s.contains("Host key for") && s.contains("has changed")
     {
@@ -220,7 +243,7 @@ pub fn summarise(stderr: &str) -> String {
     let lines: Vec<&str> = stderr
         .lines()
         .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with("@@@") && !l.starts_with('@'))
+        .filter(|l| !l.is_empty() && !l.starts_with('@') && !ferry_ssh::is_debug_line(l))
         .take(6)
         .collect();
     if lines.is_empty() {
