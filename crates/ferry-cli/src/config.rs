@@ -119,7 +119,9 @@ impl FerryConfig {
     pub fn load(path: &Path) -> anyhow::Result<FerryConfig> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("reading config file {}", path.display()))?;
-        Self::parse(&text, path)
+        let mut cfg = Self::parse(&text, path)?;
+        cfg.sources.ssh_debug = crate::output::ssh_debug();
+        Ok(cfg)
     }
 
     pub fn parse(text: &str, path: &Path) -> anyhow::Result<FerryConfig> {

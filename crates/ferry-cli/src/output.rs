@@ -25,6 +25,13 @@ pub fn init_tracing(verbose: u8, quiet: bool) {
         .try_init();
 }
 
+/// Whether ssh should log its own debug lines (`LogLevel=DEBUG1`, as `ssh -v`) into ours:
+/// when debug logging is on (`-vv`, or `RUST_LOG=debug`). The gate connection and LAN hosts
+/// take it as an option; they never look at the command line.
+pub fn ssh_debug() -> bool {
+    tracing::enabled!(tracing::Level::DEBUG)
+}
+
 /// Whether human-oriented output (progress, summaries on stderr) should be drawn.
 pub fn interactive(quiet: bool) -> bool {
     !quiet && std::io::stderr().is_terminal()

@@ -31,7 +31,8 @@ pub fn open_storage(spec: &str, remote: &RemoteOptions) -> anyhow::Result<Box<dy
             .host_key
             .as_ref()
             .with_context(|| format!("repository {spec}: --host-key FILE is required for gate+ssh:// (the gate's pinned public host key)"))?;
-        let opts = ferry_remote::GateOptions::new(identity, host_key);
+        let mut opts = ferry_remote::GateOptions::new(identity, host_key);
+        opts.ssh_debug = crate::output::ssh_debug();
         return Ok(Box::new(ferry_remote::GateStorage::connect(spec, &opts)?));
     }
     if spec.starts_with("s3://") {

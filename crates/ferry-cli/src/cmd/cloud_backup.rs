@@ -443,9 +443,14 @@ fn upload(
     let mut opts = ferry_remote::GateOptions::new(&identity, &host_key);
     opts.session = Some(session.session.clone());
     opts.ssh_config = shared.cloud.ssh_config.clone();
+    // A new box refuses us for a while (sshd first runs with the AMI's own host keys and
+    // without the session's key): retry everything but a gate refusal until connect_timeout,
+    // 1 s doubling to at most 5 s between attempts.
     opts.attempts = 1000;
     opts.backoff = Duration::from_secs(1);
+    opts.max_backoff = Duration::from_secs(5);
     opts.retry_budget = shared.cloud.connect_timeout;
+    opts.ssh_debug = crate::output::ssh_debug();
     let host = if session.host.contains(':') {
         format!("[{}]", session.host)
     } else {
