@@ -382,7 +382,8 @@ impl Cloud {
             client_public_key: &client_public,
             host_private_key: &host_private,
             host_public_key: &host_public,
-        });
+        })
+        .map_err(FerryError::Internal)?;
         drop(host_private);
 
         match self.provision(&mut st, &ud, deadline).await {

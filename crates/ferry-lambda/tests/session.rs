@@ -11,7 +11,8 @@
 
 mod common;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -120,8 +121,17 @@ fn rig() -> Rig {
 }
 
 impl Rig {
-    /// Build a session with a client key made here; boot its jump box. (answer, box, key path)
+    /// Build a session with a client key made here; boot its jump box and wait for its user
+    /// data. (answer, box, key path)
     async fn session(&self, ttl: u32) -> (Value, Jumpbox, PathBuf) {
+        let (r, mut bx, key) = self.start_session(ttl, JumpboxOptions::default()).await;
+        bx.wait_user_data(Duration::from_secs(60)).unwrap();
+        (r, bx, key)
+    }
+
+    /// Build a session; start its jump box (until the AMI's sshd answers) with `opts` (its user
+    /// data and AWS variables filled in here).
+    async fn start_session(&self, ttl: u32, opts: JumpboxOptions) -> (Value, Jumpbox, PathBuf) {
         let key = self.dir.path().join(format!("id-{ttl}"));
         let public = ferry_testkit::keygen(&key).unwrap();
         let lambda = self.cloud.lambda(&self.host.endpoint()).await;
@@ -157,10 +167,11 @@ impl Rig {
         .unwrap();
         let mut aws_env = self.cloud.moto.env_with(&self.jumpbox);
         aws_env.push(("AWS_ENDPOINT_URL_LAMBDA".into(), self.host.endpoint()));
-        let bx = Jumpbox::boot(JumpboxOptions {
+        let bx = Jumpbox::start(JumpboxOptions {
             user_data,
             aws_env,
             boot_timeout: Duration::from_secs(60),
+            ..opts
         })
         .unwrap();
         std::fs::write(
@@ -211,7 +222,18 @@ fn admin_storage(cloud: &Cloud, admin: &Creds) -> Arc<dyn Storage> {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_whole_session_build_connect_back_up_clean() {
     let rig = rig();
-    let (r, bx, key) = rig.session(30).await;
+    // A 1 MiB /tmp (AL2023: a tmpfs of half the RAM): the gate's download and the objects it
+    // spools (a pack of over 3 MiB below) must not land there.
+    let (r, mut bx, key) = rig
+        .start_session(
+            30,
+            JumpboxOptions {
+                tmp_size_mib: 1,
+                ..JumpboxOptions::default()
+            },
+        )
+        .await;
+    bx.wait_user_data(Duration::from_secs(60)).unwrap();
     let session = r["session"].as_str().unwrap().to_string();
 
     // The box ran the user data: the gate verified and installed, its session config written.
@@ -243,6 +265,17 @@ async fn a_whole_session_build_connect_back_up_clean() {
             .collect::<Vec<u8>>(),
     )
     .unwrap();
+    // Incompressible, so its pack is larger than the box's /tmp.
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let noise: Vec<u8> = (0..3 * 1024 * 1024 / 8)
+        .flat_map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x.to_le_bytes()
+        })
+        .collect();
+    std::fs::write(src.join("etc/noise.bin"), &noise).unwrap();
     let master = ferry_repo::MasterKey::generate();
     let put = master.put_key();
     let gate: Arc<dyn Storage> = Arc::new(gate);
@@ -328,6 +361,7 @@ async fn a_whole_session_build_connect_back_up_clean() {
         std::fs::read(restored.join("etc/big.log")).unwrap(),
         std::fs::read(src.join("etc/big.log")).unwrap()
     );
+    assert!(std::fs::read(restored.join("etc/noise.bin")).unwrap() == noise);
 
     // Clean: nothing of the session remains in moto, the state object is gone.
     let lambda = rig.cloud.lambda(&rig.host.endpoint()).await;
@@ -336,6 +370,109 @@ async fn a_whole_session_build_connect_back_up_clean() {
         .unwrap();
     assert_eq!(c["removed"].as_array().unwrap().len(), 3, "{c}");
     assert_eq!(rig.leftovers().await, (vec![], vec![], vec![]));
+}
+
+/// `ssh` as a client would run it: the pinned key in `known_hosts` (or none checked).
+fn ssh(port: u16, identity: &Path, user: &str, known_hosts: Option<&Path>, cmd: &str) -> Output {
+    let mut c = Command::new("ssh");
+    c.args([
+        "-F",
+        "/dev/null",
+        "-o",
+        "BatchMode=yes",
+        "-o",
+        "IdentitiesOnly=yes",
+    ])
+    .args(["-o", "ConnectTimeout=10", "-o", "LogLevel=ERROR", "-i"])
+    .arg(identity)
+    .args(["-p", &port.to_string()]);
+    match known_hosts {
+        Some(k) => c
+            .args(["-o", "StrictHostKeyChecking=yes", "-o"])
+            .arg(format!("UserKnownHostsFile={}", k.display())),
+        None => c.args([
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+        ]),
+    };
+    c.arg(format!("{user}@127.0.0.1"))
+        .arg(cmd)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+/// The ed25519 host key (base64) sshd on `port` presents.
+fn host_key_of(port: u16) -> String {
+    let out = Command::new("ssh-keyscan")
+        .args(["-t", "ed25519", "-p", &port.to_string(), "127.0.0.1"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines()
+        .find_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.len() >= 3 && f[1] == "ssh-ed25519").then(|| f[2].to_string())
+        })
+        .unwrap_or_else(|| panic!("no ed25519 key from port {port}: {text}"))
+}
+
+/// On EC2 the AMI's sshd is up, with host keys of its own, before the user data runs (cloud-init:
+/// sshd after the Network stage, user scripts in the Final stage,
+/// https://docs.cloud-init.io/en/latest/explanation/boot.html); and AL2023's preinstalled
+/// ec2-instance-connect package puts AuthorizedKeysCommand on sshd's command line through a
+/// systemd drop-in (https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/connect-linux-inst-eic.html).
+/// The pinned client refuses the AMI's sshd; once the user data ran, the box presents the
+/// session's key, the session key reaches the gate, and an EC2 Instance Connect key is refused.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_box_answers_before_its_user_data_and_never_lets_instance_connect_keys_in() {
+    let rig = rig();
+    let (r, mut bx, key) = rig
+        .start_session(
+            25,
+            JumpboxOptions {
+                hold_user_data: true,
+                ..JumpboxOptions::default()
+            },
+        )
+        .await;
+    let host_line = r["host_key"].as_str().unwrap();
+    let pinned = host_line.split_whitespace().nth(1).unwrap().to_string();
+    let known = rig.dir.path().join("known_hosts");
+    std::fs::write(&known, format!("[127.0.0.1]:{} {host_line}\n", bx.port())).unwrap();
+
+    // The AMI's sshd, the user data not run yet: a host key of the instance's own.
+    assert_ne!(host_key_of(bx.port()), pinned, "{}", bx.logs());
+    let out = ssh(bx.port(), &key, "ferry", Some(&known), "true");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(255), "{err}");
+    assert!(err.contains("Host key verification failed"), "{err}");
+    // The AMI's EC2 Instance Connect drop-in is live: a "pushed" key logs in as ec2-user.
+    let out = ssh(bx.port(), &bx.eic_key(), "ec2-user", None, "echo eic-in");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("eic-in"),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        bx.logs()
+    );
+
+    // The user data (cloud-init's final stage) installs the session's key and rules.
+    bx.release_user_data();
+    bx.wait_user_data(Duration::from_secs(60)).unwrap();
+    assert_eq!(host_key_of(bx.port()), pinned, "{}", bx.logs());
+    for user in ["ferry", "ec2-user"] {
+        let out = ssh(bx.port(), &bx.eic_key(), user, Some(&known), "echo eic-in");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(255), "{user}: {err}\n{}", bx.logs());
+        assert!(err.contains("Permission denied"), "{user}: {err}");
+        assert!(!String::from_utf8_lossy(&out.stdout).contains("eic-in"));
+    }
+    let url = format!("gate+ssh://ferry@127.0.0.1:{}/home", bx.port());
+    let gate = GateStorage::connect(&url, &GateOptions::new(&key, rig.host_key_file(&r)))
+        .unwrap_or_else(|e| panic!("{e}\n{}", bx.logs()));
+    assert_eq!(gate.session(), r["session"].as_str().unwrap());
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -58,6 +58,8 @@ struct RunningBox {
     public_ip: Option<String>,
     session: String,
     since: String,
+    /// When its sshd first answered; `None` once the user data has finished.
+    user_data_since: Option<Instant>,
 }
 
 struct Booting {
@@ -553,10 +555,13 @@ impl Daemon {
             let r = ferry_testkit::jumpbox::user_data_from_moto(&moto, &iid, &[])
                 .map_err(|e| format!("reading its user data: {e}"))
                 .and_then(|user_data| {
-                    Jumpbox::boot(JumpboxOptions {
+                    // Until the AMI's sshd answers (with host keys of its own); the user data then
+                    // runs while the box is already reachable, as on EC2.
+                    Jumpbox::start(JumpboxOptions {
                         user_data,
                         aws_env,
                         boot_timeout: BOOT_TIMEOUT,
+                        ..JumpboxOptions::default()
                     })
                 });
             let _ = tx.send((iid, r));
@@ -586,7 +591,8 @@ impl Daemon {
             match r {
                 Ok(bx) => {
                     log(&format!(
-                        "box booted for instance {id} at 127.0.0.1:{} in {:.1} s (pid {}){}",
+                        "box up for instance {id} at 127.0.0.1:{} in {:.1} s (pid {}): the AMI's \
+                         sshd answers with host keys of its own; the user data runs now{}",
                         bx.port(),
                         b.started.elapsed().as_secs_f64(),
                         bx.pid().unwrap_or(0),
@@ -605,6 +611,7 @@ impl Daemon {
                             public_ip: b.public_ip,
                             session: b.session,
                             since: now(),
+                            user_data_since: Some(Instant::now()),
                         },
                     );
                 }
@@ -624,6 +631,44 @@ impl Daemon {
     /// A box that powered itself off (its backstop timer, or its failure trap), or whose
     /// processes ended: EC2 then stops or terminates the instance (shutdown behaviour).
     fn check_boxes(&mut self) {
+        // The user data: done, failed (its trap powers the box off; a script without one is
+        // powered off here), or over its time.
+        let mut failed = Vec::new();
+        for (id, b) in self.boxes.iter_mut() {
+            let Some(since) = b.user_data_since else {
+                continue;
+            };
+            match b.bx.user_data_result() {
+                Some(Ok(())) => {
+                    b.user_data_since = None;
+                    log(&format!(
+                        "user data of instance {id} done in {:.1} s: sshd runs with the session's \
+                         host key",
+                        since.elapsed().as_secs_f64()
+                    ));
+                }
+                Some(Err(e)) => {
+                    log(&format!("user data of instance {id} failed:\n{e}"));
+                    failed.push(id.clone());
+                }
+                None if since.elapsed() > BOOT_TIMEOUT => {
+                    log(&format!(
+                        "user data of instance {id} still running after {BOOT_TIMEOUT:?}:\n{}",
+                        b.bx.logs()
+                    ));
+                    failed.push(id.clone());
+                }
+                None => {}
+            }
+        }
+        for id in failed {
+            if let Some(b) = self.boxes.remove(&id) {
+                drop(b);
+                log(&format!("box stopped: {id}"));
+            }
+            self.power_off(&id);
+            self.done.insert(id);
+        }
         let ended: Vec<String> = self
             .boxes
             .iter_mut()
@@ -824,6 +869,11 @@ impl Daemon {
                 session: b.session.clone(),
                 public_ip: b.public_ip.clone(),
                 status: "running".into(),
+                user_data: if b.user_data_since.is_some() {
+                    "running".into()
+                } else {
+                    "done".into()
+                },
                 port: Some(b.bx.port()),
                 pid: b.bx.pid(),
                 since: b.since.clone(),
@@ -835,6 +885,7 @@ impl Daemon {
                 session: b.session.clone(),
                 public_ip: b.public_ip.clone(),
                 status: "booting".into(),
+                user_data: String::new(),
                 port: None,
                 pid: None,
                 since: b.since.clone(),

@@ -250,11 +250,12 @@ fn print_state(dir: &Path, st: &State) {
             let ip = b.public_ip.clone().unwrap_or("(no public IP)".into());
             match b.port {
                 Some(p) => println!(
-                    "    {}  {ip}:22 -> 127.0.0.1:{p}  session {}  pid {}  since {}",
+                    "    {}  {ip}:22 -> 127.0.0.1:{p}  session {}  pid {}  since {}  user data {}",
                     b.instance,
                     b.session,
                     b.pid.map(|p| p.to_string()).unwrap_or("-".into()),
-                    b.since
+                    b.since,
+                    b.user_data
                 ),
                 None => println!(
                     "    {}  {ip}:22  session {}  booting since {}",

@@ -60,8 +60,13 @@ pub struct BoxState {
     pub instance: String,
     pub session: String,
     pub public_ip: Option<String>,
-    /// `booting` or `running`.
+    /// `booting` (the AMI's first boot), then `running` once its sshd answers — as the
+    /// instance's public IP does on EC2, before the user data has finished.
     pub status: String,
+    /// The user data (cloud-init's final stage): `running` or `done` (a box whose user data
+    /// fails is powered off and gone); empty while booting.
+    #[serde(default)]
+    pub user_data: String,
     /// The box's sshd on 127.0.0.1 (once running).
     pub port: Option<u16>,
     pub pid: Option<u32>,
