@@ -70,8 +70,12 @@ fn gate_backup(
         .arg(format!("gate+ssh://root@127.0.0.1:{port}/home"))
         .arg("--key")
         .arg(&env.put)
-        .arg("--identity")
-        .arg(id)
+        // `--identity=VALUE`: a value that starts with `-` is not taken for an option.
+        .arg({
+            let mut o = std::ffi::OsString::from("--identity=");
+            o.push(id);
+            o
+        })
         .arg("--host-key")
         .arg(hk)
         .arg(&src)

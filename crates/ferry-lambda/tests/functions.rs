@@ -201,10 +201,10 @@ async fn build_with_the_clients_key_provisions_a_confined_box_and_clean_removes_
         CLIENT_PUB.rsplit_once(' ').unwrap().0
     )));
     assert!(ud.contains(&format!("{host_key} ferry-host-{session}")));
-    assert!(ud.contains(&format!(
-        "echo \"{}  $gate_tmp\" | sha256sum --check",
-        cloud.gate_sha256
-    )));
+    assert!(ud.contains(&format!("\ngate_sha256='{}'\n", cloud.gate_sha256)));
+    assert!(ud.contains(
+        "printf '%s  %s\\n' \"$gate_sha256\" \"$gate_tmp\" | sha256sum --check --status"
+    ));
     assert!(!ud.contains("backup-vm"), "the caller's comment is dropped");
 
     // The state object records everything.
@@ -291,9 +291,9 @@ async fn build_without_a_key_returns_a_generated_one_and_no_key_material_reaches
     // Key material: the client private key (as returned) and the host private key (in the user
     // data). Search the function logs for any of their base64 lines and the PEM markers.
     let host_pem: String = ud
-        .split("<<'FERRY_HOST_KEY'\n")
+        .split("\nhost_private_key='")
         .nth(1)
-        .and_then(|s| s.split("\nFERRY_HOST_KEY").next())
+        .and_then(|s| s.split("'\n").next())
         .unwrap()
         .to_string();
     assert!(host_pem.contains("BEGIN OPENSSH PRIVATE KEY"));
