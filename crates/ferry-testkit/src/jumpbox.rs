@@ -360,9 +360,6 @@ if [ ! -e "$venv/bin/python3" ]; then mkdir -p "$venv" && mount --bind "$box/ven
 export PATH="$box/bin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 # The AMI: AL2023's sshd unit, the ec2-instance-connect package (drop-in, command, user).
-# (This machine's /etc/systemd/system/sshd.service is Debian's alias of ssh.service; the AMI
-# has none, and one in /etc would win over the unit below.)
-rm -f /etc/systemd/system/sshd.service
 install -m 644 "$box/ami/sshd.service" /usr/lib/systemd/system/sshd.service
 install -d -m 755 /usr/lib/systemd/system/sshd.service.d
 install -m 644 "$box/ami/ec2-instance-connect.conf" /usr/lib/systemd/system/sshd.service.d/
