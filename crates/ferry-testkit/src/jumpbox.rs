@@ -378,6 +378,9 @@ ssh-keygen -A >/dev/null
 systemctl daemon-reload
 systemctl start sshd
 touch "$box/ami-sshd-up"
+# The runner checks that this sshd answers before the user data may replace its host keys (each
+# connection re-execs sshd, which reads the keys anew); at most 30 s.
+for _ in $(seq 300); do [ -e "$box/ami-sshd-checked" ] && break; sleep 0.1; done
 # cloud-init's final stage: the user data.
 while [ -e "$box/hold" ]; do sleep 0.1; done
 set +e
@@ -501,7 +504,10 @@ impl Jumpbox {
             },
         )
         .map_err(|e| format!("{e}\n{}", bx.logs()))?;
-        if ended || !answers_ssh(port) {
+        let answers = !ended && answers_ssh(port);
+        // Only now may the user data run (and remove the AMI's host keys).
+        let _ = std::fs::write(bx.dir.path().join("ami-sshd-checked"), b"");
+        if !answers {
             return Err(format!("the jump box's first boot failed\n{}", bx.logs()));
         }
         Ok(bx)
