@@ -5,11 +5,12 @@
 #
 # Installs what is missing (scripts/install-deps.sh), builds Ferry, starts the local cloud
 # (moto, the Lambda host running the real `bootstrap`, the jump-box runner, three sample LAN
-# hosts with real sshd), creates the permanent infrastructure with `ferry infra apply`, makes
-# the keys, runs `ferry backup` (collect → ferry-build → upload through the jump box's gate →
-# ferry-clean), lists the snapshots and restores them from S3 with the master key, shows that
-# the restore equals the LAN hosts' files and that nothing of the session is left in the
-# cloud, and stops everything. Exits non-zero if anything differs.
+# hosts with real sshd), creates the permanent infrastructure with `ferry infra apply` and checks
+# its policies with `ferry infra verify`, makes the keys, runs `ferry backup` (collect →
+# ferry-build → upload through the jump box's gate → ferry-clean), lists the snapshots and
+# restores them from S3 with the master key, shows that the restore equals the LAN hosts' files
+# and that nothing of the session is left in the cloud, and stops everything. Exits non-zero if
+# anything differs.
 #
 # Needs root: sample hosts get a read-only account, jump boxes run under `unshare`.
 set -euo pipefail
@@ -51,7 +52,7 @@ trap stop_cloud EXIT
 # shellcheck disable=SC1091
 . "$CLOUD/env"   # AWS_ENDPOINT_URL (moto), AWS_ENDPOINT_URL_LAMBDA, operator keys, FERRY_SSH_CONFIG
 
-say "3. As the operator: create the permanent infrastructure (ferry infra apply)"
+say "3. As the operator: create the permanent infrastructure (ferry infra apply) and verify its policies"
 cat >"$WORK/infra.toml" <<EOF
 prefix = "ferry"
 region = "$AWS_REGION"
@@ -66,6 +67,16 @@ instance_type = "t3.micro"
 max_session_minutes = 60
 EOF
 run ferry infra apply -c "$WORK/infra.toml" --credentials-out "$WORK/backup.credentials" --artifacts "$BIN"
+# The authorization matrix of docs/SECURITY.md on the policies just installed, read back from the
+# account (moto has no IAM policy simulator: verify says so and uses its local evaluator).
+printf '  $ %s\n' "ferry infra verify -c $WORK/infra.toml"
+if ! ferry infra verify -c "$WORK/infra.toml" >"$WORK/verify.txt"; then
+  cat "$WORK/verify.txt"
+  echo "demo: ferry infra verify found a difference" >&2
+  exit 1
+fi
+sed -n '1,2p;$p' "$WORK/verify.txt" | sed 's/^/    /'
+echo "    (every case: $WORK/verify.txt)"
 
 # The local cloud hosts each function once it sees it in moto (a second or two).
 for _ in $(seq 1 120); do

@@ -2,7 +2,7 @@
 """Proof of Ferry's policies (docs/SECURITY.md).
 
 Reads the documents written by `cargo run -p ferry-cloud --example dump-policies -- DIR`
-(DIR/manifest.json names them) and:
+(DIR/manifest.json names them, DIR/matrix.json holds the authorization matrix) and:
 
 1. lints every document with parliament (no finding allowed; resource policies are linted with
    their Principal element, which parliament accepts);
@@ -12,7 +12,8 @@ Reads the documents written by `cargo run -p ferry-cloud --example dump-policies
    policy is applied as AWS applies it: a request that arrives through the endpoint must also be
    allowed by the endpoint policy.
 
-Every case's expected result comes from DESIGN.md's trust table. Prints the matrix as Markdown;
+The cases come from DIR/matrix.json (the Rust definition, `ferry_cloud::verify::matrix`); every
+case's expected result comes from DESIGN.md's trust table. Prints the matrix as Markdown;
 exits non-zero on any lint finding or any mismatch.
 
 usage: proof.py DIR [--markdown-only]
@@ -181,145 +182,15 @@ class World:
         return allowed
 
 
-def cases(w):
-    """(principal, action, resource, context, expected, reason). Expected values are DESIGN.md's
-    trust table, not the evaluator's output."""
-    a = w.arns
-    acct, reg = w.account, w.region
-    B = a["backup_bucket"]
-    S = a["state_bucket"]
-    ec2 = f"arn:aws:ec2:{reg}:{acct}"
-    ours = {"aws:SourceVpce": w.vpce}
-    inm = {"s3:if-none-match": "*"}
-    via = {**ours, **inm}
-    plain_http = {"aws:SecureTransport": "false"}
-    pack = f"{B}/site1/packs/9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
-    state_obj = f"{S}/sessions/s-20261123-1.json"
-    gate = f"{S}/artifacts/ferry-gate"
-    tags = {
-        "aws:RequestTag/ferry:managed": "true",
-        "aws:RequestTag/ferry:installation": w.prefix,
-        "aws:RequestTag/ferry:session": "s-20261123-1",
-    }
-    rtags = {
-        "aws:ResourceTag/ferry:managed": "true",
-        "aws:ResourceTag/ferry:installation": w.prefix,
-        "aws:ResourceTag/ferry:session": "s-20261123-1",
-    }
-    vpc_arn = f"{ec2}:vpc/{w.vpc}"
-    Y, N = True, False
-    return [
-        # backup VM: invoke build/clean, nothing else
-        ("backup-user", "lambda:InvokeFunction", a["build_function"], {}, Y, "may invoke ferry-build"),
-        ("backup-user", "lambda:InvokeFunction", a["clean_function"], {}, Y, "may invoke ferry-clean"),
-        ("backup-user", "lambda:InvokeFunction", f"arn:aws:lambda:{reg}:{acct}:function:other", {}, N, "no other function"),
-        ("backup-user", "lambda:UpdateFunctionCode", a["build_function"], {}, N, "cannot change the function"),
-        ("backup-user", "s3:GetObject", pack, {}, N, "no S3"),
-        ("backup-user", "s3:ListBucket", B, {}, N, "no S3"),
-        ("backup-user", "s3:PutObject", pack, via, N, "no S3, even via the endpoint"),
-        ("backup-user", "s3:GetObject", state_obj, {}, N, "no S3"),
-        ("backup-user", "s3:PutObject", state_obj, {}, N, "no S3"),
-        ("backup-user", "ec2:DescribeInstances", "*", {}, N, "no EC2"),
-        ("backup-user", "ec2:RunInstances", f"{ec2}:instance/*", tags, N, "no EC2"),
-        ("backup-user", "iam:PassRole", a["jumpbox_role"], {"iam:PassedToService": "ec2.amazonaws.com"}, N, "no IAM"),
-        ("backup-user", "sts:AssumeRole", a["lambda_role"], {}, N, "cannot become the Lambda role"),
-        ("backup-user", "sts:AssumeRole", a["jumpbox_role"], {}, N, "cannot become the jump-box role"),
-        # trust policies
-        ("lambda.amazonaws.com", "sts:AssumeRole", a["lambda_role"], {}, Y, "Lambda assumes its role"),
-        ("ec2.amazonaws.com", "sts:AssumeRole", a["lambda_role"], {}, N, "EC2 cannot assume the Lambda role"),
-        ("ec2.amazonaws.com", "sts:AssumeRole", a["jumpbox_role"], {}, Y, "EC2 assumes the jump-box role"),
-        ("lambda.amazonaws.com", "sts:AssumeRole", a["jumpbox_role"], {}, N, "Lambda cannot assume the jump-box role"),
-        # the clean function's resource policy: only the sweep rule, through EventBridge
-        ("events.amazonaws.com", "lambda:InvokeFunction", a["clean_function"], {"aws:SourceArn": a["sweep_rule"]}, Y,
-         "the hourly sweep rule invokes ferry-clean"),
-        ("events.amazonaws.com", "lambda:InvokeFunction", a["clean_function"],
-         {"aws:SourceArn": f"arn:aws:events:{reg}:{acct}:rule/other"}, N, "another rule cannot"),
-        ("events.amazonaws.com", "lambda:InvokeFunction", a["build_function"], {"aws:SourceArn": a["sweep_rule"]}, N,
-         "nothing may invoke ferry-build by resource policy"),
-        ("sns.amazonaws.com", "lambda:InvokeFunction", a["clean_function"], {"aws:SourceArn": a["sweep_rule"]}, N,
-         "another service cannot"),
-        # Lambda role: tagged session resources, PassRole of the jump-box role, state bucket
-        ("lambda-role", "ec2:RunInstances", f"{ec2}:instance/*", tags, Y, "launch a tagged jump box"),
-        ("lambda-role", "ec2:RunInstances", f"{ec2}:instance/*",
-         {k: v for k, v in tags.items() if "session" not in k}, N, "instance without ferry:session tag"),
-        ("lambda-role", "ec2:RunInstances", f"{ec2}:instance/*",
-         {**tags, "aws:RequestTag/ferry:installation": "other"}, N, "tagged for another installation"),
-        ("lambda-role", "ec2:RunInstances", f"{ec2}:subnet/subnet-0a1b2c3d", {"ec2:Vpc": vpc_arn}, Y, "subnet in the ferry VPC"),
-        ("lambda-role", "ec2:RunInstances", f"{ec2}:subnet/subnet-0e0e0e0e", {"ec2:Vpc": f"{ec2}:vpc/vpc-0ffff0000"}, N, "subnet in another VPC"),
-        ("lambda-role", "ec2:RunInstances", f"arn:aws:ec2:{reg}::image/ami-0123456789abcdef0", {"ec2:Owner": "amazon"}, Y, "Amazon Linux image"),
-        ("lambda-role", "ec2:RunInstances", f"arn:aws:ec2:{reg}::image/ami-0badbadbadbadbad0", {"ec2:Owner": "999999999999"}, N, "community image"),
-        ("lambda-role", "ec2:CreateSecurityGroup", f"{ec2}:security-group/*", tags, Y, "create a tagged SG"),
-        ("lambda-role", "ec2:CreateSecurityGroup", f"{ec2}:security-group/*",
-         {k: v for k, v in tags.items() if "session" not in k}, N, "SG without ferry:session tag"),
-        ("lambda-role", "ec2:CreateSecurityGroup", f"{ec2}:security-group/*",
-         {**tags, "aws:RequestTag/ferry:installation": "other"}, N, "SG for another installation"),
-        ("lambda-role", "ec2:CreateTags", f"{ec2}:instance/i-0123456789abcdef0", {"ec2:CreateAction": "RunInstances"}, Y, "tag while launching"),
-        ("lambda-role", "ec2:CreateTags", f"{ec2}:instance/i-0abcabcabcabcabc0", {}, N, "retag an existing instance into scope"),
-        ("lambda-role", "ec2:TerminateInstances", f"{ec2}:instance/i-0123456789abcdef0", rtags, Y, "terminate a session's jump box"),
-        ("lambda-role", "ec2:TerminateInstances", f"{ec2}:instance/i-0abcabcabcabcabc0", {}, N, "terminate an untagged instance"),
-        ("lambda-role", "ec2:TerminateInstances", f"{ec2}:instance/i-0abcabcabcabcabc0",
-         {**rtags, "aws:ResourceTag/ferry:installation": "other"}, N, "terminate another installation's box"),
-        ("lambda-role", "ec2:DeleteSecurityGroup", f"{ec2}:security-group/sg-0123456789abcdef0", rtags, Y, "delete a session SG"),
-        ("lambda-role", "ec2:DescribeInstances", "*", {}, Y, "describe"),
-        ("lambda-role", "logs:PutLogEvents",
-         f"arn:aws:logs:{reg}:{acct}:log-group:/aws/lambda/{w.prefix}-build:log-stream:2026/11/23/x", {}, Y,
-         "write its own function logs"),
-        ("lambda-role", "logs:PutLogEvents",
-         f"arn:aws:logs:{reg}:{acct}:log-group:/aws/lambda/other:log-stream:x", {}, N, "no other log group"),
-        ("lambda-role", "iam:PassRole", a["jumpbox_role"], {"iam:PassedToService": "ec2.amazonaws.com"}, Y, "pass the jump-box role to EC2"),
-        ("lambda-role", "iam:PassRole", a["lambda_role"], {"iam:PassedToService": "ec2.amazonaws.com"}, N, "pass its own role"),
-        ("lambda-role", "iam:PassRole", a["jumpbox_role"], {"iam:PassedToService": "lambda.amazonaws.com"}, N, "pass the jump-box role to Lambda"),
-        ("lambda-role", "iam:AttachRolePolicy", a["jumpbox_role"], {}, N, "no IAM changes"),
-        ("lambda-role", "s3:PutObject", state_obj, {}, Y, "write session state"),
-        ("lambda-role", "s3:GetObject", state_obj, {}, Y, "read session state"),
-        ("lambda-role", "s3:DeleteObject", state_obj, {}, Y, "delete session state"),
-        ("lambda-role", "s3:ListBucket", S, {}, Y, "list the state bucket"),
-        ("lambda-role", "s3:PutObject", state_obj, plain_http, N, "state bucket is TLS only"),
-        ("lambda-role", "s3:GetObject", pack, {}, N, "never touches the backup bucket"),
-        ("lambda-role", "s3:PutObject", pack, via, N, "never touches the backup bucket"),
-        ("lambda-role", "s3:DeleteObject", pack, {}, N, "never touches the backup bucket"),
-        ("lambda-role", "s3:ListBucket", B, {}, N, "never touches the backup bucket"),
-        # jump box: write-once put + list via the endpoint, gate artifact, invoke clean
-        ("jumpbox-role", "s3:PutObject", pack, via, Y, "write-once put through the endpoint"),
-        ("jumpbox-role", "s3:PutObject", pack, ours, N, "put without If-None-Match (overwrite)"),
-        ("jumpbox-role", "s3:PutObject", pack, inm, N, "put around the endpoint (internet gateway)"),
-        ("jumpbox-role", "s3:PutObject", pack, {**inm, "aws:SourceVpce": "vpce-0bad0bad0bad0bad0"}, N, "put through another endpoint"),
-        ("jumpbox-role", "s3:PutObject", pack, {**via, **plain_http}, N, "backup bucket is TLS only"),
-        ("jumpbox-role", "s3:ListBucket", B, ours, Y, "list through the endpoint"),
-        ("jumpbox-role", "s3:ListBucket", B, {}, N, "list around the endpoint"),
-        ("jumpbox-role", "s3:GetObject", pack, ours, N, "cannot read a backup"),
-        ("jumpbox-role", "s3:DeleteObject", pack, ours, N, "cannot delete a backup"),
-        ("jumpbox-role", "s3:GetObject", gate, ours, Y, "fetch the gate artifact"),
-        ("jumpbox-role", "s3:GetObject", state_obj, ours, N, "cannot read session state"),
-        ("jumpbox-role", "s3:PutObject", gate, via, N, "cannot replace the gate artifact"),
-        ("jumpbox-role", "lambda:InvokeFunction", a["clean_function"], {}, Y, "invoke ferry-clean"),
-        ("jumpbox-role", "lambda:InvokeFunction", a["build_function"], {}, N, "cannot invoke ferry-build"),
-        ("jumpbox-role", "ec2:TerminateInstances", f"{ec2}:instance/i-0123456789abcdef0", rtags, N, "no EC2"),
-        # operator (admin role listed in operator_arns): restore, prune, upload the gate
-        ("operator", "s3:GetObject", pack, {}, Y, "restore reads backups"),
-        ("operator", "s3:DeleteObject", pack, {}, Y, "prune deletes backups"),
-        ("operator", "s3:ListBucket", B, {}, Y, "list backups"),
-        ("operator", "s3:PutObject", pack, inm, N, "even the operator cannot put around the endpoint"),
-        ("operator", "s3:GetObject", pack, plain_http, N, "TLS only"),
-        ("operator", "s3:GetObject", pack, ours, N, "endpoint policy: no reads through the endpoint"),
-        ("operator", "s3:PutObject", gate, {}, Y, "upload the gate artifact"),
-        # defence in depth: the jump-box role with an identity policy widened to everything
-        ("jumpbox-role widened", "s3:PutObject", pack, inm, N, "bucket policy: puts only through the endpoint"),
-        ("jumpbox-role widened", "s3:PutObject", pack, ours, N, "bucket policy: puts only with If-None-Match"),
-        ("jumpbox-role widened", "s3:PutObject", pack, via, Y, "the one way in stays open"),
-        ("jumpbox-role widened", "s3:GetObject", pack, {}, N, "bucket policy: only the operator reads"),
-        ("jumpbox-role widened", "s3:DeleteObject", pack, {}, N, "bucket policy: only the operator deletes"),
-        ("jumpbox-role widened", "s3:GetObject", state_obj, {}, N, "state bucket: jump box reads artifacts/ only"),
-        ("jumpbox-role widened", "s3:GetObject", pack, ours, N, "endpoint policy: no reads through the endpoint"),
-        # any other administrator of the account (not an operator)
-        ("other-admin", "s3:ListBucket", S, {}, N, "state bucket: only the Lambda role/operator list"),
-        ("other-admin", "s3:GetObject", pack, {}, N, "bucket policy: only the operator reads"),
-        ("other-admin", "s3:DeleteObject", pack, {}, N, "bucket policy: only the operator deletes"),
-        ("other-admin", "s3:ListBucket", B, {}, N, "bucket policy: only jump box/operator list"),
-        ("other-admin", "s3:PutObject", pack, via, N, "bucket policy: only the jump box puts"),
-        ("other-admin", "s3:GetObject", state_obj, {}, N, "state bucket: Lambda role only"),
-        ("other-admin", "s3:PutObject", gate, {}, N, "cannot plant a gate artifact"),
-    ]
+def cases(outdir):
+    """(principal, action, resource, context, expected, reason) from DIR/matrix.json, which the
+    Rust side writes from the same inputs as the documents (crates/ferry-cloud/src/verify,
+    `ferry_cloud::verify::matrix`, also what `ferry infra verify` checks on a live account).
+    Expected values are DESIGN.md's trust table, not an evaluator's output."""
+    with open(f"{outdir}/matrix.json") as f:
+        m = json.load(f)
+    return [(c["principal"], c["action"], c["resource"], {k: v for k, v in c["context"]}, c["expected"], c["why"])
+            for c in m["cases"]]
 
 
 def statement_coverage(manifest, docs, rows):
@@ -392,7 +263,7 @@ def main(argv):
     print()
 
     w = World(manifest, docs)
-    rows = cases(w)
+    rows = cases(outdir)
     mismatches = 0
     print(f"## Authorization matrix ({len(rows)} cases, evaluated by principalmapper local policy simulation)\n")
     print("| # | principal | action | resource | request context | expected | evaluated | why |")

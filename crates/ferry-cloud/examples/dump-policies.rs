@@ -1,4 +1,5 @@
-//! Writes every policy document Ferry installs, plus `manifest.json`, into a directory.
+//! Writes every policy document Ferry installs, plus `manifest.json` and the authorization
+//! matrix `matrix.json` (`ferry_cloud::verify::matrix`), into a directory.
 //!
 //! `cargo run -p ferry-cloud --example dump-policies -- OUTDIR` uses the example config with a
 //! fixed fake account (what the policy proof and docs/SECURITY.md use).
@@ -12,5 +13,7 @@ fn main() -> anyhow::Result<()> {
     for path in ferry_cloud::policy::dump_documents(&inputs, std::path::Path::new(&dir))? {
         println!("{}", path.display());
     }
+    let matrix = ferry_cloud::verify::dump_matrix(&inputs, std::path::Path::new(&dir))?;
+    println!("{}", matrix.display());
     Ok(())
 }

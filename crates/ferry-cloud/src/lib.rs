@@ -1,8 +1,9 @@
 //! # ferry-cloud — the cloud layer
 //!
 //! Owns the infrastructure configuration and its validation ([`config`]), every IAM, bucket and
-//! endpoint policy document ([`policy`], the single place they are generated), the permanent
-//! infrastructure, and session provisioning.
+//! endpoint policy document ([`policy`], the single place they are generated), the authorization
+//! matrix those documents must satisfy with a local IAM evaluator for it ([`verify`]), the
+//! permanent infrastructure, and session provisioning.
 //!
 //! Must never depend on SSH, on the repository engine's internals or on the CLI. AWS endpoints
 //! come only from the SDK's standard configuration: nothing here knows whether it talks to AWS
@@ -11,5 +12,6 @@
 pub mod config;
 pub mod infra;
 pub mod policy;
+pub mod verify;
 
 pub use infra::{InfraArgs, InfraCommand, infra_main};

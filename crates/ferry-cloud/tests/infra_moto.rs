@@ -1048,3 +1048,80 @@ async fn applied_backup_user_keys_are_refused_s3_ec2_and_iam_with_moto_iam_check
         "lambda:UpdateFunctionConfiguration",
     );
 }
+
+/// `ferry infra verify` after apply: every case of the matrix on the documents read back from
+/// moto. moto 5.2.5 implements neither SimulatePrincipalPolicy nor SimulateCustomPolicy (HTTP
+/// 500), so verify says so once and evaluates locally. Then the backup bucket's policy is
+/// weakened in the account (the If-None-Match deny removed, as an attacker or a careless hand
+/// would): verify reads it, exits 1 and names exactly the case that now differs.
+#[tokio::test(flavor = "current_thread")]
+async fn verify_checks_the_live_policies_and_names_what_a_weakened_bucket_policy_opens() {
+    let moto = start_moto();
+    let cfg = config();
+    let sdk = sdk(&moto, &cfg.raw.region).await;
+    let dir = tempfile::tempdir().unwrap();
+    cmd(&cfg, &sdk, apply(&dir.path().join("backup.credentials")))
+        .await
+        .unwrap();
+
+    let verify = |json: bool| {
+        let (cfg, sdk) = (cfg.clone(), sdk.clone());
+        async move {
+            let mut out = Vec::new();
+            let code = run_with(&cfg, InfraCommand::Verify { json }, &mut out, &sdk)
+                .await
+                .unwrap();
+            (code, String::from_utf8(out).unwrap())
+        }
+    };
+    let (code, out) = verify(false).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("IAM policy simulator unavailable (iam:Simulate")
+            && out.contains("every case is evaluated by Ferry's local evaluator"),
+        "{out}"
+    );
+    assert!(out.contains("90 cases: 90 OK, 0 DIFF."), "{out}");
+
+    // Weaken the live bucket policy.
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&sdk)
+            .force_path_style(true)
+            .build(),
+    );
+    let bucket = cfg.raw.backup_bucket.clone();
+    let have = s3.get_bucket_policy().bucket(&bucket).send().await.unwrap();
+    let mut doc: serde_json::Value = serde_json::from_str(have.policy().unwrap()).unwrap();
+    let st = doc["Statement"].as_array_mut().unwrap();
+    let before = st.len();
+    st.retain(|s| s["Sid"] != "DenyPutWithoutIfNoneMatch");
+    assert_eq!(st.len(), before - 1);
+    s3.put_bucket_policy()
+        .bucket(&bucket)
+        .policy(doc.to_string())
+        .send()
+        .await
+        .unwrap();
+
+    let (code, out) = verify(true).await;
+    assert_eq!(code, 1, "{out}");
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let diffs: Vec<&serde_json::Value> = report["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["ok"] == false)
+        .collect();
+    assert_eq!(diffs.len(), 1, "{out}");
+    assert_eq!(
+        diffs[0]["why"], "bucket policy: puts only with If-None-Match",
+        "{out}"
+    );
+    assert_eq!(
+        (&diffs[0]["expected"], &diffs[0]["got"]),
+        (&"deny".into(), &"allow".into())
+    );
+    assert_eq!(report["diff"], 1);
+    let (_, text) = verify(false).await;
+    assert!(text.contains("90 cases: 89 OK, 1 DIFF."), "{text}");
+}

@@ -45,6 +45,7 @@ fn parliament_and_evaluator_accept_every_document_and_matrix_case() {
     let dir = tempfile::tempdir().unwrap();
     let inputs = ferry_cloud::policy::example_inputs().unwrap();
     ferry_cloud::policy::dump_documents(&inputs, dir.path()).unwrap();
+    ferry_cloud::verify::dump_matrix(&inputs, dir.path()).unwrap();
     let out = run("proof.py", dir.path());
     assert!(out.contains("0 findings"), "{out}");
     let cases = out
@@ -75,6 +76,7 @@ fn proof_catches_a_weakened_bucket_policy() {
     let dir = tempfile::tempdir().unwrap();
     let inputs = ferry_cloud::policy::example_inputs().unwrap();
     ferry_cloud::policy::dump_documents(&inputs, dir.path()).unwrap();
+    ferry_cloud::verify::dump_matrix(&inputs, dir.path()).unwrap();
     let path = dir.path().join("backup-bucket-policy.json");
     let mut doc: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
@@ -98,6 +100,7 @@ fn moto_with_iam_checks_denies_the_backup_user_everything_but_invoke() {
     let dir = tempfile::tempdir().unwrap();
     let inputs = ferry_cloud::policy::example_inputs().unwrap();
     ferry_cloud::policy::dump_documents(&inputs, dir.path()).unwrap();
+    ferry_cloud::verify::dump_matrix(&inputs, dir.path()).unwrap();
     let out = run("moto_check.py", dir.path());
     assert!(out.contains(" passed, 0 failed"), "{out}");
     assert!(out.contains("backup-user cannot s3:GetObject"), "{out}");

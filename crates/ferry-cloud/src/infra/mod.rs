@@ -1,4 +1,4 @@
-//! `ferry infra plan|apply|destroy|show`: the permanent infrastructure, created idempotently with
+//! `ferry infra plan|apply|destroy|show|verify`: the permanent infrastructure, created idempotently with
 //! the AWS SDK from one validated config.
 //!
 //! No local state: every resource is found by its tags (`ferry:installation = <prefix>` plus its
@@ -21,6 +21,8 @@ pub use iam::write_0600;
 pub mod lambda;
 mod network;
 pub mod schedule;
+mod verify;
+pub use verify::{CaseReport, Report};
 
 use std::fmt;
 use std::path::PathBuf;
@@ -73,6 +75,14 @@ pub enum InfraCommand {
         /// As for plan: where `bootstrap` and `ferry-gate` are, to compare the deployed code.
         #[arg(long, value_name = "DIR", env = "FERRY_ARTIFACTS")]
         artifacts: Option<PathBuf>,
+    },
+    /// Check the live account's policies against the authorization matrix of docs/SECURITY.md
+    /// with IAM's policy simulator (or, where it does not answer, Ferry's local evaluator).
+    /// Exits 1 on any case that differs.
+    Verify {
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Print a commented example config.
     ExampleConfig,
@@ -181,6 +191,7 @@ pub async fn run_with(
             ctx.print_show(out)?;
             Ok(0)
         }
+        InfraCommand::Verify { json } => verify::run(&mut ctx, json, out).await,
         InfraCommand::ExampleConfig => {
             write!(out, "{}", crate::config::EXAMPLE_CONFIG)?;
             Ok(0)
