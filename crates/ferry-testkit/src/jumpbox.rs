@@ -64,13 +64,11 @@
 //! refuses without PAM, the `systemctl` shim unlocks the `ferry` user's password field to `*`
 //! (no password can match) before starting sshd. On AL2023 PAM handles it.
 
-use std::io::Read;
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use crate::{Moto, Proc, wait_until};
+use crate::{Moto, Proc, answers_ssh, wait_until};
 
 /// How to boot a box.
 pub struct JumpboxOptions {
@@ -394,17 +392,6 @@ fn write_exec(path: &Path, text: &str) -> Result<(), String> {
     std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))
         .map_err(|e| format!("{}: {e}", path.display()))
-}
-
-fn answers_ssh(port: u16) -> bool {
-    TcpStream::connect(("127.0.0.1", port))
-        .and_then(|mut s| {
-            s.set_read_timeout(Some(Duration::from_secs(2)))?;
-            let mut b = [0u8; 8];
-            s.read_exact(&mut b)?;
-            Ok(&b == b"SSH-2.0-")
-        })
-        .unwrap_or(false)
 }
 
 impl Jumpbox {

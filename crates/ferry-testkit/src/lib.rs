@@ -24,6 +24,18 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// Whether an SSH server answers on `127.0.0.1:port` (its banner starts `SSH-2.0-`, within 2 s).
+pub(crate) fn answers_ssh(port: u16) -> bool {
+    TcpStream::connect(("127.0.0.1", port))
+        .and_then(|mut s| {
+            s.set_read_timeout(Some(Duration::from_secs(2)))?;
+            let mut b = [0u8; 8];
+            s.read_exact(&mut b)?;
+            Ok(&b == b"SSH-2.0-")
+        })
+        .unwrap_or(false)
+}
+
 /// The workspace root (two levels above this crate).
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -486,15 +498,7 @@ impl Sshd {
             name: "sshd".into(),
         };
         wait_until("sshd", Duration::from_secs(20), || {
-            proc.running()
-                && TcpStream::connect(("127.0.0.1", port))
-                    .and_then(|mut s| {
-                        s.set_read_timeout(Some(Duration::from_secs(2)))?;
-                        let mut b = [0u8; 8];
-                        s.read_exact(&mut b)?;
-                        Ok(&b == b"SSH-2.0-")
-                    })
-                    .unwrap_or(false)
+            proc.running() && answers_ssh(port)
         })
         .map_err(|e| {
             format!(
