@@ -176,11 +176,12 @@ impl Daemon {
         })
         .map_err(|e| format!("starting moto: {e}"))?;
         log(&format!(
-            "moto started at {} (pid {}), IAM checks off; bucket-policy statements with a \
-             Condition are not evaluated (moto 5.2.5 would deny every object request; see \
+            "moto started at {} (pid {}), IAM checks off; bucket policies are evaluated with \
+             their Conditions; the S3 gateway endpoint (jump boxes' S3 traffic) is {} (see \
              docs/LOCALCLOUD.md)",
             moto.endpoint(),
-            moto.pid()
+            moto.pid(),
+            moto.s3_gateway_endpoint().unwrap_or_default()
         ));
         let host = LambdaHost::empty(Some(dir.join("functions")))
             .map_err(|e| format!("starting the Lambda host: {e}"))?;
@@ -548,6 +549,12 @@ impl Daemon {
         };
         let mut aws_env = self.moto.env_with(&creds);
         aws_env.push(("AWS_ENDPOINT_URL_LAMBDA".into(), self.host.endpoint()));
+        // The box's S3 requests take the route its subnet's route table gives them: through the
+        // S3 gateway endpoint (aws:SourceVpce, the endpoint policy) when the table has one, and
+        // as internet traffic otherwise (the test kit decides which, from moto's route tables).
+        if let Some(s3) = self.moto.s3_gateway_endpoint() {
+            aws_env.push(("AWS_ENDPOINT_URL_S3".into(), s3));
+        }
         let moto = self.moto.clone();
         let tx = self.boot_tx.clone();
         let iid = id.clone();

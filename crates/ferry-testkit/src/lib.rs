@@ -160,6 +160,8 @@ pub struct JumpboxCreds {
 pub struct Moto {
     proc: Proc,
     port: u16,
+    /// The S3 gateway endpoint's port (patched moto only): see [`Moto::s3_gateway_endpoint`].
+    gateway_port: Option<u16>,
     log: PathBuf,
     _dir: tempfile::TempDir,
 }
@@ -219,6 +221,7 @@ impl Moto {
             .open(&log)
             .map_err(|e| format!("{}: {e}", log.display()))?;
         let port = free_port();
+        let gateway_port = (!opts.plain).then(free_port);
         let mut cmd = if opts.plain {
             Command::new(&bin)
         } else {
@@ -232,6 +235,9 @@ impl Moto {
             c.arg(py.join("launcher.py"));
             c
         };
+        if let Some(g) = gateway_port {
+            cmd.env("FERRY_UNKIND_S3_GATEWAY_PORT", g.to_string());
+        }
         cmd.envs(opts.env.iter().map(|(k, v)| (k, v)));
         let child = cmd
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
@@ -245,7 +251,9 @@ impl Moto {
             name: "moto_server".into(),
         };
         wait_until("moto_server", Duration::from_secs(30), || {
-            !proc.running() || http(port, "GET", "/moto-api/", b"").is_ok()
+            !proc.running()
+                || (http(port, "GET", "/moto-api/", b"").is_ok()
+                    && gateway_port.is_none_or(|g| http(g, "GET", "/moto-api/", b"").is_ok()))
         })?;
         if !proc.running() {
             return Err(format!(
@@ -257,6 +265,7 @@ impl Moto {
         Ok(Self {
             proc,
             port,
+            gateway_port,
             log,
             _dir: dir,
         })
@@ -264,6 +273,16 @@ impl Moto {
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The S3 gateway endpoint of the test kit's moto (`py/moto/unkind_s3.py`): the same moto on
+    /// a second loopback port, where S3 requests from an instance (a role session named after
+    /// its instance id, as EC2 names them) whose subnet's route table has an S3 gateway endpoint
+    /// carry `aws:SourceVpce` and pass the endpoint's policy. A jump box's S3 traffic goes here
+    /// (`AWS_ENDPOINT_URL_S3`), as its route table sends it through the endpoint on AWS. `None`
+    /// for plain moto.
+    pub fn s3_gateway_endpoint(&self) -> Option<String> {
+        self.gateway_port.map(|g| format!("http://127.0.0.1:{g}"))
     }
 
     pub fn pid(&self) -> u32 {
