@@ -100,8 +100,10 @@ fn is_aws_id(s: &str, prefix: &str) -> bool {
 }
 
 impl PolicyInputs {
-    /// Combines a validated config with the account's identifiers. `operator_arn` is the
-    /// identity running `ferry infra apply` (an STS assumed-role ARN is converted to its role).
+    /// Combines a validated config with the account's identifiers. `operator_arn` is the IAM
+    /// principal running `ferry infra apply` (a user, a role — its real ARN, path included — or
+    /// root); an STS assumed-role session ARN is refused: its role's path is not in it, so it
+    /// must be resolved first ([`Caller::AssumedRole`], `iam:GetRole`).
     pub fn new(
         cfg: &ValidConfig,
         account_id: &str,
@@ -129,11 +131,24 @@ impl PolicyInputs {
         }
         let mut operator_arns = Vec::new();
         if let Some(op) = operator_arn {
-            let arn = principal_arn_of_caller(op).ok_or_else(|| InputError {
-                field: "operator_arn",
-                problem: format!("{op:?} is not an IAM user, role, root or assumed-role ARN"),
-            })?;
-            operator_arns.push(arn);
+            match Caller::parse(op) {
+                Some(Caller::Principal(arn)) => operator_arns.push(arn),
+                Some(Caller::AssumedRole { role_name, .. }) => {
+                    return Err(InputError {
+                        field: "operator_arn",
+                        problem: format!(
+                            "{op:?} is an assumed-role session: the bucket policies need the \
+                             ARN of role {role_name:?} with its path (iam:GetRole)"
+                        ),
+                    });
+                }
+                None => {
+                    return Err(InputError {
+                        field: "operator_arn",
+                        problem: format!("{op:?} is not an IAM user, role or root ARN"),
+                    });
+                }
+            }
         }
         for a in &cfg.raw.operator_arns {
             if !operator_arns.contains(a) {
@@ -209,32 +224,61 @@ impl PolicyInputs {
     }
 }
 
-/// Converts a caller ARN from `sts get-caller-identity` into the `aws:PrincipalArn` form:
-/// `arn:aws:sts::A:assumed-role/R/session` → `arn:aws:iam::A:role/R`; IAM users, roles and root
-/// pass unchanged. `None` for anything else (federated users, malformed strings).
-pub fn principal_arn_of_caller(arn: &str) -> Option<String> {
-    let parts: Vec<&str> = arn.splitn(6, ':').collect();
-    if parts.len() != 6 || parts[0] != "arn" || !parts[3].is_empty() {
-        return None;
-    }
-    let (partition, service, account, res) = (parts[1], parts[2], parts[4], parts[5]);
-    if account.len() != 12 || !account.chars().all(|c| c.is_ascii_digit()) || res.contains('*') {
-        return None;
-    }
-    match service {
-        "iam" if res == "root" || res.starts_with("user/") || res.starts_with("role/") => {
-            Some(arn.to_string())
+/// What `sts get-caller-identity` says about the identity running `ferry infra`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Caller {
+    /// An IAM user, role or root: the ARN is already the `aws:PrincipalArn` value.
+    Principal(String),
+    /// An assumed-role session `arn:aws:sts::A:assumed-role/R/session`. Its `aws:PrincipalArn`
+    /// is the role's ARN **with the role's path** (`arn:aws:iam::A:role/PATH/R`), which the
+    /// session ARN does not carry: IAM Identity Center roles live under
+    /// `/aws-reserved/sso.amazonaws.com/…/`. Resolve it with `iam:GetRole` on `role_name`
+    /// (https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_condition-keys.html#condition-keys-principalarn,
+    /// https://docs.aws.amazon.com/singlesignon/latest/userguide/referencingpermissionsets.html).
+    AssumedRole {
+        partition: String,
+        account: String,
+        role_name: String,
+    },
+}
+
+impl Caller {
+    /// `None` for anything else (federated users, malformed strings, wildcards).
+    pub fn parse(arn: &str) -> Option<Caller> {
+        let parts: Vec<&str> = arn.splitn(6, ':').collect();
+        if parts.len() != 6 || parts[0] != "arn" || !parts[3].is_empty() {
+            return None;
         }
-        "sts" => {
-            let rest = res.strip_prefix("assumed-role/")?;
-            let (role, _session) = rest.split_once('/')?;
-            if role.is_empty() {
-                return None;
+        let (partition, service, account, res) = (parts[1], parts[2], parts[4], parts[5]);
+        if account.len() != 12 || !account.chars().all(|c| c.is_ascii_digit()) || res.contains('*')
+        {
+            return None;
+        }
+        match service {
+            "iam" if res == "root" || res.starts_with("user/") || res.starts_with("role/") => {
+                Some(Caller::Principal(arn.to_string()))
             }
-            Some(format!("arn:{partition}:iam::{account}:role/{role}"))
+            "sts" => {
+                let rest = res.strip_prefix("assumed-role/")?;
+                let (role, _session) = rest.split_once('/')?;
+                if role.is_empty() {
+                    return None;
+                }
+                Some(Caller::AssumedRole {
+                    partition: partition.to_string(),
+                    account: account.to_string(),
+                    role_name: role.to_string(),
+                })
+            }
+            _ => None,
         }
-        _ => None,
     }
+}
+
+/// Whether `arn` is the ARN of the IAM role named `role_name` (any path).
+pub fn is_role_named(arn: &str, role_name: &str) -> bool {
+    arn.split_once(":role/")
+        .is_some_and(|(_, path_and_name)| path_and_name.rsplit('/').next() == Some(role_name))
 }
 
 const VERSION: &str = "2012-10-17";
@@ -742,16 +786,21 @@ pub fn dump_documents(
     Ok(written)
 }
 
+/// An IAM Identity Center (SSO) permission set's role in the example: a role with a path.
+pub const EXAMPLE_SSO_OPERATOR: &str = "arn:aws:iam::123456789012:role/aws-reserved/sso.amazonaws.com/eu-west-1/AWSReservedSSO_AdministratorAccess_0123456789abcdef";
+
 /// Inputs for documentation and the policy proof: the example config with a fixed fake account,
-/// VPC and endpoint, and one operator role.
+/// VPC and endpoint, and two operators: the role `Admin` (the caller) and, from `operator_arns`,
+/// an IAM Identity Center role with a path ([`EXAMPLE_SSO_OPERATOR`]).
 pub fn example_inputs() -> anyhow::Result<PolicyInputs> {
-    let cfg = crate::config::InfraConfig::parse(crate::config::EXAMPLE_CONFIG)?;
+    let mut cfg = crate::config::InfraConfig::parse(crate::config::EXAMPLE_CONFIG)?;
+    cfg.raw.operator_arns.push(EXAMPLE_SSO_OPERATOR.to_string());
     Ok(PolicyInputs::new(
         &cfg,
         "123456789012",
         "vpc-0a1b2c3d4e5f60718",
         "vpce-0fedcba9876543210",
-        Some("arn:aws:sts::123456789012:assumed-role/Admin/operator-session"),
+        Some("arn:aws:iam::123456789012:role/Admin"),
     )?)
 }
 
@@ -764,28 +813,63 @@ mod tests {
     }
 
     #[test]
-    fn caller_arns_convert_to_principal_arns() {
+    fn caller_arns_parse() {
         assert_eq!(
-            principal_arn_of_caller("arn:aws:sts::123456789012:assumed-role/Admin/me").as_deref(),
-            Some("arn:aws:iam::123456789012:role/Admin")
+            Caller::parse(
+                "arn:aws:sts::123456789012:assumed-role/AWSReservedSSO_Admin_0123abcd/me@example.com"
+            ),
+            Some(Caller::AssumedRole {
+                partition: "aws".into(),
+                account: "123456789012".into(),
+                role_name: "AWSReservedSSO_Admin_0123abcd".into()
+            })
         );
+        let same = |a: &str| assert_eq!(Caller::parse(a), Some(Caller::Principal(a.into())));
+        same("arn:aws:iam::123456789012:user/alice");
+        same("arn:aws:iam::123456789012:role/aws-reserved/sso.amazonaws.com/eu-west-1/R");
+        same("arn:aws:iam::123456789012:root");
+        assert_eq!(Caller::parse("arn:aws:iam::123456789012:user/*"), None);
         assert_eq!(
-            principal_arn_of_caller("arn:aws:iam::123456789012:user/alice").as_deref(),
-            Some("arn:aws:iam::123456789012:user/alice")
-        );
-        assert_eq!(
-            principal_arn_of_caller("arn:aws:iam::123456789012:root").as_deref(),
-            Some("arn:aws:iam::123456789012:root")
-        );
-        assert_eq!(
-            principal_arn_of_caller("arn:aws:iam::123456789012:user/*"),
+            Caller::parse("arn:aws:sts::123456789012:federated-user/x"),
             None
         );
-        assert_eq!(
-            principal_arn_of_caller("arn:aws:sts::123456789012:federated-user/x"),
-            None
-        );
-        assert_eq!(principal_arn_of_caller("garbage"), None);
+        assert_eq!(Caller::parse("garbage"), None);
+        assert!(is_role_named(
+            "arn:aws:iam::123456789012:role/aws-reserved/sso.amazonaws.com/eu-west-1/R",
+            "R"
+        ));
+        assert!(!is_role_named("arn:aws:iam::123456789012:role/RR", "R"));
+        assert!(!is_role_named("arn:aws:iam::123456789012:user/R", "R"));
+    }
+
+    #[test]
+    fn a_session_arn_is_never_turned_into_a_pathless_role() {
+        // The defect this guards against: `assumed-role/R/s` became `role/R`, which is not the
+        // aws:PrincipalArn of a role with a path, so the bucket policies locked the operator out.
+        let cfg = crate::config::InfraConfig::parse(crate::config::EXAMPLE_CONFIG).unwrap();
+        let e = PolicyInputs::new(
+            &cfg,
+            "123456789012",
+            "vpc-0a1b2c3d",
+            "vpce-0a1b2c3d",
+            Some("arn:aws:sts::123456789012:assumed-role/AWSReservedSSO_Admin_0123abcd/me"),
+        )
+        .unwrap_err();
+        assert_eq!(e.field, "operator_arn");
+        assert!(e.problem.contains("iam:GetRole"), "{e}");
+        let sso = "arn:aws:iam::123456789012:role/aws-reserved/sso.amazonaws.com/eu-west-1/\
+                   AWSReservedSSO_Admin_0123abcd";
+        let p = PolicyInputs::new(
+            &cfg,
+            "123456789012",
+            "vpc-0a1b2c3d",
+            "vpce-0a1b2c3d",
+            Some(sso),
+        )
+        .unwrap();
+        assert_eq!(p.operator_arns, vec![sso.to_string()]);
+        let text = serde_json::to_string(&backup_bucket_policy(&p)).unwrap();
+        assert!(text.contains(sso), "{text}");
     }
 
     #[test]

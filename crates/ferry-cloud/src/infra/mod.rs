@@ -31,7 +31,7 @@ use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 
 use crate::config::{InfraConfig, ValidConfig};
-use crate::policy::{PolicyInputs, TAG_INSTALLATION, TAG_MANAGED};
+use crate::policy::{Caller, PolicyInputs, TAG_INSTALLATION, TAG_MANAGED, is_role_named};
 use artifacts::Artifacts;
 
 /// `ferry infra …`
@@ -243,6 +243,82 @@ impl fmt::Display for PlanItem {
     }
 }
 
+/// The operator that the bucket policies name (they deny reads and deletes of backups to anyone
+/// else): the caller of `sts:GetCallerIdentity` as its `aws:PrincipalArn`. For an assumed-role
+/// session that is the role's ARN with its path — IAM Identity Center roles live under
+/// `/aws-reserved/sso.amazonaws.com/…/`, and the session ARN does not show it — so it is read
+/// with `iam:GetRole`. When it cannot be resolved, the config's `operator_arns` must name the
+/// operator (for a role, its full ARN); otherwise apply would lock the operator out.
+async fn resolve_operator(
+    iam: &aws_sdk_iam::Client,
+    caller_arn: &str,
+    cfg: &ValidConfig,
+) -> Result<(Option<String>, String)> {
+    let listed = &cfg.raw.operator_arns;
+    match Caller::parse(caller_arn) {
+        Some(Caller::Principal(arn)) => Ok((
+            Some(arn.clone()),
+            format!("Operator (may read and delete backups): {arn} (the caller)."),
+        )),
+        Some(Caller::AssumedRole {
+            partition,
+            account,
+            role_name,
+        }) => match iam.get_role().role_name(&role_name).send().await {
+            Ok(r) => {
+                let arn = r.role().map(|r| r.arn().to_string()).unwrap_or_default();
+                let expected = format!("arn:{partition}:iam::{account}:role/");
+                if !arn.starts_with(&expected) || !is_role_named(&arn, &role_name) {
+                    anyhow::bail!(
+                        "iam:GetRole {role_name:?} answered {arn:?}, which is not the role of the \
+                         caller {caller_arn}"
+                    );
+                }
+                Ok((
+                    Some(arn.clone()),
+                    format!(
+                        "Operator (may read and delete backups): {arn} (the role of the caller's \
+                         session {caller_arn})."
+                    ),
+                ))
+            }
+            Err(e) => {
+                let why = aws_sdk_iam::error::DisplayErrorContext(&e);
+                if listed.iter().any(|a| is_role_named(a, &role_name)) {
+                    Ok((
+                        None,
+                        format!(
+                            "Operator (may read and delete backups): operator_arns only; the \
+                             caller's role {role_name:?} could not be read (iam:GetRole: {why}), \
+                             operator_arns names it."
+                        ),
+                    ))
+                } else {
+                    anyhow::bail!(
+                        "the caller {caller_arn} is a session of role {role_name:?}, whose ARN \
+                         (with its path, e.g. role/aws-reserved/sso.amazonaws.com/… for IAM \
+                         Identity Center) could not be read with iam:GetRole: {why}. The bucket \
+                         policies would lock that role out of the backups: allow iam:GetRole on \
+                         it, or put its full role ARN into operator_arns in the infra config"
+                    )
+                }
+            }
+        },
+        None if !listed.is_empty() => Ok((
+            None,
+            format!(
+                "Operator (may read and delete backups): operator_arns only (the caller \
+                 {caller_arn} is no IAM user, role or root)."
+            ),
+        )),
+        None => anyhow::bail!(
+            "the caller {caller_arn} is no IAM user, role, root or assumed-role session, so it \
+             cannot be the operator the bucket policies let read backups: put the operator's \
+             IAM ARN into operator_arns in the infra config"
+        ),
+    }
+}
+
 /// Placeholder IDs used only while planning resources whose parents do not exist yet.
 pub(crate) const PLANNED_VPC: &str = "vpc-00000000000000000";
 pub(crate) const PLANNED_VPCE: &str = "vpce-00000000000000000";
@@ -256,6 +332,11 @@ pub(crate) struct Ctx {
     pub(crate) events: aws_sdk_eventbridge::Client,
     pub(crate) account_id: String,
     pub(crate) caller_arn: String,
+    /// The caller as an IAM principal ARN (`aws:PrincipalArn`: an assumed role's real ARN,
+    /// path included), or `None` when only `operator_arns` name the operator.
+    pub(crate) operator_arn: Option<String>,
+    /// How the operator was found (printed with the plan).
+    pub(crate) operator_note: String,
     pub(crate) mode: Mode,
     pub(crate) plan: Vec<PlanItem>,
     pub(crate) notes: Vec<String>,
@@ -288,10 +369,12 @@ impl Ctx {
             .context("sts:GetCallerIdentity (are AWS credentials configured?)")?;
         let account_id = me.account().unwrap_or_default().to_string();
         let caller_arn = me.arn().unwrap_or_default().to_string();
+        let iam = aws_sdk_iam::Client::new(sdk);
+        let (operator_arn, operator_note) = resolve_operator(&iam, &caller_arn, &cfg).await?;
         Ok(Ctx {
             cfg,
             ec2: aws_sdk_ec2::Client::new(sdk),
-            iam: aws_sdk_iam::Client::new(sdk),
+            iam,
             s3: aws_sdk_s3::Client::from_conf(
                 aws_sdk_s3::config::Builder::from(sdk)
                     .force_path_style(true)
@@ -301,6 +384,8 @@ impl Ctx {
             events: aws_sdk_eventbridge::Client::new(sdk),
             account_id,
             caller_arn,
+            operator_arn,
+            operator_note,
             mode: Mode::Plan,
             plan: Vec::new(),
             notes: Vec::new(),
@@ -346,7 +431,7 @@ impl Ctx {
             &self.account_id,
             self.vpc_id.as_deref().unwrap_or(PLANNED_VPC),
             self.vpce_id.as_deref().unwrap_or(PLANNED_VPCE),
-            Some(&self.caller_arn),
+            self.operator_arn.as_deref(),
         )?;
         Ok(p)
     }
@@ -428,6 +513,7 @@ impl Ctx {
         } else if let Some(p) = &self.artifacts_problem {
             writeln!(out, "Artifacts not compared: {p}")?;
         }
+        writeln!(out, "{}", self.operator_note)?;
         for w in &self.warnings {
             writeln!(out, "warning: {w}")?;
         }
