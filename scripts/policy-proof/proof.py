@@ -128,6 +128,15 @@ class World:
             # The operator: an administrator role listed in operator_arns.
             "operator": node(inp["operator_arns"][0], "AROAOPERATORROLE00001", "AdministratorAccess", admin,
                              {"Version": "2012-10-17", "Statement": []}),
+            # The second operator: an IAM Identity Center role, which lives under a path
+            # (role/aws-reserved/sso.amazonaws.com/REGION/AWSReservedSSO_…); its aws:PrincipalArn
+            # is the role ARN with that path.
+            "operator (SSO role, path)": node(inp["operator_arns"][1], "AROASSOOPERATOR000001", "AdministratorAccess",
+                                              admin, {"Version": "2012-10-17", "Statement": []}),
+            # Another role with the same name at the root path: not the operator.
+            "same-name role, no path": node(
+                f"arn:aws:iam::{self.account}:role/" + inp["operator_arns"][1].rsplit("/", 1)[1],
+                "AROASAMENAMEROLE00001", "AdministratorAccess", admin, {"Version": "2012-10-17", "Statement": []}),
             # Any other administrator of the account (not an operator): e.g. a CI user's leaked keys.
             # The jump-box role as if someone widened its identity policy to everything: what the
             # bucket and endpoint policies still refuse does not depend on the role's policy.

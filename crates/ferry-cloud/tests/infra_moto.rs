@@ -3,7 +3,9 @@
 //! plan and apply corrects it, destroy refuses a non-empty backup bucket unless it is named.
 //!
 //! moto's IAM checks are off here (this test is about provisioning; the policies' effect is
-//! proven by tests/policy_proof.rs). Where moto is not AWS, the assertion is about what moto can
+//! proven by tests/policy_proof.rs), but the test kit's moto evaluates the bucket policies with
+//! their conditions: a backup object is planted as the jump box through the S3 gateway
+//! endpoint, and an operator role with a path keeps its access. Where moto is not AWS, the assertion is about what moto can
 //! show: the endpoint policy is stored and read back, not enforced; the Lambda functions are
 //! created and configured from the real `bootstrap` zip, but moto 5.2.5's Invoke never runs
 //! their code (ferry-lambda's tests run it under the test kit's Lambda host), and the sweep
@@ -72,6 +74,119 @@ async fn sdk(moto: &Moto, region: &str) -> aws_config::SdkConfig {
         .unwrap();
     let k = k.access_key().unwrap();
     sdk_with(moto, region, k.access_key_id(), k.secret_access_key()).await
+}
+
+async fn sdk_with_session(
+    moto: &Moto,
+    region: &str,
+    c: &aws_sdk_sts::types::Credentials,
+) -> aws_config::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new(region.to_string()))
+        .endpoint_url(moto.endpoint())
+        .credentials_provider(aws_sdk_sts::config::Credentials::new(
+            c.access_key_id(),
+            c.secret_access_key(),
+            Some(c.session_token().to_string()),
+            None,
+            "test",
+        ))
+        .load()
+        .await
+}
+
+fn path_style(c: &aws_config::SdkConfig) -> aws_sdk_s3::Client {
+    aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(c)
+            .force_path_style(true)
+            .build(),
+    )
+}
+
+/// Writes `key` into the backup bucket the only way the bucket policy leaves open: as the
+/// jump-box role, from an instance in the public subnet (its role session is named after the
+/// instance, as EC2 names it), through the S3 gateway endpoint (the test kit's endpoint port,
+/// where the request carries `aws:SourceVpce` when the subnet's route table has the endpoint),
+/// with `If-None-Match: *`. The instance is terminated afterwards. Returns the jump box's S3
+/// client through the endpoint and the one around it.
+async fn plant_as_jumpbox(
+    moto: &Moto,
+    admin: &aws_config::SdkConfig,
+    cfg: &ValidConfig,
+    key: &str,
+) -> (aws_sdk_s3::Client, aws_sdk_s3::Client) {
+    let ec2 = aws_sdk_ec2::Client::new(admin);
+    let subnet = ec2
+        .describe_subnets()
+        .filters(
+            aws_sdk_ec2::types::Filter::builder()
+                .name("tag:Name")
+                .values(format!("{}-public", cfg.names.prefix))
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let subnet = subnet.subnets()[0].subnet_id().unwrap().to_string();
+    let image = ec2.describe_images().owners("amazon").send().await.unwrap();
+    let image = image.images()[0].image_id().unwrap().to_string();
+    let run = ec2
+        .run_instances()
+        .image_id(image)
+        .min_count(1)
+        .max_count(1)
+        .subnet_id(&subnet)
+        .send()
+        .await
+        .unwrap();
+    let instance = run.instances()[0].instance_id().unwrap().to_string();
+    let account = aws_sdk_sts::Client::new(admin)
+        .get_caller_identity()
+        .send()
+        .await
+        .unwrap()
+        .account()
+        .unwrap()
+        .to_string();
+    let role = format!("arn:aws:iam::{account}:role/{}", cfg.names.jumpbox_role);
+    let c = aws_sdk_sts::Client::new(admin)
+        .assume_role()
+        .role_arn(&role)
+        .role_session_name(&instance)
+        .send()
+        .await
+        .unwrap();
+    let jb = sdk_with_session(moto, &cfg.raw.region, c.credentials().unwrap()).await;
+    let endpoint = moto
+        .s3_gateway_endpoint()
+        .expect("the test kit's moto has a gateway endpoint");
+    let through = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&jb)
+            .endpoint_url(endpoint)
+            .force_path_style(true)
+            .build(),
+    );
+    through
+        .put_object()
+        .bucket(&cfg.raw.backup_bucket)
+        .key(key)
+        .if_none_match("*")
+        .body(b"x".to_vec().into())
+        .send()
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "the jump box's put through the endpoint: {}\n{}",
+                aws_sdk_s3::error::DisplayErrorContext(&e),
+                moto.log()
+            )
+        });
+    ec2.terminate_instances()
+        .instance_ids(&instance)
+        .send()
+        .await
+        .unwrap();
+    (through, path_style(&jb))
 }
 
 fn config() -> ValidConfig {
@@ -653,21 +768,9 @@ async fn apply_converges_is_idempotent_corrects_drift_and_destroys() {
         "{show}"
     );
 
-    // destroy refuses a non-empty backup bucket unless its name is repeated. (moto 5.2.5 refuses
-    // object requests on a bucket whose policy has a Condition, so the test lifts the policy to
-    // plant a backup object, as only the jump box could on AWS.)
-    s3.delete_bucket_policy()
-        .bucket(&cfg.raw.backup_bucket)
-        .send()
-        .await
-        .unwrap();
-    s3.put_object()
-        .bucket(&cfg.raw.backup_bucket)
-        .key("site1/config")
-        .body(b"x".to_vec().into())
-        .send()
-        .await
-        .unwrap();
+    // destroy refuses a non-empty backup bucket unless its name is repeated. The backup object
+    // is planted as only the jump box can: through the endpoint, under the bucket policy.
+    plant_as_jumpbox(&moto, &sdk, &cfg, "site1/config").await;
     let e = cmd(
         &cfg,
         &sdk,
@@ -1007,9 +1110,9 @@ async fn applied_backup_user_keys_are_refused_s3_ec2_and_iam_with_moto_iam_check
             "{what}: unexpected error {e}"
         );
     }
-    // ListAllMyBuckets and ListBucket are judged on the user's identity policy alone; for the
-    // object requests moto 5.2.5 would also refuse anyone because the bucket policies carry
-    // conditions, so those two only show that the keys get nowhere.
+    // ListAllMyBuckets is judged on the user's identity policy alone; list, get and put are
+    // refused by it and by the bucket policies (which the test kit's moto evaluates), so those
+    // only show that the keys get nowhere.
     denied(s3_b.list_buckets().send().await, "s3:ListAllMyBuckets");
     for b in [&cfg.raw.backup_bucket, &cfg.raw.state_bucket] {
         denied(
@@ -1124,4 +1227,205 @@ async fn verify_checks_the_live_policies_and_names_what_a_weakened_bucket_policy
     assert_eq!(report["diff"], 1);
     let (_, text) = verify(false).await;
     assert!(text.contains("90 cases: 89 OK, 1 DIFF."), "{text}");
+}
+
+/// An operator that is a role with a path — IAM Identity Center's
+/// `role/aws-reserved/sso.amazonaws.com/REGION/AWSReservedSSO_…` — runs `ferry infra apply` as
+/// an assumed-role session. The bucket policies must name the role's full ARN (its
+/// `aws:PrincipalArn`), so that under the test kit's moto, which evaluates the policies' conditions
+/// with aws:PrincipalArn taken from the request's keys, the operator still lists and reads the
+/// backups and nobody else does. (With the session ARN turned into `role/NAME` without the path,
+/// the operator was locked out.)
+#[tokio::test(flavor = "current_thread")]
+async fn an_operator_role_with_a_path_keeps_its_access_to_the_backups() {
+    let moto = start_moto();
+    let cfg = config();
+    let region = cfg.raw.region.clone();
+    let setup = sdk_with(&moto, &region, "AKIAIOSFODNN7EXAMPLE", "setup").await;
+    let iam = aws_sdk_iam::Client::new(&setup);
+    let path = "/aws-reserved/sso.amazonaws.com/eu-west-1/";
+    let name = "AWSReservedSSO_AdministratorAccess_0123456789abcdef";
+    let admin =
+        r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}"#;
+    let role = iam
+        .create_role()
+        .role_name(name)
+        .path(path)
+        .assume_role_policy_document(
+            r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Federated":"arn:aws:iam::123456789012:saml-provider/AWSSSO_0123_DO_NOT_DELETE"},"Action":"sts:AssumeRoleWithSAML"}]}"#,
+        )
+        .send()
+        .await
+        .unwrap();
+    let role_arn = role.role().unwrap().arn().to_string();
+    assert!(
+        role_arn.ends_with(&format!("role{path}{name}")),
+        "{role_arn}"
+    );
+    iam.put_role_policy()
+        .role_name(name)
+        .policy_name("admin")
+        .policy_document(admin)
+        .send()
+        .await
+        .unwrap();
+    let session = aws_sdk_sts::Client::new(&setup)
+        .assume_role()
+        .role_arn(&role_arn)
+        .role_session_name("alice@example.com")
+        .send()
+        .await
+        .unwrap();
+    let sso = sdk_with_session(&moto, &region, session.credentials().unwrap()).await;
+    let me = aws_sdk_sts::Client::new(&sso)
+        .get_caller_identity()
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        me.arn(),
+        Some(format!("arn:aws:sts::123456789012:assumed-role/{name}/alice@example.com").as_str()),
+        "the session ARN does not carry the path"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let out = cmd(&cfg, &sso, apply(&dir.path().join("backup.credentials")))
+        .await
+        .unwrap();
+    assert!(
+        out.contains(&format!(
+            "Operator (may read and delete backups): {role_arn} (the role of the caller's session"
+        )),
+        "{out}"
+    );
+
+    // Both bucket policies name the full ARN, and nowhere the path-less one.
+    let s3_op = path_style(&sso);
+    for b in [&cfg.raw.backup_bucket, &cfg.raw.state_bucket] {
+        let p = s3_op.get_bucket_policy().bucket(b).send().await.unwrap();
+        let p = p.policy().unwrap();
+        assert!(p.contains(&role_arn), "{b}: {p}");
+        assert!(!p.contains(&format!(":role/{name}")), "{b}: {p}");
+    }
+
+    // A backup object, planted the one way the policy leaves open.
+    let (jb_through, jb_around) = plant_as_jumpbox(&moto, &sso, &cfg, "site1/config").await;
+    let backup = &cfg.raw.backup_bucket;
+
+    // The operator lists and reads it through the policy-evaluating moto…
+    let listed = s3_op
+        .list_objects_v2()
+        .bucket(backup)
+        .send()
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "operator list: {}\n{}",
+                aws_sdk_s3::error::DisplayErrorContext(&e),
+                moto.log()
+            )
+        });
+    let keys: Vec<&str> = listed.contents().iter().filter_map(|o| o.key()).collect();
+    assert_eq!(keys, ["site1/config"]);
+    let got = s3_op
+        .get_object()
+        .bucket(backup)
+        .key("site1/config")
+        .send()
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "operator read: {}\n{}",
+                aws_sdk_s3::error::DisplayErrorContext(&e),
+                moto.log()
+            )
+        });
+    assert_eq!(
+        got.body.collect().await.unwrap().into_bytes().as_ref(),
+        b"x"
+    );
+
+    // …an unrelated administrator of the same account does not…
+    iam.create_user()
+        .user_name("other-admin")
+        .send()
+        .await
+        .unwrap();
+    iam.put_user_policy()
+        .user_name("other-admin")
+        .policy_name("admin")
+        .policy_document(admin)
+        .send()
+        .await
+        .unwrap();
+    let k = iam
+        .create_access_key()
+        .user_name("other-admin")
+        .send()
+        .await
+        .unwrap();
+    let k = k.access_key().unwrap();
+    let other =
+        path_style(&sdk_with(&moto, &region, k.access_key_id(), k.secret_access_key()).await);
+    fn access_denied<T, E: aws_sdk_s3::error::ProvideErrorMetadata + std::fmt::Debug>(
+        r: Result<T, E>,
+        what: &str,
+    ) {
+        let e = r.err().unwrap_or_else(|| panic!("{what} was allowed"));
+        assert_eq!(e.code(), Some("AccessDenied"), "{what}: {e:?}");
+    }
+    access_denied(
+        other.list_objects_v2().bucket(backup).send().await,
+        "another admin's list",
+    );
+    access_denied(
+        other
+            .get_object()
+            .bucket(backup)
+            .key("site1/config")
+            .send()
+            .await,
+        "another admin's read",
+    );
+    access_denied(
+        other
+            .delete_object()
+            .bucket(backup)
+            .key("site1/config")
+            .send()
+            .await,
+        "another admin's delete",
+    );
+    // …and the jump box cannot overwrite, put around the endpoint, or read.
+    let put = |c: &aws_sdk_s3::Client, inm: bool| {
+        let r = c
+            .put_object()
+            .bucket(backup)
+            .key("site1/packs/new")
+            .body(b"y".to_vec().into());
+        if inm { r.if_none_match("*") } else { r }
+    };
+    access_denied(
+        put(&jb_through, false).send().await,
+        "a put without If-None-Match",
+    );
+    access_denied(
+        put(&jb_around, true).send().await,
+        "a put around the endpoint",
+    );
+    access_denied(
+        jb_through
+            .get_object()
+            .bucket(backup)
+            .key("site1/config")
+            .send()
+            .await,
+        "the jump box's read",
+    );
+    // (The instance that made the put is terminated; a role session named after no instance
+    // carries no aws:SourceVpce either.)
+    access_denied(
+        put(&jb_through, true).send().await,
+        "a put from a terminated instance",
+    );
 }

@@ -334,11 +334,11 @@ fn a_whole_session_through_the_local_cloud() {
             .is_some_and(|p| p != clean_pid)
     });
 
-    // The bucket-policy gap is bridged: write-once puts work under Condition statements.
+    // The bucket policy is evaluated with its Conditions: the operator's put from outside the
+    // VPC is refused; the policy is stored unchanged. (The jump box's put through the endpoint
+    // is the gate's, below; tests/py/policy_eval.py covers every condition.)
     let p = cloud.py("bucket_policy.py", &[applied["backup"].as_str().unwrap()]);
-    assert_eq!(p["first_put"], "ok", "{p}");
-    assert_eq!(p["second_put"], "PreconditionFailed", "{p}");
-    assert_eq!(p["content"], "first", "{p}");
+    assert_eq!(p["operator_put"], "AccessDenied", "{p}");
     assert_eq!(p["conditions"], 4, "the policy is stored unchanged: {p}");
 
     // ferry-build with a client key made here; the daemon boots the box.
@@ -614,10 +614,11 @@ fn a_killed_daemon_or_a_dead_moto_leaves_nothing_running() {
     assert_eq!(o.status.code(), Some(3), "{}", text(&o));
 }
 
-/// The gap the test kit's `py/moto/unkind_s3.py` bridges, in plain moto 5.2.5: the backup bucket's "deny puts without
-/// If-None-Match" statement refuses a put that does send `If-None-Match: *` (on AWS the
-/// condition does not hold and the put goes through); moto answers a bare 403. Should a moto
-/// upgrade fix this, this test fails: then drop that patch.
+/// The gap the test kit's `py/moto/unkind_s3.py` closes, in plain moto 5.2.5: the backup
+/// bucket's "deny puts without If-None-Match" statement refuses a put that does send
+/// `If-None-Match: *` (on AWS the condition does not hold and the put goes through); moto
+/// answers a bare 403. Should a moto upgrade fix this, this test fails: then revisit that patch.
+/// Its pair, [`kits_moto_evaluates_ferrys_policy_conditions`], shows the kit's moto does it right.
 #[test]
 fn plain_moto_refuses_object_requests_under_a_conditional_policy() {
     let moto = ferry_testkit::Moto::start_with(ferry_testkit::MotoOptions {
@@ -646,4 +647,159 @@ except ClientError as e:
         )
         .unwrap();
     assert_eq!(out.lines().last(), Some("403"), "{out}\n{}", moto.log());
+}
+
+/// The documents `ferry infra apply` writes (ferry-cloud's generator, for the VPC and endpoint
+/// moto made), with `operator` as the operator.
+fn ferry_policies(ids: &Value, operator: &str) -> (Value, Value, Value) {
+    use ferry_cloud::policy;
+    let text = ferry_cloud::config::EXAMPLE_CONFIG
+        .replace(
+            "ferry-backup-example-123456789012",
+            ids["backup"].as_str().unwrap(),
+        )
+        .replace(
+            "ferry-state-example-123456789012",
+            ids["state"].as_str().unwrap(),
+        );
+    let cfg = ferry_cloud::config::InfraConfig::parse(&text).unwrap();
+    let p = policy::PolicyInputs::new(
+        &cfg,
+        "123456789012",
+        ids["vpc"].as_str().unwrap(),
+        ids["vpce"].as_str().unwrap(),
+        Some(operator),
+    )
+    .unwrap();
+    (
+        policy::backup_bucket_policy(&p),
+        policy::state_bucket_policy(&p),
+        policy::s3_endpoint_policy(&p),
+    )
+}
+
+/// Runs tests/py/policy_eval.py (setup, then every case under Ferry's policies) against `moto`.
+fn evaluate_ferry_policies(moto: &ferry_testkit::Moto) -> (Value, Value) {
+    let script = include_str!("py/policy_eval.py");
+    let gateway = vec![(
+        "FERRY_TEST_S3_GATEWAY".to_string(),
+        moto.s3_gateway_endpoint()
+            .expect("the kit's moto has a gateway endpoint"),
+    )];
+    let setup = moto
+        .python(
+            script,
+            &["setup", "ferry-backup-eval", "ferry-state-eval"],
+            &gateway,
+        )
+        .unwrap_or_else(|e| panic!("{e}\n{}", moto.log()));
+    let ids: Value = serde_json::from_str(setup.trim()).unwrap();
+    let operator = ids["operator"].as_str().unwrap().to_string();
+    assert_eq!(
+        operator,
+        "arn:aws:iam::123456789012:role/aws-reserved/sso.amazonaws.com/eu-west-1/\
+         AWSReservedSSO_AdministratorAccess_0123456789abcdef"
+    );
+    let (backup, state, endpoint) = ferry_policies(&ids, &operator);
+    let pathless = ferry_policies(
+        &ids,
+        "arn:aws:iam::123456789012:role/AWSReservedSSO_AdministratorAccess_0123456789abcdef",
+    )
+    .0;
+    let policies = serde_json::json!({
+        "backup": backup, "state": state, "endpoint": endpoint, "backup_pathless": pathless,
+    });
+    let out = moto
+        .python(
+            script,
+            &["check", &ids.to_string(), &policies.to_string()],
+            &gateway,
+        )
+        .unwrap_or_else(|e| panic!("{e}\n{}", moto.log()));
+    (
+        serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{e}: {out}")),
+        ids,
+    )
+}
+
+/// The pair of [`plain_moto_refuses_object_requests_under_a_conditional_policy`]: the test
+/// kit's moto evaluates the bucket and endpoint policies `ferry infra apply` writes, conditions
+/// included, with the request context AWS fills in: aws:PrincipalArn from the signing key (an
+/// assumed role's full ARN, path included), s3:if-none-match from the header, aws:SourceVpce
+/// only for an instance's requests through the gateway-endpoint port when its subnet's route
+/// table has the endpoint, and the endpoint's own policy on what passes it.
+#[test]
+fn kits_moto_evaluates_ferrys_policy_conditions() {
+    let moto = ferry_testkit::Moto::start().unwrap();
+    let (got, _) = evaluate_ferry_policies(&moto);
+    let expect = [
+        ("jumpbox put with If-None-Match through the endpoint", "ok"),
+        // S3's own precondition (write-once), not the policy.
+        ("jumpbox second put of that key", "PreconditionFailed"),
+        (
+            "jumpbox put without If-None-Match through the endpoint",
+            "AccessDenied",
+        ),
+        ("jumpbox put around the endpoint", "AccessDenied"),
+        (
+            "jumpbox put from a subnet without the endpoint",
+            "AccessDenied",
+        ),
+        ("jumpbox list through the endpoint", "ok"),
+        ("jumpbox read of a backup", "AccessDenied"),
+        ("jumpbox head of a backup", "403"),
+        (
+            "jumpbox delete of a backup through the endpoint",
+            "AccessDenied",
+        ),
+        (
+            "jumpbox read of the gate artifact through the endpoint",
+            "ok",
+        ),
+        (
+            "jumpbox read of session state (NotResource)",
+            "AccessDenied",
+        ),
+        ("lambda role read of session state", "ok"),
+        (
+            "lambda role read of session state through the endpoint",
+            "AccessDenied",
+        ),
+        ("operator list", "ok"),
+        ("operator read", "ok"),
+        ("operator put", "AccessDenied"),
+        ("other admin list", "AccessDenied"),
+        ("other admin read", "AccessDenied"),
+        ("other admin delete", "AccessDenied"),
+        ("other admin delete via DeleteObjects", "AccessDenied"),
+        (
+            "operator read under a policy naming the role without its path",
+            "AccessDenied",
+        ),
+    ];
+    for (case, want) in expect {
+        assert_eq!(
+            got[case].as_str(),
+            Some(want),
+            "{case}: {got:#}\n{}",
+            moto.log()
+        );
+    }
+    assert_eq!(got.as_object().unwrap().len(), expect.len(), "{got:#}");
+
+    // aws:SecureTransport: with the kit's requests taken as plain HTTP, the TLS-only statement
+    // of both bucket policies refuses every one of them.
+    let plain_http = ferry_testkit::Moto::start_with(ferry_testkit::MotoOptions {
+        env: vec![("FERRY_UNKIND_S3_SECURE_TRANSPORT".into(), "false".into())],
+        ..Default::default()
+    })
+    .unwrap();
+    let (got, _) = evaluate_ferry_policies(&plain_http);
+    for (case, v) in got.as_object().unwrap() {
+        assert!(
+            v == "AccessDenied" || (case == "jumpbox head of a backup" && v == "403"),
+            "{case}: {v} over plain HTTP\n{}",
+            plain_http.log()
+        );
+    }
 }

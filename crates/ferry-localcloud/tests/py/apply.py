@@ -26,7 +26,12 @@ s3.put_object(Bucket=state, Key='artifacts/bootstrap.zip', Body=buf.getvalue())
 
 vpc = ec2.create_vpc(CidrBlock='10.0.0.0/16')['Vpc']['VpcId']
 subnet = ec2.create_subnet(VpcId=vpc, CidrBlock='10.0.1.0/24', AvailabilityZone='us-east-1a')['Subnet']['SubnetId']
-vpce = ec2.create_vpc_endpoint(VpcId=vpc, ServiceName='com.amazonaws.us-east-1.s3', VpcEndpointType='Gateway')['VpcEndpoint']['VpcEndpointId']
+# The endpoint on the route table of the jump box's subnet (the VPC's main table: the subnet has
+# no explicit association), so that the box's S3 requests pass it and carry aws:SourceVpce.
+main_rt = ec2.describe_route_tables(Filters=[{'Name': 'vpc-id', 'Values': [vpc]},
+                                             {'Name': 'association.main', 'Values': ['true']}])['RouteTables'][0]['RouteTableId']
+vpce = ec2.create_vpc_endpoint(VpcId=vpc, ServiceName='com.amazonaws.us-east-1.s3', VpcEndpointType='Gateway',
+                               RouteTableIds=[main_rt])['VpcEndpoint']['VpcEndpointId']
 
 def role(name, service):
     trust = {'Version': '2012-10-17', 'Statement': [{'Effect': 'Allow', 'Principal': {'Service': service}, 'Action': 'sts:AssumeRole'}]}
