@@ -331,7 +331,6 @@ pub(crate) struct Ctx {
     pub(crate) lambda: aws_sdk_lambda::Client,
     pub(crate) events: aws_sdk_eventbridge::Client,
     pub(crate) account_id: String,
-    pub(crate) caller_arn: String,
     /// The caller as an IAM principal ARN (`aws:PrincipalArn`: an assumed role's real ARN,
     /// path included), or `None` when only `operator_arns` name the operator.
     pub(crate) operator_arn: Option<String>,
@@ -383,7 +382,6 @@ impl Ctx {
             lambda: aws_sdk_lambda::Client::new(sdk),
             events: aws_sdk_eventbridge::Client::new(sdk),
             account_id,
-            caller_arn,
             operator_arn,
             operator_note,
             mode: Mode::Plan,

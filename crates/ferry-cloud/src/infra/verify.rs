@@ -308,7 +308,7 @@ fn route(case: &Case, p: &PolicyInputs) -> Route {
     }
     match case.who {
         Who::Service(_) => Route::Local("the simulator takes no service principal as caller"),
-        Who::JumpboxWidened | Who::OtherAdmin => Route::Custom,
+        w if w.hypothetical() => Route::Custom,
         w => match w.arn(p) {
             Some(a) if a.ends_with(":root") => {
                 Route::Local("the simulator cannot simulate the account root")

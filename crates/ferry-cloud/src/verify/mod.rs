@@ -27,6 +27,13 @@ pub enum Who {
     JumpboxRole,
     /// The operator (the first of the operator ARNs): an administrator.
     Operator,
+    /// The second operator ARN: in the example inputs an IAM Identity Center role, which lives
+    /// under a path (`role/aws-reserved/sso.amazonaws.com/REGION/AWSReservedSSO_…`); its
+    /// `aws:PrincipalArn` is the role ARN with that path.
+    PathOperator,
+    /// A role with the same name as [`Who::PathOperator`] at the root path (hypothetical): not
+    /// an operator.
+    SameNameRole,
     /// The jump-box role as if its identity policy had been widened to everything
     /// (hypothetical: what the bucket and endpoint policies refuse whatever the role may do).
     JumpboxWidened,
@@ -44,6 +51,8 @@ impl Who {
             Who::LambdaRole => "lambda-role",
             Who::JumpboxRole => "jumpbox-role",
             Who::Operator => "operator",
+            Who::PathOperator => "operator (SSO role, path)",
+            Who::SameNameRole => "same-name role, no path",
             Who::JumpboxWidened => "jumpbox-role widened",
             Who::OtherAdmin => "other-admin",
             Who::Service(s) => s,
@@ -57,6 +66,11 @@ impl Who {
             Who::LambdaRole => Some(p.lambda_role_arn()),
             Who::JumpboxRole | Who::JumpboxWidened => Some(p.jumpbox_role_arn()),
             Who::Operator => p.operator_arns.first().cloned(),
+            Who::PathOperator => p.operator_arns.get(1).cloned(),
+            Who::SameNameRole => p
+                .operator_arns
+                .get(1)
+                .and_then(|a| same_name_role_arn(p, a)),
             Who::OtherAdmin => Some(other_admin_arn(p)),
             Who::Service(_) => None,
         }
@@ -64,13 +78,27 @@ impl Who {
 
     /// Principals that exist only in the matrix (their identity policy is "everything").
     pub fn hypothetical(&self) -> bool {
-        matches!(self, Who::JumpboxWidened | Who::OtherAdmin)
+        matches!(
+            self,
+            Who::JumpboxWidened | Who::OtherAdmin | Who::SameNameRole
+        )
     }
 }
 
 /// The hypothetical other administrator of the account.
 pub fn other_admin_arn(p: &PolicyInputs) -> String {
     format!("arn:{}:iam::{}:user/other-admin", p.partition, p.account_id)
+}
+
+/// The role with the same name as `role_arn` at the root path (`None` if `role_arn` is not a
+/// role with a path).
+pub fn same_name_role_arn(p: &PolicyInputs, role_arn: &str) -> Option<String> {
+    let (_, path_and_name) = role_arn.split_once(":role/")?;
+    let (_, name) = path_and_name.rsplit_once('/')?;
+    Some(format!(
+        "arn:{}:iam::{}:role/{name}",
+        p.partition, p.account_id
+    ))
 }
 
 /// An identity policy that allows everything (AdministratorAccess).
@@ -140,7 +168,7 @@ pub fn matrix(p: &PolicyInputs) -> Vec<Case> {
     const N: bool = false;
     let events = Service("events.amazonaws.com");
     #[rustfmt::skip]
-    let rows: Vec<(Who, &str, String, Ctx, bool, &str)> = vec![
+    let mut rows: Vec<(Who, &str, String, Ctx, bool, &str)> = vec![
         // backup VM: invoke build/clean, nothing else
         (BackupUser, "lambda:InvokeFunction", build.clone(), none.clone(), Y, "may invoke ferry-build"),
         (BackupUser, "lambda:InvokeFunction", clean.clone(), none.clone(), Y, "may invoke ferry-clean"),
@@ -223,23 +251,173 @@ pub fn matrix(p: &PolicyInputs) -> Vec<Case> {
         (Operator, "s3:GetObject", pack.clone(), plain.clone(), N, "TLS only"),
         (Operator, "s3:GetObject", pack.clone(), ours.clone(), N, "endpoint policy: no reads through the endpoint"),
         (Operator, "s3:PutObject", gate.clone(), none.clone(), Y, "upload the gate artifact"),
-        // defence in depth: the jump-box role with an identity policy widened to everything
-        (JumpboxWidened, "s3:PutObject", pack.clone(), inm.clone(), N, "bucket policy: puts only through the endpoint"),
-        (JumpboxWidened, "s3:PutObject", pack.clone(), ours.clone(), N, "bucket policy: puts only with If-None-Match"),
-        (JumpboxWidened, "s3:PutObject", pack.clone(), via.clone(), Y, "the one way in stays open"),
-        (JumpboxWidened, "s3:GetObject", pack.clone(), none.clone(), N, "bucket policy: only the operator reads"),
-        (JumpboxWidened, "s3:DeleteObject", pack.clone(), none.clone(), N, "bucket policy: only the operator deletes"),
-        (JumpboxWidened, "s3:GetObject", state_obj.clone(), none.clone(), N, "state bucket: jump box reads artifacts/ only"),
-        (JumpboxWidened, "s3:GetObject", pack.clone(), ours.clone(), N, "endpoint policy: no reads through the endpoint"),
-        // any other administrator of the account (not an operator)
-        (OtherAdmin, "s3:ListBucket", s.clone(), none.clone(), N, "state bucket: only the Lambda role/operator list"),
-        (OtherAdmin, "s3:GetObject", pack.clone(), none.clone(), N, "bucket policy: only the operator reads"),
-        (OtherAdmin, "s3:DeleteObject", pack.clone(), none.clone(), N, "bucket policy: only the operator deletes"),
-        (OtherAdmin, "s3:ListBucket", b.clone(), none.clone(), N, "bucket policy: only jump box/operator list"),
-        (OtherAdmin, "s3:PutObject", pack.clone(), via.clone(), N, "bucket policy: only the jump box puts"),
-        (OtherAdmin, "s3:GetObject", state_obj.clone(), none.clone(), N, "state bucket: Lambda role only"),
-        (OtherAdmin, "s3:PutObject", gate.clone(), none, N, "cannot plant a gate artifact"),
     ];
+    // an operator that is a role with a path (IAM Identity Center), matched by its full ARN;
+    // only when the inputs name a second operator that is a role with a path
+    if p.operator_arns
+        .get(1)
+        .and_then(|a| same_name_role_arn(p, a))
+        .is_some()
+    {
+        rows.extend([
+            (
+                PathOperator,
+                "s3:GetObject",
+                pack.clone(),
+                none.clone(),
+                Y,
+                "restore reads backups",
+            ),
+            (
+                PathOperator,
+                "s3:ListBucket",
+                b.clone(),
+                none.clone(),
+                Y,
+                "list backups",
+            ),
+            (
+                PathOperator,
+                "s3:DeleteObject",
+                pack.clone(),
+                none.clone(),
+                Y,
+                "prune deletes backups",
+            ),
+            (
+                SameNameRole,
+                "s3:GetObject",
+                pack.clone(),
+                none.clone(),
+                N,
+                "the operator is the role with its path",
+            ),
+            (
+                SameNameRole,
+                "s3:ListBucket",
+                b.clone(),
+                none.clone(),
+                N,
+                "the operator is the role with its path",
+            ),
+        ]);
+    }
+    rows.extend([
+        // defence in depth: the jump-box role with an identity policy widened to everything
+        (
+            JumpboxWidened,
+            "s3:PutObject",
+            pack.clone(),
+            inm.clone(),
+            N,
+            "bucket policy: puts only through the endpoint",
+        ),
+        (
+            JumpboxWidened,
+            "s3:PutObject",
+            pack.clone(),
+            ours.clone(),
+            N,
+            "bucket policy: puts only with If-None-Match",
+        ),
+        (
+            JumpboxWidened,
+            "s3:PutObject",
+            pack.clone(),
+            via.clone(),
+            Y,
+            "the one way in stays open",
+        ),
+        (
+            JumpboxWidened,
+            "s3:GetObject",
+            pack.clone(),
+            none.clone(),
+            N,
+            "bucket policy: only the operator reads",
+        ),
+        (
+            JumpboxWidened,
+            "s3:DeleteObject",
+            pack.clone(),
+            none.clone(),
+            N,
+            "bucket policy: only the operator deletes",
+        ),
+        (
+            JumpboxWidened,
+            "s3:GetObject",
+            state_obj.clone(),
+            none.clone(),
+            N,
+            "state bucket: jump box reads artifacts/ only",
+        ),
+        (
+            JumpboxWidened,
+            "s3:GetObject",
+            pack.clone(),
+            ours.clone(),
+            N,
+            "endpoint policy: no reads through the endpoint",
+        ),
+        // any other administrator of the account (not an operator)
+        (
+            OtherAdmin,
+            "s3:ListBucket",
+            s.clone(),
+            none.clone(),
+            N,
+            "state bucket: only the Lambda role/operator list",
+        ),
+        (
+            OtherAdmin,
+            "s3:GetObject",
+            pack.clone(),
+            none.clone(),
+            N,
+            "bucket policy: only the operator reads",
+        ),
+        (
+            OtherAdmin,
+            "s3:DeleteObject",
+            pack.clone(),
+            none.clone(),
+            N,
+            "bucket policy: only the operator deletes",
+        ),
+        (
+            OtherAdmin,
+            "s3:ListBucket",
+            b.clone(),
+            none.clone(),
+            N,
+            "bucket policy: only jump box/operator list",
+        ),
+        (
+            OtherAdmin,
+            "s3:PutObject",
+            pack.clone(),
+            via.clone(),
+            N,
+            "bucket policy: only the jump box puts",
+        ),
+        (
+            OtherAdmin,
+            "s3:GetObject",
+            state_obj.clone(),
+            none.clone(),
+            N,
+            "state bucket: Lambda role only",
+        ),
+        (
+            OtherAdmin,
+            "s3:PutObject",
+            gate.clone(),
+            none,
+            N,
+            "cannot plant a gate artifact",
+        ),
+    ]);
     rows.into_iter()
         .map(|(who, action, resource, ctx, expected, why)| Case {
             who,
@@ -393,8 +571,8 @@ impl<'a> LocalWorld<'a> {
             Who::BackupUser => self.docs.backup_user.clone(),
             Who::LambdaRole => self.docs.lambda_role.clone(),
             Who::JumpboxRole => self.docs.jumpbox_role.clone(),
-            Who::Operator => self.operator.clone(),
-            Who::JumpboxWidened | Who::OtherAdmin => vec![admin_policy()],
+            Who::Operator | Who::PathOperator => self.operator.clone(),
+            Who::JumpboxWidened | Who::OtherAdmin | Who::SameNameRole => vec![admin_policy()],
             Who::Service(_) => Vec::new(),
         }
     }
@@ -488,7 +666,7 @@ mod tests {
     fn matrix_has_the_documented_size_and_both_answers() {
         let p = policy::example_inputs().unwrap();
         let m = matrix(&p);
-        assert_eq!(m.len(), 90);
+        assert_eq!(m.len(), 95);
         assert!(m.iter().any(|c| c.expected) && m.iter().any(|c| !c.expected));
         // Generated from the inputs: names follow them.
         assert!(m.iter().any(|c| c.resource == p.clean_function_arn()));
