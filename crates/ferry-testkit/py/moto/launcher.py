@@ -5,6 +5,8 @@
 #
 # One module per behaviour, each with the AWS documentation page it reproduces in its header:
 #   unkind_s3 — bucket policies evaluated with their Conditions (docs/LOCALCLOUD.md)
+#   unkind_ec2 — EC2/IAM eventual consistency: new instances and security groups NotFound for a
+#                while, a new instance profile refused by RunInstances for a while
 # Knobs come from the environment (FERRY_UNKIND_*), set by MotoOptions::env; each module says
 # its own and its default. The defaults are AWS-like: on.
 #
@@ -15,6 +17,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import unkind_s3  # noqa: E402,F401
+import unkind_ec2  # noqa: E402,F401
 
 from moto.server import main  # noqa: E402
 
