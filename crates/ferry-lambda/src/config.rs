@@ -22,6 +22,7 @@
 //! | `FERRY_SHUTDOWN_GRACE_MINUTES` | build | backstop power-off this long after expiry (default 5) |
 //! | `FERRY_GATE_MAX_OBJECT_BYTES` | build | gate limit per object (default 256 MiB) |
 //! | `FERRY_GATE_MAX_SESSION_BYTES` | build | gate limit per session (default 8 GiB) |
+//! | `FERRY_PROPAGATION_SECONDS` | both | for this long after a session starts, EC2's NotFound for its instance or security group and RunInstances' refusal of the instance profile are taken as not-yet-propagated (eventual consistency) and retried; later they are believed (default 120, at most 900) |
 //!
 //! The region is the standard `AWS_REGION` (set by Lambda).
 
@@ -59,6 +60,8 @@ pub struct Config {
     pub shutdown_grace_minutes: u32,
     pub gate_max_object_bytes: u64,
     pub gate_max_session_bytes: u64,
+    /// `FERRY_PROPAGATION_SECONDS`: see the table above and docs/LAMBDA.md.
+    pub propagation_seconds: u64,
 }
 
 impl Config {
@@ -234,6 +237,7 @@ impl Config {
                 1 << 20,
                 1 << 40,
             )?,
+            propagation_seconds: number("FERRY_PROPAGATION_SECONDS", 120, 0, 900)?,
         })
     }
 }
@@ -299,6 +303,7 @@ mod tests {
             ),
             (60, 30, 1)
         );
+        assert_eq!(c.propagation_seconds, 120);
     }
 
     #[test]
@@ -325,6 +330,11 @@ mod tests {
                 "FERRY_MAX_SESSION_MINUTES",
             ),
             ("FERRY_AMI_ID", "ubuntu", "FERRY_AMI_ID"),
+            (
+                "FERRY_PROPAGATION_SECONDS",
+                "901",
+                "FERRY_PROPAGATION_SECONDS",
+            ),
             ("FERRY_STATE_BUCKET", "a b", "FERRY_STATE_BUCKET"),
             ("FERRY_SUBNET_ID", "", "FERRY_SUBNET_ID is not set"),
         ] {

@@ -19,6 +19,19 @@
 //! the state object — last, and only when everything else is gone, so a failed clean leaves its
 //! record for the next attempt. Idempotent: what is already gone is skipped, not an error.
 //!
+//! ## Eventual consistency
+//! EC2 may answer `InvalidInstanceID.NotFound` / `InvalidGroup.NotFound` for a while after
+//! RunInstances / CreateSecurityGroup, and RunInstances may refuse a new instance profile
+//! (`InvalidParameterValue … iamInstanceProfile`) for a while after IAM created it
+//! (<https://docs.aws.amazon.com/ec2/latest/devguide/eventual-consistency.html>,
+//! <https://docs.aws.amazon.com/IAM/latest/UserGuide/troubleshoot_general.html#troubleshoot_general_eventual-consistency>).
+//! Until `FERRY_PROPAGATION_SECONDS` after the session started (and within the invocation's
+//! deadline), every call on the session's instance or group, and RunInstances, retries those
+//! answers with a capped backoff ([`retry_pending`]); later a NotFound is believed. A NotFound
+//! from TerminateInstances is never taken as "terminated": removal terminates the recorded id
+//! (whatever a Describe says) until EC2 accepts it, and only a Describe that says
+//! `terminated` ends the wait.
+//!
 //! ## Sweep ([`Cloud::sweep`])
 //! Cleans every session whose state says it expired, and every session whose resources carry
 //! this installation's tags but which has no state object (an orphan: ferry-build writes the
@@ -184,7 +197,98 @@ fn until(deadline: Instant, limit: Duration) -> Instant {
     cap.min(d.max(Instant::now() + Duration::from_secs(5)))
 }
 
+/// First and longest pause between retries of an answer that means "not yet propagated".
+const PENDING_FIRST: Duration = Duration::from_millis(250);
+const PENDING_CAP: Duration = Duration::from_secs(3);
+
+/// EC2 does not see the instance yet (or any more).
+fn instance_not_found(code: Option<&str>) -> bool {
+    code == Some("InvalidInstanceID.NotFound")
+}
+
+/// EC2 does not see the security group yet (or any more).
+fn group_not_found(code: Option<&str>) -> bool {
+    matches!(
+        code,
+        Some("InvalidGroup.NotFound") | Some("InvalidGroupId.NotFound")
+    )
+}
+
+/// RunInstances refused the instance profile: "Value (NAME) for parameter
+/// iamInstanceProfile.name is invalid. Invalid IAM Instance Profile name" — the answer for a
+/// profile IAM created moments ago as for one that does not exist.
+fn profile_refused(code: Option<&str>, message: Option<&str>) -> bool {
+    code == Some("InvalidParameterValue")
+        && message.is_some_and(|m| m.contains("iamInstanceProfile"))
+}
+
+/// Call `call` until it answers anything but what `pending` calls "not yet propagated", or
+/// until `end` (then the last answer is returned). Capped exponential backoff; each retry is
+/// logged with the answer's code, so a slow account can be diagnosed from the log.
+async fn retry_pending<T, E, R>(
+    session: &str,
+    what: &str,
+    end: Instant,
+    pending: impl Fn(Option<&str>, Option<&str>) -> bool,
+    mut call: impl AsyncFnMut() -> Result<T, aws_sdk_ec2::error::SdkError<E, R>>,
+) -> Result<T, aws_sdk_ec2::error::SdkError<E, R>>
+where
+    E: ProvideErrorMetadata,
+{
+    let mut delay = PENDING_FIRST;
+    let mut attempt = 0u32;
+    loop {
+        attempt = attempt.saturating_add(1);
+        match call().await {
+            Err(e) if pending(e.code(), e.message()) && Instant::now() + delay <= end => {
+                log::info(
+                    session,
+                    "not yet propagated; retrying",
+                    &[
+                        ("call", what),
+                        ("code", e.code().unwrap_or("")),
+                        ("attempt", &attempt.to_string()),
+                    ],
+                );
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(PENDING_CAP);
+            }
+            r => return r,
+        }
+    }
+}
+
+/// When the session started: its state's `created`, else the time in its id
+/// (`fs-YYYYMMDD-HHMMSS-…`); `None` when neither parses.
+fn session_started(session: &str, state: Option<&SessionState>) -> Option<OffsetDateTime> {
+    if let Some(t) = state.and_then(|s| OffsetDateTime::parse(&s.created, &Rfc3339).ok()) {
+        return Some(t);
+    }
+    let stamp = session.strip_prefix("fs-")?.get(..15)?;
+    let fmt = time::macros::format_description!("[year][month][day]-[hour][minute][second]");
+    time::PrimitiveDateTime::parse(stamp, &fmt)
+        .ok()
+        .map(|t| t.assume_utc())
+}
+
 impl Cloud {
+    /// Until when a NotFound for the session's resources (or a refused instance profile) is
+    /// taken as "not yet propagated": `FERRY_PROPAGATION_SECONDS` after the session started,
+    /// and never past the invocation's deadline (less its margin). A session of unknown start
+    /// gets no allowance.
+    fn propagation_end(&self, started: Option<OffsetDateTime>, deadline: Instant) -> Instant {
+        let left = started
+            .map(|t| {
+                let age = (OffsetDateTime::now_utc() - t).max(time::Duration::ZERO);
+                Duration::from_secs(self.cfg.propagation_seconds).saturating_sub(age.unsigned_abs())
+            })
+            .unwrap_or(Duration::ZERO);
+        if left.is_zero() {
+            return Instant::now();
+        }
+        until(deadline, left)
+    }
+
     fn state_key(session: &str) -> String {
         format!("{STATE_PREFIX}{session}.json")
     }
@@ -515,14 +619,27 @@ impl Cloud {
                     .collect(),
             ))
             .build();
-        self.ec2
+        // The new group may not be visible yet (InvalidGroup.NotFound): retried, see the module
+        // doc.
+        let started = OffsetDateTime::parse(&st.created, &Rfc3339).ok();
+        let group_pending = |code: Option<&str>, _: Option<&str>| group_not_found(code);
+        let req = self
+            .ec2
             .authorize_security_group_ingress()
             .group_id(&sg_id)
-            .ip_permissions(ssh)
-            .send()
-            .await
-            .map_err(|e| ec2_err(&format!("allowing SSH into {sg_id}"), e))?;
-        self.ec2
+            .ip_permissions(ssh);
+        let what = format!("allowing SSH into {sg_id}");
+        retry_pending(
+            &session,
+            &what,
+            self.propagation_end(started, deadline),
+            group_pending,
+            async || req.clone().send().await,
+        )
+        .await
+        .map_err(|e| ec2_err(&what, e))?;
+        let req = self
+            .ec2
             .revoke_security_group_egress()
             .group_id(&sg_id)
             .ip_permissions(
@@ -530,11 +647,19 @@ impl Cloud {
                     .ip_protocol("-1")
                     .ip_ranges(IpRange::builder().cidr_ip("0.0.0.0/0").build())
                     .build(),
-            )
-            .send()
-            .await
-            .map_err(|e| ec2_err(&format!("removing the default egress rule of {sg_id}"), e))?;
-        self.ec2
+            );
+        let what = format!("removing the default egress rule of {sg_id}");
+        retry_pending(
+            &session,
+            &what,
+            self.propagation_end(started, deadline),
+            group_pending,
+            async || req.clone().send().await,
+        )
+        .await
+        .map_err(|e| ec2_err(&what, e))?;
+        let req = self
+            .ec2
             .authorize_security_group_egress()
             .group_id(&sg_id)
             .ip_permissions(
@@ -549,10 +674,17 @@ impl Cloud {
                             .build(),
                     )
                     .build(),
-            )
-            .send()
-            .await
-            .map_err(|e| ec2_err(&format!("allowing HTTPS out of {sg_id}"), e))?;
+            );
+        let what = format!("allowing HTTPS out of {sg_id}");
+        retry_pending(
+            &session,
+            &what,
+            self.propagation_end(started, deadline),
+            group_pending,
+            async || req.clone().send().await,
+        )
+        .await
+        .map_err(|e| ec2_err(&what, e))?;
 
         let ami = match &cfg.ami_id {
             Some(a) => a.clone(),
@@ -561,7 +693,10 @@ impl Cloud {
 
         let b64 =
             Zeroizing::new(base64::engine::general_purpose::STANDARD.encode(user_data.as_bytes()));
-        let run = self
+        // The client token (the session id) makes a retry that follows a lost answer launch
+        // nothing twice; a refused instance profile (IAM propagation) or a group EC2 does not
+        // see yet is retried, see the module doc.
+        let req = self
             .ec2
             .run_instances()
             .image_id(&ami)
@@ -593,19 +728,22 @@ impl Cloud {
             .instance_initiated_shutdown_behavior(ShutdownBehavior::Terminate)
             .user_data(b64.as_str())
             .tag_specifications(self.tag_spec(ResourceType::Instance, st))
-            .tag_specifications(self.tag_spec(ResourceType::Volume, st))
-            .send()
-            .await
-            .map_err(|e| {
-                ec2_err(
-                    &format!(
-                        "launching the jump box ({ami}, {}, profile {})",
-                        cfg.instance_type, cfg.instance_profile
-                    ),
-                    e,
-                )
-            })?;
+            .tag_specifications(self.tag_spec(ResourceType::Volume, st));
         drop(b64);
+        let what = format!(
+            "launching the jump box ({ami}, {}, profile {})",
+            cfg.instance_type, cfg.instance_profile
+        );
+        let run = retry_pending(
+            &session,
+            &what,
+            self.propagation_end(started, deadline),
+            |code, message| profile_refused(code, message) || group_not_found(code),
+            async || req.clone().send().await,
+        )
+        .await
+        .map_err(|e| ec2_err(&what, e))?;
+        drop(req);
         let instance_id = run
             .instances()
             .first()
@@ -621,7 +759,9 @@ impl Cloud {
         st.phase = "instance".into();
         self.put_state(st, false).await?;
 
-        let host = self.wait_running(&instance_id, deadline).await?;
+        let host = self
+            .wait_running(&session, &instance_id, started, deadline)
+            .await?;
         st.host = Some(host.clone());
         st.phase = "ready".into();
         self.put_state(st, false).await?;
@@ -664,21 +804,33 @@ impl Cloud {
     }
 
     /// Poll until the instance runs and has a public address (bounded).
+    /// A NotFound is "pending" until the propagation allowance ends (see the module doc).
     async fn wait_running(
         &self,
+        session: &str,
         instance_id: &str,
+        started: Option<OffsetDateTime>,
         deadline: Instant,
     ) -> Result<String, FerryError> {
         let end = until(deadline, Duration::from_secs(240));
         let mut delay = Duration::from_millis(250);
         loop {
-            let out = self
-                .ec2
-                .describe_instances()
-                .instance_ids(instance_id)
-                .send()
-                .await
-                .map_err(|e| ec2_err(&format!("waiting for {instance_id} to run"), e))?;
+            let what = format!("waiting for {instance_id} to run");
+            let out = retry_pending(
+                session,
+                &what,
+                self.propagation_end(started, deadline),
+                |code, _| instance_not_found(code),
+                async || {
+                    self.ec2
+                        .describe_instances()
+                        .instance_ids(instance_id)
+                        .send()
+                        .await
+                },
+            )
+            .await
+            .map_err(|e| ec2_err(&what, e))?;
             let inst = out
                 .reservations()
                 .iter()
@@ -809,7 +961,7 @@ impl Cloud {
         Ok(out)
     }
 
-    /// States of `ids` (absent ones are `None`).
+    /// States of `ids` (`None`: EC2 answered InvalidInstanceID.NotFound).
     async fn instance_states(
         &self,
         ids: &[String],
@@ -826,12 +978,62 @@ impl Cloud {
                     .and_then(|i| i.state())
                     .and_then(|s| s.name())
                     .cloned(),
-                Err(e) if e.code() == Some("InvalidInstanceID.NotFound") => None,
+                Err(e) if instance_not_found(e.code()) => None,
                 Err(e) => return Err(ec2_err(&format!("describing {id}"), e)),
             };
             out.push((id.clone(), state));
         }
         Ok(out)
+    }
+
+    /// Whether a NotFound for this session's resources may still mean "not visible yet". The
+    /// allowance is shortened by one backoff step: [`retry_pending`] gives up that much before
+    /// its end, and a NotFound met there is the allowance running out, not the deadline.
+    fn propagating(&self, started: Option<OffsetDateTime>) -> bool {
+        started.is_some_and(|t| {
+            let allowance = Duration::from_secs(self.cfg.propagation_seconds)
+                .saturating_sub(PENDING_CAP + Duration::from_secs(1));
+            OffsetDateTime::now_utc() - t < allowance
+        })
+    }
+
+    /// Terminate `id` whatever a Describe says (TerminateInstances is idempotent). `Some(previous
+    /// state)` when EC2 accepted it; `None` when EC2 does not know the id and the session is past
+    /// its propagation allowance (gone long ago). A NotFound within the allowance is retried
+    /// and, at the deadline, an error: it never means "terminated".
+    async fn terminate(
+        &self,
+        session: &str,
+        id: &str,
+        started: Option<OffsetDateTime>,
+        deadline: Instant,
+    ) -> Result<Option<Option<InstanceStateName>>, FerryError> {
+        let what = format!("terminating {id}");
+        match retry_pending(
+            session,
+            &what,
+            self.propagation_end(started, deadline),
+            |code, _| instance_not_found(code),
+            async || self.ec2.terminate_instances().instance_ids(id).send().await,
+        )
+        .await
+        {
+            Ok(out) => Ok(Some(
+                out.terminating_instances()
+                    .iter()
+                    .find(|t| t.instance_id() == Some(id))
+                    .and_then(|t| t.previous_state())
+                    .and_then(|s| s.name())
+                    .cloned(),
+            )),
+            Err(e) if instance_not_found(e.code()) && !self.propagating(started) => Ok(None),
+            Err(e) if instance_not_found(e.code()) => Err(FerryError::Aws(format!(
+                "{what}: EC2 does not see it yet (InvalidInstanceID.NotFound within {} s of the \
+                 session's start); it may still be running",
+                self.cfg.propagation_seconds
+            ))),
+            Err(e) => Err(ec2_err(&what, e)),
+        }
     }
 
     /// Remove everything of `session`: idempotent, reports what it removed.
@@ -853,36 +1055,28 @@ impl Cloud {
                 st.installation, self.cfg.installation
             )));
         }
+        let started = session_started(session, state.as_ref());
 
-        // Instances: from the state and from the tags.
+        // Instances: from the state and from the tags. The recorded ones are terminated even
+        // when the tag lookup fails (its error is returned afterwards).
         let mut instances: BTreeSet<String> =
             state.iter().filter_map(|s| s.instance_id.clone()).collect();
-        instances.extend(
-            self.tagged_instances(Some(session))
-                .await?
-                .into_iter()
-                .map(|(id, _)| id),
-        );
-        let instances: Vec<String> = instances.into_iter().collect();
-        let live: Vec<String> = self
-            .instance_states(&instances)
-            .await?
-            .into_iter()
-            .filter(|(_, s)| matches!(s, Some(s) if *s != InstanceStateName::Terminated))
-            .map(|(id, _)| id)
-            .collect();
-        if !live.is_empty() {
-            match self
-                .ec2
-                .terminate_instances()
-                .set_instance_ids(Some(live.clone()))
-                .send()
-                .await
-            {
-                Ok(_) => {}
-                Err(e) if e.code() == Some("InvalidInstanceID.NotFound") => {}
-                Err(e) => return Err(ec2_err(&format!("terminating {}", live.join(", ")), e)),
+        let tag_lookup = match self.tagged_instances(Some(session)).await {
+            Ok(found) => {
+                instances.extend(found.into_iter().map(|(id, _)| id));
+                Ok(())
             }
+            Err(e) => Err(e),
+        };
+        let mut live = Vec::new();
+        for id in &instances {
+            match self.terminate(session, id, started, deadline).await? {
+                Some(Some(InstanceStateName::Terminated)) | None => {}
+                Some(_) => live.push(id.clone()),
+            }
+        }
+        tag_lookup?;
+        if !live.is_empty() {
             log::info(
                 session,
                 "instances terminating",
@@ -892,11 +1086,20 @@ impl Cloud {
             let mut delay = Duration::from_millis(250);
             loop {
                 let states = self.instance_states(&live).await?;
+                // Only `terminated` ends the wait; a NotFound does too once the session is past
+                // its propagation allowance.
+                let propagating = self.propagating(started);
                 let waiting: Vec<_> = states
                     .iter()
-                    .filter(|(_, s)| matches!(s, Some(s) if *s != InstanceStateName::Terminated))
+                    .filter(|(_, s)| match s {
+                        Some(s) => *s != InstanceStateName::Terminated,
+                        None => propagating,
+                    })
                     .map(|(id, s)| {
-                        format!("{id} ({})", s.as_ref().map(|s| s.as_str()).unwrap_or("?"))
+                        format!(
+                            "{id} ({})",
+                            s.as_ref().map(|s| s.as_str()).unwrap_or("not found")
+                        )
                     })
                     .collect();
                 if waiting.is_empty() {
@@ -928,7 +1131,7 @@ impl Cloud {
                 .map(|(id, _)| id),
         );
         for g in groups {
-            if self.delete_group(&g, deadline).await? {
+            if self.delete_group(session, &g, started, deadline).await? {
                 report.removed.push(format!("security-group {g}"));
             }
         }
@@ -954,21 +1157,39 @@ impl Cloud {
         Ok(report)
     }
 
-    /// Delete a security group, retrying while EC2 still sees it in use. `false` if it was
-    /// already gone.
-    async fn delete_group(&self, id: &str, deadline: Instant) -> Result<bool, FerryError> {
+    /// Delete a security group, retrying while EC2 still sees it in use (DependencyViolation)
+    /// and, within the session's propagation allowance, while EC2 does not see it yet
+    /// (InvalidGroup.NotFound). `false` if it was already gone.
+    async fn delete_group(
+        &self,
+        session: &str,
+        id: &str,
+        started: Option<OffsetDateTime>,
+        deadline: Instant,
+    ) -> Result<bool, FerryError> {
+        let what = format!("deleting security group {id}");
         let end = until(deadline, Duration::from_secs(180));
         let mut delay = Duration::from_millis(500);
         loop {
-            match self.ec2.delete_security_group().group_id(id).send().await {
+            let r = retry_pending(
+                session,
+                &what,
+                self.propagation_end(started, deadline),
+                |code, _| group_not_found(code),
+                async || self.ec2.delete_security_group().group_id(id).send().await,
+            )
+            .await;
+            match r {
                 Ok(_) => return Ok(true),
-                Err(e)
-                    if matches!(
-                        e.code(),
-                        Some("InvalidGroup.NotFound") | Some("InvalidGroupId.NotFound")
-                    ) =>
-                {
+                Err(e) if group_not_found(e.code()) && !self.propagating(started) => {
                     return Ok(false);
+                }
+                Err(e) if group_not_found(e.code()) => {
+                    return Err(FerryError::Aws(format!(
+                        "{what}: EC2 does not see it yet (InvalidGroup.NotFound within {} s of \
+                         the session's start)",
+                        self.cfg.propagation_seconds
+                    )));
                 }
                 Err(e)
                     if e.code() == Some("DependencyViolation") && Instant::now() + delay <= end =>
@@ -976,7 +1197,7 @@ impl Cloud {
                     tokio::time::sleep(delay).await;
                     delay = (delay * 2).min(Duration::from_secs(5));
                 }
-                Err(e) => return Err(ec2_err(&format!("deleting security group {id}"), e)),
+                Err(e) => return Err(ec2_err(&what, e)),
             }
         }
     }

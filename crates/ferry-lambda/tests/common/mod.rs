@@ -8,7 +8,7 @@ use std::time::Duration;
 use aws_config::BehaviorVersion;
 use aws_sdk_s3::config::{Credentials, Region};
 use ferry_testkit::lambda_host::FunctionSpec;
-use ferry_testkit::{Creds, MOTO_REGION, Moto};
+use ferry_testkit::{Creds, MOTO_REGION, Moto, MotoOptions};
 use serde_json::Value;
 
 pub const INSTALLATION: &str = "ferry";
@@ -44,13 +44,37 @@ pub struct Cloud {
     pub ami: String,
     pub role_arn: String,
     pub gate_sha256: String,
+    /// How long the kit's moto hides a new instance or security group (its
+    /// `FERRY_UNKIND_EC2_NOTFOUND_SECONDS`).
+    pub ec2_window: Duration,
     _dir: tempfile::TempDir,
 }
 
+/// The kit's default `FERRY_UNKIND_EC2_NOTFOUND_SECONDS` (py/moto/unkind_ec2.py).
+const KIT_EC2_WINDOW: Duration = Duration::from_secs(2);
+
 impl Cloud {
-    /// moto with the permanent infrastructure; `gate` is the artifact's content.
+    /// moto with the permanent infrastructure; `gate` is the artifact's content. The kit's
+    /// AWS-like defaults (eventual consistency included) are on.
     pub fn start(gate: &[u8]) -> Cloud {
-        let moto = Moto::start().expect("moto");
+        Self::start_with(gate, &[])
+    }
+
+    /// As [`Cloud::start`], with the kit's knobs (`FERRY_UNKIND_*`) set in `env`.
+    pub fn start_with(gate: &[u8], env: &[(&str, &str)]) -> Cloud {
+        let ec2_window = env
+            .iter()
+            .find(|(k, _)| *k == "FERRY_UNKIND_EC2_NOTFOUND_SECONDS")
+            .map(|(_, v)| Duration::from_secs_f64(v.parse().expect("seconds")))
+            .unwrap_or(KIT_EC2_WINDOW);
+        let moto = Moto::start_with(MotoOptions {
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            ..Default::default()
+        })
+        .expect("moto");
         let dir = tempfile::tempdir().unwrap();
         let gate_path = dir.path().join("ferry-gate");
         std::fs::write(&gate_path, gate).unwrap();
@@ -65,6 +89,7 @@ impl Cloud {
             ami: s("ami"),
             role_arn: s("role_arn"),
             gate_sha256: s("gate_sha256"),
+            ec2_window,
             moto,
             _dir: dir,
         }
@@ -148,6 +173,13 @@ impl Cloud {
                 .force_path_style(true)
                 .build(),
         )
+    }
+
+    /// Wait until everything created so far is visible to every EC2 call (the kit's window has
+    /// passed): before counting what is left, or before a test that is about something else
+    /// works on resources it has just created by hand.
+    pub async fn settle(&self) {
+        tokio::time::sleep(self.ec2_window + Duration::from_millis(500)).await;
     }
 
     /// A Lambda client whose endpoint (standard SDK config) is the test kit's Lambda host.
