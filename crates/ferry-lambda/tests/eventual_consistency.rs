@@ -48,8 +48,17 @@ def spec(kind):
                                             {'Key': 'ferry:session', 'Value': session}]}]
 group = ec2.create_security_group(GroupName='ferry-' + session, Description='x', VpcId=vpc,
                                   TagSpecifications=spec('security-group'))['GroupId']
-instance = ec2.run_instances(ImageId=ami, MinCount=1, MaxCount=1, SubnetId=subnet, SecurityGroupIds=[group],
-                             TagSpecifications=spec('instance'))['Instances'][0]['InstanceId']
+import botocore.exceptions, time
+for attempt in range(60):  # a new group is NotFound to RunInstances for a while, as on AWS
+    try:
+        instance = ec2.run_instances(ImageId=ami, MinCount=1, MaxCount=1, SubnetId=subnet,
+                                     SecurityGroupIds=[group],
+                                     TagSpecifications=spec('instance'))['Instances'][0]['InstanceId']
+        break
+    except botocore.exceptions.ClientError as e:
+        if e.response['Error']['Code'] != 'InvalidGroup.NotFound' or attempt == 59:
+            raise
+        time.sleep(0.25)
 stamp = lambda t: t.strftime('%Y-%m-%dT%H:%M:%SZ')
 st = {'version': 1, 'session': session, 'installation': 'ferry', 'site': 'home', 'created': stamp(now),
       'expires': stamp(now + datetime.timedelta(minutes=minutes)), 'phase': 'instance',

@@ -175,6 +175,10 @@ pub const MOTO_PATCHES: &[(&str, &str)] = &[
     ("launcher.py", include_str!("../py/moto/launcher.py")),
     ("unkind_s3.py", include_str!("../py/moto/unkind_s3.py")),
     ("unkind_ec2.py", include_str!("../py/moto/unkind_ec2.py")),
+    (
+        "idempotent_terminate.py",
+        include_str!("../py/moto/idempotent_terminate.py"),
+    ),
 ];
 
 /// How to start moto.

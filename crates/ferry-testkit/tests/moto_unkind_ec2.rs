@@ -50,6 +50,10 @@ out['i_polls'] = until_found(lambda: ec2.describe_instances(InstanceIds=[iid]))
 out['i_state_after_refused_terminate'] = ec2.describe_instances(InstanceIds=[iid])['Reservations'][0]['Instances'][0]['State']['Name']
 out['i_listed_later'] = [i['InstanceId'] for r in ec2.describe_instances(Filters=[{'Name': 'tag:k', 'Values': ['i']}])['Reservations'] for i in r['Instances']]
 out['i'] = iid
+# TerminateInstances is idempotent on AWS: a second (and third) call succeeds.
+ec2.terminate_instances(InstanceIds=[iid])
+out['i_terminate_again'] = [code(lambda: ec2.terminate_instances(InstanceIds=[iid])) for _ in range(2)]
+out['i_state_terminated'] = ec2.describe_instances(InstanceIds=[iid])['Reservations'][0]['Instances'][0]['State']['Name']
 
 trust = {'Version': '2012-10-17', 'Statement': [{'Effect': 'Allow', 'Principal': {'Service': 'ec2.amazonaws.com'}, 'Action': 'sts:AssumeRole'}]}
 iam.create_role(RoleName='r', AssumeRolePolicyDocument=json.dumps(trust))
@@ -114,6 +118,14 @@ fn new_ec2_resources_and_instance_profiles_appear_after_a_while() {
     // TerminateInstances does not mean the instance was or will be terminated).
     assert_eq!(s("i_state_after_refused_terminate"), "running", "{v}");
     assert_eq!(v["i_listed_later"], serde_json::json!([iid]), "{v}");
+    // A repeated TerminateInstances succeeds, as AWS documents (plain moto fails deleting the
+    // network interface a second time).
+    assert_eq!(
+        v["i_terminate_again"],
+        serde_json::json!(["ok", "ok"]),
+        "{v}"
+    );
+    assert_eq!(s("i_state_terminated"), "terminated", "{v}");
 
     assert_eq!(
         s("profile_new"),

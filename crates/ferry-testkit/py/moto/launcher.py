@@ -7,6 +7,7 @@
 #   unkind_s3 — bucket policies evaluated with their Conditions (docs/LOCALCLOUD.md)
 #   unkind_ec2 — EC2/IAM eventual consistency: new instances and security groups NotFound for a
 #                while, a new instance profile refused by RunInstances for a while
+#   idempotent_terminate — a second TerminateInstances of an instance succeeds, as on AWS
 # Knobs come from the environment (FERRY_UNKIND_*), set by MotoOptions::env; each module says
 # its own and its default. The defaults are AWS-like: on.
 #
@@ -18,6 +19,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import unkind_s3  # noqa: E402,F401
 import unkind_ec2  # noqa: E402,F401
+import idempotent_terminate  # noqa: E402,F401
 
 from moto.server import main  # noqa: E402
 
