@@ -181,11 +181,26 @@ async fn plant_as_jumpbox(
                 moto.log()
             )
         });
-    ec2.terminate_instances()
-        .instance_ids(&instance)
-        .send()
-        .await
-        .unwrap();
+    // A new instance is NotFound for a while (EC2 eventual consistency, reproduced by the kit):
+    // terminate it once it is visible.
+    for attempt in 0.. {
+        match ec2
+            .terminate_instances()
+            .instance_ids(&instance)
+            .send()
+            .await
+        {
+            Ok(_) => break,
+            Err(e)
+                if attempt < 80
+                    && aws_sdk_ec2::error::ProvideErrorMetadata::code(&e)
+                        == Some("InvalidInstanceID.NotFound") =>
+            {
+                tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+            }
+            Err(e) => panic!("terminating {instance}: {e:?}"),
+        }
+    }
     (through, path_style(&jb))
 }
 
