@@ -179,6 +179,10 @@ pub const MOTO_PATCHES: &[(&str, &str)] = &[
         "idempotent_terminate.py",
         include_str!("../py/moto/idempotent_terminate.py"),
     ),
+    (
+        "unkind_lambda.py",
+        include_str!("../py/moto/unkind_lambda.py"),
+    ),
 ];
 
 /// How to start moto.
