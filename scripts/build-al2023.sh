@@ -6,17 +6,25 @@
 # installed into the project venv). A native build on this machine (Debian 12, glibc 2.36) may
 # need newer symbols and then fails to start on Lambda.
 #
+# Lambda refuses a package whose contents exceed 250 MiB unzipped
+# (https://docs.aws.amazon.com/lambda/latest/dg/gettingstarted-limits.html); the workspace's
+# release profile keeps line tables (`debug = "line-tables-only"`), which make `bootstrap` too
+# large. So the release build here is stripped (no debug info, no symbol table: a panic still
+# prints its message and file:line), by `--config` overrides that apply only to this build — the
+# workspace profiles, and so the host builds the tests use, are unchanged. Output paths stay
+# the same. `ferry infra plan/apply` checks the size again before uploading.
+#
 # usage: scripts/build-al2023.sh [debug|release]      (default: debug)
 # output: $CARGO_TARGET_DIR/x86_64-unknown-linux-gnu/<profile>/{bootstrap,ferry-gate}
 #         (`ferry infra apply --artifacts <that dir>` deploys them; tests/al2023_glibc.rs checks
-#         their symbol versions).
+#         their symbol versions). Prints each binary's size, and the zip limit's headroom.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root="$(pwd)"
 profile="${1:-debug}"
 case "$profile" in
   debug) flags=() ;;
-  release) flags=(--release) ;;
+  release) flags=(--release --config 'profile.release.debug=false' --config 'profile.release.strip="symbols"') ;;
   *) echo "build-al2023: unknown profile '$profile' (debug or release)" >&2; exit 2 ;;
 esac
 
@@ -54,5 +62,12 @@ cargo zigbuild --locked "${flags[@]}" --target x86_64-unknown-linux-gnu.2.34 \
 out="${CARGO_TARGET_DIR:-$root/target}/x86_64-unknown-linux-gnu/$profile"
 for b in bootstrap ferry-gate; do
   [ -x "$out/$b" ] || { echo "build-al2023: $out/$b was not built" >&2; exit 1; }
+  echo "build-al2023: $b $(stat -c %s "$out/$b") bytes" >&2
 done
+# Lambda's unzipped limit (262144000 bytes = 250 MiB); `ferry infra apply` refuses larger.
+limit=262144000
+size="$(stat -c %s "$out/bootstrap")"
+if [ "$size" -ge "$limit" ]; then
+  echo "build-al2023: WARNING: bootstrap is $size bytes, Lambda allows less than $limit unzipped: use 'release'" >&2
+fi
 echo "$out"

@@ -326,9 +326,14 @@ pub fn lambda_role_policy(p: &PolicyInputs) -> Value {
         "Version": VERSION,
         "Statement": [
             {
+                // The log streams of the two functions' own groups. No CreateLogGroup: `ferry
+                // infra apply` creates the groups with a retention (infra/logs.rs), and Lambda
+                // needs CreateLogGroup only when the group does not exist; `:*` covers the
+                // groups' `:log-stream:NAME` ARNs.
+                // https://docs.aws.amazon.com/lambda/latest/dg/monitoring-cloudwatchlogs.html
                 "Sid": "WriteOwnLogs",
                 "Effect": "Allow",
-                "Action": ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"],
+                "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
                 "Resource": functions.iter().map(|f| format!("{}:*", p.log_group(f))).collect::<Vec<_>>()
             },
             {

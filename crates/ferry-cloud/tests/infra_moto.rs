@@ -235,6 +235,26 @@ fn show_cmd() -> InfraCommand {
     }
 }
 
+/// IAM returns policy documents URL-encoded.
+fn url_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%'
+            && i + 2 < b.len()
+            && let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16)
+        {
+            out.push(v);
+            i += 3;
+            continue;
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8(out).unwrap()
+}
+
 /// (egress, CIDR, protocol, port range) of a NACL entry.
 type AclEntry = (bool, String, String, Option<(i32, i32)>);
 
@@ -277,13 +297,13 @@ async fn apply_converges_is_idempotent_corrects_drift_and_destroys() {
     // Fresh account: everything is to be created.
     let plan = cmd(&cfg, &sdk, plan_cmd()).await.unwrap();
     assert!(
-        summary(&plan).starts_with("Plan: 20 to create, 0 to update, 0 unchanged"),
+        summary(&plan).starts_with("Plan: 22 to create, 0 to update, 0 unchanged"),
         "{plan}"
     );
 
     // Apply creates it all and writes the key once, 0600, without printing the secret.
     let out = cmd(&cfg, &sdk, apply(&creds)).await.unwrap();
-    assert!(out.contains("Applied: 20 change(s)."), "{out}");
+    assert!(out.contains("Applied: 22 change(s)."), "{out}");
     let text = std::fs::read_to_string(&creds).unwrap();
     let secret = text
         .lines()
@@ -304,7 +324,7 @@ async fn apply_converges_is_idempotent_corrects_drift_and_destroys() {
         .await
         .unwrap();
     assert!(
-        again.contains("Plan: 0 to create, 0 to update, 20 unchanged."),
+        again.contains("Plan: 0 to create, 0 to update, 22 unchanged."),
         "{again}"
     );
     assert!(again.contains("Nothing to do"), "{again}");
@@ -547,6 +567,75 @@ async fn apply_converges_is_idempotent_corrects_drift_and_destroys() {
         "both functions run the same zip"
     );
 
+    // The functions' log groups exist before any invocation, tagged, with the retention; the
+    // Lambda role may only open streams in them and write to those streams (no CreateLogGroup).
+    let logs = aws_sdk_cloudwatchlogs::Client::new(&sdk);
+    for f in ["ferry-build", "ferry-clean"] {
+        let name = format!("/aws/lambda/{f}");
+        let r = logs
+            .describe_log_groups()
+            .log_group_name_prefix(&name)
+            .send()
+            .await
+            .unwrap();
+        let g = r
+            .log_groups()
+            .iter()
+            .find(|g| g.log_group_name() == Some(name.as_str()))
+            .unwrap_or_else(|| panic!("log group {name} missing"));
+        assert_eq!(g.retention_in_days(), Some(30), "{name}");
+        let tags = logs
+            .list_tags_for_resource()
+            .resource_arn(g.log_group_arn().unwrap())
+            .send()
+            .await
+            .unwrap();
+        let tags = tags.tags().unwrap();
+        assert_eq!(
+            tags.get("ferry:installation").map(String::as_str),
+            Some("ferry")
+        );
+        assert_eq!(tags.get("Name"), Some(&name));
+    }
+    let role_doc = iam
+        .get_role_policy()
+        .role_name("ferry-lambda")
+        .policy_name("ferry-lambda-policy")
+        .send()
+        .await
+        .unwrap();
+    let role_doc: serde_json::Value =
+        serde_json::from_str(&url_decode(role_doc.policy_document())).unwrap();
+    let log_statements: Vec<&serde_json::Value> = role_doc["Statement"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| {
+            let a = &s["Action"];
+            let acts: Vec<&str> = match a {
+                serde_json::Value::String(x) => vec![x.as_str()],
+                serde_json::Value::Array(v) => v.iter().filter_map(|x| x.as_str()).collect(),
+                _ => vec![],
+            };
+            acts.iter().any(|x| x.starts_with("logs:") || *x == "*")
+        })
+        .collect();
+    assert_eq!(log_statements.len(), 1, "{role_doc}");
+    let st = log_statements[0];
+    assert_eq!(st["Effect"], "Allow");
+    assert_eq!(
+        st["Action"],
+        serde_json::json!(["logs:CreateLogStream", "logs:PutLogEvents"])
+    );
+    let region = &cfg.raw.region;
+    assert_eq!(
+        st["Resource"],
+        serde_json::json!([
+            format!("arn:aws:logs:{region}:123456789012:log-group:/aws/lambda/ferry-build:*"),
+            format!("arn:aws:logs:{region}:123456789012:log-group:/aws/lambda/ferry-clean:*"),
+        ])
+    );
+
     // The sweep: rule, its one target with the sweep payload, and the permission that lets
     // EventBridge (only for this rule) invoke ferry-clean.
     let events = aws_sdk_eventbridge::Client::new(&sdk);
@@ -717,11 +806,19 @@ async fn apply_converges_is_idempotent_corrects_drift_and_destroys() {
         .send()
         .await
         .unwrap();
+    // A log group's retention, changed by hand.
+    logs.put_retention_policy()
+        .log_group_name("/aws/lambda/ferry-build")
+        .retention_in_days(7)
+        .send()
+        .await
+        .unwrap();
     let drift = cmd(&cfg, &sdk, plan_cmd()).await.unwrap();
     assert!(
-        summary(&drift).starts_with("Plan: 0 to create, 7 to update"),
+        summary(&drift).starts_with("Plan: 0 to create, 8 to update"),
         "{drift}"
     );
+    assert!(drift.contains("retention: 7 days -> 30 days"), "{drift}");
     assert!(
         drift.contains(
             "env FERRY_STATE_BUCKET: someone-elses-bucket -> ferry-state-example-123456789012"
@@ -756,7 +853,7 @@ async fn apply_converges_is_idempotent_corrects_drift_and_destroys() {
         .unwrap();
     let fixed = cmd(&cfg, &sdk, plan_cmd()).await.unwrap();
     assert!(
-        fixed.contains("Plan: 0 to create, 0 to update, 20 unchanged."),
+        fixed.contains("Plan: 0 to create, 0 to update, 22 unchanged."),
         "{fixed}"
     );
     let c = lambda
@@ -851,12 +948,21 @@ async fn apply_converges_is_idempotent_corrects_drift_and_destroys() {
     assert!(
         gone.contains("- schedule-rule ferry-sweep")
             && gone.contains("- lambda-permission ferry-clean/FerrySweepInvokesClean")
-            && gone.contains("- lambda-function ferry-build"),
+            && gone.contains("- lambda-function ferry-build")
+            && gone.contains("- log-group /aws/lambda/ferry-build")
+            && gone.contains("- log-group /aws/lambda/ferry-clean"),
         "{gone}"
     );
+    let left = logs
+        .describe_log_groups()
+        .log_group_name_prefix("/aws/lambda/ferry-")
+        .send()
+        .await
+        .unwrap();
+    assert!(left.log_groups().is_empty(), "{left:?}");
     let empty = cmd(&cfg, &sdk, plan_cmd()).await.unwrap();
     assert!(
-        summary(&empty).starts_with("Plan: 20 to create, 0 to update, 0 unchanged"),
+        summary(&empty).starts_with("Plan: 22 to create, 0 to update, 0 unchanged"),
         "{empty}"
     );
 }
@@ -922,7 +1028,7 @@ async fn apply_without_artifacts_stops_before_any_api_call_and_plan_shows_unknow
     .await
     .unwrap();
     assert!(
-        summary(&out).starts_with("Plan: 18 to create, 0 to update, 0 unchanged, 2 unknown"),
+        summary(&out).starts_with("Plan: 20 to create, 0 to update, 0 unchanged, 2 unknown"),
         "{out}"
     );
     assert!(
@@ -962,7 +1068,7 @@ async fn apply_resumes_after_an_interruption() {
         .unwrap();
     let plan = cmd(&cfg, &sdk, plan_cmd()).await.unwrap();
     assert!(
-        summary(&plan).starts_with("Plan: 19 to create, 0 to update, 1 unchanged"),
+        summary(&plan).starts_with("Plan: 21 to create, 0 to update, 1 unchanged"),
         "{plan}"
     );
 
@@ -989,7 +1095,7 @@ async fn apply_resumes_after_an_interruption() {
     assert!(creds.exists());
     let done = cmd(&cfg, &sdk, plan_cmd()).await.unwrap();
     assert!(
-        done.contains("Plan: 0 to create, 0 to update, 20 unchanged."),
+        done.contains("Plan: 0 to create, 0 to update, 22 unchanged."),
         "{done}"
     );
 
@@ -1026,7 +1132,7 @@ async fn apply_resumes_after_an_interruption() {
     };
     let p = cmd(&cfg, &sdk, with_new("plan")).await.unwrap();
     assert!(
-        summary(&p).starts_with("Plan: 0 to create, 4 to update, 16 unchanged"),
+        summary(&p).starts_with("Plan: 0 to create, 4 to update, 18 unchanged"),
         "{p}"
     );
     assert!(
@@ -1044,7 +1150,7 @@ async fn apply_resumes_after_an_interruption() {
     cmd(&cfg, &sdk, with_new("apply")).await.unwrap();
     let p = cmd(&cfg, &sdk, with_new("plan")).await.unwrap();
     assert!(
-        p.contains("Plan: 0 to create, 0 to update, 20 unchanged."),
+        p.contains("Plan: 0 to create, 0 to update, 22 unchanged."),
         "{p}"
     );
     let lambda = aws_sdk_lambda::Client::new(&sdk);
@@ -1199,7 +1305,7 @@ async fn verify_checks_the_live_policies_and_names_what_a_weakened_bucket_policy
             && out.contains("every case is evaluated by Ferry's local evaluator"),
         "{out}"
     );
-    assert!(out.contains("90 cases: 90 OK, 0 DIFF."), "{out}");
+    assert!(out.contains("95 cases: 95 OK, 0 DIFF."), "{out}");
 
     // Weaken the live bucket policy.
     let s3 = aws_sdk_s3::Client::from_conf(
@@ -1241,7 +1347,7 @@ async fn verify_checks_the_live_policies_and_names_what_a_weakened_bucket_policy
     );
     assert_eq!(report["diff"], 1);
     let (_, text) = verify(false).await;
-    assert!(text.contains("90 cases: 89 OK, 1 DIFF."), "{text}");
+    assert!(text.contains("95 cases: 94 OK, 1 DIFF."), "{text}");
 }
 
 /// An operator that is a role with a path — IAM Identity Center's

@@ -7,6 +7,13 @@
 //! gives the same zip, the same SHA-256 and the same Lambda `CodeSha256`: a second apply changes
 //! nothing. Each object carries its SHA-256 (hex) as user metadata `sha256`.
 //!
+//! Lambda's package limits are checked here, before any API call: the zip's contents must be
+//! smaller than [`LAMBDA_UNZIPPED_LIMIT`] (250 MiB; Lambda refuses larger ones only at
+//! CreateFunction / UpdateFunctionCode, after everything else exists). The 50 MiB zipped limit
+//! ([`LAMBDA_DIRECT_ZIP_LIMIT`]) applies only to a direct upload (`Code.ZipFile`); ferry deploys
+//! from S3, where only the unzipped size counts. Both are reported by [`LambdaPackage`].
+//! <https://docs.aws.amazon.com/lambda/latest/dg/gettingstarted-limits.html>
+//!
 //! Plan compares an object with the local file by its ETag, which S3 sets to the MD5 of the
 //! content for a single `PutObject` with SSE-S3 (the buckets' enforced default encryption), as
 //! listed by `ListObjectsV2` (a bucket-level read). It does not use `HeadObject` for that: moto
@@ -30,6 +37,64 @@ pub const BOOTSTRAP: &str = "bootstrap";
 pub const GATE: &str = "ferry-gate";
 /// Environment variable naming the artifacts directory when `--artifacts` is not given.
 pub const ARTIFACTS_ENV: &str = "FERRY_ARTIFACTS";
+
+/// Lambda's limit on a deployment package's contents, unzipped, including layers: "250 MB",
+/// which Lambda reports as `CodeSizeUnzipped` = 262144000 bytes (250 MiB) and enforces with
+/// `InvalidParameterValueException: Unzipped size must be smaller than 262144000 bytes`.
+/// <https://docs.aws.amazon.com/lambda/latest/dg/gettingstarted-limits.html>
+pub const LAMBDA_UNZIPPED_LIMIT: u64 = 262_144_000;
+/// Lambda's limit on a zip uploaded directly (`Code.ZipFile`, not from S3): "50 MB", reported as
+/// `CodeSizeZipped` = 52428800 bytes. Ferry uploads through S3, so it does not bind; shown in
+/// the plan for comparison.
+pub const LAMBDA_DIRECT_ZIP_LIMIT: u64 = 52_428_800;
+
+/// What to do when `bootstrap` is too large for Lambda.
+const SHRINK_HINT: &str = "build the stripped release binaries with `scripts/build-al2023.sh \
+     release` and pass --artifacts <its output directory> (a debug build, or a release build with \
+     debug info, can exceed the limit)";
+
+/// The sizes that matter to Lambda, for the plan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LambdaPackage {
+    /// Sum of the zip's entries, uncompressed (just `bootstrap`).
+    pub unzipped: u64,
+    /// The zip itself.
+    pub zipped: u64,
+}
+
+impl std::fmt::Display for LambdaPackage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Lambda package: bootstrap {} unzipped (Lambda allows less than {}), bootstrap.zip {} \
+             (deployed from S3; a direct upload would be limited to {})",
+            mib(self.unzipped),
+            mib(LAMBDA_UNZIPPED_LIMIT),
+            mib(self.zipped),
+            mib(LAMBDA_DIRECT_ZIP_LIMIT)
+        )
+    }
+}
+
+/// `n` bytes as MiB with one decimal (AWS's "MB" in the Lambda quotas are MiB).
+fn mib(n: u64) -> String {
+    format!("{:.1} MiB ({n} bytes)", n as f64 / 1_048_576.0)
+}
+
+/// Refuses a `bootstrap` of `len` bytes (at `path`) that Lambda would refuse unzipped, saying
+/// what to do.
+pub fn check_lambda_unzipped(path: &Path, len: u64) -> Result<()> {
+    if len >= LAMBDA_UNZIPPED_LIMIT {
+        anyhow::bail!(
+            "{} is {} unzipped; Lambda allows a package smaller than {} unzipped \
+             (https://docs.aws.amazon.com/lambda/latest/dg/gettingstarted-limits.html): {SHRINK_HINT}",
+            path.display(),
+            mib(len),
+            mib(LAMBDA_UNZIPPED_LIMIT)
+        );
+    }
+    Ok(())
+}
 
 /// One object to upload.
 #[derive(Clone)]
@@ -71,6 +136,8 @@ pub struct Artifacts {
     pub dir: PathBuf,
     pub gate: Artifact,
     pub lambda_zip: Artifact,
+    /// The Lambda package's sizes (checked against [`LAMBDA_UNZIPPED_LIMIT`] by [`Self::load`]).
+    pub lambda_package: LambdaPackage,
 }
 
 impl Artifacts {
@@ -81,7 +148,8 @@ impl Artifacts {
     }
 
     /// Reads `bootstrap` and `ferry-gate` from `dir` and zips `bootstrap`. A missing or
-    /// unreadable file is an error naming it.
+    /// unreadable file is an error naming it; so is a `bootstrap` too large for Lambda
+    /// unzipped (checked from its size, before it is read).
     pub fn load(dir: &Path) -> Result<Artifacts> {
         let read = |name: &str| -> Result<Vec<u8>> {
             let path = dir.join(name);
@@ -95,6 +163,9 @@ impl Artifacts {
             if !meta.is_file() {
                 anyhow::bail!("artifact {} is not a regular file", path.display());
             }
+            if name == BOOTSTRAP {
+                check_lambda_unzipped(&path, meta.len())?;
+            }
             let bytes =
                 std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
             if !bytes.starts_with(b"\x7fELF") {
@@ -107,12 +178,19 @@ impl Artifacts {
         };
         let gate = read(GATE)?;
         let bootstrap = read(BOOTSTRAP)?;
+        // The file may have grown between the size check and the read.
+        check_lambda_unzipped(&dir.join(BOOTSTRAP), bootstrap.len() as u64)?;
         let zip = zip_bootstrap(&bootstrap)
             .with_context(|| format!("zipping {}", dir.join(BOOTSTRAP).display()))?;
+        let lambda_package = LambdaPackage {
+            unzipped: bootstrap.len() as u64,
+            zipped: zip.len() as u64,
+        };
         Ok(Artifacts {
             dir: dir.to_path_buf(),
             gate: Artifact::new(GATE_ARTIFACT_KEY, gate),
             lambda_zip: Artifact::new(LAMBDA_ARTIFACT_KEY, zip),
+            lambda_package,
         })
     }
 
@@ -250,6 +328,34 @@ mod tests {
         let mut back = Vec::new();
         std::io::Read::read_to_end(&mut f, &mut back).unwrap();
         assert_eq!(back, data);
+    }
+
+    #[test]
+    fn a_bootstrap_lambda_would_refuse_is_refused_before_it_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(GATE), b"\x7fELFgate").unwrap();
+        let path = dir.path().join(BOOTSTRAP);
+        let f = std::fs::File::create(&path).unwrap();
+        (&f).write_all(b"\x7fELF").unwrap();
+        // Sparse: reading and zipping 250 MiB would take seconds; the check must come first.
+        f.set_len(LAMBDA_UNZIPPED_LIMIT).unwrap();
+        let e = format!("{:#}", Artifacts::load(dir.path()).unwrap_err());
+        assert!(
+            e.contains("250.0 MiB (262144000 bytes) unzipped")
+                && e.contains("scripts/build-al2023.sh release"),
+            "{e}"
+        );
+        assert!(check_lambda_unzipped(&path, LAMBDA_UNZIPPED_LIMIT - 1).is_ok());
+        assert!(check_lambda_unzipped(&path, LAMBDA_UNZIPPED_LIMIT).is_err());
+        f.set_len(1 << 20).unwrap();
+        let a = Artifacts::load(dir.path()).unwrap();
+        assert_eq!(a.lambda_package.unzipped, 1 << 20);
+        assert_eq!(a.lambda_package.zipped, a.lambda_zip.bytes.len() as u64);
+        let shown = a.lambda_package.to_string();
+        assert!(
+            shown.starts_with("Lambda package: bootstrap 1.0 MiB (1048576 bytes) unzipped"),
+            "{shown}"
+        );
     }
 
     #[test]

@@ -7,10 +7,12 @@
 //! (with the differing fields) / unchanged; in apply mode the difference is then made so. An
 //! interrupted apply therefore resumes where it stopped. Every API failure names the resource.
 //!
-//! Order: network, IAM, buckets, the two artifacts (`bootstrap` zipped, `ferry-gate`) in the
-//! state bucket, the Lambda functions and the clean function's permission for the sweep rule,
-//! the hourly sweep rule; destroy runs in reverse. The artifacts are read (and the zip made)
-//! before any API call: apply refuses to start without them, plan shows them as unknown.
+//! Order: the instance type's offering in the zone (a check, `offering`), network, IAM, buckets,
+//! the two artifacts (`bootstrap` zipped, `ferry-gate`) in the state bucket, the functions' log
+//! groups, the Lambda functions and the clean function's permission for the sweep rule, the
+//! hourly sweep rule; destroy runs in reverse. The artifacts are read (and the zip made, and
+//! its size checked against Lambda's limit) before any API call: apply refuses to start without
+//! them, plan shows them as unknown.
 //!
 //! Not here: building the binaries for Amazon Linux 2023 (`scripts/build-al2023.sh`).
 
@@ -19,7 +21,9 @@ mod buckets;
 mod iam;
 pub use iam::write_0600;
 pub mod lambda;
+mod logs;
 mod network;
+mod offering;
 pub mod schedule;
 mod verify;
 pub use verify::{CaseReport, Report};
@@ -330,6 +334,7 @@ pub(crate) struct Ctx {
     pub(crate) s3: aws_sdk_s3::Client,
     pub(crate) lambda: aws_sdk_lambda::Client,
     pub(crate) events: aws_sdk_eventbridge::Client,
+    pub(crate) logs: aws_sdk_cloudwatchlogs::Client,
     pub(crate) account_id: String,
     /// The caller as an IAM principal ARN (`aws:PrincipalArn`: an assumed role's real ARN,
     /// path included), or `None` when only `operator_arns` name the operator.
@@ -381,6 +386,7 @@ impl Ctx {
             ),
             lambda: aws_sdk_lambda::Client::new(sdk),
             events: aws_sdk_eventbridge::Client::new(sdk),
+            logs: aws_sdk_cloudwatchlogs::Client::new(sdk),
             account_id,
             operator_arn,
             operator_note,
@@ -445,11 +451,13 @@ impl Ctx {
 
     /// Observe everything and (in apply mode) make it match, in dependency order.
     async fn converge(&mut self) -> Result<()> {
+        offering::check(self).await?;
         network::converge(self).await?;
         iam::converge(self).await?;
         buckets::converge(self).await?;
         artifacts::converge(self).await?;
         buckets::put_deferred_policy(self).await?;
+        logs::converge(self).await?;
         lambda::converge(self).await?;
         schedule::converge(self).await?;
         Ok(())
@@ -474,6 +482,7 @@ impl Ctx {
         buckets::check_destroy(self, delete_backup_bucket.is_some()).await?;
         schedule::destroy(self, out).await?;
         lambda::destroy(self, out).await?;
+        logs::destroy(self, out).await?;
         buckets::destroy(self, delete_backup_bucket.is_some(), out).await?;
         iam::destroy(self, out).await?;
         network::destroy(self, out).await?;
@@ -508,6 +517,7 @@ impl Ctx {
                 a.gate.sha256_hex,
                 a.lambda_zip.sha256_hex
             )?;
+            writeln!(out, "{}.", a.lambda_package)?;
         } else if let Some(p) = &self.artifacts_problem {
             writeln!(out, "Artifacts not compared: {p}")?;
         }

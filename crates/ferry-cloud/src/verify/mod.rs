@@ -214,6 +214,11 @@ pub fn matrix(p: &PolicyInputs) -> Vec<Case> {
         (LambdaRole, "ec2:DescribeInstances", "*".into(), none.clone(), Y, "describe"),
         (LambdaRole, "logs:PutLogEvents", format!("arn:{part}:logs:{reg}:{acct}:log-group:/aws/lambda/{}:log-stream:2026/11/23/x", p.names.build_function), none.clone(), Y, "write its own function logs"),
         (LambdaRole, "logs:PutLogEvents", format!("arn:{part}:logs:{reg}:{acct}:log-group:/aws/lambda/other:log-stream:x"), none.clone(), N, "no other log group"),
+        (LambdaRole, "logs:CreateLogStream", format!("arn:{part}:logs:{reg}:{acct}:log-group:/aws/lambda/{}:log-stream:2026/11/23/[$LATEST]0a1b", p.names.clean_function), none.clone(), Y, "open a stream in its own log group"),
+        (LambdaRole, "logs:CreateLogStream", format!("arn:{part}:logs:{reg}:{acct}:log-group:/aws/lambda/other:log-stream:x"), none.clone(), N, "no stream in another group"),
+        (LambdaRole, "logs:CreateLogGroup", format!("arn:{part}:logs:{reg}:{acct}:log-group:/aws/lambda/{}", p.names.build_function), none.clone(), N, "infra apply creates the log groups"),
+        (LambdaRole, "logs:PutRetentionPolicy", format!("arn:{part}:logs:{reg}:{acct}:log-group:/aws/lambda/{}", p.names.build_function), none.clone(), N, "cannot change log retention"),
+        (LambdaRole, "logs:DeleteLogGroup", format!("arn:{part}:logs:{reg}:{acct}:log-group:/aws/lambda/{}", p.names.build_function), none.clone(), N, "cannot delete its logs"),
         (LambdaRole, "iam:PassRole", jumpbox_role.clone(), one("iam:PassedToService", "ec2.amazonaws.com"), Y, "pass the jump-box role to EC2"),
         (LambdaRole, "iam:PassRole", lambda_role.clone(), one("iam:PassedToService", "ec2.amazonaws.com"), N, "pass its own role"),
         (LambdaRole, "iam:PassRole", jumpbox_role.clone(), one("iam:PassedToService", "lambda.amazonaws.com"), N, "pass the jump-box role to Lambda"),
@@ -666,7 +671,7 @@ mod tests {
     fn matrix_has_the_documented_size_and_both_answers() {
         let p = policy::example_inputs().unwrap();
         let m = matrix(&p);
-        assert_eq!(m.len(), 95);
+        assert_eq!(m.len(), 100);
         assert!(m.iter().any(|c| c.expected) && m.iter().any(|c| !c.expected));
         // Generated from the inputs: names follow them.
         assert!(m.iter().any(|c| c.resource == p.clean_function_arn()));
