@@ -506,7 +506,9 @@ async fn the_expiry_timer_invokes_ferry_clean_and_the_backstop_powers_off() {
     assert_eq!(rc, 0, "{out}\n{}", rig.host.log("ferry-clean"));
     assert_eq!(rig.leftovers().await, (vec![], vec![], vec![]));
     // The backstop powers the box off whatever happened.
-    bx.fire_timer("ferry-backstop").unwrap();
-    assert!(bx.powered_off().is_some());
+    // (Its poweroff ends the box's PID namespace, and with it the nsenter that fired the timer,
+    // possibly before that reports: the outcome is what counts.)
+    let fired = bx.fire_timer("ferry-backstop");
+    assert!(bx.powered_off().is_some(), "{fired:?}");
     ferry_testkit::wait_until("box ends", Duration::from_secs(10), || !bx.running()).unwrap();
 }

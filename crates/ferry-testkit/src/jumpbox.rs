@@ -641,7 +641,8 @@ impl Jumpbox {
             .map_err(|e| format!("nsenter: {e}"))?;
         if !out.status.success() {
             return Err(format!(
-                "firing {unit}: {}",
+                "firing {unit}: {} {}",
+                out.status,
                 String::from_utf8_lossy(&out.stderr)
             ));
         }

@@ -174,6 +174,10 @@ pub const MOTO_REGION: &str = "us-east-1";
 pub const MOTO_PATCHES: &[(&str, &str)] = &[
     ("launcher.py", include_str!("../py/moto/launcher.py")),
     ("unkind_s3.py", include_str!("../py/moto/unkind_s3.py")),
+    (
+        "unkind_s3_checksum.py",
+        include_str!("../py/moto/unkind_s3_checksum.py"),
+    ),
     ("unkind_ec2.py", include_str!("../py/moto/unkind_ec2.py")),
     (
         "idempotent_terminate.py",
