@@ -19,9 +19,12 @@ use aws_sdk_lambda::error::ProvideErrorMetadata;
 use aws_sdk_lambda::primitives::Blob;
 use aws_sdk_lambda::types::{FunctionCode, Runtime};
 use ferry_cloud::config::{EXAMPLE_CONFIG, InfraConfig, ValidConfig};
+use ferry_cloud::infra::InfraCommand;
 use ferry_cloud::infra::artifacts::LAMBDA_UNZIPPED_LIMIT;
-use ferry_cloud::infra::{InfraCommand, run_with};
 use ferry_testkit::{Moto, MotoOptions};
+
+mod common;
+use common::{cmd, operator_sdk, sdk_with};
 
 const REGION: &str = "us-east-1";
 const BUCKET: &str = "kit-lambda-code";
@@ -32,45 +35,6 @@ fn moto(plain: bool) -> Moto {
         ..Default::default()
     })
     .unwrap_or_else(|e| panic!("starting moto (run scripts/install-deps.sh?): {e}"))
-}
-
-async fn sdk_with(moto: &Moto, id: &str, secret: &str) -> aws_config::SdkConfig {
-    aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .region(aws_config::Region::new(REGION))
-        .endpoint_url(moto.endpoint())
-        .credentials_provider(aws_sdk_sts::config::Credentials::new(
-            id, secret, None, None, "test",
-        ))
-        .load()
-        .await
-}
-
-/// An operator IAM user with admin rights (sts:GetCallerIdentity then answers an IAM ARN).
-async fn operator(moto: &Moto) -> aws_config::SdkConfig {
-    let setup = sdk_with(moto, "AKIAIOSFODNN7EXAMPLE", "setup").await;
-    let iam = aws_sdk_iam::Client::new(&setup);
-    iam.create_user()
-        .user_name("operator")
-        .send()
-        .await
-        .unwrap();
-    iam.put_user_policy()
-        .user_name("operator")
-        .policy_name("admin")
-        .policy_document(
-            r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}"#,
-        )
-        .send()
-        .await
-        .unwrap();
-    let k = iam
-        .create_access_key()
-        .user_name("operator")
-        .send()
-        .await
-        .unwrap();
-    let k = k.access_key().unwrap();
-    sdk_with(moto, k.access_key_id(), k.secret_access_key()).await
 }
 
 /// A deflated zip whose entries hold `sizes[i]` zero bytes each, written in 1 MiB pieces.
@@ -183,7 +147,7 @@ async fn create(
 #[tokio::test(flavor = "current_thread")]
 async fn kit_lambda_refuses_packages_over_the_limits_as_aws_does() {
     let moto = moto(false);
-    let sdk = sdk_with(&moto, "AKIAIOSFODNN7EXAMPLE", "x").await;
+    let sdk = sdk_with(&moto, REGION, "AKIAIOSFODNN7EXAMPLE", "x").await;
     let half = LAMBDA_UNZIPPED_LIMIT / 2;
     // Two entries that together reach the limit (the sum counts), and one just under it.
     let over = zeros_zip(&[half, LAMBDA_UNZIPPED_LIMIT - half]);
@@ -290,7 +254,7 @@ async fn kit_lambda_refuses_packages_over_the_limits_as_aws_does() {
 #[tokio::test(flavor = "current_thread")]
 async fn plain_moto_accepts_a_package_lambda_refuses() {
     let moto = moto(true);
-    let sdk = sdk_with(&moto, "AKIAIOSFODNN7EXAMPLE", "x").await;
+    let sdk = sdk_with(&moto, REGION, "AKIAIOSFODNN7EXAMPLE", "x").await;
     let over = zeros_zip(&[LAMBDA_UNZIPPED_LIMIT + 1]);
     let role = setup_lambda_world(&sdk, &[("over.zip", over)]).await;
     let lambda = aws_sdk_lambda::Client::new(&sdk);
@@ -310,16 +274,6 @@ fn config(region: &str, zone: &str) -> ValidConfig {
             &format!("availability_zone = \"{zone}\""),
         );
     InfraConfig::parse(&text).unwrap()
-}
-
-async fn cmd(
-    cfg: &ValidConfig,
-    sdk: &aws_config::SdkConfig,
-    c: InfraCommand,
-) -> anyhow::Result<String> {
-    let mut out = Vec::new();
-    run_with(cfg, c, &mut out, sdk).await?;
-    Ok(String::from_utf8(out).unwrap())
 }
 
 /// An artifacts directory with a small stand-in gate and a `bootstrap` of `len` bytes (an ELF
@@ -357,7 +311,7 @@ async fn vpc_count(sdk: &aws_config::SdkConfig) -> usize {
 #[tokio::test(flavor = "current_thread")]
 async fn infra_refuses_a_bootstrap_lambda_would_refuse_before_changing_anything() {
     let moto = moto(false);
-    let sdk = operator(&moto).await;
+    let sdk = operator_sdk(&moto, REGION).await;
     let cfg = config(REGION, "us-east-1a");
     let big = artifacts(LAMBDA_UNZIPPED_LIMIT + 42);
     let creds = big.path().join("creds");
@@ -431,7 +385,7 @@ fn plan_without_artifacts() -> InfraCommand {
 #[tokio::test(flavor = "current_thread")]
 async fn plan_warns_and_apply_refuses_when_the_instance_type_is_not_offered_in_the_zone() {
     let moto = moto(false);
-    let sdk = operator(&moto).await;
+    let sdk = operator_sdk(&moto, REGION).await;
 
     // us-east-1a offers t3.micro: no warning.
     let ok = cmd(

@@ -22,6 +22,9 @@ use ferry_cloud::config::{EXAMPLE_CONFIG, InfraConfig, ValidConfig};
 use ferry_cloud::infra::{InfraCommand, run_with};
 use ferry_testkit::Moto;
 
+mod common;
+use common::{cmd, operator_sdk as sdk, sdk_with};
+
 /// moto from ferry-testkit (free loopback port, stopped by PID on drop); installs the venv
 /// first when it is missing.
 fn start_moto() -> Moto {
@@ -34,46 +37,6 @@ fn start_moto() -> Moto {
         assert!(st.success(), "scripts/install-deps.sh failed");
     }
     Moto::start().unwrap_or_else(|e| panic!("starting moto: {e}"))
-}
-
-async fn sdk_with(moto: &Moto, region: &str, id: &str, secret: &str) -> aws_config::SdkConfig {
-    aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .region(aws_config::Region::new(region.to_string()))
-        .endpoint_url(moto.endpoint())
-        .credentials_provider(aws_sdk_sts::config::Credentials::new(
-            id, secret, None, None, "test",
-        ))
-        .load()
-        .await
-}
-
-/// Credentials of an operator IAM user made in moto, so that sts:GetCallerIdentity answers with
-/// a real IAM user ARN (moto's anonymous default is not an IAM ARN).
-async fn sdk(moto: &Moto, region: &str) -> aws_config::SdkConfig {
-    let setup = sdk_with(moto, region, "AKIAIOSFODNN7EXAMPLE", "setup").await;
-    let iam = aws_sdk_iam::Client::new(&setup);
-    iam.create_user()
-        .user_name("operator")
-        .send()
-        .await
-        .unwrap();
-    iam.put_user_policy()
-        .user_name("operator")
-        .policy_name("admin")
-        .policy_document(
-            r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}"#,
-        )
-        .send()
-        .await
-        .unwrap();
-    let k = iam
-        .create_access_key()
-        .user_name("operator")
-        .send()
-        .await
-        .unwrap();
-    let k = k.access_key().unwrap();
-    sdk_with(moto, region, k.access_key_id(), k.secret_access_key()).await
 }
 
 async fn sdk_with_session(
@@ -261,16 +224,6 @@ type AclEntry = (bool, String, String, Option<(i32, i32)>);
 fn sha256_hex(b: &[u8]) -> String {
     use sha2::Digest;
     hex::encode(sha2::Sha256::digest(b))
-}
-
-async fn cmd(
-    cfg: &ValidConfig,
-    sdk: &aws_config::SdkConfig,
-    c: InfraCommand,
-) -> anyhow::Result<String> {
-    let mut out = Vec::new();
-    run_with(cfg, c, &mut out, sdk).await?;
-    Ok(String::from_utf8(out).unwrap())
 }
 
 fn apply(creds: &Path) -> InfraCommand {

@@ -10,29 +10,8 @@
 mod common;
 
 use common::*;
-use ferry_testkit::Creds;
 use ferry_testkit::lambda_host::LambdaHost;
 use serde_json::{Value, json};
-
-const CLIENT_PUB: &str =
-    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHHJ7v6mV3mSgNS7QOTtzxDCHD/QfhUKpJ6Chy1R5rOk";
-
-/// IAM users allowed everything except one action (`name=Action`, or `name=` for none).
-const USERS: &str = r#"
-import boto3, json, sys
-iam = boto3.client('iam')
-out = {}
-for arg in sys.argv[1:]:
-    name, _, deny = arg.partition('=')
-    iam.create_user(UserName=name)
-    stmts = [{'Effect': 'Allow', 'Action': '*', 'Resource': '*'}]
-    if deny:
-        stmts.append({'Effect': 'Deny', 'Action': deny, 'Resource': '*'})
-    iam.put_user_policy(UserName=name, PolicyName='p', PolicyDocument=json.dumps({'Version': '2012-10-17', 'Statement': stmts}))
-    k = iam.create_access_key(UserName=name)['AccessKey']
-    out[name] = {'AccessKeyId': k['AccessKeyId'], 'SecretAccessKey': k['SecretAccessKey']}
-print(json.dumps(out))
-"#;
 
 /// A session made by hand a moment ago, as ferry-build would leave it (tagged instance and
 /// group, state object recording both, `created` now): argv subnet, vpc, ami, expires-in
@@ -66,14 +45,6 @@ st = {'version': 1, 'session': session, 'installation': 'ferry', 'site': 'home',
 s3.put_object(Bucket='ferry-state', Key='sessions/%s.json' % session, Body=json.dumps(st).encode())
 print(json.dumps({'session': session, 'instance': instance, 'group': group}))
 "#;
-
-fn creds(v: &Value, name: &str) -> Creds {
-    Creds {
-        access_key_id: v[name]["AccessKeyId"].as_str().unwrap().into(),
-        secret_access_key: v[name]["SecretAccessKey"].as_str().unwrap().into(),
-        session_token: None,
-    }
-}
 
 fn young_session(cloud: &Cloud, expires_in_minutes: &str) -> Value {
     let out = cloud

@@ -8,9 +8,6 @@ use common::*;
 use ferry_testkit::lambda_host::LambdaHost;
 use serde_json::{Value, json};
 
-const CLIENT_PUB: &str =
-    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHHJ7v6mV3mSgNS7QOTtzxDCHD/QfhUKpJ6Chy1R5rOk backup-vm";
-
 fn host(cloud: &Cloud, extra: &[(&str, &str)]) -> LambdaHost {
     LambdaHost::start(vec![
         cloud.spec("ferry-build", cloud.function_env("build", None, extra)),

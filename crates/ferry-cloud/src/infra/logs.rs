@@ -63,6 +63,20 @@ fn arn_of(ctx: &Ctx, g: &LogGroup, name: &str) -> String {
         })
 }
 
+/// The group's tags (`name` for the error's context).
+async fn tags_of(ctx: &Ctx, arn: &str, name: &str) -> Result<HashMap<String, String>> {
+    Ok(ctx
+        .logs
+        .list_tags_for_resource()
+        .resource_arn(arn)
+        .send()
+        .await
+        .with_context(|| format!("logs:ListTagsForResource {name}"))?
+        .tags()
+        .cloned()
+        .unwrap_or_default())
+}
+
 pub(super) async fn converge(ctx: &mut Ctx) -> Result<()> {
     let n = ctx.cfg.names.clone();
     for function in [&n.build_function, &n.clean_function] {
@@ -106,16 +120,7 @@ async fn group(ctx: &mut Ctx, name: &str) -> Result<()> {
         return Ok(());
     };
     let arn = arn_of(ctx, &g, name);
-    let have_tags = ctx
-        .logs
-        .list_tags_for_resource()
-        .resource_arn(&arn)
-        .send()
-        .await
-        .with_context(|| format!("logs:ListTagsForResource {name}"))?
-        .tags()
-        .cloned()
-        .unwrap_or_default();
+    let have_tags = tags_of(ctx, &arn, name).await?;
     if let Some(p) = have_tags.get(TAG_INSTALLATION)
         && *p != ctx.cfg.names.prefix
     {
@@ -186,17 +191,7 @@ pub(super) async fn destroy(ctx: &mut Ctx, out: &mut dyn Write) -> Result<()> {
         let Some(g) = find(ctx, &name).await? else {
             continue;
         };
-        let arn = arn_of(ctx, &g, &name);
-        let tags = ctx
-            .logs
-            .list_tags_for_resource()
-            .resource_arn(&arn)
-            .send()
-            .await
-            .with_context(|| format!("logs:ListTagsForResource {name}"))?
-            .tags()
-            .cloned()
-            .unwrap_or_default();
+        let tags = tags_of(ctx, &arn_of(ctx, &g, &name), &name).await?;
         if tags.get(TAG_INSTALLATION) != Some(&n.prefix) {
             writeln!(
                 out,

@@ -17,6 +17,37 @@ pub const BACKUP_BUCKET: &str = "ferry-backup";
 pub const PROFILE: &str = "ferry-jumpbox";
 pub const SSH_CIDRS: &str = "203.0.113.0/24,198.51.100.7/32";
 
+/// The backup VM's client key as the tests send it to ferry-build.
+pub const CLIENT_PUB: &str =
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHHJ7v6mV3mSgNS7QOTtzxDCHD/QfhUKpJ6Chy1R5rOk backup-vm";
+
+/// Python: IAM users allowed everything except one action (`name=Action`, or `name=` for none);
+/// prints `{name: {AccessKeyId, SecretAccessKey}}`. Read it with [`creds`].
+pub const USERS: &str = r#"
+import boto3, json, sys
+iam = boto3.client('iam')
+out = {}
+for arg in sys.argv[1:]:
+    name, _, deny = arg.partition('=')
+    iam.create_user(UserName=name)
+    stmts = [{'Effect': 'Allow', 'Action': '*', 'Resource': '*'}]
+    if deny:
+        stmts.append({'Effect': 'Deny', 'Action': deny, 'Resource': '*'})
+    iam.put_user_policy(UserName=name, PolicyName='p', PolicyDocument=json.dumps({'Version': '2012-10-17', 'Statement': stmts}))
+    k = iam.create_access_key(UserName=name)['AccessKey']
+    out[name] = {'AccessKeyId': k['AccessKeyId'], 'SecretAccessKey': k['SecretAccessKey']}
+print(json.dumps(out))
+"#;
+
+/// The keys of user `name` from [`USERS`]' output.
+pub fn creds(v: &Value, name: &str) -> Creds {
+    Creds {
+        access_key_id: v[name]["AccessKeyId"].as_str().unwrap().into(),
+        secret_access_key: v[name]["SecretAccessKey"].as_str().unwrap().into(),
+        session_token: None,
+    }
+}
+
 /// Operator-side setup of what `ferry infra apply` would have made: buckets, the gate artifact,
 /// VPC and public subnet, the jump-box role and instance profile. Prints JSON.
 const SETUP: &str = r#"
