@@ -200,22 +200,7 @@ fn show_cmd() -> InfraCommand {
 
 /// IAM returns policy documents URL-encoded.
 fn url_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%'
-            && i + 2 < b.len()
-            && let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16)
-        {
-            out.push(v);
-            i += 3;
-            continue;
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8(out).unwrap()
+    String::from_utf8(ferry_testkit::percent_decode(s)).unwrap()
 }
 
 /// (egress, CIDR, protocol, port range) of a NACL entry.

@@ -202,6 +202,40 @@ pub struct MotoOptions {
     pub log: Option<PathBuf>,
 }
 
+impl MotoOptions {
+    /// The test kit's moto with these knobs (`FERRY_UNKIND_*`) set.
+    pub fn with_env(env: &[(&str, &str)]) -> MotoOptions {
+        MotoOptions {
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            ..Default::default()
+        }
+    }
+}
+
+/// Decodes `%XX` escapes (URL encoding as IAM returns policy documents, or a query string);
+/// anything else, including a `%` not followed by two hex digits, is kept as it is.
+pub fn percent_decode(s: &str) -> Vec<u8> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%'
+            && i + 2 < b.len()
+            && let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16)
+        {
+            out.push(v);
+            i += 3;
+            continue;
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    out
+}
+
 impl Moto {
     /// The venv directory (`<workspace>/.venv`).
     pub fn venv() -> PathBuf {

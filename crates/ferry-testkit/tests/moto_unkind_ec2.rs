@@ -67,14 +67,7 @@ print(json.dumps(out))
 "#;
 
 fn probe(env: &[(&str, &str)]) -> Value {
-    let moto = Moto::start_with(MotoOptions {
-        env: env
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
-        ..Default::default()
-    })
-    .expect("moto");
+    let moto = Moto::start_with(MotoOptions::with_env(env)).expect("moto");
     let out = moto.python(PROBE, &[], &[]).expect("probe");
     serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{e}: {out}\n{}", moto.log()))
 }

@@ -98,14 +98,7 @@ impl Cloud {
             .find(|(k, _)| *k == "FERRY_UNKIND_EC2_NOTFOUND_SECONDS")
             .map(|(_, v)| Duration::from_secs_f64(v.parse().expect("seconds")))
             .unwrap_or(KIT_EC2_WINDOW);
-        let moto = Moto::start_with(MotoOptions {
-            env: env
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            ..Default::default()
-        })
-        .expect("moto");
+        let moto = Moto::start_with(MotoOptions::with_env(env)).expect("moto");
         let dir = tempfile::tempdir().unwrap();
         let gate_path = dir.path().join("ferry-gate");
         std::fs::write(&gate_path, gate).unwrap();
