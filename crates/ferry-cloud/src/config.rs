@@ -256,8 +256,8 @@ impl Names {
             jumpbox_instance_profile: n("jumpbox"),
             backup_user: n("backup"),
             backup_user_policy: n("backup-policy"),
-            build_function: n("build"),
-            clean_function: n("clean"),
+            build_function: ferry_contract::lambda::build_function(prefix),
+            clean_function: ferry_contract::lambda::clean_function(prefix),
             sweep_rule: n("sweep"),
         }
     }

@@ -21,21 +21,14 @@ use serde_json::{Value, json};
 
 use crate::config::{Names, ValidConfig};
 
-/// Tag on every resource Ferry manages.
-pub const TAG_MANAGED: &str = "ferry:managed";
-/// Tag naming the installation (its prefix): two installations in one account never touch each
-/// other's resources.
-pub const TAG_INSTALLATION: &str = "ferry:installation";
-/// Tag carried by every per-session resource (jump box, its volume and security group).
-pub const TAG_SESSION: &str = "ferry:session";
-/// Prefix of the gate artifact in the state bucket.
-pub const ARTIFACTS_PREFIX: &str = "artifacts/";
-/// Key of the raw `ferry-gate` binary in the state bucket: the jump box downloads it (and checks
-/// its SHA-256 against `FERRY_GATE_SHA256`). A contract with ferry-lambda and the local cloud.
-pub const GATE_ARTIFACT_KEY: &str = "artifacts/ferry-gate";
-/// Key of the Lambda code in the state bucket: a zip with one entry `bootstrap` (mode 0755).
-/// A contract with the local cloud, which reads it from there.
-pub const LAMBDA_ARTIFACT_KEY: &str = "artifacts/bootstrap.zip";
+// The tag keys and the state bucket's artifact keys are ferry-contract's (ferry-build, the jump
+// box and the local cloud use the same); named here as the policy documents use them.
+pub use ferry_contract::keys::{
+    ARTIFACTS_PREFIX, GATE_ARTIFACT as GATE_ARTIFACT_KEY, LAMBDA_ARTIFACT as LAMBDA_ARTIFACT_KEY,
+};
+pub use ferry_contract::tags::{
+    INSTALLATION as TAG_INSTALLATION, MANAGED as TAG_MANAGED, SESSION as TAG_SESSION,
+};
 /// Statement id of the clean function's resource-policy statement for the sweep rule.
 pub const SWEEP_PERMISSION_SID: &str = "FerrySweepInvokesClean";
 

@@ -18,7 +18,7 @@
 use ferry_proto::{Frame, FrameReader, PROTOCOL_VERSION, write_frame};
 use ferry_repo::format::{CONFIG_NAME, HEADER_LEN, ObjectKind, check_header, is_sha256_hex};
 use ferry_repo::storage::PutOutcome;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use sha2::Digest as _;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -29,31 +29,9 @@ use time::format_description::well_known::Rfc3339;
 #[cfg(feature = "s3")]
 pub mod s3sink;
 
-/// The session's settings, read from the TOML file given to `serve --config`.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct GateConfig {
-    /// Backup bucket.
-    pub bucket: String,
-    /// Site prefix inside the bucket (the repository root).
-    pub site: String,
-    /// Region; the standard AWS chain decides when absent.
-    #[serde(default)]
-    pub region: Option<String>,
-    /// Session id (names the audit record; a client HELLO naming another session is refused).
-    pub session: String,
-    /// RFC 3339 time after which everything is refused.
-    pub expires: String,
-    /// Largest object accepted, bytes.
-    pub max_object_size: u64,
-    /// Most bytes accepted in the whole session.
-    pub max_session_bytes: u64,
-    /// Object kinds this session may put (`config`, `pack`, `index`, `snapshot`).
-    pub allowed_kinds: Vec<String>,
-    /// Where objects are spooled before upload (default: the system temp dir).
-    #[serde(default)]
-    pub spool_dir: Option<PathBuf>,
-}
+/// The session's settings, read from the TOML file given to `serve --config` (the type is the
+/// contract with ferry-build, which writes the file).
+pub use ferry_contract::gate::GateConfig;
 
 /// A config checked and parsed.
 #[derive(Debug, Clone)]
@@ -66,7 +44,7 @@ pub struct Settings {
 impl Settings {
     pub fn from_toml(text: &str, origin: &str) -> Result<Self, String> {
         let config: GateConfig =
-            toml::from_str(text).map_err(|e| format!("gate config {origin}: {e}"))?;
+            GateConfig::from_toml(text).map_err(|e| format!("gate config {origin}: {e}"))?;
         Self::new(config, origin)
     }
 
@@ -316,7 +294,8 @@ impl Shared {
             reason,
         });
         let key = format!(
-            "audit/{}-{:04}{:02}{:02}T{:02}{:02}{:02}.{:09}Z.jsonl",
+            "{}{}-{:04}{:02}{:02}T{:02}{:02}{:02}.{:09}Z.jsonl",
+            ferry_contract::keys::AUDIT_PREFIX,
             settings.config.session,
             now.year(),
             u8::from(now.month()),

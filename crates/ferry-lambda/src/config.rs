@@ -26,6 +26,7 @@
 //!
 //! The region is the standard `AWS_REGION` (set by Lambda).
 
+use ferry_contract::{env, keys, lambda};
 use std::net::Ipv4Addr;
 
 /// Which handler this process runs.
@@ -77,7 +78,7 @@ impl Config {
                 .map(|v| v.trim().to_string())
                 .filter(|v| !v.is_empty())
         };
-        let handler = match var("FERRY_HANDLER").as_deref() {
+        let handler = match var(env::HANDLER).as_deref() {
             Some("build") => Handler::Build,
             Some("clean") => Handler::Clean,
             Some(other) => {
@@ -86,8 +87,8 @@ impl Config {
                 ));
             }
             None => match var("AWS_LAMBDA_FUNCTION_NAME") {
-                Some(n) if n.ends_with("-build") => Handler::Build,
-                Some(n) if n.ends_with("-clean") => Handler::Clean,
+                Some(n) if n.ends_with(lambda::BUILD_SUFFIX) => Handler::Build,
+                Some(n) if n.ends_with(lambda::CLEAN_SUFFIX) => Handler::Clean,
                 n => {
                     return Err(format!(
                         "FERRY_HANDLER is not set and the function name {:?} ends neither in -build nor in -clean",
@@ -118,7 +119,7 @@ impl Config {
             }
         };
 
-        let installation = required("FERRY_INSTALLATION")?;
+        let installation = required(env::INSTALLATION)?;
         if !installation
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
@@ -128,12 +129,12 @@ impl Config {
                 "FERRY_INSTALLATION {installation:?} must be at most 32 lowercase letters, digits or '-'"
             ));
         }
-        let state_bucket = required("FERRY_STATE_BUCKET")?;
+        let state_bucket = required(env::STATE_BUCKET)?;
         let region = var("AWS_REGION")
             .or_else(|| var("AWS_DEFAULT_REGION"))
             .ok_or("AWS_REGION is not set")?;
 
-        let allowed_ssh_cidrs: Vec<String> = build_required("FERRY_ALLOWED_SSH_CIDRS")?
+        let allowed_ssh_cidrs: Vec<String> = build_required(env::ALLOWED_SSH_CIDRS)?
             .split(',')
             .map(str::trim)
             .filter(|s| !s.is_empty())
@@ -145,12 +146,12 @@ impl Config {
         if build && allowed_ssh_cidrs.is_empty() {
             return Err("FERRY_ALLOWED_SSH_CIDRS lists no CIDR".into());
         }
-        let gate_sha256 = build_required("FERRY_GATE_SHA256")?.to_ascii_lowercase();
+        let gate_sha256 = build_required(env::GATE_SHA256)?.to_ascii_lowercase();
         if build && (gate_sha256.len() != 64 || !gate_sha256.bytes().all(|b| b.is_ascii_hexdigit()))
         {
             return Err("FERRY_GATE_SHA256 is not 64 hex digits".into());
         }
-        let ami_id = var("FERRY_AMI_ID");
+        let ami_id = var(env::AMI_ID);
         if let Some(a) = &ami_id
             && !(a.starts_with("ami-")
                 && a.len() <= 21
@@ -159,19 +160,19 @@ impl Config {
             return Err(format!("FERRY_AMI_ID {a:?} is not an AMI id (ami-…)"));
         }
         let max_session_minutes = number(
-            "FERRY_MAX_SESSION_MINUTES",
+            env::MAX_SESSION_MINUTES,
             60,
             1,
             MAX_SESSION_MINUTES_LIMIT as u64,
         )? as u32;
         let default_session_minutes = (number(
-            "FERRY_DEFAULT_SESSION_MINUTES",
+            env::DEFAULT_SESSION_MINUTES,
             30,
             1,
             MAX_SESSION_MINUTES_LIMIT as u64,
         )? as u32)
             .min(max_session_minutes);
-        let instance_type = var("FERRY_INSTANCE_TYPE").unwrap_or_else(|| "t3.micro".into());
+        let instance_type = var(env::INSTANCE_TYPE).unwrap_or_else(|| "t3.micro".into());
         if !instance_type
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
@@ -184,19 +185,19 @@ impl Config {
             s.bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b"-_.+=,@/:".contains(&b))
         };
-        let subnet_id = build_required("FERRY_SUBNET_ID")?;
-        let instance_profile = build_required("FERRY_INSTANCE_PROFILE")?;
-        let backup_bucket = build_required("FERRY_BACKUP_BUCKET")?;
-        let gate_key = var("FERRY_GATE_KEY").unwrap_or_else(|| "artifacts/ferry-gate".into());
+        let subnet_id = build_required(env::SUBNET_ID)?;
+        let instance_profile = build_required(env::INSTANCE_PROFILE)?;
+        let backup_bucket = build_required(env::BACKUP_BUCKET)?;
+        let gate_key = var(env::GATE_KEY).unwrap_or_else(|| keys::GATE_ARTIFACT.into());
         let clean_function =
-            var("FERRY_CLEAN_FUNCTION").unwrap_or_else(|| format!("{installation}-clean"));
+            var(env::CLEAN_FUNCTION).unwrap_or_else(|| lambda::clean_function(&installation));
         for (k, v) in [
-            ("FERRY_STATE_BUCKET", &state_bucket),
-            ("FERRY_BACKUP_BUCKET", &backup_bucket),
-            ("FERRY_SUBNET_ID", &subnet_id),
-            ("FERRY_INSTANCE_PROFILE", &instance_profile),
-            ("FERRY_GATE_KEY", &gate_key),
-            ("FERRY_CLEAN_FUNCTION", &clean_function),
+            (env::STATE_BUCKET, &state_bucket),
+            (env::BACKUP_BUCKET, &backup_bucket),
+            (env::SUBNET_ID, &subnet_id),
+            (env::INSTANCE_PROFILE, &instance_profile),
+            (env::GATE_KEY, &gate_key),
+            (env::CLEAN_FUNCTION, &clean_function),
             ("AWS_REGION", &region),
         ] {
             // These values are written into the jump box's shell script and TOML: allow only
@@ -223,21 +224,11 @@ impl Config {
             instance_type,
             max_session_minutes,
             default_session_minutes,
-            max_sessions: number("FERRY_MAX_SESSIONS", 1, 1, 100)? as u32,
-            shutdown_grace_minutes: number("FERRY_SHUTDOWN_GRACE_MINUTES", 5, 1, 60)? as u32,
-            gate_max_object_bytes: number(
-                "FERRY_GATE_MAX_OBJECT_BYTES",
-                256 << 20,
-                1 << 20,
-                5 << 30,
-            )?,
-            gate_max_session_bytes: number(
-                "FERRY_GATE_MAX_SESSION_BYTES",
-                8 << 30,
-                1 << 20,
-                1 << 40,
-            )?,
-            propagation_seconds: number("FERRY_PROPAGATION_SECONDS", 120, 0, 900)?,
+            max_sessions: number(env::MAX_SESSIONS, 1, 1, 100)? as u32,
+            shutdown_grace_minutes: number(env::SHUTDOWN_GRACE_MINUTES, 5, 1, 60)? as u32,
+            gate_max_object_bytes: number(env::GATE_MAX_OBJECT_BYTES, 256 << 20, 1 << 20, 5 << 30)?,
+            gate_max_session_bytes: number(env::GATE_MAX_SESSION_BYTES, 8 << 30, 1 << 20, 1 << 40)?,
+            propagation_seconds: number(env::PROPAGATION_SECONDS, 120, 0, 900)?,
         })
     }
 }
@@ -265,6 +256,17 @@ pub fn check_cidr(s: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_table_documents_every_variable_of_the_contract() {
+        let doc = include_str!("config.rs");
+        for name in ferry_contract::env::LAMBDA {
+            assert!(
+                doc.contains(&format!("//! | `{name}` |")),
+                "{name} is not in the table"
+            );
+        }
+    }
     use std::collections::HashMap;
 
     fn base() -> HashMap<&'static str, &'static str> {

@@ -1,78 +1,10 @@
-//! The functions' JSON payloads and their validation. Unknown fields are refused; every error
-//! names the field and never echoes key material.
+//! Validation of the functions' JSON payloads (the types are `ferry_contract::lambda`).
+//! Unknown fields are refused; every error names the field and never echoes key material.
 
-use serde::{Deserialize, Serialize, Serializer};
+use ferry_contract::lambda::{BuildRequest, CleanRequest};
 use ssh_key::{Algorithm, PublicKey};
-use zeroize::Zeroizing;
 
 use crate::FerryError;
-
-/// ferry-build's input.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct BuildRequest {
-    /// The site (repository prefix in the backup bucket).
-    pub site: String,
-    /// The client's ed25519 public key (`ssh-ed25519 AAAA… [comment]`). When absent, ferry-build
-    /// generates a key pair and returns the private half (the seeds' behaviour).
-    #[serde(default)]
-    pub public_key: Option<String>,
-    /// Session length; default and maximum come from the function's configuration.
-    #[serde(default)]
-    pub ttl_minutes: Option<u32>,
-}
-
-/// ferry-clean's input: exactly one of `session` and `sweep: true`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CleanRequest {
-    #[serde(default)]
-    pub session: Option<String>,
-    #[serde(default)]
-    pub sweep: bool,
-}
-
-/// ferry-build's answer.
-#[derive(Serialize)]
-pub struct BuildResponse {
-    pub session: String,
-    pub site: String,
-    /// The jump box's public address.
-    pub host: String,
-    pub port: u16,
-    pub user: String,
-    /// The jump box's host public key (`ssh-ed25519 AAAA…`), to pin.
-    pub host_key: String,
-    /// RFC 3339 expiry; the gate refuses everything after it, the box cleans itself up then.
-    pub expires: String,
-    /// Only when the caller sent no public key: the generated client key (OpenSSH format).
-    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "ser_secret")]
-    pub private_key: Option<Zeroizing<String>>,
-    /// The public half of the client key that was installed.
-    pub client_public_key: String,
-}
-
-fn ser_secret<S: Serializer>(v: &Option<Zeroizing<String>>, s: S) -> Result<S::Ok, S::Error> {
-    match v {
-        Some(k) => s.serialize_str(k),
-        None => s.serialize_none(),
-    }
-}
-
-impl std::fmt::Debug for BuildResponse {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("BuildResponse")
-            .field("session", &self.session)
-            .field("host", &self.host)
-            .field("port", &self.port)
-            .field("expires", &self.expires)
-            .field(
-                "private_key",
-                &self.private_key.as_ref().map(|_| "<redacted>"),
-            )
-            .finish_non_exhaustive()
-    }
-}
 
 /// Serde would also fill a struct from a JSON array, positionally: only objects are payloads.
 fn object(v: &serde_json::Value) -> Result<(), FerryError> {

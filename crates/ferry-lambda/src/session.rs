@@ -55,19 +55,14 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use zeroize::Zeroizing;
 
+use ferry_contract::gate::JUMPBOX_USER;
+use ferry_contract::lambda::{BuildRequest, BuildResponse, CleanReport, SweepReport};
+use ferry_contract::{keys, tags};
+
 use crate::config::Config;
-use crate::payload::{BuildRequest, BuildResponse, check_public_key, check_ttl};
+use crate::payload::{check_public_key, check_ttl};
 use crate::userdata::{self, UserData};
 use crate::{FerryError, log};
-
-pub const TAG_MANAGED: &str = "ferry:managed";
-pub const TAG_INSTALLATION: &str = "ferry:installation";
-pub const TAG_SESSION: &str = "ferry:session";
-pub const TAG_SITE: &str = "ferry:site";
-pub const TAG_EXPIRY: &str = "ferry:expiry";
-pub const STATE_PREFIX: &str = "sessions/";
-/// The user the client logs in as.
-pub const JUMPBOX_USER: &str = "ferry";
 
 /// The session's record in the state bucket.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -93,24 +88,6 @@ impl SessionState {
             .map(|e| e <= now)
             .unwrap_or(true)
     }
-}
-
-/// What ferry-clean removed for one session.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct CleanReport {
-    pub session: String,
-    /// `instance i-…`, `security-group sg-…`, `state sessions/….json`.
-    pub removed: Vec<String>,
-}
-
-/// What a sweep did.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct SweepReport {
-    pub sessions: Vec<CleanReport>,
-    /// Sessions that were cleaned because their resources had no state object.
-    pub orphans: Vec<String>,
-    /// Unexpired sessions left alone.
-    pub kept: Vec<String>,
 }
 
 /// EC2 + S3 clients and the function's configuration.
@@ -290,16 +267,16 @@ impl Cloud {
     }
 
     fn state_key(session: &str) -> String {
-        format!("{STATE_PREFIX}{session}.json")
+        keys::session_state(session)
     }
 
     fn tags(&self, st: &SessionState) -> Vec<Tag> {
         vec![
-            tag(TAG_MANAGED, "true"),
-            tag(TAG_INSTALLATION, &self.cfg.installation),
-            tag(TAG_SESSION, &st.session),
-            tag(TAG_SITE, &st.site),
-            tag(TAG_EXPIRY, &st.expires),
+            tag(tags::MANAGED, "true"),
+            tag(tags::INSTALLATION, &self.cfg.installation),
+            tag(tags::SESSION, &st.session),
+            tag(tags::SITE, &st.site),
+            tag(tags::EXPIRY, &st.expires),
             tag(
                 "Name",
                 &format!("{}-jumpbox-{}", self.cfg.installation, st.session),
@@ -381,22 +358,22 @@ impl Cloud {
                 .s3
                 .list_objects_v2()
                 .bucket(&self.cfg.state_bucket)
-                .prefix(STATE_PREFIX)
+                .prefix(keys::STATE_PREFIX)
                 .set_continuation_token(token)
                 .send()
                 .await
                 .map_err(|e| {
                     s3_err(
-                        &format!("listing s3://{}/{STATE_PREFIX}", self.cfg.state_bucket),
+                        &format!(
+                            "listing s3://{}/{}",
+                            self.cfg.state_bucket,
+                            keys::STATE_PREFIX
+                        ),
                         e,
                     )
                 })?;
             for o in page.contents() {
-                if let Some(id) = o
-                    .key()
-                    .and_then(|k| k.strip_prefix(STATE_PREFIX))
-                    .and_then(|k| k.strip_suffix(".json"))
-                {
+                if let Some(id) = o.key().and_then(keys::session_of_state) {
                     out.push(id.to_string());
                 }
             }
@@ -869,21 +846,21 @@ impl Cloud {
     fn session_filters(&self, session: Option<&str>) -> Vec<Filter> {
         let mut f = vec![
             Filter::builder()
-                .name(format!("tag:{TAG_INSTALLATION}"))
+                .name(format!("tag:{}", tags::INSTALLATION))
                 .values(&self.cfg.installation)
                 .build(),
         ];
         match session {
             Some(s) => f.push(
                 Filter::builder()
-                    .name(format!("tag:{TAG_SESSION}"))
+                    .name(format!("tag:{}", tags::SESSION))
                     .values(s)
                     .build(),
             ),
             None => f.push(
                 Filter::builder()
                     .name("tag-key")
-                    .values(TAG_SESSION)
+                    .values(tags::SESSION)
                     .build(),
             ),
         }
@@ -1235,7 +1212,8 @@ impl Cloud {
                 to_clean.push(o.clone());
             } else {
                 errors.push(format!(
-                    "resources tagged {TAG_SESSION}={o:?}: not a Ferry session id; left alone"
+                    "resources tagged {}={o:?}: not a Ferry session id; left alone",
+                    tags::SESSION
                 ));
             }
         }
@@ -1269,7 +1247,7 @@ impl Cloud {
 /// The value of a resource's `ferry:session` tag ("" when it has none).
 fn session_tag(tags: &[aws_sdk_ec2::types::Tag]) -> &str {
     tags.iter()
-        .find(|t| t.key() == Some(TAG_SESSION))
+        .find(|t| t.key() == Some(tags::SESSION))
         .and_then(|t| t.value())
         .unwrap_or("")
 }

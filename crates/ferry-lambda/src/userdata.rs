@@ -25,14 +25,12 @@
 //! `ec2:DescribeInstanceAttribute` (the operator, not the backup VM) and, through IMDSv2, by
 //! processes on the box itself; it is never logged by ferry-build.
 
+use ferry_contract::gate::{BACKUP_KINDS, GateConfig};
+use ferry_contract::lambda::CleanRequest;
 use zeroize::Zeroizing;
 
-/// Where the gate binary and its session config go on the jump box.
-pub const GATE_PATH: &str = "/usr/local/bin/ferry-gate";
-pub const GATE_CONFIG: &str = "/etc/ferry/gate.toml";
-pub const AUTHORIZED_KEYS: &str = "/etc/ferry/authorized_keys";
-/// The gate's spool (on disk, owned by the `ferry` user; not `/tmp`, a small tmpfs on AL2023).
-pub const GATE_SPOOL: &str = "/var/lib/ferry/spool";
+/// Where things live on the jump box (shared with the gate and the test kit's boxes).
+pub use ferry_contract::gate::{AUTHORIZED_KEYS, GATE_CONFIG, GATE_PATH, GATE_SPOOL};
 /// The sshd drop-in that replaces the AMI's `ExecStart` (sorted after every other drop-in).
 pub const SSHD_DROPIN: &str = "/etc/systemd/system/sshd.service.d/zz-ferry.conf";
 
@@ -43,24 +41,6 @@ pub fn sh_quote(value: &str) -> Option<String> {
         return None;
     }
     Some(format!("'{}'", value.replace('\'', r"'\''")))
-}
-
-/// `value` as a TOML basic string (quotes, backslashes and control characters escaped).
-pub fn toml_str(value: &str) -> String {
-    let mut s = String::with_capacity(value.len() + 2);
-    s.push('"');
-    for c in value.chars() {
-        match c {
-            '"' => s.push_str("\\\""),
-            '\\' => s.push_str("\\\\"),
-            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
-                s.push_str(&format!("\\u{:04X}", c as u32))
-            }
-            c => s.push(c),
-        }
-    }
-    s.push('"');
-    s
 }
 
 /// Everything the script depends on.
@@ -93,26 +73,31 @@ pub fn authorized_keys_line(client_public_key: &str, session: &str) -> String {
     )
 }
 
-/// The gate's session config (TOML).
-pub fn gate_toml(u: &UserData<'_>) -> String {
-    format!(
-        "bucket = {}\nsite = {}\nregion = {}\nsession = {}\nexpires = {}\n\
-         max_object_size = {}\nmax_session_bytes = {}\nallowed_kinds = [\"config\", \"pack\", \"index\", \"snapshot\"]\n\
-         spool_dir = {}\n",
-        toml_str(u.backup_bucket),
-        toml_str(u.site),
-        toml_str(u.region),
-        toml_str(u.session),
-        toml_str(u.expires),
-        u.max_object_bytes,
-        u.max_session_bytes,
-        toml_str(GATE_SPOOL),
-    )
+/// The gate's session config (TOML), written with the type the gate reads it with.
+pub fn gate_config(u: &UserData<'_>) -> GateConfig {
+    GateConfig {
+        bucket: u.backup_bucket.to_string(),
+        site: u.site.to_string(),
+        region: Some(u.region.to_string()),
+        session: u.session.to_string(),
+        expires: u.expires.to_string(),
+        max_object_size: u.max_object_bytes,
+        max_session_bytes: u.max_session_bytes,
+        allowed_kinds: BACKUP_KINDS.iter().map(|k| k.to_string()).collect(),
+        spool_dir: Some(GATE_SPOOL.into()),
+    }
+}
+
+/// [`gate_config`] as the file's text.
+pub fn gate_toml(u: &UserData<'_>) -> Result<String, String> {
+    gate_config(u)
+        .to_toml()
+        .map_err(|e| format!("user data: writing the gate's config: {e}"))
 }
 
 /// The shell variables the script assigns, in order: (name, value). Zeroized when dropped
 /// (the host private key is among them).
-fn values(u: &UserData<'_>) -> Vec<(&'static str, Zeroizing<String>)> {
+fn values(u: &UserData<'_>) -> Result<Vec<(&'static str, Zeroizing<String>)>, String> {
     let v = vec![
         ("session", u.session.to_string()),
         ("site", u.site.to_string()),
@@ -134,17 +119,14 @@ fn values(u: &UserData<'_>) -> Vec<(&'static str, Zeroizing<String>)> {
             "authorized_keys",
             authorized_keys_line(u.client_public_key, u.session),
         ),
-        ("gate_toml", gate_toml(u).trim_end().to_string()),
-        (
-            "clean_payload",
-            serde_json::json!({ "session": u.session }).to_string(),
-        ),
+        ("gate_toml", gate_toml(u)?.trim_end().to_string()),
+        ("clean_payload", CleanRequest::session(u.session).to_json()),
         (
             "host_private_key",
             u.host_private_key.trim_end().to_string(),
         ),
     ];
-    v.into_iter().map(|(k, v)| (k, Zeroizing::new(v))).collect()
+    Ok(v.into_iter().map(|(k, v)| (k, Zeroizing::new(v))).collect())
 }
 
 /// The whole script; refused when a value cannot be passed to the shell as itself.
@@ -179,7 +161,7 @@ trap 'echo "ferry: user data failed at line $LINENO; powering off" >&2; systemct
 
 "#,
     );
-    for (name, v) in values(u) {
+    for (name, v) in values(u)? {
         let q = sh_quote(&v).ok_or_else(|| format!("user data: the {name} has a NUL byte"))?;
         s.push_str(&format!("{name}={q}\n"));
     }
@@ -307,7 +289,7 @@ mod tests {
         assert!(s.contains("grace_seconds='300'\n"));
         assert!(s.contains("--on-active=\"$(( left + grace_seconds ))s\" systemctl poweroff"));
         assert!(s.contains("rm -f /etc/ssh/ssh_host_*"));
-        let toml = gate_toml(&sample());
+        let toml = gate_toml(&sample()).unwrap();
         assert!(
             toml.contains(
                 "session = \"fs-20261123-050000-abcd\"\nexpires = \"2026-11-23T05:30:00Z\""
@@ -366,7 +348,7 @@ mod tests {
             };
             let script = render(&u).unwrap();
             let head = &script[..script.find("# (end of values)").unwrap()];
-            let names: Vec<&str> = values(&u).iter().map(|(n, _)| *n).collect();
+            let names: Vec<&str> = values(&u).unwrap().iter().map(|(n, _)| *n).collect();
             let probe = format!(
                 "{head}\nprintf '%s\\0' {}\n",
                 names
@@ -389,7 +371,11 @@ mod tests {
                 .split(|b| *b == 0)
                 .map(|b| String::from_utf8(b.to_vec()).unwrap())
                 .collect();
-            let want: Vec<String> = values(&u).into_iter().map(|(_, v)| v.to_string()).collect();
+            let want: Vec<String> = values(&u)
+                .unwrap()
+                .into_iter()
+                .map(|(_, v)| v.to_string())
+                .collect();
             assert_eq!(&got[..want.len()], &want[..], "case {i}");
             assert_eq!(got[0], one_line, "case {i}");
             assert!(got[13].contains(n), "case {i}: the private key's lines");
@@ -403,11 +389,10 @@ mod tests {
                 "case {i}: {}",
                 String::from_utf8_lossy(&syntax.stderr)
             );
-            // The gate's config reads back with the same strings.
-            let t: toml::Table = toml::from_str(&gate_toml(&u)).unwrap();
-            for k in ["bucket", "site", "region", "session", "expires"] {
-                assert_eq!(t[k].as_str(), Some(one_line.as_str()), "case {i}: {k}");
-            }
+            // The gate's config reads back, with the gate's own type, as exactly what was meant.
+            let back = GateConfig::from_toml(&gate_toml(&u).unwrap()).unwrap();
+            assert_eq!(back, gate_config(&u), "case {i}");
+            assert_eq!(back.site, one_line, "case {i}");
         }
         assert!(!std::path::Path::new("/tmp/ferry-pwned").exists());
     }

@@ -27,7 +27,7 @@ const POLL: Duration = Duration::from_millis(300);
 const RULES_EVERY: Duration = Duration::from_secs(5);
 const BOOT_TIMEOUT: Duration = Duration::from_secs(90);
 /// Where `ferry infra apply` puts the functions' code in the state bucket.
-pub const CODE_KEY: &str = "artifacts/bootstrap.zip";
+pub const CODE_KEY: &str = ferry_contract::keys::LAMBDA_ARTIFACT;
 
 static TERM: AtomicBool = AtomicBool::new(false);
 
@@ -411,7 +411,7 @@ impl Daemon {
                     .collect()
             })
             .unwrap_or_default();
-        let bucket = env.get("FERRY_STATE_BUCKET").ok_or(
+        let bucket = env.get(ferry_contract::env::STATE_BUCKET).ok_or(
             "its environment has no FERRY_STATE_BUCKET (the local cloud takes the code from \
              that bucket's artifacts/bootstrap.zip)",
         )?;

@@ -293,7 +293,7 @@ fn print_state(dir: &Path, st: &State) {
     println!("  files:");
     for (f, what) in [
         (ENV_FILE, "source it"),
-        (SSH_CONFIG, "FERRY_SSH_CONFIG"),
+        (SSH_CONFIG, ferry_contract::env::SSH_CONFIG),
         (SOURCES_FILE, "sample LAN [sources]"),
         (LOG_FILE, "events"),
     ] {

@@ -204,7 +204,7 @@ pub fn render_env(dir: &Path, st: &State) -> String {
         ("AWS_ACCESS_KEY_ID", or_testing(&st.operator_key_id)),
         ("AWS_SECRET_ACCESS_KEY", or_testing(&st.operator_secret)),
         ("AWS_EC2_METADATA_DISABLED", "true".to_string()),
-        ("FERRY_SSH_CONFIG", ssh.display().to_string()),
+        (ferry_contract::env::SSH_CONFIG, ssh.display().to_string()),
     ];
     for (k, v) in vars {
         s.push_str(&format!("export {k}={}\n", shell_quote(&v)));

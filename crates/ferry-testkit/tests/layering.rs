@@ -36,6 +36,8 @@ fn matches(rule: &str, krate: &str) -> bool {
             SSH_LIBRARIES.contains(&krate)
                 || matches!(krate, "ferry-ssh" | "ferry-remote" | "ferry-collect")
         }
+        // ferry-contract sits under every other Ferry crate.
+        "any other Ferry crate" => krate.starts_with("ferry-") && krate != "ferry-contract",
         name => krate == name,
     }
 }
@@ -97,6 +99,12 @@ const RULES: &[(&str, &str, &[&str], &str)] = &[
         "Must never depend on\n//! the repository engine, SSH crates, the CLI",
     ),
     (
+        "ferry-contract",
+        "crates/ferry-contract/src/lib.rs",
+        &["AWS", "SSH", "ferry-repo", "any other Ferry crate"],
+        "Must never depend on the AWS SDK, SSH, the repository engine\n//! or any other Ferry crate",
+    ),
+    (
         "ferry-localcloud",
         "crates/ferry-localcloud/src/main.rs",
         &["AWS SDK"],
@@ -107,6 +115,7 @@ const RULES: &[(&str, &str, &[&str], &str)] = &[
 /// Product crates: none may depend on the test kit or the local-cloud tooling.
 const PRODUCT: &[&str] = &[
     "ferry-cli",
+    "ferry-contract",
     "ferry-repo",
     "ferry-proto",
     "ferry-collect",

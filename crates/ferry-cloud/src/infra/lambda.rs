@@ -17,7 +17,8 @@ use aws_sdk_lambda::types::{
 use serde_json::Value;
 
 use super::{Change, Ctx, same_policy};
-use crate::policy::{self, GATE_ARTIFACT_KEY, LAMBDA_ARTIFACT_KEY, SWEEP_PERMISSION_SID};
+use crate::policy::{self, LAMBDA_ARTIFACT_KEY, SWEEP_PERMISSION_SID};
+use ferry_contract::{env, keys};
 
 /// Memory of both functions. The handlers make a few SDK calls and wait; 256 MB keeps cold
 /// starts of the ~10 MB release binary short and stays far inside the free tier.
@@ -59,22 +60,22 @@ pub(crate) fn environment(
     let mut set = |k: &str, v: String| {
         e.insert(k.to_string(), v);
     };
-    set("FERRY_HANDLER", handler.into());
-    set("FERRY_INSTALLATION", c.names.prefix.clone());
-    set("FERRY_STATE_BUCKET", c.raw.state_bucket.clone());
-    set("FERRY_BACKUP_BUCKET", c.raw.backup_bucket.clone());
+    set(env::HANDLER, handler.into());
+    set(env::INSTALLATION, c.names.prefix.clone());
+    set(env::STATE_BUCKET, c.raw.state_bucket.clone());
+    set(env::BACKUP_BUCKET, c.raw.backup_bucket.clone());
     set(
-        "FERRY_SUBNET_ID",
+        env::SUBNET_ID,
         ctx.public_subnet_id
             .clone()
             .unwrap_or_else(|| PENDING.into()),
     );
     set(
-        "FERRY_INSTANCE_PROFILE",
+        env::INSTANCE_PROFILE,
         c.names.jumpbox_instance_profile.clone(),
     );
     set(
-        "FERRY_ALLOWED_SSH_CIDRS",
+        env::ALLOWED_SSH_CIDRS,
         c.allowed_ssh_cidrs
             .iter()
             .map(|x| x.to_string())
@@ -82,14 +83,14 @@ pub(crate) fn environment(
             .join(","),
     );
     set(
-        "FERRY_GATE_SHA256",
+        env::GATE_SHA256,
         gate_sha256.unwrap_or("(unknown: no artifacts)").to_string(),
     );
-    set("FERRY_GATE_KEY", GATE_ARTIFACT_KEY.into());
-    set("FERRY_CLEAN_FUNCTION", c.names.clean_function.clone());
-    set("FERRY_INSTANCE_TYPE", c.raw.jumpbox.instance_type.clone());
+    set(env::GATE_KEY, keys::GATE_ARTIFACT.into());
+    set(env::CLEAN_FUNCTION, c.names.clean_function.clone());
+    set(env::INSTANCE_TYPE, c.raw.jumpbox.instance_type.clone());
     set(
-        "FERRY_MAX_SESSION_MINUTES",
+        env::MAX_SESSION_MINUTES,
         c.raw.jumpbox.max_session_minutes.to_string(),
     );
     e
@@ -204,8 +205,8 @@ async fn function(ctx: &mut Ctx, spec: &FunctionSpec) -> Result<()> {
     let mut want_env = spec.env.clone();
     if code_sha.is_none() {
         // Planning without artifacts: the gate's hash is not known here; keep what is there.
-        if let Some(v) = have_env.get("FERRY_GATE_SHA256") {
-            want_env.insert("FERRY_GATE_SHA256".into(), v.clone());
+        if let Some(v) = have_env.get(env::GATE_SHA256) {
+            want_env.insert(env::GATE_SHA256.into(), v.clone());
         }
     }
     let keys: std::collections::BTreeSet<&String> =

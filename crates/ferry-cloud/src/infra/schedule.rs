@@ -7,7 +7,7 @@ use std::io::Write;
 use anyhow::{Context, Result};
 use aws_sdk_eventbridge::operation::describe_rule::DescribeRuleOutput;
 use aws_sdk_eventbridge::types::{RuleState, Tag, Target};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::{Change, Ctx, same_policy};
 use crate::policy;
@@ -16,9 +16,9 @@ pub const SCHEDULE: &str = "rate(1 hour)";
 /// Id of the rule's one target.
 pub const TARGET_ID: &str = "ferry-clean-sweep";
 
-/// The input the clean function receives from the rule (ferry-lambda's sweep payload).
+/// The input the clean function receives from the rule (ferry-contract's sweep request).
 pub fn sweep_input() -> Value {
-    json!({"sweep": true})
+    serde_json::to_value(ferry_contract::lambda::CleanRequest::sweep()).unwrap_or_default()
 }
 
 fn not_found<E: aws_sdk_eventbridge::error::ProvideErrorMetadata>(e: &E) -> bool {

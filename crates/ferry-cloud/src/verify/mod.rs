@@ -131,7 +131,7 @@ pub fn matrix(p: &PolicyInputs) -> Vec<Case> {
     let s = p.bucket_arn(&p.state_bucket);
     let ec2 = format!("arn:{part}:ec2:{reg}:{acct}");
     let pack = format!("{b}/{PACK}");
-    let state_obj = format!("{s}/sessions/{SESSION}.json");
+    let state_obj = format!("{s}/{}", ferry_contract::keys::session_state(SESSION));
     let gate = format!("{s}/{}", policy::GATE_ARTIFACT_KEY);
     let (build, clean) = (p.build_function_arn(), p.clean_function_arn());
     let (lambda_role, jumpbox_role) = (p.lambda_role_arn(), p.jumpbox_role_arn());

@@ -1,0 +1,29 @@
+//! # ferry-contract — what Ferry's parts say to each other
+//!
+//! Owns every message and name that one Ferry part writes and another reads, so that a
+//! mismatch is a compile error instead of a failure at run time:
+//! - [`lambda`]: the ferry-build and ferry-clean request and response types (the `ferry`
+//!   client and the EventBridge sweep rule send them, `bootstrap` parses and answers them) and
+//!   the functions' names;
+//! - [`env`]: the functions' environment variables (`ferry infra apply` sets them, `bootstrap`
+//!   reads them);
+//! - [`tags`]: the tag keys on every resource Ferry manages (the Lambda role's policy conditions
+//!   in ferry-cloud, the resources ferry-build creates);
+//! - [`keys`]: the state bucket's key layout (session state, artifacts) and the audit prefix in
+//!   the backup bucket;
+//! - [`gate`]: the gate's session config file (`gate.toml`: ferry-build writes it into the jump
+//!   box's user data with the serializer, `ferry-gate serve` reads it with the same type) and
+//!   where things live on the jump box.
+//!
+//! Serde types and constants only. Must never depend on the AWS SDK, SSH, the repository engine
+//! or any other Ferry crate, and does no I/O: every crate that exchanges these may depend on it.
+//! Validation that needs more than the types (a site name's rules, a key's algorithm) belongs to
+//! the receiving side.
+
+#![warn(missing_docs)]
+
+pub mod env;
+pub mod gate;
+pub mod keys;
+pub mod lambda;
+pub mod tags;
