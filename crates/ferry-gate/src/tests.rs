@@ -2,7 +2,8 @@
 
 use super::*;
 use ferry_proto::{FrameReader, encode};
-use ferry_repo::format::{header, object_name};
+use ferry_repo::format::object_name;
+use ferry_repo::storage::conformance::object as obj;
 
 fn settings(expires: &str) -> Settings {
     Settings::new(
@@ -23,12 +24,6 @@ fn settings(expires: &str) -> Settings {
 }
 
 const FUTURE: &str = "2999-01-01T00:00:00Z";
-
-fn obj(kind: ObjectKind, body: &[u8]) -> (String, Vec<u8>) {
-    let mut b = header(kind).to_vec();
-    b.extend_from_slice(body);
-    (object_name(&b), b)
-}
 
 fn hello() -> Vec<u8> {
     encode(&Frame::Hello {

@@ -7,7 +7,8 @@
 
 use ferry_proto::{Frame, FrameReader, PROTOCOL_VERSION, encode};
 use ferry_remote::{GateOptions, GateStorage, Window};
-use ferry_repo::format::{ObjectKind, header, object_name};
+use ferry_repo::format::{ObjectKind, object_name};
+use ferry_repo::storage::conformance::{Backend, Checks, object as obj, run};
 use ferry_repo::storage::{PutOutcome, Storage};
 use ferry_s3::{S3Objects, S3Storage};
 use ferry_testkit::{Creds, JumpboxCreds, Moto, Sshd, SshdOptions, keygen};
@@ -114,12 +115,6 @@ fn s3(moto: &Moto, c: &Creds) -> S3Storage {
         SITE,
     ))
     .unwrap()
-}
-
-fn obj(kind: ObjectKind, body: &[u8]) -> (String, Vec<u8>) {
-    let mut b = header(kind).to_vec();
-    b.extend_from_slice(body);
-    (object_name(&b), b)
 }
 
 fn audit_records(admin: &S3Storage) -> Vec<String> {
@@ -267,6 +262,31 @@ fn put_list_and_refusals_through_sshd_into_s3() {
         "{lines:#?}"
     );
     assert_eq!(lines.last().unwrap()["outcome"], "bye");
+}
+
+/// GateStorage over real sshd and the real `ferry-gate serve` with its S3 sink into moto runs
+/// the storage conformance suite, read back with S3Storage on the same bucket and prefix
+/// (the operator's view): the gate is write-only, checks every object and pipelines packs.
+#[test]
+fn gate_storage_passes_the_conformance_suite() {
+    let rig = rig("2999-01-01T00:00:00Z");
+    let gate = rig.connect();
+    let admin = rig.admin();
+    let report = run(&Backend::new("GateStorage", &gate)
+        .reader(&admin)
+        .checks(Checks::Objects)
+        .pipelined_packs());
+    eprintln!("{report}");
+    // The client sends whole objects (no streaming put).
+    assert_eq!(
+        report.skipped_cases(),
+        vec![
+            "streaming put appears only on commit",
+            "abandoned streaming put leaves nothing",
+        ],
+        "{report}"
+    );
+    gate.close().unwrap();
 }
 
 /// Talk the protocol by hand through `ssh` (for what the client library never sends).

@@ -24,6 +24,11 @@
 //!   `resolve_snapshot("latest" | prefix | id)`, `ls`, `restore(snapshot, target,
 //!   &RestoreOptions { include globs, .. }, progress)`, `read_blob`, `read_tree`.
 //! * [`Repository::check`]`(key, read_data, progress) -> CheckReport` (every problem named).
+//! * Storage ([`storage`]): the [`storage::Storage`] trait (write-once puts, streaming
+//!   `begin_put`, `barrier`, ranged gets); [`storage::LocalDir`]; [`storage::MemStorage`], the
+//!   in-memory backend for unit tests in any crate (a put log, call counts, fault knobs). The
+//!   conformance suite every backend runs is `storage::conformance` (cargo feature
+//!   `conformance`, enabled only from dev-dependencies; docs/ARCHITECTURE.md).
 //! * Progress: the [`Progress`] trait; [`NoProgress`], [`progress::Counters`].
 //! * Errors: one [`Error`] enum (with `is_disk_full`, `is_permission_denied`).
 //! * Fuzzable parsers (never panic, bounded allocation): [`keys::parse`], [`RepoConfig::parse`],

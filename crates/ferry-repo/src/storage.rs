@@ -1,10 +1,18 @@
 //! Storage behind a small trait: put-if-absent, list, get. Objects are write-once.
 //!
-//! Backends: [`LocalDir`] here; the gate-over-SSH backend lives in `ferry-remote`, the
-//! S3 reader (for the operator's restore) in the CLI's cloud layer.
+//! Backends: [`LocalDir`] and the in-memory [`MemStorage`] (for unit tests) here; the
+//! gate-over-SSH backend lives in `ferry-remote`, the S3 backend in `ferry-s3`. Every
+//! backend runs the one conformance suite, [`conformance`] (cargo feature `conformance`,
+//! for dev-dependencies only).
 
 use crate::format::ObjectKind;
 use std::path::{Path, PathBuf};
+
+#[cfg(any(test, feature = "conformance"))]
+pub mod conformance;
+mod mem;
+
+pub use mem::{MemCalls, MemStorage};
 
 /// What a put did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -290,25 +298,25 @@ impl PendingPut for LocalPending {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::storage::conformance::{Backend, run};
 
     #[test]
-    fn local_dir_is_write_once() {
+    fn local_dir_passes_the_conformance_suite() {
         let dir = tempfile::tempdir().unwrap();
         let s = LocalDir::new(dir.path());
-        let name = crate::format::object_name(b"one");
+        let report = run(&Backend::new("LocalDir", &s));
         assert_eq!(
-            s.put_if_absent(ObjectKind::Pack, &name, b"one").unwrap(),
-            PutOutcome::Stored
+            report.skipped_cases(),
+            vec!["refused names and objects"],
+            "{report}"
         );
-        assert_eq!(
-            s.put_if_absent(ObjectKind::Pack, &name, b"two").unwrap(),
-            PutOutcome::AlreadyPresent
-        );
-        assert_eq!(s.get(ObjectKind::Pack, &name).unwrap(), b"one");
-        assert_eq!(s.list(ObjectKind::Pack).unwrap(), vec![name]);
-        assert!(matches!(
-            s.get(ObjectKind::Index, &"0".repeat(64)),
-            Err(StorageError::NotFound { .. })
-        ));
+        // No temporary file is left behind (committed, failed or abandoned puts).
+        for d in ["packs", "index", "snapshots", ""] {
+            for e in std::fs::read_dir(dir.path().join(d)).unwrap() {
+                let name = e.unwrap().file_name();
+                let name = name.to_string_lossy();
+                assert!(!name.starts_with(".tmp-"), "{d}/{name} left behind");
+            }
+        }
     }
 }

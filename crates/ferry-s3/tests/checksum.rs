@@ -6,30 +6,17 @@
 //! lands in the bucket. The pair test shows the gap in plain moto (when it fails, moto verifies
 //! on its own: drop the patch).
 
+mod common;
+
 use ferry_repo::storage::PutOutcome;
 use ferry_s3::S3Objects;
-use ferry_testkit::{MOTO_REGION, Moto, MotoOptions};
+use ferry_testkit::{Moto, MotoOptions};
 use sha2::Digest;
 
 const BUCKET: &str = "ferry-checksum";
 
 fn objects(moto: &Moto) -> S3Objects {
-    moto.python(
-        "import boto3, sys; boto3.client('s3').create_bucket(Bucket=sys.argv[1])",
-        &[BUCKET],
-        &[],
-    )
-    .expect("bucket");
-    let conf = aws_sdk_s3::Config::builder()
-        .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
-        .region(aws_sdk_s3::config::Region::new(MOTO_REGION))
-        .endpoint_url(moto.endpoint())
-        .force_path_style(true)
-        .credentials_provider(aws_sdk_s3::config::Credentials::new(
-            "testing", "testing", None, None, "test",
-        ))
-        .build();
-    S3Objects::with_client(aws_sdk_s3::Client::from_conf(conf), BUCKET, "site1")
+    common::objects(moto, BUCKET, "site1")
 }
 
 /// A spool file holding `body`, and the SHA-256 of something else.
