@@ -9,12 +9,9 @@
 //! 3 partial backup (some source files could not be read; they are listed in the summary).
 
 mod cli;
-mod cloud;
 mod cmd;
-mod config;
 mod output;
 mod secret;
-mod spool;
 mod storage;
 
 use clap::Parser;
@@ -23,12 +20,12 @@ use std::process::ExitCode;
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     output::init_tracing(cli.global.verbose, cli.global.quiet);
-    match cmd::run(cli) {
+    match cli::run(cli) {
         Ok(code) => code.into(),
         Err(e) => {
             // `{:#}` prints the whole context chain: "reading key file k: not a Ferry key file".
             eprintln!("error: {e:#}");
-            ExitCode::from(cli::EXIT_ERROR)
+            ExitCode::from(cmd::EXIT_ERROR)
         }
     }
 }

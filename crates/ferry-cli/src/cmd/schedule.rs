@@ -2,7 +2,7 @@
 //! --config FILE` (daily by default, with a randomized delay, catching up missed runs).
 //! cron is the documented alternative (README).
 
-use crate::cli::{Global, Outcome};
+use super::{Global, Outcome};
 use anyhow::{Context, bail};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -60,7 +60,7 @@ pub fn run(g: &Global, c: &ScheduleCommand) -> anyhow::Result<Outcome> {
 }
 
 fn check_name(name: &str) -> anyhow::Result<()> {
-    crate::config::check_name("--name", name, 64)
+    Ok(ferry_run::config::check_name("--name", name, 64)?)
 }
 
 /// A value for a unit file line: one line, and nothing systemd would expand.
@@ -130,7 +130,7 @@ fn install(g: &Global, a: &InstallArgs) -> anyhow::Result<Outcome> {
     // The config must be valid now, not at 3 a.m.
     let config = std::fs::canonicalize(&a.config)
         .with_context(|| format!("config file {}", a.config.display()))?;
-    let cfg = crate::config::FerryConfig::load(&config)?;
+    let cfg = super::load_config(&config)?;
     cfg.cloud_run(&config)?;
     let ferry = std::env::current_exe().context("finding the ferry executable")?;
     let service = service_unit(&ferry, &config)?;

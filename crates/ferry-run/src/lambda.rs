@@ -1,9 +1,10 @@
 //! The backup VM's side of a session: invoke ferry-build and ferry-clean with the backup
 //! user's credentials (which allow nothing else), through `aws-sdk-lambda` and the SDK's own
-//! configuration (profile, region, `AWS_ENDPOINT_URL_LAMBDA`).
+//! configuration (profile, region, `AWS_ENDPOINT_URL_LAMBDA`). [`AwsCloud`] is the run's
+//! [`Cloud`](crate::run::Cloud): these two functions, and the jump box's gate over SSH.
 
 use crate::config::CloudPlan;
-use anyhow::{Context, bail};
+use crate::error::{Context, Error, bail};
 use aws_config::BehaviorVersion;
 use aws_runtime::env_config::file::{EnvConfigFileKind, EnvConfigFiles};
 use serde::Deserialize;
@@ -60,7 +61,7 @@ impl Functions {
         }
     }
 
-    async fn invoke(&self, function: &str, payload: serde_json::Value) -> anyhow::Result<Vec<u8>> {
+    async fn invoke(&self, function: &str, payload: serde_json::Value) -> Result<Vec<u8>, Error> {
         let out = self
             .client
             .invoke()
@@ -69,15 +70,15 @@ impl Functions {
             .send()
             .await
             .map_err(|e| match e.as_service_error() {
-                Some(se) => anyhow::anyhow!(
+                Some(se) => Error::msg(format!(
                     "invoking {function}: {}: {}",
                     aws_sdk_lambda::error::ProvideErrorMetadata::code(se).unwrap_or("error"),
                     aws_sdk_lambda::error::ProvideErrorMetadata::message(se).unwrap_or("")
-                ),
-                None => anyhow::anyhow!(
+                )),
+                None => Error::msg(format!(
                     "invoking {function}: {}",
                     aws_sdk_lambda::error::DisplayErrorContext(&e)
-                ),
+                )),
             })?;
         let body = out
             .payload()
@@ -95,7 +96,7 @@ impl Functions {
     }
 
     /// Ask ferry-build for a jump box that accepts `public_key` for `site`.
-    pub async fn build(&self, site: &str, public_key: &str) -> anyhow::Result<Session> {
+    pub async fn build(&self, site: &str, public_key: &str) -> Result<Session, Error> {
         let f = &self.plan.build_function;
         let body = self
             .invoke(
@@ -119,7 +120,7 @@ impl Functions {
     }
 
     /// Ask ferry-clean to remove `session` (instance, security group, state).
-    pub async fn clean(&self, session: &str) -> anyhow::Result<()> {
+    pub async fn clean(&self, session: &str) -> Result<(), Error> {
         self.invoke(
             &self.plan.clean_function,
             serde_json::json!({ "session": session }),
@@ -134,7 +135,7 @@ impl Functions {
 }
 
 /// A fresh ed25519 client key for one session: (OpenSSH private key, public key line).
-pub fn session_key() -> anyhow::Result<(zeroize::Zeroizing<String>, String)> {
+pub fn session_key() -> Result<(zeroize::Zeroizing<String>, String), Error> {
     let key = ssh_key::PrivateKey::random(&mut rand_core::OsRng, ssh_key::Algorithm::Ed25519)
         .context("generating the session's SSH key")?;
     let private = key
@@ -145,4 +146,98 @@ pub fn session_key() -> anyhow::Result<(zeroize::Zeroizing<String>, String)> {
         .to_openssh()
         .context("encoding the session's public key")?;
     Ok((private, public))
+}
+
+/// The real cloud of a run: ferry-build and ferry-clean through Lambda (a runtime of its own
+/// per call, so the signal handler's thread can clean too), the jump box's gate over SSH.
+#[derive(Clone, Debug)]
+pub struct AwsCloud {
+    plan: CloudPlan,
+    ssh_debug: bool,
+}
+
+impl AwsCloud {
+    /// `ssh_debug`: ssh logs its own debug lines (`LogLevel=DEBUG1`) into ours.
+    pub fn new(plan: CloudPlan, ssh_debug: bool) -> AwsCloud {
+        AwsCloud { plan, ssh_debug }
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, Error> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+impl crate::run::Cloud for AwsCloud {
+    fn build_function(&self) -> &str {
+        &self.plan.build_function
+    }
+
+    fn clean_function(&self) -> &str {
+        &self.plan.clean_function
+    }
+
+    fn build(&self, site: &str, public_key: &str) -> Result<Session, Error> {
+        runtime()?.block_on(async {
+            Functions::new(&self.plan)
+                .await
+                .build(site, public_key)
+                .await
+        })
+    }
+
+    fn clean(&self, session: &str, within: std::time::Duration) -> Result<(), Error> {
+        let r = runtime()?.block_on(async {
+            let f = Functions::new(&self.plan).await;
+            tokio::time::timeout(within, f.clean(session)).await
+        });
+        r.unwrap_or_else(|_| {
+            Err(Error::Timeout {
+                function: self.plan.clean_function.clone(),
+                secs: within.as_secs(),
+            })
+        })
+    }
+
+    fn connect_timeout(&self) -> std::time::Duration {
+        self.plan.connect_timeout
+    }
+
+    fn connect(
+        &self,
+        session: &Session,
+        site: &str,
+        identity: &std::path::Path,
+        host_key: &std::path::Path,
+    ) -> Result<Box<dyn crate::run::Gate>, Error> {
+        let mut opts = ferry_remote::GateOptions::new(identity, host_key);
+        opts.session = Some(session.session.clone());
+        opts.ssh_config = self.plan.ssh_config.clone();
+        // A new box refuses us for a while (sshd first runs with the AMI's own host keys and
+        // without the session's key): retry everything but a gate refusal until
+        // connect_timeout, 1 s doubling to at most 5 s between attempts.
+        opts.attempts = 1000;
+        opts.backoff = std::time::Duration::from_secs(1);
+        opts.max_backoff = std::time::Duration::from_secs(5);
+        opts.retry_budget = self.plan.connect_timeout;
+        opts.ssh_debug = self.ssh_debug;
+        let host = if session.host.contains(':') {
+            format!("[{}]", session.host)
+        } else {
+            session.host.clone()
+        };
+        let url = format!("gate+ssh://{}@{host}:{}/{site}", session.user, session.port);
+        let gate = ferry_remote::GateStorage::connect(&url, &opts).with_context(|| {
+            format!("connecting to the jump box of session {}", session.session)
+        })?;
+        Ok(Box::new(gate))
+    }
+}
+
+impl crate::run::Gate for ferry_remote::GateStorage {
+    fn close(&self) -> Result<(), ferry_repo::storage::StorageError> {
+        ferry_remote::GateStorage::close(self)
+    }
 }
