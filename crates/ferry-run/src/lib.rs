@@ -6,8 +6,9 @@
 //! ([`spool`]), the Lambda client that asks ferry-build and ferry-clean for and to remove a
 //! jump box ([`lambda`]), and the run itself ([`run`]: collect → spool → build → upload →
 //! clean), which reports through a progress sink, stops on a cancellation handle, guarantees
-//! ferry-clean for every jump box it got, and returns a report value. It prints nothing and
-//! reads no command line; the `ferry` binary installs the signal handler and prints.
+//! ferry-clean for every jump box it got, and returns a report value; and the run's schedule
+//! (systemd units, [`schedule`]). It prints nothing and reads no command line; the `ferry`
+//! binary installs the signal handler and prints.
 //!
 //! Must never depend on the CLI (ferry-cli, clap, indicatif), the test kit, or any AWS
 //! service but Lambda: of the SDK it uses only aws-config and aws-sdk-lambda (no ferry-cloud,
@@ -19,6 +20,7 @@ pub mod format;
 pub mod lambda;
 pub mod report;
 pub mod run;
+pub mod schedule;
 pub mod spool;
 
 pub use config::{BackupPlan, CloudPlan, ConfigError, FerryConfig};
