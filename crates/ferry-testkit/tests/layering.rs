@@ -97,6 +97,23 @@ const RULES: &[(&str, &str, &[&str], &str)] = &[
         "Must never depend on\n//! the repository engine, SSH crates, the CLI",
     ),
     (
+        "ferry-run",
+        "crates/ferry-run/src/lib.rs",
+        &[
+            "ferry-cli",
+            "clap",
+            "indicatif",
+            "ferry-cloud",
+            "ferry-s3",
+            "aws-sdk-s3",
+            "aws-sdk-ec2",
+            "aws-sdk-iam",
+            "aws-sdk-eventbridge",
+            "aws-sdk-cloudwatchlogs",
+        ],
+        "Must never depend on the CLI (ferry-cli, clap, indicatif), the test kit, or any AWS\n//! service but Lambda",
+    ),
+    (
         "ferry-localcloud",
         "crates/ferry-localcloud/src/main.rs",
         &["AWS SDK"],
@@ -107,6 +124,7 @@ const RULES: &[(&str, &str, &[&str], &str)] = &[
 /// Product crates: none may depend on the test kit or the local-cloud tooling.
 const PRODUCT: &[&str] = &[
     "ferry-cli",
+    "ferry-run",
     "ferry-repo",
     "ferry-proto",
     "ferry-collect",
