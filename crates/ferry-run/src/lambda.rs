@@ -1,7 +1,6 @@
 //! The backup VM's side of a session: invoke ferry-build and ferry-clean with the backup
 //! user's credentials (which allow nothing else), through `aws-sdk-lambda` and the SDK's own
-//! configuration (profile, region, `AWS_ENDPOINT_URL_LAMBDA`). [`AwsCloud`] is the run's
-//! [`Cloud`](crate::run::Cloud): these two functions, and the jump box's gate over SSH.
+//! configuration (profile, region, `AWS_ENDPOINT_URL_LAMBDA`).
 
 use crate::config::CloudPlan;
 use crate::error::{Context, Error, bail};
@@ -146,98 +145,4 @@ pub fn session_key() -> Result<(zeroize::Zeroizing<String>, String), Error> {
         .to_openssh()
         .context("encoding the session's public key")?;
     Ok((private, public))
-}
-
-/// The real cloud of a run: ferry-build and ferry-clean through Lambda (a runtime of its own
-/// per call, so the signal handler's thread can clean too), the jump box's gate over SSH.
-#[derive(Clone, Debug)]
-pub struct AwsCloud {
-    plan: CloudPlan,
-    ssh_debug: bool,
-}
-
-impl AwsCloud {
-    /// `ssh_debug`: ssh logs its own debug lines (`LogLevel=DEBUG1`) into ours.
-    pub fn new(plan: CloudPlan, ssh_debug: bool) -> AwsCloud {
-        AwsCloud { plan, ssh_debug }
-    }
-}
-
-fn runtime() -> Result<tokio::runtime::Runtime, Error> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")
-}
-
-impl crate::run::Cloud for AwsCloud {
-    fn build_function(&self) -> &str {
-        &self.plan.build_function
-    }
-
-    fn clean_function(&self) -> &str {
-        &self.plan.clean_function
-    }
-
-    fn build(&self, site: &str, public_key: &str) -> Result<Session, Error> {
-        runtime()?.block_on(async {
-            Functions::new(&self.plan)
-                .await
-                .build(site, public_key)
-                .await
-        })
-    }
-
-    fn clean(&self, session: &str, within: std::time::Duration) -> Result<(), Error> {
-        let r = runtime()?.block_on(async {
-            let f = Functions::new(&self.plan).await;
-            tokio::time::timeout(within, f.clean(session)).await
-        });
-        r.unwrap_or_else(|_| {
-            Err(Error::Timeout {
-                function: self.plan.clean_function.clone(),
-                secs: within.as_secs(),
-            })
-        })
-    }
-
-    fn connect_timeout(&self) -> std::time::Duration {
-        self.plan.connect_timeout
-    }
-
-    fn connect(
-        &self,
-        session: &Session,
-        site: &str,
-        identity: &std::path::Path,
-        host_key: &std::path::Path,
-    ) -> Result<Box<dyn crate::run::Gate>, Error> {
-        let mut opts = ferry_remote::GateOptions::new(identity, host_key);
-        opts.session = Some(session.session.clone());
-        opts.ssh_config = self.plan.ssh_config.clone();
-        // A new box refuses us for a while (sshd first runs with the AMI's own host keys and
-        // without the session's key): retry everything but a gate refusal until
-        // connect_timeout, 1 s doubling to at most 5 s between attempts.
-        opts.attempts = 1000;
-        opts.backoff = std::time::Duration::from_secs(1);
-        opts.max_backoff = std::time::Duration::from_secs(5);
-        opts.retry_budget = self.plan.connect_timeout;
-        opts.ssh_debug = self.ssh_debug;
-        let host = if session.host.contains(':') {
-            format!("[{}]", session.host)
-        } else {
-            session.host.clone()
-        };
-        let url = format!("gate+ssh://{}@{host}:{}/{site}", session.user, session.port);
-        let gate = ferry_remote::GateStorage::connect(&url, &opts).with_context(|| {
-            format!("connecting to the jump box of session {}", session.session)
-        })?;
-        Ok(Box::new(gate))
-    }
-}
-
-impl crate::run::Gate for ferry_remote::GateStorage {
-    fn close(&self) -> Result<(), ferry_repo::storage::StorageError> {
-        ferry_remote::GateStorage::close(self)
-    }
 }

@@ -13,6 +13,7 @@
 //! sweep remove it. What the spool holds survives every interruption; the next run uploads it
 //! first. Every run ends with one line in the spool's `runs.jsonl`.
 
+use crate::cloud::Cloud;
 use crate::config::BackupPlan;
 use crate::error::{Context, Error, error_chain};
 use crate::format::human;
@@ -21,7 +22,7 @@ use crate::report::RunReport;
 use crate::spool::{Held, Spool, lock};
 use ferry_collect::SourcesConfig;
 use ferry_repo::progress::Progress;
-use ferry_repo::storage::{Storage, StorageError};
+use ferry_repo::storage::Storage;
 use ferry_repo::{BackupOptions, BackupSession, PutKey, Repository, RunUsage, SnapshotInfo};
 use serde_json::json;
 use std::io::Write;
@@ -34,36 +35,6 @@ use std::time::{Duration, Instant};
 /// How long an interrupt waits for ferry-build's answer, and for a running ferry-clean.
 const BUILD_WAIT: Duration = Duration::from_secs(180);
 const CLEAN_WAIT: Duration = Duration::from_secs(150);
-
-/// What the run needs from the cloud. [`AwsCloud`](crate::lambda::AwsCloud) is the real one
-/// (ferry-build and ferry-clean through Lambda, the jump box's gate over SSH).
-pub trait Cloud: Send + Sync {
-    /// The function that builds jump boxes (named in messages).
-    fn build_function(&self) -> &str;
-    /// The function that removes them (named in messages).
-    fn clean_function(&self) -> &str;
-    /// A jump box that accepts `public_key` for `site`.
-    fn build(&self, site: &str, public_key: &str) -> Result<Session, Error>;
-    /// Remove the jump box of `session`; [`Error::Timeout`] without an answer `within`.
-    /// Called from any thread (an interrupt cleans from the caller's signal thread).
-    fn clean(&self, session: &str, within: Duration) -> Result<(), Error>;
-    /// How long [`Cloud::connect`] keeps trying while the box boots.
-    fn connect_timeout(&self) -> Duration;
-    /// The session's gate, reached with the session's client key and pinned host key.
-    fn connect(
-        &self,
-        session: &Session,
-        site: &str,
-        identity: &Path,
-        host_key: &Path,
-    ) -> Result<Box<dyn Gate>, Error>;
-}
-
-/// The upload target of a session: a storage that is closed (and confirmed) at the end.
-pub trait Gate: Storage {
-    /// Wait for everything sent to be confirmed, and end the session.
-    fn close(&self) -> Result<(), StorageError>;
-}
 
 /// What the run tells its caller while it goes. The `ferry` binary prints these; an
 /// interrupt's events come from the thread that called [`Cancel::interrupt`].
