@@ -1,20 +1,25 @@
 //! # ferry — the backup VM's and the operator's command line
 //!
-//! Thin on purpose: parses arguments, opens storage (only through [`storage::open_storage`]),
-//! reads keys and passphrases, shows progress, and calls the repository engine
-//! (`ferry-repo`). It owns no repository logic. It must never grow its own copy of the
-//! engine's formats, and it reaches storage only through the `Storage` trait.
+//! Arguments and printing only: `cli.rs` parses and dispatches, each `cmd/*.rs` owns one
+//! subcommand's arguments and turns them into library calls, `output.rs` holds every
+//! formatting helper, the progress bar and the logs. Storage is opened only through
+//! [`storage::open_storage`]; keys and passphrases are read here. The logic lives in the
+//! libraries: the repository engine (`ferry-repo`), collection (`ferry-collect`), the cloud
+//! run (`ferry-run`: spool, Lambda, upload, cleanup — this binary only installs its
+//! SIGINT/SIGTERM handler and prints its report), the infrastructure (`ferry-cloud`). It must
+//! never grow its own copy of the engine's formats or of the run, and it reaches storage only
+//! through the `Storage` trait.
+//!
+//! Module graph (no cycles): `main` → `cli` → `cmd::*` → `cmd` (shared options), `output`,
+//! `storage`, `secret`.
 //!
 //! Exit codes: 0 success · 1 error · 2 usage error (from the argument parser) ·
 //! 3 partial backup (some source files could not be read; they are listed in the summary).
 
 mod cli;
-mod cloud;
 mod cmd;
-mod config;
 mod output;
 mod secret;
-mod spool;
 mod storage;
 
 use clap::Parser;
@@ -23,12 +28,12 @@ use std::process::ExitCode;
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     output::init_tracing(cli.global.verbose, cli.global.quiet);
-    match cmd::run(cli) {
+    match cli::run(cli) {
         Ok(code) => code.into(),
         Err(e) => {
             // `{:#}` prints the whole context chain: "reading key file k: not a Ferry key file".
             eprintln!("error: {e:#}");
-            ExitCode::from(cli::EXIT_ERROR)
+            ExitCode::from(cmd::EXIT_ERROR)
         }
     }
 }

@@ -1,9 +1,13 @@
-//! Logs (tracing, to stderr) and the progress bar (indicatif, only on a terminal).
+//! Everything about output in one place: logs (tracing, to stderr), the progress bar
+//! (indicatif, only on a terminal), and the formatting helpers (sizes, counts, times).
 
 use ferry_repo::progress::Progress;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::IsTerminal;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+/// `1.5 KiB`, `2 packs`: the same words the cloud run uses in its own messages.
+pub use ferry_run::format::{count, human};
 
 /// `-q`: errors only; default: warnings; `-v` info, `-vv` debug, `-vvv` trace.
 /// `RUST_LOG` overrides.
@@ -114,5 +118,36 @@ impl Progress for Bar {
         if let Some(b) = &self.bar {
             b.set_message(object.to_string());
         }
+    }
+}
+
+/// `YYYY-MM-DD HH:MM:SS` (UTC) for seconds since the epoch (civil-from-days, H. Hinnant).
+pub fn utc(secs: i64) -> String {
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn utc_dates() {
+        assert_eq!(super::utc(0), "1970-01-01 00:00:00");
+        assert_eq!(super::utc(1_748_779_200), "2025-06-01 12:00:00");
+        assert_eq!(super::utc(951_782_400), "2000-02-29 00:00:00");
+        assert_eq!(super::utc(-1), "1969-12-31 23:59:59");
     }
 }

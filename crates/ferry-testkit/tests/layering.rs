@@ -105,6 +105,23 @@ const RULES: &[(&str, &str, &[&str], &str)] = &[
         "Must never depend on the AWS SDK, SSH, the repository engine\n//! or any other Ferry crate",
     ),
     (
+        "ferry-run",
+        "crates/ferry-run/src/lib.rs",
+        &[
+            "ferry-cli",
+            "clap",
+            "indicatif",
+            "ferry-cloud",
+            "ferry-s3",
+            "aws-sdk-s3",
+            "aws-sdk-ec2",
+            "aws-sdk-iam",
+            "aws-sdk-eventbridge",
+            "aws-sdk-cloudwatchlogs",
+        ],
+        "Must never depend on the CLI (ferry-cli, clap, indicatif), the test kit, or any AWS\n//! service but Lambda",
+    ),
+    (
         "ferry-localcloud",
         "crates/ferry-localcloud/src/main.rs",
         &["AWS SDK"],
@@ -116,6 +133,7 @@ const RULES: &[(&str, &str, &[&str], &str)] = &[
 const PRODUCT: &[&str] = &[
     "ferry-cli",
     "ferry-contract",
+    "ferry-run",
     "ferry-repo",
     "ferry-proto",
     "ferry-collect",

@@ -1,11 +1,65 @@
 //! `ferry backup --repo DIR --key PUT_KEY [--json] SOURCE...`
 
-use crate::cli::{BackupArgs, Global, Outcome};
-use crate::output::{Bar, interactive};
+use super::{Global, Outcome, RepoArgs};
+use crate::output::{Bar, human, interactive};
 use anyhow::Context;
 use ferry_repo::source::local::backup_paths;
 use ferry_repo::{BackupOptions, Repository, SnapshotInfo};
+use std::path::PathBuf;
 use std::sync::Arc;
+
+#[derive(Debug, clap::Args)]
+#[command(
+    after_help = "With --config FILE and no --repo, the run goes through the cloud as the \
+    file's [backup] and [cloud] sections say: collect and pack into the spool, ask ferry-build \
+    for a jump box, upload through its gate, ask ferry-clean to remove it. An interrupted run \
+    is resumed by the next one."
+)]
+pub struct BackupArgs {
+    /// Repository to write to directly (see `ferry snapshots --help`); not needed when the
+    /// config file has [backup] and [cloud] sections.
+    #[arg(long, env = "FERRY_REPO", value_name = "REPO")]
+    pub repo: Option<String>,
+    /// Put key file (for --repo; the cloud run takes it from [backup] key).
+    #[arg(long, env = "FERRY_KEY", value_name = "KEY")]
+    pub key: Option<PathBuf>,
+    /// SSH private key for remote repositories.
+    #[arg(long, value_name = "KEY")]
+    pub identity: Option<PathBuf>,
+    /// Pinned SSH host key of the remote end, for remote repositories.
+    #[arg(long, value_name = "HOSTKEY")]
+    pub host_key: Option<PathBuf>,
+    /// Print a machine-readable summary on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// Target pack size, e.g. 32MiB, 512KiB, or bytes.
+    #[arg(long, value_name = "SIZE", value_parser = ferry_repo::units::parse_size)]
+    pub pack_size: Option<u64>,
+    /// Back up the sources of this config file (local paths and LAN hosts over SSH).
+    #[arg(long, value_name = "FILE", conflicts_with = "sources")]
+    pub config: Option<PathBuf>,
+    /// Files and directories to back up.
+    #[arg(required_unless_present = "config", value_name = "SOURCE")]
+    pub sources: Vec<PathBuf>,
+}
+
+impl BackupArgs {
+    /// The direct-repository arguments; `--repo` and `--key` are required here.
+    pub fn repo_args(&self) -> anyhow::Result<RepoArgs> {
+        let (Some(repo), Some(key)) = (self.repo.clone(), self.key.clone()) else {
+            anyhow::bail!(
+                "--repo and --key are required (or --config FILE with [backup] and [cloud] \
+                 sections, to back up through the cloud)"
+            );
+        };
+        Ok(RepoArgs {
+            repo,
+            key,
+            identity: self.identity.clone(),
+            host_key: self.host_key.clone(),
+        })
+    }
+}
 
 pub fn run(g: &Global, a: &BackupArgs) -> anyhow::Result<Outcome> {
     let r = a.repo_args()?;
@@ -87,30 +141,6 @@ fn print_summary(snap: &SnapshotInfo) {
     }
 }
 
-/// `1 pack`, `2 packs`: `noun` takes an `s` in the plural.
-pub(crate) fn count(n: u64, noun: &str) -> String {
-    if n == 1 {
-        format!("1 {noun}")
-    } else {
-        format!("{n} {noun}s")
-    }
-}
-
-pub(crate) fn human(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u + 1 < UNITS.len() {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
-}
-
 /// Bytes of regular files under `p` (not following symlinks; unreadable parts count 0).
 fn tree_size(p: &std::path::Path, depth: usize) -> u64 {
     let Ok(m) = std::fs::symlink_metadata(p) else {
@@ -126,14 +156,4 @@ fn tree_size(p: &std::path::Path, depth: usize) -> u64 {
         return 0;
     };
     rd.flatten().map(|e| tree_size(&e.path(), depth + 1)).sum()
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn counts_take_the_plural_except_for_one() {
-        assert_eq!(super::count(1, "pack"), "1 pack");
-        assert_eq!(super::count(0, "pack"), "0 packs");
-        assert_eq!(super::count(3, "index object"), "3 index objects");
-    }
 }

@@ -1,10 +1,22 @@
 //! `ferry check --repo DIR --key MASTER_KEY [--read-data]`
 
-use crate::cli::{CheckArgs, Global, Outcome};
+use super::{Global, Outcome, RepoArgs};
 use crate::output::{Bar, interactive};
 use anyhow::bail;
 use ferry_repo::Repository;
 use std::sync::Arc;
+
+#[derive(Debug, clap::Args)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    pub repo: RepoArgs,
+    /// Also read, decrypt and verify every pack.
+    #[arg(long)]
+    pub read_data: bool,
+    /// Print a machine-readable report on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
 
 pub fn run(g: &Global, a: &CheckArgs) -> anyhow::Result<Outcome> {
     let key = super::master_key(&a.repo, "check")?;

@@ -1,10 +1,36 @@
 //! `ferry key init --master MASTER_KEY --put PUT_KEY`
 
-use crate::cli::{KeyInitArgs, Outcome};
+use super::Outcome;
 use anyhow::{Context, bail};
 use ferry_repo::keys::{MasterKey, Passphrase};
+use std::path::PathBuf;
 
-pub fn init(a: &KeyInitArgs) -> anyhow::Result<Outcome> {
+#[derive(Debug, clap::Subcommand)]
+pub enum KeyCommand {
+    /// Write a new master key and the put key derived from it.
+    ///
+    /// The master key is protected by a passphrase taken from FERRY_PASSPHRASE, or asked
+    /// for on a terminal; an empty passphrase means none.
+    Init(KeyInitArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct KeyInitArgs {
+    /// Where to write the master key (must not exist; written 0600).
+    #[arg(long, value_name = "MASTER_KEY")]
+    pub master: PathBuf,
+    /// Where to write the put-only key (must not exist; written 0600).
+    #[arg(long, value_name = "PUT_KEY")]
+    pub put: PathBuf,
+}
+
+pub fn run(c: &KeyCommand) -> anyhow::Result<Outcome> {
+    match c {
+        KeyCommand::Init(a) => init(a),
+    }
+}
+
+fn init(a: &KeyInitArgs) -> anyhow::Result<Outcome> {
     if a.master == a.put {
         bail!(
             "--master and --put name the same file {}",

@@ -1,47 +1,89 @@
-//! One module per subcommand. Each turns its arguments into engine calls and prints.
+//! One module per subcommand, each with its own arguments; each turns them into library
+//! calls and prints. This module holds what they share: the global options, the repository
+//! options, the outcome, and reading keys, config files and storage.
 
-mod backup;
-mod check;
-mod cloud_backup;
-mod key;
-mod ls;
-mod restore;
-pub(crate) mod schedule;
-mod snapshots;
-pub(crate) mod sources;
-mod status;
+pub mod backup;
+pub mod check;
+pub mod cloud_backup;
+pub mod key;
+pub mod localcloud;
+pub mod ls;
+pub mod restore;
+pub mod schedule;
+pub mod snapshots;
+pub mod sources;
+pub mod status;
 
-use crate::cli::{Cli, Command, KeyCommand, Outcome, RepoArgs};
 use anyhow::Context;
+use clap::Args;
 use ferry_repo::keys::{self, AnyKey, MasterKey, Passphrase, PutKey};
 use ferry_repo::storage::Storage;
-use std::path::PathBuf;
+use ferry_run::FerryConfig;
+use std::path::{Path, PathBuf};
 
-pub(crate) use backup::{count, human};
+pub const EXIT_OK: u8 = 0;
+pub const EXIT_ERROR: u8 = 1;
+pub const EXIT_PARTIAL: u8 = 3;
 
-pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
-    let g = cli.global;
-    match cli.command {
-        Command::Key(KeyCommand::Init(a)) => key::init(&a),
-        Command::Backup(a) => match (&a.config, &a.repo) {
-            (Some(c), None) => cloud_backup::run(&g, &a, c),
-            (Some(c), Some(_)) => sources::backup(&g, &a, c),
-            (None, _) => backup::run(&g, &a),
-        },
-        Command::Status(a) => status::run(&g, &a),
-        Command::Schedule(c) => schedule::run(&g, &c),
-        Command::Localcloud { args } => localcloud(&args),
-        Command::Sources(c) => sources::run(&g, &c),
-        Command::Infra(a) => ferry_cloud::infra_main(a).map(|_| Outcome::Ok),
-        Command::Snapshots(a) => snapshots::run(&g, &a),
-        Command::Ls(a) => ls::run(&g, &a),
-        Command::Restore(a) => restore::run(&g, &a),
-        Command::Check(a) => check::run(&g, &a),
+/// What a command finished with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Ok,
+    /// The backup was written but some source files could not be read.
+    Partial,
+}
+
+impl From<Outcome> for std::process::ExitCode {
+    fn from(o: Outcome) -> Self {
+        match o {
+            Outcome::Ok => std::process::ExitCode::from(EXIT_OK),
+            Outcome::Partial => std::process::ExitCode::from(EXIT_PARTIAL),
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct Global {
+    /// More log output (-v info, -vv debug, -vvv trace). Logs go to stderr.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    /// Only errors; no progress bar and no summary on stderr.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// Local cache directory (default: the XDG cache directory). Safe to delete at any time.
+    #[arg(long, env = "FERRY_CACHE_DIR", global = true, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+}
+
+/// Where the repository is and which key opens it.
+#[derive(Debug, Args)]
+pub struct RepoArgs {
+    /// Repository: a directory, `gate+ssh://ferry@HOST:PORT/SITE` (upload through a jump
+    /// box's gate) or `s3://BUCKET/SITE` (operator reads with admin credentials).
+    #[arg(long, env = "FERRY_REPO", value_name = "REPO")]
+    pub repo: String,
+    /// Key file (the put key for backup, the master key for everything else).
+    #[arg(long, env = "FERRY_KEY", value_name = "KEY")]
+    pub key: PathBuf,
+    /// SSH private key for remote repositories.
+    #[arg(long, value_name = "KEY")]
+    pub identity: Option<PathBuf>,
+    /// Pinned SSH host key of the remote end, for remote repositories.
+    #[arg(long, value_name = "HOSTKEY")]
+    pub host_key: Option<PathBuf>,
+}
+
+impl RepoArgs {
+    pub fn remote(&self) -> crate::storage::RemoteOptions {
+        crate::storage::RemoteOptions {
+            identity: self.identity.clone(),
+            host_key: self.host_key.clone(),
+        }
     }
 }
 
 /// Read a key file of either kind, asking for a passphrase only if it is protected.
-fn read_any_key(path: &std::path::Path) -> anyhow::Result<AnyKey> {
+pub fn read_any_key(path: &Path) -> anyhow::Result<AnyKey> {
     // The engine's callback can only return engine errors; keep ours aside and report it.
     let mut ours: Option<anyhow::Error> = None;
     let mut ask = || match crate::secret::for_existing_key(path) {
@@ -59,39 +101,28 @@ fn read_any_key(path: &std::path::Path) -> anyhow::Result<AnyKey> {
 }
 
 /// The master key from `--key`; a put key gets a clear "needs the master key" error.
-pub(crate) fn master_key(repo: &RepoArgs, op: &'static str) -> anyhow::Result<MasterKey> {
+pub fn master_key(repo: &RepoArgs, op: &'static str) -> anyhow::Result<MasterKey> {
     Ok(read_any_key(&repo.key)?.into_master(op)?)
 }
 
 /// The put key from `--key` (a master key works too: it contains the put key).
-pub(crate) fn put_key(repo: &RepoArgs) -> anyhow::Result<PutKey> {
+pub fn put_key(repo: &RepoArgs) -> anyhow::Result<PutKey> {
     Ok(read_any_key(&repo.key)?.put_key())
 }
 
-pub(crate) fn storage(repo: &RepoArgs) -> anyhow::Result<Box<dyn Storage>> {
+pub fn storage(repo: &RepoArgs) -> anyhow::Result<Box<dyn Storage>> {
     crate::storage::open_storage(&repo.repo, &repo.remote())
         .with_context(|| format!("opening repository {}", repo.repo))
 }
 
 /// `--cache-dir`, else `$XDG_CACHE_HOME/ferry` (or `~/.cache/ferry`).
-pub(crate) fn cache_dir(g: &crate::cli::Global) -> Option<PathBuf> {
+pub fn cache_dir(g: &Global) -> Option<PathBuf> {
     g.cache_dir.clone()
 }
 
-/// `ferry localcloud ARGS…`: hand over to `ferry-localcloud` (next to this executable, else
-/// on `PATH`).
-fn localcloud(args: &[std::ffi::OsString]) -> anyhow::Result<Outcome> {
-    use std::os::unix::process::CommandExt;
-    let sibling = std::env::current_exe()
-        .ok()
-        .and_then(|p| p.parent().map(|d| d.join("ferry-localcloud")))
-        .filter(|p| p.is_file());
-    let program = sibling.unwrap_or_else(|| PathBuf::from("ferry-localcloud"));
-    let err = std::process::Command::new(&program).args(args).exec();
-    Err(err).with_context(|| {
-        format!(
-            "running {} (build it with `cargo build -p ferry-localcloud`)",
-            program.display()
-        )
-    })
+/// The config file at `path`; its LAN hosts' ssh logs debug lines with `-vv`.
+pub fn load_config(path: &Path) -> anyhow::Result<FerryConfig> {
+    let mut cfg = FerryConfig::load(path)?;
+    cfg.sources.ssh_debug = crate::output::ssh_debug();
+    Ok(cfg)
 }

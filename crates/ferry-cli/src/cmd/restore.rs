@@ -1,9 +1,24 @@
 //! `ferry restore --repo DIR --key MASTER_KEY SNAPSHOT --target DIR [--include GLOB]`
 
-use crate::cli::{Global, Outcome, RestoreArgs};
-use crate::output::{Bar, interactive};
+use super::{Global, Outcome, RepoArgs};
+use crate::output::{Bar, human, interactive};
 use ferry_repo::{Repository, RestoreOptions};
+use std::path::PathBuf;
 use std::sync::Arc;
+
+#[derive(Debug, clap::Args)]
+pub struct RestoreArgs {
+    #[command(flatten)]
+    pub repo: RepoArgs,
+    /// A full snapshot id, a unique prefix, or `latest`.
+    pub snapshot: String,
+    /// Directory to restore into (created if missing).
+    #[arg(long, value_name = "DIR")]
+    pub target: PathBuf,
+    /// Restore only paths matching this glob (repeatable).
+    #[arg(long, value_name = "GLOB")]
+    pub include: Vec<String>,
+}
 
 pub fn run(g: &Global, a: &RestoreArgs) -> anyhow::Result<Outcome> {
     let key = super::master_key(&a.repo, "restore")?;
@@ -27,7 +42,7 @@ pub fn run(g: &Global, a: &RestoreArgs) -> anyhow::Result<Outcome> {
             st.files,
             st.dirs,
             st.symlinks,
-            super::backup::human(st.bytes)
+            human(st.bytes)
         );
     }
     Ok(Outcome::Ok)

@@ -1,8 +1,18 @@
 //! `ferry snapshots --repo DIR --key MASTER_KEY [--json]`
 
-use crate::cli::{Global, Outcome, SnapshotsArgs};
+use super::{Global, Outcome, RepoArgs};
+use crate::output::human;
 use ferry_repo::Repository;
 use std::sync::Arc;
+
+#[derive(Debug, clap::Args)]
+pub struct SnapshotsArgs {
+    #[command(flatten)]
+    pub repo: RepoArgs,
+    /// Print a JSON array of snapshots on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
 
 pub fn run(_g: &Global, a: &SnapshotsArgs) -> anyhow::Result<Outcome> {
     let key = super::master_key(&a.repo, "listing snapshots")?;
@@ -37,7 +47,7 @@ pub fn run(_g: &Global, a: &SnapshotsArgs) -> anyhow::Result<Outcome> {
             time,
             sn.host,
             sn.stats.files,
-            super::backup::human(sn.stats.bytes),
+            human(sn.stats.bytes),
             sn.paths.join(" "),
             if sn.is_partial() { "  (partial)" } else { "" }
         );

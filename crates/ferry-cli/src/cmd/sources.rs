@@ -2,10 +2,12 @@
 //! config file (the backup VM's own paths and LAN hosts reached over SSH), collected by
 //! `ferry-collect` into one snapshot.
 
-use crate::cli::{BackupArgs, Global, Outcome};
+use super::backup::BackupArgs;
+use super::{Global, Outcome};
 use anyhow::Context;
-use ferry_collect::{CheckReport, CollectReport, SourceStatus};
+use ferry_collect::{CheckReport, CollectReport};
 use ferry_repo::{BackupOptions, Repository};
+use ferry_run::sources_json;
 use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -36,7 +38,7 @@ pub fn run(g: &Global, cmd: &SourcesCommand) -> anyhow::Result<Outcome> {
 }
 
 fn check(g: &Global, a: &SourcesCheckArgs) -> anyhow::Result<Outcome> {
-    let cfg = crate::config::FerryConfig::load(&a.config)?.sources;
+    let cfg = super::load_config(&a.config)?.sources;
     let jobs = ferry_collect::jobs_of(&cfg)?;
     let reports = ferry_collect::check(&jobs, cfg.parallel);
     if a.json {
@@ -72,7 +74,7 @@ fn check_json(r: &CheckReport) -> serde_json::Value {
 
 /// `ferry backup --config FILE`: every source of the file into one snapshot.
 pub fn backup(g: &Global, a: &BackupArgs, config: &Path) -> anyhow::Result<Outcome> {
-    let cfg = crate::config::FerryConfig::load(config)?.sources;
+    let cfg = super::load_config(config)?.sources;
     let r = a.repo_args()?;
     let key = super::put_key(&r)?;
     let storage: Arc<dyn ferry_repo::storage::Storage> = Arc::from(super::storage(&r)?);
@@ -110,32 +112,4 @@ pub fn backup(g: &Global, a: &BackupArgs, config: &Path) -> anyhow::Result<Outco
 
 fn report_json(snapshot: &str, r: &CollectReport) -> serde_json::Value {
     json!({ "snapshot": snapshot, "partial": r.is_partial(), "sources": sources_json(r) })
-}
-
-/// Each source of a collection, as JSON (`--json` summaries).
-pub(crate) fn sources_json(r: &CollectReport) -> Vec<serde_json::Value> {
-    r
-        .sources
-        .iter()
-        .map(|s| {
-            let (status, reason) = match &s.status {
-                SourceStatus::Ok => ("ok", None),
-                SourceStatus::Partial => ("partial", None),
-                SourceStatus::Failed(m) => ("failed", Some(m.clone())),
-            };
-            json!({
-                "source": s.name,
-                "origin": s.origin,
-                "status": status,
-                "reason": reason,
-                "entries": s.entries,
-                "files_read": s.files_read,
-                "files_unchanged": s.files_unchanged,
-                "content_bytes": s.content_bytes,
-                "wire_bytes": s.wire_bytes,
-                "skipped": s.skipped.iter().map(|(p, why)| json!({"path": p.display().to_string(), "why": format!("{why:?}")})).collect::<Vec<_>>(),
-                "errors": s.errors.iter().map(|(p, m)| json!({"path": p.display().to_string(), "message": m})).collect::<Vec<_>>(),
-            })
-        })
-        .collect()
 }

@@ -1,20 +1,34 @@
 //! `ferry status --config FILE`: the last runs recorded in the spool (when, result, sizes,
 //! cloud usage) and what the spool still holds.
 
-use crate::cli::{Global, Outcome, StatusArgs};
-use crate::config::FerryConfig;
+use super::{Global, Outcome};
+use crate::output::human;
 use anyhow::Context;
+use std::path::PathBuf;
+
+#[derive(Debug, clap::Args)]
+pub struct StatusArgs {
+    /// The config file whose spool keeps the run records.
+    #[arg(long, short = 'c', value_name = "FILE")]
+    pub config: PathBuf,
+    /// How many runs to show.
+    #[arg(long, short = 'n', default_value_t = 10)]
+    pub last: usize,
+    /// Print JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
 
 pub fn run(_g: &Global, a: &StatusArgs) -> anyhow::Result<Outcome> {
-    let cfg = FerryConfig::load(&a.config)?;
+    let cfg = super::load_config(&a.config)?;
     let b = cfg
         .backup
         .as_ref()
         .with_context(|| format!("config file {}: no [backup] section", a.config.display()))?
         .plan()?;
-    let runs = crate::spool::read_runs(&b.spool, a.last)?;
+    let runs = ferry_run::spool::read_runs(&b.spool, a.last)?;
     // Read without the spool's lock: a run may be going on.
-    let waiting = crate::spool::waiting_bytes(&b.spool);
+    let waiting = ferry_run::spool::waiting_bytes(&b.spool);
     if a.json {
         println!(
             "{}",
@@ -44,12 +58,8 @@ pub fn run(_g: &Global, a: &StatusArgs) -> anyhow::Result<Outcome> {
             finished.get(..19).unwrap_or(&finished),
             s(&r["result"]),
             snap.get(..8).unwrap_or(&snap),
-            n(&r["bytes"])
-                .map(super::human)
-                .unwrap_or_else(|| "-".into()),
-            n(&r["new_bytes"])
-                .map(super::human)
-                .unwrap_or_else(|| "-".into()),
+            n(&r["bytes"]).map(human).unwrap_or_else(|| "-".into()),
+            n(&r["new_bytes"]).map(human).unwrap_or_else(|| "-".into()),
             n(&r["usage"]["s3_put_requests"]).unwrap_or(0),
             n(&r["usage"]["lambda_invocations"]).unwrap_or(0),
             n(&r["usage"]["instance_seconds"]).unwrap_or(0),
@@ -59,7 +69,7 @@ pub fn run(_g: &Global, a: &StatusArgs) -> anyhow::Result<Outcome> {
     if waiting > 0 {
         println!(
             "The spool holds {} not uploaded yet; the next run uploads it.",
-            super::human(waiting)
+            human(waiting)
         );
     }
     Ok(Outcome::Ok)

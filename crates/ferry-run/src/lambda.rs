@@ -3,7 +3,7 @@
 //! configuration (profile, region, `AWS_ENDPOINT_URL_LAMBDA`).
 
 use crate::config::CloudPlan;
-use anyhow::{Context, bail};
+use crate::error::{Context, Error, bail};
 use aws_config::BehaviorVersion;
 use aws_runtime::env_config::file::{EnvConfigFileKind, EnvConfigFiles};
 use serde::Deserialize;
@@ -60,7 +60,7 @@ impl Functions {
         }
     }
 
-    async fn invoke(&self, function: &str, payload: serde_json::Value) -> anyhow::Result<Vec<u8>> {
+    async fn invoke(&self, function: &str, payload: serde_json::Value) -> Result<Vec<u8>, Error> {
         let out = self
             .client
             .invoke()
@@ -69,15 +69,15 @@ impl Functions {
             .send()
             .await
             .map_err(|e| match e.as_service_error() {
-                Some(se) => anyhow::anyhow!(
+                Some(se) => Error::msg(format!(
                     "invoking {function}: {}: {}",
                     aws_sdk_lambda::error::ProvideErrorMetadata::code(se).unwrap_or("error"),
                     aws_sdk_lambda::error::ProvideErrorMetadata::message(se).unwrap_or("")
-                ),
-                None => anyhow::anyhow!(
+                )),
+                None => Error::msg(format!(
                     "invoking {function}: {}",
                     aws_sdk_lambda::error::DisplayErrorContext(&e)
-                ),
+                )),
             })?;
         let body = out
             .payload()
@@ -95,7 +95,7 @@ impl Functions {
     }
 
     /// Ask ferry-build for a jump box that accepts `public_key` for `site`.
-    pub async fn build(&self, site: &str, public_key: &str) -> anyhow::Result<Session> {
+    pub async fn build(&self, site: &str, public_key: &str) -> Result<Session, Error> {
         let f = &self.plan.build_function;
         let body = self
             .invoke(
@@ -119,7 +119,7 @@ impl Functions {
     }
 
     /// Ask ferry-clean to remove `session` (instance, security group, state).
-    pub async fn clean(&self, session: &str) -> anyhow::Result<()> {
+    pub async fn clean(&self, session: &str) -> Result<(), Error> {
         self.invoke(
             &self.plan.clean_function,
             serde_json::json!({ "session": session }),
@@ -134,7 +134,7 @@ impl Functions {
 }
 
 /// A fresh ed25519 client key for one session: (OpenSSH private key, public key line).
-pub fn session_key() -> anyhow::Result<(zeroize::Zeroizing<String>, String)> {
+pub fn session_key() -> Result<(zeroize::Zeroizing<String>, String), Error> {
     let key = ssh_key::PrivateKey::random(&mut rand_core::OsRng, ssh_key::Algorithm::Ed25519)
         .context("generating the session's SSH key")?;
     let private = key

@@ -16,7 +16,7 @@
 //! bucket). Every write is checked against the cap first: the spool never grows beyond
 //! `backup.spool_max`; a full spool is a clear error and the run still uploads what it holds.
 
-use anyhow::{Context, bail};
+use crate::error::{Context, Error, bail};
 use ferry_repo::format::ObjectKind;
 use ferry_repo::keys::PutKey;
 use ferry_repo::storage::{LocalDir, PendingPut, PutOutcome, Storage, StorageError};
@@ -60,7 +60,7 @@ impl Held {
     }
 }
 
-fn mkdir(p: &Path) -> anyhow::Result<()> {
+fn mkdir(p: &Path) -> Result<(), Error> {
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
@@ -70,7 +70,7 @@ fn mkdir(p: &Path) -> anyhow::Result<()> {
 
 impl Spool {
     /// Create (0700) and lock the spool; a second run on the same spool is refused.
-    pub fn open(dir: &Path, cap: u64) -> anyhow::Result<Spool> {
+    pub fn open(dir: &Path, cap: u64) -> Result<Spool, Error> {
         mkdir(dir)?;
         mkdir(&dir.join("repo"))?;
         mkdir(&dir.join("pending"))?;
@@ -130,7 +130,7 @@ impl Spool {
     }
 
     /// Objects waiting for upload.
-    pub fn held(&self) -> anyhow::Result<Held> {
+    pub fn held(&self) -> Result<Held, Error> {
         let mut h = Held::default();
         for (kind, n) in [
             (ObjectKind::Pack, &mut h.packs),
@@ -143,7 +143,7 @@ impl Spool {
         Ok(h)
     }
 
-    fn pending(&self) -> anyhow::Result<Vec<PathBuf>> {
+    fn pending(&self) -> Result<Vec<PathBuf>, Error> {
         let dir = self.dir.join("pending");
         let mut v: Vec<PathBuf> = std::fs::read_dir(&dir)
             .with_context(|| format!("reading {}", dir.display()))?
@@ -156,7 +156,7 @@ impl Spool {
     }
 
     /// Keep a packed run's snapshot until it is uploaded (written atomically, 0600).
-    pub fn save_pending(&self, snapshot: &Snapshot) -> anyhow::Result<PathBuf> {
+    pub fn save_pending(&self, snapshot: &Snapshot) -> Result<PathBuf, Error> {
         let bytes = serde_json::to_vec(snapshot).context("encoding the pending snapshot")?;
         self.storage.reserve(bytes.len() as u64)?;
         let dir = self.dir.join("pending");
@@ -186,15 +186,15 @@ impl Spool {
         key: &PutKey,
         usage: &Mutex<RunUsage>,
         stop: &AtomicBool,
-    ) -> anyhow::Result<Vec<SnapshotInfo>> {
+    ) -> Result<Vec<SnapshotInfo>, Error> {
         let s = &self.storage;
-        let check_stop = || -> anyhow::Result<()> {
+        let check_stop = || -> Result<(), Error> {
             if stop.load(Ordering::SeqCst) {
                 bail!("interrupted: the upload stopped; the spool keeps what is not uploaded");
             }
             Ok(())
         };
-        let put = |kind: ObjectKind, name: &str, bytes: &[u8]| -> anyhow::Result<PutOutcome> {
+        let put = |kind: ObjectKind, name: &str, bytes: &[u8]| -> Result<PutOutcome, Error> {
             let out = remote
                 .put_if_absent(kind, name, bytes)
                 .with_context(|| format!("uploading {}", kind.key(name)))?;
@@ -272,7 +272,7 @@ impl Spool {
     }
 
     /// Append one run record (`runs.jsonl`, for `ferry status`).
-    pub fn record_run(dir: &Path, record: &serde_json::Value) -> anyhow::Result<()> {
+    pub fn record_run(dir: &Path, record: &serde_json::Value) -> Result<(), Error> {
         let mut line = serde_json::to_vec(record)?;
         line.push(b'\n');
         append_line(&dir.join("runs.jsonl"), &line)
@@ -280,7 +280,7 @@ impl Spool {
 }
 
 /// The last `n` run records of a spool (oldest first); unreadable lines are reported.
-pub fn read_runs(dir: &Path, n: usize) -> anyhow::Result<Vec<serde_json::Value>> {
+pub fn read_runs(dir: &Path, n: usize) -> Result<Vec<serde_json::Value>, Error> {
     let path = dir.join("runs.jsonl");
     let text = match std::fs::read_to_string(&path) {
         Ok(t) => t,
@@ -305,7 +305,7 @@ pub fn read_runs(dir: &Path, n: usize) -> anyhow::Result<Vec<serde_json::Value>>
 }
 
 /// Append `line` to a 0600 file and make it durable before returning.
-fn append_line(path: &Path, line: &[u8]) -> anyhow::Result<()> {
+fn append_line(path: &Path, line: &[u8]) -> Result<(), Error> {
     let mut f = OpenOptions::new()
         .create(true)
         .append(true)
@@ -324,8 +324,8 @@ fn spool_full(dir: &Path, used: u64, cap: u64) -> StorageError {
         message: format!(
             "the spool is full: {} of backup.spool_max {} used by what is not uploaded yet; \
              this run uploads what it holds, or raise backup.spool_max",
-            crate::cmd::human(used),
-            crate::cmd::human(cap)
+            crate::format::human(used),
+            crate::format::human(cap)
         ),
     }
 }
@@ -365,7 +365,7 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-fn read_ledger(path: &Path) -> anyhow::Result<HashSet<(ObjectKind, String)>> {
+fn read_ledger(path: &Path) -> Result<HashSet<(ObjectKind, String)>, Error> {
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(HashSet::new()),
@@ -431,7 +431,7 @@ impl SpoolStorage {
         reserve(&self.used, self.cap, n).map_err(|used| spool_full(&self.dir, used, self.cap))
     }
 
-    fn record_uploaded(&self, kind: ObjectKind, name: &str) -> anyhow::Result<()> {
+    fn record_uploaded(&self, kind: ObjectKind, name: &str) -> Result<(), Error> {
         append_line(
             &self.dir.join("uploaded"),
             format!("{} {name}\n", kind.as_str()).as_bytes(),
@@ -440,7 +440,7 @@ impl SpoolStorage {
         Ok(())
     }
 
-    fn remove_local(&self, kind: ObjectKind, name: &str) -> anyhow::Result<()> {
+    fn remove_local(&self, kind: ObjectKind, name: &str) -> Result<(), Error> {
         let path = self.dir.join("repo").join(kind.key(name));
         let len = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
         std::fs::remove_file(&path)
@@ -637,7 +637,11 @@ mod tests {
             let spool = Spool::open(&spool_dir, 1 << 30).unwrap();
             // One spool, one run at a time.
             let e = Spool::open(&spool_dir, 1 << 30).unwrap_err();
-            assert!(format!("{e:#}").contains("in use"), "{e:#}");
+            assert!(
+                crate::error::error_chain(&e).contains("in use"),
+                "{}",
+                crate::error::error_chain(&e)
+            );
             pack_one_run(&spool, &key, &src, &cache);
             let held = spool.held().unwrap();
             assert!(
@@ -754,7 +758,11 @@ mod tests {
         let e = spool
             .upload(&remote, &key, &usage, &AtomicBool::new(false))
             .unwrap_err();
-        assert!(format!("{e:#}").contains("confirm"), "{e:#}");
+        assert!(
+            crate::error::error_chain(&e).contains("confirm"),
+            "{}",
+            crate::error::error_chain(&e)
+        );
         // Nothing unconfirmed was forgotten: the spool still holds every pack, the ledger
         // names none, and no index or snapshot was sent after them.
         assert_eq!(spool.held().unwrap(), before);

@@ -23,10 +23,31 @@
 //!
 //! Unknown keys are refused; every error names the file and the field.
 
-use anyhow::{Context, bail};
 use ferry_collect::SourcesConfig;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
+
+/// What is wrong with a config file; every message names the file or the field.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("reading config file {}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("config file {}: {message}", path.display())]
+    Invalid { path: PathBuf, message: String },
+    /// A field's value, before the file is known (`backup.site: …`).
+    #[error("{0}")]
+    Field(String),
+}
+
+macro_rules! bail {
+    ($($t:tt)*) => {
+        return Err(ConfigError::Field(format!($($t)*)))
+    };
+}
 
 /// The whole file.
 #[derive(Debug, Clone, Deserialize)]
@@ -116,25 +137,25 @@ pub struct CloudPlan {
 
 impl FerryConfig {
     /// Read, parse and validate `path` (the `[sources]` section as `ferry-collect` checks it).
-    pub fn load(path: &Path) -> anyhow::Result<FerryConfig> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("reading config file {}", path.display()))?;
-        let mut cfg = Self::parse(&text, path)?;
-        cfg.sources.ssh_debug = crate::output::ssh_debug();
-        Ok(cfg)
+    /// (`sources.ssh_debug` is left off: the caller decides whether ssh logs its debug lines.)
+    pub fn load(path: &Path) -> Result<FerryConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::parse(&text, path)
     }
 
-    pub fn parse(text: &str, path: &Path) -> anyhow::Result<FerryConfig> {
-        let cfg: FerryConfig = toml::from_str(text).map_err(|e| {
-            anyhow::anyhow!(
-                "config file {}: {}",
-                path.display(),
-                e.to_string().trim_end()
-            )
+    /// Parse and validate the text of the file `path`.
+    pub fn parse(text: &str, path: &Path) -> Result<FerryConfig, ConfigError> {
+        let cfg: FerryConfig = toml::from_str(text).map_err(|e| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            message: e.to_string().trim_end().to_string(),
         })?;
-        cfg.sources
-            .validate()
-            .map_err(|e| anyhow::anyhow!("config file {}: {e}", path.display()))?;
+        cfg.sources.validate().map_err(|e| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
         if let Some(b) = &cfg.backup {
             b.plan().map_err(|e| in_file(path, e))?;
         }
@@ -145,21 +166,16 @@ impl FerryConfig {
     }
 
     /// Both sections, for a backup through the cloud; names what is missing.
-    pub fn cloud_run(&self, path: &Path) -> anyhow::Result<(BackupPlan, CloudPlan)> {
-        let b = self.backup.as_ref().with_context(|| {
-            format!(
-                "config file {}: a [backup] section is needed to back up through the cloud \
-                 (or give --repo and --key to write to a repository directly)",
-                path.display()
-            )
-        })?;
-        let c = self.cloud.as_ref().with_context(|| {
-            format!(
-                "config file {}: a [cloud] section is needed to back up through the cloud \
-                 (or give --repo and --key to write to a repository directly)",
-                path.display()
-            )
-        })?;
+    pub fn cloud_run(&self, path: &Path) -> Result<(BackupPlan, CloudPlan), ConfigError> {
+        let missing = |section: &str| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            message: format!(
+                "a [{section}] section is needed to back up through the cloud \
+                 (or give --repo and --key to write to a repository directly)"
+            ),
+        };
+        let b = self.backup.as_ref().ok_or_else(|| missing("backup"))?;
+        let c = self.cloud.as_ref().ok_or_else(|| missing("cloud"))?;
         Ok((
             b.plan().map_err(|e| in_file(path, e))?,
             c.plan().map_err(|e| in_file(path, e))?,
@@ -167,8 +183,11 @@ impl FerryConfig {
     }
 }
 
-fn in_file(path: &Path, e: anyhow::Error) -> anyhow::Error {
-    anyhow::anyhow!("config file {}: {e}", path.display())
+fn in_file(path: &Path, e: ConfigError) -> ConfigError {
+    ConfigError::Invalid {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    }
 }
 
 /// The default spool: `$XDG_STATE_HOME/ferry/spool`, else `~/.local/state/ferry/spool`.
@@ -180,7 +199,7 @@ pub fn default_spool() -> Option<PathBuf> {
 }
 
 impl BackupSection {
-    pub fn plan(&self) -> anyhow::Result<BackupPlan> {
+    pub fn plan(&self) -> Result<BackupPlan, ConfigError> {
         let site = self.site.as_str();
         if site.is_empty()
             || site.len() > 64
@@ -202,12 +221,15 @@ impl BackupSection {
                 bail!("backup.spool: {} must be an absolute path", p.display())
             }
             Some(p) => p.clone(),
-            None => default_spool()
-                .context("backup.spool: not set, and there is no home directory for the default")?,
+            None => default_spool().ok_or_else(|| {
+                ConfigError::Field(
+                    "backup.spool: not set, and there is no home directory for the default".into(),
+                )
+            })?,
         };
         let spool_max = match &self.spool_max {
             Some(s) => ferry_repo::units::parse_size(s)
-                .map_err(|e| anyhow::anyhow!("backup.spool_max: {e}"))?,
+                .map_err(|e| ConfigError::Field(format!("backup.spool_max: {e}")))?,
             None => DEFAULT_SPOOL_MAX,
         };
         if spool_max < 64 << 20 {
@@ -216,7 +238,7 @@ impl BackupSection {
         let pack_size = match &self.pack_size {
             Some(s) => {
                 let n = ferry_repo::units::parse_size(s)
-                    .map_err(|e| anyhow::anyhow!("backup.pack_size: {e}"))?;
+                    .map_err(|e| ConfigError::Field(format!("backup.pack_size: {e}")))?;
                 if !(1 << 20..=1 << 30).contains(&n) {
                     bail!("backup.pack_size: must be between 1MiB and 1GiB");
                 }
@@ -244,7 +266,7 @@ impl BackupSection {
 }
 
 /// `v` is 1 to `max` ASCII letters, digits, '-' or '_' (a name AWS and systemd accept).
-pub(crate) fn check_name(field: &str, v: &str, max: usize) -> anyhow::Result<()> {
+pub fn check_name(field: &str, v: &str, max: usize) -> Result<(), ConfigError> {
     if v.is_empty()
         || v.len() > max
         || !v
@@ -257,7 +279,7 @@ pub(crate) fn check_name(field: &str, v: &str, max: usize) -> anyhow::Result<()>
 }
 
 impl CloudSection {
-    pub fn plan(&self) -> anyhow::Result<CloudPlan> {
+    pub fn plan(&self) -> Result<CloudPlan, ConfigError> {
         let r = self.region.as_str();
         let parts: Vec<&str> = r.split('-').collect();
         if parts.len() < 3
@@ -323,12 +345,12 @@ mod tests {
 
     const SOURCES: &str = "[sources]\n[sources.local]\npaths = [\"/etc\"]\n";
 
-    fn parse(extra: &str) -> anyhow::Result<FerryConfig> {
+    fn parse(extra: &str) -> Result<FerryConfig, ConfigError> {
         FerryConfig::parse(&format!("{SOURCES}{extra}"), Path::new("f.toml"))
     }
 
     fn err(extra: &str) -> String {
-        format!("{:#}", parse(extra).unwrap_err())
+        parse(extra).unwrap_err().to_string()
     }
 
     #[test]
@@ -375,7 +397,10 @@ mod tests {
     fn cloud_run_names_the_missing_section() {
         let c = parse("").unwrap();
         assert!(
-            format!("{:#}", c.cloud_run(Path::new("f.toml")).unwrap_err()).contains("[backup]")
+            c.cloud_run(Path::new("f.toml"))
+                .unwrap_err()
+                .to_string()
+                .contains("[backup]")
         );
     }
 }

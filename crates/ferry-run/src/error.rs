@@ -1,0 +1,123 @@
+//! The crate's one error type. Every error says what it was doing (which file, object,
+//! session or function) in a context layer; the cause stays reachable through `source()`, so
+//! `{:#}` in the binary (anyhow) prints the whole chain as one line.
+
+use ferry_repo::storage::StorageError;
+use std::fmt::Display;
+
+/// Everything that can go wrong in a cloud run.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// What was being done, and why it failed (the cause is the source).
+    #[error("{what}")]
+    Context {
+        what: String,
+        #[source]
+        source: Box<Error>,
+    },
+    /// A refusal or failure that is its own explanation.
+    #[error("{0}")]
+    Message(String),
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error(transparent)]
+    Repo(#[from] ferry_repo::Error),
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error(transparent)]
+    Sources(#[from] ferry_collect::ConfigError),
+    #[error(transparent)]
+    Collect(#[from] ferry_collect::BackupError),
+    #[error(transparent)]
+    SshKey(#[from] ssh_key::Error),
+    /// An error from the caller (e.g. reading the put key), kept with its chain.
+    #[error(transparent)]
+    Caller(Box<dyn std::error::Error + Send + Sync>),
+    /// A function did not answer in time.
+    #[error("{function} did not answer within {secs} s")]
+    Timeout { function: String, secs: u64 },
+    /// The run was stopped by its cancellation handle.
+    #[error("interrupted")]
+    Interrupted,
+}
+
+impl Error {
+    /// A message error.
+    pub fn msg(m: impl Display) -> Error {
+        Error::Message(m.to_string())
+    }
+
+    /// This error with `what` as its context.
+    pub fn context(self, what: impl Display) -> Error {
+        Error::Context {
+            what: what.to_string(),
+            source: Box::new(self),
+        }
+    }
+
+    /// Whether the run ended because it was cancelled.
+    pub fn is_interrupted(&self) -> bool {
+        match self {
+            Error::Interrupted => true,
+            Error::Context { source, .. } => source.is_interrupted(),
+            _ => false,
+        }
+    }
+}
+
+/// `context`/`with_context` for results whose error converts into [`Error`].
+pub(crate) trait Context<T> {
+    fn context(self, what: impl Display) -> Result<T, Error>;
+    fn with_context<D: Display>(self, what: impl FnOnce() -> D) -> Result<T, Error>;
+}
+
+impl<T, E: Into<Error>> Context<T> for Result<T, E> {
+    fn context(self, what: impl Display) -> Result<T, Error> {
+        self.map_err(|e| e.into().context(what))
+    }
+    fn with_context<D: Display>(self, what: impl FnOnce() -> D) -> Result<T, Error> {
+        self.map_err(|e| e.into().context(what()))
+    }
+}
+
+/// `e` and each of its causes, joined with ": " (what anyhow's `{:#}` prints).
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+macro_rules! bail {
+    ($($t:tt)*) => {
+        return Err($crate::error::Error::msg(format!($($t)*)))
+    };
+}
+pub(crate) use bail;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_chain_reads_like_anyhow() {
+        let io = std::io::Error::other("disk on fire");
+        let e = Error::from(io)
+            .context("writing /s/x")
+            .context("saving the spool");
+        assert_eq!(
+            error_chain(&e),
+            "saving the spool: writing /s/x: disk on fire"
+        );
+        assert!(!e.is_interrupted());
+        assert!(Error::Interrupted.context("uploading").is_interrupted());
+    }
+}

@@ -1,0 +1,171 @@
+//! The run's schedule: a systemd service and timer that run `ferry backup --config FILE`
+//! (daily by default, with a randomized delay, catching up missed runs). Only unit files this
+//! module wrote (they start with its marker) are ever replaced or removed. cron is the
+//! documented alternative (README).
+
+use crate::config::FerryConfig;
+use crate::error::{Context, Error, bail};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The first line of every unit file this module writes: it only removes or replaces its own.
+const MARKER: &str = "# Written by `ferry schedule install`; `ferry schedule remove` deletes it.";
+
+/// Where the units go and what they are called.
+#[derive(Debug, Clone)]
+pub struct Units {
+    /// The unit directory (`/etc/systemd/system`).
+    pub dir: PathBuf,
+    /// NAME.service and NAME.timer.
+    pub name: String,
+    /// Call systemctl (daemon-reload, enable/disable --now the timer).
+    pub enable: bool,
+}
+
+impl Units {
+    fn paths(&self) -> Result<(PathBuf, PathBuf), Error> {
+        crate::config::check_name("--name", &self.name, 64)?;
+        Ok((
+            self.dir.join(format!("{}.service", self.name)),
+            self.dir.join(format!("{}.timer", self.name)),
+        ))
+    }
+}
+
+/// What [`install`] wrote.
+#[derive(Debug, Clone)]
+pub struct Installed {
+    pub service: PathBuf,
+    pub timer: PathBuf,
+    /// The config file, made absolute.
+    pub config: PathBuf,
+}
+
+/// A value for a unit file line: one line, and nothing systemd would expand.
+fn unit_value(what: &str, v: &str) -> Result<(), Error> {
+    if v.is_empty() || v.chars().any(|c| c.is_control() || c == '%' || c == '\\') {
+        bail!("{what} {v:?}: must be one line without '%' or '\\'");
+    }
+    Ok(())
+}
+
+fn quote(p: &Path) -> Result<String, Error> {
+    let s = p
+        .to_str()
+        .ok_or_else(|| Error::msg(format!("{} is not valid UTF-8", p.display())))?;
+    unit_value("path", s)?;
+    if s.contains('"') {
+        bail!("path {s:?} contains a double quote");
+    }
+    Ok(format!("\"{s}\""))
+}
+
+/// The service unit: `ferry backup --config CONFIG`, stopped with time to clean up.
+pub fn service_unit(ferry: &Path, config: &Path) -> Result<String, Error> {
+    Ok(format!(
+        "{MARKER}\n[Unit]\nDescription=Ferry backup to S3 through a temporary jump box\n\
+         Wants=network-online.target\nAfter=network-online.target\n\n[Service]\nType=oneshot\n\
+         ExecStart={} backup --config {}\n\
+         # SIGTERM makes ferry remove the jump box before it exits; give it time to.\n\
+         KillMode=mixed\nTimeoutStopSec=300\nNice=10\nIOSchedulingClass=idle\n\
+         # Exit code 3 is a partial backup (some files unreadable): the run is recorded, not failed.\n\
+         SuccessExitStatus=3\n",
+        quote(ferry)?,
+        quote(config)?
+    ))
+}
+
+/// The timer unit.
+pub fn timer_unit(on_calendar: &str, delay: &str) -> Result<String, Error> {
+    unit_value("--on-calendar", on_calendar)?;
+    unit_value("--randomized-delay", delay)?;
+    Ok(format!(
+        "{MARKER}\n[Unit]\nDescription=Run the Ferry backup on a schedule\n\n[Timer]\n\
+         OnCalendar={on_calendar}\nRandomizedDelaySec={delay}\nPersistent=true\n\n\
+         [Install]\nWantedBy=timers.target\n"
+    ))
+}
+
+fn ours(path: &Path) -> Result<bool, Error> {
+    match std::fs::read_to_string(path) {
+        Ok(t) => Ok(t.starts_with(MARKER)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(true),
+        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+}
+
+fn systemctl(args: &[&str]) -> Result<(), Error> {
+    let st = Command::new("systemctl")
+        .args(args)
+        .status()
+        .with_context(|| format!("running systemctl {}", args.join(" ")))?;
+    if !st.success() {
+        bail!("systemctl {} failed ({st})", args.join(" "));
+    }
+    Ok(())
+}
+
+/// Write (and with `units.enable`, enable) the service running `ferry backup --config
+/// CONFIG` with the executable `ferry`, and its timer. The config must be valid now, not at
+/// 3 a.m.
+pub fn install(
+    units: &Units,
+    ferry: &Path,
+    config: &Path,
+    on_calendar: &str,
+    delay: &str,
+) -> Result<Installed, Error> {
+    let (svc_path, tmr_path) = units.paths()?;
+    let config = std::fs::canonicalize(config)
+        .with_context(|| format!("config file {}", config.display()))?;
+    FerryConfig::load(&config)?.cloud_run(&config)?;
+    let service = service_unit(ferry, &config)?;
+    let timer = timer_unit(on_calendar, delay)?;
+    let dir = &units.dir;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    for p in [&svc_path, &tmr_path] {
+        if !ours(p)? {
+            bail!(
+                "{} exists and was not written by ferry: choose another --name",
+                p.display()
+            );
+        }
+    }
+    std::fs::write(&svc_path, service)
+        .with_context(|| format!("writing {}", svc_path.display()))?;
+    std::fs::write(&tmr_path, timer).with_context(|| format!("writing {}", tmr_path.display()))?;
+    if units.enable {
+        systemctl(&["daemon-reload"])?;
+        systemctl(&["enable", "--now", &format!("{}.timer", units.name)])?;
+    }
+    Ok(Installed {
+        service: svc_path,
+        timer: tmr_path,
+        config,
+    })
+}
+
+/// Disable (with `units.enable`) and delete the units; how many files were removed.
+pub fn remove(units: &Units) -> Result<usize, Error> {
+    let (svc_path, tmr_path) = units.paths()?;
+    for p in [&svc_path, &tmr_path] {
+        if !ours(p)? {
+            bail!("{} was not written by ferry: not removing it", p.display());
+        }
+    }
+    if units.enable && tmr_path.exists() {
+        systemctl(&["disable", "--now", &format!("{}.timer", units.name)])?;
+    }
+    let mut removed = 0;
+    for p in [&svc_path, &tmr_path] {
+        match std::fs::remove_file(p) {
+            Ok(()) => removed += 1,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e).with_context(|| format!("removing {}", p.display())),
+        }
+    }
+    if units.enable && removed > 0 {
+        systemctl(&["daemon-reload"])?;
+    }
+    Ok(removed)
+}
