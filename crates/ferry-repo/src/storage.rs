@@ -59,7 +59,8 @@ pub trait Storage: Send + Sync {
         name: &str,
         bytes: &[u8],
     ) -> Result<PutOutcome, StorageError>;
-    /// Names of all objects of `kind` (for `config`: `["config"]` if it exists).
+    /// Names of all objects of `kind`, sorted, without repeats (for `config`: `["config"]` if
+    /// it exists).
     fn list(&self, kind: ObjectKind) -> Result<Vec<String>, StorageError>;
     /// The whole object.
     fn get(&self, kind: ObjectKind, name: &str) -> Result<Vec<u8>, StorageError>;

@@ -298,11 +298,11 @@ impl CloudSection {
         let build = self
             .build_function
             .clone()
-            .unwrap_or_else(|| format!("{}-build", self.installation));
+            .unwrap_or_else(|| ferry_contract::lambda::build_function(&self.installation));
         let clean = self
             .clean_function
             .clone()
-            .unwrap_or_else(|| format!("{}-clean", self.installation));
+            .unwrap_or_else(|| ferry_contract::lambda::clean_function(&self.installation));
         check_name("cloud.build_function", &build, 64)?;
         check_name("cloud.clean_function", &clean, 64)?;
         if !(5..=720).contains(&self.session_minutes) {
@@ -322,7 +322,7 @@ impl CloudSection {
             }
         }
         let ssh_config = self.ssh_config.clone().or_else(|| {
-            std::env::var_os("FERRY_SSH_CONFIG")
+            std::env::var_os(ferry_contract::env::SSH_CONFIG)
                 .filter(|s| !s.is_empty())
                 .map(PathBuf::from)
         });

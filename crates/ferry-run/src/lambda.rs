@@ -6,31 +6,11 @@ use crate::config::CloudPlan;
 use crate::error::{Context, Error, bail};
 use aws_config::BehaviorVersion;
 use aws_runtime::env_config::file::{EnvConfigFileKind, EnvConfigFiles};
-use serde::Deserialize;
-use std::fmt;
 
-/// ferry-build's answer (the fields the client uses; unknown ones are ignored).
-#[derive(Clone, Deserialize)]
-pub struct Session {
-    pub session: String,
-    pub site: String,
-    pub host: String,
-    pub port: u16,
-    pub user: String,
-    pub host_key: String,
-    pub expires: String,
-}
-
-impl fmt::Debug for Session {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Session")
-            .field("session", &self.session)
-            .field("host", &self.host)
-            .field("port", &self.port)
-            .field("expires", &self.expires)
-            .finish_non_exhaustive()
-    }
-}
+/// ferry-build's answer: ferry-contract's type, the one the function serializes (unknown
+/// fields are ignored; its `Debug` never shows a key).
+pub use ferry_contract::lambda::BuildResponse as Session;
+use ferry_contract::lambda::{BuildRequest, CleanRequest};
 
 /// A Lambda client for the two functions.
 #[derive(Clone, Debug)]
@@ -60,12 +40,12 @@ impl Functions {
         }
     }
 
-    async fn invoke(&self, function: &str, payload: serde_json::Value) -> Result<Vec<u8>, Error> {
+    async fn invoke(&self, function: &str, payload: String) -> Result<Vec<u8>, Error> {
         let out = self
             .client
             .invoke()
             .function_name(function)
-            .payload(aws_sdk_lambda::primitives::Blob::new(payload.to_string()))
+            .payload(aws_sdk_lambda::primitives::Blob::new(payload))
             .send()
             .await
             .map_err(|e| match e.as_service_error() {
@@ -100,11 +80,11 @@ impl Functions {
         let body = self
             .invoke(
                 f,
-                serde_json::json!({
-                    "site": site,
-                    "public_key": public_key,
-                    "ttl_minutes": self.plan.session_minutes,
-                }),
+                Self::json(&BuildRequest {
+                    site: site.to_string(),
+                    public_key: Some(public_key.to_string()),
+                    ttl_minutes: Some(self.plan.session_minutes),
+                })?,
             )
             .await?;
         let s: Session = serde_json::from_slice(&body)
@@ -122,10 +102,14 @@ impl Functions {
     pub async fn clean(&self, session: &str) -> Result<(), Error> {
         self.invoke(
             &self.plan.clean_function,
-            serde_json::json!({ "session": session }),
+            CleanRequest::session(session).to_json(),
         )
         .await
         .map(|_| ())
+    }
+
+    fn json(request: &BuildRequest) -> Result<String, Error> {
+        serde_json::to_string(request).context("encoding ferry-build's request")
     }
 
     pub fn clean_function(&self) -> &str {

@@ -21,7 +21,7 @@ use ferry_repo::format::ObjectKind;
 use ferry_repo::keys::PutKey;
 use ferry_repo::storage::{LocalDir, PendingPut, PutOutcome, Storage, StorageError};
 use ferry_repo::{RunUsage, Snapshot, SnapshotInfo};
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
@@ -473,7 +473,9 @@ impl Storage for SpoolStorage {
     }
 
     fn list(&self, kind: ObjectKind) -> Result<Vec<String>, StorageError> {
-        let mut names: HashSet<String> = self.local.list(kind)?.into_iter().collect();
+        // Sorted, without repeats (the Storage contract): what is still here and what the ledger
+        // says was uploaded.
+        let mut names: BTreeSet<String> = self.local.list(kind)?.into_iter().collect();
         names.extend(
             lock(&self.ledger)
                 .iter()
@@ -553,34 +555,8 @@ impl Drop for CappedPut {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ferry_repo::storage::MemStorage;
     use ferry_repo::{BackupOptions, BackupSession, MasterKey, NoProgress, Repository};
-
-    /// A remote that records the order of the objects it is given.
-    struct Recording {
-        inner: LocalDir,
-        log: Mutex<Vec<(ObjectKind, String)>>,
-    }
-
-    impl Storage for Recording {
-        fn location(&self) -> String {
-            self.inner.location()
-        }
-        fn put_if_absent(
-            &self,
-            kind: ObjectKind,
-            name: &str,
-            bytes: &[u8],
-        ) -> Result<PutOutcome, StorageError> {
-            lock(&self.log).push((kind, name.to_string()));
-            self.inner.put_if_absent(kind, name, bytes)
-        }
-        fn list(&self, kind: ObjectKind) -> Result<Vec<String>, StorageError> {
-            self.inner.list(kind)
-        }
-        fn get(&self, kind: ObjectKind, name: &str) -> Result<Vec<u8>, StorageError> {
-            self.inner.get(kind, name)
-        }
-    }
 
     fn pack_one_run(spool: &Spool, key: &PutKey, src: &Path, cache: &Path) -> Snapshot {
         let text = format!(
@@ -625,10 +601,8 @@ mod tests {
         std::fs::write(src.join("b"), b"small").unwrap();
         let master = MasterKey::generate();
         let key = master.put_key();
-        let remote = Recording {
-            inner: LocalDir::new(t.path().join("remote")),
-            log: Mutex::new(Vec::new()),
-        };
+        // In memory; it records the order of the objects it is given.
+        let remote = MemStorage::new();
         let spool_dir = t.path().join("spool");
         let cache = t.path().join("cache");
         let usage = Mutex::new(RunUsage::default());
@@ -653,7 +627,7 @@ mod tests {
             assert!(spool.held().unwrap().is_empty());
         }
         // Order: config, packs, index, snapshot last.
-        let log = lock(&remote.log).clone();
+        let log = remote.puts();
         let kinds: Vec<ObjectKind> = log.iter().map(|(k, _)| *k).collect();
         assert_eq!(kinds.first(), Some(&ObjectKind::Config));
         assert_eq!(kinds.last(), Some(&ObjectKind::Snapshot));
@@ -666,7 +640,7 @@ mod tests {
 
         // Second run, same content: the ledger keeps the engine deduplicating against what
         // was uploaded, and config is not sent again.
-        lock(&remote.log).clear();
+        remote.take_puts();
         {
             let spool = Spool::open(&spool_dir, 1 << 30).unwrap();
             let snap = pack_one_run(&spool, &key, &src, &cache);
@@ -681,11 +655,11 @@ mod tests {
             let sent = lock(&usage).uploaded_bytes - before;
             assert!(sent < 64 * 1024, "second run uploaded {sent} bytes");
         }
-        let log = lock(&remote.log).clone();
+        let log = remote.puts();
         assert!(log.iter().all(|(k, _)| *k != ObjectKind::Config), "{log:?}");
 
         // The remote is a whole repository: both snapshots carry usage, the data restores.
-        let repo = Repository::open(Arc::new(LocalDir::new(t.path().join("remote")))).unwrap();
+        let repo = Repository::open(Arc::new(remote.clone())).unwrap();
         let reader = repo.reader(&master).unwrap();
         let snaps = reader.snapshots().unwrap();
         assert_eq!(snaps.len(), 2);
@@ -713,35 +687,6 @@ mod tests {
         assert!(restored == data, "restored content differs");
     }
 
-    /// A pipelining remote whose barrier reports that the packs never arrived.
-    struct LostPacks(LocalDir);
-
-    impl Storage for LostPacks {
-        fn location(&self) -> String {
-            "lost".into()
-        }
-        fn put_if_absent(
-            &self,
-            kind: ObjectKind,
-            name: &str,
-            bytes: &[u8],
-        ) -> Result<PutOutcome, StorageError> {
-            self.0.put_if_absent(kind, name, bytes)
-        }
-        fn list(&self, kind: ObjectKind) -> Result<Vec<String>, StorageError> {
-            self.0.list(kind)
-        }
-        fn get(&self, kind: ObjectKind, name: &str) -> Result<Vec<u8>, StorageError> {
-            self.0.get(kind, name)
-        }
-        fn barrier(&self) -> Result<(), StorageError> {
-            Err(StorageError::Backend {
-                location: "lost".into(),
-                message: "the gate closed before confirming 1 pack".into(),
-            })
-        }
-    }
-
     #[test]
     fn packs_leave_the_spool_only_when_confirmed() {
         let t = tempfile::tempdir().unwrap();
@@ -753,7 +698,9 @@ mod tests {
         let spool = Spool::open(&t.path().join("spool"), 1 << 30).unwrap();
         pack_one_run(&spool, &key, &src, &t.path().join("cache"));
         let before = spool.held().unwrap();
-        let remote = LostPacks(LocalDir::new(t.path().join("remote")));
+        // A pipelining remote whose barrier reports that the packs never arrived.
+        let remote = MemStorage::new();
+        remote.fail_barriers(Some("the gate closed before confirming 1 pack".into()));
         let usage = Mutex::new(RunUsage::default());
         let e = spool
             .upload(&remote, &key, &usage, &AtomicBool::new(false))
@@ -768,12 +715,7 @@ mod tests {
         assert_eq!(spool.held().unwrap(), before);
         let ledger = std::fs::read_to_string(t.path().join("spool/uploaded")).unwrap_or_default();
         assert!(!ledger.contains("pack "), "{ledger}");
-        assert!(
-            LocalDir::new(t.path().join("remote"))
-                .list(ObjectKind::Snapshot)
-                .unwrap()
-                .is_empty()
-        );
+        assert!(remote.list(ObjectKind::Snapshot).unwrap().is_empty());
     }
 
     #[test]
@@ -807,6 +749,21 @@ mod tests {
                 .unwrap()
                 .count()
                 == 2
+        );
+    }
+
+    #[test]
+    fn the_spool_passes_the_storage_conformance_suite() {
+        use ferry_repo::storage::conformance::{Backend, run};
+        let t = tempfile::tempdir().unwrap();
+        let spool = Spool::open(t.path(), 1 << 30).unwrap();
+        let storage = spool.storage();
+        let report = run(&Backend::new("SpoolStorage", &*storage));
+        // Like the local directory it writes to, it stores any name it is given.
+        assert_eq!(
+            report.skipped_cases(),
+            vec!["refused names and objects"],
+            "{report}"
         );
     }
 

@@ -92,6 +92,8 @@ impl Cloud for LocalCloud {
             user: "ferry".into(),
             host_key: "ssh-ed25519 AAAAlocal".into(),
             expires: "2026-01-01T00:30:00Z".into(),
+            private_key: None,
+            client_public_key: public_key.to_string(),
         })
     }
     fn clean(&self, session: &str, _within: Duration) -> Result<(), Error> {
