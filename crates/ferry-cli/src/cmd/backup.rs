@@ -3,7 +3,7 @@
 use crate::cli::{BackupArgs, Global, Outcome};
 use crate::output::{Bar, interactive};
 use anyhow::Context;
-use ferry_repo::source::local::backup_paths;
+use ferry_repo::backup::local::backup_paths;
 use ferry_repo::{BackupOptions, Repository, SnapshotInfo};
 use std::sync::Arc;
 
