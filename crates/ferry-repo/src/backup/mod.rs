@@ -29,11 +29,10 @@ pub use meta::EntryMeta;
 pub use paths::{RepoPath, absolute_clean, bad_component};
 
 use chunker::Chunker;
-use packer::{Compressed, PackWriter, Work, compress_worker, with_prefix};
-use tree::DirBuild;
-use uploader::WriterStats;
+use packer::{Pipeline, PipelineConfig, Work, with_prefix};
+use tree::TreeBuilder;
 
-use crate::cache::{Cache, FileRecord, FilesCache};
+use crate::cache::{Cache, FileRecord, FilesCache, lock};
 use crate::crypto::{self, NONCE_LEN};
 use crate::error::{Error, Result};
 use crate::format::{self, ObjectKind};
@@ -46,12 +45,9 @@ use crate::objects::{
 use crate::progress::Progress;
 use crate::repo::Repository;
 use crate::storage::Storage;
-use crossbeam_channel::{Sender, bounded};
 use std::collections::HashSet;
 use std::io::Read;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::Instant;
 
 /// The previous run's content of a file known unchanged (from [`BackupSession::is_unchanged`]).
@@ -127,7 +123,7 @@ pub struct BackupSession {
     known: HashSet<BlobId>,
     prev_files: FilesCache,
     new_files: FilesCache,
-    root: DirBuild,
+    tree: TreeBuilder,
     stats: SnapshotStats,
     sources: Vec<SourceState>,
     errors: Vec<SourceError>,
@@ -135,10 +131,7 @@ pub struct BackupSession {
     started: Instant,
     time_ns: i64,
     chunker: Chunker,
-    work_tx: Option<Sender<Work>>,
-    workers: Vec<JoinHandle<()>>,
-    writer: Option<JoinHandle<Result<WriterStats>>>,
-    abort: Arc<AtomicBool>,
+    pipeline: Pipeline,
 }
 
 impl std::fmt::Debug for BackupSession {
@@ -201,41 +194,15 @@ impl BackupSession {
         let known = cache.known_blobs();
         let cache = Arc::new(Mutex::new(cache));
 
-        let workers_n = if opts.workers == 0 {
-            std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(2)
-        } else {
-            opts.workers
-        }
-        .clamp(1, 64);
-        let (work_tx, work_rx) = bounded::<Work>(workers_n + 1);
-        let (write_tx, write_rx) = bounded::<Compressed>(workers_n + 1);
-        let abort = Arc::new(AtomicBool::new(false));
-        let mut workers = Vec::new();
-        for i in 0..workers_n {
-            let rx = work_rx.clone();
-            let tx = write_tx.clone();
-            let level = opts.compression_level;
-            let h = std::thread::Builder::new()
-                .name(format!("ferry-compress-{i}"))
-                .spawn(move || compress_worker(rx, tx, level))
-                .map_err(|e| Error::Pipeline(format!("spawn worker: {e}")))?;
-            workers.push(h);
-        }
-        drop(write_tx);
-        let w = PackWriter {
+        let pipeline = Pipeline::start(PipelineConfig {
             storage: storage.clone(),
             public: *key.public_key(),
-            target: opts.pack_size,
+            pack_size: opts.pack_size,
+            workers: opts.workers,
+            compression_level: opts.compression_level,
             cache: cache.clone(),
             progress: progress.clone(),
-            abort: abort.clone(),
-        };
-        let writer = std::thread::Builder::new()
-            .name("ferry-pack-writer".into())
-            .spawn(move || w.run(write_rx))
-            .map_err(|e| Error::Pipeline(format!("spawn pack writer: {e}")))?;
+        })?;
         let time_ns = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos() as i64)
@@ -249,17 +216,14 @@ impl BackupSession {
             known,
             prev_files,
             new_files: FilesCache::new(),
-            root: DirBuild::default(),
+            tree: TreeBuilder::default(),
             stats: SnapshotStats::default(),
             sources: Vec::new(),
             errors: Vec::new(),
             opts,
             started: Instant::now(),
             time_ns,
-            work_tx: Some(work_tx),
-            workers,
-            writer: Some(writer),
-            abort,
+            pipeline,
         })
     }
 
@@ -305,9 +269,7 @@ impl BackupSession {
 
     /// Record a directory (its metadata; entries are added separately). The root is allowed.
     pub fn add_dir(&mut self, path: &RepoPath, meta: &EntryMeta) -> Result<()> {
-        let comps = path.components().to_vec();
-        let d = self.dir_mut(&comps)?;
-        d.meta = Some(*meta);
+        self.tree.set_dir_meta(path, *meta);
         self.stats.dirs += 1;
         self.progress.entry_recorded(&path.to_bytes());
         Ok(())
@@ -324,7 +286,7 @@ impl BackupSession {
                 target: target.to_vec(),
             },
         );
-        self.insert_leaf(path, node)?;
+        self.tree.insert_leaf(path, node)?;
         self.stats.symlinks += 1;
         self.progress.entry_recorded(&path.to_bytes());
         Ok(())
@@ -361,7 +323,7 @@ impl BackupSession {
         m.size = prev.size;
         let name = path.components().last().cloned().unwrap_or_default();
         self.stats.dedup_blobs += prev.content.len() as u64;
-        self.insert_leaf(
+        self.tree.insert_leaf(
             path,
             m.node(
                 name,
@@ -424,7 +386,7 @@ impl BackupSession {
         let mut m = *meta;
         m.size = size;
         let name = path.components().last().cloned().unwrap_or_default();
-        self.insert_leaf(
+        self.tree.insert_leaf(
             path,
             m.node(
                 name,
@@ -453,46 +415,34 @@ impl BackupSession {
         self.progress.blob_stored(len as u64);
         let raw_len = u32::try_from(len)
             .map_err(|_| Error::Pipeline(format!("blob of {} bytes is too large", data.len())))?;
-        let tx = self
-            .work_tx
-            .as_ref()
-            .ok_or_else(|| Error::Pipeline("session already closed".into()))?;
-        if tx
-            .send(Work {
-                id,
-                kind,
-                raw_len,
-                data,
-            })
-            .is_err()
-        {
-            // The writer stopped: report its error.
-            return Err(self
-                .shutdown()
-                .err()
-                .unwrap_or_else(|| Error::Pipeline("pack writer stopped".into())));
-        }
-        Ok(())
+        self.pipeline.send(Work {
+            id,
+            kind,
+            raw_len,
+            data,
+        })
     }
 
-    /// Close the pipeline and wait for it; returns the writer's result.
-    fn shutdown(&mut self) -> Result<WriterStats> {
-        self.work_tx = None;
-        for w in self.workers.drain(..) {
-            let _ = w.join();
+    /// Store one tree blob (unless known) and return its id.
+    fn store_tree_blob(&mut self, bytes: &[u8]) -> Result<BlobId> {
+        let id = crypto::blob_id(self.key.hash_key(), bytes);
+        if self.known.insert(id) {
+            self.submit(id, BlobKind::Tree, with_prefix(bytes))?;
+        } else {
+            self.stats.dedup_blobs += 1;
         }
-        match self.writer.take() {
-            Some(h) => h
-                .join()
-                .map_err(|_| Error::Pipeline("pack writer panicked".into()))?,
-            None => Err(Error::Pipeline("pipeline already shut down".into())),
-        }
+        Ok(id)
+    }
+
+    /// Store every tree of the run, children first; returns the root tree's id.
+    fn store_trees(&mut self) -> Result<BlobId> {
+        let tree = std::mem::take(&mut self.tree);
+        tree.store(&mut |bytes| self.store_tree_blob(bytes))
     }
 
     /// Write the trees, the last pack, the index objects and finally the snapshot.
     pub fn finish(mut self) -> Result<SnapshotInfo> {
-        let root = std::mem::take(&mut self.root);
-        let root_id = self.store_tree(root)?;
+        let root_id = self.store_trees()?;
         self.finish_with_root(root_id)
     }
 
@@ -518,8 +468,7 @@ impl BackupSession {
     /// [`Repository::put_snapshot`](crate::Repository::put_snapshot). Until then the
     /// repository has no snapshot for this run, exactly as if it had been interrupted.
     pub fn finish_unwritten(mut self) -> Result<Snapshot> {
-        let root = std::mem::take(&mut self.root);
-        let root_id = self.store_tree(root)?;
+        let root_id = self.store_trees()?;
         self.finish_parts(root_id)
     }
 
@@ -533,7 +482,7 @@ impl BackupSession {
     }
 
     fn finish_parts(mut self, root_id: BlobId) -> Result<Snapshot> {
-        let ws = self.shutdown()?;
+        let ws = self.pipeline.shutdown()?;
         self.stats.packs = ws.packs;
         self.stats.stored_bytes = ws.stored_bytes;
 
@@ -620,19 +569,6 @@ impl BackupSession {
         lock(&self.cache).record_indexed(&name, &names)?;
         Ok(())
     }
-}
-
-impl Drop for BackupSession {
-    fn drop(&mut self) {
-        if self.writer.is_some() {
-            self.abort.store(true, Ordering::SeqCst);
-            let _ = self.shutdown();
-        }
-    }
-}
-
-pub(super) fn lock(c: &Mutex<Cache>) -> std::sync::MutexGuard<'_, Cache> {
-    c.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// RFC 3339 UTC with nanoseconds.

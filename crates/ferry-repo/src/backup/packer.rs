@@ -1,5 +1,6 @@
-//! The pack writer: compression workers (zstd) and the thread that seals compressed blobs
-//! into packs (each blob encrypted on its own under the pack's key, then the trailer).
+//! The pack writer: the [`Pipeline`] of compression workers (zstd) and the thread that seals
+//! compressed blobs into packs (each blob encrypted on its own under the pack's key, then the
+//! trailer), handing the bytes to the [`Uploader`].
 
 use super::uploader::{Up, Uploader, WriterStats};
 use crate::cache::Cache;
@@ -12,7 +13,9 @@ use crate::storage::Storage;
 use crossbeam_channel::{Receiver, Sender, bounded};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 
+/// One new blob for the pipeline: `data` is [`with_prefix`]ed, `raw_len` its plain length.
 pub(super) struct Work {
     pub(super) id: BlobId,
     pub(super) kind: BlobKind,
@@ -20,7 +23,7 @@ pub(super) struct Work {
     pub(super) data: Vec<u8>,
 }
 
-pub(super) struct Compressed {
+struct Compressed {
     id: BlobId,
     kind: BlobKind,
     raw_len: u32,
@@ -29,6 +32,117 @@ pub(super) struct Compressed {
 }
 
 /// `NONCE_LEN + 1` reserved bytes (nonce, compression flag), then `data`, with room for the tag.
+/// The threads behind a session: N compression workers, then one pack writer (which runs the
+/// uploader and its committer). Channels are bounded, so memory stays at a few chunks.
+/// Dropping a pipeline that was not shut down aborts it: committed packs stay, the open pack
+/// is abandoned.
+pub(super) struct Pipeline {
+    work_tx: Option<Sender<Work>>,
+    workers: Vec<JoinHandle<()>>,
+    writer: Option<JoinHandle<Result<WriterStats>>>,
+    abort: Arc<AtomicBool>,
+}
+
+/// What a [`Pipeline`] writes to and with.
+pub(super) struct PipelineConfig {
+    pub(super) storage: Arc<dyn Storage>,
+    /// The repository's public key (each pack is sealed to it).
+    pub(super) public: [u8; 32],
+    /// Pack target size in bytes.
+    pub(super) pack_size: usize,
+    /// Compression worker threads (0 = number of CPUs).
+    pub(super) workers: usize,
+    pub(super) compression_level: i32,
+    pub(super) cache: Arc<Mutex<Cache>>,
+    pub(super) progress: Arc<dyn Progress>,
+}
+
+impl Pipeline {
+    /// Spawn the workers and the pack writer.
+    pub(super) fn start(cfg: PipelineConfig) -> Result<Pipeline> {
+        let workers_n = if cfg.workers == 0 {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2)
+        } else {
+            cfg.workers
+        }
+        .clamp(1, 64);
+        let (work_tx, work_rx) = bounded::<Work>(workers_n + 1);
+        let (write_tx, write_rx) = bounded::<Compressed>(workers_n + 1);
+        let abort = Arc::new(AtomicBool::new(false));
+        let mut workers = Vec::new();
+        for i in 0..workers_n {
+            let rx = work_rx.clone();
+            let tx = write_tx.clone();
+            let level = cfg.compression_level;
+            let h = std::thread::Builder::new()
+                .name(format!("ferry-compress-{i}"))
+                .spawn(move || compress_worker(rx, tx, level))
+                .map_err(|e| Error::Pipeline(format!("spawn worker: {e}")))?;
+            workers.push(h);
+        }
+        drop(write_tx);
+        let w = PackWriter {
+            storage: cfg.storage,
+            public: cfg.public,
+            target: cfg.pack_size,
+            cache: cfg.cache,
+            progress: cfg.progress,
+            abort: abort.clone(),
+        };
+        let writer = std::thread::Builder::new()
+            .name("ferry-pack-writer".into())
+            .spawn(move || w.run(write_rx))
+            .map_err(|e| Error::Pipeline(format!("spawn pack writer: {e}")))?;
+        Ok(Pipeline {
+            work_tx: Some(work_tx),
+            workers,
+            writer: Some(writer),
+            abort,
+        })
+    }
+
+    /// Queue a new blob. If the pipeline has stopped, it is shut down and its error returned.
+    pub(super) fn send(&mut self, work: Work) -> Result<()> {
+        let tx = self
+            .work_tx
+            .as_ref()
+            .ok_or_else(|| Error::Pipeline("session already closed".into()))?;
+        if tx.send(work).is_err() {
+            // The writer stopped: report its error.
+            return Err(self
+                .shutdown()
+                .err()
+                .unwrap_or_else(|| Error::Pipeline("pack writer stopped".into())));
+        }
+        Ok(())
+    }
+
+    /// Close the pipeline and wait for it; returns the writer's result.
+    pub(super) fn shutdown(&mut self) -> Result<WriterStats> {
+        self.work_tx = None;
+        for w in self.workers.drain(..) {
+            let _ = w.join();
+        }
+        match self.writer.take() {
+            Some(h) => h
+                .join()
+                .map_err(|_| Error::Pipeline("pack writer panicked".into()))?,
+            None => Err(Error::Pipeline("pipeline already shut down".into())),
+        }
+    }
+}
+
+impl Drop for Pipeline {
+    fn drop(&mut self) {
+        if self.writer.is_some() {
+            self.abort.store(true, Ordering::SeqCst);
+            let _ = self.shutdown();
+        }
+    }
+}
+
 pub(super) fn with_prefix(data: &[u8]) -> Vec<u8> {
     let mut v = Vec::with_capacity(NONCE_LEN + 1 + data.len() + crypto::TAG_LEN);
     v.resize(NONCE_LEN + 1, 0);
@@ -36,7 +150,7 @@ pub(super) fn with_prefix(data: &[u8]) -> Vec<u8> {
     v
 }
 
-pub(super) fn compress_worker(rx: Receiver<Work>, tx: Sender<Compressed>, level: i32) {
+fn compress_worker(rx: Receiver<Work>, tx: Sender<Compressed>, level: i32) {
     let mut comp = zstd::bulk::Compressor::new(level).ok();
     for w in rx {
         let record = crypto::compress_in_place(comp.as_mut(), w.data, NONCE_LEN);
@@ -56,13 +170,13 @@ pub(super) fn compress_worker(rx: Receiver<Work>, tx: Sender<Compressed>, level:
 
 /// Seals compressed blobs into packs (encryption under the current pack's key, offsets,
 /// trailer); the [`Uploader`] thread streams the bytes to storage and names the pack.
-pub(super) struct PackWriter {
-    pub(super) storage: Arc<dyn Storage>,
-    pub(super) public: [u8; 32],
-    pub(super) target: usize,
-    pub(super) cache: Arc<Mutex<Cache>>,
-    pub(super) progress: Arc<dyn Progress>,
-    pub(super) abort: Arc<AtomicBool>,
+struct PackWriter {
+    storage: Arc<dyn Storage>,
+    public: [u8; 32],
+    target: usize,
+    cache: Arc<Mutex<Cache>>,
+    progress: Arc<dyn Progress>,
+    abort: Arc<AtomicBool>,
 }
 
 struct OpenPack {
@@ -73,7 +187,7 @@ struct OpenPack {
 }
 
 impl PackWriter {
-    pub(super) fn run(self, rx: Receiver<Compressed>) -> Result<WriterStats> {
+    fn run(self, rx: Receiver<Compressed>) -> Result<WriterStats> {
         let (up_tx, up_rx) = bounded::<Up>(4);
         let up = Uploader {
             storage: self.storage.clone(),

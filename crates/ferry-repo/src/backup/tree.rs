@@ -1,23 +1,21 @@
-//! The tree builder: the directory structure a run records, stored bottom-up as tree blobs.
+//! The tree builder: the directory structure a run records ([`TreeBuilder`]), stored
+//! bottom-up as tree blobs when the run finishes.
 
-use super::BackupSession;
 use super::meta::EntryMeta;
-use super::packer::with_prefix;
 use super::paths::RepoPath;
-use crate::crypto;
 use crate::error::{Error, Result};
-use crate::ids::{BlobId, BlobKind};
+use crate::ids::BlobId;
 use crate::objects::{Node, NodeKind, Tree};
 use std::collections::BTreeMap;
 
-pub(super) enum Child {
+enum Child {
     Dir(DirBuild),
     Leaf(Node),
 }
 
 #[derive(Default)]
-pub(super) struct DirBuild {
-    pub(super) meta: Option<EntryMeta>,
+struct DirBuild {
+    meta: Option<EntryMeta>,
     children: BTreeMap<Vec<u8>, Child>,
 }
 
@@ -31,8 +29,15 @@ const IMPLICIT_DIR: EntryMeta = EntryMeta {
     inode: 0,
 };
 
-impl BackupSession {
-    pub(super) fn dir_mut(&mut self, path: &[Vec<u8>]) -> Result<&mut DirBuild> {
+/// The snapshot's directories and leaves so far, keyed by raw name (so each tree is sorted).
+/// Parents a collector never described get [`IMPLICIT_DIR`] metadata.
+#[derive(Default)]
+pub(super) struct TreeBuilder {
+    root: DirBuild,
+}
+
+impl TreeBuilder {
+    fn dir_mut(&mut self, path: &[Vec<u8>]) -> &mut DirBuild {
         let mut d = &mut self.root;
         for (i, c) in path.iter().enumerate() {
             let child = d
@@ -49,9 +54,15 @@ impl BackupSession {
             };
             d = dd;
         }
-        Ok(d)
+        d
     }
 
+    /// Record a directory's metadata (creating it and its parents if needed).
+    pub(super) fn set_dir_meta(&mut self, path: &RepoPath, meta: EntryMeta) {
+        self.dir_mut(path.components()).meta = Some(meta);
+    }
+
+    /// Record a file or symlink node at `path` (not the root).
     pub(super) fn insert_leaf(&mut self, path: &RepoPath, node: Node) -> Result<()> {
         let comps = path.components();
         let Some((name, parent)) = comps.split_last() else {
@@ -61,32 +72,31 @@ impl BackupSession {
             });
         };
         let name = name.clone();
-        let d = self.dir_mut(parent)?;
+        let d = self.dir_mut(parent);
         d.children.insert(name, Child::Leaf(node));
         Ok(())
     }
 
-    pub(super) fn store_tree(&mut self, dir: DirBuild) -> Result<BlobId> {
-        let mut nodes = Vec::with_capacity(dir.children.len());
-        for (name, child) in dir.children {
-            match child {
-                Child::Leaf(n) => nodes.push(n),
-                Child::Dir(d) => {
-                    let meta = d.meta.unwrap_or(IMPLICIT_DIR);
-                    let subtree = self.store_tree(d)?;
-                    let mut m = meta;
-                    m.size = 0;
-                    nodes.push(m.node(name, NodeKind::Dir { subtree }));
-                }
+    /// Serialise every tree, children before parents, handing each tree's bytes to `put`
+    /// (which stores the blob and returns its id); returns the root tree's id.
+    pub(super) fn store(self, put: &mut dyn FnMut(&[u8]) -> Result<BlobId>) -> Result<BlobId> {
+        store_dir(self.root, put)
+    }
+}
+
+fn store_dir(dir: DirBuild, put: &mut dyn FnMut(&[u8]) -> Result<BlobId>) -> Result<BlobId> {
+    let mut nodes = Vec::with_capacity(dir.children.len());
+    for (name, child) in dir.children {
+        match child {
+            Child::Leaf(n) => nodes.push(n),
+            Child::Dir(d) => {
+                let meta = d.meta.unwrap_or(IMPLICIT_DIR);
+                let subtree = store_dir(d, put)?;
+                let mut m = meta;
+                m.size = 0;
+                nodes.push(m.node(name, NodeKind::Dir { subtree }));
             }
         }
-        let bytes = Tree { nodes }.to_bytes();
-        let id = crypto::blob_id(self.key.hash_key(), &bytes);
-        if self.known.insert(id) {
-            self.submit(id, BlobKind::Tree, with_prefix(&bytes))?;
-        } else {
-            self.stats.dedup_blobs += 1;
-        }
-        Ok(id)
     }
+    put(&Tree { nodes }.to_bytes())
 }

@@ -2,8 +2,7 @@
 //! the SHA-256 of its bytes, and a committer thread makes it durable and records it in the
 //! cache.
 
-use super::lock;
-use crate::cache::Cache;
+use crate::cache::{Cache, lock};
 use crate::error::{Error, Result};
 use crate::format::{self, ObjectKind};
 use crate::objects::{BlobEntry, IndexPack};
