@@ -19,7 +19,11 @@
 //! * Backup ([`backup`]): [`Repository::begin_backup`] → [`BackupSession`] with
 //!   `add_dir` / `add_symlink` / `add_file(path, meta, &mut dyn Read)` / `is_unchanged` +
 //!   `add_unchanged_file` / `record_error` / `finish() -> SnapshotInfo`. Paths are
-//!   [`RepoPath`]s (raw components). The local walker is [`backup::local::backup_paths`].
+//!   [`RepoPath`]s (raw components). The module has one file per job: `paths`, `meta`,
+//!   `tree` (tree builder), `chunker`, `packer` (compression workers, pack writer), `uploader`,
+//!   `local`. Local sources: [`backup::local::backup_paths`]; the one local-filesystem walker,
+//!   also used by ferry-collect's local source, is [`backup::local::walk`] with a
+//!   [`backup::local::Visit`]or.
 //! * Read side (master key): [`Repository::reader`] → [`Reader`]: `snapshots()`,
 //!   `resolve_snapshot("latest" | prefix | id)`, `ls`, `restore(snapshot, target,
 //!   &RestoreOptions { include globs, .. }, progress)`, `read_blob`, `read_tree`.
