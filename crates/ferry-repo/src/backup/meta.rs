@@ -7,14 +7,20 @@ use crate::objects::{Node, NodeKind};
 pub struct EntryMeta {
     /// Permission bits (`st_mode & 0o7777`).
     pub mode: u32,
+    /// Modification time, nanoseconds since the Unix epoch.
     pub mtime_ns: i64,
+    /// Owner's user id.
     pub uid: u32,
+    /// Owner's group id.
     pub gid: u32,
+    /// Size in bytes as listed (for a file the snapshot records the bytes actually read).
     pub size: u64,
+    /// Inode number (with size and mtime, how an unchanged file is recognised).
     pub inode: u64,
 }
 
 impl EntryMeta {
+    /// From `lstat`/`stat` metadata.
     pub fn from_std(m: &std::fs::Metadata) -> EntryMeta {
         use std::os::unix::fs::MetadataExt;
         EntryMeta {

@@ -53,7 +53,9 @@ use std::time::Instant;
 /// The previous run's content of a file known unchanged (from [`BackupSession::is_unchanged`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct UnchangedFile {
+    /// The file's data blobs, in order.
     pub content: Vec<BlobId>,
+    /// Its size in bytes, as recorded then.
     pub size: u64,
 }
 
@@ -62,6 +64,7 @@ pub struct UnchangedFile {
 pub struct BackupOptions {
     /// Host recorded in the snapshot (default: this machine's hostname).
     pub host: Option<String>,
+    /// Tags recorded in the snapshot.
     pub tags: Vec<String>,
     /// The sources as shown in the snapshot's `paths` (the local walker fills this).
     pub paths: Vec<String>,
@@ -69,6 +72,7 @@ pub struct BackupOptions {
     pub source_set: Option<String>,
     /// Cache root (default [`Cache::default_root`]); `cache_disabled` keeps nothing.
     pub cache_dir: Option<std::path::PathBuf>,
+    /// Keep no cache (every run reads and uploads as if it were the first).
     pub cache_disabled: bool,
     /// Pack target size in bytes (default 32 MiB).
     pub pack_size: usize,

@@ -53,10 +53,12 @@ impl RepoPath {
         )
     }
 
+    /// The raw name components, root first.
     pub fn components(&self) -> &[Vec<u8>] {
         &self.0
     }
 
+    /// Append one name (refused, naming it, if [`bad_component`] objects).
     pub fn push(&mut self, name: &[u8]) -> Result<()> {
         if let Some(reason) = bad_component(name) {
             return Err(Error::InvalidPath {
@@ -68,6 +70,7 @@ impl RepoPath {
         Ok(())
     }
 
+    /// This path with one more name (as [`push`](Self::push)).
     pub fn join(&self, name: &[u8]) -> Result<RepoPath> {
         let mut p = self.clone();
         p.push(name)?;
