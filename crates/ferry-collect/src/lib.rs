@@ -11,7 +11,8 @@
 //! against the source's own known-hosts file). One failing host never stops the others.
 //!
 //! Must never depend on AWS (or any cloud crate), nor on an SSH library: SSH is the system
-//! `ssh` binary. It reaches the repository only through `ferry-repo`'s snapshot builder.
+//! `ssh` binary. It reaches the repository only through `ferry-repo`'s snapshot builder, and
+//! lists the backup VM's own paths with `ferry-repo`'s local walker (`backup::local::walk`).
 
 pub mod collect;
 pub mod config;

@@ -1,11 +1,15 @@
 //! The backup VM's own paths: the same listing, filtering and incremental rules as a remote
-//! host, read straight from the local filesystem.
+//! host, read straight from the local filesystem. The tree is walked by ferry-repo's one
+//! local walker ([`ferry_repo::backup::local::walk`]); this file turns what it meets into
+//! listing entries (like `find -H`: a symlink given as a root is followed, none below it).
 
 use crate::collect::EngineFailure;
 use crate::collect::{CheckReport, Ctx};
 use crate::config::SourceSpec;
 use crate::listing::{self, Entry, Kind};
 use crate::sink::Sink;
+use ferry_repo::backup::local::{Visit, WalkStep, walk};
+use std::convert::Infallible;
 use std::fs::Metadata;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -42,9 +46,7 @@ fn entry_of(path: &Path, md: &Metadata) -> Entry {
 
 /// List like `find -H ROOTS` (ancestors first), collecting per-path errors.
 fn list(spec: &SourceSpec) -> (Vec<Entry>, Vec<(PathBuf, String)>) {
-    let mut out = Vec::new();
-    let mut errors = Vec::new();
-    let mut seen = std::collections::HashSet::new();
+    let mut lister = Lister::default();
     let mut ancestors: Vec<PathBuf> = Vec::new();
     for p in &spec.paths {
         for a in p.ancestors().skip(1) {
@@ -57,11 +59,9 @@ fn list(spec: &SourceSpec) -> (Vec<Entry>, Vec<(PathBuf, String)>) {
     for a in &ancestors {
         match std::fs::metadata(a) {
             Ok(md) => {
-                if seen.insert(a.clone()) {
-                    out.push(entry_of(a, &md));
-                }
+                lister.add(a, &md);
             }
-            Err(e) => errors.push((a.clone(), e.to_string())),
+            Err(e) => lister.failed(a, &e),
         }
     }
     for root in &spec.paths {
@@ -69,51 +69,52 @@ fn list(spec: &SourceSpec) -> (Vec<Entry>, Vec<(PathBuf, String)>) {
         let md = match std::fs::metadata(root) {
             Ok(m) => m,
             Err(e) => {
-                errors.push((root.clone(), e.to_string()));
+                lister.failed(root, &e);
                 continue;
             }
         };
-        walk(root, md, &mut out, &mut errors, &mut seen);
+        let Ok(()) = walk(root, &md, &mut lister);
     }
+    let Lister {
+        mut out, errors, ..
+    } = lister;
     out.sort_by(|a, b| a.path.cmp(&b.path));
     (out, errors)
 }
 
-fn walk(
-    path: &Path,
-    md: Metadata,
-    out: &mut Vec<Entry>,
-    errors: &mut Vec<(PathBuf, String)>,
-    seen: &mut std::collections::HashSet<PathBuf>,
-) {
-    if !seen.insert(path.to_path_buf()) {
-        return;
-    }
-    let is_dir = md.is_dir();
-    out.push(entry_of(path, &md));
-    if !is_dir {
-        return;
-    }
-    let rd = match std::fs::read_dir(path) {
-        Ok(rd) => rd,
-        Err(e) => {
-            errors.push((path.to_path_buf(), e.to_string()));
-            return;
+/// Turns what the shared walker meets into listing entries (each path once) and errors.
+#[derive(Default)]
+struct Lister {
+    out: Vec<Entry>,
+    errors: Vec<(PathBuf, String)>,
+    seen: std::collections::HashSet<PathBuf>,
+}
+
+impl Lister {
+    /// Add `path` unless it was listed already; whether it was new.
+    fn add(&mut self, path: &Path, md: &Metadata) -> bool {
+        if !self.seen.insert(path.to_path_buf()) {
+            return false;
         }
-    };
-    let mut children: Vec<PathBuf> = Vec::new();
-    for item in rd {
-        match item {
-            Ok(d) => children.push(d.path()),
-            Err(e) => errors.push((path.to_path_buf(), e.to_string())),
-        }
+        self.out.push(entry_of(path, md));
+        true
     }
-    children.sort();
-    for c in children {
-        match std::fs::symlink_metadata(&c) {
-            Ok(m) => walk(&c, m, out, errors, seen),
-            Err(e) => errors.push((c, e.to_string())),
-        }
+
+    fn failed(&mut self, path: &Path, err: &std::io::Error) {
+        self.errors.push((path.to_path_buf(), err.to_string()));
+    }
+}
+
+impl Visit for Lister {
+    type Error = Infallible;
+
+    fn entry(&mut self, path: &Path, md: &Metadata) -> Result<bool, Infallible> {
+        Ok(self.add(path, md))
+    }
+
+    fn error(&mut self, path: &Path, _: WalkStep, err: &std::io::Error) -> Result<(), Infallible> {
+        self.failed(path, err);
+        Ok(())
     }
 }
 
@@ -209,5 +210,59 @@ pub(crate) fn check_local(spec: &SourceSpec) -> CheckReport {
         origin: "local".into(),
         connection: Ok("local paths".into()),
         paths,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(paths: Vec<PathBuf>) -> SourceSpec {
+        SourceSpec {
+            name: "local".into(),
+            paths,
+            exclude: globset::GlobSet::empty(),
+            exclude_patterns: Vec::new(),
+            max_file_size: None,
+        }
+    }
+
+    #[test]
+    fn lists_like_find_h_ancestors_first_each_path_once() {
+        let t = tempfile::tempdir().unwrap();
+        let r = t.path().canonicalize().unwrap();
+        std::fs::create_dir_all(r.join("data/sub")).unwrap();
+        std::fs::write(r.join("data/sub/f"), b"f").unwrap();
+        std::fs::write(r.join("data/g"), b"g").unwrap();
+        std::os::unix::fs::symlink(r.join("data"), r.join("root-link")).unwrap();
+        std::os::unix::fs::symlink(r.join("data"), r.join("data/inner-link")).unwrap();
+        // Overlapping roots, and a symlink given as a root.
+        let (entries, errors) = list(&spec(vec![
+            r.join("data"),
+            r.join("data/sub"),
+            r.join("root-link"),
+            r.join("missing"),
+        ]));
+        let got: Vec<(PathBuf, Kind)> = entries.into_iter().map(|e| (e.path, e.kind)).collect();
+        let mut want: Vec<(PathBuf, Kind)> = r
+            .ancestors()
+            .map(|a| (a.to_path_buf(), Kind::Dir))
+            .collect();
+        want.extend([
+            (r.join("data"), Kind::Dir),
+            (r.join("data/g"), Kind::File),
+            (r.join("data/inner-link"), Kind::Symlink),
+            (r.join("data/sub"), Kind::Dir),
+            (r.join("data/sub/f"), Kind::File),
+            (r.join("root-link"), Kind::Dir),
+            (r.join("root-link/g"), Kind::File),
+            (r.join("root-link/inner-link"), Kind::Symlink),
+            (r.join("root-link/sub"), Kind::Dir),
+            (r.join("root-link/sub/f"), Kind::File),
+        ]);
+        want.sort_by(|a, b| a.0.cmp(&b.0));
+        assert_eq!(got, want);
+        assert_eq!(errors.len(), 1);
+        assert_eq!(errors[0].0, r.join("missing"));
     }
 }

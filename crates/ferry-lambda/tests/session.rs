@@ -284,7 +284,7 @@ async fn a_whole_session_build_connect_back_up_clean() {
         cache_disabled: true,
         ..Default::default()
     };
-    let snap = ferry_repo::source::local::backup_paths(
+    let snap = ferry_repo::backup::local::backup_paths(
         &repo,
         &put,
         std::slice::from_ref(&src),

@@ -4,7 +4,7 @@
 //!
 //! `cargo run --release -p ferry-repo --example throughput -- [CORPUS_DIR] [MIB]`
 
-use ferry_repo::source::local::backup_paths;
+use ferry_repo::backup::local::backup_paths;
 use ferry_repo::storage::LocalDir;
 use ferry_repo::*;
 use std::io::Write;

@@ -331,3 +331,9 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         .map_err(|e| Error::io("replace cache file", path, e.error))?;
     Ok(())
 }
+
+/// Lock a cache shared between a backup session and its pack committer. A poisoned lock is
+/// taken over, not propagated: the panic itself is reported when its thread is joined.
+pub(crate) fn lock(cache: &std::sync::Mutex<Cache>) -> std::sync::MutexGuard<'_, Cache> {
+    cache.lock().unwrap_or_else(|p| p.into_inner())
+}

@@ -16,10 +16,14 @@
 //!   error), [`keys::parse`] (fuzzable, no argon2).
 //! * Repository ([`repo`]): [`Repository::init`] / [`Repository::open`] /
 //!   [`Repository::open_or_init`] over an `Arc<dyn Storage>` (e.g. [`storage::LocalDir`]).
-//! * Backup ([`source`]): [`Repository::begin_backup`] → [`BackupSession`] with
+//! * Backup ([`backup`]): [`Repository::begin_backup`] → [`BackupSession`] with
 //!   `add_dir` / `add_symlink` / `add_file(path, meta, &mut dyn Read)` / `is_unchanged` +
 //!   `add_unchanged_file` / `record_error` / `finish() -> SnapshotInfo`. Paths are
-//!   [`RepoPath`]s (raw components). The local walker is [`source::local::backup_paths`].
+//!   [`RepoPath`]s (raw components). The module has one file per job: `paths`, `meta`,
+//!   `tree` (tree builder), `chunker`, `packer` (compression workers, pack writer), `uploader`,
+//!   `local`. Local sources: [`backup::local::backup_paths`]; the one local-filesystem walker,
+//!   also used by ferry-collect's local source, is [`backup::local::walk`] with a
+//!   [`backup::local::Visit`]or.
 //! * Read side (master key): [`Repository::reader`] → [`Reader`]: `snapshots()`,
 //!   `resolve_snapshot("latest" | prefix | id)`, `ls`, `restore(snapshot, target,
 //!   &RestoreOptions { include globs, .. }, progress)`, `read_blob`, `read_tree`.
@@ -55,6 +59,7 @@
 //! BLAKE3. Chunking: FastCDC v2020, min 512 KiB / avg 1 MiB / max 8 MiB (gear table seeded
 //! from the hash key). zstd level 3, stored raw when it does not shrink. Packs target 32 MiB.
 
+pub mod backup;
 pub mod cache;
 pub mod check;
 pub mod crypto;
@@ -67,10 +72,10 @@ pub mod objects;
 pub mod progress;
 pub mod repo;
 pub mod restore;
-pub mod source;
 pub mod storage;
 pub mod units;
 
+pub use backup::{BackupOptions, BackupSession, EntryMeta, RepoPath, UnchangedFile};
 pub use check::{CheckReport, Problem};
 pub use error::{Error, Result};
 pub use ids::{BlobId, BlobKind, ChunkerParams, RepoId};
@@ -81,4 +86,3 @@ pub use objects::{
 pub use progress::{NoProgress, Progress};
 pub use repo::{LsEntry, Reader, Repository};
 pub use restore::{RestoreOptions, RestoreStats};
-pub use source::{BackupOptions, BackupSession, EntryMeta, RepoPath, UnchangedFile};

@@ -1,6 +1,7 @@
 //! [`Repository`] (open/init against a [`Storage`]) and [`Reader`] (master key: list
 //! snapshots, resolve ids, read trees and blobs, `ls`).
 
+use crate::backup::{BackupOptions, BackupSession};
 use crate::crypto;
 use crate::error::{Error, Result};
 use crate::format::ObjectKind;
@@ -10,7 +11,6 @@ use crate::objects::{
     BlobEntry, IndexObject, Node, NodeKind, PACK_INFO, RepoConfig, Snapshot, SnapshotInfo, Tree,
 };
 use crate::progress::Progress;
-use crate::source::{BackupOptions, BackupSession};
 use crate::storage::{PutOutcome, Storage, StorageError};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

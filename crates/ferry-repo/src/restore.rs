@@ -7,12 +7,12 @@
 //! Names are also checked up front and an unsafe one stops the restore with
 //! [`Error::UnsafePath`] naming it.
 
+use crate::backup::bad_component;
 use crate::error::{Error, Result};
 use crate::ids::BlobId;
 use crate::objects::{Node, NodeKind, SnapshotInfo};
 use crate::progress::Progress;
 use crate::repo::Reader;
-use crate::source::bad_component;
 use std::ffi::CString;
 use std::io::Write;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};

@@ -141,7 +141,7 @@ fn relative_sources_keep_absolute_layout() {
     assert_eq!(
         snap.snapshot.paths,
         vec![
-            ferry_repo::source::absolute_clean(&rel)
+            ferry_repo::backup::absolute_clean(&rel)
                 .unwrap()
                 .display()
                 .to_string()

@@ -3,7 +3,7 @@
 use super::{Global, Outcome, RepoArgs};
 use crate::output::{Bar, human, interactive};
 use anyhow::Context;
-use ferry_repo::source::local::backup_paths;
+use ferry_repo::backup::local::backup_paths;
 use ferry_repo::{BackupOptions, Repository, SnapshotInfo};
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -1,7 +1,7 @@
 #![allow(dead_code)]
 //! Shared helpers for the engine's integration tests.
 
-use ferry_repo::source::local::backup_paths;
+use ferry_repo::backup::local::backup_paths;
 use ferry_repo::storage::LocalDir;
 use ferry_repo::*;
 use std::os::unix::ffi::OsStrExt;
@@ -82,7 +82,7 @@ impl Env {
 
 /// Where `src` (absolute) lands under `target`.
 pub fn restored_path(target: &Path, src: &Path) -> PathBuf {
-    let src = ferry_repo::source::absolute_clean(src).unwrap();
+    let src = ferry_repo::backup::absolute_clean(src).unwrap();
     target.join(src.strip_prefix("/").unwrap())
 }
 
