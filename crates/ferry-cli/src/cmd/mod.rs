@@ -32,7 +32,9 @@ pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Schedule(c) => schedule::run(&g, &c),
         Command::Localcloud { args } => localcloud(&args),
         Command::Sources(c) => sources::run(&g, &c),
-        Command::Infra(a) => ferry_cloud::infra_main(a).map(|_| Outcome::Ok),
+        Command::Infra(a) => {
+            Ok(ferry_cloud::infra_main(a, &mut std::io::stdout()).map(|_| Outcome::Ok)?)
+        }
         Command::Snapshots(a) => snapshots::run(&g, &a),
         Command::Ls(a) => ls::run(&g, &a),
         Command::Restore(a) => restore::run(&g, &a),
