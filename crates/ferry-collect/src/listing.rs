@@ -116,27 +116,20 @@ pub struct RawListing {
 }
 
 /// Why reading a framed listing stopped without its end record.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum ListingCut {
     /// The stream ended first (the connection failed, or the host's shell is not POSIX).
+    #[error("the session ended after {read} bytes of listing, before its end record")]
     Eof { read: usize },
     /// Reading failed.
+    #[error("reading the listing: {0}")]
     Io(std::io::Error),
-    /// More than [`MAX_LISTING`] bytes, or an end record whose status is not a number.
-    Bad(String),
-}
-
-impl std::fmt::Display for ListingCut {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            ListingCut::Eof { read } => write!(
-                f,
-                "the session ended after {read} bytes of listing, before its end record"
-            ),
-            ListingCut::Io(e) => write!(f, "reading the listing: {e}"),
-            ListingCut::Bad(m) => write!(f, "{m}"),
-        }
-    }
+    /// More than [`MAX_LISTING`] bytes.
+    #[error("the listing exceeds {MAX_LISTING} bytes; refused")]
+    TooLarge,
+    /// An end record whose status is not a number (`got`, lossily decoded).
+    #[error("the listing's end record has no exit status (got {got:?})")]
+    NoStatus { got: String },
 }
 
 /// Read `find -printf FIND_FORMAT` records from `r` up to and including the end record that
@@ -151,9 +144,7 @@ pub fn read_listing<R: std::io::BufRead>(r: &mut R) -> Result<RawListing, Listin
             return Err(ListingCut::Eof { read: bytes.len() });
         }
         if bytes.len() > MAX_LISTING {
-            return Err(ListingCut::Bad(format!(
-                "the listing exceeds {MAX_LISTING} bytes; refused"
-            )));
+            return Err(ListingCut::TooLarge);
         }
         if field.is_multiple_of(FIELDS) && &bytes[start..bytes.len() - 1] == LISTED.as_bytes() {
             bytes.truncate(start);
@@ -167,11 +158,8 @@ pub fn read_listing<R: std::io::BufRead>(r: &mut R) -> Result<RawListing, Listin
             let status = std::str::from_utf8(digits)
                 .ok()
                 .and_then(|s| s.parse::<i32>().ok())
-                .ok_or_else(|| {
-                    ListingCut::Bad(format!(
-                        "the listing's end record has no exit status (got {:?})",
-                        String::from_utf8_lossy(digits)
-                    ))
+                .ok_or_else(|| ListingCut::NoStatus {
+                    got: String::from_utf8_lossy(digits).into_owned(),
                 })?;
             return Ok(RawListing { bytes, status });
         }
