@@ -49,7 +49,7 @@ fuzz_target!(|data: &[u8]| {
         input.extend_from_slice(data);
     }
     let sink = MemSink::default();
-    let shared = Shared::new(Box::new(sink.clone()), false);
+    let shared = Shared::new(Box::new(sink.clone()), None);
     let clock = time::OffsetDateTime::now_utc;
     let mut out = Vec::new();
     let _ = Session::new(&input[..], &mut out, settings(), shared, &clock).run();

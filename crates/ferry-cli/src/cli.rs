@@ -67,7 +67,11 @@ pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Schedule(c) => schedule::run(&g, &c),
         Command::Localcloud(a) => localcloud::run(&a),
         Command::Sources(c) => sources::run(&g, &c),
-        Command::Infra(a) => ferry_cloud::infra_main(a).map(|_| Outcome::Ok),
+        // `verify` returns 1 after printing which cases differ: that is the process's exit code.
+        Command::Infra(a) => Ok(Outcome::of_infra(ferry_cloud::infra_main(
+            a,
+            &mut std::io::stdout(),
+        )?)),
         Command::Snapshots(a) => snapshots::run(&g, &a),
         Command::Ls(a) => ls::run(&g, &a),
         Command::Restore(a) => restore::run(&g, &a),
@@ -78,6 +82,16 @@ pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn infra_failures_are_the_exit_code() {
+        assert_eq!(Outcome::of_infra(0), Outcome::Ok);
+        assert_eq!(Outcome::of_infra(1), Outcome::Failed);
+        assert_eq!(
+            std::process::ExitCode::from(Outcome::of_infra(1)),
+            std::process::ExitCode::from(crate::cmd::EXIT_ERROR)
+        );
+    }
     use clap::CommandFactory;
 
     #[test]

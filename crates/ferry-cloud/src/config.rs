@@ -147,6 +147,20 @@ pub const KNOWN_REGIONS: &[&str] = &[
     "us-west-2",
 ];
 
+/// Why a string is not an IPv4 CIDR block; each names the text as written.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CidrError {
+    #[error("{text:?} is not a CIDR block (expected a.b.c.d/n)")]
+    NoSlash { text: String },
+    #[error("{addr:?} in {text:?} is not an IPv4 address")]
+    Address { text: String, addr: String },
+    #[error("prefix length {len:?} in {text:?} is not 0..=32")]
+    PrefixLength { text: String, len: String },
+    /// Host bits set; `suggested` is the block with them cleared.
+    #[error("{text:?} has host bits set (did you mean {suggested}?)")]
+    HostBits { text: String, suggested: String },
+}
+
 /// An IPv4 CIDR block whose host bits are zero.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Cidr {
@@ -156,24 +170,31 @@ pub struct Cidr {
 
 impl Cidr {
     /// Parses `a.b.c.d/n`, refusing host bits set (`10.0.1.5/24`).
-    pub fn parse(s: &str) -> Result<Cidr, String> {
-        let (a, p) = s
-            .split_once('/')
-            .ok_or_else(|| format!("{s:?} is not a CIDR block (expected a.b.c.d/n)"))?;
-        let addr: Ipv4Addr = a
-            .parse()
-            .map_err(|_| format!("{a:?} in {s:?} is not an IPv4 address"))?;
-        let prefix_len: u8 = p
-            .parse()
-            .ok()
-            .filter(|n| *n <= 32)
-            .ok_or_else(|| format!("prefix length {p:?} in {s:?} is not 0..=32"))?;
+    pub fn parse(s: &str) -> Result<Cidr, CidrError> {
+        let (a, p) = s.split_once('/').ok_or_else(|| CidrError::NoSlash {
+            text: s.to_string(),
+        })?;
+        let addr: Ipv4Addr = a.parse().map_err(|_| CidrError::Address {
+            text: s.to_string(),
+            addr: a.to_string(),
+        })?;
+        let prefix_len: u8 =
+            p.parse()
+                .ok()
+                .filter(|n| *n <= 32)
+                .ok_or_else(|| CidrError::PrefixLength {
+                    text: s.to_string(),
+                    len: p.to_string(),
+                })?;
         let c = Cidr { addr, prefix_len };
         if u32::from(addr) & !c.mask() != 0 {
-            return Err(format!(
-                "{s:?} has host bits set (did you mean {}/{prefix_len}?)",
-                Ipv4Addr::from(u32::from(addr) & c.mask())
-            ));
+            return Err(CidrError::HostBits {
+                text: s.to_string(),
+                suggested: format!(
+                    "{}/{prefix_len}",
+                    Ipv4Addr::from(u32::from(addr) & c.mask())
+                ),
+            });
         }
         Ok(c)
     }
@@ -277,18 +298,22 @@ pub struct ValidConfig {
 
 impl InfraConfig {
     /// Reads and validates a TOML config file.
-    pub fn load(path: &Path) -> anyhow::Result<ValidConfig> {
-        use anyhow::Context;
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("reading infra config {}", path.display()))?;
-        let cfg = Self::parse(&text).with_context(|| format!("infra config {}", path.display()))?;
-        Ok(cfg)
+    pub fn load(path: &Path) -> crate::Result<ValidConfig> {
+        let text = std::fs::read_to_string(path).map_err(|source| crate::Error::ConfigRead {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::parse(&text).map_err(|e| crate::Error::ConfigFile {
+            path: path.to_path_buf(),
+            source: Box::new(e),
+        })
     }
 
     /// Parses and validates TOML text.
-    pub fn parse(text: &str) -> anyhow::Result<ValidConfig> {
-        let cfg: InfraConfig =
-            toml::from_str(text).map_err(|e| anyhow::anyhow!("malformed TOML: {}", e.message()))?;
+    pub fn parse(text: &str) -> crate::Result<ValidConfig> {
+        let cfg: InfraConfig = toml::from_str(text).map_err(|e| crate::Error::ConfigToml {
+            message: e.message().to_string(),
+        })?;
         Ok(cfg.validate()?)
     }
 
@@ -315,7 +340,7 @@ impl InfraConfig {
         }
 
         let net = &self.network;
-        let vpc = Cidr::parse(&net.vpc_cidr).map_err(|p| err("network.vpc_cidr", p))?;
+        let vpc = Cidr::parse(&net.vpc_cidr).map_err(|p| err("network.vpc_cidr", p.to_string()))?;
         if !(16..=28).contains(&vpc.prefix_len) {
             return Err(err(
                 "network.vpc_cidr",
@@ -336,7 +361,7 @@ impl InfraConfig {
             ("network.public_subnet_cidr", &net.public_subnet_cidr),
             ("network.private_subnet_cidr", &net.private_subnet_cidr),
         ] {
-            let c = Cidr::parse(text).map_err(|p| err(field, p))?;
+            let c = Cidr::parse(text).map_err(|p| err(field, p.to_string()))?;
             if !(16..=28).contains(&c.prefix_len) {
                 return Err(err(
                     field,
@@ -387,7 +412,7 @@ impl InfraConfig {
         let mut ssh = Vec::new();
         for (i, s) in jb.allowed_ssh_cidrs.iter().enumerate() {
             let field = format!("jumpbox.allowed_ssh_cidrs[{i}]");
-            let c = Cidr::parse(s).map_err(|p| err(&field, p))?;
+            let c = Cidr::parse(s).map_err(|p| err(&field, p.to_string()))?;
             if c.prefix_len < 8 {
                 return Err(err(
                     &field,
@@ -566,7 +591,7 @@ mod tests {
         let mut t: toml::Table = toml::from_str(EXAMPLE_CONFIG).unwrap();
         edit(&mut t);
         let text = toml::to_string(&t).unwrap();
-        InfraConfig::parse(&text).map_err(|e| format!("{e:#}"))
+        InfraConfig::parse(&text).map_err(|e| crate::error::report(&e))
     }
 
     fn set(t: &mut toml::Table, path: &str, v: toml::Value) {
@@ -749,6 +774,6 @@ mod tests {
         let e = with(|t| set(t, "jumpbox.instance_typo", s("t3.micro"))).unwrap_err();
         assert!(e.contains("instance_typo"), "{e}");
         let e = InfraConfig::parse("prefix = ").map(|_| ()).unwrap_err();
-        assert!(format!("{e:#}").contains("malformed TOML"));
+        assert!(crate::error::report(&e).contains("malformed TOML"));
     }
 }

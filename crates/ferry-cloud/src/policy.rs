@@ -748,16 +748,15 @@ pub fn all_documents(p: &PolicyInputs) -> Vec<PolicyDocument> {
 pub fn dump_documents(
     p: &PolicyInputs,
     dir: &std::path::Path,
-) -> anyhow::Result<Vec<std::path::PathBuf>> {
-    use anyhow::Context;
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+) -> crate::Result<Vec<std::path::PathBuf>> {
+    use crate::error::IoContext;
+    std::fs::create_dir_all(dir).io("creating", dir)?;
     let docs = all_documents(p);
     let mut written = Vec::new();
     for d in &docs {
         let path = dir.join(format!("{}.json", d.name));
         let text = serde_json::to_string_pretty(&d.document)?;
-        std::fs::write(&path, text + "\n")
-            .with_context(|| format!("writing {}", path.display()))?;
+        std::fs::write(&path, text + "\n").io("writing", &path)?;
         written.push(path);
     }
     let manifest = json!({
@@ -778,8 +777,7 @@ pub fn dump_documents(
         })).collect::<Vec<_>>(),
     });
     let path = dir.join("manifest.json");
-    std::fs::write(&path, serde_json::to_string_pretty(&manifest)? + "\n")
-        .with_context(|| format!("writing {}", path.display()))?;
+    std::fs::write(&path, serde_json::to_string_pretty(&manifest)? + "\n").io("writing", &path)?;
     written.push(path);
     Ok(written)
 }
@@ -790,7 +788,7 @@ pub const EXAMPLE_SSO_OPERATOR: &str = "arn:aws:iam::123456789012:role/aws-reser
 /// Inputs for documentation and the policy proof: the example config with a fixed fake account,
 /// VPC and endpoint, and two operators: the role `Admin` (the caller) and, from `operator_arns`,
 /// an IAM Identity Center role with a path ([`EXAMPLE_SSO_OPERATOR`]).
-pub fn example_inputs() -> anyhow::Result<PolicyInputs> {
+pub fn example_inputs() -> crate::Result<PolicyInputs> {
     let mut cfg = crate::config::InfraConfig::parse(crate::config::EXAMPLE_CONFIG)?;
     cfg.raw.operator_arns.push(EXAMPLE_SSO_OPERATOR.to_string());
     Ok(PolicyInputs::new(

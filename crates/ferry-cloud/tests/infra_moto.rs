@@ -915,8 +915,8 @@ fn malformed_config_is_refused_before_any_api_call() {
         config: path,
         command: InfraCommand::Plan { artifacts: None },
     };
-    let e = ferry_cloud::infra_main(args).unwrap_err();
-    let msg = format!("{e:#}");
+    let e = ferry_cloud::infra_main(args, &mut Vec::new()).unwrap_err();
+    let msg = format!("{:#}", anyhow::Error::from(e));
     assert!(msg.contains("network.private_subnet_cidr"), "{msg}");
 }
 

@@ -440,7 +440,7 @@ pub const TAR_COMMAND: &str = "LC_ALL=C; export LC_ALL; exec tar -cf - --format=
 /// The one remote command of a host's collection: the listing, its end record, then the tar
 /// of the names that arrive on stdin. One SSH session per host and run: one login in the
 /// host's auth log, one key exchange (about 0.2 s on loopback, docs/BENCHMARKS.md).
-pub fn session_command(paths: &[PathBuf]) -> Result<String, String> {
+pub fn session_command(paths: &[PathBuf]) -> Result<String, listing::ListingError> {
     Ok(format!(
         "{}; {}; {TAR_COMMAND}",
         listing::find_command(paths)?,
@@ -458,7 +458,7 @@ fn collect_host<S: Sink>(
     }
     let cmd = match session_command(&spec.paths) {
         Ok(c) => c,
-        Err(m) => return ctx.fail(m),
+        Err(m) => return ctx.fail(m.to_string()),
     };
     let mut command = match t.command(&cmd) {
         Ok(c) => c,
@@ -524,7 +524,7 @@ fn collect_host<S: Sink>(
         Ok(e) => e,
         Err(m) => {
             session.end();
-            return ctx.fail(m);
+            return ctx.fail(m.to_string());
         }
     };
     let (kept, skipped) = listing::filter(entries, spec);

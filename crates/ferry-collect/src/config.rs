@@ -351,7 +351,7 @@ fn spec_of(
     }
     let mut out: Vec<PathBuf> = Vec::new();
     for (i, p) in paths.iter().enumerate() {
-        let n = normalise(p).map_err(|m| invalid(format!("{f}.paths[{i}]"), m))?;
+        let n = normalise(&format!("{f}.paths[{i}]"), p)?;
         if !out.contains(&n) {
             out.push(n);
         }
@@ -373,13 +373,18 @@ fn spec_of(
     })
 }
 
-fn normalise(p: &Path) -> Result<PathBuf, String> {
+/// `p` made absolute and free of `.`; a path that cannot be is [`ConfigError::Invalid`] at
+/// `field`.
+fn normalise(field: &str, p: &Path) -> Result<PathBuf, ConfigError> {
     use std::os::unix::ffi::OsStrExt;
     if p.as_os_str().as_bytes().contains(&0) {
-        return Err("contains a NUL byte".into());
+        return Err(invalid(field, "contains a NUL byte"));
     }
     if !p.is_absolute() {
-        return Err(format!("{} is not an absolute path", p.display()));
+        return Err(invalid(
+            field,
+            format!("{} is not an absolute path", p.display()),
+        ));
     }
     let mut out = PathBuf::from("/");
     for c in p.components() {
@@ -388,7 +393,10 @@ fn normalise(p: &Path) -> Result<PathBuf, String> {
             Component::Normal(s) => out.push(s),
             Component::CurDir => {}
             Component::ParentDir | Component::Prefix(_) => {
-                return Err(format!("{} must not contain '..'", p.display()));
+                return Err(invalid(
+                    field,
+                    format!("{} must not contain '..'", p.display()),
+                ));
             }
         }
     }

@@ -39,8 +39,29 @@ pub struct Entry {
     pub path: PathBuf,
 }
 
+/// Why a listing command could not be built, or a listing could not be parsed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ListingError {
+    /// A path to list is not UTF-8, so it cannot be passed to the remote shell.
+    #[error("path {} is not UTF-8", path.display())]
+    NotUtf8 { path: PathBuf },
+    /// The listing does not end with a NUL (the stream was cut in a record).
+    #[error("listing is truncated (does not end with a NUL)")]
+    NoFinalNul,
+    /// The listing holds a partial record.
+    #[error("listing is truncated ({fields} fields, not a multiple of {FIELDS})")]
+    PartialRecord { fields: usize },
+    /// A record's `field` does not parse (`value` as received, lossily decoded).
+    #[error("listing of {}: bad {field} {value:?}", path.display())]
+    BadField {
+        path: PathBuf,
+        field: &'static str,
+        value: String,
+    },
+}
+
 /// The remote shell command that lists `paths` (and their ancestors, for their metadata).
-pub fn find_command(paths: &[PathBuf]) -> Result<String, String> {
+pub fn find_command(paths: &[PathBuf]) -> Result<String, ListingError> {
     let mut ancestors: Vec<PathBuf> = Vec::new();
     for p in paths {
         for a in p.ancestors().skip(1) {
@@ -51,12 +72,12 @@ pub fn find_command(paths: &[PathBuf]) -> Result<String, String> {
         }
     }
     ancestors.sort();
-    let q = |ps: &[PathBuf]| -> Result<String, String> {
+    let q = |ps: &[PathBuf]| -> Result<String, ListingError> {
         ps.iter()
             .map(|p| {
                 p.to_str()
                     .map(shell_quote)
-                    .ok_or_else(|| format!("path {} is not UTF-8", p.display()))
+                    .ok_or_else(|| ListingError::NotUtf8 { path: p.clone() })
             })
             .collect::<Result<Vec<_>, _>>()
             .map(|v| v.join(" "))
@@ -95,27 +116,20 @@ pub struct RawListing {
 }
 
 /// Why reading a framed listing stopped without its end record.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum ListingCut {
     /// The stream ended first (the connection failed, or the host's shell is not POSIX).
+    #[error("the session ended after {read} bytes of listing, before its end record")]
     Eof { read: usize },
     /// Reading failed.
+    #[error("reading the listing: {0}")]
     Io(std::io::Error),
-    /// More than [`MAX_LISTING`] bytes, or an end record whose status is not a number.
-    Bad(String),
-}
-
-impl std::fmt::Display for ListingCut {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            ListingCut::Eof { read } => write!(
-                f,
-                "the session ended after {read} bytes of listing, before its end record"
-            ),
-            ListingCut::Io(e) => write!(f, "reading the listing: {e}"),
-            ListingCut::Bad(m) => write!(f, "{m}"),
-        }
-    }
+    /// More than [`MAX_LISTING`] bytes.
+    #[error("the listing exceeds {MAX_LISTING} bytes; refused")]
+    TooLarge,
+    /// An end record whose status is not a number (`got`, lossily decoded).
+    #[error("the listing's end record has no exit status (got {got:?})")]
+    NoStatus { got: String },
 }
 
 /// Read `find -printf FIND_FORMAT` records from `r` up to and including the end record that
@@ -130,9 +144,7 @@ pub fn read_listing<R: std::io::BufRead>(r: &mut R) -> Result<RawListing, Listin
             return Err(ListingCut::Eof { read: bytes.len() });
         }
         if bytes.len() > MAX_LISTING {
-            return Err(ListingCut::Bad(format!(
-                "the listing exceeds {MAX_LISTING} bytes; refused"
-            )));
+            return Err(ListingCut::TooLarge);
         }
         if field.is_multiple_of(FIELDS) && &bytes[start..bytes.len() - 1] == LISTED.as_bytes() {
             bytes.truncate(start);
@@ -146,11 +158,8 @@ pub fn read_listing<R: std::io::BufRead>(r: &mut R) -> Result<RawListing, Listin
             let status = std::str::from_utf8(digits)
                 .ok()
                 .and_then(|s| s.parse::<i32>().ok())
-                .ok_or_else(|| {
-                    ListingCut::Bad(format!(
-                        "the listing's end record has no exit status (got {:?})",
-                        String::from_utf8_lossy(digits)
-                    ))
+                .ok_or_else(|| ListingCut::NoStatus {
+                    got: String::from_utf8_lossy(digits).into_owned(),
                 })?;
             return Ok(RawListing { bytes, status });
         }
@@ -159,9 +168,9 @@ pub fn read_listing<R: std::io::BufRead>(r: &mut R) -> Result<RawListing, Listin
 }
 
 /// Parse `find -printf FIND_FORMAT` output, sorted by path (component-wise), without duplicates.
-pub fn parse_find(out: &[u8]) -> Result<Vec<Entry>, String> {
+pub fn parse_find(out: &[u8]) -> Result<Vec<Entry>, ListingError> {
     if out.last().is_some_and(|&b| b != 0) {
-        return Err("listing is truncated (does not end with a NUL)".into());
+        return Err(ListingError::NoFinalNul);
     }
     let mut fields: Vec<&[u8]> = out.split(|&b| b == 0).collect();
     // Output ends with NUL, so the last split piece is empty.
@@ -169,10 +178,9 @@ pub fn parse_find(out: &[u8]) -> Result<Vec<Entry>, String> {
         fields.pop();
     }
     if !fields.len().is_multiple_of(FIELDS) {
-        return Err(format!(
-            "listing is truncated ({} fields, not a multiple of {FIELDS})",
-            fields.len()
-        ));
+        return Err(ListingError::PartialRecord {
+            fields: fields.len(),
+        });
     }
     let mut entries = Vec::with_capacity(fields.len() / FIELDS);
     for rec in fields.chunks(FIELDS) {
@@ -184,16 +192,14 @@ pub fn parse_find(out: &[u8]) -> Result<Vec<Entry>, String> {
     Ok(entries)
 }
 
-fn parse_record(r: &[&[u8]]) -> Result<Entry, String> {
+fn parse_record(r: &[&[u8]]) -> Result<Entry, ListingError> {
     let path = PathBuf::from(OsString::from_vec(r[8].to_vec()));
-    let bad = |what: &str, v: &[u8]| {
-        format!(
-            "listing of {}: bad {what} {:?}",
-            path.display(),
-            String::from_utf8_lossy(v)
-        )
+    let bad = |field: &'static str, v: &[u8]| ListingError::BadField {
+        path: path.clone(),
+        field,
+        value: String::from_utf8_lossy(v).into_owned(),
     };
-    let text = |v: &[u8], what: &str| -> Result<String, String> {
+    let text = |v: &[u8], what: &'static str| -> Result<String, ListingError> {
         std::str::from_utf8(v)
             .map(str::to_string)
             .map_err(|_| bad(what, v))

@@ -5,8 +5,10 @@
 //! every object (kind, name, size, Ferry header, SHA-256 of the bytes == name), spools it to a
 //! temporary file while hashing (never the whole object in RAM), and only then hands it to a
 //! [`Sink`] — S3 with `If-None-Match: *` and `ChecksumSHA256` in production, nothing with
-//! `--sink null` (benchmarks). Every accepted or refused object gets one JSON audit line on
-//! stderr, and the whole session record is put write-once under `<site>/audit/` at the end.
+//! `--sink null` (benchmarks). Every accepted or refused object gets one JSON audit line in the
+//! [`Journal`] (the binary's stderr; the library never prints), and the whole session record is
+//! put write-once under `<site>/audit/` at the end. Errors are typed ([`ConfigError`],
+//! [`SinkError`], [`AuditError`]); what the client is told stays a protocol message.
 //! Requests are handled strictly in order and answered once each, in order, so a client may
 //! pipeline them (protocol version 2); an object refused at PUT still has its DATA/END read
 //! and dropped before its one REFUSED, so the stream stays in step.
@@ -26,8 +28,11 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
+mod error;
 #[cfg(feature = "s3")]
 pub mod s3sink;
+
+pub use error::{AuditError, ConfigError, SinkError};
 
 /// The session's settings, read from the TOML file given to `serve --config` (the type is the
 /// contract with ferry-build, which writes the file).
@@ -42,23 +47,28 @@ pub struct Settings {
 }
 
 impl Settings {
-    pub fn from_toml(text: &str, origin: &str) -> Result<Self, String> {
-        let config: GateConfig =
-            GateConfig::from_toml(text).map_err(|e| format!("gate config {origin}: {e}"))?;
+    pub fn from_toml(text: &str, origin: &str) -> Result<Self, ConfigError> {
+        let config = GateConfig::from_toml(text).map_err(|error| ConfigError::Toml {
+            origin: origin.to_string(),
+            error,
+        })?;
         Self::new(config, origin)
     }
 
-    pub fn new(config: GateConfig, origin: &str) -> Result<Self, String> {
-        let expires = OffsetDateTime::parse(&config.expires, &Rfc3339).map_err(|e| {
-            format!(
-                "gate config {origin}: expires {:?} is not an RFC 3339 time: {e}",
-                config.expires
-            )
+    pub fn new(config: GateConfig, origin: &str) -> Result<Self, ConfigError> {
+        let origin = origin.to_string();
+        let expires = OffsetDateTime::parse(&config.expires, &Rfc3339).map_err(|error| {
+            ConfigError::Expires {
+                origin: origin.clone(),
+                value: config.expires.clone(),
+                error,
+            }
         })?;
         let mut kinds = Vec::new();
         for k in &config.allowed_kinds {
-            kinds.push(ObjectKind::parse(k).ok_or_else(|| {
-                format!("gate config {origin}: allowed_kinds has {k:?}, not one of config, pack, index, snapshot")
+            kinds.push(ObjectKind::parse(k).ok_or_else(|| ConfigError::Kind {
+                origin: origin.clone(),
+                kind: k.clone(),
             })?);
         }
         if config.site.is_empty()
@@ -66,10 +76,10 @@ impl Settings {
             || config.site.starts_with('/')
             || config.site.ends_with('/')
         {
-            return Err(format!(
-                "gate config {origin}: site {:?} is not a valid prefix",
-                config.site
-            ));
+            return Err(ConfigError::Site {
+                origin,
+                site: config.site,
+            });
         }
         if config.session.is_empty()
             || !config
@@ -77,13 +87,13 @@ impl Settings {
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
         {
-            return Err(format!(
-                "gate config {origin}: session {:?} must be non-empty letters, digits, '-' or '_'",
-                config.session
-            ));
+            return Err(ConfigError::Session {
+                origin,
+                session: config.session,
+            });
         }
         if config.bucket.is_empty() {
-            return Err(format!("gate config {origin}: bucket is empty"));
+            return Err(ConfigError::Bucket { origin });
         }
         Ok(Self {
             config,
@@ -102,18 +112,18 @@ pub trait Sink: Send {
         spool: &Path,
         size: u64,
         sha256: &[u8; 32],
-    ) -> Result<PutOutcome, String>;
+    ) -> Result<PutOutcome, SinkError>;
     /// One page of keys under `prefix` (relative to it) and the next page's token.
     fn list_page(
         &mut self,
         prefix: &str,
         continuation: Option<String>,
-    ) -> Result<(Vec<String>, Option<String>), String>;
+    ) -> Result<(Vec<String>, Option<String>), SinkError>;
     /// Write-once put of the session's audit record.
-    fn put_audit(&mut self, key: &str, bytes: Vec<u8>) -> Result<PutOutcome, String>;
+    fn put_audit(&mut self, key: &str, bytes: Vec<u8>) -> Result<PutOutcome, SinkError>;
     /// The ETag (hex MD5 for single-part SSE-S3 objects) of the object at `key`, if any —
     /// how the gate tells whether an existing `config` is the one offered, without reading.
-    fn etag(&mut self, key: &str) -> Result<Option<String>, String>;
+    fn etag(&mut self, key: &str) -> Result<Option<String>, SinkError>;
     /// Where this sink writes, for messages.
     fn describe(&self) -> String;
 }
@@ -123,20 +133,26 @@ pub trait Sink: Send {
 pub struct NullSink;
 
 impl Sink for NullSink {
-    fn put_file(&mut self, _: &str, _: &Path, _: u64, _: &[u8; 32]) -> Result<PutOutcome, String> {
+    fn put_file(
+        &mut self,
+        _: &str,
+        _: &Path,
+        _: u64,
+        _: &[u8; 32],
+    ) -> Result<PutOutcome, SinkError> {
         Ok(PutOutcome::Stored)
     }
     fn list_page(
         &mut self,
         _: &str,
         _: Option<String>,
-    ) -> Result<(Vec<String>, Option<String>), String> {
+    ) -> Result<(Vec<String>, Option<String>), SinkError> {
         Ok((Vec::new(), None))
     }
-    fn put_audit(&mut self, _: &str, _: Vec<u8>) -> Result<PutOutcome, String> {
+    fn put_audit(&mut self, _: &str, _: Vec<u8>) -> Result<PutOutcome, SinkError> {
         Ok(PutOutcome::Stored)
     }
-    fn etag(&mut self, _: &str) -> Result<Option<String>, String> {
+    fn etag(&mut self, _: &str) -> Result<Option<String>, SinkError> {
         Ok(None)
     }
     fn describe(&self) -> String {
@@ -162,8 +178,8 @@ impl MemSink {
     fn insert(
         &self,
         key: &str,
-        bytes: impl FnOnce() -> Result<Vec<u8>, String>,
-    ) -> Result<PutOutcome, String> {
+        bytes: impl FnOnce() -> Result<Vec<u8>, SinkError>,
+    ) -> Result<PutOutcome, SinkError> {
         let mut m = self.objects.lock().unwrap_or_else(|p| p.into_inner());
         if m.contains_key(key) {
             return Ok(PutOutcome::AlreadyPresent);
@@ -180,16 +196,19 @@ impl Sink for MemSink {
         spool: &Path,
         _: u64,
         _: &[u8; 32],
-    ) -> Result<PutOutcome, String> {
+    ) -> Result<PutOutcome, SinkError> {
         self.insert(key, || {
-            std::fs::read(spool).map_err(|e| format!("read spool {}: {e}", spool.display()))
+            std::fs::read(spool).map_err(|error| SinkError::Spool {
+                path: spool.to_path_buf(),
+                error,
+            })
         })
     }
     fn list_page(
         &mut self,
         prefix: &str,
         _: Option<String>,
-    ) -> Result<(Vec<String>, Option<String>), String> {
+    ) -> Result<(Vec<String>, Option<String>), SinkError> {
         let m = self.objects.lock().unwrap_or_else(|p| p.into_inner());
         Ok((
             m.keys()
@@ -199,10 +218,10 @@ impl Sink for MemSink {
             None,
         ))
     }
-    fn put_audit(&mut self, key: &str, bytes: Vec<u8>) -> Result<PutOutcome, String> {
+    fn put_audit(&mut self, key: &str, bytes: Vec<u8>) -> Result<PutOutcome, SinkError> {
         self.insert(key, || Ok(bytes))
     }
-    fn etag(&mut self, key: &str) -> Result<Option<String>, String> {
+    fn etag(&mut self, key: &str) -> Result<Option<String>, SinkError> {
         use md5::Digest as _;
         let m = self.objects.lock().unwrap_or_else(|p| p.into_inner());
         Ok(m.get(key).map(|b| hex::encode(md5::Md5::digest(b))))
@@ -232,6 +251,11 @@ pub struct AuditLine {
     pub reason: Option<String>,
 }
 
+/// Where the gate's log lines go as they happen: each audit line, and the complaint when the
+/// audit record cannot be stored. The binary writes them to stderr (the journal on the jump
+/// box); the library itself never prints.
+pub type Journal = Box<dyn FnMut(&str) + Send>;
+
 /// State shared by the session loop and the expiry watchdog: the sink and the audit trail.
 /// The session loop holds the lock only while committing (sink call + audit line), so the
 /// watchdog never ends the session in the middle of an upload.
@@ -239,8 +263,8 @@ pub struct Shared {
     pub sink: Box<dyn Sink>,
     pub lines: Vec<String>,
     pub finished: bool,
-    /// Whether audit lines also go to stderr (the journal on the jump box).
-    pub log_to_stderr: bool,
+    /// Where log lines also go (`None`: only into the audit record).
+    pub journal: Option<Journal>,
 }
 
 pub type SharedGate = Arc<Mutex<Shared>>;
@@ -251,32 +275,36 @@ pub fn lock(shared: &SharedGate) -> MutexGuard<'_, Shared> {
 }
 
 impl Shared {
-    pub fn new(sink: Box<dyn Sink>, log_to_stderr: bool) -> SharedGate {
+    pub fn new(sink: Box<dyn Sink>, journal: Option<Journal>) -> SharedGate {
         Arc::new(Mutex::new(Self {
             sink,
             lines: Vec::new(),
             finished: false,
-            log_to_stderr,
+            journal,
         }))
+    }
+
+    /// Hand `text` to the journal, if there is one.
+    pub fn log(&mut self, text: &str) {
+        if let Some(j) = self.journal.as_mut() {
+            j(text);
+        }
     }
 
     fn record(&mut self, line: AuditLine) {
         let text =
             serde_json::to_string(&line).unwrap_or_else(|e| format!("{{\"audit_error\":\"{e}\"}}"));
-        if self.log_to_stderr {
-            eprintln!("{text}");
-        }
+        self.log(&text);
         self.lines.push(text);
     }
 
-    /// Record the end of the session and put the audit record (once). Returns an error
-    /// message if the record could not be stored.
+    /// Record the end of the session and put the audit record (once).
     pub fn finish(
         &mut self,
         settings: &Settings,
         outcome: &str,
         reason: Option<String>,
-    ) -> Result<(), String> {
+    ) -> Result<(), AuditError> {
         if self.finished {
             return Ok(());
         }
@@ -309,11 +337,12 @@ impl Shared {
         body.push('\n');
         match self.sink.put_audit(&key, body.into_bytes()) {
             Ok(PutOutcome::Stored) => Ok(()),
-            Ok(PutOutcome::AlreadyPresent) => Err(format!("audit record {key} already exists")),
-            Err(e) => Err(format!(
-                "storing audit record {key} in {}: {e}",
-                self.sink.describe()
-            )),
+            Ok(PutOutcome::AlreadyPresent) => Err(AuditError::Exists { key }),
+            Err(error) => Err(AuditError::Store {
+                sink: self.sink.describe(),
+                key,
+                error: Box::new(error),
+            }),
         }
     }
 }
@@ -441,10 +470,11 @@ impl<'a, R: Read, W: Write> Session<'a, R, W> {
             ),
             End::Error(m) => ("error", Some(m.clone())),
         };
-        if let Err(e) = lock(&self.shared).finish(self.settings, outcome, reason) {
-            eprintln!("ferry-gate: {e}");
+        let mut shared = lock(&self.shared);
+        if let Err(e) = shared.finish(self.settings, outcome, reason) {
+            shared.log(&format!("ferry-gate: {e}"));
             if end == End::Bye {
-                return End::Error(e);
+                return End::Error(e.to_string());
             }
         }
         end

@@ -69,7 +69,7 @@ fn main() -> ExitCode {
             }
         }
     };
-    let shared = Shared::new(sink, true);
+    let shared = Shared::new(sink, Some(Box::new(|line: &str| eprintln!("{line}"))));
 
     // Expiry watchdog: at the expiry time, end the session (after any upload in flight),
     // put the audit record and exit, whatever the client is doing. A session already expired

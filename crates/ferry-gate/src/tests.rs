@@ -51,7 +51,7 @@ fn put(kind: &str, name: &str, size: u64, bytes: &[u8]) -> Vec<u8> {
 /// Run a session on `input`; returns the end, the gate's reply frames (debug-printed) and
 /// the objects the sink holds afterwards.
 fn run(settings: &Settings, input: Vec<u8>, sink: MemSink) -> (End, Vec<String>, Objects) {
-    let shared = Shared::new(Box::new(sink.clone()), false);
+    let shared = Shared::new(Box::new(sink.clone()), None);
     let mut out = Vec::new();
     let clock = OffsetDateTime::now_utc;
     let end = Session::new(&input[..], &mut out, settings, shared, &clock).run();
@@ -290,7 +290,7 @@ fn audit_record_has_one_line_per_object() {
     input.extend(put("pack", &name, bytes.len() as u64, &bytes));
     input.extend(put("pack", &"0".repeat(64), bytes.len() as u64, &bytes));
     input.extend(encode(&Frame::Bye).unwrap());
-    let shared = Shared::new(Box::new(MemSink::default()), false);
+    let shared = Shared::new(Box::new(MemSink::default()), None);
     let clock = OffsetDateTime::now_utc;
     let mut out = Vec::new();
     assert_eq!(
@@ -351,7 +351,7 @@ fn pipelined_objects_are_answered_in_order_and_a_refusal_keeps_the_stream_in_ste
     let clock = OffsetDateTime::now_utc;
     let mut out = Vec::new();
     let sink = MemSink::default();
-    let shared2 = Shared::new(Box::new(sink.clone()), false);
+    let shared2 = Shared::new(Box::new(sink.clone()), None);
     assert_eq!(
         Session::new(&input[..], &mut out, &s, shared2.clone(), &clock).run(),
         End::Bye

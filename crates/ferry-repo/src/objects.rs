@@ -121,21 +121,24 @@ pub struct BlobEntry {
 pub const MAX_BLOB_LEN: u32 = 256 * 1024 * 1024;
 
 impl BlobEntry {
-    fn validate(&self, pack_len: Option<u64>) -> std::result::Result<(), String> {
+    /// Checks the entry's bounds; a bad one is a [`Error::Malformed`] `what` (the pack
+    /// trailer or the index it came from).
+    fn validate(&self, what: &'static str, pack_len: Option<u64>) -> Result<()> {
+        let bad = |message: String| Err(Error::malformed(what, message));
         let min_off = (HEADER_LEN + PUB_LEN) as u32;
         if self.offset < min_off {
-            return Err(format!("blob {} starts inside the pack header", self.id));
+            return bad(format!("blob {} starts inside the pack header", self.id));
         }
         if (self.length as usize) < NONCE_LEN + TAG_LEN + 1 {
-            return Err(format!("blob {} record is too short", self.id));
+            return bad(format!("blob {} record is too short", self.id));
         }
         if self.raw_length > MAX_BLOB_LEN {
-            return Err(format!("blob {} claims {} bytes", self.id, self.raw_length));
+            return bad(format!("blob {} claims {} bytes", self.id, self.raw_length));
         }
         if let Some(len) = pack_len
             && self.offset as u64 + self.length as u64 > len
         {
-            return Err(format!("blob {} extends past the end of the pack", self.id));
+            return bad(format!("blob {} extends past the end of the pack", self.id));
         }
         Ok(())
     }
@@ -156,8 +159,7 @@ impl PackTrailer {
         let t: PackTrailer = postcard::from_bytes(plaintext)
             .map_err(|e| Error::malformed("pack trailer", e.to_string()))?;
         for b in &t.blobs {
-            b.validate(None)
-                .map_err(|m| Error::malformed("pack trailer", m))?;
+            b.validate("pack trailer", None)?;
         }
         Ok(t)
     }
@@ -245,7 +247,7 @@ impl IndexObject {
                 ));
             }
             for b in &p.blobs {
-                b.validate(None).map_err(|m| Error::malformed("index", m))?;
+                b.validate("index", None)?;
             }
         }
         Ok(i)

@@ -1,15 +1,29 @@
 //! Byte sizes as people write them (`32MiB`, `512KiB`, `2G`, `4096`): one parser for the
 //! CLI's options and the config file.
 
+/// Why a byte size was refused; every variant names the input as written.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SizeError {
+    /// No leading digits.
+    #[error("{input:?} is not a size (e.g. \"32MiB\")")]
+    NotASize { input: String },
+    /// A unit that is none of `B`, `K`/`KiB`, `M`/`MiB`, `G`/`GiB`, `T`/`TiB`.
+    #[error("unknown size unit {unit:?} in {input:?} (use KiB, MiB, GiB or TiB)")]
+    UnknownUnit { input: String, unit: String },
+    /// Zero, or more than 64 bits of bytes.
+    #[error("size {input:?} is out of range")]
+    OutOfRange { input: String },
+}
+
 /// Parse a positive byte size: digits, then an optional unit (`B`, `K`/`KiB`, `M`/`MiB`,
 /// `G`/`GiB`, `T`/`TiB`; case-insensitive, binary multiples). The error names the input.
-pub fn parse_size(s: &str) -> Result<u64, String> {
+pub fn parse_size(s: &str) -> Result<u64, SizeError> {
     let t = s.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("{s:?} is not a size (e.g. \"32MiB\")"))?;
+    let n: u64 = num.parse().map_err(|_| SizeError::NotASize {
+        input: s.to_string(),
+    })?;
     let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
         "" | "b" => 1,
         "k" | "kb" | "kib" => 1 << 10,
@@ -17,14 +31,17 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         "g" | "gb" | "gib" => 1 << 30,
         "t" | "tb" | "tib" => 1 << 40,
         other => {
-            return Err(format!(
-                "unknown size unit {other:?} in {s:?} (use KiB, MiB, GiB or TiB)"
-            ));
+            return Err(SizeError::UnknownUnit {
+                input: s.to_string(),
+                unit: other.to_string(),
+            });
         }
     };
     n.checked_mul(mult)
         .filter(|&v| v > 0)
-        .ok_or_else(|| format!("size {s:?} is out of range"))
+        .ok_or_else(|| SizeError::OutOfRange {
+            input: s.to_string(),
+        })
 }
 
 #[cfg(test)]
@@ -42,5 +59,15 @@ mod tests {
         assert!(parse_size("").is_err());
         assert!(parse_size("12 parsecs").is_err());
         assert!(parse_size("99999999999999T").is_err());
+        assert_eq!(
+            parse_size("12 parsecs").map_err(|e| e.to_string()),
+            Err(
+                "unknown size unit \"parsecs\" in \"12 parsecs\" (use KiB, MiB, GiB or TiB)".into()
+            )
+        );
+        assert_eq!(
+            parse_size("x").map_err(|e| e.to_string()),
+            Err("\"x\" is not a size (e.g. \"32MiB\")".into())
+        );
     }
 }

@@ -12,34 +12,71 @@
 
 use aws_sdk_s3::Client;
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
-use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::primitives::{ByteStream, ByteStreamError};
 use base64::Engine as _;
 use ferry_repo::format::{ObjectKind, is_sha256_hex};
 use ferry_repo::storage::{PutOutcome, Storage, StorageError};
 use sha2::Digest as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-/// A failed S3 call, with the operation, bucket and key in the message.
+/// A failed S3 call or upload, naming the operation, the bucket and the key.
 #[derive(Debug, thiserror::Error)]
-#[error("{message}")]
-pub struct S3Error {
-    pub message: String,
-    /// Whether S3 said the object does not exist.
-    pub not_found: bool,
+pub enum S3Error {
+    /// S3 answered with an error, or could not be reached. `code` is S3's error code when it
+    /// answered; `detail` is the SDK's whole report (error, causes and metadata).
+    #[error("S3 {operation} s3://{bucket}/{key}: {detail}")]
+    Call {
+        operation: &'static str,
+        bucket: String,
+        key: String,
+        code: Option<String>,
+        detail: String,
+    },
+    /// An object larger than S3's API can describe.
+    #[error("s3://{bucket}/{key}: size {size} too large")]
+    TooLarge {
+        bucket: String,
+        key: String,
+        size: u64,
+    },
+    /// The spooled file to upload could not be opened.
+    #[error("reading spool file {} for s3://{bucket}/{key}: {error}", path.display())]
+    Spool {
+        path: PathBuf,
+        bucket: String,
+        key: String,
+        error: ByteStreamError,
+    },
+    /// A GetObject answer's body could not be read to its end.
+    #[error("S3 GetObject s3://{bucket}/{key}: reading body: {error}")]
+    Body {
+        bucket: String,
+        key: String,
+        error: ByteStreamError,
+    },
 }
 
-fn s3_err<E, R>(op: &str, bucket: &str, key: &str, e: &SdkError<E, R>) -> S3Error
+impl S3Error {
+    /// Whether S3 said the object does not exist.
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, S3Error::Call { code: Some(c), .. } if c == "NoSuchKey" || c == "NotFound")
+    }
+}
+
+fn s3_err<E, R>(operation: &'static str, bucket: &str, key: &str, e: &SdkError<E, R>) -> S3Error
 where
     E: std::error::Error + ProvideErrorMetadata + 'static,
     R: std::fmt::Debug,
 {
-    let not_found = matches!(
-        e.as_service_error().and_then(|s| s.code()),
-        Some("NoSuchKey" | "NotFound")
-    );
-    S3Error {
-        message: format!("S3 {op} s3://{bucket}/{key}: {}", DisplayErrorContext(e)),
-        not_found,
+    S3Error::Call {
+        operation,
+        bucket: bucket.to_string(),
+        key: key.to_string(),
+        code: e
+            .as_service_error()
+            .and_then(|s| s.code())
+            .map(str::to_string),
+        detail: DisplayErrorContext(e).to_string(),
     }
 }
 
@@ -47,21 +84,40 @@ fn http_status<E>(e: &SdkError<E, aws_sdk_s3::config::http::HttpResponse>) -> Op
     e.raw_response().map(|r| r.status().as_u16())
 }
 
+/// Why a repository location is not an `s3://BUCKET/PREFIX` URL; each names the URL.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UrlError {
+    /// Not an `s3://` URL at all.
+    #[error("{url:?} is not an s3://BUCKET/PREFIX location")]
+    NotS3 { url: String },
+    /// `s3:///…`
+    #[error("{url:?}: the bucket name is empty")]
+    EmptyBucket { url: String },
+    /// A bucket name with characters S3 does not allow.
+    #[error("{url:?}: {bucket:?} is not a valid S3 bucket name")]
+    BadBucket { url: String, bucket: String },
+}
+
 /// Split `s3://bucket/prefix` into bucket and prefix (prefix may be empty).
-pub fn parse_s3_url(url: &str) -> Result<(String, String), String> {
-    let rest = url
-        .strip_prefix("s3://")
-        .ok_or_else(|| format!("{url:?} is not an s3://BUCKET/PREFIX location"))?;
+pub fn parse_s3_url(url: &str) -> Result<(String, String), UrlError> {
+    let rest = url.strip_prefix("s3://").ok_or_else(|| UrlError::NotS3 {
+        url: url.to_string(),
+    })?;
     let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
     let prefix = prefix.trim_matches('/');
     if bucket.is_empty() {
-        return Err(format!("{url:?}: the bucket name is empty"));
+        return Err(UrlError::EmptyBucket {
+            url: url.to_string(),
+        });
     }
     if !bucket
         .bytes()
         .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
     {
-        return Err(format!("{url:?}: {bucket:?} is not a valid S3 bucket name"));
+        return Err(UrlError::BadBucket {
+            url: url.to_string(),
+            bucket: bucket.to_string(),
+        });
     }
     Ok((bucket.to_string(), prefix.to_string()))
 }
@@ -126,9 +182,10 @@ impl S3Objects {
         sha256: &[u8; 32],
     ) -> Result<PutOutcome, S3Error> {
         let key = self.key(rel);
-        let size = i64::try_from(size).map_err(|_| S3Error {
-            message: format!("s3://{}/{key}: size {size} too large", self.bucket),
-            not_found: false,
+        let size = i64::try_from(size).map_err(|_| S3Error::TooLarge {
+            bucket: self.bucket.clone(),
+            key: key.clone(),
+            size,
         })?;
         let res = self
             .client
@@ -169,15 +226,14 @@ impl S3Objects {
         size: u64,
         sha256: &[u8; 32],
     ) -> Result<PutOutcome, S3Error> {
-        let body = ByteStream::from_path(path).await.map_err(|e| S3Error {
-            message: format!(
-                "reading spool file {} for s3://{}/{}: {e}",
-                path.display(),
-                self.bucket,
-                self.key(rel)
-            ),
-            not_found: false,
-        })?;
+        let body = ByteStream::from_path(path)
+            .await
+            .map_err(|error| S3Error::Spool {
+                path: path.to_path_buf(),
+                bucket: self.bucket.clone(),
+                key: self.key(rel),
+                error,
+            })?;
         self.put_body(rel, body, size, sha256).await
     }
 
@@ -259,9 +315,10 @@ impl S3Objects {
             .send()
             .await
             .map_err(|e| s3_err("GetObject", &self.bucket, &key, &e))?;
-        let body = res.body.collect().await.map_err(|e| S3Error {
-            message: format!("S3 GetObject s3://{}/{key}: reading body: {e}", self.bucket),
-            not_found: false,
+        let body = res.body.collect().await.map_err(|error| S3Error::Body {
+            bucket: self.bucket.clone(),
+            key,
+            error,
         })?;
         Ok(body.into_bytes().to_vec())
     }
@@ -314,9 +371,9 @@ pub struct S3Storage {
 impl S3Storage {
     /// Open `s3://bucket/prefix` with the standard AWS configuration chain.
     pub fn open(url: &str) -> Result<Self, StorageError> {
-        let (bucket, prefix) = parse_s3_url(url).map_err(|message| StorageError::Backend {
+        let (bucket, prefix) = parse_s3_url(url).map_err(|e| StorageError::Backend {
             location: url.to_string(),
-            message,
+            message: e.to_string(),
         })?;
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -362,7 +419,7 @@ impl S3Storage {
     fn backend(&self, e: S3Error) -> StorageError {
         StorageError::Backend {
             location: self.location(),
-            message: e.message,
+            message: e.to_string(),
         }
     }
 }
@@ -397,7 +454,7 @@ impl Storage for S3Storage {
     fn get(&self, kind: ObjectKind, name: &str) -> Result<Vec<u8>, StorageError> {
         let key = kind.key(name);
         self.rt.block_on(self.objects.get(&key)).map_err(|e| {
-            if e.not_found {
+            if e.is_not_found() {
                 StorageError::NotFound {
                     location: self.location(),
                     key,
@@ -427,6 +484,10 @@ mod tests {
         assert!(parse_s3_url("s3:///x").is_err());
         assert!(parse_s3_url("gs://b/x").is_err());
         assert!(parse_s3_url("s3://B_x/y").is_err());
+        assert_eq!(
+            parse_s3_url("s3://B_x/y").map_err(|e| e.to_string()),
+            Err(r#""s3://B_x/y": "B_x" is not a valid S3 bucket name"#.into())
+        );
     }
 
     #[test]

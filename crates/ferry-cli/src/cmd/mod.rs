@@ -31,6 +31,19 @@ pub enum Outcome {
     Ok,
     /// The backup was written but some source files could not be read.
     Partial,
+    /// The command ran and reported a failure itself (`ferry infra verify`: a case differs).
+    Failed,
+}
+
+impl Outcome {
+    /// `ferry infra`'s exit code: 0 is success, anything else a failure it has reported.
+    pub fn of_infra(code: i32) -> Outcome {
+        if code == 0 {
+            Outcome::Ok
+        } else {
+            Outcome::Failed
+        }
+    }
 }
 
 impl From<Outcome> for std::process::ExitCode {
@@ -38,6 +51,7 @@ impl From<Outcome> for std::process::ExitCode {
         match o {
             Outcome::Ok => std::process::ExitCode::from(EXIT_OK),
             Outcome::Partial => std::process::ExitCode::from(EXIT_PARTIAL),
+            Outcome::Failed => std::process::ExitCode::from(EXIT_ERROR),
         }
     }
 }

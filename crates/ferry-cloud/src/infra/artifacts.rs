@@ -23,7 +23,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use crate::error::{AwsContext, Error, IoContext, Result};
 use base64::Engine;
 use md5::Digest as _;
 use sha2::Sha256;
@@ -85,13 +85,15 @@ fn mib(n: u64) -> String {
 /// what to do.
 pub fn check_lambda_unzipped(path: &Path, len: u64) -> Result<()> {
     if len >= LAMBDA_UNZIPPED_LIMIT {
-        anyhow::bail!(
-            "{} is {} unzipped; Lambda allows a package smaller than {} unzipped \
-             (https://docs.aws.amazon.com/lambda/latest/dg/gettingstarted-limits.html): {SHRINK_HINT}",
-            path.display(),
-            mib(len),
-            mib(LAMBDA_UNZIPPED_LIMIT)
-        );
+        return Err(Error::LimitExceeded {
+            what: format!(
+                "{} is {} unzipped; Lambda allows a package smaller than {} unzipped \
+                 (https://docs.aws.amazon.com/lambda/latest/dg/gettingstarted-limits.html): {SHRINK_HINT}",
+                path.display(),
+                mib(len),
+                mib(LAMBDA_UNZIPPED_LIMIT)
+            ),
+        });
     }
     Ok(())
 }
@@ -153,26 +155,26 @@ impl Artifacts {
     pub fn load(dir: &Path) -> Result<Artifacts> {
         let read = |name: &str| -> Result<Vec<u8>> {
             let path = dir.join(name);
-            let meta = std::fs::metadata(&path).with_context(|| {
-                format!(
-                    "artifact {} not found (build it with scripts/build-al2023.sh, then pass \
-                     --artifacts DIR or set {ARTIFACTS_ENV})",
-                    path.display()
-                )
+            let meta = std::fs::metadata(&path).map_err(|source| Error::ArtifactMissing {
+                path: path.clone(),
+                env: ARTIFACTS_ENV,
+                source,
             })?;
             if !meta.is_file() {
-                anyhow::bail!("artifact {} is not a regular file", path.display());
+                return Err(Error::ArtifactInvalid {
+                    path,
+                    why: "is not a regular file".to_string(),
+                });
             }
             if name == BOOTSTRAP {
                 check_lambda_unzipped(&path, meta.len())?;
             }
-            let bytes =
-                std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+            let bytes = std::fs::read(&path).io("reading", &path)?;
             if !bytes.starts_with(b"\x7fELF") {
-                anyhow::bail!(
-                    "artifact {} is not an ELF executable (expected the {name} binary)",
-                    path.display()
-                );
+                return Err(Error::ArtifactInvalid {
+                    path,
+                    why: format!("is not an ELF executable (expected the {name} binary)"),
+                });
             }
             Ok(bytes)
         };
@@ -181,7 +183,7 @@ impl Artifacts {
         // The file may have grown between the size check and the read.
         check_lambda_unzipped(&dir.join(BOOTSTRAP), bootstrap.len() as u64)?;
         let zip = zip_bootstrap(&bootstrap)
-            .with_context(|| format!("zipping {}", dir.join(BOOTSTRAP).display()))?;
+            .map_err(|e| e.context(format!("zipping {}", dir.join(BOOTSTRAP).display())))?;
         let lambda_package = LambdaPackage {
             unzipped: bootstrap.len() as u64,
             zipped: zip.len() as u64,
@@ -206,10 +208,12 @@ pub fn resolve_dir(arg: Option<&Path>) -> Result<PathBuf> {
     if let Some(d) = arg {
         return Ok(d.to_path_buf());
     }
-    let exe = std::env::current_exe().context("locating the running executable")?;
+    let exe = std::env::current_exe().map_err(|source| Error::CurrentExe { source })?;
     exe.parent()
         .map(Path::to_path_buf)
-        .with_context(|| format!("{} has no parent directory", exe.display()))
+        .ok_or_else(|| Error::NotFound {
+            what: format!("{} has no parent directory", exe.display()),
+        })
 }
 
 /// A zip with one entry `bootstrap` (unix mode 0755, fixed timestamp), deflated.
@@ -224,10 +228,18 @@ pub fn zip_bootstrap(bootstrap: &[u8]) -> Result<Vec<u8>> {
         .last_modified_time(zip::DateTime::default())
         .unix_permissions(0o755)
         .large_file(bootstrap.len() as u64 >= u32::MAX as u64);
-    w.start_file(BOOTSTRAP, opts)
-        .context("starting the zip entry")?;
-    w.write_all(bootstrap).context("deflating bootstrap")?;
-    let cur = w.finish().context("finishing the zip")?;
+    w.start_file(BOOTSTRAP, opts).map_err(|e| Error::Zip {
+        step: "starting the zip entry",
+        source: e.into(),
+    })?;
+    w.write_all(bootstrap).map_err(|e| Error::Zip {
+        step: "deflating bootstrap",
+        source: e.into(),
+    })?;
+    let cur = w.finish().map_err(|e| Error::Zip {
+        step: "finishing the zip",
+        source: e.into(),
+    })?;
     Ok(cur.into_inner())
 }
 
@@ -246,7 +258,7 @@ pub(super) async fn converge(ctx: &mut Ctx) -> Result<()> {
             .prefix(crate::policy::ARTIFACTS_PREFIX)
             .send()
             .await
-            .with_context(|| format!("s3:ListObjectsV2 {bucket}/artifacts/"))?;
+            .aws("s3:ListObjectsV2", || format!("{bucket}/artifacts/"))?;
         for o in r.contents() {
             if let (Some(k), Some(e)) = (o.key(), o.e_tag()) {
                 have.push((k.to_string(), e.trim_matches('"').to_ascii_lowercase()));
@@ -300,8 +312,8 @@ pub(super) async fn converge(ctx: &mut Ctx) -> Result<()> {
             .metadata("sha256", &a.sha256_hex)
             .send()
             .await
-            .with_context(|| {
-                format!("s3:PutObject {bucket}/{} ({} bytes)", a.key, a.bytes.len())
+            .aws("s3:PutObject", || {
+                format!("{bucket}/{} ({} bytes)", a.key, a.bytes.len())
             })?;
     }
     Ok(())

@@ -3,7 +3,7 @@
 
 use std::io::Write;
 
-use anyhow::{Context, Result};
+use crate::error::{AwsContext, BuildContext, Error, Result};
 use aws_sdk_s3::types::{
     BucketLocationConstraint, BucketVersioningStatus, CreateBucketConfiguration,
     PublicAccessBlockConfiguration, ServerSideEncryption, ServerSideEncryptionByDefault,
@@ -54,7 +54,7 @@ pub(super) async fn put_deferred_policy(ctx: &mut Ctx) -> Result<()> {
         .policy(want.to_string())
         .send()
         .await
-        .with_context(|| format!("s3:PutBucketPolicy {name}"))?;
+        .aws("s3:PutBucketPolicy", || name.to_string())?;
     Ok(())
 }
 
@@ -66,7 +66,7 @@ fn s3_tags(ctx: &Ctx, name: &str) -> Result<Vec<Tag>> {
                 .key(k)
                 .value(v)
                 .build()
-                .context("building an S3 tag")
+                .build_ctx("an S3 tag")
         })
         .collect()
 }
@@ -88,11 +88,13 @@ async fn bucket(
         Ok(_) => true,
         Err(e) if is_status(&e, 404) => false,
         Err(e) if is_status(&e, 403) => {
-            anyhow::bail!(
-                "bucket {name} exists and belongs to someone else (403): choose another name in the config"
-            )
+            return Err(Error::NotOurs {
+                resource: format!("bucket {name}"),
+                why: "exists and belongs to someone else (403): choose another name in the config"
+                    .to_string(),
+            });
         }
-        Err(e) => return Err(anyhow::Error::new(e).context(format!("s3:HeadBucket {name}"))),
+        Err(e) => return Err(Error::aws("s3:HeadBucket", name.to_string(), e)),
     };
     let mut drift = Vec::new();
     let mut fix_tags = false;
@@ -105,7 +107,7 @@ async fn bucket(
             Ok(t) => t.tag_set().to_vec(),
             Err(e) if is_status(&e, 404) => Vec::new(),
             Err(e) => {
-                return Err(anyhow::Error::new(e).context(format!("s3:GetBucketTagging {name}")));
+                return Err(Error::aws("s3:GetBucketTagging", name.to_string(), e));
             }
         };
         let inst = tags
@@ -113,11 +115,14 @@ async fn bucket(
             .find(|t| t.key() == policy::TAG_INSTALLATION)
             .map(|t| t.value());
         if inst != Some(ctx.cfg.names.prefix.as_str()) {
-            anyhow::bail!(
-                "bucket {name} exists but is not tagged {}={}: not created by this ferry installation; choose another name",
-                policy::TAG_INSTALLATION,
-                ctx.cfg.names.prefix
-            );
+            return Err(Error::NotOurs {
+                resource: format!("bucket {name}"),
+                why: format!(
+                    "exists but is not tagged {}={}: not created by this ferry installation; choose another name",
+                    policy::TAG_INSTALLATION,
+                    ctx.cfg.names.prefix
+                ),
+            });
         }
         for (k, v) in ctx.tags(name) {
             let got = tags.iter().find(|t| t.key() == k).map(|t| t.value());
@@ -130,9 +135,7 @@ async fn bucket(
             Ok(r) => r.public_access_block_configuration().cloned(),
             Err(e) if is_status(&e, 404) => None,
             Err(e) => {
-                return Err(
-                    anyhow::Error::new(e).context(format!("s3:GetPublicAccessBlock {name}"))
-                );
+                return Err(Error::aws("s3:GetPublicAccessBlock", name.to_string(), e));
             }
         };
         let all_blocked = pab.is_some_and(|c| {
@@ -157,7 +160,7 @@ async fn bucket(
             Err(e) if is_status(&e, 200) => ctx.warnings.push(format!(
                 "bucket {name}: versioning state unreadable (HTTP 200 with a body the SDK could not parse); not checked"
             )),
-            Err(e) => return Err(anyhow::Error::new(e).context(format!("s3:GetBucketVersioning {name}"))),
+            Err(e) => return Err(Error::aws("s3:GetBucketVersioning", name.to_string(), e)),
         }
         let sse = match ctx.s3.get_bucket_encryption().bucket(name).send().await {
             Ok(r) => r
@@ -170,7 +173,7 @@ async fn bucket(
                 .unwrap_or(false),
             Err(e) if is_status(&e, 404) => false,
             Err(e) => {
-                return Err(anyhow::Error::new(e).context(format!("s3:GetBucketEncryption {name}")));
+                return Err(Error::aws("s3:GetBucketEncryption", name.to_string(), e));
             }
         };
         if !sse {
@@ -182,7 +185,7 @@ async fn bucket(
                 Ok(r) => r.policy().map(str::to_string),
                 Err(e) if is_status(&e, 404) => None,
                 Err(e) => {
-                    return Err(anyhow::Error::new(e).context(format!("s3:GetBucketPolicy {name}")));
+                    return Err(Error::aws("s3:GetBucketPolicy", name.to_string(), e));
                 }
             };
             if !have.is_some_and(|h| same_policy(&h, want)) {
@@ -214,9 +217,9 @@ async fn bucket(
                     .build(),
             );
         }
-        req.send()
-            .await
-            .with_context(|| format!("s3:CreateBucket {name} in {}", ctx.cfg.raw.region))?;
+        req.send().await.aws("s3:CreateBucket", || {
+            format!("{name} in {}", ctx.cfg.raw.region)
+        })?;
         fix_tags = true;
         fix_pab = true;
         fix_sse = true;
@@ -230,11 +233,11 @@ async fn bucket(
                 Tagging::builder()
                     .set_tag_set(Some(s3_tags(ctx, name)?))
                     .build()
-                    .context("building tagging")?,
+                    .build_ctx("tagging")?,
             )
             .send()
             .await
-            .with_context(|| format!("s3:PutBucketTagging {name}"))?;
+            .aws("s3:PutBucketTagging", || name.to_string())?;
     }
     if fix_pab {
         ctx.s3
@@ -250,7 +253,7 @@ async fn bucket(
             )
             .send()
             .await
-            .with_context(|| format!("s3:PutPublicAccessBlock {name}"))?;
+            .aws("s3:PutPublicAccessBlock", || name.to_string())?;
     }
     if fix_versioning {
         ctx.s3
@@ -263,7 +266,7 @@ async fn bucket(
             )
             .send()
             .await
-            .with_context(|| format!("s3:PutBucketVersioning {name}"))?;
+            .aws("s3:PutBucketVersioning", || name.to_string())?;
     }
     if fix_sse {
         let rule = ServerSideEncryptionRule::builder()
@@ -271,7 +274,7 @@ async fn bucket(
                 ServerSideEncryptionByDefault::builder()
                     .sse_algorithm(ServerSideEncryption::Aes256)
                     .build()
-                    .context("building SSE default")?,
+                    .build_ctx("SSE default")?,
             )
             .build();
         ctx.s3
@@ -281,11 +284,11 @@ async fn bucket(
                 ServerSideEncryptionConfiguration::builder()
                     .rules(rule)
                     .build()
-                    .context("building SSE configuration")?,
+                    .build_ctx("SSE configuration")?,
             )
             .send()
             .await
-            .with_context(|| format!("s3:PutBucketEncryption {name}"))?;
+            .aws("s3:PutBucketEncryption", || name.to_string())?;
     }
     if fix_policy && defer_policy {
         return Ok(want_policy);
@@ -297,7 +300,7 @@ async fn bucket(
             .policy(want.to_string())
             .send()
             .await
-            .with_context(|| format!("s3:PutBucketPolicy {name}"))?;
+            .aws("s3:PutBucketPolicy", || name.to_string())?;
     }
     Ok(None)
 }
@@ -317,12 +320,14 @@ pub(super) async fn check_destroy(ctx: &Ctx, delete_backup: bool) -> Result<()> 
             .max_keys(1)
             .send()
             .await
-            .with_context(|| format!("s3:ListObjectsV2 {backup}"))?;
+            .aws("s3:ListObjectsV2", || backup.to_string())?;
         if !r.contents().is_empty() {
-            anyhow::bail!(
-                "the backup bucket {backup} is not empty: it holds backups. To delete them too, repeat its name: \
-                 ferry infra destroy --delete-backup-bucket {backup}"
-            );
+            return Err(Error::Refused {
+                why: format!(
+                    "the backup bucket {backup} is not empty: it holds backups. To delete them too, repeat its name: \
+                     ferry infra destroy --delete-backup-bucket {backup}"
+                ),
+            });
         }
     }
     Ok(())
@@ -344,14 +349,16 @@ pub(super) async fn destroy(ctx: &mut Ctx, delete_backup: bool, out: &mut dyn Wr
             .bucket(name)
             .send()
             .await
-            .with_context(|| format!("s3:DeleteBucketPolicy {name}"))?;
+            .aws("s3:DeleteBucketPolicy", || name.to_string())?;
         let mut pages = 0;
         loop {
             pages += 1;
             if pages > MAX_DELETE_PAGES {
-                anyhow::bail!(
-                    "bucket {name}: more than {MAX_DELETE_PAGES} pages of objects; giving up"
-                );
+                return Err(Error::LimitExceeded {
+                    what: format!(
+                        "bucket {name}: more than {MAX_DELETE_PAGES} pages of objects; giving up"
+                    ),
+                });
             }
             let r = ctx
                 .s3
@@ -359,7 +366,7 @@ pub(super) async fn destroy(ctx: &mut Ctx, delete_backup: bool, out: &mut dyn Wr
                 .bucket(name)
                 .send()
                 .await
-                .with_context(|| format!("s3:ListObjectsV2 {name}"))?;
+                .aws("s3:ListObjectsV2", || name.to_string())?;
             if r.contents().is_empty() {
                 break;
             }
@@ -371,7 +378,7 @@ pub(super) async fn destroy(ctx: &mut Ctx, delete_backup: bool, out: &mut dyn Wr
                         .key(k)
                         .send()
                         .await
-                        .with_context(|| format!("s3:DeleteObject {name}/{k}"))?;
+                        .aws("s3:DeleteObject", || format!("{name}/{k}"))?;
                 }
             }
         }
@@ -380,7 +387,7 @@ pub(super) async fn destroy(ctx: &mut Ctx, delete_backup: bool, out: &mut dyn Wr
             .bucket(name)
             .send()
             .await
-            .with_context(|| format!("s3:DeleteBucket {name}"))?;
+            .aws("s3:DeleteBucket", || name.to_string())?;
         writeln!(out, "- s3-bucket {name}")?;
     }
     Ok(())
@@ -390,6 +397,6 @@ async fn bucket_exists(ctx: &Ctx, name: &str) -> Result<bool> {
     match ctx.s3.head_bucket().bucket(name).send().await {
         Ok(_) => Ok(true),
         Err(e) if is_status(&e, 404) => Ok(false),
-        Err(e) => Err(anyhow::Error::new(e).context(format!("s3:HeadBucket {name}"))),
+        Err(e) => Err(Error::aws("s3:HeadBucket", name.to_string(), e)),
     }
 }

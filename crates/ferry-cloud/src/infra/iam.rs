@@ -2,7 +2,7 @@
 
 use std::io::Write;
 
-use anyhow::{Context, Result};
+use crate::error::{AwsContext, BuildContext, Error, IoContext, Missing, Result};
 use aws_sdk_iam::types::Tag;
 use serde_json::Value;
 
@@ -17,7 +17,7 @@ fn iam_tags(ctx: &Ctx, name: &str) -> Result<Vec<Tag>> {
                 .key(k)
                 .value(v)
                 .build()
-                .context("building an IAM tag")
+                .build_ctx("an IAM tag")
         })
         .collect()
 }
@@ -41,15 +41,21 @@ fn check_owner(ctx: &Ctx, kind: &str, name: &str, have: &[Tag]) -> Result<()> {
         .map(|t| t.value());
     match inst {
         Some(p) if p == ctx.cfg.names.prefix => Ok(()),
-        Some(p) => anyhow::bail!(
-            "IAM {kind} {name} belongs to ferry installation {p:?}, not {:?}",
-            ctx.cfg.names.prefix
-        ),
-        None => anyhow::bail!(
-            "IAM {kind} {name} exists but is not tagged {}={}: not created by ferry; rename the prefix or delete it",
-            policy::TAG_INSTALLATION,
-            ctx.cfg.names.prefix
-        ),
+        Some(p) => Err(Error::NotOurs {
+            resource: format!("IAM {kind} {name}"),
+            why: format!(
+                "belongs to ferry installation {p:?}, not {:?}",
+                ctx.cfg.names.prefix
+            ),
+        }),
+        None => Err(Error::NotOurs {
+            resource: format!("IAM {kind} {name}"),
+            why: format!(
+                "exists but is not tagged {}={}: not created by ferry; rename the prefix or delete it",
+                policy::TAG_INSTALLATION,
+                ctx.cfg.names.prefix
+            ),
+        }),
     }
 }
 
@@ -88,7 +94,7 @@ async fn role(
     let mut drift = Vec::new();
     let exists = match got {
         Ok(r) => {
-            let role = r.role().context("GetRole returned no role")?;
+            let role = r.role().missing(|| "GetRole returned no role")?;
             check_owner(ctx, "role", name, role.tags())?;
             drift.extend(tag_drift(ctx, name, role.tags()));
             if !role
@@ -105,7 +111,7 @@ async fn role(
         {
             false
         }
-        Err(e) => return Err(anyhow::Error::new(e).context(format!("iam:GetRole {name}"))),
+        Err(e) => return Err(Error::aws("iam:GetRole", name.to_string(), e)),
     };
     let inline_ok = if exists {
         match ctx
@@ -124,8 +130,11 @@ async fn role(
                 false
             }
             Err(e) => {
-                return Err(anyhow::Error::new(e)
-                    .context(format!("iam:GetRolePolicy {name}/{policy_name}")));
+                return Err(Error::aws(
+                    "iam:GetRolePolicy",
+                    format!("{name}/{policy_name}"),
+                    e,
+                ));
             }
         }
     } else {
@@ -151,7 +160,7 @@ async fn role(
             .set_tags(Some(iam_tags(ctx, name)?))
             .send()
             .await
-            .with_context(|| format!("iam:CreateRole {name}"))?;
+            .aws("iam:CreateRole", || name.to_string())?;
     } else {
         ctx.iam
             .tag_role()
@@ -159,14 +168,14 @@ async fn role(
             .set_tags(Some(iam_tags(ctx, name)?))
             .send()
             .await
-            .with_context(|| format!("iam:TagRole {name}"))?;
+            .aws("iam:TagRole", || name.to_string())?;
         ctx.iam
             .update_assume_role_policy()
             .role_name(name)
             .policy_document(trust.to_string())
             .send()
             .await
-            .with_context(|| format!("iam:UpdateAssumeRolePolicy {name}"))?;
+            .aws("iam:UpdateAssumeRolePolicy", || name.to_string())?;
     }
     if !inline_ok {
         ctx.iam
@@ -176,7 +185,7 @@ async fn role(
             .policy_document(doc.to_string())
             .send()
             .await
-            .with_context(|| format!("iam:PutRolePolicy {name}/{policy_name}"))?;
+            .aws("iam:PutRolePolicy", || format!("{name}/{policy_name}"))?;
     }
     Ok(())
 }
@@ -194,13 +203,16 @@ async fn instance_profile(ctx: &mut Ctx) -> Result<()> {
         Ok(r) => {
             let ip = r
                 .instance_profile()
-                .context("GetInstanceProfile returned nothing")?;
+                .missing(|| "GetInstanceProfile returned nothing")?;
             let roles: Vec<&str> = ip.roles().iter().map(|r| r.role_name()).collect();
             if roles.iter().any(|r| *r != role) {
-                anyhow::bail!(
-                    "instance profile {name} holds other roles ({}): not ferry's; delete it or rename the prefix",
-                    roles.join(",")
-                );
+                return Err(Error::NotOurs {
+                    resource: format!("instance profile {name}"),
+                    why: format!(
+                        "holds other roles ({}): not ferry's; delete it or rename the prefix",
+                        roles.join(",")
+                    ),
+                });
             }
             (true, roles.contains(&role.as_str()))
         }
@@ -211,7 +223,7 @@ async fn instance_profile(ctx: &mut Ctx) -> Result<()> {
             (false, false)
         }
         Err(e) => {
-            return Err(anyhow::Error::new(e).context(format!("iam:GetInstanceProfile {name}")));
+            return Err(Error::aws("iam:GetInstanceProfile", name.to_string(), e));
         }
     };
     let change = match (exists, has_role) {
@@ -230,7 +242,7 @@ async fn instance_profile(ctx: &mut Ctx) -> Result<()> {
             .set_tags(Some(iam_tags(ctx, &name)?))
             .send()
             .await
-            .with_context(|| format!("iam:CreateInstanceProfile {name}"))?;
+            .aws("iam:CreateInstanceProfile", || name.to_string())?;
     }
     ctx.iam
         .add_role_to_instance_profile()
@@ -238,7 +250,7 @@ async fn instance_profile(ctx: &mut Ctx) -> Result<()> {
         .role_name(&role)
         .send()
         .await
-        .with_context(|| format!("iam:AddRoleToInstanceProfile {name} {role}"))?;
+        .aws("iam:AddRoleToInstanceProfile", || format!("{name} {role}"))?;
     Ok(())
 }
 
@@ -248,7 +260,7 @@ async fn user(ctx: &mut Ctx, doc: &Value) -> Result<()> {
     let mut drift = Vec::new();
     let exists = match ctx.iam.get_user().user_name(&name).send().await {
         Ok(r) => {
-            let u = r.user().context("GetUser returned no user")?;
+            let u = r.user().missing(|| "GetUser returned no user")?;
             check_owner(ctx, "user", &name, u.tags())?;
             drift.extend(tag_drift(ctx, &name, u.tags()));
             true
@@ -259,7 +271,7 @@ async fn user(ctx: &mut Ctx, doc: &Value) -> Result<()> {
         {
             false
         }
-        Err(e) => return Err(anyhow::Error::new(e).context(format!("iam:GetUser {name}"))),
+        Err(e) => return Err(Error::aws("iam:GetUser", name.to_string(), e)),
     };
     let (inline_ok, extra_policies, keys) = if exists {
         let inline_ok = match ctx
@@ -278,8 +290,11 @@ async fn user(ctx: &mut Ctx, doc: &Value) -> Result<()> {
                 false
             }
             Err(e) => {
-                return Err(anyhow::Error::new(e)
-                    .context(format!("iam:GetUserPolicy {name}/{policy_name}")));
+                return Err(Error::aws(
+                    "iam:GetUserPolicy",
+                    format!("{name}/{policy_name}"),
+                    e,
+                ));
             }
         };
         let listed = ctx
@@ -288,7 +303,7 @@ async fn user(ctx: &mut Ctx, doc: &Value) -> Result<()> {
             .user_name(&name)
             .send()
             .await
-            .with_context(|| format!("iam:ListUserPolicies {name}"))?;
+            .aws("iam:ListUserPolicies", || name.to_string())?;
         let extra: Vec<String> = listed
             .policy_names()
             .iter()
@@ -301,7 +316,7 @@ async fn user(ctx: &mut Ctx, doc: &Value) -> Result<()> {
             .user_name(&name)
             .send()
             .await
-            .with_context(|| format!("iam:ListAttachedUserPolicies {name}"))?;
+            .aws("iam:ListAttachedUserPolicies", || name.to_string())?;
         let attached: Vec<String> = attached
             .attached_policies()
             .iter()
@@ -313,7 +328,7 @@ async fn user(ctx: &mut Ctx, doc: &Value) -> Result<()> {
             .user_name(&name)
             .send()
             .await
-            .with_context(|| format!("iam:ListAccessKeys {name}"))?
+            .aws("iam:ListAccessKeys", || name.to_string())?
             .access_key_metadata()
             .len();
         (inline_ok, (extra, attached), keys)
@@ -352,7 +367,7 @@ async fn user(ctx: &mut Ctx, doc: &Value) -> Result<()> {
             .set_tags(Some(iam_tags(ctx, &name)?))
             .send()
             .await
-            .with_context(|| format!("iam:CreateUser {name}"))?;
+            .aws("iam:CreateUser", || name.to_string())?;
     } else {
         ctx.iam
             .tag_user()
@@ -360,7 +375,7 @@ async fn user(ctx: &mut Ctx, doc: &Value) -> Result<()> {
             .set_tags(Some(iam_tags(ctx, &name)?))
             .send()
             .await
-            .with_context(|| format!("iam:TagUser {name}"))?;
+            .aws("iam:TagUser", || name.to_string())?;
     }
     for p in &extra_policies.0 {
         ctx.iam
@@ -369,7 +384,7 @@ async fn user(ctx: &mut Ctx, doc: &Value) -> Result<()> {
             .policy_name(p)
             .send()
             .await
-            .with_context(|| format!("iam:DeleteUserPolicy {name}/{p}"))?;
+            .aws("iam:DeleteUserPolicy", || format!("{name}/{p}"))?;
     }
     for p in &extra_policies.1 {
         ctx.iam
@@ -378,7 +393,7 @@ async fn user(ctx: &mut Ctx, doc: &Value) -> Result<()> {
             .policy_arn(p)
             .send()
             .await
-            .with_context(|| format!("iam:DetachUserPolicy {name} {p}"))?;
+            .aws("iam:DetachUserPolicy", || format!("{name} {p}"))?;
     }
     if !inline_ok {
         ctx.iam
@@ -388,7 +403,7 @@ async fn user(ctx: &mut Ctx, doc: &Value) -> Result<()> {
             .policy_document(doc.to_string())
             .send()
             .await
-            .with_context(|| format!("iam:PutUserPolicy {name}/{policy_name}"))?;
+            .aws("iam:PutUserPolicy", || format!("{name}/{policy_name}"))?;
     }
     if keys == 0 {
         create_key(ctx, &name).await?;
@@ -400,15 +415,16 @@ async fn user(ctx: &mut Ctx, doc: &Value) -> Result<()> {
 /// The secret is never printed; if the file cannot be written the key is deleted again so the
 /// next apply retries cleanly.
 async fn create_key(ctx: &mut Ctx, user: &str) -> Result<()> {
-    let path = ctx
-        .credentials_out
-        .clone()
-        .context("no credentials file path for the backup user's access key")?;
+    let path = ctx.credentials_out.clone().ok_or_else(|| Error::Refused {
+        why: "no credentials file path for the backup user's access key".to_string(),
+    })?;
     if path.exists() {
-        anyhow::bail!(
-            "{} already exists: move it away (its key is no longer on {user}) and apply again",
-            path.display()
-        );
+        return Err(Error::Refused {
+            why: format!(
+                "{} already exists: move it away (its key is no longer on {user}) and apply again",
+                path.display()
+            ),
+        });
     }
     let r = ctx
         .iam
@@ -416,8 +432,10 @@ async fn create_key(ctx: &mut Ctx, user: &str) -> Result<()> {
         .user_name(user)
         .send()
         .await
-        .with_context(|| format!("iam:CreateAccessKey {user}"))?;
-    let key = r.access_key().context("CreateAccessKey returned no key")?;
+        .aws("iam:CreateAccessKey", || user.to_string())?;
+    let key = r
+        .access_key()
+        .missing(|| "CreateAccessKey returned no key")?;
     let id = key.access_key_id().to_string();
     let mut body = zeroize::Zeroizing::new(format!(
         "[{user}]\naws_access_key_id = {id}\naws_secret_access_key = {}\nregion = {}\n",
@@ -460,24 +478,26 @@ pub fn write_0600(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
         .create_new(true)
         .mode(0o600)
         .open(path)
-        .with_context(|| format!("creating {}", path.display()))?;
-    f.write_all(bytes)
-        .with_context(|| format!("writing {}", path.display()))?;
-    f.sync_all()
-        .with_context(|| format!("syncing {}", path.display()))?;
+        .io("creating", path)?;
+    f.write_all(bytes).io("writing", path)?;
+    f.sync_all().io("syncing", path)?;
     Ok(())
 }
 
 /// `Ok(None)` when IAM says the entity does not exist (`NoSuchEntity`); any other error is an
 /// error (a throttle or a denied read must not be taken for "already gone").
-fn found<T, E>(r: Result<T, aws_sdk_iam::error::SdkError<E>>, what: &str) -> Result<Option<T>>
+fn found<T, E>(
+    r: Result<T, aws_sdk_iam::error::SdkError<E>>,
+    call: &'static str,
+    resource: &str,
+) -> Result<Option<T>>
 where
     E: aws_sdk_iam::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
     match r {
         Ok(v) => Ok(Some(v)),
         Err(e) if e.as_service_error().and_then(|s| s.code()) == Some("NoSuchEntity") => Ok(None),
-        Err(e) => Err(anyhow::Error::new(e).context(what.to_string())),
+        Err(e) => Err(Error::aws(call, resource, e)),
     }
 }
 
@@ -486,7 +506,8 @@ pub(super) async fn destroy(ctx: &mut Ctx, out: &mut dyn Write) -> Result<()> {
     // The user and its keys.
     if found(
         ctx.iam.get_user().user_name(&n.backup_user).send().await,
-        &format!("iam:GetUser {}", n.backup_user),
+        "iam:GetUser",
+        &n.backup_user,
     )?
     .is_some()
     {
@@ -496,7 +517,7 @@ pub(super) async fn destroy(ctx: &mut Ctx, out: &mut dyn Write) -> Result<()> {
             .user_name(&n.backup_user)
             .send()
             .await
-            .with_context(|| format!("iam:ListAccessKeys {}", n.backup_user))?;
+            .aws("iam:ListAccessKeys", || n.backup_user.to_string())?;
         for k in keys.access_key_metadata() {
             if let Some(id) = k.access_key_id() {
                 ctx.iam
@@ -505,7 +526,7 @@ pub(super) async fn destroy(ctx: &mut Ctx, out: &mut dyn Write) -> Result<()> {
                     .access_key_id(id)
                     .send()
                     .await
-                    .with_context(|| format!("iam:DeleteAccessKey {} {id}", n.backup_user))?;
+                    .aws("iam:DeleteAccessKey", || format!("{} {id}", n.backup_user))?;
             }
         }
         let pols = ctx
@@ -514,7 +535,7 @@ pub(super) async fn destroy(ctx: &mut Ctx, out: &mut dyn Write) -> Result<()> {
             .user_name(&n.backup_user)
             .send()
             .await
-            .with_context(|| format!("iam:ListUserPolicies {}", n.backup_user))?;
+            .aws("iam:ListUserPolicies", || n.backup_user.to_string())?;
         for p in pols.policy_names() {
             ctx.iam
                 .delete_user_policy()
@@ -522,14 +543,14 @@ pub(super) async fn destroy(ctx: &mut Ctx, out: &mut dyn Write) -> Result<()> {
                 .policy_name(p)
                 .send()
                 .await
-                .with_context(|| format!("iam:DeleteUserPolicy {}/{p}", n.backup_user))?;
+                .aws("iam:DeleteUserPolicy", || format!("{}/{p}", n.backup_user))?;
         }
         ctx.iam
             .delete_user()
             .user_name(&n.backup_user)
             .send()
             .await
-            .with_context(|| format!("iam:DeleteUser {}", n.backup_user))?;
+            .aws("iam:DeleteUser", || n.backup_user.to_string())?;
         writeln!(out, "- iam-user {}", n.backup_user)?;
     }
     if let Some(r) = found(
@@ -538,7 +559,8 @@ pub(super) async fn destroy(ctx: &mut Ctx, out: &mut dyn Write) -> Result<()> {
             .instance_profile_name(&n.jumpbox_instance_profile)
             .send()
             .await,
-        &format!("iam:GetInstanceProfile {}", n.jumpbox_instance_profile),
+        "iam:GetInstanceProfile",
+        &n.jumpbox_instance_profile,
     )? {
         for role in r.instance_profile().map(|p| p.roles()).unwrap_or_default() {
             ctx.iam
@@ -547,11 +569,8 @@ pub(super) async fn destroy(ctx: &mut Ctx, out: &mut dyn Write) -> Result<()> {
                 .role_name(role.role_name())
                 .send()
                 .await
-                .with_context(|| {
-                    format!(
-                        "iam:RemoveRoleFromInstanceProfile {}",
-                        n.jumpbox_instance_profile
-                    )
+                .aws("iam:RemoveRoleFromInstanceProfile", || {
+                    n.jumpbox_instance_profile.to_string()
                 })?;
         }
         ctx.iam
@@ -559,13 +578,16 @@ pub(super) async fn destroy(ctx: &mut Ctx, out: &mut dyn Write) -> Result<()> {
             .instance_profile_name(&n.jumpbox_instance_profile)
             .send()
             .await
-            .with_context(|| format!("iam:DeleteInstanceProfile {}", n.jumpbox_instance_profile))?;
+            .aws("iam:DeleteInstanceProfile", || {
+                n.jumpbox_instance_profile.to_string()
+            })?;
         writeln!(out, "- instance-profile {}", n.jumpbox_instance_profile)?;
     }
     for role in [&n.jumpbox_role, &n.lambda_role] {
         if found(
             ctx.iam.get_role().role_name(role).send().await,
-            &format!("iam:GetRole {role}"),
+            "iam:GetRole",
+            role,
         )?
         .is_none()
         {
@@ -577,7 +599,7 @@ pub(super) async fn destroy(ctx: &mut Ctx, out: &mut dyn Write) -> Result<()> {
             .role_name(role)
             .send()
             .await
-            .with_context(|| format!("iam:ListRolePolicies {role}"))?;
+            .aws("iam:ListRolePolicies", || role.to_string())?;
         for p in pols.policy_names() {
             ctx.iam
                 .delete_role_policy()
@@ -585,14 +607,14 @@ pub(super) async fn destroy(ctx: &mut Ctx, out: &mut dyn Write) -> Result<()> {
                 .policy_name(p)
                 .send()
                 .await
-                .with_context(|| format!("iam:DeleteRolePolicy {role}/{p}"))?;
+                .aws("iam:DeleteRolePolicy", || format!("{role}/{p}"))?;
         }
         ctx.iam
             .delete_role()
             .role_name(role)
             .send()
             .await
-            .with_context(|| format!("iam:DeleteRole {role}"))?;
+            .aws("iam:DeleteRole", || role.to_string())?;
         writeln!(out, "- iam-role {role}")?;
     }
     Ok(())

@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use crate::error::{AwsContext, Error, Missing, Result};
 use aws_sdk_lambda::types::{
     Architecture, Environment, FunctionCode, LastUpdateStatus, Runtime, State,
 };
@@ -141,7 +141,7 @@ async fn function(ctx: &mut Ctx, spec: &FunctionSpec) -> Result<()> {
         Ok(r) => Some(r),
         Err(e) if e.as_service_error().is_some_and(not_found) => None,
         Err(e) => {
-            return Err(anyhow::Error::new(e).context(format!("lambda:GetFunction {name}")));
+            return Err(Error::aws("lambda:GetFunction", name.to_string(), e));
         }
     };
     let code_sha = ctx.artifacts.as_ref().map(|a| a.code_sha256_b64());
@@ -154,19 +154,29 @@ async fn function(ctx: &mut Ctx, spec: &FunctionSpec) -> Result<()> {
     };
     let conf = got
         .configuration()
-        .with_context(|| format!("lambda:GetFunction {name} returned no configuration"))?;
+        .missing(|| format!("lambda:GetFunction {name} returned no configuration"))?;
     let tags = got.tags().cloned().unwrap_or_default();
     match tags.get(policy::TAG_INSTALLATION) {
         Some(p) if *p == ctx.cfg.names.prefix => {}
-        Some(p) => anyhow::bail!(
-            "Lambda function {name} belongs to ferry installation {p:?}, not {:?}",
-            ctx.cfg.names.prefix
-        ),
-        None => anyhow::bail!(
-            "Lambda function {name} exists but is not tagged {}={}: not created by ferry; delete it or rename the prefix",
-            policy::TAG_INSTALLATION,
-            ctx.cfg.names.prefix
-        ),
+        Some(p) => {
+            return Err(Error::NotOurs {
+                resource: format!("Lambda function {name}"),
+                why: format!(
+                    "belongs to ferry installation {p:?}, not {:?}",
+                    ctx.cfg.names.prefix
+                ),
+            });
+        }
+        None => {
+            return Err(Error::NotOurs {
+                resource: format!("Lambda function {name}"),
+                why: format!(
+                    "exists but is not tagged {}={}: not created by ferry; delete it or rename the prefix",
+                    policy::TAG_INSTALLATION,
+                    ctx.cfg.names.prefix
+                ),
+            });
+        }
     }
     let id = conf.function_arn().map(str::to_string);
     let mut config_drift = Vec::new();
@@ -273,7 +283,7 @@ async fn function(ctx: &mut Ctx, spec: &FunctionSpec) -> Result<()> {
             .architectures(Architecture::X8664)
             .send()
             .await
-            .with_context(|| format!("lambda:UpdateFunctionCode {name}"))?;
+            .aws("lambda:UpdateFunctionCode", || name.to_string())?;
     }
     if !config_drift.is_empty() {
         // A function accepts one update at a time (ResourceConflictException otherwise).
@@ -289,7 +299,7 @@ async fn function(ctx: &mut Ctx, spec: &FunctionSpec) -> Result<()> {
             .environment(env_of(&spec.env))
             .send()
             .await
-            .with_context(|| format!("lambda:UpdateFunctionConfiguration {name}"))?;
+            .aws("lambda:UpdateFunctionConfiguration", || name.to_string())?;
     }
     if !tag_drift.is_empty() {
         ctx.lambda
@@ -298,7 +308,7 @@ async fn function(ctx: &mut Ctx, spec: &FunctionSpec) -> Result<()> {
             .set_tags(Some(want_tags))
             .send()
             .await
-            .with_context(|| format!("lambda:TagResource {name}"))?;
+            .aws("lambda:TagResource", || name.to_string())?;
     }
     wait_ready(ctx, name).await?;
     Ok(())
@@ -365,10 +375,14 @@ async fn create(ctx: &mut Ctx, spec: &FunctionSpec, role_arn: &str) -> Result<()
                 tokio::time::sleep(ROLE_PROPAGATION_WAIT).await;
             }
             Err(e) => {
-                return Err(anyhow::Error::new(e).context(format!(
-                    "lambda:CreateFunction {name} (code s3://{}/{LAMBDA_ARTIFACT_KEY}, role {role_arn})",
-                    ctx.cfg.raw.state_bucket
-                )));
+                return Err(Error::aws(
+                    "lambda:CreateFunction",
+                    format!(
+                        "{name} (code s3://{}/{LAMBDA_ARTIFACT_KEY}, role {role_arn})",
+                        ctx.cfg.raw.state_bucket
+                    ),
+                    e,
+                ));
             }
         }
     }
@@ -384,26 +398,39 @@ async fn wait_ready(ctx: &Ctx, name: &str) -> Result<()> {
             .function_name(name)
             .send()
             .await
-            .with_context(|| format!("lambda:GetFunctionConfiguration {name}"))?;
+            .aws("lambda:GetFunctionConfiguration", || name.to_string())?;
         match (c.state(), c.last_update_status()) {
-            (Some(State::Failed), _) => anyhow::bail!(
-                "Lambda function {name} is in state Failed: {}",
-                c.state_reason().unwrap_or("no reason given")
-            ),
-            (_, Some(LastUpdateStatus::Failed)) => anyhow::bail!(
-                "the last update of Lambda function {name} failed: {}",
-                c.last_update_status_reason().unwrap_or("no reason given")
-            ),
+            (Some(State::Failed), _) => {
+                return Err(Error::NotReady {
+                    resource: format!("Lambda function {name}"),
+                    why: format!(
+                        "is in state Failed: {}",
+                        c.state_reason().unwrap_or("no reason given")
+                    ),
+                });
+            }
+            (_, Some(LastUpdateStatus::Failed)) => {
+                return Err(Error::NotReady {
+                    resource: format!("the last update of Lambda function {name}"),
+                    why: format!(
+                        "failed: {}",
+                        c.last_update_status_reason().unwrap_or("no reason given")
+                    ),
+                });
+            }
             (Some(State::Pending), _) | (_, Some(LastUpdateStatus::InProgress)) => {
                 tokio::time::sleep(WAIT_EVERY).await;
             }
             _ => return Ok(()),
         }
     }
-    anyhow::bail!(
-        "Lambda function {name} was still pending or updating after {} s; run apply again",
-        WAIT_POLLS as u64 * WAIT_EVERY.as_secs()
-    )
+    Err(Error::NotReady {
+        resource: format!("Lambda function {name}"),
+        why: format!(
+            "was still pending or updating after {} s; run apply again",
+            WAIT_POLLS as u64 * WAIT_EVERY.as_secs()
+        ),
+    })
 }
 
 /// The clean function's resource-policy statement for the sweep rule
@@ -423,7 +450,7 @@ async fn permission(ctx: &mut Ctx) -> Result<()> {
         Ok(r) => r.policy().map(str::to_string),
         Err(e) if e.as_service_error().is_some_and(not_found) => None,
         Err(e) => {
-            return Err(anyhow::Error::new(e).context(format!("lambda:GetPolicy {function}")));
+            return Err(Error::aws("lambda:GetPolicy", function.to_string(), e));
         }
     };
     let have = doc
@@ -448,7 +475,7 @@ async fn permission(ctx: &mut Ctx) -> Result<()> {
             .statement_id(SWEEP_PERMISSION_SID)
             .send()
             .await
-            .with_context(|| format!("lambda:RemovePermission {label}"))?;
+            .aws("lambda:RemovePermission", || label.to_string())?;
     }
     let field = |v: &Value| v.as_str().map(str::to_string);
     ctx.lambda
@@ -460,7 +487,7 @@ async fn permission(ctx: &mut Ctx) -> Result<()> {
         .set_source_arn(field(&want["Condition"]["ArnLike"]["AWS:SourceArn"]))
         .send()
         .await
-        .with_context(|| format!("lambda:AddPermission {label}"))?;
+        .aws("lambda:AddPermission", || label.to_string())?;
     Ok(())
 }
 
@@ -500,16 +527,19 @@ pub(super) async fn destroy(ctx: &mut Ctx, out: &mut dyn Write) -> Result<()> {
             Ok(r) => {
                 let inst = r.tags().and_then(|t| t.get(policy::TAG_INSTALLATION));
                 if inst != Some(&n.prefix) {
-                    anyhow::bail!(
-                        "Lambda function {name} is not tagged {}={}: not deleting what ferry did not create",
-                        policy::TAG_INSTALLATION,
-                        n.prefix
-                    );
+                    return Err(Error::NotOurs {
+                        resource: format!("Lambda function {name}"),
+                        why: format!(
+                            "is not tagged {}={}: not deleting what ferry did not create",
+                            policy::TAG_INSTALLATION,
+                            n.prefix
+                        ),
+                    });
                 }
             }
             Err(e) if e.as_service_error().is_some_and(not_found) => continue,
             Err(e) => {
-                return Err(anyhow::Error::new(e).context(format!("lambda:GetFunction {name}")));
+                return Err(Error::aws("lambda:GetFunction", name.to_string(), e));
             }
         }
         if *name == n.clean_function {
@@ -524,9 +554,11 @@ pub(super) async fn destroy(ctx: &mut Ctx, out: &mut dyn Write) -> Result<()> {
                 Ok(_) => writeln!(out, "- lambda-permission {name}/{SWEEP_PERMISSION_SID}")?,
                 Err(e) if e.as_service_error().is_some_and(not_found) => {}
                 Err(e) => {
-                    return Err(anyhow::Error::new(e).context(format!(
-                        "lambda:RemovePermission {name}/{SWEEP_PERMISSION_SID}"
-                    )));
+                    return Err(Error::aws(
+                        "lambda:RemovePermission",
+                        format!("{name}/{SWEEP_PERMISSION_SID}"),
+                        e,
+                    ));
                 }
             }
         }
@@ -535,7 +567,7 @@ pub(super) async fn destroy(ctx: &mut Ctx, out: &mut dyn Write) -> Result<()> {
             .function_name(name)
             .send()
             .await
-            .with_context(|| format!("lambda:DeleteFunction {name}"))?;
+            .aws("lambda:DeleteFunction", || name.to_string())?;
         writeln!(out, "- lambda-function {name}")?;
     }
     Ok(())

@@ -17,7 +17,7 @@
 use std::collections::HashMap;
 use std::io::Write;
 
-use anyhow::{Context, Result};
+use crate::error::{AwsContext, Error, Result};
 use aws_sdk_cloudwatchlogs::types::LogGroup;
 
 use super::{Change, Ctx};
@@ -42,7 +42,7 @@ async fn find(ctx: &Ctx, name: &str) -> Result<Option<LogGroup>> {
         .log_group_name_prefix(name)
         .send()
         .await
-        .with_context(|| format!("logs:DescribeLogGroups {name}"))?;
+        .aws("logs:DescribeLogGroups", || name.to_string())?;
     Ok(r.log_groups()
         .iter()
         .find(|g| g.log_group_name() == Some(name))
@@ -71,7 +71,7 @@ async fn tags_of(ctx: &Ctx, arn: &str, name: &str) -> Result<HashMap<String, Str
         .resource_arn(arn)
         .send()
         .await
-        .with_context(|| format!("logs:ListTagsForResource {name}"))?
+        .aws("logs:ListTagsForResource", || name.to_string())?
         .tags()
         .cloned()
         .unwrap_or_default())
@@ -104,15 +104,15 @@ async fn group(ctx: &mut Ctx, name: &str) -> Result<()> {
                     if e.as_service_error()
                         .is_some_and(|s| s.is_resource_already_exists_exception()) =>
                 {
-                    anyhow::bail!(
-                        "log group {name} was created by someone else while apply ran \
-                         (a first invocation of the function?): run apply again to adopt it"
-                    );
+                    return Err(Error::NotReady {
+                        resource: format!("log group {name}"),
+                        why: "was created by someone else while apply ran \
+                              (a first invocation of the function?): run apply again to adopt it"
+                            .to_string(),
+                    });
                 }
                 Err(e) => {
-                    return Err(
-                        anyhow::Error::new(e).context(format!("logs:CreateLogGroup {name}"))
-                    );
+                    return Err(Error::aws("logs:CreateLogGroup", name.to_string(), e));
                 }
             }
             retention(ctx, name).await?;
@@ -124,10 +124,13 @@ async fn group(ctx: &mut Ctx, name: &str) -> Result<()> {
     if let Some(p) = have_tags.get(TAG_INSTALLATION)
         && *p != ctx.cfg.names.prefix
     {
-        anyhow::bail!(
-            "log group {name} belongs to ferry installation {p:?}, not {:?}",
-            ctx.cfg.names.prefix
-        );
+        return Err(Error::NotOurs {
+            resource: format!("log group {name}"),
+            why: format!(
+                "belongs to ferry installation {p:?}, not {:?}",
+                ctx.cfg.names.prefix
+            ),
+        });
     }
     let mut drift = Vec::new();
     if g.retention_in_days() != Some(RETENTION_DAYS) {
@@ -164,7 +167,7 @@ async fn group(ctx: &mut Ctx, name: &str) -> Result<()> {
             .set_tags(Some(want_tags))
             .send()
             .await
-            .with_context(|| format!("logs:TagResource {name}"))?;
+            .aws("logs:TagResource", || name.to_string())?;
     }
     if retention_drift {
         retention(ctx, name).await?;
@@ -179,7 +182,9 @@ async fn retention(ctx: &Ctx, name: &str) -> Result<()> {
         .retention_in_days(RETENTION_DAYS)
         .send()
         .await
-        .with_context(|| format!("logs:PutRetentionPolicy {name} ({RETENTION_DAYS} days)"))?;
+        .aws("logs:PutRetentionPolicy", || {
+            format!("{name} ({RETENTION_DAYS} days)")
+        })?;
     Ok(())
 }
 
@@ -212,7 +217,7 @@ pub(super) async fn destroy(ctx: &mut Ctx, out: &mut dyn Write) -> Result<()> {
                 if e.as_service_error()
                     .is_some_and(|s| s.is_resource_not_found_exception()) => {}
             Err(e) => {
-                return Err(anyhow::Error::new(e).context(format!("logs:DeleteLogGroup {name}")));
+                return Err(Error::aws("logs:DeleteLogGroup", name.to_string(), e));
             }
         }
     }

@@ -31,7 +31,7 @@ pub use verify::{CaseReport, Report};
 use std::fmt;
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use crate::error::{AwsContext, Error, Result};
 use clap::{Args, Subcommand};
 
 use crate::config::{InfraConfig, ValidConfig};
@@ -92,10 +92,11 @@ pub enum InfraCommand {
     ExampleConfig,
 }
 
-/// Entry point for the `ferry` CLI. Returns the process exit code.
-pub fn infra_main(args: InfraArgs) -> Result<i32> {
+/// Entry point for the `ferry` CLI: everything the command reports goes to `out` (the CLI
+/// passes stdout). Returns the process exit code.
+pub fn infra_main(args: InfraArgs, out: &mut dyn std::io::Write) -> Result<i32> {
     if let InfraCommand::ExampleConfig = args.command {
-        print!("{}", crate::config::EXAMPLE_CONFIG);
+        write!(out, "{}", crate::config::EXAMPLE_CONFIG)?;
         return Ok(0);
     }
     // Validate before any API call.
@@ -103,11 +104,8 @@ pub fn infra_main(args: InfraArgs) -> Result<i32> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .context("starting the async runtime")?;
-    rt.block_on(async move {
-        let mut out = std::io::stdout();
-        run(&cfg, args.command, &mut out).await
-    })
+        .map_err(|source| Error::Runtime { source })?;
+    rt.block_on(run(&cfg, args.command, out))
 }
 
 /// Runs one command against the account in the SDK's standard configuration.
@@ -135,14 +133,15 @@ pub async fn run_with(
     let (arts, problem) = match &cmd {
         InfraCommand::Apply { artifacts, .. } => {
             let dir = artifacts::resolve_dir(artifacts.as_deref())?;
-            let a = Artifacts::load(&dir)
-                .with_context(|| format!("apply needs both artifacts in {}", dir.display()))?;
+            let a = Artifacts::load(&dir).map_err(|e| {
+                e.context(format!("apply needs both artifacts in {}", dir.display()))
+            })?;
             (Some(a), None)
         }
         InfraCommand::Plan { artifacts } | InfraCommand::Show { artifacts } => {
             match artifacts::resolve_dir(artifacts.as_deref()).and_then(|d| Artifacts::load(&d)) {
                 Ok(a) => (Some(a), None),
-                Err(e) => (None, Some(format!("{e:#}"))),
+                Err(e) => (None, Some(crate::error::report(&e))),
             }
         }
         _ => (None, None),
@@ -273,10 +272,13 @@ async fn resolve_operator(
                 let arn = r.role().map(|r| r.arn().to_string()).unwrap_or_default();
                 let expected = format!("arn:{partition}:iam::{account}:role/");
                 if !arn.starts_with(&expected) || !is_role_named(&arn, &role_name) {
-                    anyhow::bail!(
-                        "iam:GetRole {role_name:?} answered {arn:?}, which is not the role of the \
-                         caller {caller_arn}"
-                    );
+                    return Err(Error::Operator {
+                        caller: caller_arn.to_string(),
+                        why: format!(
+                            "iam:GetRole {role_name:?} answered {arn:?}, which is not the role of \
+                             the caller {caller_arn}"
+                        ),
+                    });
                 }
                 Ok((
                     Some(arn.clone()),
@@ -298,13 +300,16 @@ async fn resolve_operator(
                         ),
                     ))
                 } else {
-                    anyhow::bail!(
-                        "the caller {caller_arn} is a session of role {role_name:?}, whose ARN \
-                         (with its path, e.g. role/aws-reserved/sso.amazonaws.com/… for IAM \
-                         Identity Center) could not be read with iam:GetRole: {why}. The bucket \
-                         policies would lock that role out of the backups: allow iam:GetRole on \
-                         it, or put its full role ARN into operator_arns in the infra config"
-                    )
+                    Err(Error::Operator {
+                        caller: caller_arn.to_string(),
+                        why: format!(
+                            "the caller {caller_arn} is a session of role {role_name:?}, whose ARN \
+                             (with its path, e.g. role/aws-reserved/sso.amazonaws.com/… for IAM \
+                             Identity Center) could not be read with iam:GetRole: {why}. The bucket \
+                             policies would lock that role out of the backups: allow iam:GetRole on \
+                             it, or put its full role ARN into operator_arns in the infra config"
+                        ),
+                    })
                 }
             }
         },
@@ -315,11 +320,14 @@ async fn resolve_operator(
                  {caller_arn} is no IAM user, role or root)."
             ),
         )),
-        None => anyhow::bail!(
-            "the caller {caller_arn} is no IAM user, role, root or assumed-role session, so it \
-             cannot be the operator the bucket policies let read backups: put the operator's \
-             IAM ARN into operator_arns in the infra config"
-        ),
+        None => Err(Error::Operator {
+            caller: caller_arn.to_string(),
+            why: format!(
+                "the caller {caller_arn} is no IAM user, role, root or assumed-role session, so \
+                 it cannot be the operator the bucket policies let read backups: put the \
+                 operator's IAM ARN into operator_arns in the infra config"
+            ),
+        }),
     }
 }
 
@@ -366,11 +374,10 @@ pub(crate) struct Ctx {
 impl Ctx {
     async fn new(cfg: ValidConfig, sdk: &aws_config::SdkConfig) -> Result<Ctx> {
         let sts = aws_sdk_sts::Client::new(sdk);
-        let me = sts
-            .get_caller_identity()
-            .send()
-            .await
-            .context("sts:GetCallerIdentity (are AWS credentials configured?)")?;
+        let me = sts.get_caller_identity().send().await.aws(
+            "sts:GetCallerIdentity",
+            || "(are AWS credentials configured?)",
+        )?;
         let account_id = me.account().unwrap_or_default().to_string();
         let caller_arn = me.arn().unwrap_or_default().to_string();
         let iam = aws_sdk_iam::Client::new(sdk);
@@ -471,10 +478,12 @@ impl Ctx {
         if let Some(b) = delete_backup_bucket
             && b != self.cfg.raw.backup_bucket
         {
-            anyhow::bail!(
-                "--delete-backup-bucket {b:?} does not name this installation's backup bucket {:?}",
-                self.cfg.raw.backup_bucket
-            );
+            return Err(Error::Refused {
+                why: format!(
+                    "--delete-backup-bucket {b:?} does not name this installation's backup bucket {:?}",
+                    self.cfg.raw.backup_bucket
+                ),
+            });
         }
         // Observe first so that IDs are known.
         self.mode = Mode::Plan;

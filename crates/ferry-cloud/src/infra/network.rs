@@ -1,6 +1,6 @@
 //! VPC, internet gateway, subnets, route tables, S3 gateway endpoint, private-subnet NACL.
 
-use anyhow::{Context, Result};
+use crate::error::{AwsContext, Error, Missing, Result};
 use aws_sdk_ec2::types::{
     AttributeBooleanValue, Filter, PortRange, ResourceType, RuleAction, Tag, TagSpecification,
     VpcEndpointType,
@@ -57,7 +57,7 @@ async fn retag(ctx: &Ctx, id: &str, name: &str) -> Result<()> {
         .set_tags(Some(ec2_tags(ctx, name)))
         .send()
         .await
-        .with_context(|| format!("ec2:CreateTags on {name} ({id})"))?;
+        .aws("ec2:CreateTags", || format!("on {name} ({id})"))?;
     Ok(())
 }
 
@@ -97,15 +97,18 @@ async fn vpc(ctx: &mut Ctx) -> Result<()> {
         .set_filters(Some(ours(ctx, &name)))
         .send()
         .await
-        .with_context(|| format!("ec2:DescribeVpcs for {name}"))?;
+        .aws("ec2:DescribeVpcs", || format!("for {name}"))?;
     match found.vpcs().first() {
         Some(v) => {
             let id = v.vpc_id().unwrap_or_default().to_string();
             if v.cidr_block() != Some(want_cidr.as_str()) {
-                anyhow::bail!(
-                    "VPC {name} ({id}) has CIDR {} but the config asks for {want_cidr}: a VPC's block cannot be changed; destroy first",
-                    v.cidr_block().unwrap_or("?")
-                );
+                return Err(Error::Immutable {
+                    resource: format!("VPC {name} ({id})"),
+                    why: format!(
+                        "has CIDR {} but the config asks for {want_cidr}: a VPC's block cannot be changed; destroy first",
+                        v.cidr_block().unwrap_or("?")
+                    ),
+                });
             }
             let drift = tag_drift(ctx, &name, v.tags());
             ctx.vpc_id = Some(id.clone());
@@ -128,11 +131,11 @@ async fn vpc(ctx: &mut Ctx) -> Result<()> {
                     .tag_specifications(tag_spec(ctx, ResourceType::Vpc, &name))
                     .send()
                     .await
-                    .with_context(|| format!("ec2:CreateVpc {name} ({want_cidr})"))?;
+                    .aws("ec2:CreateVpc", || format!("{name} ({want_cidr})"))?;
                 let id = r
                     .vpc()
                     .and_then(|v| v.vpc_id())
-                    .context("CreateVpc returned no id")?;
+                    .missing(|| "CreateVpc returned no id")?;
                 ctx.vpc_id = Some(id.to_string());
             }
         }
@@ -148,7 +151,7 @@ async fn igw(ctx: &mut Ctx) -> Result<()> {
         .set_filters(Some(ours(ctx, &name)))
         .send()
         .await
-        .with_context(|| format!("ec2:DescribeInternetGateways for {name}"))?;
+        .aws("ec2:DescribeInternetGateways", || format!("for {name}"))?;
     let vpc = ctx.vpc_id.clone();
     let (id, mut drift) = match found.internet_gateways().first() {
         Some(g) => {
@@ -179,11 +182,11 @@ async fn igw(ctx: &mut Ctx) -> Result<()> {
                     .tag_specifications(tag_spec(ctx, ResourceType::InternetGateway, &name))
                     .send()
                     .await
-                    .with_context(|| format!("ec2:CreateInternetGateway {name}"))?;
+                    .aws("ec2:CreateInternetGateway", || name.to_string())?;
                 let gid = r
                     .internet_gateway()
                     .and_then(|g| g.internet_gateway_id())
-                    .context("CreateInternetGateway returned no id")?
+                    .missing(|| "CreateInternetGateway returned no id")?
                     .to_string();
                 attach_igw(ctx, &gid, &name).await?;
                 ctx.igw_id = Some(gid);
@@ -222,14 +225,16 @@ async fn attach_igw(ctx: &Ctx, gid: &str, name: &str) -> Result<()> {
     let vpc = ctx
         .vpc_id
         .as_deref()
-        .context("no VPC to attach the internet gateway to")?;
+        .missing(|| "no VPC to attach the internet gateway to")?;
     ctx.ec2
         .attach_internet_gateway()
         .internet_gateway_id(gid)
         .vpc_id(vpc)
         .send()
         .await
-        .with_context(|| format!("ec2:AttachInternetGateway {name} ({gid}) to {vpc}"))?;
+        .aws("ec2:AttachInternetGateway", || {
+            format!("{name} ({gid}) to {vpc}")
+        })?;
     Ok(())
 }
 
@@ -246,18 +251,21 @@ async fn subnet(ctx: &mut Ctx, name: &str, cidr: &str, public: bool) -> Result<O
         .set_filters(Some(filters))
         .send()
         .await
-        .with_context(|| format!("ec2:DescribeSubnets for {name}"))?;
+        .aws("ec2:DescribeSubnets", || format!("for {name}"))?;
     if let Some(s) = found.subnets().first() {
         let id = s.subnet_id().unwrap_or_default().to_string();
         if s.cidr_block() != Some(cidr)
             || s.availability_zone() != Some(ctx.cfg.availability_zone.as_str())
         {
-            anyhow::bail!(
-                "subnet {name} ({id}) is {} in {} but the config asks for {cidr} in {}: a subnet cannot be moved; destroy first",
-                s.cidr_block().unwrap_or("?"),
-                s.availability_zone().unwrap_or("?"),
-                ctx.cfg.availability_zone
-            );
+            return Err(Error::Immutable {
+                resource: format!("subnet {name} ({id})"),
+                why: format!(
+                    "is {} in {} but the config asks for {cidr} in {}: a subnet cannot be moved; destroy first",
+                    s.cidr_block().unwrap_or("?"),
+                    s.availability_zone().unwrap_or("?"),
+                    ctx.cfg.availability_zone
+                ),
+            });
         }
         let mut drift = tag_drift(ctx, name, s.tags());
         let have_pub = s.map_public_ip_on_launch().unwrap_or(false);
@@ -288,11 +296,11 @@ async fn subnet(ctx: &mut Ctx, name: &str, cidr: &str, public: bool) -> Result<O
         .tag_specifications(tag_spec(ctx, ResourceType::Subnet, name))
         .send()
         .await
-        .with_context(|| format!("ec2:CreateSubnet {name} ({cidr})"))?;
+        .aws("ec2:CreateSubnet", || format!("{name} ({cidr})"))?;
     let id = r
         .subnet()
         .and_then(|s| s.subnet_id())
-        .context("CreateSubnet returned no id")?
+        .missing(|| "CreateSubnet returned no id")?
         .to_string();
     if public {
         set_map_public(ctx, &id, name, true).await?;
@@ -307,7 +315,7 @@ async fn set_map_public(ctx: &Ctx, id: &str, name: &str, v: bool) -> Result<()> 
         .map_public_ip_on_launch(AttributeBooleanValue::builder().value(v).build())
         .send()
         .await
-        .with_context(|| format!("ec2:ModifySubnetAttribute {name} ({id})"))?;
+        .aws("ec2:ModifySubnetAttribute", || format!("{name} ({id})"))?;
     Ok(())
 }
 
@@ -329,7 +337,7 @@ async fn route_table(
         .set_filters(Some(filters))
         .send()
         .await
-        .with_context(|| format!("ec2:DescribeRouteTables for {name}"))?;
+        .aws("ec2:DescribeRouteTables", || format!("for {name}"))?;
     let (id, mut drift, internet_route, associated) = match found.route_tables().first() {
         Some(rt) => {
             let id = rt.route_table_id().unwrap_or_default().to_string();
@@ -384,10 +392,10 @@ async fn route_table(
                 .tag_specifications(tag_spec(ctx, ResourceType::RouteTable, name))
                 .send()
                 .await
-                .with_context(|| format!("ec2:CreateRouteTable {name}"))?;
+                .aws("ec2:CreateRouteTable", || name.to_string())?;
             r.route_table()
                 .and_then(|t| t.route_table_id())
-                .context("CreateRouteTable returned no id")?
+                .missing(|| "CreateRouteTable returned no id")?
                 .to_string()
         }
     };
@@ -399,7 +407,7 @@ async fn route_table(
             .destination_cidr_block("0.0.0.0/0")
             .send()
             .await
-            .with_context(|| format!("ec2:DeleteRoute 0.0.0.0/0 in {name} ({id})"))?;
+            .aws("ec2:DeleteRoute", || format!("0.0.0.0/0 in {name} ({id})"))?;
     }
     if let Some(igw) = &want_inet
         && internet_route.as_ref() != Some(igw)
@@ -411,7 +419,9 @@ async fn route_table(
             .gateway_id(igw)
             .send()
             .await
-            .with_context(|| format!("ec2:CreateRoute 0.0.0.0/0 -> {igw} in {name} ({id})"))?;
+            .aws("ec2:CreateRoute", || {
+                format!("0.0.0.0/0 -> {igw} in {name} ({id})")
+            })?;
     }
     if !associated && let Some(s) = subnet {
         ctx.ec2
@@ -420,7 +430,9 @@ async fn route_table(
             .subnet_id(s)
             .send()
             .await
-            .with_context(|| format!("ec2:AssociateRouteTable {name} ({id}) with {s}"))?;
+            .aws("ec2:AssociateRouteTable", || {
+                format!("{name} ({id}) with {s}")
+            })?;
     }
     Ok(Some(id))
 }
@@ -442,7 +454,7 @@ async fn endpoint(ctx: &mut Ctx) -> Result<()> {
         .set_filters(Some(filters))
         .send()
         .await
-        .with_context(|| format!("ec2:DescribeVpcEndpoints for {name}"))?;
+        .aws("ec2:DescribeVpcEndpoints", || format!("for {name}"))?;
     let want_rts: Vec<String> = [ctx.public_rt_id.clone(), ctx.private_rt_id.clone()]
         .into_iter()
         .flatten()
@@ -484,7 +496,7 @@ async fn endpoint(ctx: &mut Ctx) -> Result<()> {
                         .policy_document(want_policy.to_string())
                         .send()
                         .await
-                        .with_context(|| format!("ec2:ModifyVpcEndpoint {name} ({id})"))?;
+                        .aws("ec2:ModifyVpcEndpoint", || format!("{name} ({id})"))?;
                 }
             }
         }
@@ -502,11 +514,11 @@ async fn endpoint(ctx: &mut Ctx) -> Result<()> {
                     .tag_specifications(tag_spec(ctx, ResourceType::VpcEndpoint, &name))
                     .send()
                     .await
-                    .with_context(|| format!("ec2:CreateVpcEndpoint {name} ({service})"))?;
+                    .aws("ec2:CreateVpcEndpoint", || format!("{name} ({service})"))?;
                 let id = r
                     .vpc_endpoint()
                     .and_then(|e| e.vpc_endpoint_id())
-                    .context("CreateVpcEndpoint returned no id")?;
+                    .missing(|| "CreateVpcEndpoint returned no id")?;
                 ctx.vpce_id = Some(id.to_string());
             }
         }
@@ -558,13 +570,15 @@ async fn s3_prefix_list_cidrs(ctx: &Ctx) -> Result<Vec<String>> {
         .filters(filter("prefix-list-name", &name))
         .send()
         .await
-        .with_context(|| format!("ec2:DescribeManagedPrefixLists {name}"))?;
+        .aws("ec2:DescribeManagedPrefixLists", || name.to_string())?;
     let id = pls
         .prefix_lists()
         .iter()
         .find(|p| p.prefix_list_name() == Some(name.as_str()))
         .and_then(|p| p.prefix_list_id())
-        .with_context(|| format!("the AWS-managed prefix list {name} was not found"))?
+        .ok_or_else(|| Error::NotFound {
+            what: format!("the AWS-managed prefix list {name} was not found"),
+        })?
         .to_string();
     let mut cidrs = Vec::new();
     let mut token: Option<String> = None;
@@ -576,7 +590,9 @@ async fn s3_prefix_list_cidrs(ctx: &Ctx) -> Result<Vec<String>> {
             .set_next_token(token.take())
             .send()
             .await
-            .with_context(|| format!("ec2:GetManagedPrefixListEntries {name} ({id})"))?;
+            .aws("ec2:GetManagedPrefixListEntries", || {
+                format!("{name} ({id})")
+            })?;
         cidrs.extend(
             r.entries()
                 .iter()
@@ -590,13 +606,17 @@ async fn s3_prefix_list_cidrs(ctx: &Ctx) -> Result<Vec<String>> {
     cidrs.sort();
     cidrs.dedup();
     if cidrs.is_empty() {
-        anyhow::bail!("the prefix list {name} ({id}) has no entries");
+        return Err(Error::NotFound {
+            what: format!("the prefix list {name} ({id}) has no entries"),
+        });
     }
     if cidrs.len() > MAX_S3_CIDRS {
-        anyhow::bail!(
-            "the prefix list {name} ({id}) has {} CIDRs; the private NACL holds at most {MAX_S3_CIDRS}",
-            cidrs.len()
-        );
+        return Err(Error::LimitExceeded {
+            what: format!(
+                "the prefix list {name} ({id}) has {} CIDRs; the private NACL holds at most {MAX_S3_CIDRS}",
+                cidrs.len()
+            ),
+        });
     }
     Ok(cidrs)
 }
@@ -620,7 +640,7 @@ async fn nacl(ctx: &mut Ctx) -> Result<()> {
         .set_filters(Some(filters))
         .send()
         .await
-        .with_context(|| format!("ec2:DescribeNetworkAcls for {name}"))?;
+        .aws("ec2:DescribeNetworkAcls", || format!("for {name}"))?;
     let mut want_rules = vec![
         NaclRule {
             egress: false,
@@ -721,7 +741,9 @@ async fn nacl(ctx: &mut Ctx) -> Result<()> {
             .filters(filter("association.subnet-id", s))
             .send()
             .await
-            .with_context(|| format!("ec2:DescribeNetworkAcls for the private subnet {s}"))?;
+            .aws("ec2:DescribeNetworkAcls", || {
+                format!("for the private subnet {s}")
+            })?;
         if let Some(n) = cur.network_acls().first()
             && n.network_acl_id() != id.as_deref()
         {
@@ -761,10 +783,10 @@ async fn nacl(ctx: &mut Ctx) -> Result<()> {
                 .tag_specifications(tag_spec(ctx, ResourceType::NetworkAcl, &name))
                 .send()
                 .await
-                .with_context(|| format!("ec2:CreateNetworkAcl {name}"))?;
+                .aws("ec2:CreateNetworkAcl", || name.to_string())?;
             r.network_acl()
                 .and_then(|n| n.network_acl_id())
-                .context("CreateNetworkAcl returned no id")?
+                .missing(|| "CreateNetworkAcl returned no id")?
                 .to_string()
         }
     };
@@ -776,7 +798,9 @@ async fn nacl(ctx: &mut Ctx) -> Result<()> {
             .rule_number(*num)
             .send()
             .await
-            .with_context(|| format!("ec2:DeleteNetworkAclEntry {num} in {name} ({id})"))?;
+            .aws("ec2:DeleteNetworkAclEntry", || {
+                format!("{num} in {name} ({id})")
+            })?;
     }
     for r in &missing_rules {
         // A wrong entry with the same number is deleted above (it is "extra").
@@ -792,11 +816,8 @@ async fn nacl(ctx: &mut Ctx) -> Result<()> {
         if let Some((from, to)) = r.ports {
             req = req.port_range(PortRange::builder().from(from).to(to).build());
         }
-        req.send().await.with_context(|| {
-            format!(
-                "ec2:CreateNetworkAclEntry {} in {name} ({id})",
-                r.describe()
-            )
+        req.send().await.aws("ec2:CreateNetworkAclEntry", || {
+            format!("{} in {name} ({id})", r.describe())
         })?;
     }
     if let Some(assoc) = assoc_to_replace {
@@ -806,7 +827,9 @@ async fn nacl(ctx: &mut Ctx) -> Result<()> {
             .network_acl_id(&id)
             .send()
             .await
-            .with_context(|| format!("ec2:ReplaceNetworkAclAssociation {name} ({id})"))?;
+            .aws("ec2:ReplaceNetworkAclAssociation", || {
+                format!("{name} ({id})")
+            })?;
     }
     Ok(())
 }
@@ -822,7 +845,7 @@ pub(super) async fn destroy(ctx: &mut Ctx, out: &mut dyn std::io::Write) -> Resu
         .filters(filter("vpc-id", &vpc))
         .send()
         .await
-        .with_context(|| format!("ec2:DescribeInstances in {vpc}"))?;
+        .aws("ec2:DescribeInstances", || format!("in {vpc}"))?;
     let live: Vec<String> = inst
         .reservations()
         .iter()
@@ -836,10 +859,13 @@ pub(super) async fn destroy(ctx: &mut Ctx, out: &mut dyn std::io::Write) -> Resu
         .filter_map(|i| i.instance_id().map(str::to_string))
         .collect();
     if !live.is_empty() {
-        anyhow::bail!(
-            "instances still run in {vpc} ({}): let ferry-clean finish (or terminate them) before destroy",
-            live.join(", ")
-        );
+        return Err(Error::NotReady {
+            resource: format!("instances still run in {vpc}"),
+            why: format!(
+                "({}): let ferry-clean finish (or terminate them) before destroy",
+                live.join(", ")
+            ),
+        });
     }
     if let Some(id) = ctx.vpce_id.clone() {
         ctx.ec2
@@ -847,7 +873,7 @@ pub(super) async fn destroy(ctx: &mut Ctx, out: &mut dyn std::io::Write) -> Resu
             .vpc_endpoint_ids(&id)
             .send()
             .await
-            .with_context(|| format!("ec2:DeleteVpcEndpoints {id}"))?;
+            .aws("ec2:DeleteVpcEndpoints", || id.to_string())?;
         writeln!(out, "- s3-endpoint {id}")?;
     }
     for (rt, name) in [
@@ -867,7 +893,7 @@ pub(super) async fn destroy(ctx: &mut Ctx, out: &mut dyn std::io::Write) -> Resu
             .route_table_ids(&rt)
             .send()
             .await
-            .with_context(|| format!("ec2:DescribeRouteTables {name} ({rt})"))?;
+            .aws("ec2:DescribeRouteTables", || format!("{name} ({rt})"))?;
         for a in d.route_tables().iter().flat_map(|t| t.associations()) {
             if let Some(aid) = a.route_table_association_id()
                 && !a.main().unwrap_or(false)
@@ -877,7 +903,7 @@ pub(super) async fn destroy(ctx: &mut Ctx, out: &mut dyn std::io::Write) -> Resu
                     .association_id(aid)
                     .send()
                     .await
-                    .with_context(|| format!("ec2:DisassociateRouteTable {name} ({aid})"))?;
+                    .aws("ec2:DisassociateRouteTable", || format!("{name} ({aid})"))?;
             }
         }
         ctx.ec2
@@ -885,7 +911,7 @@ pub(super) async fn destroy(ctx: &mut Ctx, out: &mut dyn std::io::Write) -> Resu
             .route_table_id(&rt)
             .send()
             .await
-            .with_context(|| format!("ec2:DeleteRouteTable {name} ({rt})"))?;
+            .aws("ec2:DeleteRouteTable", || format!("{name} ({rt})"))?;
         writeln!(out, "- route-table {name} {rt}")?;
     }
     // Hand the private subnet back to the VPC's default NACL (reverse of the association).
@@ -898,7 +924,7 @@ pub(super) async fn destroy(ctx: &mut Ctx, out: &mut dyn std::io::Write) -> Resu
         .set_filters(Some(f.clone()))
         .send()
         .await
-        .with_context(|| format!("ec2:DescribeNetworkAcls for {nacl_name}"))?;
+        .aws("ec2:DescribeNetworkAcls", || format!("for {nacl_name}"))?;
     let default_acl = ctx
         .ec2
         .describe_network_acls()
@@ -906,7 +932,7 @@ pub(super) async fn destroy(ctx: &mut Ctx, out: &mut dyn std::io::Write) -> Resu
         .filters(filter("default", "true"))
         .send()
         .await
-        .with_context(|| format!("ec2:DescribeNetworkAcls default of {vpc}"))?;
+        .aws("ec2:DescribeNetworkAcls", || format!("default of {vpc}"))?;
     if let Some(def) = default_acl
         .network_acls()
         .first()
@@ -924,8 +950,8 @@ pub(super) async fn destroy(ctx: &mut Ctx, out: &mut dyn std::io::Write) -> Resu
                     .network_acl_id(def)
                     .send()
                     .await
-                    .with_context(|| {
-                        format!("ec2:ReplaceNetworkAclAssociation {aid} back to {def}")
+                    .aws("ec2:ReplaceNetworkAclAssociation", || {
+                        format!("{aid} back to {def}")
                     })?;
             }
         }
@@ -946,7 +972,7 @@ pub(super) async fn destroy(ctx: &mut Ctx, out: &mut dyn std::io::Write) -> Resu
             .subnet_id(&sid)
             .send()
             .await
-            .with_context(|| format!("ec2:DeleteSubnet {name} ({sid})"))?;
+            .aws("ec2:DeleteSubnet", || format!("{name} ({sid})"))?;
         writeln!(out, "- subnet {name} {sid}")?;
     }
     let n = ctx
@@ -955,7 +981,7 @@ pub(super) async fn destroy(ctx: &mut Ctx, out: &mut dyn std::io::Write) -> Resu
         .set_filters(Some(f))
         .send()
         .await
-        .with_context(|| format!("ec2:DescribeNetworkAcls for {nacl_name}"))?;
+        .aws("ec2:DescribeNetworkAcls", || format!("for {nacl_name}"))?;
     for acl in n.network_acls() {
         if let Some(id) = acl.network_acl_id() {
             ctx.ec2
@@ -963,7 +989,7 @@ pub(super) async fn destroy(ctx: &mut Ctx, out: &mut dyn std::io::Write) -> Resu
                 .network_acl_id(id)
                 .send()
                 .await
-                .with_context(|| format!("ec2:DeleteNetworkAcl {nacl_name} ({id})"))?;
+                .aws("ec2:DeleteNetworkAcl", || format!("{nacl_name} ({id})"))?;
             writeln!(out, "- network-acl {nacl_name} {id}")?;
         }
     }
@@ -980,7 +1006,7 @@ pub(super) async fn destroy(ctx: &mut Ctx, out: &mut dyn std::io::Write) -> Resu
             .internet_gateway_id(&igw)
             .send()
             .await
-            .with_context(|| format!("ec2:DeleteInternetGateway {igw}"))?;
+            .aws("ec2:DeleteInternetGateway", || igw.to_string())?;
         writeln!(out, "- internet-gateway {igw}")?;
     }
     ctx.ec2
@@ -988,7 +1014,7 @@ pub(super) async fn destroy(ctx: &mut Ctx, out: &mut dyn std::io::Write) -> Resu
         .vpc_id(&vpc)
         .send()
         .await
-        .with_context(|| format!("ec2:DeleteVpc {vpc}"))?;
+        .aws("ec2:DeleteVpc", || vpc.to_string())?;
     writeln!(out, "- vpc {vpc}")?;
     Ok(())
 }

@@ -8,7 +8,7 @@
 //! <https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_DescribeInstanceTypeOfferings.html>
 //! <https://docs.aws.amazon.com/ec2/latest/instancetypes/ec2-instance-regions.html>
 
-use anyhow::{Context, Result};
+use crate::error::{AwsContext, Error, Result};
 use aws_sdk_ec2::types::{Filter, LocationType};
 
 use super::Ctx;
@@ -34,11 +34,8 @@ pub(crate) async fn zones_offering(ctx: &Ctx, instance_type: &str) -> Result<Vec
             .set_next_token(token.take())
             .send()
             .await
-            .with_context(|| {
-                format!(
-                    "ec2:DescribeInstanceTypeOfferings for {instance_type} in {}",
-                    ctx.cfg.raw.region
-                )
+            .aws("ec2:DescribeInstanceTypeOfferings", || {
+                format!("for {instance_type} in {}", ctx.cfg.raw.region)
             })?;
         zones.extend(
             r.instance_type_offerings()
@@ -80,7 +77,11 @@ pub(super) async fn check(ctx: &mut Ctx) -> Result<()> {
         )
     };
     if ctx.apply() {
-        anyhow::bail!("{problem}");
+        return Err(Error::NotOffered {
+            instance_type: t,
+            zone: az,
+            problem,
+        });
     }
     ctx.warnings.push(problem);
     Ok(())

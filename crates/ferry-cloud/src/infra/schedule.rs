@@ -4,7 +4,7 @@
 
 use std::io::Write;
 
-use anyhow::{Context, Result};
+use crate::error::{AwsContext, BuildContext, Error, Result};
 use aws_sdk_eventbridge::operation::describe_rule::DescribeRuleOutput;
 use aws_sdk_eventbridge::types::{RuleState, Tag, Target};
 use serde_json::Value;
@@ -33,7 +33,7 @@ fn eb_tags(ctx: &Ctx, name: &str) -> Result<Vec<Tag>> {
                 .key(k)
                 .value(v)
                 .build()
-                .context("building an EventBridge tag")
+                .build_ctx("an EventBridge tag")
         })
         .collect()
 }
@@ -44,7 +44,7 @@ async fn describe(ctx: &Ctx, name: &str) -> Result<Option<(DescribeRuleOutput, S
         Ok(r) => r,
         Err(e) if e.as_service_error().is_some_and(not_found) => return Ok(None),
         Err(e) => {
-            return Err(anyhow::Error::new(e).context(format!("events:DescribeRule {name}")));
+            return Err(Error::aws("events:DescribeRule", name.to_string(), e));
         }
     };
     let arn = rule.arn().unwrap_or_default().to_string();
@@ -54,7 +54,7 @@ async fn describe(ctx: &Ctx, name: &str) -> Result<Option<(DescribeRuleOutput, S
         .resource_arn(&arn)
         .send()
         .await
-        .with_context(|| format!("events:ListTagsForResource {name}"))?
+        .aws("events:ListTagsForResource", || name.to_string())?
         .tags()
         .to_vec();
     Ok(Some((rule, arn, tags)))
@@ -76,12 +76,17 @@ pub(super) async fn converge(ctx: &mut Ctx) -> Result<()> {
     let get = |k: &str| tags.iter().find(|t| t.key() == k).map(|t| t.value());
     match get(policy::TAG_INSTALLATION) {
         Some(p) if p == ctx.cfg.names.prefix => {}
-        other => anyhow::bail!(
-            "EventBridge rule {name} is tagged {}={} instead of {:?}: not this installation's; delete it or rename the prefix",
-            policy::TAG_INSTALLATION,
-            other.unwrap_or("(none)"),
-            ctx.cfg.names.prefix
-        ),
+        other => {
+            return Err(Error::NotOurs {
+                resource: format!("EventBridge rule {name}"),
+                why: format!(
+                    "is tagged {}={} instead of {:?}: not this installation's; delete it or rename the prefix",
+                    policy::TAG_INSTALLATION,
+                    other.unwrap_or("(none)"),
+                    ctx.cfg.names.prefix
+                ),
+            });
+        }
     }
     let mut drift = Vec::new();
     let mut fix_rule = false;
@@ -112,7 +117,7 @@ pub(super) async fn converge(ctx: &mut Ctx) -> Result<()> {
         .rule(&name)
         .send()
         .await
-        .with_context(|| format!("events:ListTargetsByRule {name}"))?;
+        .aws("events:ListTargetsByRule", || name.to_string())?;
     let mut extra = Vec::new();
     let mut target_ok = false;
     for t in targets.targets() {
@@ -159,7 +164,7 @@ pub(super) async fn converge(ctx: &mut Ctx) -> Result<()> {
             .set_tags(Some(eb_tags(ctx, &name)?))
             .send()
             .await
-            .with_context(|| format!("events:TagResource {name}"))?;
+            .aws("events:TagResource", || name.to_string())?;
     }
     if !extra.is_empty() {
         ctx.events
@@ -168,7 +173,7 @@ pub(super) async fn converge(ctx: &mut Ctx) -> Result<()> {
             .set_ids(Some(extra))
             .send()
             .await
-            .with_context(|| format!("events:RemoveTargets {name}"))?;
+            .aws("events:RemoveTargets", || name.to_string())?;
     }
     if !target_ok {
         put_target(ctx, &name, &fn_arn, &input).await?;
@@ -192,7 +197,7 @@ async fn put_rule(ctx: &Ctx, name: &str, create: bool) -> Result<()> {
     }
     req.send()
         .await
-        .with_context(|| format!("events:PutRule {name} ({SCHEDULE})"))?;
+        .aws("events:PutRule", || format!("{name} ({SCHEDULE})"))?;
     Ok(())
 }
 
@@ -202,7 +207,7 @@ async fn put_target(ctx: &Ctx, name: &str, fn_arn: &str, input: &Value) -> Resul
         .arn(fn_arn)
         .input(input.to_string())
         .build()
-        .context("building the sweep target")?;
+        .build_ctx("the sweep target")?;
     let r = ctx
         .events
         .put_targets()
@@ -210,7 +215,7 @@ async fn put_target(ctx: &Ctx, name: &str, fn_arn: &str, input: &Value) -> Resul
         .targets(t)
         .send()
         .await
-        .with_context(|| format!("events:PutTargets {name} -> {fn_arn}"))?;
+        .aws("events:PutTargets", || format!("{name} -> {fn_arn}"))?;
     if r.failed_entry_count() > 0 {
         let why: Vec<String> = r
             .failed_entries()
@@ -223,10 +228,11 @@ async fn put_target(ctx: &Ctx, name: &str, fn_arn: &str, input: &Value) -> Resul
                 )
             })
             .collect();
-        anyhow::bail!(
-            "events:PutTargets {name} -> {fn_arn} failed: {}",
-            why.join("; ")
-        );
+        return Err(Error::AwsRefused {
+            call: "events:PutTargets",
+            resource: format!("{name} -> {fn_arn}"),
+            why: why.join("; "),
+        });
     }
     Ok(())
 }
@@ -240,11 +246,14 @@ pub(super) async fn destroy(ctx: &mut Ctx, out: &mut dyn Write) -> Result<()> {
         .iter()
         .any(|t| t.key() == policy::TAG_INSTALLATION && t.value() == ctx.cfg.names.prefix)
     {
-        anyhow::bail!(
-            "EventBridge rule {name} is not tagged {}={}: not deleting what ferry did not create",
-            policy::TAG_INSTALLATION,
-            ctx.cfg.names.prefix
-        );
+        return Err(Error::NotOurs {
+            resource: format!("EventBridge rule {name}"),
+            why: format!(
+                "is not tagged {}={}: not deleting what ferry did not create",
+                policy::TAG_INSTALLATION,
+                ctx.cfg.names.prefix
+            ),
+        });
     }
     let targets = ctx
         .events
@@ -252,7 +261,7 @@ pub(super) async fn destroy(ctx: &mut Ctx, out: &mut dyn Write) -> Result<()> {
         .rule(&name)
         .send()
         .await
-        .with_context(|| format!("events:ListTargetsByRule {name}"))?;
+        .aws("events:ListTargetsByRule", || name.to_string())?;
     let ids: Vec<String> = targets
         .targets()
         .iter()
@@ -265,14 +274,14 @@ pub(super) async fn destroy(ctx: &mut Ctx, out: &mut dyn Write) -> Result<()> {
             .set_ids(Some(ids))
             .send()
             .await
-            .with_context(|| format!("events:RemoveTargets {name}"))?;
+            .aws("events:RemoveTargets", || name.to_string())?;
     }
     ctx.events
         .delete_rule()
         .name(&name)
         .send()
         .await
-        .with_context(|| format!("events:DeleteRule {name}"))?;
+        .aws("events:DeleteRule", || name.to_string())?;
     writeln!(out, "- schedule-rule {name}")?;
     Ok(())
 }

@@ -33,7 +33,7 @@
 
 use std::fmt::Write as _;
 
-use anyhow::{Context, Result};
+use crate::error::{AwsContext, Error, Missing, Result};
 use aws_sdk_iam::error::ProvideErrorMetadata;
 use aws_sdk_iam::types::{ContextEntry, ContextKeyTypeEnum, PolicyEvaluationDecisionType};
 use serde::Serialize;
@@ -85,10 +85,12 @@ pub(super) async fn run(ctx: &mut Ctx, json: bool, out: &mut dyn std::io::Write)
     ctx.mode = Mode::Plan;
     network::converge(ctx).await?;
     if ctx.vpce_id.is_none() {
-        anyhow::bail!(
-            "installation {:?}: no S3 gateway endpoint found in the ferry VPC: run `ferry infra apply` first",
-            ctx.cfg.names.prefix
-        );
+        return Err(Error::NotFound {
+            what: format!(
+                "installation {:?}: no S3 gateway endpoint found in the ferry VPC: run `ferry infra apply` first",
+                ctx.cfg.names.prefix
+            ),
+        });
     }
     let p = ctx.policy_inputs()?;
     let docs = read_documents(ctx, &p).await?;
@@ -102,7 +104,10 @@ pub(super) async fn run(ctx: &mut Ctx, json: bool, out: &mut dyn std::io::Write)
 }
 
 fn parse(what: &str, text: &str) -> Result<Value> {
-    serde_json::from_str(text).with_context(|| format!("{what}: not a JSON policy document"))
+    serde_json::from_str(text).map_err(|source| Error::PolicyJson {
+        what: what.to_string(),
+        source,
+    })
 }
 
 /// Every inline and attached policy of a role (`user == false`) or user.
@@ -119,7 +124,7 @@ async fn identity_policies(ctx: &Ctx, name: &str, user: bool) -> Result<Vec<Valu
             .send()
             .try_collect()
             .await
-            .with_context(|| format!("iam:ListUserPolicies {name}"))?;
+            .aws("iam:ListUserPolicies", || name.to_string())?;
         let a = ctx
             .iam
             .list_attached_user_policies()
@@ -129,7 +134,7 @@ async fn identity_policies(ctx: &Ctx, name: &str, user: bool) -> Result<Vec<Valu
             .send()
             .try_collect()
             .await
-            .with_context(|| format!("iam:ListAttachedUserPolicies {name}"))?;
+            .aws("iam:ListAttachedUserPolicies", || name.to_string())?;
         (
             i,
             a.iter()
@@ -146,7 +151,7 @@ async fn identity_policies(ctx: &Ctx, name: &str, user: bool) -> Result<Vec<Valu
             .send()
             .try_collect()
             .await
-            .with_context(|| format!("iam:ListRolePolicies {name}"))?;
+            .aws("iam:ListRolePolicies", || name.to_string())?;
         let a = ctx
             .iam
             .list_attached_role_policies()
@@ -156,7 +161,7 @@ async fn identity_policies(ctx: &Ctx, name: &str, user: bool) -> Result<Vec<Valu
             .send()
             .try_collect()
             .await
-            .with_context(|| format!("iam:ListAttachedRolePolicies {name}"))?;
+            .aws("iam:ListAttachedRolePolicies", || name.to_string())?;
         (
             i,
             a.iter()
@@ -172,7 +177,7 @@ async fn identity_policies(ctx: &Ctx, name: &str, user: bool) -> Result<Vec<Valu
                 .policy_name(&pn)
                 .send()
                 .await
-                .with_context(|| format!("iam:GetUserPolicy {name}/{pn}"))?
+                .aws("iam:GetUserPolicy", || format!("{name}/{pn}"))?
                 .policy_document()
                 .to_string()
         } else {
@@ -182,7 +187,7 @@ async fn identity_policies(ctx: &Ctx, name: &str, user: bool) -> Result<Vec<Valu
                 .policy_name(&pn)
                 .send()
                 .await
-                .with_context(|| format!("iam:GetRolePolicy {name}/{pn}"))?
+                .aws("iam:GetRolePolicy", || format!("{name}/{pn}"))?
                 .policy_document()
                 .to_string()
         };
@@ -198,11 +203,11 @@ async fn identity_policies(ctx: &Ctx, name: &str, user: bool) -> Result<Vec<Valu
             .policy_arn(&arn)
             .send()
             .await
-            .with_context(|| format!("iam:GetPolicy {arn}"))?;
+            .aws("iam:GetPolicy", || arn.to_string())?;
         let version = pol
             .policy()
             .and_then(|p| p.default_version_id())
-            .with_context(|| format!("iam:GetPolicy {arn}: no default version"))?;
+            .missing(|| format!("iam:GetPolicy {arn}: no default version"))?;
         let v = ctx
             .iam
             .get_policy_version()
@@ -210,11 +215,11 @@ async fn identity_policies(ctx: &Ctx, name: &str, user: bool) -> Result<Vec<Valu
             .version_id(version)
             .send()
             .await
-            .with_context(|| format!("iam:GetPolicyVersion {arn} {version}"))?;
+            .aws("iam:GetPolicyVersion", || format!("{arn} {version}"))?;
         let text = v
             .policy_version()
             .and_then(|v| v.document())
-            .with_context(|| format!("iam:GetPolicyVersion {arn}: no document"))?;
+            .missing(|| format!("iam:GetPolicyVersion {arn}: no document"))?;
         docs.push(parse(
             &format!("{kind} {name} managed policy {arn}"),
             &url_decode(text),
@@ -230,11 +235,13 @@ async fn trust_policy(ctx: &Ctx, role: &str) -> Result<Value> {
         .role_name(role)
         .send()
         .await
-        .with_context(|| format!("iam:GetRole {role} (run `ferry infra apply` first)"))?;
+        .aws("iam:GetRole", || {
+            format!("{role} (run `ferry infra apply` first)")
+        })?;
     let text = r
         .role()
         .and_then(|r| r.assume_role_policy_document())
-        .with_context(|| format!("iam:GetRole {role}: no trust policy"))?;
+        .missing(|| format!("iam:GetRole {role}: no trust policy"))?;
     parse(&format!("trust policy of {role}"), &url_decode(text))
 }
 
@@ -249,7 +256,7 @@ async fn bucket_policy(ctx: &Ctx, bucket: &str) -> Result<Value> {
         Err(e) if e.code() == Some("NoSuchBucketPolicy") => {
             Ok(serde_json::json!({"Statement": []}))
         }
-        Err(e) => Err(anyhow::Error::new(e).context(format!("s3:GetBucketPolicy {bucket}"))),
+        Err(e) => Err(Error::aws("s3:GetBucketPolicy", bucket.to_string(), e)),
     }
 }
 
@@ -260,7 +267,7 @@ async fn function_policy(ctx: &Ctx, function: &str) -> Result<Option<Value>> {
             .map(|t| parse(&format!("resource policy of function {function}"), t))
             .transpose(),
         Err(e) if e.code() == Some("ResourceNotFoundException") => Ok(None),
-        Err(e) => Err(anyhow::Error::new(e).context(format!("lambda:GetPolicy {function}"))),
+        Err(e) => Err(Error::aws("lambda:GetPolicy", function.to_string(), e)),
     }
 }
 
@@ -273,12 +280,12 @@ async fn read_documents(ctx: &Ctx, p: &PolicyInputs) -> Result<Documents> {
         .vpc_endpoint_ids(&vpce)
         .send()
         .await
-        .with_context(|| format!("ec2:DescribeVpcEndpoints {vpce}"))?;
+        .aws("ec2:DescribeVpcEndpoints", || vpce.to_string())?;
     let endpoint_text = ep
         .vpc_endpoints()
         .first()
         .and_then(|e| e.policy_document())
-        .with_context(|| format!("S3 endpoint {vpce} has no policy document"))?;
+        .missing(|| format!("S3 endpoint {vpce} has no policy document"))?;
     Ok(Documents {
         lambda_trust: trust_policy(ctx, &n.lambda_role).await?,
         jumpbox_trust: trust_policy(ctx, &n.jumpbox_role).await?,
@@ -388,10 +395,10 @@ fn context_entries(case: &Case, p: &PolicyInputs) -> Vec<ContextEntry> {
         .collect()
 }
 
-fn decision(results: &[aws_sdk_iam::types::EvaluationResult]) -> Result<bool, String> {
+fn decision(results: &[aws_sdk_iam::types::EvaluationResult]) -> SimAnswer {
     match results {
-        [r] => Ok(*r.eval_decision() == PolicyEvaluationDecisionType::Allowed),
-        other => Err(format!(
+        [r] => SimAnswer::Decision(*r.eval_decision() == PolicyEvaluationDecisionType::Allowed),
+        other => SimAnswer::Failed(format!(
             "the simulator returned {} results for one action",
             other.len()
         )),
@@ -431,10 +438,7 @@ async fn simulate(
                 .send()
                 .await
             {
-                Ok(r) => match decision(r.evaluation_results()) {
-                    Ok(d) => SimAnswer::Decision(d),
-                    Err(e) => SimAnswer::Failed(e),
-                },
+                Ok(r) => decision(r.evaluation_results()),
                 Err(e) => classify("SimulatePrincipalPolicy", e),
             }
         }
@@ -451,10 +455,7 @@ async fn simulate(
             .send()
             .await
         {
-            Ok(r) => match decision(r.evaluation_results()) {
-                Ok(d) => SimAnswer::Decision(d),
-                Err(e) => SimAnswer::Failed(e),
-            },
+            Ok(r) => decision(r.evaluation_results()),
             Err(e) => classify("SimulateCustomPolicy", e),
         },
         Route::Local(why) => SimAnswer::Failed((*why).into()),
@@ -463,6 +464,11 @@ async fn simulate(
 
 const ENDPOINT_NOTE: &str =
     "endpoint policy by the local evaluator: the simulator does not model VPC endpoint policies";
+
+/// A local verdict as the report shows it: allowed or denied, or the note saying why none.
+fn local(r: Result<bool, crate::verify::EvalError>) -> Result<bool, String> {
+    r.map_err(|e| e.to_string())
+}
 
 async fn evaluate(ctx: &Ctx, p: &PolicyInputs, docs: &Documents) -> Report {
     let world = LocalWorld::new(p, docs);
@@ -475,22 +481,22 @@ async fn evaluate(ctx: &Ctx, p: &PolicyInputs, docs: &Documents) -> Report {
         let (got, by): (Result<bool, String>, &'static str) = match (&r, &unavailable) {
             (Route::Local(why), _) => {
                 note = Some(format!("local evaluator: {why}"));
-                (world.evaluate(case), "local")
+                (local(world.evaluate(case)), "local")
             }
-            (_, Some(_)) => (world.evaluate(case), "local"),
+            (_, Some(_)) => (local(world.evaluate(case)), "local"),
             _ => match simulate(ctx, p, docs, case, &r).await {
                 SimAnswer::Decision(allowed) => {
                     simulated_any = true;
                     if allowed && through_endpoint(case, p) {
                         note = Some(ENDPOINT_NOTE.into());
-                        (world.endpoint_allows(case), "simulator+local")
+                        (local(world.endpoint_allows(case)), "simulator+local")
                     } else {
                         (Ok(allowed), "simulator")
                     }
                 }
                 SimAnswer::Unavailable(why) => {
                     unavailable = Some(why);
-                    (world.evaluate(case), "local")
+                    (local(world.evaluate(case)), "local")
                 }
                 SimAnswer::Failed(e) => (Err(e), "simulator"),
             },

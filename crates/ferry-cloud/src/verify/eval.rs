@@ -54,7 +54,42 @@ impl Request<'_> {
 #[error("statement {sid}: {problem}")]
 pub struct PolicyError {
     pub sid: String,
-    pub problem: String,
+    pub problem: Unsupported,
+}
+
+/// What in a statement the local evaluator cannot read (so it refuses to guess a verdict).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Unsupported {
+    #[error("the document has no Statement")]
+    NoStatement,
+    #[error("NotPrincipal is not supported by the local evaluator")]
+    NotPrincipal,
+    #[error("a resource policy statement without Principal")]
+    NoPrincipal,
+    #[error("Effect {0:?} is neither Allow nor Deny")]
+    Effect(Option<String>),
+    /// Neither `yes` nor `no` (`Action`/`NotAction`) is present.
+    #[error("neither {yes} nor {no}")]
+    NeitherElement { yes: String, no: String },
+    #[error("both {yes} and {no}")]
+    BothElements { yes: String, no: String },
+    /// A value that should be a string or a list of strings (the JSON as found).
+    #[error("expected a string or a list of strings, found {0}")]
+    NotStrings(String),
+    #[error("Principal {0} is neither \"*\" nor an object")]
+    Principal(String),
+    #[error("unknown principal type {0:?}")]
+    PrincipalType(String),
+    #[error("Condition {0} is not an object")]
+    Condition(String),
+    #[error("Condition {op}: {keys} is not an object")]
+    ConditionKeys { op: String, keys: String },
+    #[error("set operator {0} is not supported by the local evaluator")]
+    SetOperator(String),
+    #[error("Null takes \"true\" or \"false\", not {0:?}")]
+    NullValue(Vec<String>),
+    #[error("condition operator {0} is not supported by the local evaluator")]
+    Operator(String),
 }
 
 /// What one policy says about a request.
@@ -88,7 +123,7 @@ pub fn evaluate(
         _ => {
             return Err(PolicyError {
                 sid: "-".into(),
-                problem: "the document has no Statement".into(),
+                problem: Unsupported::NoStatement,
             });
         }
     };
@@ -98,18 +133,16 @@ pub fn evaluate(
             .as_str()
             .map(str::to_string)
             .unwrap_or_else(|| format!("#{i}"));
-        let err = |problem: String| PolicyError {
+        let err = |problem: Unsupported| PolicyError {
             sid: sid.clone(),
             problem,
         };
         if st.get("NotPrincipal").is_some() {
-            return Err(err(
-                "NotPrincipal is not supported by the local evaluator".into()
-            ));
+            return Err(err(Unsupported::NotPrincipal));
         }
         if resource_policy {
             let Some(p) = st.get("Principal") else {
-                return Err(err("a resource policy statement without Principal".into()));
+                return Err(err(Unsupported::NoPrincipal));
             };
             if !principal_matches(p, req.caller).map_err(err)? {
                 continue;
@@ -132,7 +165,7 @@ pub fn evaluate(
         match st["Effect"].as_str() {
             Some("Allow") => v.allows.push(sid),
             Some("Deny") => v.denies.push(sid),
-            other => return Err(err(format!("Effect {other:?} is neither Allow nor Deny"))),
+            other => return Err(err(Unsupported::Effect(other.map(str::to_string)))),
         }
     }
     Ok(v)
@@ -147,8 +180,8 @@ fn scalar(v: &Value) -> Option<String> {
     }
 }
 
-fn strings(v: &Value) -> Result<Vec<String>, String> {
-    let bad = || format!("expected a string or a list of strings, found {v}");
+fn strings(v: &Value) -> Result<Vec<String>, Unsupported> {
+    let bad = || Unsupported::NotStrings(v.to_string());
     match v {
         Value::Array(a) => a.iter().map(|x| scalar(x).ok_or_else(bad)).collect(),
         other => scalar(other).map(|s| vec![s]).ok_or_else(bad),
@@ -162,8 +195,8 @@ fn element_matches(
     value: &str,
     ignore_case: bool,
     absent_matches: bool,
-) -> Result<bool, String> {
-    let m = |patterns: &Value| -> Result<bool, String> {
+) -> Result<bool, Unsupported> {
+    let m = |patterns: &Value| -> Result<bool, Unsupported> {
         Ok(strings(patterns)?
             .iter()
             .any(|p| glob(p, value, ignore_case)))
@@ -172,17 +205,23 @@ fn element_matches(
         (Some(p), None) => m(p),
         (None, Some(p)) => Ok(!m(p)?),
         (None, None) if absent_matches => Ok(true),
-        (None, None) => Err(format!("neither {yes} nor {no}")),
-        (Some(_), Some(_)) => Err(format!("both {yes} and {no}")),
+        (None, None) => Err(Unsupported::NeitherElement {
+            yes: yes.to_string(),
+            no: no.to_string(),
+        }),
+        (Some(_), Some(_)) => Err(Unsupported::BothElements {
+            yes: yes.to_string(),
+            no: no.to_string(),
+        }),
     }
 }
 
-fn principal_matches(p: &Value, caller: Caller) -> Result<bool, String> {
+fn principal_matches(p: &Value, caller: Caller) -> Result<bool, Unsupported> {
     if p.as_str() == Some("*") {
         return Ok(true);
     }
     let Value::Object(map) = p else {
-        return Err(format!("Principal {p} is neither \"*\" nor an object"));
+        return Err(Unsupported::Principal(p.to_string()));
     };
     for (kind, names) in map {
         let names = strings(names)?;
@@ -197,7 +236,7 @@ fn principal_matches(p: &Value, caller: Caller) -> Result<bool, String> {
             ("AWS", Caller::Service(_)) => names.iter().any(|n| n == "*"),
             ("Service", Caller::Service(s)) => names.iter().any(|n| n == s),
             ("Service", Caller::Aws(_)) | ("Federated" | "CanonicalUser", _) => false,
-            (other, _) => return Err(format!("unknown principal type {other:?}")),
+            (other, _) => return Err(Unsupported::PrincipalType(other.to_string())),
         };
         if hit {
             return Ok(true);
@@ -214,13 +253,16 @@ fn partition_of(arn: &str) -> &str {
     arn.split(':').nth(1).unwrap_or("aws")
 }
 
-fn conditions_hold(cond: &Value, req: &Request) -> Result<bool, String> {
+fn conditions_hold(cond: &Value, req: &Request) -> Result<bool, Unsupported> {
     let Value::Object(ops) = cond else {
-        return Err(format!("Condition {cond} is not an object"));
+        return Err(Unsupported::Condition(cond.to_string()));
     };
     for (op, keys) in ops {
         let Value::Object(keys) = keys else {
-            return Err(format!("Condition {op}: {keys} is not an object"));
+            return Err(Unsupported::ConditionKeys {
+                op: op.clone(),
+                keys: keys.to_string(),
+            });
         };
         for (key, want) in keys {
             let want = strings(want)?;
@@ -233,11 +275,9 @@ fn conditions_hold(cond: &Value, req: &Request) -> Result<bool, String> {
 }
 
 /// One operator on one key: `have` is the request's value (if present), `want` the policy's.
-pub fn operator_holds(op: &str, have: Option<&str>, want: &[String]) -> Result<bool, String> {
+pub fn operator_holds(op: &str, have: Option<&str>, want: &[String]) -> Result<bool, Unsupported> {
     if op.starts_with("ForAllValues:") || op.starts_with("ForAnyValue:") {
-        return Err(format!(
-            "set operator {op} is not supported by the local evaluator"
-        ));
+        return Err(Unsupported::SetOperator(op.to_string()));
     }
     let (base, if_exists) = match op.strip_suffix("IfExists") {
         Some(b) => (b, true),
@@ -247,7 +287,7 @@ pub fn operator_holds(op: &str, have: Option<&str>, want: &[String]) -> Result<b
         let want_absent = match want {
             [w] if w.eq_ignore_ascii_case("true") => true,
             [w] if w.eq_ignore_ascii_case("false") => false,
-            _ => return Err(format!("Null takes \"true\" or \"false\", not {want:?}")),
+            _ => return Err(Unsupported::NullValue(want.to_vec())),
         };
         return Ok(have.is_none() == want_absent);
     }
@@ -265,9 +305,7 @@ pub fn operator_holds(op: &str, have: Option<&str>, want: &[String]) -> Result<b
         "ArnNotEquals" | "ArnNotLike" => (true, arn_like),
         "Bool" => (false, |w, h| w.eq_ignore_ascii_case(h)),
         other => {
-            return Err(format!(
-                "condition operator {other} is not supported by the local evaluator"
-            ));
+            return Err(Unsupported::Operator(other.to_string()));
         }
     };
     let Some(have) = have else {

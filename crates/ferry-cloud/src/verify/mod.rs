@@ -452,11 +452,11 @@ pub fn matrix_json(p: &PolicyInputs) -> Value {
 
 /// Writes `<dir>/matrix.json` ([`matrix_json`]) next to the documents
 /// [`policy::dump_documents`] writes, for the policy proof.
-pub fn dump_matrix(p: &PolicyInputs, dir: &std::path::Path) -> anyhow::Result<std::path::PathBuf> {
-    use anyhow::Context;
+pub fn dump_matrix(p: &PolicyInputs, dir: &std::path::Path) -> crate::Result<std::path::PathBuf> {
+    use crate::error::IoContext;
     let path = dir.join("matrix.json");
     std::fs::write(&path, serde_json::to_string_pretty(&matrix_json(p))? + "\n")
-        .with_context(|| format!("writing {}", path.display()))?;
+        .io("writing", &path)?;
     Ok(path)
 }
 
@@ -554,6 +554,28 @@ pub fn through_endpoint(case: &Case, p: &PolicyInputs) -> bool {
             .any(|(k, v)| k.eq_ignore_ascii_case("aws:SourceVpce") && *v == p.vpce_id)
 }
 
+/// Why the local evaluator gives no verdict for a case: the document it cannot read, and
+/// what in it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EvalError {
+    /// The principal has no ARN (no operator resolved).
+    #[error("{who} has no ARN (no operator?)")]
+    NoArn { who: &'static str },
+    /// The principal's `number`th identity policy (from 1).
+    #[error("identity policy #{number} of {who}: {error}")]
+    Identity {
+        number: usize,
+        who: &'static str,
+        error: eval::PolicyError,
+    },
+    /// The resource's policy (bucket, function, role trust).
+    #[error("resource policy: {0}")]
+    Resource(eval::PolicyError),
+    /// The S3 endpoint's policy.
+    #[error("endpoint policy: {0}")]
+    Endpoint(eval::PolicyError),
+}
+
 /// The matrix evaluated locally on one set of documents.
 pub struct LocalWorld<'a> {
     pub inputs: &'a PolicyInputs,
@@ -583,14 +605,14 @@ impl<'a> LocalWorld<'a> {
     }
 
     /// `Ok(true)`: allowed. Errors name the document the evaluator cannot read.
-    pub fn evaluate(&self, case: &Case) -> Result<bool, String> {
+    pub fn evaluate(&self, case: &Case) -> Result<bool, EvalError> {
         let p = self.inputs;
         let ctx = full_context(case, p);
         let arn = case.who.arn(p);
         let caller = match (&case.who, &arn) {
             (Who::Service(s), _) => Caller::Service(s),
             (_, Some(a)) => Caller::Aws(a),
-            (w, None) => return Err(format!("{} has no ARN (no operator?)", w.label())),
+            (w, None) => return Err(EvalError::NoArn { who: w.label() }),
         };
         let req = Request {
             caller,
@@ -601,27 +623,29 @@ impl<'a> LocalWorld<'a> {
         let rp = self.docs.resource_policy(p, &case.action, &case.resource);
         let (mut allow, mut deny) = (false, false);
         for (i, doc) in self.identity(case.who).iter().enumerate() {
-            let v = eval::evaluate(doc, &req, false)
-                .map_err(|e| format!("identity policy #{} of {}: {e}", i + 1, case.who.label()))?;
+            let v = eval::evaluate(doc, &req, false).map_err(|error| EvalError::Identity {
+                number: i + 1,
+                who: case.who.label(),
+                error,
+            })?;
             allow |= v.allows();
             deny |= v.denies();
         }
         if let Some(rp) = rp {
-            let v = eval::evaluate(rp, &req, true).map_err(|e| format!("resource policy: {e}"))?;
+            let v = eval::evaluate(rp, &req, true).map_err(EvalError::Resource)?;
             allow |= v.allows();
             deny |= v.denies();
         }
         let mut allowed = allow && !deny;
         if allowed && through_endpoint(case, p) {
-            let v = eval::evaluate(&self.docs.endpoint, &req, true)
-                .map_err(|e| format!("endpoint policy: {e}"))?;
+            let v = eval::evaluate(&self.docs.endpoint, &req, true).map_err(EvalError::Endpoint)?;
             allowed = v.allows() && !v.denies();
         }
         Ok(allowed)
     }
 
     /// Only the endpoint policy's verdict (for a request through the endpoint).
-    pub fn endpoint_allows(&self, case: &Case) -> Result<bool, String> {
+    pub fn endpoint_allows(&self, case: &Case) -> Result<bool, EvalError> {
         let p = self.inputs;
         let ctx = full_context(case, p);
         let arn = case.who.arn(p).unwrap_or_default();
@@ -631,8 +655,7 @@ impl<'a> LocalWorld<'a> {
             resource: &case.resource,
             context: &ctx,
         };
-        let v = eval::evaluate(&self.docs.endpoint, &req, true)
-            .map_err(|e| format!("endpoint policy: {e}"))?;
+        let v = eval::evaluate(&self.docs.endpoint, &req, true).map_err(EvalError::Endpoint)?;
         Ok(v.allows() && !v.denies())
     }
 }
