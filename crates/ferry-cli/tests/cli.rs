@@ -1,5 +1,7 @@
 //! End-to-end tests of the `ferry` binary against a local directory repository.
 
+#![allow(clippy::unwrap_used)] // a test fails by panicking; unwrap says where
+
 mod common;
 
 use common::*;

@@ -8,6 +8,8 @@
 //! uninterrupted backup must complete and restore equal to the source. The random seed is
 //! printed; set FERRY_KILL_SEED to replay it.
 
+#![allow(clippy::unwrap_used)] // a test fails by panicking; unwrap says where
+
 mod common;
 
 use common::*;

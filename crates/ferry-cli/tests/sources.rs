@@ -3,6 +3,8 @@
 //! with a root-only file, one down. The restore of each source must equal its files.
 //! Needs root (the testkit creates the read-only account and root-only files).
 
+#![allow(clippy::unwrap_used)] // a test fails by panicking; unwrap says where
+
 mod common;
 
 use common::*;

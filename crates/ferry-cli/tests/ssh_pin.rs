@@ -7,6 +7,8 @@
 //! below runs an sshd that accepts the client's key and whose forced command leaves a mark.
 //! Needs root (the LAN tests use the testkit's read-only account).
 
+#![allow(clippy::unwrap_used)] // a test fails by panicking; unwrap says where
+
 mod common;
 
 use common::*;

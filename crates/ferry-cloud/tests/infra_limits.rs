@@ -12,6 +12,8 @@
 //! Zips here hold zeros (a 250 MiB entry deflates to ~250 KiB) except the direct-upload one,
 //! which must be large zipped and so holds pseudo-random bytes (~51 MiB, in memory).
 
+#![allow(clippy::unwrap_used)] // a test fails by panicking; unwrap says where
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 

@@ -15,6 +15,8 @@
 //! executable (`<target>/debug/bootstrap`, `ferry-gate`): native builds, which is all moto
 //! needs; the Amazon Linux 2023 builds are checked by tests/al2023_glibc.rs.
 
+#![allow(clippy::unwrap_used)] // a test fails by panicking; unwrap says where
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 

@@ -4,6 +4,8 @@
 //! backup user's keys invoke but not touch S3, EC2 or IAM. The Python side lives in
 //! scripts/policy-proof/ and runs in the project's .venv (scripts/install-deps.sh).
 
+#![allow(clippy::unwrap_used)] // a test fails by panicking; unwrap says where
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 

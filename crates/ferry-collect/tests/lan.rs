@@ -2,6 +2,8 @@
 //! real repository, restored with the master key and compared with the hosts' files.
 //! Needs root (creates the read-only account, makes root-only files).
 
+#![allow(clippy::unwrap_used)] // a test fails by panicking; unwrap says where
+
 use ferry_collect::{CollectReport, ConfigFile, SourceReport, SourceStatus, SourcesConfig};
 use ferry_repo::storage::LocalDir;
 use ferry_repo::{BackupOptions, MasterKey, NoProgress, Repository, RestoreOptions, SnapshotInfo};

@@ -5,6 +5,8 @@
 //! Needs the `ferry` binary next to `ferry-gate` (both are built by `cargo test --workspace`;
 //! alone: `cargo build -p ferry-cli` first).
 
+#![allow(clippy::unwrap_used)] // a test fails by panicking; unwrap says where
+
 use ferry_testkit::{Moto, Sshd, SshdOptions, keygen};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -8,6 +8,8 @@
 //! after sshd started with the host keys cloud-init generated at first boot
 //! (https://docs.cloud-init.io/en/latest/explanation/boot.html).
 
+#![allow(clippy::unwrap_used)] // a test fails by panicking; unwrap says where
+
 use ferry_remote::{GateOptions, GateStorage};
 use ferry_testkit::{Sshd, SshdOptions, keygen, wait_until};
 use std::path::{Path, PathBuf};

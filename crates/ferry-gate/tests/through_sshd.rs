@@ -5,6 +5,8 @@
 //! these tests cannot show S3 itself rejecting a mismatch; the gate's own check (bytes hash
 //! to the name before anything is sent to S3) is what the refusals below exercise.
 
+#![allow(clippy::unwrap_used)] // a test fails by panicking; unwrap says where
+
 use ferry_proto::{Frame, FrameReader, PROTOCOL_VERSION, encode};
 use ferry_remote::{GateOptions, GateStorage, Window};
 use ferry_repo::format::{ObjectKind, object_name};

@@ -6,6 +6,8 @@
 //! `cargo run -p ferry-lambda --example bench-lambda -- [BOOTSTRAP] [ROUNDS]`
 //! (default: the release binary next to this example's target dir; 10 rounds).
 
+#![allow(clippy::unwrap_used)] // a benchmark harness: a failed step ends the run
+
 use std::path::PathBuf;
 use std::time::Duration;
 

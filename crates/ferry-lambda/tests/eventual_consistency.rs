@@ -7,6 +7,8 @@
 //! AWS: https://docs.aws.amazon.com/ec2/latest/devguide/eventual-consistency.html and
 //! https://docs.aws.amazon.com/IAM/latest/UserGuide/troubleshoot_general.html#troubleshoot_general_eventual-consistency
 
+#![allow(clippy::unwrap_used)] // a test fails by panicking; unwrap says where
+
 mod common;
 
 use common::*;

@@ -1,6 +1,8 @@
 //! ferry-build and ferry-clean: the real `bootstrap` binary under the test kit's Lambda runtime
 //! host, invoked through `aws-sdk-lambda`, provisioning in moto (EC2, S3, IAM).
 
+#![allow(clippy::unwrap_used)] // a test fails by panicking; unwrap says where
+
 mod common;
 
 use base64::Engine as _;

@@ -5,6 +5,8 @@
 //! profile), or the function runs with the keys of an IAM user whose policy denies exactly the
 //! API action of one step, with moto's IAM checks on. The product code is the same in every case.
 
+#![allow(clippy::unwrap_used)] // a test fails by panicking; unwrap says where
+
 mod common;
 
 use common::*;

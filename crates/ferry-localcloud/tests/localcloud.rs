@@ -10,6 +10,8 @@
 //! Needs root, the project venv, `nc` (netcat-openbsd) and the binaries `bootstrap` and
 //! `ferry-gate` next to this test's target directory: `cargo build -p ferry-lambda -p ferry-gate`.
 
+#![allow(clippy::unwrap_used)] // a test fails by panicking; unwrap says where
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::Arc;

@@ -4,6 +4,8 @@
 //!
 //! `cargo run --release -p ferry-repo --example throughput -- [CORPUS_DIR] [MIB]`
 
+#![allow(clippy::unwrap_used)] // a benchmark harness: a failed step ends the run
+
 use ferry_repo::backup::local::backup_paths;
 use ferry_repo::storage::LocalDir;
 use ferry_repo::*;

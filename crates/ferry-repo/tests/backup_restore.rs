@@ -1,5 +1,7 @@
 //! Backup → restore round trips, dedup, cache behaviour, interrupted runs, keys, check.
 
+#![allow(clippy::unwrap_used)] // a test fails by panicking; unwrap says where
+
 mod common;
 use common::*;
 use ferry_repo::progress::Counters;

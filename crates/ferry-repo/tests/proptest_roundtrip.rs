@@ -1,6 +1,8 @@
 //! Property test: random trees (empty, large, sparse files, symlinks, non-UTF-8 names, deep
 //! paths, many small files) round-trip byte for byte with metadata.
 
+#![allow(clippy::unwrap_used)] // a test fails by panicking; unwrap says where
+
 mod common;
 use common::*;
 use proptest::prelude::*;

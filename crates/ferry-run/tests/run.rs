@@ -4,6 +4,8 @@
 //! spool keeps when the upload fails, ferry-clean exactly once per jump box (also when an
 //! interrupt arrives mid-run), and the run records in `runs.jsonl`.
 
+#![allow(clippy::unwrap_used)] // a test fails by panicking; unwrap says where
+
 use ferry_repo::format::ObjectKind;
 use ferry_repo::storage::{LocalDir, PutOutcome, Storage, StorageError};
 use ferry_repo::{MasterKey, NoProgress, Progress, Repository};

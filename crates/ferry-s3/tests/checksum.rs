@@ -6,6 +6,8 @@
 //! lands in the bucket. The pair test shows the gap in plain moto (when it fails, moto verifies
 //! on its own: drop the patch).
 
+#![allow(clippy::unwrap_used)] // a test fails by panicking; unwrap says where
+
 mod common;
 
 use ferry_repo::storage::PutOutcome;

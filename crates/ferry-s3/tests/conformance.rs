@@ -2,6 +2,8 @@
 //! the test kit's moto: write-once puts (`If-None-Match: *`, a 412 meaning "already present",
 //! also when eight threads race for one name), listings per kind, gets and ranged gets.
 
+#![allow(clippy::unwrap_used)] // a test fails by panicking; unwrap says where
+
 mod common;
 
 use ferry_repo::storage::conformance::{Backend, run};

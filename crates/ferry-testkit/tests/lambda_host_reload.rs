@@ -3,6 +3,8 @@
 //! API calls passed through to an upstream. The function here is a small python runtime that
 //! speaks the real runtime API (the real `bootstrap` is exercised by ferry-lambda's tests).
 
+#![allow(clippy::unwrap_used)] // a test fails by panicking; unwrap says where
+
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::path::Path;

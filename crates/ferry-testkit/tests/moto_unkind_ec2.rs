@@ -4,6 +4,8 @@
 //! then found; a new instance profile is refused by RunInstances with AWS's text and then
 //! accepted; a missing profile gets the same text; the knobs at 0 turn it all off.
 
+#![allow(clippy::unwrap_used)] // a test fails by panicking; unwrap says where
+
 use ferry_testkit::{Moto, MotoOptions};
 use serde_json::Value;
 
