@@ -603,7 +603,11 @@ impl Sshd {
         self.dir.path()
     }
 
-    /// Base `ssh` command for this server with `key`: batch mode, the host key pinned.
+    /// Base `ssh` command for this server with `key`: [`ferry_ssh::SshCommand`]'s command
+    /// line (batch mode, the host key pinned in `known_hosts` beside the server, no agent, no
+    /// config file), ending with the destination so that a test appends the remote command
+    /// or more options (`-tt`, `-W`, `-R`: command-line forwarding is left on, so a test
+    /// can check that the server refuses it).
     pub fn ssh_command(&self, user: &str, key: &Path) -> Command {
         let kh = self.dir.path().join("known_hosts");
         let pubkey = std::fs::read_to_string(self.host_key_pub()).unwrap_or_default();
@@ -615,29 +619,20 @@ impl Sshd {
             parts.next().unwrap_or("")
         );
         let _ = std::fs::write(&kh, line);
-        let mut c = Command::new("ssh");
-        c.args([
-            "-F",
-            "/dev/null",
-            "-o",
-            "BatchMode=yes",
-            "-o",
-            "StrictHostKeyChecking=yes",
-            "-o",
-            "IdentitiesOnly=yes",
-            "-o",
-            "IdentityAgent=none",
-            "-o",
-            "LogLevel=ERROR",
-        ])
-        .arg("-o")
-        .arg(format!("UserKnownHostsFile={}", kh.display()))
-        .arg("-i")
-        .arg(key)
-        .arg("-p")
-        .arg(self.port.to_string())
-        .arg(format!("{user}@127.0.0.1"));
-        c
+        let ssh = ferry_ssh::SshCommand::new(user, "127.0.0.1", self.port, key, &kh)
+            .allow_command_line_forwarding();
+        match ssh.command() {
+            Ok(c) => c,
+            // A test's own scratch paths: ssh could not read one as itself. Run something
+            // that fails saying so, rather than a different file.
+            Err(e) => {
+                let mut c = Command::new("sh");
+                c.arg("-c")
+                    .arg("echo \"$0\" >&2; exit 255")
+                    .arg(e.to_string());
+                c
+            }
+        }
     }
 }
 
