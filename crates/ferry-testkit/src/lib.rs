@@ -8,7 +8,8 @@
 //!   on moto's IAM checks and returning credentials from STS AssumeRole; [`Moto::start_with`]
 //!   starts it patched toward AWS (`py/moto/`, [`MOTO_PATCHES`]), plain, or logging to a given file.
 //! - [`Sshd`]: Debian's real `/usr/sbin/sshd -D` with a generated config, its own host key and
-//!   an `authorized_keys` file the test writes; [`keygen`] makes client keys.
+//!   an `authorized_keys` file the test writes; [`keygen`] makes client keys;
+//!   [`Sshd::ssh_command`] is the product's own ssh command line (`ferry_ssh::SshCommand`).
 //!
 //! Also: [`lambda_host`] (the real `bootstrap` under the Lambda runtime API, functions added or
 //! replaced at run time), [`jumpbox`] (boxes booted from their real user data), [`lanhost`]
