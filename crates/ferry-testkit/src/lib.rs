@@ -606,10 +606,16 @@ impl Sshd {
 
     /// Base `ssh` command for this server with `key`: [`ferry_ssh::SshCommand`]'s command
     /// line (batch mode, the host key pinned in `known_hosts` beside the server, no agent, no
-    /// config file), ending with the destination so that a test appends the remote command
-    /// or more options (`-tt`, `-W`, `-R`: command-line forwarding is left on, so a test
-    /// can check that the server refuses it).
+    /// config file), ending with `-- 127.0.0.1`, so that what a test appends is the remote
+    /// command.
     pub fn ssh_command(&self, user: &str, key: &Path) -> Command {
+        self.ssh_command_with(user, key, &[])
+    }
+
+    /// [`ssh_command`](Self::ssh_command) with more ssh options (`-tt`, `-W HOST:PORT`,
+    /// `-R …`) before the destination, for tests that check the server refuses them;
+    /// command-line forwarding is not cleared here, so that `-W`/`-R` reach the server.
+    pub fn ssh_command_with(&self, user: &str, key: &Path, options: &[&str]) -> Command {
         let kh = self.dir.path().join("known_hosts");
         let pubkey = std::fs::read_to_string(self.host_key_pub()).unwrap_or_default();
         let mut parts = pubkey.split_whitespace();
@@ -622,8 +628,17 @@ impl Sshd {
         let _ = std::fs::write(&kh, line);
         let ssh = ferry_ssh::SshCommand::new(user, "127.0.0.1", self.port, key, &kh)
             .allow_command_line_forwarding();
-        match ssh.command() {
-            Ok(c) => c,
+        match ssh.args() {
+            Ok(mut args) => {
+                // Without a remote command the builder ends with `-- 127.0.0.1`; ssh reads
+                // options only before the `--`.
+                let at = args.len().saturating_sub(2);
+                debug_assert_eq!(args.get(at).map(|a| a.to_string_lossy()), Some("--".into()));
+                args.splice(at..at, options.iter().map(std::ffi::OsString::from));
+                let mut c = Command::new("ssh");
+                c.args(args).env_remove("SSH_AUTH_SOCK");
+                c
+            }
             // A test's own scratch paths: ssh could not read one as itself. Run something
             // that fails saying so, rather than a different file.
             Err(e) => {
