@@ -216,8 +216,9 @@ impl SshCommand {
             host.into(),
         ]);
         if let Some(c) = &self.remote_command {
-            // ssh reads options again after the destination: a command starting with `-`
-            // would be one.
+            // After `--` ssh reads no more options (checked with `ssh -G`), but without it
+            // OpenSSH reads options again after the destination: a command starting with `-`
+            // is refused so that no change to this line can turn it into one.
             if c.starts_with('-') {
                 return Err(refuse(
                     "remote command",
