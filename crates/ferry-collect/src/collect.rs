@@ -5,6 +5,7 @@ use crate::config::{SourceSpec, SourcesConfig};
 use crate::listing::{self, Entry, Kind, Skip};
 use crate::sink::{ExactReader, Sink, SinkError};
 use crate::ssh::{self, SshTarget};
+use ferry_ssh::SshChild;
 use std::collections::HashMap;
 use std::io::{BufReader, Read, Write};
 use std::path::{Path, PathBuf};
@@ -377,36 +378,6 @@ impl<S: Sink> Ctx<'_, S> {
 /// How many other files of the same directory are tried as a renamed file's previous path.
 pub const RENAME_CANDIDATES: usize = 64;
 
-/// Spawn a thread that reads all of ssh's stderr `r` line by line, keeping at most `cap`
-/// bytes; ssh's own debug lines (`ferry -vv`) are traced as they come, for host `name`, and
-/// not kept.
-fn drain<R: Read + Send + 'static>(
-    r: R,
-    cap: usize,
-    name: String,
-) -> std::thread::JoinHandle<Vec<u8>> {
-    std::thread::spawn(move || {
-        let mut kept = Vec::new();
-        let mut r = std::io::BufReader::with_capacity(8192, r);
-        let mut line = Vec::new();
-        loop {
-            line.clear();
-            match std::io::BufRead::read_until(&mut r, b'\n', &mut line) {
-                Ok(0) | Err(_) => break,
-                Ok(_) => {}
-            }
-            let text = String::from_utf8_lossy(&line);
-            if ferry_ssh::is_debug_line(&text) {
-                tracing::debug!("ssh {name}: {}", text.trim_end());
-                continue;
-            }
-            let room = cap.saturating_sub(kept.len());
-            kept.extend_from_slice(&line[..line.len().min(room)]);
-        }
-        kept
-    })
-}
-
 struct Counting<R> {
     inner: R,
     count: Arc<AtomicU64>,
@@ -420,6 +391,8 @@ impl<R: Read> Read for Counting<R> {
     }
 }
 
+/// Bytes of ssh's stderr kept (the last ones): find's and tar's per-file messages are read
+/// from it, so a host gets more room than [`ferry_ssh::STDERR_CAP`].
 const STDERR_CAP: usize = 1 << 20;
 
 /// Kernel buffer of the pipe from ssh (F_SETPIPE_SZ; the default is 64 KiB): ssh and the
@@ -460,30 +433,18 @@ fn collect_host<S: Sink>(
         Ok(c) => c,
         Err(m) => return ctx.fail(m.to_string()),
     };
-    let mut command = match t.command(&cmd) {
+    let mut ssh = match t.spawn(&cmd, Stdio::piped(), STDERR_CAP) {
         Ok(c) => c,
         Err(f) => return ctx.fail(f.to_string()),
     };
-    let mut child = match command
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-    {
-        Ok(c) => c,
-        Err(e) => return ctx.fail(format!("running ssh: {e}")),
-    };
-    let (Some(stdin), Some(stdout), Some(stderr)) =
-        (child.stdin.take(), child.stdout.take(), child.stderr.take())
-    else {
-        let _ = child.kill();
-        let _ = child.wait();
+    let (Some(stdin), Some(stdout)) = (ssh.take_stdin(), ssh.take_stdout()) else {
+        ssh.kill();
         return ctx.fail("ssh pipes missing".into());
     };
     enlarge_pipe(&stdout);
     let counter = Arc::new(AtomicU64::new(0));
     let mut session = Session {
-        child,
+        ssh,
         stdin,
         reader: BufReader::with_capacity(
             256 << 10,
@@ -494,7 +455,6 @@ fn collect_host<S: Sink>(
         ),
         counter,
         listed_bytes: 0,
-        err_thread: drain(stderr, STDERR_CAP, t.name.clone()),
     };
     // 1. The listing, up to its end record.
     let raw = listing::read_listing(&mut session.reader);
@@ -546,23 +506,20 @@ fn collect_host<S: Sink>(
 
 /// A host session after its listing: the tar waits for names on `stdin`.
 struct Session {
-    child: std::process::Child,
+    ssh: SshChild,
     stdin: std::process::ChildStdin,
     reader: BufReader<Counting<std::process::ChildStdout>>,
     counter: Arc<AtomicU64>,
     /// Bytes of stdout that were the listing (the rest is the tar stream).
     listed_bytes: u64,
-    err_thread: std::thread::JoinHandle<Vec<u8>>,
 }
 
 impl Session {
     /// Stop a session that is not needed any more; returns ssh's exit code and stderr.
     fn end(mut self) -> (Option<i32>, String) {
         drop(self.stdin);
-        let _ = self.child.kill();
-        let code = self.child.wait().ok().and_then(|s| s.code());
-        let stderr = self.err_thread.join().unwrap_or_default();
-        (code, String::from_utf8_lossy(&stderr).into_owned())
+        let f = self.ssh.kill();
+        (f.code(), f.stderr)
     }
 }
 
@@ -573,12 +530,11 @@ fn stream_files<S: Sink>(
     max_size: Option<u64>,
 ) -> Result<(), EngineFailure> {
     let Session {
-        mut child,
+        mut ssh,
         mut stdin,
         reader,
         counter,
         listed_bytes,
-        err_thread,
     } = session;
     let names: Vec<Vec<u8>> = need
         .iter()
@@ -665,13 +621,13 @@ fn stream_files<S: Sink>(
             }
         }
     }
-    if broken.is_some() || engine_err.is_some() {
-        let _ = child.kill();
-    }
-    let status = child.wait();
+    let ended = if broken.is_some() || engine_err.is_some() {
+        ssh.kill()
+    } else {
+        ssh.wait()
+    };
     let _ = writer.join();
-    let stderr = err_thread.join().unwrap_or_default();
-    let stderr = String::from_utf8_lossy(&stderr).into_owned();
+    let stderr = ended.stderr.clone();
     let tb = counter.load(Ordering::Relaxed).saturating_sub(listed_bytes);
     ctx.report.transfer_bytes += tb;
     ctx.report.wire_bytes += tb;
@@ -700,7 +656,7 @@ fn stream_files<S: Sink>(
             None => tracing::debug!(source = %ctx.report.name, "ssh stderr: {line}"),
         }
     }
-    let code = status.ok().and_then(|s| s.code());
+    let code = ended.code();
     if broken.is_none() && code == Some(255) {
         broken = Some(ssh::classify(&stderr).to_string());
     }
@@ -816,34 +772,27 @@ fn check_host(t: &SshTarget, spec: &SourceSpec) -> CheckReport {
         }
     }
     cmd.push_str("; do if [ ! -e \"$p\" ] && [ ! -L \"$p\" ]; then echo missing; elif [ -d \"$p\" ] && { [ ! -r \"$p\" ] || [ ! -x \"$p\" ]; }; then echo unreadable; elif [ ! -r \"$p\" ]; then echo unreadable; else echo ok; fi; done");
-    let mut command = match t.command(&cmd) {
+    let mut ssh = match t.spawn(&cmd, Stdio::null(), ferry_ssh::STDERR_CAP) {
         Ok(c) => c,
         Err(f) => {
             r.connection = Err(f.to_string());
             return r;
         }
     };
-    let out = match command
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .output()
-    {
-        Ok(o) => o,
-        Err(e) => {
-            r.connection = Err(format!("running ssh: {e}"));
-            return r;
-        }
-    };
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    t.trace_debug_lines(&stderr);
-    if out.status.code() != Some(0) {
-        r.connection = Err(match out.status.code() {
-            Some(255) | None => ssh::classify(&stderr).to_string(),
-            Some(c) => format!("remote check exited {c}: {}", ssh::summarise(&stderr)),
+    let mut stdout = Vec::new();
+    if let Some(mut o) = ssh.take_stdout() {
+        let _ = o.read_to_end(&mut stdout);
+    }
+    let out = ssh.wait();
+    let stderr = &out.stderr;
+    if out.code() != Some(0) {
+        r.connection = Err(match out.code() {
+            Some(255) | None => ssh::classify(stderr).to_string(),
+            Some(c) => format!("remote check exited {c}: {}", ssh::summarise(stderr)),
         });
         return r;
     }
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stdout = String::from_utf8_lossy(&stdout);
     let mut lines = stdout.lines();
     let find_v = lines.next().unwrap_or("").trim().to_string();
     let tar_v = lines.next().unwrap_or("").trim().to_string();

@@ -6,7 +6,9 @@
 //! previous snapshot (size + mtime, or inode for renamed files), and only the changed ones
 //! are streamed with `tar` straight into the engine's snapshot builder — no staging copy on
 //! disk, no whole file in memory. The listing and the tar share one session of the system
-//! OpenSSH client per host and run ([`collect::session_command`]). Nothing is installed
+//! OpenSSH client per host and run ([`collect::session_command`]), with the command line and
+//! child-process handling every ssh in Ferry uses ([`ferry_ssh::SshCommand`],
+//! [`ferry_ssh::SshChild`]; see [`ssh`]). Nothing is installed
 //! on the hosts: a read-only account is enough. Host keys are pinned (StrictHostKeyChecking
 //! against the source's own known-hosts file). One failing host never stops the others.
 //!

@@ -1,27 +1,25 @@
 //! Running commands on a LAN host through the system OpenSSH client.
 //!
-//! Every connection is `BatchMode=yes` (never a prompt), `StrictHostKeyChecking=yes` against
-//! the source's own known-hosts file only (no global file, no user config), and offers only
-//! the configured identity. ssh's stderr is classified into a clear [`SshFailure`]. The
-//! identity and known-hosts paths, the user and the address go through [`ferry_ssh`], so ssh
-//! reads exactly them (a known-hosts path with a space is not two files) or they are refused
-//! naming them. With [`SshTarget::ssh_debug`] ssh logs at `DEBUG1` and its debug lines are
-//! traced (`ferry -vv`).
+//! The command line is [`ferry_ssh::SshCommand`]'s, the same as the gate connection's:
+//! `BatchMode=yes` (never a prompt), `StrictHostKeyChecking=yes` against the source's own
+//! known-hosts file only (no global file, no user config: `-F none`), only the configured
+//! identity (no agent), no forwarding; the identity and known-hosts paths, the user and the
+//! address go through [`ferry_ssh`], so ssh reads exactly them (a known-hosts path with a
+//! space is not two files) or they are refused naming them. ssh runs as a
+//! [`ferry_ssh::SshChild`]; its stderr is classified into a clear [`SshFailure`]. With
+//! [`SshTarget::ssh_debug`] ssh logs at `DEBUG1` and its debug lines are traced (`ferry -vv`).
 //!
-//! Throughput: the AES-GCM ciphers go first ([`CIPHERS`]); every other cipher of OpenSSH's
-//! default set stays offered, so a host that lacks them still connects.
+//! What LAN hosts add to the shared command line: throughput — the AES-GCM ciphers go first
+//! ([`ferry_ssh::SshCommand::prefer_aes_gcm`]; every other cipher of OpenSSH's default set
+//! stays offered, so a host that lacks them still connects) — and the source's own
+//! `connect_timeout`.
 
 use crate::config::HostSource;
+use ferry_ssh::{SshChild, SshCommand};
 use std::ffi::OsString;
 use std::fmt;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-
-/// Cipher preference: OpenSSH's default set with AES-GCM first (`^` puts the list at the
-/// head of the defaults). With AES-NI, aes128-gcm costs the client and the host's sshd less
-/// CPU per byte than chacha20-poly1305@openssh.com, whose Poly1305 is OpenSSH's portable
-/// code; docs/BENCHMARKS.md has the measurement. Both are AEAD ciphers OpenSSH recommends.
-pub const CIPHERS: &str = "^aes128-gcm@openssh.com,aes256-gcm@openssh.com";
 
 /// How to reach one host.
 #[derive(Clone)]
@@ -69,50 +67,29 @@ impl SshTarget {
         format!("{}@{}:{}", self.user, self.address, self.port)
     }
 
-    /// The ssh command that runs `remote_command` (already quoted for a POSIX shell), or a
-    /// [`SshFailure::Config`] naming the path, user or address ssh could not read as itself.
+    /// The ssh command line that runs `remote_command` (already quoted for a POSIX shell).
+    pub fn ssh(&self, remote_command: &str) -> SshCommand {
+        SshCommand::new(
+            &self.user,
+            &self.address,
+            self.port,
+            &self.identity,
+            &self.known_hosts,
+        )
+        .program(&self.program)
+        .connect_timeout(self.connect_timeout)
+        .prefer_aes_gcm()
+        .debug(self.ssh_debug)
+        .remote_command(remote_command)
+    }
+
+    /// The ssh command that runs `remote_command`, or a [`SshFailure::Config`] naming the
+    /// path, user or address ssh could not read as itself.
     pub fn command(&self, remote_command: &str) -> Result<Command, SshFailure> {
-        let refused = |e: ferry_ssh::SshArgError| SshFailure::Config(e.to_string());
-        let known_hosts =
-            ferry_ssh::path_option("UserKnownHostsFile", &self.known_hosts).map_err(refused)?;
-        // `-o IdentityFile=` rather than `-i`: ssh %-expands both, only this one can be quoted.
-        let identity = ferry_ssh::path_option("IdentityFile", &self.identity).map_err(refused)?;
-        let user = ferry_ssh::user_arg(&self.user).map_err(refused)?;
-        let address = ferry_ssh::host_arg(&self.address).map_err(refused)?;
-        let mut c = Command::new(&self.program);
-        c.arg("-F").arg("none");
-        for o in [
-            "BatchMode=yes",
-            "StrictHostKeyChecking=yes",
-            "GlobalKnownHostsFile=/dev/null",
-            "CheckHostIP=no",
-            "UpdateHostKeys=no",
-            "IdentitiesOnly=yes",
-            "PasswordAuthentication=no",
-            "KbdInteractiveAuthentication=no",
-            "ForwardAgent=no",
-            "ClearAllForwardings=yes",
-            "ServerAliveInterval=15",
-            "ServerAliveCountMax=4",
-            // The content is mostly compressed by us afterwards; zlib in ssh would cost both
-            // ends CPU (it is OpenSSH's default too; said here so no config can change it).
-            "Compression=no",
-        ] {
-            c.arg("-o").arg(o);
-        }
-        c.arg("-o")
-            .arg(format!("LogLevel={}", ferry_ssh::log_level(self.ssh_debug)));
-        c.arg("-o").arg(known_hosts);
-        c.arg("-o").arg(identity);
-        c.arg("-o")
-            .arg(format!("ConnectTimeout={}", self.connect_timeout));
-        c.arg("-o").arg(format!("Ciphers={CIPHERS}"));
-        c.arg("-p").arg(self.port.to_string());
-        c.arg("-l").arg(user);
-        c.arg("-T");
-        c.arg("--").arg(address).arg(remote_command);
-        c.stdin(Stdio::null());
-        c.env_remove("SSH_AUTH_SOCK");
+        let c = self
+            .ssh(remote_command)
+            .command()
+            .map_err(|e| SshFailure::Config(e.to_string()))?;
         tracing::info!(
             "host {}: connecting to {} (host key pinned by {}, identity {})",
             self.name,
@@ -123,11 +100,17 @@ impl SshTarget {
         Ok(c)
     }
 
-    /// Trace ssh's debug lines (present only with [`ssh_debug`](Self::ssh_debug)).
-    pub fn trace_debug_lines(&self, stderr: &str) {
-        for l in stderr.lines().filter(|l| ferry_ssh::is_debug_line(l)) {
-            tracing::debug!("ssh {}: {}", self.name, l.trim_end());
-        }
+    /// Start ssh running `remote_command` with `stdin` (stdout piped, stderr read into the
+    /// last `stderr_cap` bytes); its debug lines are traced under the source's name.
+    pub fn spawn(
+        &self,
+        remote_command: &str,
+        stdin: Stdio,
+        stderr_cap: usize,
+    ) -> Result<SshChild, SshFailure> {
+        let c = self.command(remote_command)?;
+        SshChild::spawn_with(c, &self.name, stdin, stderr_cap)
+            .map_err(|e| SshFailure::Config(e.to_string()))
     }
 
     /// Check locally what ssh would otherwise fail on with a less clear message.

@@ -482,8 +482,7 @@ fn the_key_can_only_talk_to_the_gate() {
     // A shell with a pty: the pty is refused and no shell reads the input.
     let mut child = rig
         .sshd
-        .ssh_command("root", &rig.key)
-        .arg("-tt")
+        .ssh_command_with("root", &rig.key, &["-tt"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -506,8 +505,11 @@ fn the_key_can_only_talk_to_the_gate() {
     // Port forwarding, local (-W) and remote (-R): administratively prohibited.
     let mut child = rig
         .sshd
-        .ssh_command("root", &rig.key)
-        .args(["-W", &format!("127.0.0.1:{}", rig.moto.port())])
+        .ssh_command_with(
+            "root",
+            &rig.key,
+            &["-W", &format!("127.0.0.1:{}", rig.moto.port())],
+        )
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -531,14 +533,17 @@ fn the_key_can_only_talk_to_the_gate() {
     );
     let out = rig
         .sshd
-        .ssh_command("root", &rig.key)
-        .args([
-            "-o",
-            "ExitOnForwardFailure=yes",
-            "-N",
-            "-R",
-            &format!("127.0.0.1:{}:127.0.0.1:22", ferry_testkit::free_port()),
-        ])
+        .ssh_command_with(
+            "root",
+            &rig.key,
+            &[
+                "-o",
+                "ExitOnForwardFailure=yes",
+                "-N",
+                "-R",
+                &format!("127.0.0.1:{}:127.0.0.1:22", ferry_testkit::free_port()),
+            ],
+        )
         .stdin(Stdio::null())
         .output()
         .unwrap();
@@ -599,8 +604,11 @@ fn the_key_can_only_talk_to_the_gate() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("FERRY42SHELL"));
     let mut child = rig
         .sshd
-        .ssh_command("root", &free)
-        .args(["-W", &format!("127.0.0.1:{}", rig.moto.port())])
+        .ssh_command_with(
+            "root",
+            &free,
+            &["-W", &format!("127.0.0.1:{}", rig.moto.port())],
+        )
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -305,31 +305,7 @@ async fn a_whole_session_build_connect_back_up_clean() {
         .expect("wrong host key must fail");
     assert!(!err.to_string().is_empty());
     // The key can only talk to the gate: a command gets the gate, not a shell.
-    let out = std::process::Command::new("ssh")
-        .args([
-            "-F",
-            "/dev/null",
-            "-o",
-            "BatchMode=yes",
-            "-o",
-            "StrictHostKeyChecking=no",
-            "-o",
-            "UserKnownHostsFile=/dev/null",
-            "-o",
-            "LogLevel=ERROR",
-            "-i",
-        ])
-        .arg(&key)
-        .args([
-            "-p",
-            &bx.port().to_string(),
-            "ferry@127.0.0.1",
-            "echo",
-            "shell-reached",
-        ])
-        .stdin(std::process::Stdio::null())
-        .output()
-        .unwrap();
+    let out = ssh(bx.port(), &key, "ferry", None, "echo shell-reached");
     assert!(!String::from_utf8_lossy(&out.stdout).contains("shell-reached"));
 
     // Restore with the master key straight from the backup bucket (operator credentials). The
@@ -374,33 +350,26 @@ async fn a_whole_session_build_connect_back_up_clean() {
     assert_eq!(rig.leftovers().await, (vec![], vec![], vec![]));
 }
 
-/// `ssh` as a client would run it: the pinned key in `known_hosts` (or none checked).
+/// `ssh` as a client runs it ([`ferry_ssh::SshCommand`]), the host key pinned by
+/// `known_hosts`, or (`None`) by whatever ed25519 key the box presents now (`ssh-keyscan`).
 fn ssh(port: u16, identity: &Path, user: &str, known_hosts: Option<&Path>, cmd: &str) -> Output {
-    let mut c = Command::new("ssh");
-    c.args([
-        "-F",
-        "/dev/null",
-        "-o",
-        "BatchMode=yes",
-        "-o",
-        "IdentitiesOnly=yes",
-    ])
-    .args(["-o", "ConnectTimeout=10", "-o", "LogLevel=ERROR", "-i"])
-    .arg(identity)
-    .args(["-p", &port.to_string()]);
-    match known_hosts {
-        Some(k) => c
-            .args(["-o", "StrictHostKeyChecking=yes", "-o"])
-            .arg(format!("UserKnownHostsFile={}", k.display())),
-        None => c.args([
-            "-o",
-            "StrictHostKeyChecking=no",
-            "-o",
-            "UserKnownHostsFile=/dev/null",
-        ]),
+    let scanned;
+    let known_hosts = match known_hosts {
+        Some(k) => k,
+        None => {
+            scanned = tempfile::NamedTempFile::new().unwrap();
+            std::fs::write(
+                scanned.path(),
+                format!("[127.0.0.1]:{port} ssh-ed25519 {}\n", host_key_of(port)),
+            )
+            .unwrap();
+            scanned.path()
+        }
     };
-    c.arg(format!("{user}@127.0.0.1"))
-        .arg(cmd)
+    ferry_ssh::SshCommand::new(user, "127.0.0.1", port, identity, known_hosts)
+        .remote_command(cmd)
+        .command()
+        .unwrap()
         .stdin(Stdio::null())
         .output()
         .unwrap()

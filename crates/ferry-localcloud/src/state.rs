@@ -333,22 +333,15 @@ mod tests {
             }],
         );
         std::fs::write(&conf, text).unwrap();
+        // The client's own command line (ferry-ssh), with the rendered file as `-F`; nothing
+        // pinned (the known-hosts file is empty) and a key that is never offered.
         let ssh = |host: &str| {
-            std::process::Command::new("ssh")
-                .arg("-F")
-                .arg(&conf)
-                .args([
-                    "-o",
-                    "BatchMode=yes",
-                    "-o",
-                    "StrictHostKeyChecking=yes",
-                    "-o",
-                    "UserKnownHostsFile=/dev/null",
-                    "-o",
-                    "ConnectTimeout=5",
-                    &format!("ferry@{host}"),
-                    "true",
-                ])
+            ferry_ssh::SshCommand::new("ferry", host, 22, dir.path().join("no-key"), "/dev/null")
+                .config_file(Some(conf.clone()))
+                .connect_timeout(5)
+                .remote_command("true")
+                .command()
+                .unwrap()
                 .stdin(std::process::Stdio::null())
                 .output()
                 .unwrap()
@@ -358,24 +351,7 @@ mod tests {
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(255), "{err}");
         assert!(err.contains("no jump box (yet) for 54.214.3.4"), "{err}");
-        let out = std::process::Command::new("ssh")
-            .arg("-F")
-            .arg(&conf)
-            .args([
-                "-o",
-                "BatchMode=yes",
-                "-o",
-                "StrictHostKeyChecking=yes",
-                "-o",
-                "UserKnownHostsFile=/dev/null",
-                "-o",
-                "ConnectTimeout=5",
-                "ferry@203.0.113.77",
-                "true",
-            ])
-            .stdin(std::process::Stdio::null())
-            .output()
-            .unwrap();
+        let out = ssh("203.0.113.77");
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(255), "{err}");
         assert!(

@@ -16,33 +16,148 @@
 //! is awaited. The engine writes packs, then indexes, then the snapshot, so nothing that
 //! refers to a pack reaches the gate before the pack is confirmed.
 //!
-//! Every value handed to `ssh` (paths of the identity, the pinned known-hosts file and the
-//! ssh_config; user and host) goes through [`ferry_ssh`], so each means exactly one thing to
-//! ssh or is refused naming it. A box that is still booting (sshd up with the AMI's own host
-//! keys, the session's key not installed yet) is retried until [`GateOptions::retry_budget`].
+//! ssh is run as every ssh in Ferry is: [`ferry_ssh::SshCommand`]'s command line (the gate
+//! adds only `HostKeyAlgorithms` from the pinned key) and [`ferry_ssh::SshChild`] (stderr
+//! capped, waited for at most 15 s after the connection ends, then killed). Every value handed
+//! to `ssh` (paths of the identity, the pinned known-hosts file and the ssh_config; user and
+//! host) means exactly one thing to ssh or is refused naming it ([`GateError::SshArg`]). A
+//! box that is still booting (sshd up with the AMI's own host keys, the session's key not
+//! installed yet) is retried until [`GateOptions::retry_budget`]. Errors are typed
+//! ([`UrlError`], [`KeyError`], [`GateError`]) and reach the engine as
+//! [`StorageError::Backend`] for the gate's location, naming the objects concerned.
 //!
 //! Must never depend on AWS crates or an SSH library (the whole workspace uses `ssh`).
 
 use ferry_proto::{Frame, FrameReader, PROTOCOL_VERSION, write_frame};
 use ferry_repo::format::ObjectKind;
 use ferry_repo::storage::{PutOutcome, Storage, StorageError};
+use ferry_ssh::{SshChild, SshCommand};
 use std::collections::VecDeque;
-use std::ffi::OsString;
-use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
+use std::process::{ChildStdin, ChildStdout, Command};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// Bytes per DATA frame the client sends.
 const CHUNK: usize = 512 * 1024;
 /// Bytes the client buffers for small frames (DATA payloads bypass the buffer).
 const WRITE_BUF: usize = 64 * 1024;
-/// Most stderr bytes of `ssh` kept for messages.
-const STDERR_CAP: usize = 16 * 1024;
 /// Most LIST pages followed (1000 names each): a bound, not a limit anyone should reach.
 const MAX_LIST_PAGES: usize = 100_000;
+
+/// Why a `gate+ssh://` location is not valid (each names the location).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UrlError {
+    #[error("{url:?} is not a gate+ssh://USER@HOST:PORT/SITE location")]
+    NotGateSsh { url: String },
+    #[error("{url:?}: missing /SITE after the host")]
+    MissingSite { url: String },
+    #[error("{url:?}: {site:?} is not a valid site prefix")]
+    BadSite { url: String, site: String },
+    #[error("{url:?}: unclosed '[' in the host")]
+    UnclosedBracket { url: String },
+    #[error("{url:?}: port {port:?} is not a valid port")]
+    BadPort { url: String, port: String },
+    #[error("{url:?}: {host:?} is not a valid host name or address")]
+    BadHost { url: String, host: String },
+    #[error("{url:?}: {user:?} is not a valid user name")]
+    BadUser { url: String, user: String },
+}
+
+/// Why a pinned host key (an OpenSSH public key line) is not usable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KeyError {
+    #[error("no public key in it")]
+    NoKey,
+    #[error("expected \"TYPE BASE64\" (an OpenSSH public key line)")]
+    NotKeyLine,
+    #[error("unsupported or invalid key type {key_type:?} (expected one of {expected})")]
+    UnsupportedType { key_type: String, expected: String },
+    #[error("the key is not base64")]
+    NotBase64,
+}
+
+/// What goes wrong before a connection to the gate exists (each names its file, host or
+/// location); the storage methods report as [`StorageError::Backend`] with this text.
+#[derive(Debug, thiserror::Error)]
+pub enum GateError {
+    #[error(transparent)]
+    Url(#[from] UrlError),
+    #[error("cannot read host key file {}: {source}", path.display())]
+    HostKeyRead {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("host key file {}: {source}", path.display())]
+    HostKey { path: PathBuf, source: KeyError },
+    #[error("SSH identity {} is not a readable file", .0.display())]
+    Identity(PathBuf),
+    #[error("cannot create a private temp dir for known_hosts: {0}")]
+    TempDir(std::io::Error),
+    #[error("cannot write {}: {source}", path.display())]
+    KnownHosts {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// A path, user or host ssh could not read as itself; `context` says which one.
+    #[error("{context}{source}")]
+    SshArg {
+        context: &'static str,
+        source: ferry_ssh::SshArgError,
+    },
+    #[error(
+        "cannot connect to {host} (gave up after retries: {tried} attempt(s) in {secs:.1} s of the {budget} s allowed); last cause: {last}"
+    )]
+    GaveUp {
+        host: String,
+        tried: u32,
+        secs: f64,
+        budget: u64,
+        last: String,
+    },
+    #[error("{0}")]
+    Connection(String),
+}
+
+impl GateError {
+    fn ssh_arg(source: ferry_ssh::SshArgError) -> Self {
+        let context = match source.what.as_str() {
+            "UserKnownHostsFile" => "the pinned known-hosts file Ferry writes under TMPDIR: ",
+            "IdentityFile" => "the SSH identity: ",
+            "-F" => "the ssh_config file: ",
+            _ => "",
+        };
+        GateError::SshArg { context, source }
+    }
+}
+
+/// What goes wrong on an open connection (the text names the objects concerned); reported
+/// as [`StorageError::Backend`] for the gate's location.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+enum ConnError {
+    #[error("the connection to the gate is closed")]
+    Closed,
+    #[error("the connection to the gate was lost earlier: {0}")]
+    LostEarlier(String),
+    #[error("sending {frame} to the gate: {message}")]
+    Send {
+        frame: &'static str,
+        message: String,
+    },
+    #[error("sending to the gate: {0}")]
+    Flush(String),
+    /// The connection is unusable: what happened, ssh's stderr, the unconfirmed objects.
+    #[error("{0}")]
+    Lost(String),
+    #[error("reading from the gate: {0}")]
+    Read(String),
+    /// The gate refused pipelined packs (each named, with the gate's reason).
+    #[error("{0}")]
+    Refused(String),
+    #[error("the gate answered BYE with {0}")]
+    Bye(String),
+}
 
 /// A parsed `gate+ssh://USER@HOST:PORT/SITE`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,13 +169,14 @@ pub struct GateUrl {
 }
 
 impl GateUrl {
-    pub fn parse(url: &str) -> Result<Self, String> {
+    pub fn parse(url: &str) -> Result<Self, UrlError> {
+        let u = || url.to_string();
         let rest = url
             .strip_prefix("gate+ssh://")
-            .ok_or_else(|| format!("{url:?} is not a gate+ssh://USER@HOST:PORT/SITE location"))?;
+            .ok_or_else(|| UrlError::NotGateSsh { url: u() })?;
         let (authority, site) = rest
             .split_once('/')
-            .ok_or_else(|| format!("{url:?}: missing /SITE after the host"))?;
+            .ok_or_else(|| UrlError::MissingSite { url: u() })?;
         let site = site.trim_end_matches('/');
         if site.is_empty()
             || site.starts_with('/')
@@ -68,13 +184,16 @@ impl GateUrl {
                 .split('/')
                 .any(|p| p.is_empty() || p == "." || p == "..")
         {
-            return Err(format!("{url:?}: {site:?} is not a valid site prefix"));
+            return Err(UrlError::BadSite {
+                url: u(),
+                site: site.to_string(),
+            });
         }
         let (user, hostport) = authority.split_once('@').unwrap_or(("ferry", authority));
         let (host, port) = if let Some(h) = hostport.strip_prefix('[') {
             let (h, p) = h
                 .split_once(']')
-                .ok_or_else(|| format!("{url:?}: unclosed '[' in the host"))?;
+                .ok_or_else(|| UrlError::UnclosedBracket { url: u() })?;
             (h, p.strip_prefix(':'))
         } else {
             match hostport.rsplit_once(':') {
@@ -84,11 +203,15 @@ impl GateUrl {
         };
         let port = match port {
             None => 22,
-            Some(p) => p
-                .parse::<u16>()
-                .ok()
-                .filter(|p| *p != 0)
-                .ok_or_else(|| format!("{url:?}: port {p:?} is not a valid port"))?,
+            Some(p) => {
+                p.parse::<u16>()
+                    .ok()
+                    .filter(|p| *p != 0)
+                    .ok_or_else(|| UrlError::BadPort {
+                        url: u(),
+                        port: p.to_string(),
+                    })?
+            }
         };
         let ok = |s: &str| {
             !s.is_empty()
@@ -97,12 +220,16 @@ impl GateUrl {
                     .all(|b| b.is_ascii_alphanumeric() || b"-._:".contains(&b))
         };
         if !ok(host) {
-            return Err(format!(
-                "{url:?}: {host:?} is not a valid host name or address"
-            ));
+            return Err(UrlError::BadHost {
+                url: u(),
+                host: host.to_string(),
+            });
         }
         if !ok(user) || user.contains(':') {
-            return Err(format!("{url:?}: {user:?} is not a valid user name"));
+            return Err(UrlError::BadUser {
+                url: u(),
+                user: user.to_string(),
+            });
         }
         Ok(Self {
             user: user.into(),
@@ -205,23 +332,26 @@ pub struct PinnedKey {
 }
 
 impl PinnedKey {
-    pub fn read(path: &Path) -> Result<Self, String> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("cannot read host key file {}: {e}", path.display()))?;
-        Self::parse(&text).map_err(|e| format!("host key file {}: {e}", path.display()))
+    pub fn read(path: &Path) -> Result<Self, GateError> {
+        let text = std::fs::read_to_string(path).map_err(|source| GateError::HostKeyRead {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::parse(&text).map_err(|source| GateError::HostKey {
+            path: path.to_path_buf(),
+            source,
+        })
     }
 
-    pub fn parse(text: &str) -> Result<Self, String> {
+    pub fn parse(text: &str) -> Result<Self, KeyError> {
         let line = text
             .lines()
             .map(str::trim)
             .find(|l| !l.is_empty() && !l.starts_with('#'))
-            .ok_or("no public key in it")?;
+            .ok_or(KeyError::NoKey)?;
         let mut parts = line.split_whitespace();
         let key_type = parts.next().unwrap_or_default();
-        let b64 = parts
-            .next()
-            .ok_or("expected \"TYPE BASE64\" (an OpenSSH public key line)")?;
+        let b64 = parts.next().ok_or(KeyError::NotKeyLine)?;
         const TYPES: [&str; 5] = [
             "ssh-ed25519",
             "ecdsa-sha2-nistp256",
@@ -230,17 +360,17 @@ impl PinnedKey {
             "ssh-rsa",
         ];
         if !TYPES.contains(&key_type) {
-            return Err(format!(
-                "unsupported or invalid key type {key_type:?} (expected one of {})",
-                TYPES.join(", ")
-            ));
+            return Err(KeyError::UnsupportedType {
+                key_type: key_type.to_string(),
+                expected: TYPES.join(", "),
+            });
         }
         if b64.len() < 16
             || !b64
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b"+/=".contains(&b))
         {
-            return Err("the key is not base64".to_string());
+            return Err(KeyError::NotBase64);
         }
         Ok(Self {
             key_type: key_type.into(),
@@ -289,11 +419,9 @@ struct Sent {
 }
 
 struct Conn {
-    child: Child,
+    ssh: SshChild,
     reader: FrameReader<ChildStdout>,
     writer: Option<BufWriter<ChildStdin>>,
-    stderr: Arc<Mutex<Vec<u8>>>,
-    stderr_thread: Option<JoinHandle<()>>,
     /// Set after a protocol error or lost connection: nothing more can be sent.
     broken: Option<String>,
     closed: bool,
@@ -318,10 +446,10 @@ pub struct GateStorage {
     _dir: tempfile::TempDir,
 }
 
-fn backend(location: &str, message: String) -> StorageError {
+fn backend(location: &str, e: impl std::fmt::Display) -> StorageError {
     StorageError::Backend {
         location: location.to_string(),
-        message,
+        message: e.to_string(),
     }
 }
 
@@ -331,124 +459,61 @@ enum Attempt {
     Fatal(String),
 }
 
-/// ssh's arguments for every attempt. Each path, the user and the host go through
-/// [`ferry_ssh`] so that ssh reads exactly them (a path with a space would otherwise be two
-/// known-hosts files, the first of which anyone who can write it controls), or are refused
-/// here naming them.
-fn ssh_args(
+/// The ssh command line for every attempt ([`ferry_ssh::SshCommand`]: the same defaults as
+/// every other ssh Ferry runs, plus `HostKeyAlgorithms` from the pinned key). Each path, the
+/// user and the host go through [`ferry_ssh`] so that ssh reads exactly them (a path with a
+/// space would otherwise be two known-hosts files, the first of which anyone who can write it
+/// controls), or are refused here naming them.
+fn ssh_command(
     gate: &GateUrl,
     opts: &GateOptions,
     key: &PinnedKey,
     known_hosts: &Path,
-) -> Result<Vec<OsString>, String> {
-    let config = match &opts.ssh_config {
-        Some(p) => {
-            ferry_ssh::config_file_arg(p).map_err(|e| format!("the ssh_config file: {e}"))?
-        }
-        None => OsString::from("/dev/null"),
-    };
-    let mut a: Vec<OsString> = vec!["-F".into(), config, "-T".into(), "-x".into(), "-a".into()];
-    let mut o = |v: OsString| {
-        a.push("-o".into());
-        a.push(v);
-    };
-    for v in [
-        "BatchMode=yes",
-        "StrictHostKeyChecking=yes",
-        "GlobalKnownHostsFile=/dev/null",
-        // Only the pinned file decides, whatever an ssh_config (-F) says.
-        "KnownHostsCommand=none",
-        "VerifyHostKeyDNS=no",
-        "CheckHostIP=no",
-        "UpdateHostKeys=no",
-        "IdentitiesOnly=yes",
-        "IdentityAgent=none",
-        "PasswordAuthentication=no",
-        "KbdInteractiveAuthentication=no",
-        "ClearAllForwardings=yes",
-        "ConnectTimeout=10",
-        "ServerAliveInterval=15",
-        "ServerAliveCountMax=4",
-    ] {
-        o(v.into());
-    }
-    o(format!("HostKeyAlgorithms={}", key.algorithms()).into());
-    o(format!("LogLevel={}", ferry_ssh::log_level(opts.ssh_debug)).into());
-    o(ferry_ssh::path_option("UserKnownHostsFile", known_hosts)
-        .map_err(|e| format!("the pinned known-hosts file Ferry writes under TMPDIR: {e}"))?);
-    // `-o IdentityFile=` rather than `-i`: ssh %-expands both, only this one can be quoted.
-    o(ferry_ssh::path_option("IdentityFile", &opts.identity)
-        .map_err(|e| format!("the SSH identity: {e}"))?);
-    let user = ferry_ssh::user_arg(&gate.user).map_err(|e| e.to_string())?;
-    let host = ferry_ssh::host_arg(&gate.host).map_err(|e| e.to_string())?;
-    a.extend([
-        "-p".into(),
-        gate.port.to_string().into(),
-        "-l".into(),
-        user.into(),
-        "--".into(),
-        host.into(),
-    ]);
-    Ok(a)
-}
-
-/// Read ssh's stderr line by line: debug lines (`ferry -vv`) go to the log at debug level,
-/// the rest is kept (up to [`STDERR_CAP`] bytes) for error messages.
-fn spawn_stderr_reader(
-    err: std::process::ChildStderr,
-    sink: Arc<Mutex<Vec<u8>>>,
-    host: String,
-) -> JoinHandle<()> {
-    std::thread::spawn(move || {
-        let mut r = BufReader::new(err);
-        let mut line = Vec::new();
-        loop {
-            line.clear();
-            match r.read_until(b'\n', &mut line) {
-                Ok(0) | Err(_) => break,
-                Ok(_) => {}
-            }
-            let text = String::from_utf8_lossy(&line);
-            if ferry_ssh::is_debug_line(&text) {
-                tracing::debug!("ssh {host}: {}", text.trim_end());
-                continue;
-            }
-            let mut s = sink.lock().unwrap_or_else(|p| p.into_inner());
-            let room = STDERR_CAP.saturating_sub(s.len());
-            s.extend_from_slice(&line[..line.len().min(room)]);
-        }
-    })
+) -> Result<Command, GateError> {
+    SshCommand::new(
+        &gate.user,
+        &gate.host,
+        gate.port,
+        &opts.identity,
+        known_hosts,
+    )
+    .program(&opts.ssh_program)
+    .config_file(opts.ssh_config.clone())
+    .host_key_algorithms(key.algorithms())
+    .debug(opts.ssh_debug)
+    .command()
+    .map_err(GateError::ssh_arg)
 }
 
 impl GateStorage {
     /// Connect (retrying, within [`GateOptions::retry_budget`], connection failures and a
     /// box that does not present the pinned key or refuses ours yet) and say HELLO.
     pub fn connect(url: &str, opts: &GateOptions) -> Result<Self, StorageError> {
-        let gate = GateUrl::parse(url).map_err(|m| backend(url, m))?;
+        let gate = GateUrl::parse(url).map_err(|e| backend(url, e))?;
         let location = gate.to_url();
-        let key = PinnedKey::read(&opts.host_key).map_err(|m| backend(&location, m))?;
+        let key = PinnedKey::read(&opts.host_key).map_err(|e| backend(&location, e))?;
         if !opts.identity.is_file() {
             return Err(backend(
                 &location,
-                format!(
-                    "SSH identity {} is not a readable file",
-                    opts.identity.display()
-                ),
+                GateError::Identity(opts.identity.clone()),
             ));
         }
         let dir = tempfile::Builder::new()
             .prefix("ferry-ssh-")
             .tempdir()
-            .map_err(|e| {
-                backend(
-                    &location,
-                    format!("cannot create a private temp dir for known_hosts: {e}"),
-                )
-            })?;
+            .map_err(|e| backend(&location, GateError::TempDir(e)))?;
         let kh = dir.path().join("known_hosts");
-        std::fs::write(&kh, key.known_hosts_line(&gate.host, gate.port))
-            .map_err(|e| backend(&location, format!("cannot write {}: {e}", kh.display())))?;
-        let args = ssh_args(&gate, opts, &key, &kh).map_err(|m| backend(&location, m))?;
+        std::fs::write(&kh, key.known_hosts_line(&gate.host, gate.port)).map_err(|source| {
+            backend(
+                &location,
+                GateError::KnownHosts {
+                    path: kh.clone(),
+                    source,
+                },
+            )
+        })?;
+        // Refused values are refused here, once, naming them (never retried).
+        ssh_command(&gate, opts, &key, &kh).map_err(|e| backend(&location, e))?;
         let host = format!("{}:{}", gate.host, gate.port);
         let fp = key.fingerprint();
         let started = Instant::now();
@@ -464,7 +529,7 @@ impl GateStorage {
                 key.key_type,
                 opts.retry_budget.as_secs()
             );
-            match Self::attempt(&gate, opts, &args, &key) {
+            match Self::attempt(&gate, opts, &kh, &key) {
                 Attempt::Ok(conn, limits, session) => {
                     tracing::info!("gate {host}: connected, session {session}");
                     return Ok(Self {
@@ -480,7 +545,7 @@ impl GateStorage {
                         _dir: dir,
                     });
                 }
-                Attempt::Fatal(m) => return Err(backend(&location, m)),
+                Attempt::Fatal(m) => return Err(backend(&location, GateError::Connection(m))),
                 Attempt::Retry(m) => last = m,
             }
             let pause = delay.min(opts.max_backoff);
@@ -496,42 +561,34 @@ impl GateStorage {
         }
         Err(backend(
             &location,
-            format!(
-                "cannot connect to {host} (gave up after retries: {tried} attempt(s) in {:.1} s of the {} s allowed); last cause: {last}",
-                started.elapsed().as_secs_f64(),
-                opts.retry_budget.as_secs()
-            ),
+            GateError::GaveUp {
+                host,
+                tried,
+                secs: started.elapsed().as_secs_f64(),
+                budget: opts.retry_budget.as_secs(),
+                last,
+            },
         ))
     }
 
-    fn attempt(gate: &GateUrl, opts: &GateOptions, args: &[OsString], key: &PinnedKey) -> Attempt {
-        let mut cmd = Command::new(&opts.ssh_program);
-        cmd.args(args);
-        cmd.stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = match cmd.spawn() {
+    fn attempt(gate: &GateUrl, opts: &GateOptions, known_hosts: &Path, key: &PinnedKey) -> Attempt {
+        let host = format!("{}:{}", gate.host, gate.port);
+        let cmd = match ssh_command(gate, opts, key, known_hosts) {
             Ok(c) => c,
-            Err(e) => {
-                return Attempt::Fatal(format!("cannot run {}: {e}", opts.ssh_program.display()));
-            }
+            Err(e) => return Attempt::Fatal(e.to_string()),
         };
-        let (Some(stdin), Some(stdout), Some(err)) =
-            (child.stdin.take(), child.stdout.take(), child.stderr.take())
-        else {
-            let _ = child.kill();
-            let _ = child.wait();
+        let mut ssh = match SshChild::spawn(cmd, &host) {
+            Ok(c) => c,
+            Err(e) => return Attempt::Fatal(e.to_string()),
+        };
+        let (Some(stdin), Some(stdout)) = (ssh.take_stdin(), ssh.take_stdout()) else {
+            ssh.kill();
             return Attempt::Fatal("ssh started without its pipes".to_string());
         };
-        let host = format!("{}:{}", gate.host, gate.port);
-        let stderr = Arc::new(Mutex::new(Vec::new()));
-        let stderr_thread = spawn_stderr_reader(err, stderr.clone(), host.clone());
         let mut conn = Conn {
-            child,
+            ssh,
             reader: FrameReader::new(stdout),
             writer: Some(BufWriter::with_capacity(WRITE_BUF, stdin)),
-            stderr,
-            stderr_thread: Some(stderr_thread),
             broken: None,
             closed: false,
             unanswered: VecDeque::new(),
@@ -551,7 +608,7 @@ impl GateStorage {
                 .reader
                 .read()
                 .map(|f| f.map(owned))
-                .map_err(|e| e.to_string()),
+                .map_err(|e| ConnError::Read(e.to_string())),
             Err(e) => Err(e),
         };
         match reply {
@@ -641,9 +698,10 @@ impl GateStorage {
         let settled = c.settle_all();
         let bye = c.bye();
         let refused = c.take_refused();
-        let msgs: Vec<String> = [settled.err(), refused, bye.err()]
+        let msgs: Vec<String> = [settled.err(), refused.map(ConnError::Refused), bye.err()]
             .into_iter()
             .flatten()
+            .map(|e| e.to_string())
             .collect();
         if msgs.is_empty() {
             Ok(())
@@ -656,41 +714,31 @@ impl GateStorage {
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn err(&self, m: String) -> StorageError {
+    fn err(&self, m: impl std::fmt::Display) -> StorageError {
         backend(&self.location(), m)
     }
 }
 
 impl Conn {
-    fn send(&mut self, f: &Frame<'_>) -> Result<(), String> {
-        let w = self
-            .writer
-            .as_mut()
-            .ok_or("the connection to the gate is closed")?;
-        write_frame(w, f).map_err(|e| format!("sending {} to the gate: {e}", f.type_name()))
+    fn send(&mut self, f: &Frame<'_>) -> Result<(), ConnError> {
+        let w = self.writer.as_mut().ok_or(ConnError::Closed)?;
+        write_frame(w, f).map_err(|e| ConnError::Send {
+            frame: f.type_name(),
+            message: e.to_string(),
+        })
     }
 
-    fn flush(&mut self) -> Result<(), String> {
-        let w = self
-            .writer
-            .as_mut()
-            .ok_or("the connection to the gate is closed")?;
-        w.flush().map_err(|e| format!("sending to the gate: {e}"))
+    fn flush(&mut self) -> Result<(), ConnError> {
+        let w = self.writer.as_mut().ok_or(ConnError::Closed)?;
+        w.flush().map_err(|e| ConnError::Flush(e.to_string()))
     }
 
-    fn stderr_text(&self) -> String {
-        String::from_utf8_lossy(&self.stderr.lock().unwrap_or_else(|p| p.into_inner())).into_owned()
-    }
-
-    /// Close stdin, wait for ssh, collect its stderr.
+    /// Close stdin, wait for ssh (at most 15 s, then kill it), collect its stderr.
     fn finish_failed(&mut self) -> (Option<i32>, String) {
         self.writer = None;
-        let status = wait_bounded(&mut self.child, Duration::from_secs(15));
-        if let Some(t) = self.stderr_thread.take() {
-            let _ = t.join();
-        }
+        let f = self.ssh.wait_within(Duration::from_secs(15));
         self.closed = true;
-        (status, self.stderr_text())
+        (f.code(), f.stderr)
     }
 
     fn shutdown(&mut self) {
@@ -699,7 +747,7 @@ impl Conn {
 
     /// Mark the connection unusable and describe why, with ssh's/the gate's stderr, the
     /// packs sent but never confirmed and the refusals not reported yet.
-    fn lost(&mut self, what: String) -> String {
+    fn lost(&mut self, what: String) -> ConnError {
         let (status, text) = self.finish_failed();
         let mut msg = if text.trim().is_empty() {
             format!(
@@ -723,13 +771,13 @@ impl Conn {
             msg.push_str(&r);
         }
         self.broken = Some(msg.clone());
-        msg
+        ConnError::Lost(msg)
     }
 
     /// A write to the gate failed: read the answers that still arrive (the gate may have
     /// confirmed packs before it went away; at most one frame per unanswered pack, and ssh
     /// has closed its end), then give up.
-    fn lost_writing(&mut self, what: String) -> String {
+    fn lost_writing(&mut self, what: String) -> ConnError {
         self.writer = None;
         while !self.unanswered.is_empty() {
             match self.reader.read() {
@@ -744,13 +792,13 @@ impl Conn {
         }
         if self.broken.is_some() {
             // `settle` found the stream out of step and described it already.
-            return self.broken.clone().unwrap_or_default();
+            return ConnError::Lost(self.broken.clone().unwrap_or_default());
         }
         self.lost(what)
     }
 
     /// Match one answer to the oldest unanswered pack (answers come in order).
-    fn settle(&mut self, f: Frame<'static>) -> Result<(), String> {
+    fn settle(&mut self, f: Frame<'static>) -> Result<(), ConnError> {
         let Some(due) = self.unanswered.front().map(|s| s.what.clone()) else {
             return Err(self.lost(format!("the gate sent {f:?} when no answer was due")));
         };
@@ -782,7 +830,7 @@ impl Conn {
     }
 
     /// Read and match the oldest unanswered pack's answer.
-    fn settle_one(&mut self) -> Result<(), String> {
+    fn settle_one(&mut self) -> Result<(), ConnError> {
         let due = self
             .unanswered
             .front()
@@ -792,7 +840,7 @@ impl Conn {
     }
 
     /// Read every outstanding answer (refusals are kept for [`Conn::take_refused`]).
-    fn settle_all(&mut self) -> Result<(), String> {
+    fn settle_all(&mut self) -> Result<(), ConnError> {
         while !self.unanswered.is_empty() {
             self.settle_one()?;
         }
@@ -810,7 +858,7 @@ impl Conn {
     }
 
     /// PUT, DATA… and END of one object, flushed (no answer awaited).
-    fn send_object(&mut self, kind: ObjectKind, name: &str, bytes: &[u8]) -> Result<(), String> {
+    fn send_object(&mut self, kind: ObjectKind, name: &str, bytes: &[u8]) -> Result<(), ConnError> {
         self.send(&Frame::Put {
             kind: kind.as_str().to_string(),
             name: name.to_string(),
@@ -823,15 +871,15 @@ impl Conn {
         self.flush()
     }
 
-    fn check(&self) -> Result<(), String> {
+    fn check(&self) -> Result<(), ConnError> {
         match &self.broken {
-            Some(m) => Err(format!("the connection to the gate was lost earlier: {m}")),
-            None if self.closed => Err("the connection to the gate is closed".to_string()),
+            Some(m) => Err(ConnError::LostEarlier(m.clone())),
+            None if self.closed => Err(ConnError::Closed),
             None => Ok(()),
         }
     }
 
-    fn read(&mut self, waiting_for: &str) -> Result<Frame<'static>, String> {
+    fn read(&mut self, waiting_for: &str) -> Result<Frame<'static>, ConnError> {
         match self.reader.read() {
             Ok(Some(f)) => Ok(owned(f)),
             Ok(None) => Err(self.lost(format!(
@@ -841,7 +889,7 @@ impl Conn {
         }
     }
 
-    fn bye(&mut self) -> Result<(), String> {
+    fn bye(&mut self) -> Result<(), ConnError> {
         if self.closed || self.broken.is_some() {
             return Ok(());
         }
@@ -851,7 +899,7 @@ impl Conn {
         self.shutdown();
         match r {
             Ok(Frame::ByeOk) => Ok(()),
-            Ok(other) => Err(format!("the gate answered BYE with {other:?}")),
+            Ok(other) => Err(ConnError::Bye(format!("{other:?}"))),
             Err(e) => Err(e),
         }
     }
@@ -902,21 +950,6 @@ fn owned(f: Frame<'_>) -> Frame<'static> {
     }
 }
 
-/// Wait for `child` at most `limit`, then kill it.
-fn wait_bounded(child: &mut Child, limit: Duration) -> Option<i32> {
-    let start = Instant::now();
-    loop {
-        match child.try_wait() {
-            Ok(Some(s)) => return s.code(),
-            Ok(None) if start.elapsed() < limit => std::thread::sleep(Duration::from_millis(20)),
-            _ => {
-                let _ = child.kill();
-                return child.wait().ok().and_then(|s| s.code());
-            }
-        }
-    }
-}
-
 impl Storage for GateStorage {
     fn location(&self) -> String {
         self.url.to_url()
@@ -936,7 +969,7 @@ impl Storage for GateStorage {
                 self.limits.max_object_size
             )));
         }
-        let not_sent = |m: String| self.err(format!("{m} ({what} was not sent)"));
+        let not_sent = |m: ConnError| self.err(format!("{m} ({what} was not sent)"));
         let mut c = self.lock();
         c.check().map_err(not_sent)?;
         if kind == ObjectKind::Pack {
@@ -948,7 +981,7 @@ impl Storage for GateStorage {
                 c.settle_one().map_err(not_sent)?;
             }
             if let Some(m) = c.take_refused() {
-                return Err(not_sent(m));
+                return Err(not_sent(ConnError::Refused(m)));
             }
             c.unanswered.push_back(Sent {
                 what: what.clone(),
@@ -966,7 +999,7 @@ impl Storage for GateStorage {
         // Barrier: everything that may refer to packs goes only after they are confirmed.
         c.settle_all().map_err(not_sent)?;
         if let Some(m) = c.take_refused() {
-            return Err(not_sent(m));
+            return Err(not_sent(ConnError::Refused(m)));
         }
         if let Err(m) = c.send_object(kind, name, bytes) {
             let m = c.lost_writing(format!("sending {what}: {m}"));

@@ -18,8 +18,19 @@
 //! `percent_dollar_expand`). The tests check every rule here against the real `ssh -G` (it
 //! prints the configuration ssh would use; OpenSSH 9.2 on Debian 12 here).
 //!
-//! Depends on nothing of Ferry's, so the gate connection (`ferry-remote`) and LAN hosts
-//! (`ferry-collect`) share it. Must never depend on AWS crates or an SSH library.
+//! It also owns the one `ssh` command line ([`SshCommand`], module `command`: every option
+//! explicit, the same defaults for every caller) and the one way ssh runs as a child process
+//! ([`SshChild`], module `child`: stderr read on a thread into the last 64 KiB, exit status
+//! and stderr given back naming the host, killed and reaped on drop or past a time limit).
+//!
+//! Depends on nothing of Ferry's, so the gate connection (`ferry-remote`), LAN hosts
+//! (`ferry-collect`) and the test kit share it. Must never depend on AWS crates or an SSH library.
+
+mod child;
+mod command;
+
+pub use child::{Finished, STDERR_CAP, SpawnError, SshChild};
+pub use command::{AES_GCM_FIRST, DEFAULT_CONNECT_TIMEOUT, SshCommand};
 
 use base64::Engine;
 use sha2::Digest;
@@ -35,6 +46,7 @@ pub struct SshArgError {
     pub what: String,
     /// The value, lossily as text (a path, a user or a host name: never a secret).
     pub value: String,
+    /// Why ssh cannot take it.
     pub why: &'static str,
 }
 
@@ -398,6 +410,100 @@ mod tests {
         let e = "debug1: Connecting to h\nuser@h: Permission denied (publickey).\ndebug3: x\n";
         assert_eq!(without_debug(e), "user@h: Permission denied (publickey).");
         assert_eq!(log_level(true), "DEBUG1");
+    }
+
+    /// Every option [`SshCommand`] emits, as the real `ssh -G` reads it, with the three
+    /// files under a directory whose name holds a space, `%`, `~` and `#`.
+    #[test]
+    fn the_command_builder_means_to_ssh_what_it_says() {
+        let dir = tempfile_dir().join("a b %d ~x #y");
+        std::fs::create_dir_all(&dir).unwrap();
+        let (config, kh, id) = (
+            dir.join("ssh %h config"),
+            dir.join("known #hosts"),
+            dir.join("~id %%"),
+        );
+        std::fs::write(&config, "HashKnownHosts yes\n").unwrap();
+        let full = SshCommand::new("ferry-ro", "gate.example", 2222, &id, &kh)
+            .config_file(Some(config.clone()))
+            .connect_timeout(7)
+            .host_key_algorithms("ssh-ed25519")
+            .prefer_aes_gcm()
+            .debug(true)
+            .remote_command("true");
+        let run = |c: &SshCommand| {
+            let out = Command::new("ssh")
+                .arg("-G")
+                .args(c.args().unwrap())
+                .env("HOME", "/nonexistent-home")
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            String::from_utf8_lossy(&out.stdout).to_lowercase()
+        };
+        let out = run(&full);
+        let id_s = id.to_str().unwrap().to_lowercase();
+        let kh_s = kh.to_str().unwrap().to_lowercase();
+        for line in [
+            "user ferry-ro".to_string(),
+            "hostname gate.example".into(),
+            "port 2222".into(),
+            // From the -F file, read under its exact name.
+            "hashknownhosts yes".into(),
+            "batchmode yes".into(),
+            "stricthostkeychecking true".into(),
+            "globalknownhostsfile /dev/null".into(),
+            "verifyhostkeydns false".into(),
+            "checkhostip no".into(),
+            "updatehostkeys false".into(),
+            "identitiesonly yes".into(),
+            "identityagent none".into(),
+            "passwordauthentication no".into(),
+            "kbdinteractiveauthentication no".into(),
+            "forwardagent no".into(),
+            "forwardx11 no".into(),
+            "clearallforwardings yes".into(),
+            "compression no".into(),
+            "requesttty false".into(),
+            "connecttimeout 7".into(),
+            "serveraliveinterval 15".into(),
+            "serveralivecountmax 4".into(),
+            "hostkeyalgorithms ssh-ed25519".into(),
+            "ciphers aes128-gcm@openssh.com,aes256-gcm@openssh.com,chacha20-poly1305@openssh.com"
+                .into(),
+            // ssh -G prints DEBUG1 as DEBUG.
+            "loglevel debug".into(),
+            // Printed after expansion: exactly the file.
+            format!("userknownhostsfile {kh_s}"),
+            // Printed before %-expansion: the file with `%` doubled (ssh then reads `%`).
+            format!("identityfile {}", id_s.replace('%', "%%")),
+        ] {
+            assert!(
+                out.lines()
+                    .any(|l| l == line || l.starts_with(&format!("{line},"))),
+                "ssh -G lacks {line:?}:\n{out}"
+            );
+        }
+        assert_eq!(out.matches("\nidentityfile ").count(), 1, "{out}");
+        // The defaults: no config file at all, the default timeout, ERROR, OpenSSH's ciphers.
+        let out = run(&SshCommand::new("u", "h", 22, &id, &kh));
+        for line in [
+            "hashknownhosts no",
+            "connecttimeout 10",
+            "loglevel error",
+            "ciphers chacha20-poly1305@openssh.com",
+        ] {
+            assert!(
+                out.lines()
+                    .any(|l| l == line || l.starts_with(&format!("{line},"))),
+                "ssh -G lacks {line:?}:\n{out}"
+            );
+        }
+        let _ = std::fs::remove_dir_all(dir.parent().unwrap());
     }
 
     fn tempfile_dir() -> std::path::PathBuf {

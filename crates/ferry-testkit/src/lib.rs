@@ -8,7 +8,8 @@
 //!   on moto's IAM checks and returning credentials from STS AssumeRole; [`Moto::start_with`]
 //!   starts it patched toward AWS (`py/moto/`, [`MOTO_PATCHES`]), plain, or logging to a given file.
 //! - [`Sshd`]: Debian's real `/usr/sbin/sshd -D` with a generated config, its own host key and
-//!   an `authorized_keys` file the test writes; [`keygen`] makes client keys.
+//!   an `authorized_keys` file the test writes; [`keygen`] makes client keys;
+//!   [`Sshd::ssh_command`] is the product's own ssh command line (`ferry_ssh::SshCommand`).
 //!
 //! Also: [`lambda_host`] (the real `bootstrap` under the Lambda runtime API, functions added or
 //! replaced at run time), [`jumpbox`] (boxes booted from their real user data), [`lanhost`]
@@ -603,8 +604,18 @@ impl Sshd {
         self.dir.path()
     }
 
-    /// Base `ssh` command for this server with `key`: batch mode, the host key pinned.
+    /// Base `ssh` command for this server with `key`: [`ferry_ssh::SshCommand`]'s command
+    /// line (batch mode, the host key pinned in `known_hosts` beside the server, no agent, no
+    /// config file), ending with `-- 127.0.0.1`, so that what a test appends is the remote
+    /// command.
     pub fn ssh_command(&self, user: &str, key: &Path) -> Command {
+        self.ssh_command_with(user, key, &[])
+    }
+
+    /// [`ssh_command`](Self::ssh_command) with more ssh options (`-tt`, `-W HOST:PORT`,
+    /// `-R …`) before the destination, for tests that check the server refuses them;
+    /// command-line forwarding is not cleared here, so that `-W`/`-R` reach the server.
+    pub fn ssh_command_with(&self, user: &str, key: &Path, options: &[&str]) -> Command {
         let kh = self.dir.path().join("known_hosts");
         let pubkey = std::fs::read_to_string(self.host_key_pub()).unwrap_or_default();
         let mut parts = pubkey.split_whitespace();
@@ -615,29 +626,29 @@ impl Sshd {
             parts.next().unwrap_or("")
         );
         let _ = std::fs::write(&kh, line);
-        let mut c = Command::new("ssh");
-        c.args([
-            "-F",
-            "/dev/null",
-            "-o",
-            "BatchMode=yes",
-            "-o",
-            "StrictHostKeyChecking=yes",
-            "-o",
-            "IdentitiesOnly=yes",
-            "-o",
-            "IdentityAgent=none",
-            "-o",
-            "LogLevel=ERROR",
-        ])
-        .arg("-o")
-        .arg(format!("UserKnownHostsFile={}", kh.display()))
-        .arg("-i")
-        .arg(key)
-        .arg("-p")
-        .arg(self.port.to_string())
-        .arg(format!("{user}@127.0.0.1"));
-        c
+        let ssh = ferry_ssh::SshCommand::new(user, "127.0.0.1", self.port, key, &kh)
+            .allow_command_line_forwarding();
+        match ssh.args() {
+            Ok(mut args) => {
+                // Without a remote command the builder ends with `-- 127.0.0.1`; ssh reads
+                // options only before the `--`.
+                let at = args.len().saturating_sub(2);
+                debug_assert_eq!(args.get(at).map(|a| a.to_string_lossy()), Some("--".into()));
+                args.splice(at..at, options.iter().map(std::ffi::OsString::from));
+                let mut c = Command::new("ssh");
+                c.args(args).env_remove("SSH_AUTH_SOCK");
+                c
+            }
+            // A test's own scratch paths: ssh could not read one as itself. Run something
+            // that fails saying so, rather than a different file.
+            Err(e) => {
+                let mut c = Command::new("sh");
+                c.arg("-c")
+                    .arg("echo \"$0\" >&2; exit 255")
+                    .arg(e.to_string());
+                c
+            }
+        }
     }
 }
 
