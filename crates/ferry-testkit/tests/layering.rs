@@ -263,3 +263,79 @@ fn the_rules_catch_a_forbidden_dependency() {
     assert!(all["ferry-cloud"].contains("aws-sdk-iam"));
     assert!(!all["ferry-repo"].iter().any(|d| d.starts_with("aws-")));
 }
+
+/// Direct normal (shipped, optional included) dependencies between workspace crates.
+fn direct_edges() -> BTreeSet<(String, String)> {
+    let out = Command::new(env!("CARGO"))
+        .args(["metadata", "--format-version", "1", "--no-deps", "--locked"])
+        .current_dir(root())
+        .output()
+        .expect("cargo metadata");
+    assert!(out.status.success(), "cargo metadata failed");
+    let meta: Value = serde_json::from_slice(&out.stdout).expect("cargo metadata JSON");
+    let packages = meta["packages"].as_array().expect("packages");
+    let members: BTreeSet<&str> = packages
+        .iter()
+        .filter_map(|p| p["name"].as_str())
+        .collect();
+    let mut edges = BTreeSet::new();
+    for p in packages {
+        let from = p["name"].as_str().expect("name");
+        for d in p["dependencies"].as_array().expect("dependencies") {
+            let to = d["name"].as_str().expect("dependency name");
+            if d["kind"].is_null() && members.contains(to) {
+                edges.insert((from.to_string(), to.to_string()));
+            }
+        }
+    }
+    edges
+}
+
+/// The edges drawn in docs/ARCHITECTURE.md's mermaid picture (`id[crate]` nodes, `a --> b`).
+fn drawn_edges(doc: &str) -> BTreeSet<(String, String)> {
+    let mut names = BTreeMap::new();
+    let mut pairs = Vec::new();
+    for line in doc.lines().map(str::trim) {
+        if let Some((id, rest)) = line.split_once('[')
+            && let Some(name) = rest.strip_suffix(']')
+            && name.starts_with("ferry-")
+        {
+            names.insert(id.to_string(), name.to_string());
+        } else if let Some((a, b)) = line.split_once(" --> ") {
+            pairs.push((a.trim().to_string(), b.trim().to_string()));
+        }
+    }
+    pairs
+        .into_iter()
+        .map(|(a, b)| {
+            let name = |id: &str| {
+                names
+                    .get(id)
+                    .unwrap_or_else(|| panic!("ARCHITECTURE.md: edge from/to unknown node {id}"))
+                    .clone()
+            };
+            (name(&a), name(&b))
+        })
+        .collect()
+}
+
+#[test]
+fn the_architecture_picture_is_the_dependency_graph() {
+    let doc = std::fs::read_to_string(root().join("docs/ARCHITECTURE.md")).unwrap();
+    let drawn = drawn_edges(&doc);
+    let real = direct_edges();
+    let missing: Vec<_> = real.difference(&drawn).collect();
+    let extra: Vec<_> = drawn.difference(&real).collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "docs/ARCHITECTURE.md's picture differs from Cargo.toml: not drawn {missing:?}; \
+         drawn but not a dependency {extra:?}"
+    );
+    // Negative control: a picture with one arrow less or one more is caught.
+    let mut fewer = drawn.clone();
+    fewer.pop_first();
+    assert_ne!(fewer, real);
+    let mut more = drawn.clone();
+    more.insert(("ferry-repo".into(), "ferry-cli".into()));
+    assert_ne!(more, real);
+}
