@@ -274,10 +274,7 @@ fn direct_edges() -> BTreeSet<(String, String)> {
     assert!(out.status.success(), "cargo metadata failed");
     let meta: Value = serde_json::from_slice(&out.stdout).expect("cargo metadata JSON");
     let packages = meta["packages"].as_array().expect("packages");
-    let members: BTreeSet<&str> = packages
-        .iter()
-        .filter_map(|p| p["name"].as_str())
-        .collect();
+    let members: BTreeSet<&str> = packages.iter().filter_map(|p| p["name"].as_str()).collect();
     let mut edges = BTreeSet::new();
     for p in packages {
         let from = p["name"].as_str().expect("name");
