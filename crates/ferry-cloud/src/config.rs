@@ -41,8 +41,10 @@ pub struct InfraConfig {
     pub backup_bucket: String,
     /// Bucket for session state and the gate artifact (Lambda role only).
     pub state_bucket: String,
+    /// `[network]`: the VPC and subnet layout; defaults when the table is absent.
     #[serde(default)]
     pub network: NetworkConfig,
+    /// `[jumpbox]`: who may reach the jump box and what ferry-build may launch.
     pub jumpbox: JumpboxConfig,
     /// Principals (IAM user or role ARNs) that may read and delete objects as the operator
     /// (restore, prune, uploading the gate artifact). The identity running `ferry infra apply`
@@ -55,10 +57,15 @@ pub struct InfraConfig {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NetworkConfig {
+    /// IPv4 CIDR of the VPC, /16 to /28 inside a private range; default `10.0.0.0/16`.
     #[serde(default = "default_vpc_cidr")]
     pub vpc_cidr: String,
+    /// CIDR of the public subnet (internet gateway route; ferry-build launches the jump box
+    /// there), inside the VPC; default `10.0.1.0/24`.
     #[serde(default = "default_public_cidr")]
     pub public_subnet_cidr: String,
+    /// CIDR of the private subnet (no internet route; its NACL admits only the jump box's
+    /// subnet and S3), inside the VPC and disjoint from the public one; default `10.0.2.0/24`.
     #[serde(default = "default_private_cidr")]
     pub private_subnet_cidr: String,
     /// Availability zone of both subnets; default `<region>a`.
@@ -93,6 +100,8 @@ impl Default for NetworkConfig {
 pub struct JumpboxConfig {
     /// Source ranges allowed to reach the jump box on port 22 (the site's public address).
     pub allowed_ssh_cidrs: Vec<String>,
+    /// EC2 instance type of the jump box (`family.size`); default `t3.micro`. `ferry infra
+    /// apply` refuses one not offered in the availability zone.
     #[serde(default = "default_instance_type")]
     pub instance_type: String,
     /// Longest session a caller may ask for, in minutes.
@@ -150,21 +159,44 @@ pub const KNOWN_REGIONS: &[&str] = &[
 /// Why a string is not an IPv4 CIDR block; each names the text as written.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CidrError {
+    /// The text has no `/`.
     #[error("{text:?} is not a CIDR block (expected a.b.c.d/n)")]
-    NoSlash { text: String },
+    NoSlash {
+        /// The text as written.
+        text: String,
+    },
+    /// The part before `/` is not a dotted-quad IPv4 address.
     #[error("{addr:?} in {text:?} is not an IPv4 address")]
-    Address { text: String, addr: String },
+    Address {
+        /// The whole text as written.
+        text: String,
+        /// The part before the `/`.
+        addr: String,
+    },
+    /// The part after `/` is not a number from 0 to 32.
     #[error("prefix length {len:?} in {text:?} is not 0..=32")]
-    PrefixLength { text: String, len: String },
+    PrefixLength {
+        /// The whole text as written.
+        text: String,
+        /// The part after the `/`.
+        len: String,
+    },
     /// Host bits set; `suggested` is the block with them cleared.
     #[error("{text:?} has host bits set (did you mean {suggested}?)")]
-    HostBits { text: String, suggested: String },
+    HostBits {
+        /// The whole text as written.
+        text: String,
+        /// The same block with the host bits cleared, `a.b.c.d/n`.
+        suggested: String,
+    },
 }
 
 /// An IPv4 CIDR block whose host bits are zero.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Cidr {
+    /// The network address (first address of the block; host bits are zero).
     pub addr: Ipv4Addr,
+    /// Number of leading network bits, 0..=32.
     pub prefix_len: u8,
 }
 
@@ -235,29 +267,48 @@ impl fmt::Display for Cidr {
 /// Every name derived from the prefix. The one place that spells resource names.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Names {
+    /// The config's prefix, also the `ferry:installation` tag value.
     pub prefix: String,
+    /// `Name` tag of the VPC (`<prefix>-vpc`).
     pub vpc: String,
+    /// `Name` tag of the internet gateway (`<prefix>-igw`).
     pub internet_gateway: String,
+    /// `Name` tag of the public subnet, where ferry-build launches the jump box (`<prefix>-public`).
     pub public_subnet: String,
+    /// `Name` tag of the private subnet (`<prefix>-private`).
     pub private_subnet: String,
+    /// `Name` tag of the public subnet's route table (`<prefix>-public-rt`).
     pub public_route_table: String,
+    /// `Name` tag of the private subnet's route table (`<prefix>-private-rt`).
     pub private_route_table: String,
+    /// `Name` tag of the S3 gateway endpoint (`<prefix>-s3-endpoint`).
     pub s3_endpoint: String,
+    /// `Name` tag of the private subnet's network ACL (`<prefix>-private-nacl`).
     pub private_nacl: String,
+    /// IAM role the two Lambda functions run as (`<prefix>-lambda`).
     pub lambda_role: String,
+    /// Name of the Lambda role's inline policy (`<prefix>-lambda-policy`).
     pub lambda_role_policy: String,
+    /// IAM role of the jump box instance (`<prefix>-jumpbox`).
     pub jumpbox_role: String,
+    /// Name of the jump box role's inline policy (`<prefix>-jumpbox-policy`).
     pub jumpbox_role_policy: String,
+    /// Instance profile carrying the jump box role (`<prefix>-jumpbox`, same as the role).
     pub jumpbox_instance_profile: String,
+    /// IAM user of the backup VM, which may only invoke build and clean (`<prefix>-backup`).
     pub backup_user: String,
+    /// Name of the backup user's inline policy (`<prefix>-backup-policy`).
     pub backup_user_policy: String,
+    /// The ferry-build Lambda function (`<prefix>-build`, spelled by ferry-contract).
     pub build_function: String,
+    /// The ferry-clean Lambda function (`<prefix>-clean`, spelled by ferry-contract).
     pub clean_function: String,
     /// EventBridge rule that invokes the clean function hourly in sweep mode.
     pub sweep_rule: String,
 }
 
 impl Names {
+    /// Derives every name from a prefix (assumed valid: see [`InfraConfig::validate`]).
     pub fn from_prefix(prefix: &str) -> Names {
         let n = |s: &str| format!("{prefix}-{s}");
         Names {
@@ -287,12 +338,19 @@ impl Names {
 /// A config that passed [`InfraConfig::validate`], with its parsed CIDRs and derived names.
 #[derive(Debug, Clone)]
 pub struct ValidConfig {
+    /// The config as written (defaults filled in by serde).
     pub raw: InfraConfig,
+    /// Resource names derived from `raw.prefix`.
     pub names: Names,
+    /// Parsed `network.vpc_cidr`.
     pub vpc_cidr: Cidr,
+    /// Parsed `network.public_subnet_cidr`, inside `vpc_cidr`.
     pub public_subnet_cidr: Cidr,
+    /// Parsed `network.private_subnet_cidr`, inside `vpc_cidr`, disjoint from the public one.
     pub private_subnet_cidr: Cidr,
+    /// `network.availability_zone`, or `<region>a` when unset.
     pub availability_zone: String,
+    /// Parsed `jumpbox.allowed_ssh_cidrs`, in config order; never empty, each /8 or narrower.
     pub allowed_ssh_cidrs: Vec<Cidr>,
 }
 

@@ -36,13 +36,22 @@ pub const SWEEP_PERMISSION_SID: &str = "FerrySweepInvokesClean";
 /// once the account and the network exist.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PolicyInputs {
+    /// ARN partition; always `aws` (only commercial regions are accepted).
     pub partition: String,
+    /// The 12-digit AWS account id.
     pub account_id: String,
+    /// The config's region, used in Lambda, EventBridge, EC2 and log ARNs.
     pub region: String,
+    /// Resource names derived from the config's prefix.
     pub names: Names,
+    /// Name of the backup bucket (from the config).
     pub backup_bucket: String,
+    /// Name of the state bucket (from the config).
     pub state_bucket: String,
+    /// Id of the installation's VPC (`vpc-` then 8 to 17 lowercase hex digits).
     pub vpc_id: String,
+    /// Id of the S3 gateway endpoint (`vpce-` then 8 to 17 lowercase hex digits), matched by
+    /// the `aws:SourceVpce` conditions.
     pub vpce_id: String,
     /// IAM principal ARNs (user/role/root, never an STS session ARN) that act as the operator.
     pub operator_arns: Vec<String>,
@@ -69,9 +78,12 @@ pub enum DocKind {
 pub struct PolicyDocument {
     /// Stable file-name stem, e.g. `jumpbox-role-policy`.
     pub name: &'static str,
+    /// What the document is attached to, which decides how it is linted and evaluated.
     pub kind: DocKind,
     /// The principal or resource it is attached to (role/user name, bucket, endpoint).
     pub attached_to: String,
+    /// The policy document itself, as JSON (`Version`, `Statement`; a function policy also has
+    /// `Id`).
     pub document: Value,
 }
 
@@ -79,7 +91,9 @@ pub struct PolicyDocument {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid policy input {field}: {problem}")]
 pub struct InputError {
+    /// The input refused (`account_id`, `vpc_id`, `vpce_id`, `operator_arn`, `operator_arns`).
     pub field: &'static str,
+    /// What is wrong with it, quoting the value.
     pub problem: String,
 }
 
@@ -173,33 +187,42 @@ impl PolicyInputs {
             self.partition, self.account_id
         )
     }
+    /// ARN of the functions' IAM role.
     pub fn lambda_role_arn(&self) -> String {
         self.iam("role", &self.names.lambda_role)
     }
+    /// ARN of the jump box's IAM role.
     pub fn jumpbox_role_arn(&self) -> String {
         self.iam("role", &self.names.jumpbox_role)
     }
+    /// ARN of the backup VM's IAM user.
     pub fn backup_user_arn(&self) -> String {
         self.iam("user", &self.names.backup_user)
     }
+    /// ARN of the Lambda function `name` in this account and region (unqualified: no version
+    /// or alias).
     pub fn function_arn(&self, name: &str) -> String {
         format!(
             "arn:{}:lambda:{}:{}:function:{name}",
             self.partition, self.region, self.account_id
         )
     }
+    /// ARN of ferry-build.
     pub fn build_function_arn(&self) -> String {
         self.function_arn(&self.names.build_function)
     }
+    /// ARN of ferry-clean.
     pub fn clean_function_arn(&self) -> String {
         self.function_arn(&self.names.clean_function)
     }
+    /// ARN of the hourly EventBridge sweep rule (on the default event bus).
     pub fn sweep_rule_arn(&self) -> String {
         format!(
             "arn:{}:events:{}:{}:rule/{}",
             self.partition, self.region, self.account_id, self.names.sweep_rule
         )
     }
+    /// ARN of the S3 bucket `bucket` (bucket ARNs carry neither region nor account).
     pub fn bucket_arn(&self, bucket: &str) -> String {
         format!("arn:{}:s3:::{bucket}", self.partition)
     }
@@ -229,8 +252,11 @@ pub enum Caller {
     /// (https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_condition-keys.html#condition-keys-principalarn,
     /// https://docs.aws.amazon.com/singlesignon/latest/userguide/referencingpermissionsets.html).
     AssumedRole {
+        /// ARN partition of the session (`aws`, `aws-cn`, …).
         partition: String,
+        /// 12-digit account id of the role.
         account: String,
+        /// Name of the role (without its path, which the session ARN lacks).
         role_name: String,
     },
 }

@@ -101,7 +101,10 @@ pub fn check_lambda_unzipped(path: &Path, len: u64) -> Result<()> {
 /// One object to upload.
 #[derive(Clone)]
 pub struct Artifact {
+    /// Object key in the state bucket ([`crate::policy::GATE_ARTIFACT_KEY`] or
+    /// [`crate::policy::LAMBDA_ARTIFACT_KEY`]).
     pub key: &'static str,
+    /// The object's content as uploaded (the zip for the Lambda package).
     pub bytes: Vec<u8>,
     /// SHA-256 of `bytes`, lowercase hex.
     pub sha256_hex: String,
@@ -135,8 +138,12 @@ impl Artifact {
 /// Both artifacts, read and prepared before any API call.
 #[derive(Debug, Clone)]
 pub struct Artifacts {
+    /// Directory both files were read from (`--artifacts`, `$FERRY_ARTIFACTS` or the
+    /// executable's directory).
     pub dir: PathBuf,
+    /// The `ferry-gate` binary, uploaded as is.
     pub gate: Artifact,
+    /// `bootstrap` zipped as the Lambda deployment package.
     pub lambda_zip: Artifact,
     /// The Lambda package's sizes (checked against [`LAMBDA_UNZIPPED_LIMIT`] by [`Self::load`]).
     pub lambda_package: LambdaPackage,

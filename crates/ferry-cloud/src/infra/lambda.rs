@@ -27,8 +27,12 @@ pub const MEMORY_MB: i32 = 256;
 pub const BUILD_TIMEOUT_S: i32 = 120;
 /// ferry-clean waits for instances to terminate and retries security-group deletion.
 pub const CLEAN_TIMEOUT_S: i32 = 300;
+/// The functions' `Handler` setting; with the custom runtime it is only the name of the
+/// executable in the package.
 pub const HANDLER: &str = "bootstrap";
+/// Lambda runtime of both functions: custom runtime on Amazon Linux 2023.
 pub const RUNTIME: &str = "provided.al2023";
+/// Instruction set of both functions (the artifacts are built for it).
 pub const ARCH: &str = "x86_64";
 
 /// Placeholder in a plan for an ID that apply creates first.
@@ -41,10 +45,15 @@ const WAIT_EVERY: Duration = Duration::from_secs(2);
 /// What one function should look like.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FunctionSpec {
+    /// Function name ([`crate::config::Names::build_function`] or `clean_function`).
     pub name: String,
+    /// `build` or `clean`: the `FERRY_HANDLER` value that selects the handler in `bootstrap`.
     pub handler_kind: &'static str,
+    /// Timeout in seconds ([`BUILD_TIMEOUT_S`] or [`CLEAN_TIMEOUT_S`]).
     pub timeout: i32,
+    /// Memory in MB ([`MEMORY_MB`]).
     pub memory: i32,
+    /// Environment variables, sorted by name (see `environment`).
     pub env: BTreeMap<String, String>,
 }
 

@@ -44,10 +44,12 @@ pub struct InfraArgs {
     /// Infra config file (TOML; `ferry infra example-config` prints a template).
     #[arg(long, short = 'c', default_value = "ferry-infra.toml", global = true)]
     pub config: PathBuf,
+    /// Which `ferry infra` subcommand to run.
     #[command(subcommand)]
     pub command: InfraCommand,
 }
 
+/// The `ferry infra` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum InfraCommand {
     /// Show what apply would create, update (with the differing fields) or keep.
@@ -211,9 +213,11 @@ pub(crate) enum Mode {
 /// What apply does (or did) to one resource.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Change {
+    /// The resource does not exist (apply creates it).
     Create,
     /// The fields that differ, as `field: have -> want`.
     Update(Vec<String>),
+    /// The resource exists and matches the config.
     Unchanged,
     /// Not compared (plan without the artifacts), and why.
     Unknown(String),
@@ -222,9 +226,14 @@ pub enum Change {
 /// One line of a plan.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PlanItem {
+    /// Resource kind as printed (`vpc`, `iam-role`, `s3-bucket`, `lambda-function`, `artifact`).
     pub kind: &'static str,
+    /// Resource name: the `Name` tag, IAM or bucket name, or the artifact's object key.
     pub name: String,
+    /// AWS id when one exists (`vpc-…`), or a short digest for an artifact; `-` when printed
+    /// empty.
     pub id: Option<String>,
+    /// What apply does (or did) to it.
     pub change: Change,
 }
 

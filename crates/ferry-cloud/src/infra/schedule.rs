@@ -12,6 +12,7 @@ use serde_json::Value;
 use super::{Change, Ctx, same_policy};
 use crate::policy;
 
+/// The sweep rule's schedule expression (EventBridge syntax).
 pub const SCHEDULE: &str = "rate(1 hour)";
 /// Id of the rule's one target.
 pub const TARGET_ID: &str = "ferry-clean-sweep";

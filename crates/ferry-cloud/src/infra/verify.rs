@@ -49,17 +49,25 @@ use crate::verify::{
 /// One case's outcome.
 #[derive(Debug, Clone, Serialize)]
 pub struct CaseReport {
+    /// 1-based position of the case in the matrix.
     pub n: usize,
+    /// The principal, as [`crate::verify::Who::label`] spells it (`backup-user`, `operator`, …).
     pub principal: &'static str,
+    /// IAM action, `service:Action` (`s3:GetObject`).
     pub action: String,
+    /// ARN of the resource the request is about.
     pub resource: String,
+    /// Request context keys and values besides `aws:PrincipalArn`, as in the matrix.
     pub context: Vec<(String, String)>,
+    /// `allow` or `deny`, from the trust table.
     pub expected: &'static str,
     /// `allow`, `deny`, or `error`.
     pub got: &'static str,
     /// `simulator`, `simulator+local` (endpoint policy evaluated locally) or `local`.
     pub by: &'static str,
+    /// Whether `got` equals `expected` (never for `error`).
     pub ok: bool,
+    /// Why the matrix expects that answer.
     pub why: String,
     /// Why a part was evaluated locally, or the error.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -69,15 +77,21 @@ pub struct CaseReport {
 /// The whole report (`--json` prints it as is).
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
+    /// The installation's prefix.
     pub installation: String,
+    /// AWS account id (12 digits) the documents were read from.
     pub account: String,
+    /// Region of the installation.
     pub region: String,
     /// `true` when the simulator answered (at least one case).
     pub simulator: bool,
     /// Why the simulator was not used, if it was not.
     pub simulator_unavailable: Option<String>,
+    /// Every case of the matrix, in matrix order.
     pub cases: Vec<CaseReport>,
+    /// Number of cases whose answer matches the expected one.
     pub ok: usize,
+    /// Number of cases that differ (or errored); `ferry infra verify` exits 1 when non-zero.
     pub diff: usize,
 }
 

@@ -34,9 +34,13 @@ pub enum Caller<'a> {
 /// One request: caller, action, resource, and the request context (key, value).
 #[derive(Debug, Clone, Copy)]
 pub struct Request<'a> {
+    /// Who makes the request.
     pub caller: Caller<'a>,
+    /// IAM action, `service:Action`; matched case-insensitively against `Action` patterns.
     pub action: &'a str,
+    /// ARN of the resource; matched case-sensitively against `Resource` patterns.
     pub resource: &'a str,
+    /// Request context entries (key, value); keys are looked up case-insensitively.
     pub context: &'a [(String, String)],
 }
 
@@ -53,41 +57,70 @@ impl Request<'_> {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("statement {sid}: {problem}")]
 pub struct PolicyError {
+    /// The statement's `Sid`, `#i` (0-based position) when it has none, `-` for the document.
     pub sid: String,
+    /// What in the statement cannot be read.
     pub problem: Unsupported,
 }
 
 /// What in a statement the local evaluator cannot read (so it refuses to guess a verdict).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Unsupported {
+    /// `Statement` is missing, or neither an object nor a list.
     #[error("the document has no Statement")]
     NoStatement,
+    /// The statement uses `NotPrincipal`.
     #[error("NotPrincipal is not supported by the local evaluator")]
     NotPrincipal,
+    /// A statement of a resource policy names no `Principal`.
     #[error("a resource policy statement without Principal")]
     NoPrincipal,
+    /// `Effect` is missing (`None`) or another string.
     #[error("Effect {0:?} is neither Allow nor Deny")]
     Effect(Option<String>),
     /// Neither `yes` nor `no` (`Action`/`NotAction`) is present.
     #[error("neither {yes} nor {no}")]
-    NeitherElement { yes: String, no: String },
+    NeitherElement {
+        /// The positive element (`Action`, `Resource`, `Principal`).
+        yes: String,
+        /// Its negated counterpart (`NotAction`, `NotResource`, `NotPrincipal`).
+        no: String,
+    },
+    /// A statement holds both `yes` and `no` (`Action` and `NotAction`).
     #[error("both {yes} and {no}")]
-    BothElements { yes: String, no: String },
+    BothElements {
+        /// The positive element (`Action`, `Resource`, `Principal`).
+        yes: String,
+        /// Its negated counterpart (`NotAction`, `NotResource`, `NotPrincipal`).
+        no: String,
+    },
     /// A value that should be a string or a list of strings (the JSON as found).
     #[error("expected a string or a list of strings, found {0}")]
     NotStrings(String),
+    /// `Principal` is neither `"*"` nor an object (the JSON as found).
     #[error("Principal {0} is neither \"*\" nor an object")]
     Principal(String),
+    /// A `Principal` key other than `AWS`, `Service`, `Federated` and `CanonicalUser`.
     #[error("unknown principal type {0:?}")]
     PrincipalType(String),
+    /// `Condition` is not an object (the JSON as found).
     #[error("Condition {0} is not an object")]
     Condition(String),
+    /// The block under a condition operator is not an object of keys.
     #[error("Condition {op}: {keys} is not an object")]
-    ConditionKeys { op: String, keys: String },
+    ConditionKeys {
+        /// The condition operator (`StringEquals`).
+        op: String,
+        /// The JSON found under it.
+        keys: String,
+    },
+    /// A `ForAllValues:` or `ForAnyValue:` operator (the operator as written).
     #[error("set operator {0} is not supported by the local evaluator")]
     SetOperator(String),
+    /// `Null` with values other than `"true"` / `"false"` (the values found).
     #[error("Null takes \"true\" or \"false\", not {0:?}")]
     NullValue(Vec<String>),
+    /// A condition operator outside the supported list (numeric, date, IP, …), as written.
     #[error("condition operator {0} is not supported by the local evaluator")]
     Operator(String),
 }
@@ -102,9 +135,11 @@ pub struct Verdict {
 }
 
 impl Verdict {
+    /// Whether some Allow statement matches (a Deny may still win).
     pub fn allows(&self) -> bool {
         !self.allows.is_empty()
     }
+    /// Whether some Deny statement matches (an explicit deny, which wins over any allow).
     pub fn denies(&self) -> bool {
         !self.denies.is_empty()
     }

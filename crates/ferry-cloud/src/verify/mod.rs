@@ -109,14 +109,18 @@ pub fn admin_policy() -> Value {
 /// One case of the matrix.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Case {
+    /// The principal making the request.
     pub who: Who,
+    /// IAM action, `service:Action` (`s3:PutObject`, `sts:AssumeRole`).
     pub action: String,
+    /// ARN of the resource (bucket, object, role, function) the request is about.
     pub resource: String,
     /// Request context as AWS would fill it for this request (besides `aws:PrincipalArn`,
     /// which follows from the principal), in a stable order.
     pub context: Vec<(String, String)>,
     /// `true`: allow. From DESIGN.md's trust table.
     pub expected: bool,
+    /// Why the trust table expects that answer, in a few words (printed in the report).
     pub why: String,
 }
 
@@ -463,17 +467,25 @@ pub fn dump_matrix(p: &PolicyInputs, dir: &std::path::Path) -> crate::Result<std
 /// The documents a matrix is evaluated on: generated, or read from the account.
 #[derive(Debug, Clone)]
 pub struct Documents {
+    /// Trust policy of the Lambda role (who may assume it).
     pub lambda_trust: Value,
+    /// Trust policy of the jump box role.
     pub jumpbox_trust: Value,
     /// Every identity policy of each real principal (inline and attached).
     pub lambda_role: Vec<Value>,
+    /// Identity policies of the jump box role.
     pub jumpbox_role: Vec<Value>,
+    /// Identity policies of the backup user.
     pub backup_user: Vec<Value>,
+    /// Bucket policy of the backup bucket.
     pub backup_bucket: Value,
+    /// Bucket policy of the state bucket.
     pub state_bucket: Value,
+    /// Policy of the S3 gateway endpoint.
     pub endpoint: Value,
     /// The functions' resource policies (`None`: the function has none).
     pub build_function: Option<Value>,
+    /// ferry-clean's resource policy (the sweep rule's permission); `None`: it has none.
     pub clean_function: Option<Value>,
 }
 
@@ -560,12 +572,18 @@ pub fn through_endpoint(case: &Case, p: &PolicyInputs) -> bool {
 pub enum EvalError {
     /// The principal has no ARN (no operator resolved).
     #[error("{who} has no ARN (no operator?)")]
-    NoArn { who: &'static str },
+    NoArn {
+        /// The principal's label ([`Who::label`]).
+        who: &'static str,
+    },
     /// The principal's `number`th identity policy (from 1).
     #[error("identity policy #{number} of {who}: {error}")]
     Identity {
+        /// Position of the policy among the principal's identity policies, from 1.
         number: usize,
+        /// The principal's label ([`Who::label`]).
         who: &'static str,
+        /// What in the policy the evaluator cannot read.
         error: eval::PolicyError,
     },
     /// The resource's policy (bucket, function, role trust).
@@ -578,13 +596,16 @@ pub enum EvalError {
 
 /// The matrix evaluated locally on one set of documents.
 pub struct LocalWorld<'a> {
+    /// The installation's identifiers, to resolve principals and resources to ARNs.
     pub inputs: &'a PolicyInputs,
+    /// The documents evaluated.
     pub docs: &'a Documents,
     /// Identity policies of the operator (an administrator unless told otherwise).
     pub operator: Vec<Value>,
 }
 
 impl<'a> LocalWorld<'a> {
+    /// A world on `docs` whose operator is an administrator ([`admin_policy`]).
     pub fn new(inputs: &'a PolicyInputs, docs: &'a Documents) -> LocalWorld<'a> {
         LocalWorld {
             inputs,
