@@ -23,9 +23,14 @@ use std::path::{Path, PathBuf};
 /// What the cache remembers about one file.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FileRecord {
+    /// Bytes read from the file by the run that stored it (what the snapshot records).
     pub size: u64,
+    /// Modification time seen by that run, nanoseconds since the Unix epoch.
     pub mtime_ns: i64,
+    /// Inode number seen by that run (with size and mtime, how an unchanged file is
+    /// recognised).
     pub inode: u64,
+    /// Ids of the file's data blobs, in file order (empty for an empty file).
     pub content: Vec<BlobId>,
 }
 

@@ -24,6 +24,7 @@ use std::collections::{HashMap, HashSet};
 pub struct Problem {
     /// e.g. `packs/ab12…`, `index/…`, `snapshots/…`, `blob 3f…`.
     pub object: String,
+    /// What is wrong, with where it was found (e.g. `missing (listed by index/…)`).
     pub message: String,
 }
 
@@ -34,17 +35,24 @@ pub struct CheckReport {
     pub problems: Vec<Problem>,
     /// Harmless findings (e.g. a pack no index covers yet, left by an interrupted backup).
     pub warnings: Vec<Problem>,
+    /// Snapshot objects listed by storage (including unreadable ones).
     pub snapshots: u64,
+    /// Index objects listed by storage (including unreadable ones).
     pub indexes: u64,
+    /// Pack objects listed by storage.
     pub packs: u64,
+    /// Distinct tree blobs reached from the snapshots.
     pub trees: u64,
+    /// Distinct data blobs referenced by files in the reachable trees.
     pub data_blobs_referenced: u64,
     /// Blobs decrypted and verified (with `read_data`).
     pub blobs_verified: u64,
+    /// Whether packs were read whole and every blob verified (`check --read-data`).
     pub read_data: bool,
 }
 
 impl CheckReport {
+    /// True when there are no problems (warnings do not count).
     pub fn is_ok(&self) -> bool {
         self.problems.is_empty()
     }

@@ -12,76 +12,151 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub enum Error {
     /// No `config` object: not a Ferry repository (or not initialised yet).
     #[error("no Ferry repository at {location}: the `config` object is missing")]
-    MissingRepository { location: String },
+    MissingRepository {
+        /// The storage location searched ([`Storage::location`](crate::storage::Storage::location)).
+        location: String,
+    },
     /// `init` on a location that already holds a different repository.
     #[error("a different Ferry repository already exists at {location}")]
-    RepositoryExists { location: String },
+    RepositoryExists {
+        /// The storage location of the existing repository.
+        location: String,
+    },
     /// The key does not belong to this repository, or cannot decrypt it.
     #[error("wrong key: {0}")]
     WrongKey(String),
     /// A put-only key was given for an operation that needs to read the repository.
     #[error("this is a put-only key; {op} needs the master key")]
-    PutOnlyKey { op: &'static str },
+    PutOnlyKey {
+        /// The refused operation, as shown to the user (e.g. "restore").
+        op: &'static str,
+    },
     /// A key file of the other kind was given.
     #[error("key file {path} holds a {found} key, but a {expected} key is needed here")]
     WrongKeyKind {
+        /// The key file, as displayed.
         path: String,
+        /// Kind the file holds: "master" or "put".
         found: &'static str,
+        /// Kind the operation needs: "master" or "put".
         expected: &'static str,
     },
     /// The key file (or key bytes) cannot be parsed.
     #[error("malformed key file {path}: {message}")]
-    MalformedKey { path: String, message: String },
+    MalformedKey {
+        /// The key file, as displayed (`<key bytes>` when parsed from memory).
+        path: String,
+        /// What is wrong with it.
+        message: String,
+    },
     /// The passphrase does not open the key file.
     #[error("wrong passphrase for key file {path} (or the file is damaged)")]
-    BadPassphrase { path: String },
+    BadPassphrase {
+        /// The key file, as displayed.
+        path: String,
+    },
     /// The key file is protected and no passphrase was available.
     #[error("key file {path} is protected by a passphrase, and none was given")]
-    PassphraseRequired { path: String },
+    PassphraseRequired {
+        /// The key file, as displayed.
+        path: String,
+    },
     /// `write_new` refuses to replace an existing key file.
     #[error("key file {path} already exists; refusing to overwrite it")]
-    KeyFileExists { path: String },
+    KeyFileExists {
+        /// The existing key file, as displayed.
+        path: String,
+    },
     /// A repository object failed verification (name, header, decryption, parse, blob id).
     #[error("corrupt object {object}: {message}")]
-    Corrupt { object: String, message: String },
+    Corrupt {
+        /// The object's storage key (`config`, `packs/<name>`, …) or a description such
+        /// as `tree blob <id>`.
+        object: String,
+        /// Which check failed.
+        message: String,
+    },
     /// Bytes handed to a parser are not a valid encoding of `what`.
     #[error("malformed {what}: {message}")]
-    Malformed { what: &'static str, message: String },
+    Malformed {
+        /// The kind of encoding expected ("tree", "snapshot", "index", "pack trailer", …).
+        what: &'static str,
+        /// Why the bytes were rejected (usually the decoder's error).
+        message: String,
+    },
     /// The storage backend failed.
     #[error(transparent)]
     Storage(#[from] StorageError),
     /// A local file operation failed.
     #[error("{op} {}: {}", path.display(), describe_io(source))]
     Io {
+        /// The operation that failed, as a verb phrase shown before the path
+        /// (e.g. "open cache lock").
         op: &'static str,
+        /// The local file or directory operated on.
         path: PathBuf,
+        /// The underlying OS error.
         #[source]
         source: std::io::Error,
     },
     /// Restore refused an entry that would land outside the target (or is otherwise unsafe).
     #[error("refusing to restore {path:?}: {reason}")]
-    UnsafePath { path: String, reason: String },
+    UnsafePath {
+        /// The entry's path in the snapshot (lossy UTF-8).
+        path: String,
+        /// Why it was refused (e.g. "name contains NUL").
+        reason: String,
+    },
     /// A path given to the backup session is not a valid repository path.
     #[error("invalid path {path:?} in backup: {reason}")]
-    InvalidPath { path: String, reason: String },
+    InvalidPath {
+        /// The path as given (lossy UTF-8).
+        path: String,
+        /// Why it is not a valid repository path.
+        reason: String,
+    },
     /// No snapshot matches.
+    /// Holds the id or prefix as given, or `latest (the repository has no snapshots)`.
     #[error("no snapshot matches {0:?}")]
     SnapshotNotFound(String),
     /// A prefix matches more than one snapshot.
     #[error("snapshot prefix {prefix:?} is ambiguous: it matches {count} snapshots")]
-    AmbiguousSnapshot { prefix: String, count: usize },
+    AmbiguousSnapshot {
+        /// The snapshot id prefix as given.
+        prefix: String,
+        /// How many snapshots it matches (at least 2).
+        count: usize,
+    },
     /// `ls`/`restore` path not in the snapshot.
     #[error("path {path:?} not found in snapshot {snapshot}")]
-    PathNotFound { path: String, snapshot: String },
+    PathNotFound {
+        /// The slash-separated path looked up (lossy UTF-8).
+        path: String,
+        /// Short id of the snapshot searched.
+        snapshot: String,
+    },
     /// A blob referenced by a tree is in no index.
     #[error("blob {blob} is not in any index (repository incomplete or damaged)")]
-    MissingBlob { blob: String },
+    MissingBlob {
+        /// The missing blob id, lowercase hex.
+        blob: String,
+    },
     /// A glob pattern given to restore is invalid.
     #[error("invalid include pattern {pattern:?}: {message}")]
-    Glob { pattern: String, message: String },
+    Glob {
+        /// The pattern as given.
+        pattern: String,
+        /// The glob parser's complaint.
+        message: String,
+    },
     /// The local cache could not be read or written.
     #[error("local cache {}: {message}", path.display())]
-    Cache { path: PathBuf, message: String },
+    Cache {
+        /// The cache directory (or file in it).
+        path: PathBuf,
+        /// What went wrong (e.g. in use by another process).
+        message: String,
+    },
     /// Invalid option (chunker parameters, pack size, …).
     #[error("invalid option: {0}")]
     InvalidOption(String),

@@ -27,6 +27,7 @@ pub enum ObjectKind {
 }
 
 impl ObjectKind {
+    /// Every kind, in header-code order (`config`, `pack`, `index`, `snapshot`).
     pub const ALL: [ObjectKind; 4] = [
         ObjectKind::Config,
         ObjectKind::Pack,
@@ -44,6 +45,7 @@ impl ObjectKind {
         }
     }
 
+    /// The kind whose header byte is `code`; `None` for an unknown code.
     pub fn from_code(code: u8) -> Option<Self> {
         Self::ALL.into_iter().find(|k| k.code() == code)
     }
@@ -68,6 +70,7 @@ impl ObjectKind {
         }
     }
 
+    /// The kind named `s` as in [`as_str`](Self::as_str) (exact, lowercase); `None` otherwise.
     pub fn parse(s: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|k| k.as_str() == s)
     }
@@ -98,14 +101,26 @@ pub const CONFIG_NAME: &str = "config";
 /// Why an object's leading bytes are not a Ferry object of the expected kind.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum HeaderError {
+    /// The object is shorter than [`HEADER_LEN`]; holds its length in bytes.
     #[error("object is {0} bytes long, shorter than the {HEADER_LEN}-byte Ferry header")]
     TooShort(usize),
     #[error("object does not start with the Ferry magic \"FRRY\" (not a Ferry repository object)")]
+    /// The first four bytes are not [`MAGIC`] (e.g. plaintext uploaded by mistake).
     BadMagic,
     #[error("object has format version {found}, this build reads version {FORMAT_VERSION}")]
-    UnsupportedVersion { found: u8 },
+    /// The version byte is not [`FORMAT_VERSION`].
+    UnsupportedVersion {
+        /// The version byte found in the object.
+        found: u8,
+    },
     #[error("object header says kind code {found}, expected {expected}")]
-    WrongKind { found: u8, expected: ObjectKind },
+    /// A valid Ferry header, but for another kind than the one being read or stored.
+    WrongKind {
+        /// The kind byte found (possibly not a known [`ObjectKind::code`]).
+        found: u8,
+        /// The kind the caller asked for.
+        expected: ObjectKind,
+    },
 }
 
 /// The header bytes for an object of `kind`.

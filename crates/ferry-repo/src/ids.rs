@@ -10,10 +10,12 @@ use std::fmt;
 pub struct BlobId(pub [u8; 32]);
 
 impl BlobId {
+    /// The id as 64 lowercase hex characters.
     pub fn to_hex(&self) -> String {
         hex::encode(self.0)
     }
 
+    /// Parse exactly 64 hex characters (either case); anything else is [`Error::Malformed`].
     pub fn from_hex(s: &str) -> Result<Self> {
         let mut b = [0u8; 32];
         hex::decode_to_slice(s, &mut b)
@@ -70,6 +72,7 @@ pub enum BlobKind {
 pub struct RepoId(pub [u8; 16]);
 
 impl RepoId {
+    /// The id as 32 lowercase hex characters (also the cache subdirectory name).
     pub fn to_hex(&self) -> String {
         hex::encode(self.0)
     }
@@ -92,8 +95,11 @@ impl fmt::Display for RepoId {
 /// Default: min 512 KiB, average 1 MiB, max 8 MiB. Files smaller than `min` are one blob.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChunkerParams {
+    /// Smallest chunk in bytes (except a file's last chunk).
     pub min_size: u32,
+    /// Target average chunk size in bytes.
     pub avg_size: u32,
+    /// Largest chunk in bytes; a cut is forced here.
     pub max_size: u32,
 }
 

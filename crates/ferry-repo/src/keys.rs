@@ -29,12 +29,15 @@ use zeroize::{Zeroize, Zeroizing};
 pub struct Passphrase(Zeroizing<String>);
 
 impl Passphrase {
+    /// Wrap a passphrase as typed or read (not trimmed; an empty one means "no protection").
     pub fn new(s: impl Into<String>) -> Self {
         Passphrase(Zeroizing::new(s.into()))
     }
+    /// The passphrase text, for key derivation only; never log or display it.
     pub fn as_str(&self) -> &str {
         &self.0
     }
+    /// True for `""`: writing a key file with an empty passphrase leaves it unprotected.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
@@ -49,11 +52,14 @@ impl fmt::Debug for Passphrase {
 /// Which kind of key a key file holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum KeyKind {
+    /// A [`MasterKey`] (armor label `FERRY MASTER KEY`): can read and write.
     Master,
+    /// A [`PutKey`] (armor label `FERRY PUT KEY`): can only write backups.
     Put,
 }
 
 impl KeyKind {
+    /// `"master"` or `"put"`, as used in messages and [`Error::WrongKeyKind`].
     pub fn as_str(self) -> &'static str {
         match self {
             KeyKind::Master => "master",
@@ -95,6 +101,7 @@ impl fmt::Debug for PutKey {
 }
 
 impl PutKey {
+    /// The id of the repository this key belongs to (checked against its `config`).
     pub fn repo_id(&self) -> RepoId {
         self.repo_id
     }
@@ -102,6 +109,7 @@ impl PutKey {
     pub fn public_key(&self) -> &[u8; 32] {
         &self.public
     }
+    /// The repository's chunker parameters (fixed when the master key was generated).
     pub fn chunker(&self) -> ChunkerParams {
         self.chunker
     }
@@ -232,6 +240,7 @@ impl MasterKey {
         &self.put
     }
 
+    /// The id of the repository this key belongs to (same as its put key's).
     pub fn repo_id(&self) -> RepoId {
         self.put.repo_id
     }
@@ -267,11 +276,14 @@ impl MasterKey {
 /// Either kind of key, as read from a key file.
 #[derive(Debug, Clone)]
 pub enum AnyKey {
+    /// The file held a master key.
     Master(MasterKey),
+    /// The file held a put key.
     Put(PutKey),
 }
 
 impl AnyKey {
+    /// Which kind of key this is.
     pub fn kind(&self) -> KeyKind {
         match self {
             AnyKey::Master(_) => KeyKind::Master,
@@ -297,10 +309,15 @@ impl AnyKey {
 /// Argon2id parameters and the encryption nonce of a protected key file.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Protection {
+    /// Argon2id memory cost in KiB (written as 64 MiB; more than 1 GiB is refused on read).
     pub m_cost_kib: u32,
+    /// Argon2id passes (written as 3; 1..=16 accepted).
     pub t_cost: u32,
+    /// Argon2id lanes (written as 1; 1..=16 accepted).
     pub p_cost: u32,
+    /// Random argon2id salt, fresh for every file written.
     pub salt: [u8; 16],
+    /// Random XChaCha20-Poly1305 nonce of the encrypted body.
     pub nonce: [u8; 24],
 }
 
@@ -433,9 +450,11 @@ fn parse_named(bytes: &[u8], path: &str) -> Result<KeyFile> {
 }
 
 impl KeyFile {
+    /// The kind named by the armor and the encoded header (readable without a passphrase).
     pub fn kind(&self) -> KeyKind {
         self.kind
     }
+    /// Whether the body is passphrase-encrypted ([`unlock`](Self::unlock) then needs one).
     pub fn is_protected(&self) -> bool {
         self.protection.is_some()
     }

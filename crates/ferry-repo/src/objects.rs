@@ -27,10 +27,13 @@ pub struct RepoConfig {
     pub repo_id: String,
     /// X25519 public key everything is encrypted to (hex).
     pub public_key: String,
+    /// The repository's chunker parameters; must equal the key's.
     pub chunker: ChunkerParams,
 }
 
 impl RepoConfig {
+    /// The `config` of a new repository for `key` (version 1, its id, public key and
+    /// chunker parameters).
     pub fn for_key(key: &PutKey) -> RepoConfig {
         RepoConfig {
             version: 1,
@@ -94,6 +97,8 @@ impl RepoConfig {
         Ok(())
     }
 
+    /// The repository id decoded from `repo_id` (all zeroes if it is not valid hex, which
+    /// [`parse`](Self::parse) already refuses).
     pub fn repo_id(&self) -> RepoId {
         let mut id = [0u8; 16];
         let _ = hex::decode_to_slice(&self.repo_id, &mut id);
@@ -107,7 +112,9 @@ impl RepoConfig {
 /// One blob inside a pack.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BlobEntry {
+    /// The blob's id (keyed BLAKE3 of its plaintext; also the record's AAD).
     pub id: BlobId,
+    /// Whether the blob is file content or a tree.
     pub kind: BlobKind,
     /// Offset of the record (nonce first) from the start of the pack object.
     pub offset: u32,
@@ -147,6 +154,7 @@ impl BlobEntry {
 /// The decrypted pack trailer: the blobs in the pack, in order.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PackTrailer {
+    /// Every blob record of the pack, in the order written (ascending offsets).
     pub blobs: Vec<BlobEntry>,
 }
 
@@ -164,6 +172,7 @@ impl PackTrailer {
         Ok(t)
     }
 
+    /// The postcard encoding (the trailer plaintext before compression and encryption).
     pub fn to_bytes(&self) -> Vec<u8> {
         postcard::to_allocvec(self).unwrap_or_default()
     }
@@ -225,12 +234,14 @@ pub struct IndexPack {
     pub pack: String,
     /// The pack's ephemeral public key (so a blob can be decrypted from a byte range).
     pub ephemeral: [u8; 32],
+    /// The pack's blobs, as in its trailer.
     pub blobs: Vec<BlobEntry>,
 }
 
 /// The decrypted payload of an `index/` object.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IndexObject {
+    /// The packs this index covers, each with all its blobs.
     pub packs: Vec<IndexPack>,
 }
 
@@ -253,6 +264,7 @@ impl IndexObject {
         Ok(i)
     }
 
+    /// The postcard encoding (the payload before compression and encryption).
     pub fn to_bytes(&self) -> Vec<u8> {
         postcard::to_allocvec(self).unwrap_or_default()
     }
@@ -327,11 +339,20 @@ pub(crate) fn open_blob_with(
 #[serde(rename_all = "lowercase")]
 pub enum NodeKind {
     /// A regular file; its content is the concatenation of these blobs.
-    File { content: Vec<BlobId> },
+    File {
+        /// Data blob ids in file order (empty for an empty file).
+        content: Vec<BlobId>,
+    },
     /// A directory; its entries are the tree blob `subtree`.
-    Dir { subtree: BlobId },
+    Dir {
+        /// Id of the tree blob listing the directory's entries.
+        subtree: BlobId,
+    },
     /// A symbolic link with its raw target bytes.
-    Symlink { target: Vec<u8> },
+    Symlink {
+        /// The link target exactly as `readlink` returned it (not necessarily UTF-8).
+        target: Vec<u8>,
+    },
 }
 
 /// One entry of a directory.
@@ -340,15 +361,19 @@ pub struct Node {
     /// The raw name bytes (non-UTF-8 kept exactly). Never empty, `.`, `..`, or containing `/` or NUL
     /// when written by Ferry; restore re-checks.
     pub name: Vec<u8>,
+    /// File, directory or symlink, with what it points to.
     pub kind: NodeKind,
     /// Permission bits (including setuid/setgid/sticky), without the file type.
     pub mode: u32,
     /// Modification time, nanoseconds since the Unix epoch.
     pub mtime_ns: i64,
+    /// Numeric owner user id (restored if the restore options say so; by default as root).
     pub uid: u32,
+    /// Numeric owner group id (restored like `uid`).
     pub gid: u32,
     /// File size in bytes (0 for directories; target length for symlinks).
     pub size: u64,
+    /// Inode number on the source at backup time (informational; not restored).
     pub inode: u64,
 }
 
@@ -362,6 +387,7 @@ impl Node {
 /// A directory listing: nodes sorted by name.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Tree {
+    /// The directory's entries, sorted by raw name bytes when written by Ferry.
     pub nodes: Vec<Node>,
 }
 
@@ -372,10 +398,13 @@ impl Tree {
         postcard::from_bytes(bytes).map_err(|e| Error::malformed("tree", e.to_string()))
     }
 
+    /// The postcard encoding (the tree blob's plaintext).
     pub fn to_bytes(&self) -> Vec<u8> {
         postcard::to_allocvec(self).unwrap_or_default()
     }
 
+    /// The entry named `name` (raw bytes): binary search, then a linear scan in case the
+    /// tree is not sorted.
     pub fn find(&self, name: &[u8]) -> Option<&Node> {
         self.nodes
             .binary_search_by(|n| n.name.as_slice().cmp(name))
@@ -391,8 +420,11 @@ impl Tree {
 /// Statistics of one backup run.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SnapshotStats {
+    /// Regular files recorded (read or unchanged).
     pub files: u64,
+    /// Directories recorded (including the root, when the collector adds it).
     pub dirs: u64,
+    /// Symbolic links recorded.
     pub symlinks: u64,
     /// Total size of all files in the snapshot.
     pub bytes: u64,
@@ -412,24 +444,30 @@ pub struct SnapshotStats {
     pub packs: u64,
     /// Entries that could not be read (see `errors`).
     pub errors: u64,
+    /// Wall-clock length of the run, milliseconds (from session start to the snapshot).
     pub duration_ms: u64,
 }
 
 /// One source (a local path, or a remote host's path) and how it went.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SourceStatus {
+    /// The source's name, as registered with the backup session (its top-level path
+    /// component in the snapshot).
     pub source: String,
     /// `ok`, `partial` (some entries unreadable) or `failed` (nothing could be read).
     pub status: String,
+    /// Entries of this source that could not be backed up.
     pub errors: u64,
 }
 
 /// An entry that could not be backed up.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SourceError {
+    /// Name of the source the entry belongs to (as in [`SourceStatus::source`]).
     pub source: String,
     /// The path (lossy UTF-8) of the entry.
     pub path: String,
+    /// Why it could not be backed up (e.g. the I/O error).
     pub message: String,
 }
 
@@ -440,17 +478,23 @@ pub struct Snapshot {
     pub time: String,
     /// Nanoseconds since the Unix epoch (same instant as `time`).
     pub time_ns: i64,
+    /// Host the backup is recorded for (the backing-up machine's hostname unless overridden).
     pub host: String,
     /// The sources as given.
     pub paths: Vec<String>,
+    /// User-given tags, as given (possibly empty).
     pub tags: Vec<String>,
     /// Label of the source set (sources + host), which selects the file-metadata cache.
     pub source_set: String,
     /// Root tree blob.
     pub root: BlobId,
+    /// Counters of the run that wrote this snapshot.
     pub stats: SnapshotStats,
+    /// Each registered source and whether it was read fully.
     pub sources: Vec<SourceStatus>,
+    /// Every entry that could not be backed up, in the order met.
     pub errors: Vec<SourceError>,
+    /// Version of the `ferry-repo` crate that wrote the snapshot (`CARGO_PKG_VERSION`).
     pub ferry_version: String,
     /// What the run that uploaded this snapshot used in the cloud (`None` for a backup written
     /// straight to a repository).
@@ -484,6 +528,7 @@ impl Snapshot {
         postcard::from_bytes(plaintext).map_err(|e| Error::malformed("snapshot", e.to_string()))
     }
 
+    /// The postcard encoding (the payload before compression and encryption).
     pub fn to_bytes(&self) -> Vec<u8> {
         postcard::to_allocvec(self).unwrap_or_default()
     }
@@ -510,7 +555,9 @@ impl Snapshot {
 /// A snapshot with its id (the object name). Serialises flat: `{"id": …, "time": …, …}`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SnapshotInfo {
+    /// The snapshot's object name: lowercase hex SHA-256 of its stored bytes.
     pub id: String,
+    /// The decrypted snapshot.
     #[serde(flatten)]
     pub snapshot: Snapshot,
 }

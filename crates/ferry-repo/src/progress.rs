@@ -39,20 +39,32 @@ impl Progress for NoProgress {}
 /// Counts everything (thread-safe). Useful for tests and summaries.
 #[derive(Debug, Default)]
 pub struct Counters {
+    /// Files about to be read ([`Progress::file_started`] calls).
     pub files_started: AtomicU64,
+    /// Files skipped as unchanged ([`Progress::file_unchanged`] calls).
     pub files_unchanged: AtomicU64,
+    /// Directories and symlinks recorded ([`Progress::entry_recorded`] calls).
     pub entries: AtomicU64,
+    /// Total file content bytes read (sum of [`Progress::bytes_read`]).
     pub bytes_read: AtomicU64,
+    /// New blobs queued for storing (count, not bytes).
     pub blobs_stored: AtomicU64,
+    /// Blobs found already known (count, not bytes).
     pub blobs_deduplicated: AtomicU64,
+    /// Packs committed to storage.
     pub packs_written: AtomicU64,
+    /// Entries that could not be read ([`Progress::error`] calls).
     pub errors: AtomicU64,
+    /// Files restored ([`Progress::restore_file`] calls).
     pub restored_files: AtomicU64,
+    /// Total bytes written by restore (sum of [`Progress::restore_bytes`]).
     pub restored_bytes: AtomicU64,
+    /// Objects verified by check ([`Progress::check_object`] calls).
     pub checked_objects: AtomicU64,
 }
 
 impl Counters {
+    /// Read one counter, e.g. `Counters::get(&c.files_started)` (relaxed load).
     pub fn get(c: &AtomicU64) -> u64 {
         c.load(Relaxed)
     }

@@ -77,10 +77,12 @@ impl Repository {
         }
     }
 
+    /// The repository's parsed `config` object (read at open or written at init).
     pub fn config(&self) -> &RepoConfig {
         &self.config
     }
 
+    /// The storage backend the repository lives in.
     pub fn storage(&self) -> &Arc<dyn Storage> {
         &self.storage
     }
@@ -137,7 +139,10 @@ impl Repository {
 /// Where a blob lives.
 #[derive(Clone, Copy, Debug)]
 pub struct BlobLocation {
+    /// Position of the pack in the [`Reader`]'s internal pack table (in index load order);
+    /// only meaningful to that reader. [`Reader::locate`] also returns the pack's name.
     pub pack: u32,
+    /// The blob's entry as listed by the index (offset and length within the pack).
     pub entry: BlobEntry,
 }
 
@@ -165,6 +170,7 @@ impl std::fmt::Debug for Reader {
 pub struct LsEntry {
     /// Path from the snapshot root, components joined by `/` (raw bytes).
     pub path: Vec<u8>,
+    /// The entry's tree node (kind, metadata).
     pub node: Node,
 }
 
@@ -179,10 +185,12 @@ impl Reader {
         }
     }
 
+    /// The master key this reader decrypts with.
     pub fn key(&self) -> &MasterKey {
         &self.key
     }
 
+    /// The storage backend blobs are read from.
     pub fn storage(&self) -> &Arc<dyn Storage> {
         &self.storage
     }

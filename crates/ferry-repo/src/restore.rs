@@ -32,9 +32,13 @@ pub struct RestoreOptions {
 /// What a restore did.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct RestoreStats {
+    /// Regular files written.
     pub files: u64,
+    /// Directories restored (created or already present), metadata applied.
     pub dirs: u64,
+    /// Symbolic links created.
     pub symlinks: u64,
+    /// File content bytes written.
     pub bytes: u64,
 }
 

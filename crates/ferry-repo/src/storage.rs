@@ -26,23 +26,42 @@ pub enum PutOutcome {
 /// A storage failure, naming the object or location.
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
+    /// The object does not exist (`get`, `get_range`).
     #[error("object {key} not found in {location}")]
-    NotFound { location: String, key: String },
+    NotFound {
+        /// The backend's [`Storage::location`].
+        location: String,
+        /// The object's storage key ([`ObjectKind::key`], e.g. `snapshots/<id>`).
+        key: String,
+    },
+    /// A local file operation failed (the [`LocalDir`] backend).
     #[error("{op} {key} in {location}: {}", crate::error::describe_io(source))]
     Io {
+        /// The operation, as a verb shown before the key ("read", "commit", "list", …).
         op: &'static str,
+        /// The backend's [`Storage::location`].
         location: String,
+        /// The object's storage key, or the kind's directory for `list`.
         key: String,
+        /// The underlying OS error.
         #[source]
         source: std::io::Error,
     },
+    /// Any other backend failure (the gate over SSH, S3, a refused put, a lost
+    /// connection), described in text.
     #[error("{location}: {message}")]
-    Backend { location: String, message: String },
+    Backend {
+        /// The backend's [`Storage::location`].
+        location: String,
+        /// What failed, naming the objects concerned.
+        message: String,
+    },
 }
 
 /// A streaming upload of one object whose name is known only at the end (a pack).
 /// Dropping it without `commit` abandons it (nothing appears under any name).
 pub trait PendingPut: Send {
+    /// Append `bytes` to the object being uploaded (called repeatedly, in order).
     fn write(&mut self, bytes: &[u8]) -> Result<(), StorageError>;
     /// Store everything written under `name` unless an object by that name exists.
     fn commit(self: Box<Self>, name: &str) -> Result<PutOutcome, StorageError>;
@@ -109,10 +128,13 @@ pub struct LocalDir {
 }
 
 impl LocalDir {
+    /// A repository rooted at the directory `root`. Touches nothing on disk: directories
+    /// are created by the first put.
     pub fn new(root: impl Into<PathBuf>) -> Self {
         Self { root: root.into() }
     }
 
+    /// The repository directory given to [`LocalDir::new`].
     pub fn root(&self) -> &Path {
         &self.root
     }

@@ -6,13 +6,24 @@
 pub enum SizeError {
     /// No leading digits.
     #[error("{input:?} is not a size (e.g. \"32MiB\")")]
-    NotASize { input: String },
+    NotASize {
+        /// The text as given (untrimmed).
+        input: String,
+    },
     /// A unit that is none of `B`, `K`/`KiB`, `M`/`MiB`, `G`/`GiB`, `T`/`TiB`.
     #[error("unknown size unit {unit:?} in {input:?} (use KiB, MiB, GiB or TiB)")]
-    UnknownUnit { input: String, unit: String },
+    UnknownUnit {
+        /// The text as given (untrimmed).
+        input: String,
+        /// The unit part as written, lowercased.
+        unit: String,
+    },
     /// Zero, or more than 64 bits of bytes.
     #[error("size {input:?} is out of range")]
-    OutOfRange { input: String },
+    OutOfRange {
+        /// The text as given (untrimmed).
+        input: String,
+    },
 }
 
 /// Parse a positive byte size: digits, then an optional unit (`B`, `K`/`KiB`, `M`/`MiB`,

@@ -57,6 +57,8 @@ pub struct Backend<'a> {
     pub writer: &'a dyn Storage,
     /// Gets and ranged gets go here, and listings are checked here too; `None`: the writer.
     pub reader: Option<&'a dyn Storage>,
+    /// What the writer refuses by itself, which selects the refusal cases (default
+    /// [`Checks::Nothing`]).
     pub checks: Checks,
     /// Pack puts answer a provisional `Stored` once sent; the verdict comes at the barrier
     /// (the gate). The suite then asserts pack outcomes only through what is stored.
@@ -81,11 +83,13 @@ impl<'a> Backend<'a> {
         self
     }
 
+    /// Declare what the writer refuses by itself (see [`Checks`]).
     pub fn checks(mut self, checks: Checks) -> Self {
         self.checks = checks;
         self
     }
 
+    /// Declare that pack puts answer a provisional `Stored` (sets the `pipelined_packs` field).
     pub fn pipelined_packs(mut self) -> Self {
         self.pipelined_packs = true;
         self
@@ -99,6 +103,7 @@ impl<'a> Backend<'a> {
 /// What [`run`] did.
 #[derive(Debug, Clone)]
 pub struct Report {
+    /// The backend's name and its writer's location: `name (location)`.
     pub backend: String,
     /// The cases that ran and passed.
     pub ran: Vec<&'static str>,

@@ -51,11 +51,18 @@ struct Calls {
 /// `put_if_absent` calls and streaming commits (each an attempt to store one object).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct MemCalls {
+    /// `put_if_absent` calls plus streaming commits, including ones that failed or found
+    /// the object already present.
     pub puts: u64,
+    /// `list` calls (any kind).
     pub lists: u64,
+    /// `get` calls (whole objects), found or not.
     pub gets: u64,
+    /// `get_range` calls (partial reads, as restore does per blob).
     pub get_ranges: u64,
+    /// `begin_put` calls (streaming uploads started, committed or not).
     pub begin_puts: u64,
+    /// `barrier` calls.
     pub barriers: u64,
 }
 
