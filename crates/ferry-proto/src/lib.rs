@@ -34,19 +34,32 @@ pub const MAX_NAMES: usize = 1000;
 
 /// Frame type bytes. Client → gate below 0x80, gate → client from 0x80.
 pub mod ty {
+    /// Client opens the session: version, session id, site ([`Frame::Hello`]).
     pub const HELLO: u8 = 0x01;
+    /// Client announces one object: kind, name, size ([`Frame::Put`]).
     pub const PUT: u8 = 0x02;
+    /// Client sends a piece of the announced object's bytes ([`Frame::Data`]).
     pub const DATA: u8 = 0x03;
+    /// Client marks the announced object's bytes complete ([`Frame::End`]).
     pub const END: u8 = 0x04;
+    /// Client asks for one page of names under a kind ([`Frame::List`]).
     pub const LIST: u8 = 0x05;
+    /// Client ends the session cleanly ([`Frame::Bye`]).
     pub const BYE: u8 = 0x06;
+    /// Gate accepts the session and tells its limits ([`Frame::HelloOk`]).
     pub const HELLO_OK: u8 = 0x81;
     // 0x82 was READY in version 1; not used since version 2 (decodes as an unknown type).
+    /// Gate stored the object ([`Frame::Stored`]).
     pub const STORED: u8 = 0x83;
+    /// Gate found the object already there and left it unchanged ([`Frame::AlreadyPresent`]).
     pub const ALREADY_PRESENT: u8 = 0x84;
+    /// Gate refused one object; the session goes on ([`Frame::Refused`]).
     pub const REFUSED: u8 = 0x85;
+    /// Gate answers a LIST with one page of names ([`Frame::Names`]).
     pub const NAMES: u8 = 0x86;
+    /// Gate acknowledges BYE, then closes ([`Frame::ByeOk`]).
     pub const BYE_OK: u8 = 0x87;
+    /// Either side reports a fatal protocol error, then closes ([`Frame::Error`]).
     pub const ERROR: u8 = 0xEE;
 }
 
@@ -55,6 +68,7 @@ pub mod ty {
 pub enum Frame<'a> {
     /// Client opens the session.
     Hello {
+        /// Protocol version the client speaks; the gate refuses any but [`PROTOCOL_VERSION`].
         version: u16,
         /// The session id the client was given; empty = "whatever session this gate serves".
         session: String,
@@ -64,8 +78,11 @@ pub enum Frame<'a> {
     /// Client announces one object; DATA frames totalling `size` bytes and END follow
     /// straight away (no answer is awaited in between).
     Put {
+        /// Object kind: `config`, `pack`, `index` or `snapshot` (the gate checks it).
         kind: String,
+        /// Object name: lowercase hex SHA-256 of the bytes (`config` for the config object).
         name: String,
+        /// Exact number of bytes the following DATA frames carry.
         size: u64,
     },
     /// A piece of the announced object's bytes (1..=[`MAX_DATA`] bytes).
@@ -73,31 +90,56 @@ pub enum Frame<'a> {
     /// The object's bytes are complete.
     End,
     /// Client asks for the names under a kind; `continuation` empty = first page.
-    List { kind: String, continuation: String },
+    List {
+        /// Object kind whose names are listed (`pack`, `index`, ...).
+        kind: String,
+        /// Opaque token from the previous NAMES page; empty = first page.
+        continuation: String,
+    },
     /// Client ends the session cleanly.
     Bye,
     /// Gate accepts the session and tells its limits.
     HelloOk {
+        /// Protocol version the gate speaks ([`PROTOCOL_VERSION`]).
         version: u16,
+        /// Id of the session the gate serves (also named in its audit log).
         session: String,
+        /// Largest object the gate accepts, in bytes; a bigger PUT is refused.
         max_object_size: u64,
+        /// Most object bytes (sum of PUT sizes) the gate accepts in this session.
         max_session_bytes: u64,
     },
     /// Gate stored the object.
-    Stored { name: String },
+    Stored {
+        /// Name of the object stored, as sent in its PUT (checked by the client).
+        name: String,
+    },
     /// An object by that name was already there; nothing changed.
-    AlreadyPresent { name: String },
+    AlreadyPresent {
+        /// Name of the object that was already there, as sent in its PUT.
+        name: String,
+    },
     /// Gate refused this object (the session goes on).
-    Refused { name: String, reason: String },
+    Refused {
+        /// Name of the refused object, as sent in its PUT.
+        name: String,
+        /// Human-readable reason (wrong kind, bad name, over a limit, hash mismatch, ...).
+        reason: String,
+    },
     /// One page of names; `continuation` empty = last page.
     Names {
+        /// Object names of this page, at most [`MAX_NAMES`].
         names: Vec<String>,
+        /// Token to send in the next LIST; empty = this is the last page.
         continuation: String,
     },
     /// Gate acknowledges BYE; it closes afterwards.
     ByeOk,
     /// Fatal protocol error; the sender closes afterwards.
-    Error { message: String },
+    Error {
+        /// What went wrong, cut to [`MAX_STRING`] bytes.
+        message: String,
+    },
 }
 
 impl Frame<'_> {
@@ -213,18 +255,35 @@ impl fmt::Debug for Frame<'_> {
 /// Why a frame could not be read or written.
 #[derive(Debug, thiserror::Error)]
 pub enum ProtoError {
+    /// Reading or writing the underlying stream failed.
     #[error("i/o error on the protocol stream: {0}")]
     Io(#[from] io::Error),
+    /// End of stream inside a frame (not at a frame boundary).
     #[error("stream ended in the middle of a frame ({context})")]
-    Truncated { context: &'static str },
+    Truncated {
+        /// Which part was cut short: "length field" or "frame body".
+        context: &'static str,
+    },
+    /// The length field is larger than [`MAX_FRAME`]; the body is not read.
     #[error("frame length {len} exceeds the maximum of {MAX_FRAME} bytes")]
-    Oversized { len: u64 },
+    Oversized {
+        /// The length field's value, in bytes.
+        len: u64,
+    },
+    /// The length field is 0: not even a type byte.
     #[error("frame length 0 (every frame has at least a type byte)")]
     Empty,
+    /// The type byte is none of [`ty`] (including 0x82, READY of version 1).
     #[error("unknown frame type 0x{0:02x}")]
     UnknownType(u8),
+    /// The payload does not fit the frame type (short, trailing bytes, bad UTF-8, too long).
     #[error("malformed {frame} frame: {reason}")]
-    Malformed { frame: &'static str, reason: String },
+    Malformed {
+        /// Name of the frame type, as [`type_name`] gives it.
+        frame: &'static str,
+        /// What is wrong with the payload.
+        reason: String,
+    },
 }
 
 /// Reads frames from a byte stream, reusing one buffer.
@@ -234,6 +293,7 @@ pub struct FrameReader<R> {
 }
 
 impl<R: Read> FrameReader<R> {
+    /// Reads frames from `inner`, which must be at a frame boundary.
     pub fn new(inner: R) -> Self {
         Self {
             inner,
@@ -241,10 +301,12 @@ impl<R: Read> FrameReader<R> {
         }
     }
 
+    /// The underlying stream; reading from it directly desynchronises the frames.
     pub fn get_mut(&mut self) -> &mut R {
         &mut self.inner
     }
 
+    /// Gives the underlying stream back.
     pub fn into_inner(self) -> R {
         self.inner
     }

@@ -30,14 +30,23 @@ use std::path::{Path, PathBuf};
 /// What is wrong with a config file; every message names the file or the field.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    /// The file could not be read (missing, unreadable).
     #[error("reading config file {}", path.display())]
     Read {
+        /// The config file given.
         path: PathBuf,
+        /// The I/O error reading it.
         #[source]
         source: std::io::Error,
     },
+    /// The file is not valid TOML, has an unknown key, or a value fails its check.
     #[error("config file {}: {message}", path.display())]
-    Invalid { path: PathBuf, message: String },
+    Invalid {
+        /// The config file given.
+        path: PathBuf,
+        /// What is wrong, naming the field (`backup.site: …`) or the TOML position.
+        message: String,
+    },
     /// A field's value, before the file is known (`backup.site: …`).
     #[error("{0}")]
     Field(String),
@@ -53,9 +62,12 @@ macro_rules! bail {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FerryConfig {
+    /// `[sources]`: what to collect (checked by `ferry-collect`).
     pub sources: SourcesConfig,
+    /// `[backup]`, if present; needed for a cloud run ([`FerryConfig::cloud_run`]).
     #[serde(default)]
     pub backup: Option<BackupSection>,
+    /// `[cloud]`, if present; needed for a cloud run ([`FerryConfig::cloud_run`]).
     #[serde(default)]
     pub cloud: Option<CloudSection>,
 }
@@ -64,14 +76,21 @@ pub struct FerryConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BackupSection {
+    /// `site`: the repository's prefix in the backup bucket (1–64 of `a-z0-9-_`, checked by
+    /// [`BackupSection::plan`]).
     pub site: String,
+    /// `key`: path of the put key file (it can put objects, never read or delete backups).
     pub key: PathBuf,
+    /// `spool`: absolute spool directory; unset = [`default_spool`].
     #[serde(default)]
     pub spool: Option<PathBuf>,
+    /// `spool_max`: size cap of the spool as written (`"10GiB"`); unset = [`DEFAULT_SPOOL_MAX`].
     #[serde(default)]
     pub spool_max: Option<String>,
+    /// `pack_size`: target pack size as written (`"32MiB"`); unset = the engine's default.
     #[serde(default)]
     pub pack_size: Option<String>,
+    /// `host`: host name recorded in snapshots; unset = the engine's default.
     #[serde(default)]
     pub host: Option<String>,
 }
@@ -80,21 +99,33 @@ pub struct BackupSection {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CloudSection {
+    /// `region`: AWS region of the functions (like `eu-west-1`).
     pub region: String,
+    /// `profile`: AWS profile to use (the credentials `ferry infra apply` wrote); unset = the
+    /// SDK's default chain.
     #[serde(default)]
     pub profile: Option<String>,
+    /// `credentials_file`: AWS credentials file holding that profile, if not `~/.aws/credentials`.
     #[serde(default)]
     pub credentials_file: Option<PathBuf>,
+    /// `installation`: the infra prefix naming the functions `<installation>-build` and
+    /// `-clean` (default `ferry`).
     #[serde(default = "default_installation")]
     pub installation: String,
+    /// `build_function`: overrides the build function's name derived from `installation`.
     #[serde(default)]
     pub build_function: Option<String>,
+    /// `clean_function`: overrides the clean function's name derived from `installation`.
     #[serde(default)]
     pub clean_function: Option<String>,
+    /// `session_minutes`: jump box lifetime asked for, in minutes (5–720, default 30; the
+    /// function caps it).
     #[serde(default = "default_session_minutes")]
     pub session_minutes: u32,
+    /// `connect_timeout`: seconds to keep trying to reach the new jump box (5–3600, default 180).
     #[serde(default = "default_connect_timeout")]
     pub connect_timeout: u64,
+    /// `ssh_config`: OpenSSH client config file for the connection; unset = `$FERRY_SSH_CONFIG`.
     #[serde(default)]
     pub ssh_config: Option<PathBuf>,
 }
@@ -109,29 +140,47 @@ fn default_connect_timeout() -> u64 {
     180
 }
 
+/// Spool size cap when `backup.spool_max` is unset: 10 GiB, in bytes.
 pub const DEFAULT_SPOOL_MAX: u64 = 10 << 30;
 
 /// `[backup]` checked and with defaults filled in.
 #[derive(Debug, Clone)]
 pub struct BackupPlan {
+    /// Repository prefix in the bucket: 1–64 of `a-z0-9-_`, not starting with `-`.
     pub site: String,
+    /// Path of the put key file (non-empty; read when the run starts).
     pub key: PathBuf,
+    /// Absolute spool directory (configured or [`default_spool`]).
     pub spool: PathBuf,
+    /// Spool size cap in bytes, at least 64 MiB.
     pub spool_max: u64,
+    /// Target pack size in bytes (1 MiB–1 GiB, at most half of `spool_max`); `None` = the
+    /// engine's default.
     pub pack_size: Option<usize>,
+    /// Host name recorded in snapshots (1–255 printable characters); `None` = engine default.
     pub host: Option<String>,
 }
 
 /// `[cloud]` checked, with the function names resolved.
 #[derive(Debug, Clone)]
 pub struct CloudPlan {
+    /// AWS region of the functions (checked to look like `eu-west-1`).
     pub region: String,
+    /// AWS profile for the Lambda client; `None` = the SDK's default chain.
     pub profile: Option<String>,
+    /// AWS credentials file the profile is read from; `None` = the SDK's default files.
     pub credentials_file: Option<PathBuf>,
+    /// Name of the Lambda function that builds the jump box (configured or `<installation>-build`).
     pub build_function: String,
+    /// Name of the Lambda function that removes the jump box (configured or
+    /// `<installation>-clean`).
     pub clean_function: String,
+    /// Jump box lifetime asked of the build function, in minutes (5–720).
     pub session_minutes: u32,
+    /// How long to keep trying to reach the new jump box's gate (5 s–1 h).
     pub connect_timeout: std::time::Duration,
+    /// OpenSSH client config for the connection: `cloud.ssh_config`, else `$FERRY_SSH_CONFIG`,
+    /// else none.
     pub ssh_config: Option<PathBuf>,
 }
 
@@ -199,6 +248,7 @@ pub fn default_spool() -> Option<PathBuf> {
 }
 
 impl BackupSection {
+    /// Check every field (each error names it) and fill in the defaults.
     pub fn plan(&self) -> Result<BackupPlan, ConfigError> {
         let site = self.site.as_str();
         if site.is_empty()
@@ -279,6 +329,8 @@ pub fn check_name(field: &str, v: &str, max: usize) -> Result<(), ConfigError> {
 }
 
 impl CloudSection {
+    /// Check every field (each error names it), resolve the function names and read
+    /// `$FERRY_SSH_CONFIG` when `ssh_config` is unset.
     pub fn plan(&self) -> Result<CloudPlan, ConfigError> {
         let r = self.region.as_str();
         let parts: Vec<&str> = r.split('-').collect();

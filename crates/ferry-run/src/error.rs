@@ -11,27 +11,37 @@ pub enum Error {
     /// What was being done, and why it failed (the cause is the source).
     #[error("{what}")]
     Context {
+        /// What was being done ("reading the put key /etc/ferry/put.key"); the displayed text.
         what: String,
+        /// The error it failed with.
         #[source]
         source: Box<Error>,
     },
     /// A refusal or failure that is its own explanation.
     #[error("{0}")]
     Message(String),
+    /// A file or process I/O error without context of its own.
     #[error(transparent)]
     Io(#[from] std::io::Error),
+    /// The spool or the gate storage failed (put, list, get).
     #[error(transparent)]
     Storage(#[from] StorageError),
+    /// The repository engine failed (packing, snapshot, format).
     #[error(transparent)]
     Repo(#[from] ferry_repo::Error),
+    /// Encoding or decoding JSON (a function's request or answer, a pending snapshot).
     #[error(transparent)]
     Json(#[from] serde_json::Error),
+    /// The config file is unreadable or invalid.
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
+    /// The `[sources]` section is invalid, as `ferry-collect` checks it.
     #[error(transparent)]
     Sources(#[from] ferry_collect::ConfigError),
+    /// Collecting the sources failed.
     #[error(transparent)]
     Collect(#[from] ferry_collect::BackupError),
+    /// Generating or encoding the session's SSH client key ([`crate::lambda::session_key`]).
     #[error(transparent)]
     SshKey(#[from] ssh_key::Error),
     /// An error from the caller (e.g. reading the put key), kept with its chain.
@@ -39,7 +49,12 @@ pub enum Error {
     Caller(Box<dyn std::error::Error + Send + Sync>),
     /// A function did not answer in time.
     #[error("{function} did not answer within {secs} s")]
-    Timeout { function: String, secs: u64 },
+    Timeout {
+        /// Name of the Lambda function called.
+        function: String,
+        /// How long it was given, in seconds.
+        secs: u64,
+    },
     /// The run was stopped by its cancellation handle.
     #[error("interrupted")]
     Interrupted,

@@ -20,6 +20,8 @@ pub struct Functions {
 }
 
 impl Functions {
+    /// A client in `plan`'s region, with its profile and credentials file if set (else the
+    /// SDK's default chain).
     pub async fn new(plan: &CloudPlan) -> Functions {
         let mut loader = aws_config::defaults(BehaviorVersion::latest())
             .region(aws_config::Region::new(plan.region.clone()));
@@ -112,6 +114,7 @@ impl Functions {
         serde_json::to_string(request).context("encoding ferry-build's request")
     }
 
+    /// Name of the clean function (for messages and events).
     pub fn clean_function(&self) -> &str {
         &self.plan.clean_function
     }

@@ -43,23 +43,42 @@ pub enum Event<'a> {
     /// The spool still holds this much of an earlier run.
     Resuming(&'a Held),
     /// Collection into the spool starts.
-    Collecting { sources: usize, spool: &'a Path },
+    Collecting {
+        /// Number of sources in the config's `[sources]`.
+        sources: usize,
+        /// Spool directory collected into.
+        spool: &'a Path,
+    },
     /// Collection failed (the full error chain); what the spool holds is uploaded anyway.
     CollectFailed(&'a str),
     /// ferry-build is asked for a jump box.
-    Building { function: &'a str, site: &'a str },
+    Building {
+        /// Name of the build function called.
+        function: &'a str,
+        /// The repository site the box is built for.
+        site: &'a str,
+    },
     /// ferry-build answered.
     Launched(&'a Session),
     /// Connecting to the new box's gate, for up to `timeout`.
-    Connecting { timeout: Duration },
+    Connecting {
+        /// The configured `cloud.connect_timeout`.
+        timeout: Duration,
+    },
     /// The upload of this much starts.
     Uploading(&'a Held),
     /// ferry-clean is asked to remove the box.
-    Cleaning { function: &'a str },
+    Cleaning {
+        /// Name of the clean function called.
+        function: &'a str,
+    },
     /// ferry-clean removed it (a sentence).
     Cleaned(&'a str),
     /// An interrupt arrived (`signal` names it).
-    Stopping { signal: &'a str },
+    Stopping {
+        /// The signal's name as the caller gave it (e.g. `SIGINT`).
+        signal: &'a str,
+    },
     /// The interrupt waits for ferry-build's answer, to remove its box.
     WaitingForBuild,
     /// What the interrupt did about the cloud (a sentence).

@@ -35,7 +35,9 @@ impl Units {
 /// What [`install`] wrote.
 #[derive(Debug, Clone)]
 pub struct Installed {
+    /// Path of the systemd service unit written (`<dir>/<name>.service`).
     pub service: PathBuf,
+    /// Path of the systemd timer unit written (`<dir>/<name>.timer`).
     pub timer: PathBuf,
     /// The config file, made absolute.
     pub config: PathBuf,

@@ -48,13 +48,18 @@ impl std::fmt::Debug for Spool {
 /// What the spool holds (objects still to upload).
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Held {
+    /// Number of packs in the spool's repository, not yet uploaded.
     pub packs: u64,
+    /// Number of index objects in the spool's repository, not yet uploaded.
     pub indexes: u64,
+    /// Number of pending snapshots (`pending/*.json`) waiting for their upload.
     pub snapshots: u64,
+    /// Bytes on disk of packs, indexes and pending snapshots together.
     pub bytes: u64,
 }
 
 impl Held {
+    /// No pack, index or snapshot is waiting (`bytes` is not looked at).
     pub fn is_empty(&self) -> bool {
         self.packs + self.indexes + self.snapshots == 0
     }
@@ -121,10 +126,12 @@ impl Spool {
         })
     }
 
+    /// The spool directory (as opened; holds `repo/`, `pending/`, `uploaded`, `lock`).
     pub fn dir(&self) -> &Path {
         &self.dir
     }
 
+    /// The spool's storage, shared: the local repository the backup writes into.
     pub fn storage(&self) -> Arc<SpoolStorage> {
         self.storage.clone()
     }

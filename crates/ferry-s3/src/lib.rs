@@ -26,32 +26,47 @@ pub enum S3Error {
     /// answered; `detail` is the SDK's whole report (error, causes and metadata).
     #[error("S3 {operation} s3://{bucket}/{key}: {detail}")]
     Call {
+        /// The S3 API call: `PutObject`, `ListObjectsV2` or `GetObject`.
         operation: &'static str,
+        /// Bucket the call was made on.
         bucket: String,
+        /// Full object key (prefix included), or the listed prefix for `ListObjectsV2`.
         key: String,
+        /// S3's error code (e.g. `NoSuchKey`); `None` when S3 gave none (no answer, I/O).
         code: Option<String>,
+        /// The SDK's full report: error, causes and metadata.
         detail: String,
     },
     /// An object larger than S3's API can describe.
     #[error("s3://{bucket}/{key}: size {size} too large")]
     TooLarge {
+        /// Bucket the object was to be put in.
         bucket: String,
+        /// Full object key (prefix included).
         key: String,
+        /// The object's size in bytes (does not fit S3's `i64` content length).
         size: u64,
     },
     /// The spooled file to upload could not be opened.
     #[error("reading spool file {} for s3://{bucket}/{key}: {error}", path.display())]
     Spool {
+        /// Local spool file holding the object's bytes.
         path: PathBuf,
+        /// Bucket the object was to be put in.
         bucket: String,
+        /// Full object key (prefix included).
         key: String,
+        /// Why the SDK could not open the file as a body.
         error: ByteStreamError,
     },
     /// A GetObject answer's body could not be read to its end.
     #[error("S3 GetObject s3://{bucket}/{key}: reading body: {error}")]
     Body {
+        /// Bucket the object was read from.
         bucket: String,
+        /// Full object key (prefix included).
         key: String,
+        /// The read error on the body stream.
         error: ByteStreamError,
     },
 }
@@ -89,13 +104,24 @@ fn http_status<E>(e: &SdkError<E, aws_sdk_s3::config::http::HttpResponse>) -> Op
 pub enum UrlError {
     /// Not an `s3://` URL at all.
     #[error("{url:?} is not an s3://BUCKET/PREFIX location")]
-    NotS3 { url: String },
+    NotS3 {
+        /// The location as given.
+        url: String,
+    },
     /// `s3:///…`
     #[error("{url:?}: the bucket name is empty")]
-    EmptyBucket { url: String },
+    EmptyBucket {
+        /// The location as given.
+        url: String,
+    },
     /// A bucket name with characters S3 does not allow.
     #[error("{url:?}: {bucket:?} is not a valid S3 bucket name")]
-    BadBucket { url: String, bucket: String },
+    BadBucket {
+        /// The location as given.
+        url: String,
+        /// The bucket part; only lowercase ASCII letters, digits, `-` and `.` are accepted.
+        bucket: String,
+    },
 }
 
 /// Split `s3://bucket/prefix` into bucket and prefix (prefix may be empty).
@@ -146,6 +172,8 @@ impl S3Objects {
         Self::with_client(Client::new(&conf), bucket, prefix)
     }
 
+    /// Objects under `prefix` (slashes at either end are dropped) of `bucket`, through an
+    /// already configured `client` (e.g. explicit endpoint or credentials).
     pub fn with_client(client: Client, bucket: &str, prefix: &str) -> Self {
         Self {
             client,
@@ -154,6 +182,7 @@ impl S3Objects {
         }
     }
 
+    /// The bucket's name (no `s3://`, no prefix).
     pub fn bucket(&self) -> &str {
         &self.bucket
     }
@@ -412,6 +441,7 @@ impl S3Storage {
             .map_err(|e| self.backend(e))
     }
 
+    /// The async objects underneath, for calls this blocking API does not offer.
     pub fn objects(&self) -> &S3Objects {
         &self.objects
     }
