@@ -49,7 +49,8 @@ pub struct SourceReport {
     /// Content bytes of this source the repository did not have (after deduplication).
     pub new_bytes: u64,
     /// Paths left out on purpose (excluded, over the size cap, special files, or listed
-    /// outside the configured paths), as listed on the host, with the reason; not errors.
+    /// outside the configured paths), as listed on the host (or the backup VM), with the
+    /// reason; not errors.
     pub skipped: Vec<(PathBuf, Skip)>,
     /// Per-path errors (remote paths), also recorded in the snapshot.
     pub errors: Vec<(PathBuf, String)>,
@@ -721,7 +722,8 @@ pub struct CheckReport {
     pub name: String,
     /// `local` or `user@address:port`.
     pub origin: String,
-    /// `Err` when the connection or host key failed, or the host lacks GNU find or tar;
+    /// `Err` when the connection or host key failed, the host lacks GNU find or tar, or a
+    /// path is not UTF-8;
     /// `Ok` says what was found (the find and tar versions, for a host).
     pub connection: Result<String, String>,
     /// Per configured path: `ok`, `missing`, `unreadable`.

@@ -164,8 +164,8 @@ pub struct HostSource {
     pub identity: PathBuf,
     /// The pinned host keys (OpenSSH known_hosts format; `[address]:port` for ports other than 22).
     pub known_hosts: PathBuf,
-    /// Paths on the host to back up: absolute, no `..`, UTF-8 (they go through the remote
-    /// shell); at least one.
+    /// Paths on the host to back up: absolute, no `..`; at least one. They go through the
+    /// remote shell, so a path that is not UTF-8 fails the host when it is collected.
     pub paths: Vec<PathBuf>,
     /// Glob patterns matched against each listed absolute path on the host (`*` also
     /// crosses `/`); a matching directory is skipped with everything below it.
