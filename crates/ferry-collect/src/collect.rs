@@ -28,9 +28,11 @@ pub enum SourceStatus {
 /// What happened to one source.
 #[derive(Debug, Clone)]
 pub struct SourceReport {
+    /// Source name from the config (its top directory in the snapshot).
     pub name: String,
     /// `local` or `user@address:port`.
     pub origin: String,
+    /// How the source ended; anything but [`SourceStatus::Ok`] makes the run partial.
     pub status: SourceStatus,
     /// Paths listed after filtering (files, directories, symlinks).
     pub entries: u64,
@@ -46,6 +48,9 @@ pub struct SourceReport {
     pub transfer_bytes: u64,
     /// Content bytes of this source the repository did not have (after deduplication).
     pub new_bytes: u64,
+    /// Paths left out on purpose (excluded, over the size cap, special files, or listed
+    /// outside the configured paths), as listed on the host (or the backup VM), with the
+    /// reason; not errors.
     pub skipped: Vec<(PathBuf, Skip)>,
     /// Per-path errors (remote paths), also recorded in the snapshot.
     pub errors: Vec<(PathBuf, String)>,
@@ -73,6 +78,7 @@ impl SourceReport {
 /// The whole collection.
 #[derive(Debug, Clone, Default)]
 pub struct CollectReport {
+    /// One report per source that ran to its end (ok, partial or failed), in job order.
     pub sources: Vec<SourceReport>,
 }
 
@@ -124,19 +130,26 @@ impl CollectReport {
 #[derive(Debug, thiserror::Error)]
 #[error("repository engine failed while collecting {source_name} ({path}): {message}")]
 pub struct EngineFailure {
+    /// The source being collected when the engine failed (`-` when not known).
     pub source_name: String,
+    /// The snapshot path (`/<source>/<remote path>`) being added, `/` for the snapshot as a
+    /// whole, or `-` when not known.
     pub path: String,
+    /// The engine's error message.
     pub message: String,
 }
 
 /// One unit of work.
 #[derive(Clone, Debug)]
 pub enum Job {
+    /// The backup VM's own paths, read from the local filesystem.
     Local(SourceSpec),
+    /// A remote host: how to reach it over ssh, and what to collect there.
     Host(SshTarget, SourceSpec),
 }
 
 impl Job {
+    /// The source's name (its top directory in the snapshot).
     pub fn name(&self) -> &str {
         match self {
             Job::Local(s) | Job::Host(_, s) => &s.name,
@@ -705,15 +718,20 @@ fn stream_files<S: Sink>(
 /// Result of `sources check` for one source.
 #[derive(Debug, Clone)]
 pub struct CheckReport {
+    /// Source name from the config.
     pub name: String,
+    /// `local` or `user@address:port`.
     pub origin: String,
-    /// `Err` when the connection or host key failed.
+    /// `Err` when the connection or host key failed, the host lacks GNU find or tar, or a
+    /// path is not UTF-8;
+    /// `Ok` says what was found (the find and tar versions, for a host).
     pub connection: Result<String, String>,
     /// Per configured path: `ok`, `missing`, `unreadable`.
     pub paths: Vec<(PathBuf, String)>,
 }
 
 impl CheckReport {
+    /// The connection worked and every configured path is `ok`.
     pub fn ok(&self) -> bool {
         self.connection.is_ok() && self.paths.iter().all(|(_, s)| s == "ok")
     }

@@ -35,20 +35,42 @@ use std::path::{Component, Path, PathBuf};
 /// A configuration problem, naming the file and the field.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    /// The config file could not be read ([`ConfigFile::load`]).
     #[error("reading config file {path}: {source}")]
     Read {
+        /// The config file, as given to [`ConfigFile::load`].
         path: PathBuf,
+        /// The error from reading it (missing, unreadable, not UTF-8).
         #[source]
         source: std::io::Error,
     },
+    /// The file is not valid TOML, or does not fit the schema (unknown or missing key,
+    /// wrong type, bad size).
     #[error("config file {path}: {message}")]
-    Parse { path: PathBuf, message: String },
+    Parse {
+        /// The config file (only named in the message).
+        path: PathBuf,
+        /// The TOML parser's message, trailing whitespace trimmed; it names the key and line.
+        message: String,
+    },
+    /// A parsed value fails validation ([`SourcesConfig::validate`] and the `*_spec`
+    /// methods, which know no file path).
     #[error("config: {field}: {message}")]
-    Invalid { field: String, message: String },
+    Invalid {
+        /// The offending field, e.g. `sources.host[1].port` or `sources.host "web1".paths[0]`.
+        field: String,
+        /// What is wrong with it and what is allowed.
+        message: String,
+    },
+    /// [`ConfigError::Invalid`] with the config file named ([`ConfigFile::parse`] and
+    /// [`ConfigFile::load`] turn the one into the other).
     #[error("config file {path}: {field}: {message}")]
     InvalidIn {
+        /// The config file the value came from.
         path: PathBuf,
+        /// The offending field, as in [`ConfigError::Invalid`].
         field: String,
+        /// What is wrong with it and what is allowed.
         message: String,
     },
 }
@@ -65,6 +87,7 @@ fn invalid(field: impl Into<String>, message: impl Into<String>) -> ConfigError 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ConfigFile {
+    /// The `[sources]` table (required; nothing else may be in the file).
     pub sources: SourcesConfig,
 }
 
@@ -107,11 +130,17 @@ fn default_port() -> u16 {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LocalSource {
+    /// Source name (default `local`): the top directory of this source in the snapshot;
+    /// 1-64 characters of `A-Z a-z 0-9 - _ .`, unique among the sources.
     #[serde(default = "default_local_name")]
     pub name: String,
+    /// Paths on the backup VM to back up: absolute, no `..`; at least one.
     pub paths: Vec<PathBuf>,
+    /// Glob patterns matched against each listed absolute path (`*` also crosses `/`); a
+    /// matching directory is skipped with everything below it.
     #[serde(default)]
     pub exclude: Vec<String>,
+    /// Files bigger than this (bytes) are skipped and reported; `None`: no cap.
     #[serde(default)]
     pub max_file_size: Option<Size>,
 }
@@ -120,18 +149,29 @@ pub struct LocalSource {
 #[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HostSource {
+    /// Source name: the top directory of this host's files in the snapshot; 1-64
+    /// characters of `A-Z a-z 0-9 - _ .`, unique among the sources.
     pub name: String,
+    /// Host name or IP address given to ssh; no leading `-`, spaces, `@` or quotes.
     pub address: String,
+    /// SSH port (default 22; 0 is refused).
     #[serde(default = "default_port")]
     pub port: u16,
+    /// Login user on the host (a read-only account is enough); no leading `-`, spaces,
+    /// `@` or quotes.
     pub user: String,
     /// Private key file for this host (its contents are never read by Ferry, only by ssh).
     pub identity: PathBuf,
     /// The pinned host keys (OpenSSH known_hosts format; `[address]:port` for ports other than 22).
     pub known_hosts: PathBuf,
+    /// Paths on the host to back up: absolute, no `..`; at least one. They go through the
+    /// remote shell, so a path that is not UTF-8 fails the host when it is collected.
     pub paths: Vec<PathBuf>,
+    /// Glob patterns matched against each listed absolute path on the host (`*` also
+    /// crosses `/`); a matching directory is skipped with everything below it.
     #[serde(default)]
     pub exclude: Vec<String>,
+    /// Files bigger than this (bytes) are skipped and reported; `None`: no cap.
     #[serde(default)]
     pub max_file_size: Option<Size>,
 }
@@ -155,7 +195,10 @@ impl fmt::Debug for HostSource {
 
 /// A byte size: an integer, or a string such as `"100MiB"`, `"512KiB"`, `"2G"`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Size(pub u64);
+pub struct Size(
+    /// The size in bytes; never 0 when read from a config file.
+    pub u64,
+);
 
 impl<'de> Deserialize<'de> for Size {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -208,11 +251,16 @@ impl ConfigFile {
 /// A validated, normalised source, as the collector uses it.
 #[derive(Debug, Clone)]
 pub struct SourceSpec {
+    /// Source name from the config: the top directory of this source in the snapshot.
     pub name: String,
     /// Absolute, normalised (no `.`/`..`, no trailing slash), deduplicated, in config order.
     pub paths: Vec<PathBuf>,
+    /// The exclude globs compiled, matched against each listed absolute path.
     pub exclude: GlobSet,
+    /// The exclude globs as written in the config, in config order (`exclude` is built
+    /// from them).
     pub exclude_patterns: Vec<String>,
+    /// Size cap in bytes: bigger files are skipped and reported; `None`: no cap.
     pub max_file_size: Option<u64>,
 }
 

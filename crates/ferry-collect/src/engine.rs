@@ -113,12 +113,17 @@ impl Sink for BackupSession {
 /// is recorded in the snapshot and the report).
 #[derive(Debug, thiserror::Error)]
 pub enum BackupError {
+    /// The sources config failed validation; nothing was started.
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
+    /// The repository refused to begin the backup session.
     #[error("starting the backup: {0}")]
     Start(#[source] RepoError),
+    /// The engine failed while collecting; the backup stopped and wrote no snapshot.
     #[error(transparent)]
     Engine(#[from] EngineFailure),
+    /// Everything was collected, but ending the session (the `finish` step, e.g. writing
+    /// the snapshot) failed.
     #[error("writing the snapshot: {0}")]
     Finish(#[source] RepoError),
 }

@@ -14,8 +14,11 @@ const FIELDS: usize = 9;
 /// What a listed path is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
+    /// A regular file (find's `f`): its contents are backed up.
     File,
+    /// A directory (`d`): kept for its metadata.
     Dir,
+    /// A symbolic link (`l`): not followed; its target is kept.
     Symlink,
     /// Sockets, pipes, devices: not backed up.
     Other,
@@ -24,14 +27,22 @@ pub enum Kind {
 /// One listed path with its metadata (as the host reports it).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
+    /// What the path is (`%y`; a symlink is not followed).
     pub kind: Kind,
+    /// Size in bytes (`%s`; for a symlink, the length of its target).
     pub size: u64,
+    /// Modification time: whole seconds since the Unix epoch (`%T@`; negative before it).
     pub mtime_sec: i64,
+    /// Modification time: nanoseconds added to `mtime_sec` (0 to 999 999 999).
     pub mtime_nsec: u32,
+    /// Inode number on the host's filesystem (`%i`); matches renamed files against the
+    /// previous snapshot.
     pub inode: u64,
     /// Permission bits (including setuid/setgid/sticky).
     pub mode: u32,
+    /// Numeric owner user id on the host (`%U`).
     pub uid: u32,
+    /// Numeric owner group id on the host (`%G`).
     pub gid: u32,
     /// Symlink target (empty for other kinds).
     pub target: PathBuf,
@@ -44,18 +55,28 @@ pub struct Entry {
 pub enum ListingError {
     /// A path to list is not UTF-8, so it cannot be passed to the remote shell.
     #[error("path {} is not UTF-8", path.display())]
-    NotUtf8 { path: PathBuf },
+    NotUtf8 {
+        /// The configured path that is not UTF-8.
+        path: PathBuf,
+    },
     /// The listing does not end with a NUL (the stream was cut in a record).
     #[error("listing is truncated (does not end with a NUL)")]
     NoFinalNul,
     /// The listing holds a partial record.
     #[error("listing is truncated ({fields} fields, not a multiple of {FIELDS})")]
-    PartialRecord { fields: usize },
+    PartialRecord {
+        /// How many NUL-terminated fields the listing holds.
+        fields: usize,
+    },
     /// A record's `field` does not parse (`value` as received, lossily decoded).
     #[error("listing of {}: bad {field} {value:?}", path.display())]
     BadField {
+        /// The record's path (its last field), as received.
         path: PathBuf,
+        /// Which field: `type`, `size`, `mtime`, `inode`, `mode`, `uid`, `gid` or `path`
+        /// (a path that is not absolute).
         field: &'static str,
+        /// The field's bytes, lossily decoded as UTF-8.
         value: String,
     },
 }
@@ -110,6 +131,8 @@ pub fn end_record_command() -> String {
 /// A listing as read from a host session: the raw `find -printf` output and find's status.
 #[derive(Debug)]
 pub struct RawListing {
+    /// The `find -printf` records ([`FIND_FORMAT`]), NUL-terminated fields, the end record
+    /// left out; parse them with [`parse_find`].
     pub bytes: Vec<u8>,
     /// find's exit status as the host reported it (127: no `find` there).
     pub status: i32,
@@ -120,7 +143,10 @@ pub struct RawListing {
 pub enum ListingCut {
     /// The stream ended first (the connection failed, or the host's shell is not POSIX).
     #[error("the session ended after {read} bytes of listing, before its end record")]
-    Eof { read: usize },
+    Eof {
+        /// Bytes of listing read before the stream ended.
+        read: usize,
+    },
     /// Reading failed.
     #[error("reading the listing: {0}")]
     Io(std::io::Error),
@@ -129,7 +155,10 @@ pub enum ListingCut {
     TooLarge,
     /// An end record whose status is not a number (`got`, lossily decoded).
     #[error("the listing's end record has no exit status (got {got:?})")]
-    NoStatus { got: String },
+    NoStatus {
+        /// What the end record held in place of the status.
+        got: String,
+    },
 }
 
 /// Read `find -printf FIND_FORMAT` records from `r` up to and including the end record that
@@ -256,11 +285,17 @@ fn parse_mtime(s: &str) -> Option<(i64, u32)> {
 /// Why a listed path is not backed up.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Skip {
+    /// The path matches one of the source's exclude globs (paths below an excluded
+    /// directory are not reported at all).
     Excluded,
+    /// A file bigger than the source's `max_file_size`.
     TooLarge {
+        /// The file's size as listed, in bytes.
         size: u64,
+        /// The source's cap, in bytes.
         cap: u64,
     },
+    /// A socket, pipe, device or other special file ([`Kind::Other`]): not backed up.
     Special,
     /// Listed by the host although outside the configured paths (or not a clean path).
     Unexpected,

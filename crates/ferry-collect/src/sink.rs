@@ -21,7 +21,9 @@ pub enum SinkError {
 /// The snapshot being written. Paths are snapshot paths (`/<source>/<remote path>`); the
 /// metadata is the host's.
 pub trait Sink: Send {
+    /// Add a directory at `path` with the host's metadata (no content).
     fn add_dir(&mut self, path: &Path, meta: &Entry) -> Result<(), SinkError>;
+    /// Add a symlink at `path`; its target is `meta.target`, stored as is (not followed).
     fn add_symlink(&mut self, path: &Path, meta: &Entry) -> Result<(), SinkError>;
     /// If the previous run of this source saw a file at `previous` (usually `path` itself;
     /// a sibling for a rotated log) with this size, mtime and inode, add it at `path` with
@@ -58,10 +60,15 @@ pub trait Sink: Send {
 pub struct ExactReader<R> {
     inner: R,
     remaining: u64,
+    /// Kind of the last error this reader returned (an early end is `UnexpectedEof`;
+    /// `Interrupted` is not kept); `None` while every read succeeded. Lets the caller tell
+    /// a source failure from an engine one when the engine reports an error.
     pub source_error: Option<std::io::ErrorKind>,
 }
 
 impl<R: Read> ExactReader<R> {
+    /// Read `expected` bytes from `inner`, then report end of file (any further bytes of
+    /// `inner` are left unread).
     pub fn new(inner: R, expected: u64) -> Self {
         ExactReader {
             inner,

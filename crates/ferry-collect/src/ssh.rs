@@ -24,12 +24,19 @@ use std::process::{Command, Stdio};
 /// How to reach one host.
 #[derive(Clone)]
 pub struct SshTarget {
+    /// The source's name from the config; names the host in traces and ssh's messages.
     pub name: String,
+    /// Host name or IP address ssh connects to (validated by the config: no leading `-`).
     pub address: String,
+    /// SSH port on the host.
     pub port: u16,
+    /// Login user on the host.
     pub user: String,
+    /// Private key file, passed to ssh as its only identity (Ferry never reads it).
     pub identity: PathBuf,
+    /// The known-hosts file that pins the host's key; the only one ssh consults.
     pub known_hosts: PathBuf,
+    /// Seconds ssh waits for the connection (`ConnectTimeout`), from `sources.connect_timeout`.
     pub connect_timeout: u32,
     /// The ssh program (default `ssh`); tests and benchmarks never change it.
     pub program: OsString,
@@ -48,6 +55,8 @@ impl fmt::Debug for SshTarget {
 }
 
 impl SshTarget {
+    /// The target of a `[[sources.host]]`, with the run's `connect_timeout` (seconds), the
+    /// `ssh` program and ssh debug off.
     pub fn from_config(h: &HostSource, connect_timeout: u32) -> Self {
         SshTarget {
             name: h.name.clone(),
@@ -145,6 +154,8 @@ pub enum SshFailure {
 }
 
 impl SshFailure {
+    /// A short fixed label of the variant (`host key changed`, `unreachable`, …), without
+    /// ssh's message.
     pub fn kind(&self) -> &'static str {
         match self {
             SshFailure::HostKeyChanged(_) => "host key changed",

@@ -23,6 +23,8 @@ pub struct SpawnError {
     pub program: String,
     /// Whom it was to reach (`user@host:port`).
     pub host: String,
+    /// Why the spawn failed: the OS error from [`Command::spawn`] (e.g. program not found),
+    /// or an `Other` error when the child came up without its stderr pipe.
     #[source]
     pub source: std::io::Error,
 }
@@ -33,7 +35,11 @@ pub struct SpawnError {
 pub struct Finished {
     /// Whom ssh was reaching (`user@host:port`), for messages.
     pub host: String,
+    /// The exit status; `None` when waiting for the child failed.
     pub status: Option<ExitStatus>,
+    /// The child's stderr, lossily decoded as UTF-8: the last bytes up to the cap, ssh
+    /// `debug…` lines left out, led by an `[N earlier bytes of stderr not kept]` line when
+    /// bytes were dropped. Empty if nothing was written.
     pub stderr: String,
 }
 

@@ -85,10 +85,13 @@ fn write(p: &Path, content: &[u8], mode: u32) -> io::Result<()> {
 
 /// A sample host.
 pub struct LanHost {
+    /// The host's name as given to [`Lan::start`]: its source name in [`Lan::sources_toml`]
+    /// and the name of its directory below [`Lan::base`].
     pub name: String,
     /// The host's files live below here (`etc/`, `var/log/`); paths on the "host" are
     /// absolute paths below this directory.
     pub root: PathBuf,
+    /// The loopback port its sshd listens on; kept across restarts.
     pub port: u16,
     /// This host's pinned key, as an OpenSSH known-hosts file.
     pub known_hosts: PathBuf,
@@ -112,6 +115,7 @@ impl LanHost {
         vec![self.root.join("etc"), self.root.join("var/log")]
     }
 
+    /// Whether its sshd is running (false after [`stop`](Self::stop)).
     pub fn is_up(&self) -> bool {
         self.sshd.is_some()
     }
@@ -205,10 +209,14 @@ fn known_hosts_line(port: u16, host_pub: &str) -> io::Result<String> {
 /// Several sample hosts sharing a client key and the read-only account.
 pub struct Lan {
     _dir: tempfile::TempDir,
+    /// The temp directory holding everything (client key, known-hosts files, one directory
+    /// per host); mode 0755, removed when the `Lan` drops.
     pub base: PathBuf,
     /// The client's private key (0600) that every host accepts for [`READONLY_USER`].
     pub client_key: PathBuf,
+    /// The login user on every host: [`READONLY_USER`].
     pub user: String,
+    /// The hosts, in the order their names were given to [`Lan::start`].
     pub hosts: Vec<LanHost>,
 }
 
@@ -265,6 +273,7 @@ impl Lan {
         })
     }
 
+    /// The host called `name`; panics if there is none.
     pub fn host(&self, name: &str) -> &LanHost {
         self.hosts
             .iter()
@@ -272,6 +281,7 @@ impl Lan {
             .unwrap_or_else(|| panic!("no sample host {name}"))
     }
 
+    /// The host called `name`, to stop or restart it; panics if there is none.
     pub fn host_mut(&mut self, name: &str) -> &mut LanHost {
         self.hosts
             .iter_mut()

@@ -76,6 +76,7 @@ pub struct Proc {
 }
 
 impl Proc {
+    /// The child's process id (the one signalled on drop; it may be reused once reaped).
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
@@ -136,8 +137,12 @@ pub fn http(port: u16, method: &str, path: &str, body: &[u8]) -> Result<(u16, St
 /// Static AWS credentials.
 #[derive(Clone)]
 pub struct Creds {
+    /// Access key id (`AWS_ACCESS_KEY_ID`); the only part `Debug` shows.
     pub access_key_id: String,
+    /// Secret access key (`AWS_SECRET_ACCESS_KEY`); hidden by `Debug`.
     pub secret_access_key: String,
+    /// Session token (`AWS_SESSION_TOKEN`) of temporary credentials from STS; `None` for an
+    /// IAM user's long-lived keys.
     pub session_token: Option<String>,
 }
 
@@ -154,6 +159,7 @@ pub struct JumpboxCreds {
     pub admin: Creds,
     /// Temporary credentials of the jump-box role, from STS AssumeRole.
     pub jumpbox: Creds,
+    /// ARN of the jump-box role (`ferry-jumpbox`) that `jumpbox` was assumed from.
     pub role_arn: String,
 }
 
@@ -167,6 +173,8 @@ pub struct Moto {
     _dir: tempfile::TempDir,
 }
 
+/// The region every moto client is pointed at (`AWS_REGION` and `AWS_DEFAULT_REGION` in
+/// [`Moto::env`]).
 pub const MOTO_REGION: &str = "us-east-1";
 
 /// The test kit's moto launcher and its patches (`py/moto/`), one module per AWS behaviour
@@ -319,6 +327,7 @@ impl Moto {
         })
     }
 
+    /// moto's HTTP port on 127.0.0.1 (every AWS service on one port).
     pub fn port(&self) -> u16 {
         self.port
     }
@@ -333,10 +342,12 @@ impl Moto {
         self.gateway_port.map(|g| format!("http://127.0.0.1:{g}"))
     }
 
+    /// moto's process id (the python launcher's, when patched), stopped when `self` drops.
     pub fn pid(&self) -> u32 {
         self.proc.pid()
     }
 
+    /// `http://127.0.0.1:PORT`: the endpoint for every AWS service (`AWS_ENDPOINT_URL`).
     pub fn endpoint(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
@@ -576,10 +587,12 @@ impl Sshd {
         Ok(Self { proc, port, dir })
     }
 
+    /// The loopback port sshd listens on (127.0.0.1 only).
     pub fn port(&self) -> u16 {
         self.port
     }
 
+    /// sshd's process id (the listener started with `-D`), stopped when `self` drops.
     pub fn pid(&self) -> u32 {
         self.proc.pid()
     }
