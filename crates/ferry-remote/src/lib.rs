@@ -322,7 +322,7 @@ impl GateUrl {
     }
 
     /// The canonical location, with user and port always written: the location named in
-    /// every [`StorageError::Backend`] from this gate.
+    /// [`StorageError::Backend`] once the URL has parsed.
     pub fn to_url(&self) -> String {
         let host = if self.host.contains(':') {
             format!("[{}]", self.host)
