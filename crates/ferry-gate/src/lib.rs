@@ -41,12 +41,16 @@ pub use ferry_contract::gate::GateConfig;
 /// A config checked and parsed.
 #[derive(Debug, Clone)]
 pub struct Settings {
+    /// The parsed file as written; `site`, `session` and `bucket` are known valid.
     pub config: GateConfig,
+    /// `config.expires` parsed: the session refuses every request from this instant on.
     pub expires: OffsetDateTime,
+    /// `config.allowed_kinds` parsed; a PUT of any other kind is refused.
     pub kinds: Vec<ObjectKind>,
 }
 
 impl Settings {
+    /// Parse the TOML text of a gate config and check it; `origin` (the file's path) names it in errors.
     pub fn from_toml(text: &str, origin: &str) -> Result<Self, ConfigError> {
         let config = GateConfig::from_toml(text).map_err(|error| ConfigError::Toml {
             origin: origin.to_string(),
@@ -55,6 +59,7 @@ impl Settings {
         Self::new(config, origin)
     }
 
+    /// Check an already parsed config (expiry time, kinds, site, session, bucket); `origin` names it in errors.
     pub fn new(config: GateConfig, origin: &str) -> Result<Self, ConfigError> {
         let origin = origin.to_string();
         let expires = OffsetDateTime::parse(&config.expires, &Rfc3339).map_err(|error| {
@@ -163,6 +168,7 @@ impl Sink for NullSink {
 /// An in-memory write-once sink, for unit tests and fuzzing. Clones share the objects.
 #[derive(Debug, Default, Clone)]
 pub struct MemSink {
+    /// Stored objects by key (relative to the site); shared by every clone.
     pub objects: Arc<Mutex<std::collections::BTreeMap<String, Vec<u8>>>>,
 }
 
@@ -234,19 +240,26 @@ impl Sink for MemSink {
 /// One audit line.
 #[derive(Debug, Clone, Serialize)]
 pub struct AuditLine {
+    /// When the event happened: RFC 3339, UTC (the session's clock).
     pub ts: String,
+    /// The session id from the gate config.
     pub session: String,
+    /// The site prefix from the gate config.
     pub site: String,
     /// `hello`, `put`, `list`, `end`
     pub event: &'static str,
+    /// Object kind as the client sent it (`put` and `list` events only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kind: Option<String>,
+    /// Object name as the client sent it (`put` events only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// Size the client announced for the object, in bytes (`put` events only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub size: Option<u64>,
     /// `stored`, `already_present`, `refused`, `ok`, `error`, ...
     pub outcome: String,
+    /// Why the event was refused or failed, or why the session ended; absent on success.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
 }
@@ -260,13 +273,17 @@ pub type Journal = Box<dyn FnMut(&str) + Send>;
 /// The session loop holds the lock only while committing (sink call + audit line), so the
 /// watchdog never ends the session in the middle of an upload.
 pub struct Shared {
+    /// Where accepted objects go, and where the audit record is put at the end.
     pub sink: Box<dyn Sink>,
+    /// Every audit line of the session so far, as JSON; joined into the audit record.
     pub lines: Vec<String>,
+    /// Set by [`Shared::finish`]: the record is stored (or failed) and no more objects are committed.
     pub finished: bool,
     /// Where log lines also go (`None`: only into the audit record).
     pub journal: Option<Journal>,
 }
 
+/// The [`Shared`] state, as the session loop and the expiry watchdog each hold it.
 pub type SharedGate = Arc<Mutex<Shared>>;
 
 /// Lock the shared state (a poisoned lock still holds usable data).
@@ -275,6 +292,7 @@ pub fn lock(shared: &SharedGate) -> MutexGuard<'_, Shared> {
 }
 
 impl Shared {
+    /// Fresh shared state for one session: no audit lines yet, not finished.
     pub fn new(sink: Box<dyn Sink>, journal: Option<Journal>) -> SharedGate {
         Arc::new(Mutex::new(Self {
             sink,
@@ -364,6 +382,7 @@ pub enum End {
 }
 
 impl End {
+    /// The process exit code for this end: 0 after BYE, 1 otherwise.
     pub fn exit_code(&self) -> i32 {
         match self {
             End::Bye => 0,
@@ -392,6 +411,7 @@ enum Step {
 }
 
 impl<'a, R: Read, W: Write> Session<'a, R, W> {
+    /// A session reading requests from `input` and answering on `out`; objects are spooled in the config's `spool_dir` (default: the system temp dir).
     pub fn new(
         input: R,
         out: W,

@@ -49,31 +49,78 @@ const MAX_LIST_PAGES: usize = 100_000;
 /// Why a `gate+ssh://` location is not valid (each names the location).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum UrlError {
+    /// The location does not start with `gate+ssh://`.
     #[error("{url:?} is not a gate+ssh://USER@HOST:PORT/SITE location")]
-    NotGateSsh { url: String },
+    NotGateSsh {
+        /// The location as given.
+        url: String,
+    },
+    /// No `/` after the host, so no site prefix.
     #[error("{url:?}: missing /SITE after the host")]
-    MissingSite { url: String },
+    MissingSite {
+        /// The location as given.
+        url: String,
+    },
+    /// The site is empty, starts with `/`, or has an empty, `.` or `..` segment.
     #[error("{url:?}: {site:?} is not a valid site prefix")]
-    BadSite { url: String, site: String },
+    BadSite {
+        /// The location as given.
+        url: String,
+        /// The site part, trailing slashes removed.
+        site: String,
+    },
+    /// An IPv6 host opened with `[` has no closing `]`.
     #[error("{url:?}: unclosed '[' in the host")]
-    UnclosedBracket { url: String },
+    UnclosedBracket {
+        /// The location as given.
+        url: String,
+    },
+    /// The port is not a number from 1 to 65535.
     #[error("{url:?}: port {port:?} is not a valid port")]
-    BadPort { url: String, port: String },
+    BadPort {
+        /// The location as given.
+        url: String,
+        /// The port as written after the `:`.
+        port: String,
+    },
+    /// The host is empty, starts with `-`, or has characters other than letters, digits,
+    /// `-`, `.`, `_` and `:`.
     #[error("{url:?}: {host:?} is not a valid host name or address")]
-    BadHost { url: String, host: String },
+    BadHost {
+        /// The location as given.
+        url: String,
+        /// The host as written (without brackets).
+        host: String,
+    },
+    /// The user is empty, starts with `-`, has a `:` or characters other than letters,
+    /// digits, `-`, `.` and `_`.
     #[error("{url:?}: {user:?} is not a valid user name")]
-    BadUser { url: String, user: String },
+    BadUser {
+        /// The location as given.
+        url: String,
+        /// The user as written before the `@`.
+        user: String,
+    },
 }
 
 /// Why a pinned host key (an OpenSSH public key line) is not usable.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum KeyError {
+    /// The text has only blank and `#` comment lines.
     #[error("no public key in it")]
     NoKey,
+    /// The first key line has a single word, so no base64 key after the type.
     #[error("expected \"TYPE BASE64\" (an OpenSSH public key line)")]
     NotKeyLine,
+    /// The key type is not one of the supported ed25519, ECDSA (nistp256/384/521) or RSA types.
     #[error("unsupported or invalid key type {key_type:?} (expected one of {expected})")]
-    UnsupportedType { key_type: String, expected: String },
+    UnsupportedType {
+        /// The first word of the key line.
+        key_type: String,
+        /// The supported key types, comma-separated, for the message.
+        expected: String,
+    },
+    /// The key is shorter than 16 characters or has characters outside the base64 alphabet.
     #[error("the key is not base64")]
     NotBase64,
 }
@@ -82,40 +129,70 @@ pub enum KeyError {
 /// location); the storage methods report as [`StorageError::Backend`] with this text.
 #[derive(Debug, thiserror::Error)]
 pub enum GateError {
+    /// The `gate+ssh://` location is not valid.
     #[error(transparent)]
     Url(#[from] UrlError),
+    /// The pinned host key file (`--host-key`) could not be read.
     #[error("cannot read host key file {}: {source}", path.display())]
     HostKeyRead {
+        /// The host key file, as given in [`GateOptions::host_key`].
         path: PathBuf,
+        /// Why reading it failed.
         source: std::io::Error,
     },
+    /// The pinned host key file holds no usable OpenSSH public key line.
     #[error("host key file {}: {source}", path.display())]
-    HostKey { path: PathBuf, source: KeyError },
+    HostKey {
+        /// The host key file, as given in [`GateOptions::host_key`].
+        path: PathBuf,
+        /// What is wrong with its key line.
+        source: KeyError,
+    },
+    /// The SSH private key ([`GateOptions::identity`], this path) is not an existing file.
     #[error("SSH identity {} is not a readable file", .0.display())]
     Identity(PathBuf),
+    /// The private temp dir that holds the pinned `known_hosts` could not be created (under
+    /// TMPDIR); the error is why.
     #[error("cannot create a private temp dir for known_hosts: {0}")]
     TempDir(std::io::Error),
+    /// The pinned `known_hosts` file could not be written in the private temp dir.
     #[error("cannot write {}: {source}", path.display())]
     KnownHosts {
+        /// The `known_hosts` file Ferry writes.
         path: PathBuf,
+        /// Why writing it failed.
         source: std::io::Error,
     },
     /// A path, user or host ssh could not read as itself; `context` says which one.
     #[error("{context}{source}")]
     SshArg {
+        /// Which file it is, as a message prefix ending in `": "`; empty for the user, the
+        /// host and the rest, which the source's `what` names.
         context: &'static str,
+        /// The value ssh would not read as itself, and why.
         source: ferry_ssh::SshArgError,
     },
+    /// Every attempt failed in a retryable way (unreachable, host key not the pinned one,
+    /// our key refused) until [`GateOptions::attempts`] or the retry budget ran out.
     #[error(
         "cannot connect to {host} (gave up after retries: {tried} attempt(s) in {secs:.1} s of the {budget} s allowed); last cause: {last}"
     )]
     GaveUp {
+        /// The gate as `HOST:PORT`.
         host: String,
+        /// Connection attempts made (at least 1).
         tried: u32,
+        /// Seconds spent from the first attempt to giving up.
         secs: f64,
+        /// The retry budget ([`GateOptions::retry_budget`]), in whole seconds.
         budget: u64,
+        /// Why the last attempt failed (with ssh's stderr).
         last: String,
     },
+    /// A failure not worth retrying: the ssh command line was refused (a [`GateError::SshArg`]
+    /// text), ssh could not be started, or the gate refused the session (ERROR to HELLO),
+    /// answered HELLO with another frame or protocol version, or ended the session before
+    /// answering. The text says which.
     #[error("{0}")]
     Connection(String),
 }
@@ -162,13 +239,18 @@ enum ConnError {
 /// A parsed `gate+ssh://USER@HOST:PORT/SITE`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GateUrl {
+    /// SSH user on the jump box (`ferry` when the location has no `USER@`).
     pub user: String,
+    /// Host name or IP address, without the brackets of an IPv6 address.
     pub host: String,
+    /// SSH port, 1–65535 (22 when the location has none).
     pub port: u16,
+    /// Site prefix in the bucket, without leading or trailing `/` (sent in HELLO).
     pub site: String,
 }
 
 impl GateUrl {
+    /// Parse and check `gate+ssh://[USER@]HOST[:PORT]/SITE` (IPv6 hosts in `[…]`).
     pub fn parse(url: &str) -> Result<Self, UrlError> {
         let u = || url.to_string();
         let rest = url
@@ -239,6 +321,8 @@ impl GateUrl {
         })
     }
 
+    /// The canonical location, with user and port always written: the location named in
+    /// [`StorageError::Backend`] once the URL has parsed.
     pub fn to_url(&self) -> String {
         let host = if self.host.contains(':') {
             format!("[{}]", self.host)
@@ -258,7 +342,9 @@ impl GateUrl {
 /// ever unanswered. `objects: 1` is the unpipelined behaviour (one pack in flight at a time).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Window {
+    /// Most packs unanswered at once (0 is taken as 1).
     pub objects: usize,
+    /// Most bytes of pack data unanswered before the next pack is sent.
     pub bytes: u64,
 }
 
@@ -307,6 +393,9 @@ pub struct GateOptions {
 }
 
 impl GateOptions {
+    /// Options with the given identity and pinned host key file, and the defaults: no session
+    /// id, `ssh` from PATH, no ssh_config, 5 attempts with 0.5 s backoff doubling up to 5 s
+    /// within 30 s, the default [`Window`], no ssh debug output.
     pub fn new(identity: impl Into<PathBuf>, host_key: impl Into<PathBuf>) -> Self {
         Self {
             identity: identity.into(),
@@ -327,11 +416,14 @@ impl GateOptions {
 /// The pinned host key read from `--host-key`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PinnedKey {
+    /// The key type, one of the supported ones (e.g. `ssh-ed25519`).
     pub key_type: String,
+    /// The public key blob in base64, as in the file.
     pub base64: String,
 }
 
 impl PinnedKey {
+    /// Read and parse the host key file at `path`; errors name the file.
     pub fn read(path: &Path) -> Result<Self, GateError> {
         let text = std::fs::read_to_string(path).map_err(|source| GateError::HostKeyRead {
             path: path.to_path_buf(),
@@ -343,6 +435,7 @@ impl PinnedKey {
         })
     }
 
+    /// Parse the first non-blank, non-`#` line of `text` as `TYPE BASE64 [comment]`.
     pub fn parse(text: &str) -> Result<Self, KeyError> {
         let line = text
             .lines()
@@ -406,7 +499,9 @@ impl PinnedKey {
 /// The gate's limits from HELLO_OK.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct GateLimits {
+    /// Largest object the gate accepts, in bytes.
     pub max_object_size: u64,
+    /// Most bytes the gate accepts in the whole session (all objects together).
     pub max_session_bytes: u64,
 }
 
