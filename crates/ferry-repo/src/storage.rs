@@ -109,12 +109,18 @@ pub trait Storage: Send + Sync {
         len: u64,
     ) -> Result<Vec<u8>, StorageError> {
         let all = self.get(kind, name)?;
-        let start = usize::try_from(offset).unwrap_or(usize::MAX).min(all.len());
-        let end = usize::try_from(offset.saturating_add(len))
-            .unwrap_or(usize::MAX)
-            .min(all.len());
-        Ok(all[start..end].to_vec())
+        Ok(byte_range(&all, offset, len).to_vec())
     }
+}
+
+/// The `len` bytes of `all` at `offset`, cut at its end (empty past the end): what
+/// [`Storage::get_range`] answers for an object whose bytes are all at hand.
+pub fn byte_range(all: &[u8], offset: u64, len: u64) -> &[u8] {
+    let start = usize::try_from(offset).unwrap_or(usize::MAX).min(all.len());
+    let end = usize::try_from(offset.saturating_add(len))
+        .unwrap_or(usize::MAX)
+        .min(all.len());
+    &all[start..end.max(start)]
 }
 
 /// A repository in a local directory: `config`, `packs/`, `index/`, `snapshots/`.

@@ -258,11 +258,7 @@ impl Storage for MemStorage {
                 location: self.location(),
                 key: kind.key(name),
             })?;
-        let start = usize::try_from(offset).unwrap_or(usize::MAX).min(all.len());
-        let end = usize::try_from(offset.saturating_add(len))
-            .unwrap_or(usize::MAX)
-            .min(all.len());
-        Ok(all[start..end.max(start)].to_vec())
+        Ok(super::byte_range(all, offset, len).to_vec())
     }
 
     fn begin_put(&self, kind: ObjectKind) -> Option<Result<Box<dyn PendingPut>, StorageError>> {
