@@ -20,7 +20,6 @@
 //! Validation that needs more than the types (a site name's rules, a key's algorithm) belongs to
 //! the receiving side.
 
-
 pub mod env;
 pub mod gate;
 pub mod keys;
