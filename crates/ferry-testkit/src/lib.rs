@@ -187,6 +187,10 @@ pub const MOTO_PATCHES: &[(&str, &str)] = &[
         "unkind_s3_checksum.py",
         include_str!("../py/moto/unkind_s3_checksum.py"),
     ),
+    (
+        "atomic_conditional_put.py",
+        include_str!("../py/moto/atomic_conditional_put.py"),
+    ),
     ("unkind_ec2.py", include_str!("../py/moto/unkind_ec2.py")),
     (
         "idempotent_terminate.py",

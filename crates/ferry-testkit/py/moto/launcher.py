@@ -9,6 +9,7 @@
 #                while, a new instance profile refused by RunInstances for a while
 #   idempotent_terminate — a second TerminateInstances of an instance succeeds, as on AWS
 #   unkind_s3_checksum — S3 verifies Content-MD5 and x-amz-checksum-* of an upload (BadDigest)
+#   atomic_conditional_put — of concurrent conditional puts of one name exactly one succeeds
 #   unkind_lambda — Lambda deployment-package size limits (50 MiB direct, 250 MiB unzipped)
 # Knobs come from the environment (FERRY_UNKIND_*), set by MotoOptions::env; each module says
 # its own and its default. The defaults are AWS-like: on.
@@ -22,6 +23,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import unkind_lambda  # noqa: E402,F401
 import unkind_s3  # noqa: E402,F401
 import unkind_s3_checksum  # noqa: E402,F401
+import atomic_conditional_put  # noqa: E402,F401
 import unkind_ec2  # noqa: E402,F401
 import idempotent_terminate  # noqa: E402,F401
 
