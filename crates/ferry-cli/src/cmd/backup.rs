@@ -75,7 +75,7 @@ pub fn run(g: &Global, a: &BackupArgs) -> anyhow::Result<Outcome> {
     }
     let show = interactive(g.quiet);
     // The ETA needs a total: a quick metadata-only walk, done only when a bar is shown.
-    let total = show.then(|| a.sources.iter().map(|s| tree_size(s, 0)).sum());
+    let total = show.then(|| ferry_repo::backup::local::file_bytes(&a.sources));
     let bar = Arc::new(Bar::new(show, total));
     let result = backup_paths(&repo, &key, &a.sources, opts, bar.clone());
     bar.finish();
@@ -139,21 +139,4 @@ fn print_summary(snap: &SnapshotInfo) {
             eprintln!("  {}: {}", e.path, e.message);
         }
     }
-}
-
-/// Bytes of regular files under `p` (not following symlinks; unreadable parts count 0).
-fn tree_size(p: &std::path::Path, depth: usize) -> u64 {
-    let Ok(m) = std::fs::symlink_metadata(p) else {
-        return 0;
-    };
-    if m.is_file() {
-        return m.len();
-    }
-    if !m.is_dir() || depth > 256 {
-        return 0;
-    }
-    let Ok(rd) = std::fs::read_dir(p) else {
-        return 0;
-    };
-    rd.flatten().map(|e| tree_size(&e.path(), depth + 1)).sum()
 }
