@@ -21,7 +21,8 @@ pub const STDERR_CAP: usize = 64 * 1024;
 pub struct SpawnError {
     /// The program (`ssh`, or the configured one).
     pub program: String,
-    /// Whom it was to reach (`user@host:port`).
+    /// Whom it was to reach, as the caller names it (`user@host:port` for the gate, the source's
+    /// name for a LAN host).
     pub host: String,
     /// Why the spawn failed: the OS error from [`Command::spawn`] (e.g. program not found),
     /// or an `Other` error when the child came up without its stderr pipe.
@@ -33,7 +34,8 @@ pub struct SpawnError {
 /// and what it wrote on stderr (debug lines left out, capped).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Finished {
-    /// Whom ssh was reaching (`user@host:port`), for messages.
+    /// Whom ssh was reaching, as the caller names it (`user@host:port` for the gate, the
+    /// source's name for a LAN host), for messages.
     pub host: String,
     /// The exit status; `None` when waiting for the child failed.
     pub status: Option<ExitStatus>,
