@@ -1,8 +1,8 @@
 //! Opening a repository's storage from the `--repo` value. Every command goes through
-//! [`open_storage`], so a new backend is one more branch here.
-//!
-//! Today: a plain directory path (or `file://PATH`). Later: `gate+ssh://user@host:port/SITE`
-//! (upload through the jump box's gate) and `s3://bucket/prefix` (operator reads).
+//! [`open_storage`], so a new backend is one more branch here: a directory (or `file://PATH`),
+//! `gate+ssh://user@host:port/SITE` (upload through the jump box's gate, `ferry-remote`) or
+//! `s3://bucket/prefix` (operator reads, `ferry-s3`). It stays in the binary: no library may
+//! depend on both (ferry-run never on ferry-s3, ferry-remote never on AWS, ferry-s3 never on SSH).
 
 use anyhow::{Context, bail};
 use ferry_repo::storage::{LocalDir, Storage};

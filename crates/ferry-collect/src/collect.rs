@@ -737,6 +737,49 @@ impl CheckReport {
     }
 }
 
+/// `ferry sources check --json`: `{"connection": {"message": …, "ok": …}, "ok": …,
+/// "origin": …, "paths": [{"path": …, "state": …}], "source": …}` (keys in alphabetical
+/// order).
+impl serde::Serialize for CheckReport {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        #[derive(serde::Serialize)]
+        struct Connection<'a> {
+            message: &'a str,
+            ok: bool,
+        }
+        #[derive(serde::Serialize)]
+        struct PathState<'a> {
+            path: String,
+            state: &'a str,
+        }
+        #[derive(serde::Serialize)]
+        struct Report<'a> {
+            connection: Connection<'a>,
+            ok: bool,
+            origin: &'a str,
+            paths: Vec<PathState<'a>>,
+            source: &'a str,
+        }
+        let (ok, message) = match &self.connection {
+            Ok(m) => (true, m),
+            Err(m) => (false, m),
+        };
+        Report {
+            connection: Connection { message, ok },
+            ok: self.ok(),
+            origin: &self.origin,
+            paths: (self.paths.iter())
+                .map(|(p, s)| PathState {
+                    path: p.display().to_string(),
+                    state: s,
+                })
+                .collect(),
+            source: &self.name,
+        }
+        .serialize(serializer)
+    }
+}
+
 /// Test each source's connection, host key and paths without backing anything up.
 pub fn check(jobs: &[Job], parallel: usize) -> Vec<CheckReport> {
     let next = AtomicUsize::new(0);

@@ -567,6 +567,23 @@ impl SnapshotInfo {
     pub fn short_id(&self) -> &str {
         &self.id[..self.id.len().min(8)]
     }
+
+    /// The `ferry backup --json` summary: the id and short id, the snapshot's metadata, its
+    /// statistics, and every entry that could not be read (keys in alphabetical order).
+    pub fn summary_json(&self) -> serde_json::Value {
+        let s = &self.snapshot;
+        serde_json::json!({
+            "snapshot": self.id,
+            "short_id": self.short_id(),
+            "time": s.time,
+            "host": s.host,
+            "paths": s.paths,
+            "partial": s.is_partial(),
+            "stats": s.stats,
+            "sources": s.sources,
+            "errors": s.errors,
+        })
+    }
 }
 
 #[cfg(test)]

@@ -28,6 +28,6 @@ pub use cloud::{AwsCloud, Cloud, Gate};
 pub use config::{BackupPlan, CloudPlan, ConfigError, FerryConfig};
 pub use error::{Error, error_chain};
 pub use lambda::{Functions, Session};
-pub use report::{RunReport, dedup_ratio, run_sources_json, sources_json};
+pub use report::{RunReport, collect_summary_json, dedup_ratio, run_sources_json, sources_json};
 pub use run::{Cancel, CloudRun, Event, RunInput, RunProgress};
 pub use spool::{Held, Spool, SpoolStorage};

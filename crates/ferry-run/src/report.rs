@@ -40,6 +40,25 @@ impl RunReport {
         }
     }
 
+    /// The `ferry backup --config FILE --json` summary: the snapshots uploaded, each source,
+    /// what was resumed, the jump box's session, the cloud usage and any errors.
+    pub fn summary_json(&self) -> serde_json::Value {
+        json!({
+            "snapshots": self.snapshots.iter().map(|s| json!({
+                "snapshot": s.id, "time": s.snapshot.time, "partial": s.snapshot.is_partial(),
+                "stats": s.snapshot.stats,
+            })).collect::<Vec<_>>(),
+            "partial": self.partial,
+            "collect_error": self.collect_error,
+            "sources": self.report.as_ref().map(run_sources_json).unwrap_or_default(),
+            "resumed": {"packs": self.resumed.packs, "indexes": self.resumed.indexes,
+                        "snapshots": self.resumed.snapshots, "bytes": self.resumed.bytes},
+            "session": self.session.as_ref().map(|s| json!({"session": s.session, "host": s.host, "expires": s.expires})),
+            "usage": self.usage,
+            "clean_error": self.clean_error,
+        })
+    }
+
     /// The run's line in `runs.jsonl`.
     pub(crate) fn record(&self, started: &str, finished: &str) -> serde_json::Value {
         let last = self.snapshots.last();
@@ -88,6 +107,12 @@ pub fn sources_json(r: &CollectReport) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// The `ferry backup --config FILE --repo REPO --json` summary of a collection into the
+/// snapshot `snapshot`.
+pub fn collect_summary_json(snapshot: &str, r: &CollectReport) -> serde_json::Value {
+    json!({ "snapshot": snapshot, "partial": r.is_partial(), "sources": sources_json(r) })
+}
+
 /// [`sources_json`] with what a cloud run adds: each source's new bytes and dedup ratio.
 pub fn run_sources_json(report: &CollectReport) -> Vec<serde_json::Value> {
     let mut v = sources_json(report);
@@ -105,4 +130,67 @@ pub fn dedup_ratio(read: u64, new: u64) -> f64 {
     }
     let r = 1.0 - (new as f64 / read as f64);
     (r.clamp(0.0, 1.0) * 1000.0).round() / 1000.0
+}
+
+#[cfg(test)]
+mod tests {
+    use ferry_collect::CheckReport;
+    use serde_json::json;
+    use std::path::PathBuf;
+
+    /// `ferry sources check --json` prints what the CLI built with `json!` before.
+    #[test]
+    fn check_report_json_is_unchanged() {
+        let old = |r: &CheckReport| {
+            json!({
+                "source": r.name,
+                "origin": r.origin,
+                "ok": r.ok(),
+                "connection": match &r.connection { Ok(m) => json!({"ok": true, "message": m}), Err(m) => json!({"ok": false, "message": m}) },
+                "paths": r.paths.iter().map(|(p, s)| json!({"path": p.display().to_string(), "state": s})).collect::<Vec<_>>(),
+            })
+        };
+        let ok = CheckReport {
+            name: "nas".into(),
+            origin: "backup@10.0.0.2:22".into(),
+            connection: Ok("find 4.9, tar 1.35".into()),
+            paths: vec![
+                (PathBuf::from("/srv/a"), "ok".into()),
+                (PathBuf::from("/srv/b"), "missing".into()),
+            ],
+        };
+        let failed = CheckReport {
+            connection: Err("host key mismatch".into()),
+            paths: Vec::new(),
+            ..ok.clone()
+        };
+        let reports = vec![ok, failed];
+        let before: Vec<_> = reports.iter().map(old).collect();
+        assert_eq!(
+            serde_json::to_string_pretty(&reports).unwrap(),
+            serde_json::to_string_pretty(&before).unwrap()
+        );
+    }
+
+    /// `ferry status --json` prints what the CLI built with `json!` before.
+    #[test]
+    fn status_json_is_unchanged() {
+        let st = crate::spool::Status {
+            runs: vec![
+                json!({"result": "ok", "bytes": 3}),
+                json!({"result": "failed"}),
+            ],
+            spool: "/var/spool/ferry".into(),
+            waiting_bytes: 42,
+        };
+        let before = json!({
+            "spool": st.spool,
+            "waiting_bytes": st.waiting_bytes,
+            "runs": st.runs,
+        });
+        assert_eq!(
+            serde_json::to_string_pretty(&st).unwrap(),
+            serde_json::to_string_pretty(&before).unwrap()
+        );
+    }
 }

@@ -311,6 +311,28 @@ pub fn read_runs(dir: &Path, n: usize) -> Result<Vec<serde_json::Value>, Error> 
     Ok(v.split_off(skip))
 }
 
+/// What `ferry status` shows: a spool's last run records and what it still holds. Serialises
+/// as `{"runs": […], "spool": …, "waiting_bytes": …}`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Status {
+    /// The last run records, oldest first ([`read_runs`]).
+    pub runs: Vec<serde_json::Value>,
+    /// The spool directory, as displayed.
+    pub spool: String,
+    /// Bytes waiting for upload ([`waiting_bytes`]).
+    pub waiting_bytes: u64,
+}
+
+/// The last `n` run records of the spool at `dir` and the bytes it holds, read without the
+/// spool's lock (a run may be going on).
+pub fn status(dir: &Path, n: usize) -> Result<Status, Error> {
+    Ok(Status {
+        runs: read_runs(dir, n)?,
+        spool: dir.display().to_string(),
+        waiting_bytes: waiting_bytes(dir),
+    })
+}
+
 /// Append `line` to a 0600 file and make it durable before returning.
 fn append_line(path: &Path, line: &[u8]) -> Result<(), Error> {
     let mut f = OpenOptions::new()

@@ -82,7 +82,7 @@ pub fn run(g: &Global, a: &BackupArgs) -> anyhow::Result<Outcome> {
     let snap = result?;
     let partial = snap.snapshot.is_partial();
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&summary_json(&snap))?);
+        println!("{}", serde_json::to_string_pretty(&snap.summary_json())?);
     }
     if !g.quiet {
         print_summary(&snap);
@@ -91,23 +91,6 @@ pub fn run(g: &Global, a: &BackupArgs) -> anyhow::Result<Outcome> {
         Outcome::Partial
     } else {
         Outcome::Ok
-    })
-}
-
-/// The `--json` summary: the snapshot's id and metadata, its statistics, and every entry
-/// that could not be read.
-fn summary_json(snap: &SnapshotInfo) -> serde_json::Value {
-    let s = &snap.snapshot;
-    serde_json::json!({
-        "snapshot": snap.id,
-        "short_id": snap.short_id(),
-        "time": s.time,
-        "host": s.host,
-        "paths": s.paths,
-        "partial": s.is_partial(),
-        "stats": s.stats,
-        "sources": s.sources,
-        "errors": s.errors,
     })
 }
 

@@ -8,7 +8,6 @@ use super::{Global, Outcome};
 use crate::output::{Bar, count, human, interactive};
 use ferry_repo::RunUsage;
 use ferry_run::{AwsCloud, Cancel, CloudRun, Event, Held, RunInput, RunProgress, RunReport};
-use serde_json::json;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
@@ -127,7 +126,7 @@ pub fn run(g: &Global, a: &BackupArgs, config: &Path) -> anyhow::Result<Outcome>
         Err(e) => return Err(e.into()),
     };
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&summary_json(&r))?);
+        println!("{}", serde_json::to_string_pretty(&r.summary_json())?);
     }
     if !g.quiet {
         print_summary(&r, &r.usage);
@@ -148,23 +147,6 @@ pub fn run(g: &Global, a: &BackupArgs, config: &Path) -> anyhow::Result<Outcome>
         Outcome::Partial
     } else {
         Outcome::Ok
-    })
-}
-
-fn summary_json(r: &RunReport) -> serde_json::Value {
-    json!({
-        "snapshots": r.snapshots.iter().map(|s| json!({
-            "snapshot": s.id, "time": s.snapshot.time, "partial": s.snapshot.is_partial(),
-            "stats": s.snapshot.stats,
-        })).collect::<Vec<_>>(),
-        "partial": r.partial,
-        "collect_error": r.collect_error,
-        "sources": r.report.as_ref().map(ferry_run::run_sources_json).unwrap_or_default(),
-        "resumed": {"packs": r.resumed.packs, "indexes": r.resumed.indexes,
-                    "snapshots": r.resumed.snapshots, "bytes": r.resumed.bytes},
-        "session": r.session.as_ref().map(|s| json!({"session": s.session, "host": s.host, "expires": s.expires})),
-        "usage": r.usage,
-        "clean_error": r.clean_error,
     })
 }
 

@@ -18,13 +18,8 @@ pub fn run(_g: &Global, a: &SnapshotsArgs) -> anyhow::Result<Outcome> {
     let key = super::master_key(&a.repo, "listing snapshots")?;
     let repo = Repository::open(Arc::from(super::storage(&a.repo)?))?;
     let reader = repo.reader(&key)?;
-    let mut snaps = reader.snapshots()?;
-    snaps.sort_by(|x, y| {
-        x.snapshot
-            .time_ns
-            .cmp(&y.snapshot.time_ns)
-            .then(x.id.cmp(&y.id))
-    });
+    // Oldest first (the reader sorts by time, then id).
+    let snaps = reader.snapshots()?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&snaps)?);
         return Ok(Outcome::Ok);

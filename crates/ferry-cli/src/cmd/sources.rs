@@ -5,10 +5,8 @@
 use super::backup::BackupArgs;
 use super::{Global, Outcome};
 use anyhow::Context;
-use ferry_collect::{CheckReport, CollectReport};
+use ferry_collect::CheckReport;
 use ferry_repo::{BackupOptions, Repository};
-use ferry_run::sources_json;
-use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -42,8 +40,7 @@ fn check(g: &Global, a: &SourcesCheckArgs) -> anyhow::Result<Outcome> {
     let jobs = ferry_collect::jobs_of(&cfg)?;
     let reports = ferry_collect::check(&jobs, cfg.parallel);
     if a.json {
-        let v: Vec<_> = reports.iter().map(check_json).collect();
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        println!("{}", serde_json::to_string_pretty(&reports)?);
     } else if !g.quiet {
         for r in &reports {
             match &r.connection {
@@ -59,16 +56,6 @@ fn check(g: &Global, a: &SourcesCheckArgs) -> anyhow::Result<Outcome> {
         Outcome::Ok
     } else {
         Outcome::Partial
-    })
-}
-
-fn check_json(r: &CheckReport) -> serde_json::Value {
-    json!({
-        "source": r.name,
-        "origin": r.origin,
-        "ok": r.ok(),
-        "connection": match &r.connection { Ok(m) => json!({"ok": true, "message": m}), Err(m) => json!({"ok": false, "message": m}) },
-        "paths": r.paths.iter().map(|(p, s)| json!({"path": p.display().to_string(), "state": s})).collect::<Vec<_>>(),
     })
 }
 
@@ -95,10 +82,8 @@ pub fn backup(g: &Global, a: &BackupArgs, config: &Path) -> anyhow::Result<Outco
     bar.finish();
     let (info, report) = r?;
     if a.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&report_json(&info.id, &report))?
-        );
+        let summary = ferry_run::collect_summary_json(&info.id, &report);
+        println!("{}", serde_json::to_string_pretty(&summary)?);
     } else if !g.quiet {
         eprintln!("snapshot {}", info.id);
         eprint!("{}", report.summary());
@@ -108,8 +93,4 @@ pub fn backup(g: &Global, a: &BackupArgs, config: &Path) -> anyhow::Result<Outco
     } else {
         Outcome::Ok
     })
-}
-
-fn report_json(snapshot: &str, r: &CollectReport) -> serde_json::Value {
-    json!({ "snapshot": snapshot, "partial": r.is_partial(), "sources": sources_json(r) })
 }

@@ -26,22 +26,13 @@ pub fn run(_g: &Global, a: &StatusArgs) -> anyhow::Result<Outcome> {
         .as_ref()
         .with_context(|| format!("config file {}: no [backup] section", a.config.display()))?
         .plan()?;
-    let runs = ferry_run::spool::read_runs(&b.spool, a.last)?;
-    // Read without the spool's lock: a run may be going on.
-    let waiting = ferry_run::spool::waiting_bytes(&b.spool);
+    let st = ferry_run::spool::status(&b.spool, a.last)?;
     if a.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&serde_json::json!({
-                "spool": b.spool.display().to_string(),
-                "waiting_bytes": waiting,
-                "runs": runs,
-            }))?
-        );
+        println!("{}", serde_json::to_string_pretty(&st)?);
         return Ok(Outcome::Ok);
     }
-    if runs.is_empty() {
-        println!("No backup runs recorded in {} yet.", b.spool.display());
+    if st.runs.is_empty() {
+        println!("No backup runs recorded in {} yet.", st.spool);
     } else {
         println!(
             "{:<20} {:<11} {:<8} {:>10} {:>10} {:>5} {:>6} {:>7}  error",
@@ -50,7 +41,7 @@ pub fn run(_g: &Global, a: &StatusArgs) -> anyhow::Result<Outcome> {
     }
     let s = |v: &serde_json::Value| v.as_str().unwrap_or("").to_string();
     let n = |v: &serde_json::Value| v.as_u64();
-    for r in &runs {
+    for r in &st.runs {
         let finished = s(&r["finished"]);
         let snap = s(&r["snapshot"]);
         println!(
@@ -66,10 +57,10 @@ pub fn run(_g: &Global, a: &StatusArgs) -> anyhow::Result<Outcome> {
             s(&r["error"]).lines().next().unwrap_or(""),
         );
     }
-    if waiting > 0 {
+    if st.waiting_bytes > 0 {
         println!(
             "The spool holds {} not uploaded yet; the next run uploads it.",
-            human(waiting)
+            human(st.waiting_bytes)
         );
     }
     Ok(Outcome::Ok)
