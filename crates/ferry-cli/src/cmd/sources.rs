@@ -67,7 +67,7 @@ fn check_json(r: &CheckReport) -> serde_json::Value {
         "source": r.name,
         "origin": r.origin,
         "ok": r.ok(),
-        "connection": match &r.connection { Ok(m) => json!({"ok": true, "message": m}), Err(m) => json!({"ok": false, "message": m}) },
+        "connection": match &r.connection { Ok(m) => json!({"ok": true, "message": m}), Err(m) => json!({"ok": false, "message": m.to_string()}) },
         "paths": r.paths.iter().map(|(p, s)| json!({"path": p.display().to_string(), "state": s})).collect::<Vec<_>>(),
     })
 }
