@@ -2,9 +2,9 @@
 //! the files that changed), and the backup VM's own paths; several sources at once.
 
 use crate::config::{SourceSpec, SourcesConfig};
-use crate::listing::{self, Entry, Kind, Skip};
+use crate::listing::{self, Entry, Kind, ListingError, Skip};
 use crate::sink::{ExactReader, Sink, SinkError};
-use crate::ssh::{self, SshTarget};
+use crate::ssh::{self, SshFailure, SshTarget};
 use ferry_ssh::SshChild;
 use std::collections::HashMap;
 use std::io::{BufReader, Read, Write};
@@ -360,12 +360,13 @@ impl<S: Sink> Ctx<'_, S> {
         Ok(need)
     }
 
-    /// Feed one file's content. `Ok(Err(msg))`: the file's stream failed (source problem).
+    /// Feed one file's content. `Ok(Err(e))`: the file's stream failed (a source problem: the
+    /// reader's error, or the engine's message about it with the reader's error kind).
     pub fn add_file(
         &mut self,
         meta: &Entry,
         reader: &mut dyn Read,
-    ) -> Result<Result<(), String>, EngineFailure> {
+    ) -> Result<Result<(), std::io::Error>, EngineFailure> {
         let sp = listing::snapshot_path(&self.report.name, &meta.path);
         let mut exact = ExactReader::new(reader, meta.size);
         let (r, new) = {
@@ -381,9 +382,11 @@ impl<S: Sink> Ctx<'_, S> {
                 self.report.content_bytes += meta.size;
                 Ok(Ok(()))
             }
-            Err(SinkError::Source(e)) => Ok(Err(e.to_string())),
-            Err(SinkError::Engine(m)) if exact.source_error.is_some() => Ok(Err(m)),
-            Err(e) => Err(self.engine(&sp, e)),
+            Err(SinkError::Source(e)) => Ok(Err(e)),
+            Err(SinkError::Engine(m)) => match exact.source_error {
+                Some(kind) => Ok(Err(std::io::Error::new(kind, m))),
+                None => Err(self.engine(&sp, SinkError::Engine(m))),
+            },
         }
     }
 }
@@ -725,9 +728,34 @@ pub struct CheckReport {
     /// `Err` when the connection or host key failed, the host lacks GNU find or tar, or a
     /// path is not UTF-8;
     /// `Ok` says what was found (the find and tar versions, for a host).
-    pub connection: Result<String, String>,
+    pub connection: Result<String, CheckError>,
     /// Per configured path: `ok`, `missing`, `unreadable`.
     pub paths: Vec<(PathBuf, String)>,
+}
+
+/// Why `sources check` finds a source unusable ([`CheckReport::connection`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CheckError {
+    /// ssh did not get in (host key, network, login) or could not start (a local file).
+    #[error(transparent)]
+    Ssh(#[from] SshFailure),
+    /// A configured path cannot be passed to the remote shell.
+    #[error(transparent)]
+    Path(#[from] ListingError),
+    /// The check command ran on the host and failed.
+    #[error("remote check exited {code}: {stderr}")]
+    RemoteExit {
+        /// Its exit status.
+        code: i32,
+        /// ssh's standard error, summarised.
+        stderr: String,
+    },
+    /// Connected, but the host lacks what collecting needs (GNU find, GNU tar).
+    #[error("connected, host key matches, but {}", missing.join("; "))]
+    MissingTools {
+        /// One sentence per missing tool, with what was found instead.
+        missing: Vec<String>,
+    },
 }
 
 impl CheckReport {
@@ -743,8 +771,8 @@ impl CheckReport {
 impl serde::Serialize for CheckReport {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         #[derive(serde::Serialize)]
-        struct Connection<'a> {
-            message: &'a str,
+        struct Connection {
+            message: String,
             ok: bool,
         }
         #[derive(serde::Serialize)]
@@ -754,15 +782,15 @@ impl serde::Serialize for CheckReport {
         }
         #[derive(serde::Serialize)]
         struct Report<'a> {
-            connection: Connection<'a>,
+            connection: Connection,
             ok: bool,
             origin: &'a str,
             paths: Vec<PathState<'a>>,
             source: &'a str,
         }
         let (ok, message) = match &self.connection {
-            Ok(m) => (true, m),
-            Err(m) => (false, m),
+            Ok(m) => (true, m.clone()),
+            Err(e) => (false, e.to_string()),
         };
         Report {
             connection: Connection { message, ok },
@@ -814,7 +842,7 @@ fn check_host(t: &SshTarget, spec: &SourceSpec) -> CheckReport {
         paths: Vec::new(),
     };
     if let Err(f) = t.preflight() {
-        r.connection = Err(f.to_string());
+        r.connection = Err(f.into());
         return r;
     }
     let mut cmd = String::from(
@@ -827,7 +855,7 @@ fn check_host(t: &SshTarget, spec: &SourceSpec) -> CheckReport {
                 cmd.push_str(&ssh::shell_quote(s));
             }
             None => {
-                r.connection = Err(format!("path {} is not UTF-8", p.display()));
+                r.connection = Err(ListingError::NotUtf8 { path: p.clone() }.into());
                 return r;
             }
         }
@@ -836,7 +864,7 @@ fn check_host(t: &SshTarget, spec: &SourceSpec) -> CheckReport {
     let mut ssh = match t.spawn(&cmd, Stdio::null(), ferry_ssh::STDERR_CAP) {
         Ok(c) => c,
         Err(f) => {
-            r.connection = Err(f.to_string());
+            r.connection = Err(f.into());
             return r;
         }
     };
@@ -848,8 +876,11 @@ fn check_host(t: &SshTarget, spec: &SourceSpec) -> CheckReport {
     let stderr = &out.stderr;
     if out.code() != Some(0) {
         r.connection = Err(match out.code() {
-            Some(255) | None => ssh::classify(stderr).to_string(),
-            Some(c) => format!("remote check exited {c}: {}", ssh::summarise(stderr)),
+            Some(255) | None => ssh::classify(stderr).into(),
+            Some(code) => CheckError::RemoteExit {
+                code,
+                stderr: ssh::summarise(stderr),
+            },
         });
         return r;
     }
@@ -867,10 +898,7 @@ fn check_host(t: &SshTarget, spec: &SourceSpec) -> CheckReport {
     r.connection = if problems.is_empty() {
         Ok(format!("connected, host key matches; {find_v}; {tar_v}"))
     } else {
-        Err(format!(
-            "connected, host key matches, but {}",
-            problems.join("; ")
-        ))
+        Err(CheckError::MissingTools { missing: problems })
     };
     for p in &spec.paths {
         r.paths.push((

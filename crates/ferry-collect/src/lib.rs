@@ -25,8 +25,8 @@ pub mod sink;
 pub mod ssh;
 
 pub use collect::{
-    CheckReport, CollectReport, EngineFailure, Job, SourceReport, SourceStatus, check, collect,
-    jobs_of,
+    CheckError, CheckReport, CollectReport, EngineFailure, Job, SourceReport, SourceStatus, check,
+    collect, jobs_of,
 };
 pub use config::{ConfigError, ConfigFile, SourcesConfig};
 pub use engine::{BackupError, backup, backup_then};

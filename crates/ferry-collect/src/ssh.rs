@@ -192,6 +192,8 @@ impl fmt::Display for SshFailure {
     }
 }
 
+impl std::error::Error for SshFailure {}
+
 /// Classify ssh's stderr after it exited with status 255 (or failed before running the command).
 pub fn classify(stderr: &str) -> SshFailure {
     let summary = summarise(stderr);

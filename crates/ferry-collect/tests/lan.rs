@@ -292,7 +292,7 @@ fn changed_host_key_fails_that_host_only() {
     let jobs = ferry_collect::jobs_of(&cfg).unwrap();
     let checks = ferry_collect::check(&jobs, 2);
     assert!(checks[0].ok(), "{:?}", checks[0]);
-    let e = checks[1].connection.as_ref().unwrap_err();
+    let e = checks[1].connection.as_ref().unwrap_err().to_string();
     assert!(e.contains("CHANGED"), "{e}");
 }
 
@@ -328,11 +328,12 @@ fn sources_check_reports_connection_key_and_paths() {
             .connection
             .as_ref()
             .unwrap_err()
+            .to_string()
             .contains("unreachable"),
         "{:?}",
         checks[1]
     );
-    let e = checks[2].connection.as_ref().unwrap_err();
+    let e = checks[2].connection.as_ref().unwrap_err().to_string();
     assert!(e.contains("no pinned key"), "{e}");
 }
 

@@ -438,12 +438,14 @@ impl Daemon {
         fenv.retain(|(k, _)| !ours.iter().any(|(o, _)| o == k));
         fenv.extend(ours);
         let timeout_secs = f["timeout"].as_u64().unwrap_or(3).max(1);
-        self.host.load(FunctionSpec {
-            name: name.to_string(),
-            binary,
-            env: fenv,
-            timeout: Duration::from_secs(timeout_secs),
-        })?;
+        self.host
+            .load(FunctionSpec {
+                name: name.to_string(),
+                binary,
+                env: fenv,
+                timeout: Duration::from_secs(timeout_secs),
+            })
+            .map_err(|e| e.to_string())?;
         Ok(Loaded {
             fingerprint: String::new(),
             code_sha256: code["sha256_hex"].as_str().unwrap_or_default().to_string(),
@@ -570,6 +572,7 @@ impl Daemon {
                         boot_timeout: BOOT_TIMEOUT,
                         ..JumpboxOptions::default()
                     })
+                    .map_err(|e| e.to_string())
                 });
             let _ = tx.send((iid, r));
         }));

@@ -146,7 +146,7 @@ mod tests {
                 "source": r.name,
                 "origin": r.origin,
                 "ok": r.ok(),
-                "connection": match &r.connection { Ok(m) => json!({"ok": true, "message": m}), Err(m) => json!({"ok": false, "message": m}) },
+                "connection": match &r.connection { Ok(m) => json!({"ok": true, "message": m}), Err(m) => json!({"ok": false, "message": m.to_string()}) },
                 "paths": r.paths.iter().map(|(p, s)| json!({"path": p.display().to_string(), "state": s})).collect::<Vec<_>>(),
             })
         };
@@ -160,7 +160,9 @@ mod tests {
             ],
         };
         let failed = CheckReport {
-            connection: Err("host key mismatch".into()),
+            connection: Err(ferry_collect::CheckError::MissingTools {
+                missing: vec!["no GNU tar".into()],
+            }),
             paths: Vec::new(),
             ..ok.clone()
         };

@@ -68,7 +68,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use crate::{Moto, Proc, answers_ssh, wait_until};
+use crate::{KitError, Moto, Proc, answers_ssh, wait_until};
 
 /// How to boot a box.
 pub struct JumpboxOptions {
@@ -387,17 +387,17 @@ echo $? > "$box/user-data.rc"
 while [ ! -e "$box/poweroff" ]; do sleep 0.2; done
 "#;
 
-fn write_exec(path: &Path, text: &str) -> Result<(), String> {
+fn write_exec(path: &Path, text: &str) -> Result<(), KitError> {
     use std::os::unix::fs::PermissionsExt;
-    std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+    std::fs::write(path, text).map_err(KitError::io("writing", path))?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))
-        .map_err(|e| format!("{}: {e}", path.display()))
+        .map_err(KitError::io("making executable", path))
 }
 
 impl Jumpbox {
     /// Boot and wait for the user data: [`Jumpbox::start`], then [`Jumpbox::wait_user_data`]
     /// (each bounded by `boot_timeout`). A script that fails is an error carrying its output.
-    pub fn boot(opts: JumpboxOptions) -> Result<Jumpbox, String> {
+    pub fn boot(opts: JumpboxOptions) -> Result<Jumpbox, KitError> {
         let limit = opts.boot_timeout;
         let mut bx = Self::start(opts)?;
         bx.wait_user_data(limit)?;
@@ -407,17 +407,17 @@ impl Jumpbox {
     /// Start the box: the AMI's first boot, until its sshd (with host keys of its own) answers
     /// on [`Jumpbox::port`], as the instance's public IP does on EC2. The user data then runs
     /// (or waits for [`Jumpbox::release_user_data`]); this does not wait for it.
-    pub fn start(opts: JumpboxOptions) -> Result<Jumpbox, String> {
+    pub fn start(opts: JumpboxOptions) -> Result<Jumpbox, KitError> {
         // Not under /tmp: the box mounts its own /tmp.
         let dir = tempfile::Builder::new()
             .prefix("ferry-box-")
             .tempdir_in("/var/tmp")
-            .map_err(|e| e.to_string())?;
+            .map_err(KitError::temp_dir)?;
         let d = dir.path();
         let bin = d.join("bin");
         let ami = d.join("ami");
         for p in [&bin, &ami] {
-            std::fs::create_dir_all(p).map_err(|e| format!("{}: {e}", p.display()))?;
+            std::fs::create_dir_all(p).map_err(KitError::io("creating", p))?;
         }
         let py = Moto::venv().join("bin/python3");
         write_exec(
@@ -429,9 +429,8 @@ impl Jumpbox {
         write_exec(&d.join("run-timer"), RUN_TIMER)?;
         write_exec(&d.join("init"), INIT)?;
         write_exec(&ami.join("eic_run_authorized_keys"), AMI_EIC_COMMAND)?;
-        let write = |p: PathBuf, text: &str| {
-            std::fs::write(&p, text).map_err(|e| format!("{}: {e}", p.display()))
-        };
+        let write =
+            |p: PathBuf, text: &str| std::fs::write(&p, text).map_err(KitError::io("writing", &p));
         write(ami.join("sshd.service"), AMI_SSHD_SERVICE)?;
         write(ami.join("ec2-instance-connect.conf"), AMI_EIC_DROPIN)?;
         crate::keygen(&d.join("eic"))?;
@@ -448,7 +447,8 @@ impl Jumpbox {
             .collect();
         write(d.join("gate-env"), &gate_env.join(" "))?;
         let port = crate::free_port();
-        let log = std::fs::File::create(d.join("init.log")).map_err(|e| e.to_string())?;
+        let log_path = d.join("init.log");
+        let log = std::fs::File::create(&log_path).map_err(KitError::io("creating", &log_path))?;
         let child = Command::new("unshare")
             .args([
                 "--mount",
@@ -467,10 +467,13 @@ impl Jumpbox {
             .env("FERRY_BOX_TMP_MIB", opts.tmp_size_mib.max(1).to_string())
             .envs(opts.aws_env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null())
-            .stdout(log.try_clone().map_err(|e| e.to_string())?)
+            .stdout(
+                log.try_clone()
+                    .map_err(KitError::io("duplicating the handle of", &log_path))?,
+            )
             .stderr(log)
             .spawn()
-            .map_err(|e| format!("unshare: {e}"))?;
+            .map_err(KitError::spawn("unshare"))?;
         let mut bx = Jumpbox {
             proc: Some(Proc {
                 child,
@@ -490,12 +493,12 @@ impl Jumpbox {
                 up.exists() || ended
             },
         )
-        .map_err(|e| format!("{e}\n{}", bx.logs()))?;
+        .map_err(|e| e.with_log(bx.logs()))?;
         let answers = !ended && answers_ssh(port);
         // Only now may the user data run (and remove the AMI's host keys).
         let _ = std::fs::write(bx.dir.path().join("ami-sshd-checked"), b"");
         if !answers {
-            return Err(format!("the jump box's first boot failed\n{}", bx.logs()));
+            return Err(KitError::BootFailed { logs: bx.logs() });
         }
         Ok(bx)
     }
@@ -507,40 +510,39 @@ impl Jumpbox {
 
     /// The user data's outcome: `None` while it runs (or is held), else `Ok` or the exit code
     /// with the box's logs.
-    pub fn user_data_result(&self) -> Option<Result<(), String>> {
+    pub fn user_data_result(&self) -> Option<Result<(), KitError>> {
         let rc = std::fs::read_to_string(self.dir.path().join("user-data.rc")).ok()?;
         Some(if rc.trim() == "0" {
             Ok(())
         } else {
-            Err(format!(
-                "user data exited with {:?}\n{}",
-                rc.trim(),
-                self.logs()
-            ))
+            Err(KitError::UserData {
+                rc: rc.trim().to_string(),
+                logs: self.logs(),
+            })
         })
     }
 
     /// Wait (bounded) until the user data has finished; then its sshd must answer.
-    pub fn wait_user_data(&mut self, limit: Duration) -> Result<(), String> {
+    pub fn wait_user_data(&mut self, limit: Duration) -> Result<(), KitError> {
         let rc_path = self.dir.path().join("user-data.rc");
         let mut ended = false;
         wait_until("jump box user data", limit, || {
             ended = !self.running();
             rc_path.exists() || ended
         })
-        .map_err(|e| format!("{e}\n{}", self.logs()))?;
+        .map_err(|e| e.with_log(self.logs()))?;
         match self.user_data_result() {
             Some(Ok(())) => {}
             Some(Err(e)) => return Err(e),
-            None => return Err(format!("jump box ended\n{}", self.logs())),
+            None => return Err(KitError::BoxEnded { logs: self.logs() }),
         }
         let port = self.port;
         wait_until("jump box sshd", Duration::from_secs(20), || {
             answers_ssh(port)
         })
-        .map_err(|e| format!("{e}\n{}", self.logs()))?;
+        .map_err(|e| e.with_log(self.logs()))?;
         if !self.running() {
-            return Err(format!("jump box ended\n{}", self.logs()));
+            return Err(KitError::BoxEnded { logs: self.logs() });
         }
         Ok(())
     }
@@ -609,18 +611,21 @@ impl Jumpbox {
     }
 
     /// Fire a recorded timer now, inside the box; returns (exit code, output).
-    pub fn fire_timer(&self, unit: &str) -> Result<(i32, String), String> {
+    pub fn fire_timer(&self, unit: &str) -> Result<(i32, String), KitError> {
         let pid = self
             .proc
             .as_ref()
             .map(|p| p.pid())
-            .ok_or("the box is not running")?;
+            .ok_or(KitError::BoxNotRunning { why: "no process" })?;
         // The box's PID 1 is the child of `unshare`; enter its namespaces through it.
-        let inner = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
-            .map_err(|e| format!("children of {pid}: {e}"))?
+        let children = format!("/proc/{pid}/task/{pid}/children");
+        let inner = std::fs::read_to_string(&children)
+            .map_err(KitError::io("reading", &children))?
             .split_whitespace()
             .next()
-            .ok_or("the box has no init process")?
+            .ok_or(KitError::BoxNotRunning {
+                why: "no init process",
+            })?
             .to_string();
         let d = self.dir.path();
         let out = Command::new("nsenter")
@@ -638,17 +643,21 @@ impl Jumpbox {
             )
             .envs(self.box_env())
             .output()
-            .map_err(|e| format!("nsenter: {e}"))?;
+            .map_err(KitError::spawn("nsenter"))?;
         if !out.status.success() {
-            return Err(format!(
-                "firing {unit}: {} {}",
-                out.status,
-                String::from_utf8_lossy(&out.stderr)
-            ));
+            return Err(KitError::TimerFailed {
+                unit: unit.to_string(),
+                status: out.status,
+                stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            });
         }
         let t = d.join("timers");
-        let rc = std::fs::read_to_string(t.join(format!("{unit}.rc")))
-            .map_err(|_| format!("timer {unit} did not run (already fired?)"))?;
+        let rc = std::fs::read_to_string(t.join(format!("{unit}.rc"))).map_err(|source| {
+            KitError::TimerDidNotRun {
+                unit: unit.to_string(),
+                source,
+            }
+        })?;
         let log = std::fs::read_to_string(t.join(format!("{unit}.log"))).unwrap_or_default();
         Ok((rc.trim().parse().unwrap_or(-1), log))
     }
@@ -697,7 +706,7 @@ pub fn user_data_from_moto(
     moto: &Moto,
     instance: &str,
     creds: &[(String, String)],
-) -> Result<String, String> {
+) -> Result<String, KitError> {
     let script = r#"
 import base64, sys, boto3
 a = boto3.client('ec2').describe_instance_attribute(InstanceId=sys.argv[1], Attribute='userData')

@@ -43,7 +43,7 @@ use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crate::Proc;
+use crate::{KitError, Proc};
 
 /// One function to host.
 #[derive(Clone)]
@@ -140,7 +140,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 /// Wait (bounded) until the function's process asked for its first invocation, reported an
 /// init error, or exited.
-fn wait_init(f: &Function) -> Result<(), String> {
+fn wait_init(f: &Function) -> Result<(), KitError> {
     crate::wait_until(
         &format!("{} init", f.spec.name),
         Duration::from_secs(20),
@@ -150,12 +150,7 @@ fn wait_init(f: &Function) -> Result<(), String> {
                 || f.exited.load(Ordering::SeqCst)
         },
     )
-    .map_err(|e| {
-        format!(
-            "{e}; log: {}",
-            std::fs::read_to_string(&f.log).unwrap_or_default()
-        )
-    })
+    .map_err(|e| e.with_log(std::fs::read_to_string(&f.log).unwrap_or_default()))
 }
 
 /// Fail everything queued or pending on `f` with a `Runtime.ExitError` saying `why`.
@@ -178,7 +173,7 @@ fn fail_all(f: &Function, why: &str) {
 impl LambdaHost {
     /// Start every function's runtime API and process, and the Invoke endpoint. Returns once
     /// every process has asked for its first invocation (or reported an init error, or exited).
-    pub fn start(functions: Vec<FunctionSpec>) -> Result<Self, String> {
+    pub fn start(functions: Vec<FunctionSpec>) -> Result<Self, KitError> {
         let host = Self::empty(None)?;
         let mut started = Vec::new();
         for spec in functions {
@@ -196,24 +191,24 @@ impl LambdaHost {
 
     /// Start only the Invoke endpoint (no function yet; add them with [`LambdaHost::load`]).
     /// Function logs go to `log_dir/<name>.log` (appended), or to a private temp dir.
-    pub fn empty(log_dir: Option<PathBuf>) -> Result<Self, String> {
+    pub fn empty(log_dir: Option<PathBuf>) -> Result<Self, KitError> {
         let (dir, log_dir) = match log_dir {
             Some(d) => {
-                std::fs::create_dir_all(&d).map_err(|e| format!("{}: {e}", d.display()))?;
+                std::fs::create_dir_all(&d).map_err(KitError::io("creating", &d))?;
                 (None, d)
             }
             None => {
                 let t = tempfile::Builder::new()
                     .prefix("ferry-lambda-host-")
                     .tempdir()
-                    .map_err(|e| e.to_string())?;
+                    .map_err(KitError::temp_dir)?;
                 let p = t.path().to_path_buf();
                 (Some(t), p)
             }
         };
         let invoke =
-            TcpListener::bind("127.0.0.1:0").map_err(|e| format!("invoke listener: {e}"))?;
-        let invoke_port = invoke.local_addr().map_err(|e| e.to_string())?.port();
+            TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr().map(|a| (l, a.port())));
+        let (invoke, invoke_port) = invoke.map_err(KitError::listen("Lambda Invoke API"))?;
         let shared = Arc::new(Shared {
             stop: AtomicBool::new(false),
             seq: AtomicU64::new(1),
@@ -231,17 +226,16 @@ impl LambdaHost {
     }
 
     /// Listener and process for `spec` (not yet in the table).
-    fn prepare(&self, spec: FunctionSpec) -> Result<Arc<Function>, String> {
+    fn prepare(&self, spec: FunctionSpec) -> Result<Arc<Function>, KitError> {
         if !spec.binary.is_file() {
-            return Err(format!(
-                "{}: {} is not a file",
-                spec.name,
-                spec.binary.display()
-            ));
+            return Err(KitError::NotAFile {
+                function: spec.name,
+                binary: spec.binary,
+            });
         }
-        let l =
-            TcpListener::bind("127.0.0.1:0").map_err(|e| format!("runtime API listener: {e}"))?;
-        let port = l.local_addr().map_err(|e| e.to_string())?.port();
+        let (l, port) = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr().map(|a| (l, a.port())))
+            .map_err(KitError::listen(format!("runtime API of {}", spec.name)))?;
         let f = Arc::new(Function {
             log: self.log_dir.join(format!("{}.log", spec.name)),
             spec,
@@ -280,7 +274,7 @@ impl LambdaHost {
     /// to it; queued invocations move to it; what the old process is running finishes (bounded
     /// by its timeout), then it is stopped by PID. An init error is not an error here
     /// ([`LambdaHost::init_error`]): invocations then fail as Lambda's would.
-    pub fn load(&self, spec: FunctionSpec) -> Result<(), String> {
+    pub fn load(&self, spec: FunctionSpec) -> Result<(), KitError> {
         let f = self.prepare(spec)?;
         if let Err(e) = wait_init(&f) {
             retire(&f, "the function did not initialise");
@@ -347,11 +341,10 @@ impl LambdaHost {
     }
 
     /// Queue an asynchronous (`Event`) invocation, as a scheduled rule does.
-    pub fn invoke_event(&self, name: &str, payload: &[u8]) -> Result<(), String> {
-        let f = self
-            .shared
-            .get(name)
-            .ok_or_else(|| format!("function {name} is not hosted"))?;
+    pub fn invoke_event(&self, name: &str, payload: &[u8]) -> Result<(), KitError> {
+        let f = self.shared.get(name).ok_or_else(|| KitError::NotHosted {
+            function: name.to_string(),
+        })?;
         let id = next_request_id(&self.shared);
         let deadline_ms = now_ms() + f.spec.timeout.as_millis() as u64;
         enqueue(
@@ -492,12 +485,12 @@ fn enqueue(shared: &Shared, mut f: Arc<Function>, inv: Invocation) {
     }
 }
 
-fn spawn_function(f: &Arc<Function>) -> Result<(), String> {
+fn spawn_function(f: &Arc<Function>) -> Result<(), KitError> {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(&f.log)
-        .map_err(|e| format!("{}: {e}", f.log.display()))?;
+        .map_err(KitError::io("opening", &f.log))?;
     let mut cmd = Command::new(&f.spec.binary);
     cmd.env_clear()
         .env(
@@ -522,12 +515,15 @@ fn spawn_function(f: &Arc<Function>) -> Result<(), String> {
         )
         .envs(f.spec.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .stdin(Stdio::null())
-        .stdout(log.try_clone().map_err(|e| e.to_string())?)
+        .stdout(
+            log.try_clone()
+                .map_err(KitError::io("duplicating the handle of", &f.log))?,
+        )
         .stderr(log);
     *lock(&f.spawned) = Some(Instant::now());
     let child = cmd
         .spawn()
-        .map_err(|e| format!("starting {}: {e}", f.spec.binary.display()))?;
+        .map_err(KitError::spawn(f.spec.binary.display()))?;
     *lock(&f.proc) = Some(Proc {
         child,
         name: f.spec.name.clone(),
@@ -586,11 +582,23 @@ impl Request {
     }
 }
 
+/// Why a request to the host could not be read (answered with a 400 carrying this text).
+#[derive(Debug, thiserror::Error)]
+enum BadRequest {
+    /// The connection failed while reading the request (or writing `100 Continue`).
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    /// The request is not HTTP/1.1 as this host reads it.
+    #[error("{0}")]
+    Malformed(&'static str),
+}
+
 /// Read one HTTP/1.1 request (Content-Length or chunked body). `Ok(None)` on a clean EOF.
 fn read_request(
     r: &mut BufReader<TcpStream>,
     stop: &AtomicBool,
-) -> Result<Option<Request>, String> {
+) -> Result<Option<Request>, BadRequest> {
+    use BadRequest::Malformed;
     let mut line = String::new();
     loop {
         match r.read_line(&mut line) {
@@ -606,17 +614,20 @@ fn read_request(
                     return Ok(None);
                 }
             }
-            Err(e) => return Err(e.to_string()),
+            Err(e) => return Err(e.into()),
         }
     }
     let mut parts = line.split_whitespace();
-    let method = parts.next().ok_or("empty request line")?.to_string();
-    let path = parts.next().ok_or("no path")?.to_string();
+    let method = parts
+        .next()
+        .ok_or(Malformed("empty request line"))?
+        .to_string();
+    let path = parts.next().ok_or(Malformed("no path"))?.to_string();
     let mut headers = Vec::new();
     loop {
         let mut h = String::new();
-        if r.read_line(&mut h).map_err(|e| e.to_string())? == 0 {
-            return Err("EOF in headers".into());
+        if r.read_line(&mut h)? == 0 {
+            return Err(Malformed("EOF in headers"));
         }
         let h = h.trim_end();
         if h.is_empty() {
@@ -626,7 +637,7 @@ fn read_request(
             headers.push((k.trim().to_string(), v.trim().to_string()));
         }
         if headers.len() > 200 {
-            return Err("too many headers".into());
+            return Err(Malformed("too many headers"));
         }
     }
     let mut req = Request {
@@ -639,9 +650,7 @@ fn read_request(
         .header("expect")
         .is_some_and(|v| v.eq_ignore_ascii_case("100-continue"))
     {
-        r.get_mut()
-            .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
-            .map_err(|e| e.to_string())?;
+        r.get_mut().write_all(b"HTTP/1.1 100 Continue\r\n\r\n")?;
     }
     // Lambda's own request limit for a direct zip upload (50 MB zipped, base64 in JSON).
     const MAX: usize = 128 << 20;
@@ -651,14 +660,14 @@ fn read_request(
     {
         loop {
             let mut size = String::new();
-            r.read_line(&mut size).map_err(|e| e.to_string())?;
+            r.read_line(&mut size)?;
             let n = usize::from_str_radix(size.trim().split(';').next().unwrap_or(""), 16)
-                .map_err(|_| "bad chunk size")?;
+                .map_err(|_| Malformed("bad chunk size"))?;
             if req.body.len() + n > MAX {
-                return Err("body too large".into());
+                return Err(Malformed("body too large"));
             }
             let mut chunk = vec![0u8; n + 2];
-            r.read_exact(&mut chunk).map_err(|e| e.to_string())?;
+            r.read_exact(&mut chunk)?;
             if n == 0 {
                 // Trailers end with an empty line; "0\r\n\r\n" has been consumed fully.
                 break;
@@ -670,10 +679,10 @@ fn read_request(
         .and_then(|v| v.parse::<usize>().ok())
     {
         if n > MAX {
-            return Err("body too large".into());
+            return Err(Malformed("body too large"));
         }
         req.body = vec![0u8; n];
-        r.read_exact(&mut req.body).map_err(|e| e.to_string())?;
+        r.read_exact(&mut req.body)?;
     }
     Ok(Some(req))
 }
@@ -715,7 +724,7 @@ fn serve_conn(conn: TcpStream, shared: Arc<Shared>, f: Option<Arc<Function>>) {
             Ok(Some(q)) => q,
             Ok(None) => return,
             Err(e) => {
-                let _ = respond(&mut w, 400, &[], e.as_bytes());
+                let _ = respond(&mut w, 400, &[], e.to_string().as_bytes());
                 return;
             }
         };

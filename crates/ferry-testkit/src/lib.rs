@@ -25,6 +25,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod error;
+pub use error::KitError;
+
 /// Whether an SSH server answers on `127.0.0.1:port` (its banner starts `SSH-2.0-`, within 2 s).
 pub(crate) fn answers_ssh(port: u16) -> bool {
     TcpStream::connect(("127.0.0.1", port))
@@ -58,7 +61,7 @@ pub fn wait_until(
     what: &str,
     limit: Duration,
     mut check: impl FnMut() -> bool,
-) -> Result<(), String> {
+) -> Result<(), KitError> {
     let start = Instant::now();
     while start.elapsed() < limit {
         if check() {
@@ -66,7 +69,11 @@ pub fn wait_until(
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    Err(format!("{what} not ready after {limit:?}"))
+    Err(KitError::Timeout {
+        what: what.to_string(),
+        limit,
+        log: String::new(),
+    })
 }
 
 /// A child process killed (by its PID) and reaped on drop.
@@ -108,9 +115,9 @@ impl Drop for Proc {
 }
 
 /// A minimal HTTP/1.1 request to 127.0.0.1:`port`; returns (status, body).
-pub fn http(port: u16, method: &str, path: &str, body: &[u8]) -> Result<(u16, String), String> {
-    let mut s = TcpStream::connect(("127.0.0.1", port))
-        .map_err(|e| format!("connect 127.0.0.1:{port}: {e}"))?;
+pub fn http(port: u16, method: &str, path: &str, body: &[u8]) -> Result<(u16, String), KitError> {
+    let fail = |step| move |source| KitError::Http { port, step, source };
+    let mut s = TcpStream::connect(("127.0.0.1", port)).map_err(fail("connecting"))?;
     s.set_read_timeout(Some(Duration::from_secs(10))).ok();
     let head = format!(
         "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
@@ -118,15 +125,18 @@ pub fn http(port: u16, method: &str, path: &str, body: &[u8]) -> Result<(u16, St
     );
     s.write_all(head.as_bytes())
         .and_then(|_| s.write_all(body))
-        .map_err(|e| format!("send: {e}"))?;
+        .map_err(fail("sending"))?;
     let mut out = Vec::new();
-    s.read_to_end(&mut out).map_err(|e| format!("read: {e}"))?;
+    s.read_to_end(&mut out).map_err(fail("reading"))?;
     let text = String::from_utf8_lossy(&out).into_owned();
     let status = text
         .split_whitespace()
         .nth(1)
         .and_then(|c| c.parse().ok())
-        .ok_or_else(|| format!("not HTTP: {text:.80}"))?;
+        .ok_or_else(|| KitError::NotHttp {
+            port,
+            start: format!("{text:.80}"),
+        })?;
     let body = text
         .split_once("\r\n\r\n")
         .map(|(_, b)| b.to_string())
@@ -257,20 +267,20 @@ impl Moto {
 
     /// Start the test kit's moto (patched to behave as AWS documents, `py/moto/`) from the
     /// project venv; waits until it answers HTTP.
-    pub fn start() -> Result<Self, String> {
+    pub fn start() -> Result<Self, KitError> {
         Self::start_with(MotoOptions::default())
     }
 
     /// Start moto as `opts` says (patched or plain, knobs, a log file); waits until it answers HTTP.
-    pub fn start_with(opts: MotoOptions) -> Result<Self, String> {
+    pub fn start_with(opts: MotoOptions) -> Result<Self, KitError> {
         let bin = Self::venv().join("bin/moto_server");
         if !bin.is_file() {
-            return Err(format!(
-                "{} missing: run scripts/install-deps.sh",
-                bin.display()
-            ));
+            return Err(KitError::Missing {
+                path: bin,
+                hint: "run scripts/install-deps.sh",
+            });
         }
-        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let dir = tempfile::tempdir().map_err(KitError::temp_dir)?;
         let log = opts
             .log
             .clone()
@@ -279,17 +289,17 @@ impl Moto {
             .create(true)
             .append(true)
             .open(&log)
-            .map_err(|e| format!("{}: {e}", log.display()))?;
+            .map_err(KitError::io("opening", &log))?;
         let port = free_port();
         let gateway_port = (!opts.plain).then(free_port);
         let mut cmd = if opts.plain {
             Command::new(&bin)
         } else {
             let py = dir.path().join("py");
-            std::fs::create_dir_all(&py).map_err(|e| format!("{}: {e}", py.display()))?;
+            std::fs::create_dir_all(&py).map_err(KitError::io("creating", &py))?;
             for (name, text) in MOTO_PATCHES {
                 std::fs::write(py.join(name), text)
-                    .map_err(|e| format!("{}: {e}", py.join(name).display()))?;
+                    .map_err(KitError::io("writing", py.join(name)))?;
             }
             let mut c = Command::new(Self::venv().join("bin/python3"));
             c.arg(py.join("launcher.py"));
@@ -302,10 +312,13 @@ impl Moto {
         let child = cmd
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .stdin(Stdio::null())
-            .stdout(logf.try_clone().map_err(|e| e.to_string())?)
+            .stdout(
+                logf.try_clone()
+                    .map_err(KitError::io("duplicating the handle of", &log))?,
+            )
             .stderr(logf)
             .spawn()
-            .map_err(|e| format!("starting {}: {e}", bin.display()))?;
+            .map_err(KitError::spawn(bin.display()))?;
         let mut proc = Proc {
             child,
             name: "moto_server".into(),
@@ -316,11 +329,11 @@ impl Moto {
                     && gateway_port.is_none_or(|g| http(g, "GET", "/moto-api/", b"").is_ok()))
         })?;
         if !proc.running() {
-            return Err(format!(
-                "moto exited at start; its output ({}):\n{}",
-                log.display(),
-                std::fs::read_to_string(&log).unwrap_or_default()
-            ));
+            return Err(KitError::Exited {
+                program: "moto",
+                output: std::fs::read_to_string(&log).unwrap_or_default(),
+                log,
+            });
         }
         Ok(Self {
             proc,
@@ -396,7 +409,7 @@ impl Moto {
         script: &str,
         args: &[&str],
         extra: &[(String, String)],
-    ) -> Result<String, String> {
+    ) -> Result<String, KitError> {
         let py = Self::venv().join("bin/python3");
         let mut cmd = Command::new(&py);
         cmd.arg("-c").arg(script).args(args);
@@ -405,14 +418,9 @@ impl Moto {
         for (k, v) in self.env().into_iter().chain(extra.iter().cloned()) {
             cmd.env(k, v);
         }
-        let out = cmd
-            .output()
-            .map_err(|e| format!("running {}: {e}", py.display()))?;
+        let out = cmd.output().map_err(KitError::spawn(py.display()))?;
         if !out.status.success() {
-            return Err(format!(
-                "python setup failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            ));
+            return Err(KitError::failed("python setup", &out));
         }
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
@@ -421,24 +429,36 @@ impl Moto {
     /// knows (an IAM user's keys or an assumed role's) and be allowed by their policies.
     /// moto 5.2.5: `POST /moto-api/reset-auth` with the number of requests still exempt
     /// (the same setting as the server's `INITIAL_NO_AUTH_ACTION_COUNT`), here 0.
-    pub fn enable_iam_checks(&self) -> Result<(), String> {
+    pub fn enable_iam_checks(&self) -> Result<(), KitError> {
         match http(self.port, "POST", "/moto-api/reset-auth", b"0")? {
             (200, _) => Ok(()),
-            (s, b) => Err(format!("moto reset-auth answered {s}: {b}")),
+            (status, body) => Err(KitError::HttpStatus {
+                what: "moto reset-auth",
+                status,
+                body,
+            }),
         }
     }
 
     /// Create `bucket`, an admin IAM user and the jump-box role (s3:PutObject on
     /// `bucket/*`, s3:ListBucket on `bucket`; nothing else), then turn on IAM checks and
     /// assume the role with the admin's keys. See `py/jumpbox_setup.py`.
-    pub fn jumpbox_setup(&self, bucket: &str) -> Result<JumpboxCreds, String> {
+    pub fn jumpbox_setup(&self, bucket: &str) -> Result<JumpboxCreds, KitError> {
         let out = self.python(
             include_str!("../py/jumpbox_setup.py"),
             &[bucket, &self.port.to_string()],
             &[],
         )?;
-        let v: serde_json::Value =
-            serde_json::from_str(out.trim()).map_err(|e| format!("setup output: {e}: {out}"))?;
+        let v: serde_json::Value = match serde_json::from_str(out.trim()) {
+            Ok(v) => v,
+            Err(source) => {
+                return Err(KitError::SetupOutput {
+                    what: "jumpbox_setup.py",
+                    output: out,
+                    source,
+                });
+            }
+        };
         let creds = |o: &serde_json::Value| Creds {
             access_key_id: o["AccessKeyId"].as_str().unwrap_or_default().to_string(),
             secret_access_key: o["SecretAccessKey"]
@@ -456,20 +476,21 @@ impl Moto {
 }
 
 /// Make an ed25519 key pair at `path` (no passphrase); returns the public key line.
-pub fn keygen(path: &Path) -> Result<String, String> {
+pub fn keygen(path: &Path) -> Result<String, KitError> {
     let out = Command::new("ssh-keygen")
         .args(["-q", "-t", "ed25519", "-N", "", "-C", "ferry-test", "-f"])
         .arg(path)
         .stdin(Stdio::null())
         .output()
-        .map_err(|e| format!("ssh-keygen: {e}"))?;
+        .map_err(KitError::spawn("ssh-keygen"))?;
     if !out.status.success() {
-        return Err(format!(
-            "ssh-keygen: {}",
-            String::from_utf8_lossy(&out.stderr)
+        return Err(KitError::failed(
+            format!("ssh-keygen -f {}", path.display()),
+            &out,
         ));
     }
-    std::fs::read_to_string(path.with_extension("pub")).map_err(|e| e.to_string())
+    let public = path.with_extension("pub");
+    std::fs::read_to_string(&public).map_err(KitError::io("reading", &public))
 }
 
 /// How to run a test sshd.
@@ -514,25 +535,26 @@ impl Sshd {
     /// directory `/run/sshd`, which only the init script creates, so it is created here if
     /// missing; `StrictModes no` because the files live in a temp dir; `UsePAM no` so no
     /// PAM stack is needed; password and keyboard-interactive logins are off.
-    pub fn start(opts: SshdOptions) -> Result<Self, String> {
+    pub fn start(opts: SshdOptions) -> Result<Self, KitError> {
         let sshd = Path::new("/usr/sbin/sshd");
         if !sshd.is_file() {
-            return Err(
-                "/usr/sbin/sshd missing: run scripts/install-deps.sh (openssh-server)".into(),
-            );
+            return Err(KitError::Missing {
+                path: sshd.to_path_buf(),
+                hint: "run scripts/install-deps.sh (openssh-server)",
+            });
         }
         if !Path::new("/run/sshd").is_dir() {
-            std::fs::create_dir_all("/run/sshd").map_err(|e| format!("creating /run/sshd: {e}"))?;
+            std::fs::create_dir_all("/run/sshd").map_err(KitError::io("creating", "/run/sshd"))?;
         }
         let dir = tempfile::Builder::new()
             .prefix("ferry-sshd-")
             .tempdir()
-            .map_err(|e| e.to_string())?;
+            .map_err(KitError::temp_dir)?;
         let d = dir.path();
         let host_key = d.join("ssh_host_ed25519_key");
         keygen(&host_key)?;
         std::fs::write(d.join("authorized_keys"), &opts.authorized_keys)
-            .map_err(|e| e.to_string())?;
+            .map_err(KitError::io("writing", d.join("authorized_keys")))?;
         let port = free_port();
         let mut conf = format!(
             "Port {port}\nListenAddress 127.0.0.1\nHostKey {hk}\nPidFile {pid}\nAuthorizedKeysFile {ak}\n\
@@ -553,28 +575,32 @@ impl Sshd {
         }
         conf.push_str(&opts.extra_config);
         let conf_path = d.join("sshd_config");
-        std::fs::write(&conf_path, conf).map_err(|e| e.to_string())?;
+        std::fs::write(&conf_path, conf).map_err(KitError::io("writing", &conf_path))?;
         let check = Command::new(sshd)
             .arg("-t")
             .arg("-f")
             .arg(&conf_path)
             .output()
-            .map_err(|e| e.to_string())?;
+            .map_err(KitError::spawn("sshd -t"))?;
         if !check.status.success() {
-            return Err(format!(
-                "sshd -t: {}",
-                String::from_utf8_lossy(&check.stderr)
+            return Err(KitError::failed(
+                format!("sshd -t -f {}", conf_path.display()),
+                &check,
             ));
         }
-        let log = std::fs::File::create(d.join("sshd.log")).map_err(|e| e.to_string())?;
+        let log_path = d.join("sshd.log");
+        let log = std::fs::File::create(&log_path).map_err(KitError::io("creating", &log_path))?;
         let child = Command::new(sshd)
             .args(["-D", "-e", "-f"])
             .arg(&conf_path)
             .stdin(Stdio::null())
-            .stdout(log.try_clone().map_err(|e| e.to_string())?)
+            .stdout(
+                log.try_clone()
+                    .map_err(KitError::io("duplicating the handle of", &log_path))?,
+            )
             .stderr(log)
             .spawn()
-            .map_err(|e| format!("starting sshd: {e}"))?;
+            .map_err(KitError::spawn(sshd.display()))?;
         let mut proc = Proc {
             child,
             name: "sshd".into(),
@@ -582,12 +608,7 @@ impl Sshd {
         wait_until("sshd", Duration::from_secs(20), || {
             proc.running() && answers_ssh(port)
         })
-        .map_err(|e| {
-            format!(
-                "{e}; sshd log: {}",
-                std::fs::read_to_string(d.join("sshd.log")).unwrap_or_default()
-            )
-        })?;
+        .map_err(|e| e.with_log(std::fs::read_to_string(&log_path).unwrap_or_default()))?;
         Ok(Self { proc, port, dir })
     }
 
@@ -607,8 +628,9 @@ impl Sshd {
     }
 
     /// Replace the `authorized_keys` contents (read by sshd on every login).
-    pub fn set_authorized_keys(&self, text: &str) -> Result<(), String> {
-        std::fs::write(self.dir.path().join("authorized_keys"), text).map_err(|e| e.to_string())
+    pub fn set_authorized_keys(&self, text: &str) -> Result<(), KitError> {
+        let path = self.dir.path().join("authorized_keys");
+        std::fs::write(&path, text).map_err(KitError::io("writing", &path))
     }
 
     /// sshd's log so far.

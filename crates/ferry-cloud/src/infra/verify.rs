@@ -479,9 +479,20 @@ async fn simulate(
 const ENDPOINT_NOTE: &str =
     "endpoint policy by the local evaluator: the simulator does not model VPC endpoint policies";
 
-/// A local verdict as the report shows it: allowed or denied, or the note saying why none.
-fn local(r: Result<bool, crate::verify::EvalError>) -> Result<bool, String> {
-    r.map_err(|e| e.to_string())
+/// Why a case got no verdict; its text is the report row's note.
+#[derive(Debug, thiserror::Error)]
+enum NoVerdict {
+    /// The local evaluator cannot read a document the case needs.
+    #[error(transparent)]
+    Local(#[from] crate::verify::EvalError),
+    /// The simulator answered this case with an error (or with no single result).
+    #[error("{0}")]
+    Simulator(String),
+}
+
+/// A local verdict as the report shows it: allowed or denied, or why none.
+fn local(r: Result<bool, crate::verify::EvalError>) -> Result<bool, NoVerdict> {
+    r.map_err(NoVerdict::Local)
 }
 
 async fn evaluate(ctx: &Ctx, p: &PolicyInputs, docs: &Documents) -> Report {
@@ -492,7 +503,7 @@ async fn evaluate(ctx: &Ctx, p: &PolicyInputs, docs: &Documents) -> Report {
     for (i, case) in verify::matrix(p).iter().enumerate() {
         let r = route(case, p);
         let mut note = None;
-        let (got, by): (Result<bool, String>, &'static str) = match (&r, &unavailable) {
+        let (got, by): (Result<bool, NoVerdict>, &'static str) = match (&r, &unavailable) {
             (Route::Local(why), _) => {
                 note = Some(format!("local evaluator: {why}"));
                 (local(world.evaluate(case)), "local")
@@ -512,13 +523,13 @@ async fn evaluate(ctx: &Ctx, p: &PolicyInputs, docs: &Documents) -> Report {
                     unavailable = Some(why);
                     (local(world.evaluate(case)), "local")
                 }
-                SimAnswer::Failed(e) => (Err(e), "simulator"),
+                SimAnswer::Failed(e) => (Err(NoVerdict::Simulator(e)), "simulator"),
             },
         };
         let word = |b: bool| if b { "allow" } else { "deny" };
         let ok = got.as_ref().is_ok_and(|g| *g == case.expected);
         if let Err(e) = &got {
-            note = Some(e.clone());
+            note = Some(e.to_string());
         }
         cases.push(CaseReport {
             n: i + 1,
