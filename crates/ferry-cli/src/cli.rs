@@ -35,7 +35,8 @@ pub enum Command {
     Ls(ls::LsArgs),
     /// Restore a snapshot into a directory (master key).
     Restore(restore::RestoreArgs),
-    /// Verify the repository (master key); --read-data also decrypts every pack.
+    /// Verify the repository (master key); --read-data also decrypts every pack,
+    /// --read-data-subset a part of them.
     Check(check::CheckArgs),
     /// Check the configured sources (LAN hosts, local paths) without backing up.
     #[command(subcommand)]

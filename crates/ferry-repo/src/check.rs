@@ -1,10 +1,13 @@
 //! `check`: verify every object and report each problem by object name.
 //!
-//! Without `read_data`: every index and snapshot object (name = SHA-256, decrypts, parses),
-//! every tree reachable from a snapshot (present in an index, decrypts, id matches), every
-//! data blob a tree references is listed by an index, every pack an index names exists.
-//! With `read_data`: additionally every pack is read whole: name = SHA-256, trailer decrypts,
-//! every blob decrypts and matches its id, and the trailer agrees with the indexes.
+//! Always (also with [`ReadData::None`]): every index and snapshot object (name = SHA-256,
+//! decrypts, parses), every tree reachable from a snapshot (present in an index, decrypts, id
+//! matches), every data blob a tree references is listed by an index, every pack an index
+//! names exists.
+//! With [`ReadData::All`]: additionally every pack is read whole: name = SHA-256, trailer
+//! decrypts, every blob decrypts and matches its id, and the trailer agrees with the indexes.
+//! With [`ReadData::Subset`]: the same, for the packs a [`DataSubset`] selects (restic's
+//! `check --read-data-subset`); every other pack is still checked for existence.
 
 use crate::error::Result;
 use crate::format::{self, ObjectKind};
@@ -16,8 +19,245 @@ use crate::objects::{
 use crate::progress::Progress;
 use crate::repo::Repository;
 use crate::storage::Storage;
+use crate::units::{SizeError, parse_size};
 use serde::Serialize;
 use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::str::FromStr;
+
+/// How much pack data `check` reads and verifies.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub enum ReadData {
+    /// Read no pack data: only indexes, snapshots and trees (and packs' existence).
+    #[default]
+    None,
+    /// Read every pack (`check --read-data`).
+    All,
+    /// Read the packs the subset selects (`check --read-data-subset`).
+    Subset(DataSubset),
+}
+
+impl ReadData {
+    /// Whether any pack data is read ([`All`](Self::All) or [`Subset`](Self::Subset)).
+    pub fn reads_data(&self) -> bool {
+        !matches!(self, ReadData::None)
+    }
+}
+
+/// Which packs `check --read-data-subset` reads, as restic selects them.
+///
+/// Parsed from the user's text by [`FromStr`] and shown back by [`Display`](fmt::Display):
+/// `n/t`, `p%` or a size such as `500M`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum DataSubset {
+    /// `n/t`: group `n` of `t` (1 ≤ n ≤ t ≤ 256). A pack is in group `n` when the first byte of
+    /// its name (the SHA-256 of its bytes, as hex) modulo `t` is `n - 1`, restic's rule. The
+    /// groups are fixed by the names alone, so running `1/t`, `2/t`, … `t/t` (e.g. one a day)
+    /// reads every pack exactly once; a pack added in between is read by its group's next run.
+    /// `t` is at most 256 because only the first byte counts.
+    Part {
+        /// The group read, from 1.
+        n: u32,
+        /// How many groups.
+        of: u32,
+    },
+    /// `p%` (0 < p ≤ 100, e.g. `2.5%`): a random `p` % of the packs (rounded down, as restic
+    /// does, but at least one when there are any); a new sample every run.
+    Percent(f64),
+    /// A size (`500M`, `2G`; units K, M, G, T are binary, `KiB`… also accepted; a bare number
+    /// is bytes): random packs are drawn until their summed size reaches it (at least one
+    /// pack; every pack when it exceeds the total). A pack's size is taken from the indexes:
+    /// the end of its last blob record (the pack without its trailer, a few hundred bytes
+    /// short of the object); a pack no index covers counts as the mean of the others.
+    /// (restic turns the size into a percentage of the repository instead.)
+    Size(u64),
+}
+
+/// The most groups `n/t` can name: a pack's group comes from the first byte of its name.
+pub const MAX_PARTS: u32 = 256;
+
+/// Why a `--read-data-subset` value was refused; every variant names the value as given.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SubsetError {
+    /// Neither `n/t`, nor `p%`, nor a size.
+    #[error(
+        "{input:?} is not a data subset: give n/t (e.g. 1/5), a percentage (e.g. 2.5%) or a size (e.g. 500M)"
+    )]
+    Unrecognised {
+        /// The value as given.
+        input: String,
+    },
+    /// Has a `/`, but not two whole numbers around it.
+    #[error("{input:?} is not a part n/t: n and t must be whole numbers (e.g. 1/5)")]
+    NotAPart {
+        /// The value as given.
+        input: String,
+    },
+    /// `n/t` with `n` or `t` out of range.
+    #[error("part {input:?} is out of range: n/t needs 1 <= n <= t <= {MAX_PARTS}")]
+    PartOutOfRange {
+        /// The value as given.
+        input: String,
+    },
+    /// Ends with `%`, but no number before it.
+    #[error("{input:?} is not a percentage (e.g. 2.5%)")]
+    NotAPercentage {
+        /// The value as given.
+        input: String,
+    },
+    /// A percentage not above 0 and at most 100.
+    #[error("percentage {input:?} is out of range: it must be above 0% and at most 100%")]
+    PercentOutOfRange {
+        /// The value as given.
+        input: String,
+    },
+    /// A size with an unknown unit, zero, or too large.
+    #[error("{0}")]
+    Size(SizeError),
+}
+
+impl DataSubset {
+    /// Refuse values the parser would refuse (for subsets built in code). `input` names the
+    /// value in the error.
+    fn validate(&self, input: &str) -> Result<(), SubsetError> {
+        let input = input.to_string();
+        match *self {
+            DataSubset::Part { n, of } if n == 0 || n > of || of > MAX_PARTS => {
+                Err(SubsetError::PartOutOfRange { input })
+            }
+            DataSubset::Percent(p) if !(p > 0.0 && p <= 100.0) => {
+                Err(SubsetError::PercentOutOfRange { input })
+            }
+            DataSubset::Size(0) => Err(SubsetError::Size(SizeError::OutOfRange { input })),
+            _ => Ok(()),
+        }
+    }
+
+    /// The packs (names, as listed) to read, sorted. `size` estimates a pack's size in bytes
+    /// (used by [`Size`](Self::Size) only); `seed` drives the random draws.
+    fn select<'a>(
+        &self,
+        packs: &[&'a String],
+        size: &dyn Fn(&str) -> u64,
+        seed: u64,
+    ) -> Vec<&'a String> {
+        let mut picked: Vec<&'a String> = match *self {
+            DataSubset::Part { n, of } => packs
+                .iter()
+                .copied()
+                .filter(|p| u32::from(first_byte(p)) % of == n - 1)
+                .collect(),
+            DataSubset::Percent(p) => {
+                let mut all = packs.to_vec();
+                shuffle(&mut all, seed);
+                // Rounded down like restic; the epsilon keeps e.g. 10 × 30% from being 2.
+                let k = ((all.len() as f64) * p / 100.0 + 1e-9).floor() as usize;
+                all.truncate(k.clamp(1, all.len().max(1)));
+                all
+            }
+            DataSubset::Size(want) => {
+                let mut all = packs.to_vec();
+                shuffle(&mut all, seed);
+                let mut sum = 0u64;
+                let mut out = Vec::new();
+                for p in all {
+                    if !out.is_empty() && sum >= want {
+                        break;
+                    }
+                    sum = sum.saturating_add(size(p));
+                    out.push(p);
+                }
+                out
+            }
+        };
+        picked.sort();
+        picked
+    }
+}
+
+/// The first byte of a pack's name (hex SHA-256); a name that is not hex (which no storage
+/// lists) counts as 0, so it still falls into exactly one group.
+fn first_byte(name: &str) -> u8 {
+    name.get(..2)
+        .and_then(|h| u8::from_str_radix(h, 16).ok())
+        .unwrap_or(0)
+}
+
+/// Fisher–Yates with splitmix64: the draw needs to be unpredictable between runs, not
+/// cryptographic.
+fn shuffle<T>(v: &mut [T], seed: u64) {
+    let mut x = seed;
+    let mut next = || {
+        x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = x;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    };
+    for i in (1..v.len()).rev() {
+        let j = (next() % (i as u64 + 1)) as usize;
+        v.swap(i, j);
+    }
+}
+
+impl FromStr for DataSubset {
+    type Err = SubsetError;
+
+    /// `n/t`, `p%` or a size; see [`DataSubset`]. Surrounding spaces are ignored.
+    fn from_str(s: &str) -> Result<Self, SubsetError> {
+        let t = s.trim();
+        let subset = if let Some((a, b)) = t.split_once('/') {
+            let num = |x: &str| x.trim().parse::<u32>().ok();
+            let (Some(n), Some(of)) = (num(a), num(b)) else {
+                return Err(SubsetError::NotAPart { input: s.into() });
+            };
+            DataSubset::Part { n, of }
+        } else if let Some(p) = t.strip_suffix('%') {
+            let p: f64 = p
+                .trim()
+                .parse()
+                .map_err(|_| SubsetError::NotAPercentage { input: s.into() })?;
+            DataSubset::Percent(p)
+        } else {
+            match parse_size(t) {
+                Ok(n) => DataSubset::Size(n),
+                Err(SizeError::NotASize { .. }) => {
+                    return Err(SubsetError::Unrecognised { input: s.into() });
+                }
+                Err(SizeError::UnknownUnit { unit, .. }) => {
+                    return Err(SubsetError::Size(SizeError::UnknownUnit {
+                        input: s.into(),
+                        unit,
+                    }));
+                }
+                Err(SizeError::OutOfRange { .. }) => {
+                    return Err(SubsetError::Size(SizeError::OutOfRange { input: s.into() }));
+                }
+            }
+        };
+        subset.validate(s)?;
+        Ok(subset)
+    }
+}
+
+impl fmt::Display for DataSubset {
+    /// The user's form: `2/5`, `2.5%`, `500M` (the largest binary unit that divides the size
+    /// exactly, else bytes).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            DataSubset::Part { n, of } => write!(f, "{n}/{of}"),
+            DataSubset::Percent(p) => write!(f, "{p}%"),
+            DataSubset::Size(b) => {
+                for (shift, unit) in [(40, "T"), (30, "G"), (20, "M"), (10, "K")] {
+                    if b != 0 && b % (1u64 << shift) == 0 {
+                        return write!(f, "{}{unit}", b >> shift);
+                    }
+                }
+                write!(f, "{b}")
+            }
+        }
+    }
+}
 
 /// One problem (or warning), naming the object.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -47,8 +287,12 @@ pub struct CheckReport {
     pub data_blobs_referenced: u64,
     /// Blobs decrypted and verified (with `read_data`).
     pub blobs_verified: u64,
-    /// Whether packs were read whole and every blob verified (`check --read-data`).
+    /// Whether pack data was read (`check --read-data` or `--read-data-subset`).
     pub read_data: bool,
+    /// Packs read whole and their blobs verified (all of them with `--read-data`).
+    pub packs_read: u64,
+    /// The subset read (its [`DataSubset`] display form, e.g. `2/5`), if only a subset.
+    pub read_data_subset: Option<String>,
 }
 
 impl CheckReport {
@@ -99,13 +343,21 @@ struct Loc {
 pub(crate) fn check(
     repo: &Repository,
     key: &MasterKey,
-    read_data: bool,
+    read: ReadData,
     progress: &dyn Progress,
 ) -> Result<CheckReport> {
+    if let ReadData::Subset(s) = &read {
+        s.validate(&s.to_string())
+            .map_err(|e| crate::error::Error::InvalidOption(e.to_string()))?;
+    }
     repo.config().check_key(key.as_put())?;
     let storage: &dyn Storage = repo.storage().as_ref();
     let mut rep = CheckReport {
-        read_data,
+        read_data: read.reads_data(),
+        read_data_subset: match &read {
+            ReadData::Subset(s) => Some(s.to_string()),
+            _ => None,
+        },
         ..Default::default()
     };
     let packs: HashSet<String> = storage.list(ObjectKind::Pack)?.into_iter().collect();
@@ -228,9 +480,19 @@ pub(crate) fn check(
         }
     }
 
-    if read_data {
+    if read.reads_data() {
         let mut names: Vec<&String> = packs.iter().collect();
         names.sort();
+        if let ReadData::Subset(subset) = &read {
+            let sizes = pack_sizes(&names, &indexed_packs);
+            let size = |p: &str| sizes.get(p).copied().unwrap_or(0);
+            names = subset.select(
+                &names,
+                &size,
+                rand_core::RngCore::next_u64(&mut rand_core::OsRng),
+            );
+        }
+        rep.packs_read = names.len() as u64;
         for name in names {
             let object = ObjectKind::Pack.key(name);
             progress.check_object(&object);
@@ -296,6 +558,34 @@ pub(crate) fn check(
     Ok(rep)
 }
 
+/// Estimated size of each listed pack: the end of its last blob record per the indexes; a
+/// pack no index covers gets the mean of the others (0 when none is indexed).
+fn pack_sizes(
+    names: &[&String],
+    indexed: &HashMap<String, Vec<BlobEntry>>,
+) -> HashMap<String, u64> {
+    let known: HashMap<String, u64> = names
+        .iter()
+        .filter_map(|n| {
+            let ix = indexed.get(*n)?;
+            let end = ix
+                .iter()
+                .map(|b| u64::from(b.offset) + u64::from(b.length))
+                .max()?;
+            Some(((*n).clone(), end))
+        })
+        .collect();
+    let mean = if known.is_empty() {
+        0
+    } else {
+        known.values().sum::<u64>() / known.len() as u64
+    };
+    names
+        .iter()
+        .map(|n| ((*n).clone(), known.get(*n).copied().unwrap_or(mean)))
+        .collect()
+}
+
 fn read_blob(storage: &dyn crate::storage::Storage, key: &MasterKey, loc: &Loc) -> Result<Vec<u8>> {
     let rec = storage.get_range(
         ObjectKind::Pack,
@@ -304,4 +594,216 @@ fn read_blob(storage: &dyn crate::storage::Storage, key: &MasterKey, loc: &Loc) 
         loc.entry.length as u64,
     )?;
     open_blob(key, &loc.ephemeral, &loc.entry, &rec, &loc.pack)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // a test fails by panicking; unwrap says where
+
+    use super::*;
+
+    fn parse(s: &str) -> Result<DataSubset, String> {
+        s.parse::<DataSubset>().map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn parser_accepts_the_three_forms() {
+        assert_eq!(parse("1/5"), Ok(DataSubset::Part { n: 1, of: 5 }));
+        assert_eq!(parse("5/5"), Ok(DataSubset::Part { n: 5, of: 5 }));
+        assert_eq!(parse(" 2 / 256 "), Ok(DataSubset::Part { n: 2, of: 256 }));
+        assert_eq!(parse("2.5%"), Ok(DataSubset::Percent(2.5)));
+        assert_eq!(parse("100%"), Ok(DataSubset::Percent(100.0)));
+        assert_eq!(parse("500M"), Ok(DataSubset::Size(500 << 20)));
+        assert_eq!(parse("2G"), Ok(DataSubset::Size(2 << 30)));
+        assert_eq!(parse("3k"), Ok(DataSubset::Size(3 << 10)));
+        assert_eq!(parse("1T"), Ok(DataSubset::Size(1 << 40)));
+        assert_eq!(parse("4096"), Ok(DataSubset::Size(4096)));
+        assert_eq!(parse("64MiB"), Ok(DataSubset::Size(64 << 20)));
+    }
+
+    #[test]
+    fn parser_refuses_naming_the_value_and_the_reason() {
+        let cases = [
+            (
+                "0/5",
+                "part \"0/5\" is out of range: n/t needs 1 <= n <= t <= 256",
+            ),
+            (
+                "6/5",
+                "part \"6/5\" is out of range: n/t needs 1 <= n <= t <= 256",
+            ),
+            (
+                "1/0",
+                "part \"1/0\" is out of range: n/t needs 1 <= n <= t <= 256",
+            ),
+            (
+                "1/257",
+                "part \"1/257\" is out of range: n/t needs 1 <= n <= t <= 256",
+            ),
+            (
+                "a/5",
+                "\"a/5\" is not a part n/t: n and t must be whole numbers (e.g. 1/5)",
+            ),
+            (
+                "1/2/3",
+                "\"1/2/3\" is not a part n/t: n and t must be whole numbers (e.g. 1/5)",
+            ),
+            (
+                "-1/5",
+                "\"-1/5\" is not a part n/t: n and t must be whole numbers (e.g. 1/5)",
+            ),
+            (
+                "0%",
+                "percentage \"0%\" is out of range: it must be above 0% and at most 100%",
+            ),
+            (
+                "101%",
+                "percentage \"101%\" is out of range: it must be above 0% and at most 100%",
+            ),
+            (
+                "-3%",
+                "percentage \"-3%\" is out of range: it must be above 0% and at most 100%",
+            ),
+            (
+                "NaN%",
+                "percentage \"NaN%\" is out of range: it must be above 0% and at most 100%",
+            ),
+            ("x%", "\"x%\" is not a percentage (e.g. 2.5%)"),
+            ("%", "\"%\" is not a percentage (e.g. 2.5%)"),
+            (
+                "abc",
+                "\"abc\" is not a data subset: give n/t (e.g. 1/5), a percentage (e.g. 2.5%) or a size (e.g. 500M)",
+            ),
+            (
+                "",
+                "\"\" is not a data subset: give n/t (e.g. 1/5), a percentage (e.g. 2.5%) or a size (e.g. 500M)",
+            ),
+            (
+                "5X",
+                "unknown size unit \"x\" in \"5X\" (use KiB, MiB, GiB or TiB)",
+            ),
+            ("0", "size \"0\" is out of range"),
+            ("0M", "size \"0M\" is out of range"),
+            ("99999999999T", "size \"99999999999T\" is out of range"),
+        ];
+        for (input, want) in cases {
+            assert_eq!(parse(input), Err(want.to_string()), "{input:?}");
+        }
+        assert!(matches!(
+            "6/5".parse::<DataSubset>(),
+            Err(SubsetError::PartOutOfRange { input }) if input == "6/5"
+        ));
+    }
+
+    #[test]
+    fn display_gives_the_users_form_back() {
+        for s in [
+            "1/5", "256/256", "2.5%", "100%", "0.1%", "500M", "2G", "3K", "1T", "4097",
+        ] {
+            assert_eq!(parse(s).unwrap().to_string(), s);
+        }
+        assert_eq!(parse("1024M").unwrap().to_string(), "1G");
+        assert_eq!(parse("64MiB").unwrap().to_string(), "64M");
+        assert_eq!(DataSubset::Size(0).to_string(), "0");
+    }
+
+    /// `count` pack names, sorted (as `check` hands them to `select`).
+    fn names(count: usize) -> Vec<String> {
+        let mut v: Vec<String> = (0..count)
+            .map(|i| format::object_name(&i.to_le_bytes()))
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn parts_partition_the_packs_by_first_byte() {
+        let owned = names(1000);
+        let packs: Vec<&String> = owned.iter().collect();
+        for of in [1u32, 2, 3, 5, 7, 16, 100, 256] {
+            let mut seen: HashMap<&String, u32> = HashMap::new();
+            for n in 1..=of {
+                let part = DataSubset::Part { n, of };
+                for p in part.select(&packs, &|_| 0, 0) {
+                    assert_eq!(u32::from(first_byte(p)) % of, n - 1, "{p} in {part}");
+                    *seen.entry(p).or_default() += 1;
+                }
+            }
+            assert_eq!(seen.len(), packs.len(), "every pack in some part of {of}");
+            assert!(
+                seen.values().all(|&c| c == 1),
+                "no pack in two parts of {of}"
+            );
+        }
+        // The groups are restic's: first byte 0x00 and 0x05 are in group 1 of 5, 0x04 in 5.
+        let odd = ["00aa".to_string(), "05bb".to_string(), "04cc".to_string()];
+        let refs: Vec<&String> = odd.iter().collect();
+        let one = DataSubset::Part { n: 1, of: 5 }.select(&refs, &|_| 0, 0);
+        assert_eq!(one, vec![&odd[0], &odd[1]]);
+        let five = DataSubset::Part { n: 5, of: 5 }.select(&refs, &|_| 0, 0);
+        assert_eq!(five, vec![&odd[2]]);
+    }
+
+    #[test]
+    fn percent_draws_rounded_down_but_at_least_one() {
+        let owned = names(40);
+        let packs: Vec<&String> = owned.iter().collect();
+        let sel = |p: f64, seed: u64| DataSubset::Percent(p).select(&packs, &|_| 0, seed);
+        assert_eq!(sel(100.0, 1).len(), 40);
+        assert_eq!(sel(100.0, 1), packs, "100% is every pack, sorted");
+        assert_eq!(sel(50.0, 1).len(), 20);
+        assert_eq!(sel(30.0, 1).len(), 12);
+        assert_eq!(sel(2.5, 1).len(), 1);
+        assert_eq!(sel(0.1, 1).len(), 1, "at least one");
+        assert!(DataSubset::Percent(10.0).select(&[], &|_| 0, 1).is_empty());
+        // Random: different seeds draw different samples (and are sorted, no repeats).
+        let a = sel(50.0, 1);
+        let b = sel(50.0, 2);
+        assert_ne!(a, b);
+        let mut dedup = a.clone();
+        dedup.dedup();
+        assert_eq!(dedup, a);
+        assert!(a.windows(2).all(|w| w[0] < w[1]));
+    }
+
+    #[test]
+    fn size_draws_until_the_sum_reaches_it() {
+        let owned = names(20);
+        let packs: Vec<&String> = owned.iter().collect();
+        let mib = |_: &str| 1u64 << 20;
+        let sel = |b: u64, seed: u64| DataSubset::Size(b).select(&packs, &mib, seed);
+        assert_eq!(sel(5 << 20, 7).len(), 5);
+        assert_eq!(
+            sel((5 << 20) + 1, 7).len(),
+            6,
+            "until the sum reaches the size"
+        );
+        assert_eq!(sel(1, 7).len(), 1, "at least one pack");
+        assert_eq!(
+            sel(1 << 40, 7),
+            packs,
+            "more than the total reads every pack"
+        );
+        assert_ne!(sel(5 << 20, 7), sel(5 << 20, 8));
+    }
+
+    #[test]
+    fn pack_sizes_come_from_the_index_and_unindexed_packs_get_the_mean() {
+        let owned = names(3);
+        let refs: Vec<&String> = owned.iter().collect();
+        let entry = |offset: u32, length: u32| BlobEntry {
+            id: BlobId([offset as u8; 32]),
+            kind: crate::ids::BlobKind::Data,
+            offset,
+            length,
+            raw_length: length,
+        };
+        let mut indexed = HashMap::new();
+        indexed.insert(owned[0].clone(), vec![entry(100, 900), entry(1000, 1000)]);
+        indexed.insert(owned[1].clone(), vec![entry(64, 3936)]);
+        let sizes = pack_sizes(&refs, &indexed);
+        assert_eq!(sizes[&owned[0]], 2000);
+        assert_eq!(sizes[&owned[1]], 4000);
+        assert_eq!(sizes[&owned[2]], 3000, "the mean of the indexed packs");
+    }
 }

@@ -27,7 +27,8 @@
 //! * Read side (master key): [`Repository::reader`] → [`Reader`]: `snapshots()`,
 //!   `resolve_snapshot("latest" | prefix | id)`, `ls`, `restore(snapshot, target,
 //!   &RestoreOptions { include globs, .. }, progress)`, `read_blob`, `read_tree`.
-//! * [`Repository::check`]`(key, read_data, progress) -> CheckReport` (every problem named).
+//! * [`Repository::check`]`(key, ReadData, progress) -> CheckReport` (every problem named);
+//!   [`ReadData`] is `None`, `All` or a `Subset(`[`DataSubset`]`)` (`n/t`, `p%`, a size).
 //! * Storage ([`storage`]): the [`storage::Storage`] trait (write-once puts, streaming
 //!   `begin_put`, `barrier`, ranged gets); [`storage::LocalDir`]; [`storage::MemStorage`], the
 //!   in-memory backend for unit tests in any crate (a put log, call counts, fault knobs). The
@@ -76,7 +77,7 @@ pub mod storage;
 pub mod units;
 
 pub use backup::{BackupOptions, BackupSession, EntryMeta, RepoPath, UnchangedFile};
-pub use check::{CheckReport, Problem};
+pub use check::{CheckReport, DataSubset, Problem, ReadData};
 pub use error::{Error, Result};
 pub use ids::{BlobId, BlobKind, ChunkerParams, RepoId};
 pub use keys::{AnyKey, KeyKind, MasterKey, Passphrase, PutKey};

@@ -125,14 +125,16 @@ impl Repository {
         Ok(r)
     }
 
-    /// Verify the repository (master key); see [`crate::check`].
+    /// Verify the repository (master key), reading the pack data `read` asks for; see
+    /// [`crate::check`]. A [`ReadData::Subset`](crate::check::ReadData::Subset) the parser would
+    /// refuse (e.g. part 0/5) is an [`Error::InvalidOption`].
     pub fn check(
         &self,
         key: &MasterKey,
-        read_data: bool,
+        read: crate::check::ReadData,
         progress: &dyn Progress,
     ) -> Result<crate::check::CheckReport> {
-        crate::check::check(self, key, read_data, progress)
+        crate::check::check(self, key, read, progress)
     }
 }
 

@@ -118,7 +118,10 @@ fn roundtrip_with_metadata_ls_and_resolution() {
     assert!(restored_path(&t2, &src.join("etc/hosts")).exists());
     assert!(!restored_path(&t2, &src.join("syslog")).exists());
 
-    let rep = env.repo.check(&env.key, true, &NoProgress).unwrap();
+    let rep = env
+        .repo
+        .check(&env.key, ReadData::All, &NoProgress)
+        .unwrap();
     assert!(rep.is_ok(), "{:?}", rep.problems);
     assert!(rep.warnings.is_empty(), "{:?}", rep.warnings);
     assert!(rep.blobs_verified > 0);
@@ -219,7 +222,10 @@ fn second_backup_is_deduplicated_and_unchanged_files_are_not_read() {
     let target = env.dir.path().join("restore4");
     env.restore(&fourth, &target);
     assert_same_tree(&src, &restored_path(&target, &src));
-    let rep = env.repo.check(&env.key, false, &NoProgress).unwrap();
+    let rep = env
+        .repo
+        .check(&env.key, ReadData::None, &NoProgress)
+        .unwrap();
     assert!(rep.is_ok(), "{:?}", rep.problems);
 }
 
@@ -285,7 +291,10 @@ fn interrupted_backup_leaves_no_snapshot_and_next_run_completes() {
         committed >= 1,
         "some packs were committed before the interruption"
     );
-    let rep = env.repo.check(&env.key, true, &NoProgress).unwrap();
+    let rep = env
+        .repo
+        .check(&env.key, ReadData::All, &NoProgress)
+        .unwrap();
     assert!(
         rep.is_ok(),
         "an interrupted run leaves a valid repository: {:?}",
@@ -301,7 +310,10 @@ fn interrupted_backup_leaves_no_snapshot_and_next_run_completes() {
     let target = env.dir.path().join("out");
     env.restore(&snap, &target);
     assert_same_tree(&src, &restored_path(&target, &src));
-    let rep = env.repo.check(&env.key, true, &NoProgress).unwrap();
+    let rep = env
+        .repo
+        .check(&env.key, ReadData::All, &NoProgress)
+        .unwrap();
     assert!(rep.is_ok(), "{:?}", rep.problems);
     assert!(
         rep.warnings.is_empty(),
@@ -366,7 +378,10 @@ fn flipped_byte_in_a_pack_is_found_and_named() {
     let mut bytes = std::fs::read(&pack).unwrap();
     bytes[1000] ^= 0x40;
     std::fs::write(&pack, &bytes).unwrap();
-    let rep = env.repo.check(&env.key, true, &NoProgress).unwrap();
+    let rep = env
+        .repo
+        .check(&env.key, ReadData::All, &NoProgress)
+        .unwrap();
     assert!(!rep.is_ok());
     let named: Vec<_> = rep
         .problems
@@ -412,7 +427,10 @@ fn missing_pack_is_reported() {
         .unwrap()
         .path();
     std::fs::remove_file(&pack).unwrap();
-    let rep = env.repo.check(&env.key, false, &NoProgress).unwrap();
+    let rep = env
+        .repo
+        .check(&env.key, ReadData::None, &NoProgress)
+        .unwrap();
     let name = pack.file_name().unwrap().to_str().unwrap();
     assert!(
         rep.problems

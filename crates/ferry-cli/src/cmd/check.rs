@@ -1,9 +1,9 @@
-//! `ferry check --repo DIR --key MASTER_KEY [--read-data]`
+//! `ferry check --repo DIR --key MASTER_KEY [--read-data] [--read-data-subset SUBSET]`
 
 use super::{Global, Outcome, RepoArgs};
 use crate::output::{Bar, interactive};
 use anyhow::bail;
-use ferry_repo::Repository;
+use ferry_repo::{DataSubset, ReadData, Repository};
 use std::sync::Arc;
 
 #[derive(Debug, clap::Args)]
@@ -13,6 +13,12 @@ pub struct CheckArgs {
     /// Also read, decrypt and verify every pack.
     #[arg(long)]
     pub read_data: bool,
+    /// Read, decrypt and verify only a subset of the packs: `n/t` reads group n of t (by the
+    /// first byte of each pack's name; 1/t … t/t on t runs read every pack once, t ≤ 256),
+    /// `p%` a random p percent of the packs (e.g. 2.5%), a size (e.g. 500M, 2G) random packs
+    /// until their sizes add up to it. With --read-data every pack is read.
+    #[arg(long, value_name = "SUBSET")]
+    pub read_data_subset: Option<DataSubset>,
     /// Print a machine-readable report on stdout.
     #[arg(long)]
     pub json: bool,
@@ -22,7 +28,12 @@ pub fn run(g: &Global, a: &CheckArgs) -> anyhow::Result<Outcome> {
     let key = super::master_key(&a.repo, "check")?;
     let repo = Repository::open(Arc::from(super::storage(&a.repo)?))?;
     let bar = Bar::new(interactive(g.quiet), None);
-    let result = repo.check(&key, a.read_data, &bar);
+    let read = match (a.read_data, a.read_data_subset) {
+        (true, _) => ReadData::All,
+        (false, Some(subset)) => ReadData::Subset(subset),
+        (false, None) => ReadData::None,
+    };
+    let result = repo.check(&key, read, &bar);
     bar.finish();
     let report = result?;
     if a.json {
@@ -45,7 +56,14 @@ pub fn run(g: &Global, a: &CheckArgs) -> anyhow::Result<Outcome> {
             report.trees,
             report.data_blobs_referenced,
             if report.read_data {
-                format!(", {} blobs read and verified", report.blobs_verified)
+                let subset = match &report.read_data_subset {
+                    Some(s) => format!(" (subset {s})"),
+                    None => String::new(),
+                };
+                format!(
+                    ", read {} of {} packs{subset}, {} blobs read and verified",
+                    report.packs_read, report.packs, report.blobs_verified
+                )
             } else {
                 String::new()
             }
