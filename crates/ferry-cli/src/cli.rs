@@ -2,8 +2,8 @@
 //! each of which owns its own arguments. The command forms are fixed by issue 2.
 
 use crate::cmd::{
-    Global, Outcome, backup, check, cloud_backup, key, localcloud, ls, restore, schedule,
-    snapshots, sources, status,
+    Global, Outcome, backup, check, cloud_backup, forget, key, localcloud, ls, prune, restore,
+    schedule, snapshots, sources, status,
 };
 use clap::{Parser, Subcommand};
 
@@ -38,6 +38,10 @@ pub enum Command {
     /// Verify the repository (master key); --read-data also decrypts every pack,
     /// --read-data-subset a part of them.
     Check(check::CheckArgs),
+    /// Remove snapshots by a retention policy or by id (master key, operator's storage).
+    Forget(forget::ForgetArgs),
+    /// Delete what no snapshot needs, in two phases (master key, operator's storage).
+    Prune(prune::PruneArgs),
     /// Check the configured sources (LAN hosts, local paths) without backing up.
     #[command(subcommand)]
     Sources(sources::SourcesCommand),
@@ -77,6 +81,8 @@ pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Ls(a) => ls::run(&g, &a),
         Command::Restore(a) => restore::run(&g, &a),
         Command::Check(a) => check::run(&g, &a),
+        Command::Forget(a) => forget::run(&g, &a),
+        Command::Prune(a) => prune::run(&g, &a),
     }
 }
 

@@ -21,7 +21,7 @@ use crate::repo::Repository;
 use crate::storage::Storage;
 use crate::units::{SizeError, parse_size};
 use serde::Serialize;
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fmt;
 use std::str::FromStr;
 
@@ -281,6 +281,8 @@ pub struct CheckReport {
     pub indexes: u64,
     /// Pack objects listed by storage.
     pub packs: u64,
+    /// Packs in `trash/` (moved there by a prune; deleted by a later one).
+    pub trash_packs: u64,
     /// Distinct tree blobs reached from the snapshots.
     pub trees: u64,
     /// Distinct data blobs referenced by files in the reachable trees.
@@ -362,6 +364,10 @@ pub(crate) fn check(
     };
     let packs: HashSet<String> = storage.list(ObjectKind::Pack)?.into_iter().collect();
     rep.packs = packs.len() as u64;
+    // Packs a prune moved to `trash/`: still readable, deleted by a later prune (RETENTION.md).
+    let trash: HashSet<String> = storage.list(ObjectKind::Trash)?.into_iter().collect();
+    rep.trash_packs = trash.len() as u64;
+    let mut needed_from_trash: BTreeSet<String> = BTreeSet::new();
 
     // Indexes.
     let mut blobs: HashMap<BlobId, Loc> = HashMap::new();
@@ -381,21 +387,28 @@ pub(crate) fn check(
             }
         };
         for p in idx.packs {
-            if !packs.contains(&p.pack) {
+            if !packs.contains(&p.pack) && !trash.contains(&p.pack) {
                 rep.problem(
                     ObjectKind::Pack.key(&p.pack),
                     format!("missing (listed by {object})"),
                 );
             }
             for b in &p.blobs {
-                blobs.insert(
-                    b.id,
-                    Loc {
-                        pack: p.pack.clone(),
-                        ephemeral: p.ephemeral,
-                        entry: *b,
-                    },
-                );
+                // A blob in a pack of `packs/` is read from there rather than from `trash/`.
+                let replace = match blobs.get(&b.id) {
+                    None => true,
+                    Some(old) => !packs.contains(&old.pack) && packs.contains(&p.pack),
+                };
+                if replace {
+                    blobs.insert(
+                        b.id,
+                        Loc {
+                            pack: p.pack.clone(),
+                            ephemeral: p.ephemeral,
+                            entry: *b,
+                        },
+                    );
+                }
             }
             indexed_packs.entry(p.pack).or_default().extend(p.blobs);
         }
@@ -441,6 +454,9 @@ pub(crate) fn check(
                 );
                 continue;
             };
+            if !packs.contains(&loc.pack) {
+                needed_from_trash.insert(loc.pack.clone());
+            }
             let tree = match read_blob(storage, key, loc).and_then(|b| Tree::parse(&b)) {
                 Ok(t) => t,
                 Err(e) => {
@@ -463,6 +479,11 @@ pub(crate) fn check(
                         for b in content {
                             if seen_data.insert(b) {
                                 rep.data_blobs_referenced += 1;
+                                if let Some(l) = blobs.get(&b)
+                                    && !packs.contains(&l.pack)
+                                {
+                                    needed_from_trash.insert(l.pack.clone());
+                                }
                                 if !blobs.contains_key(&b) {
                                     rep.problem(
                                         format!("data blob {b}"),
@@ -478,6 +499,15 @@ pub(crate) fn check(
                 }
             }
         }
+    }
+
+    for p in &needed_from_trash {
+        rep.warnings.push(Problem {
+            object: ObjectKind::Trash.key(p),
+            message: "a snapshot needs blobs of this pack, which a prune moved to trash/ while the snapshot \
+                      was being written; it stays readable, and the next prune moves it back"
+                .into(),
+        });
     }
 
     if read.reads_data() {
@@ -587,12 +617,13 @@ fn pack_sizes(
 }
 
 fn read_blob(storage: &dyn crate::storage::Storage, key: &MasterKey, loc: &Loc) -> Result<Vec<u8>> {
-    let rec = storage.get_range(
-        ObjectKind::Pack,
-        &loc.pack,
-        loc.entry.offset as u64,
-        loc.entry.length as u64,
-    )?;
+    let (offset, len) = (loc.entry.offset as u64, loc.entry.length as u64);
+    let rec = match storage.get_range(ObjectKind::Pack, &loc.pack, offset, len) {
+        Err(crate::storage::StorageError::NotFound { .. }) => {
+            storage.get_range(ObjectKind::Trash, &loc.pack, offset, len)?
+        }
+        r => r?,
+    };
     open_blob(key, &loc.ephemeral, &loc.entry, &rec, &loc.pack)
 }
 

@@ -160,6 +160,26 @@ pub enum Error {
     /// Invalid option (chunker parameters, pack size, …).
     #[error("invalid option: {0}")]
     InvalidOption(String),
+    /// Packs this backup's cache relied on were removed (moved to `trash/` by a prune) while
+    /// it ran: its snapshot is not written. The cache has forgotten them; the next run stores
+    /// those blobs again (docs/RETENTION.md).
+    #[error(
+        "{count} pack(s) this backup reused were removed by a prune while it ran (first: {first}); no snapshot was written, the cache has forgotten them: run the backup again"
+    )]
+    PrunedDuringBackup {
+        /// How many reused packs are gone.
+        count: usize,
+        /// One of them, as `packs/<name>`.
+        first: String,
+    },
+    /// Forget or prune refused: what would be unsafe, and why.
+    #[error("{op} refused: {message}")]
+    Retention {
+        /// `forget` or `prune`.
+        op: &'static str,
+        /// Why, naming the objects concerned.
+        message: String,
+    },
     /// A pipeline thread failed unexpectedly.
     #[error("backup pipeline failed: {0}")]
     Pipeline(String),

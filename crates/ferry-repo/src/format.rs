@@ -24,10 +24,22 @@ pub enum ObjectKind {
     Index,
     /// `snapshots/<sha256>`: one backup run (encrypted).
     Snapshot,
+    /// `trash/<sha256>`: a pack a prune took out of `packs/` (byte for byte the same object,
+    /// pack header), deleted by a later prune once unused for the grace period
+    /// (docs/RETENTION.md). Written and deleted by the operator only: not in [`ALL`], so the
+    /// gate never parses, accepts or lists it.
+    ///
+    /// [`ALL`]: ObjectKind::ALL
+    Trash,
+    /// `log/<sha256>`: the record of one forget or prune (encrypted). Operator only, like
+    /// [`Trash`](ObjectKind::Trash).
+    Log,
 }
 
 impl ObjectKind {
-    /// Every kind, in header-code order (`config`, `pack`, `index`, `snapshot`).
+    /// Every kind a backup writes, in header-code order (`config`, `pack`, `index`,
+    /// `snapshot`): what the gate accepts. The operator's [`Trash`](ObjectKind::Trash) and
+    /// [`Log`](ObjectKind::Log) are not among them.
     pub const ALL: [ObjectKind; 4] = [
         ObjectKind::Config,
         ObjectKind::Pack,
@@ -42,6 +54,9 @@ impl ObjectKind {
             ObjectKind::Pack => 2,
             ObjectKind::Index => 3,
             ObjectKind::Snapshot => 4,
+            // A trashed pack is the pack object itself, moved.
+            ObjectKind::Trash => 2,
+            ObjectKind::Log => 5,
         }
     }
 
@@ -57,6 +72,8 @@ impl ObjectKind {
             ObjectKind::Pack => "packs",
             ObjectKind::Index => "index",
             ObjectKind::Snapshot => "snapshots",
+            ObjectKind::Trash => "trash",
+            ObjectKind::Log => "log",
         }
     }
 
@@ -67,10 +84,13 @@ impl ObjectKind {
             ObjectKind::Pack => "pack",
             ObjectKind::Index => "index",
             ObjectKind::Snapshot => "snapshot",
+            ObjectKind::Trash => "trash",
+            ObjectKind::Log => "log",
         }
     }
 
-    /// The kind named `s` as in [`as_str`](Self::as_str) (exact, lowercase); `None` otherwise.
+    /// The backup kind named `s` as in [`as_str`](Self::as_str) (exact, lowercase), among
+    /// [`ALL`](Self::ALL) only; `None` otherwise (also for `trash` and `log`).
     pub fn parse(s: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|k| k.as_str() == s)
     }
@@ -173,6 +193,13 @@ mod tests {
             assert_eq!(ObjectKind::from_code(k.code()), Some(k));
             assert_eq!(ObjectKind::parse(k.as_str()), Some(k));
         }
+        // The operator's kinds are never parsed from the wire.
+        assert_eq!(ObjectKind::parse("trash"), None);
+        assert_eq!(ObjectKind::parse("log"), None);
+        assert_eq!(ObjectKind::from_code(5), None);
+        let mut pack = header(ObjectKind::Pack).to_vec();
+        pack.extend_from_slice(b"x");
+        assert_eq!(check_header(&pack, ObjectKind::Trash), Ok(()));
         assert_eq!(
             check_header(b"FRR", ObjectKind::Pack),
             Err(HeaderError::TooShort(3))

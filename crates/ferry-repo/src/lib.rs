@@ -29,6 +29,12 @@
 //!   &RestoreOptions { include globs, .. }, progress)`, `read_blob`, `read_tree`.
 //! * [`Repository::check`]`(key, ReadData, progress) -> CheckReport` (every problem named);
 //!   [`ReadData`] is `None`, `All` or a `Subset(`[`DataSubset`]`)` (`n/t`, `p%`, a size).
+//! * Retention ([`retention`], operator only): [`retention::policy::apply`]`(snapshots,
+//!   &KeepPolicy, &GroupBy) -> Vec<GroupPlan>` (restic's `forget` policy, UTC buckets);
+//!   [`retention::forget::forget`] (record first, then delete snapshots);
+//!   [`retention::prune::plan`] / [`retention::prune::execute`] (two-phase: unused packs go to
+//!   `trash/`, deleted by a later prune after the grace period; docs/RETENTION.md);
+//!   [`retention::log`] (the `log/` records of both).
 //! * Storage ([`storage`]): the [`storage::Storage`] trait (write-once puts, streaming
 //!   `begin_put`, `barrier`, ranged gets); [`storage::LocalDir`]; [`storage::MemStorage`], the
 //!   in-memory backend for unit tests in any crate (a put log, call counts, fault knobs). The
@@ -73,6 +79,7 @@ pub mod objects;
 pub mod progress;
 pub mod repo;
 pub mod restore;
+pub mod retention;
 pub mod storage;
 pub mod units;
 

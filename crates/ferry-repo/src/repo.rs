@@ -177,6 +177,55 @@ pub struct LsEntry {
 }
 
 impl Reader {
+    /// A reader over indexes already loaded (prune loads them itself, skipping unreadable
+    /// ones).
+    pub(crate) fn from_indexes(
+        storage: Arc<dyn Storage>,
+        key: &MasterKey,
+        indexes: impl IntoIterator<Item = IndexObject>,
+    ) -> Reader {
+        let mut r = Reader {
+            storage,
+            key: key.clone(),
+            packs: Vec::new(),
+            blobs: HashMap::new(),
+            sym: Mutex::new(HashMap::new()),
+        };
+        for idx in indexes {
+            r.add_index(idx);
+        }
+        r
+    }
+
+    /// The blobs `entries` of pack `pack` (one GET of the whole pack, from `trash/` if a
+    /// prune moved it), each decrypted and checked against its id, in `entries`' order.
+    pub(crate) fn read_pack_blobs(
+        &self,
+        pack: &str,
+        ephemeral: &[u8; 32],
+        entries: &[BlobEntry],
+    ) -> Result<Vec<Vec<u8>>> {
+        let bytes = match self.storage.get(ObjectKind::Pack, pack) {
+            Err(StorageError::NotFound { .. }) => self.storage.get(ObjectKind::Trash, pack)?,
+            r => r?,
+        };
+        entries
+            .iter()
+            .map(|e| {
+                let start = e.offset as usize;
+                let record = bytes
+                    .get(start..start.saturating_add(e.length as usize))
+                    .ok_or_else(|| {
+                        Error::corrupt(
+                            ObjectKind::Pack.key(pack),
+                            format!("blob {} lies past the end of the pack", e.id),
+                        )
+                    })?;
+                crate::objects::open_blob(&self.key, ephemeral, e, record, pack)
+            })
+            .collect()
+    }
+
     fn add_index(&mut self, idx: IndexObject) {
         for p in idx.packs {
             let pi = self.packs.len() as u32;
@@ -284,12 +333,28 @@ impl Reader {
             .get(id)
             .ok_or_else(|| Error::MissingBlob { blob: id.to_hex() })?;
         let (name, _) = &self.packs[loc.pack as usize];
-        let record = self.storage.get_range(
-            ObjectKind::Pack,
-            name,
-            loc.entry.offset as u64,
-            loc.entry.length as u64,
-        )?;
+        let (offset, length) = (loc.entry.offset as u64, loc.entry.length as u64);
+        let record = match self
+            .storage
+            .get_range(ObjectKind::Pack, name, offset, length)
+        {
+            // A prune moved the pack to `trash/` while an index still lists it (a snapshot
+            // written during that prune, kept readable until the next prune moves it back).
+            Err(StorageError::NotFound { .. }) => {
+                match self
+                    .storage
+                    .get_range(ObjectKind::Trash, name, offset, length)
+                {
+                    Err(StorageError::NotFound { .. }) => {
+                        return Err(Error::MissingBlob {
+                            blob: format!("{id} (its pack {} is gone)", ObjectKind::Pack.key(name)),
+                        });
+                    }
+                    r => r?,
+                }
+            }
+            r => r?,
+        };
         let sym = self.sym_key(loc.pack)?;
         crate::objects::open_blob_with(&sym, self.key.as_put(), &loc.entry, &record, name)
     }

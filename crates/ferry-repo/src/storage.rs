@@ -47,6 +47,17 @@ pub enum StorageError {
         #[source]
         source: std::io::Error,
     },
+    /// The backend does not offer this operation: a store for the backup VM (the gate, the
+    /// spool) can put and list but never delete or move.
+    #[error(
+        "{location} cannot {op} objects: it is put-only (forget and prune need the operator's storage: a local directory or s3:// with admin credentials)"
+    )]
+    Unsupported {
+        /// The backend's [`Storage::location`].
+        location: String,
+        /// The refused operation (`delete`, `copy`).
+        op: &'static str,
+    },
     /// Any other backend failure (the gate over SSH, S3, a refused put, a lost
     /// connection), described in text.
     #[error("{location}: {message}")]
@@ -97,6 +108,35 @@ pub trait Storage: Send + Sync {
     /// index, snapshot or config, which refer to earlier objects.
     fn barrier(&self) -> Result<(), StorageError> {
         Ok(())
+    }
+
+    /// Whether [`delete`](Self::delete) and [`copy`](Self::copy) are offered (the operator's
+    /// stores); `false` (the default) for the put-only stores of the backup VM.
+    fn can_delete(&self) -> bool {
+        false
+    }
+
+    /// Delete (`kind`, `name`): the operator's forget and prune only. Deleting an object that
+    /// is not there succeeds, as S3's `DeleteObject` does. The default refuses
+    /// ([`StorageError::Unsupported`]): a backend of the backup VM holds no credential that
+    /// can delete.
+    fn delete(&self, _kind: ObjectKind, _name: &str) -> Result<(), StorageError> {
+        Err(StorageError::Unsupported {
+            location: self.location(),
+            op: "delete",
+        })
+    }
+
+    /// Copy (`from`, `name`) to (`to`, `name`) inside the store, the bytes never passing
+    /// through the caller (S3 `CopyObject`; a hard link in a directory). Prune moves a pack
+    /// to `trash/` as copy, then delete. A destination already there is left as it is
+    /// (both hold the same bytes: the name is their SHA-256); a missing source is
+    /// [`StorageError::NotFound`]. The default refuses, like [`delete`](Self::delete).
+    fn copy(&self, _from: ObjectKind, _to: ObjectKind, _name: &str) -> Result<(), StorageError> {
+        Err(StorageError::Unsupported {
+            location: self.location(),
+            op: "copy",
+        })
     }
 
     /// `len` bytes at `offset` of an object (restore reads single blobs this way).
@@ -237,6 +277,47 @@ impl Storage for LocalDir {
             }),
             Err(e) => Err(self.io("read", key, e)),
         }
+    }
+
+    fn can_delete(&self) -> bool {
+        true
+    }
+
+    fn delete(&self, kind: ObjectKind, name: &str) -> Result<(), StorageError> {
+        let path = self.path(kind, name);
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(self.io("delete", kind.key(name), e)),
+        }
+        if let Some(d) = path.parent().and_then(|d| std::fs::File::open(d).ok()) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    }
+
+    fn copy(&self, from: ObjectKind, to: ObjectKind, name: &str) -> Result<(), StorageError> {
+        let (src, dest) = (self.path(from, name), self.path(to, name));
+        let key = to.key(name);
+        let dir = dest.parent().unwrap_or(&self.root).to_path_buf();
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| self.io("create directory for", key.clone(), e))?;
+        // A hard link: atomic, no bytes copied, and the source's later deletion leaves it.
+        match std::fs::hard_link(&src, &dest) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !src.exists() => {
+                return Err(StorageError::NotFound {
+                    location: self.location(),
+                    key: from.key(name),
+                });
+            }
+            Err(e) => return Err(self.io("copy to", key, e)),
+        }
+        if let Ok(d) = std::fs::File::open(&dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
     }
 
     fn begin_put(&self, kind: ObjectKind) -> Option<Result<Box<dyn PendingPut>, StorageError>> {

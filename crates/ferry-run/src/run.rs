@@ -67,6 +67,14 @@ pub enum Event<'a> {
     },
     /// The upload of this much starts.
     Uploading(&'a Held),
+    /// The pending snapshot(s) could reuse packs a prune has since moved out of the bucket:
+    /// they were dropped, and the sources are packed again within this session.
+    Repacking {
+        /// Pending snapshots dropped.
+        stale: usize,
+        /// Packs the spool's ledger listed that the bucket no longer has.
+        missing_packs: usize,
+    },
     /// ferry-clean is asked to remove the box.
     Cleaning {
         /// Name of the clean function called.
@@ -385,19 +393,23 @@ impl CloudRun {
         if let Some(p) = bplan.pack_size {
             opts.pack_size = p;
         }
-        progress.event(Event::Collecting {
-            sources: ferry_collect::jobs_of(input.sources)?.len(),
-            spool: spool.dir(),
-        });
-        let collected = ferry_collect::backup_then(
-            &repo,
-            &key,
-            input.sources,
-            opts,
-            progress.collection(),
-            BackupSession::finish_unwritten,
-        );
-        progress.collection_done();
+        let collect = || {
+            progress.event(Event::Collecting {
+                sources: ferry_collect::jobs_of(input.sources)?.len(),
+                spool: spool.dir(),
+            });
+            let r = ferry_collect::backup_then(
+                &repo,
+                &key,
+                input.sources,
+                opts.clone(),
+                progress.collection(),
+                BackupSession::finish_unwritten,
+            );
+            progress.collection_done();
+            Ok::<_, Error>(r)
+        };
+        let collected = collect()?;
         let (report, collect_error, partial) = match collected {
             Ok((snapshot, report)) => {
                 spool.save_pending(&snapshot)?;
@@ -447,7 +459,13 @@ impl CloudRun {
         progress.event(Event::Launched(&session));
 
         // 3 + 4. Connect and upload; whatever happens, 5. remove the box.
-        let uploaded = self.upload(&private, &session, &key, progress);
+        let repack = || -> Result<(), Error> {
+            let (snapshot, _) =
+                collect()?.map_err(|e| Error::from(e).context("packing the sources again"))?;
+            spool.save_pending(&snapshot)?;
+            Ok(())
+        };
+        let uploaded = self.upload(&private, &session, &key, progress, &repack);
         let clean_error = match shared.take_active() {
             Some(s) => {
                 progress.event(Event::Cleaning {
@@ -499,6 +517,7 @@ impl CloudRun {
         session: &Session,
         key: &PutKey,
         progress: &dyn RunProgress,
+        repack: &dyn Fn() -> Result<(), Error>,
     ) -> Result<Vec<SnapshotInfo>, Error> {
         let (spool, shared) = (&self.spool, &self.shared);
         let dir = tempfile::Builder::new()
@@ -520,7 +539,24 @@ impl CloudRun {
             .connect(session, &self.plan.site, &identity, &host_key)?;
         let held = spool.held()?;
         progress.event(Event::Uploading(&held));
-        let snapshots = spool.upload(&*gate, key, &shared.usage, &shared.stop)?;
+        let mut up = spool.upload(&*gate, key, &shared.usage, &shared.stop)?;
+        if up.stale > 0 {
+            // A prune took packs the spooled snapshot may reuse: pack again, in this session.
+            progress.event(Event::Repacking {
+                stale: up.stale,
+                missing_packs: up.missing_packs,
+            });
+            repack()?;
+            let again = spool.upload(&*gate, key, &shared.usage, &shared.stop)?;
+            if again.stale > 0 {
+                return Err(Error::Message(format!(
+                    "packs disappeared from the bucket again while this run re-packed ({} missing); the next run packs again",
+                    again.missing_packs
+                )));
+            }
+            up.snapshots.extend(again.snapshots);
+        }
+        let snapshots = up.snapshots;
         gate.close()
             .with_context(|| format!("closing the gate session {}", session.session))?;
         Ok(snapshots)

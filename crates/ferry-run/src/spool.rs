@@ -32,6 +32,19 @@ use std::sync::{Arc, Mutex};
 /// Packs sent before waiting for the remote to confirm them (the gate pipelines 4 at a time).
 const CONFIRM_BATCH: usize = 8;
 
+/// What [`Spool::upload`] did.
+#[derive(Debug, Default)]
+pub struct Uploaded {
+    /// The snapshots written, oldest first.
+    pub snapshots: Vec<SnapshotInfo>,
+    /// Pending snapshots not written because packs they may reuse are no longer in the
+    /// bucket (a prune moved them to trash/): removed; the run must pack again (the ledger,
+    /// and so the engine's cache, have forgotten those packs).
+    pub stale: usize,
+    /// How many packs the ledger listed that the bucket no longer has.
+    pub missing_packs: usize,
+}
+
 /// An open, locked spool.
 pub struct Spool {
     dir: PathBuf,
@@ -193,7 +206,7 @@ impl Spool {
         key: &PutKey,
         usage: &Mutex<RunUsage>,
         stop: &AtomicBool,
-    ) -> Result<Vec<SnapshotInfo>, Error> {
+    ) -> Result<Uploaded, Error> {
         let s = &self.storage;
         let check_stop = || -> Result<(), Error> {
             if stop.load(Ordering::SeqCst) {
@@ -252,7 +265,43 @@ impl Spool {
             s.remove_local(ObjectKind::Index, &name)?;
         }
         let mut written = Vec::new();
-        for path in self.pending()? {
+        // A pending snapshot may reuse any pack the ledger holds: the engine's cache was
+        // reconciled against it when the run was packed, possibly days ago. A prune may have
+        // moved some of them to trash/ since; list them now, within this session (a prune
+        // deletes a moved pack only after a grace period longer than any session).
+        let pending = self.pending()?;
+        if !pending.is_empty() {
+            check_stop()?;
+            let listed: HashSet<String> = remote
+                .list(ObjectKind::Pack)
+                .context("listing the packs in the bucket before writing the snapshots")?
+                .into_iter()
+                .collect();
+            lock(usage).s3_list_requests += (listed.len() as u64).div_ceil(1000).max(1);
+            let missing: Vec<String> = lock(&s.ledger)
+                .iter()
+                .filter(|(k, n)| *k == ObjectKind::Pack && !listed.contains(n))
+                .map(|(_, n)| n.clone())
+                .collect();
+            if !missing.is_empty() {
+                s.forget_uploaded(ObjectKind::Pack, &missing)?;
+                // Its packs and indexes are uploaded (harmless: a prune removes what no
+                // snapshot needs); the snapshot itself would point at a pack that may go.
+                for p in &pending {
+                    let len = std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+                    std::fs::remove_file(p).with_context(|| {
+                        format!("removing the stale pending snapshot {}", p.display())
+                    })?;
+                    release(&s.used, len);
+                }
+                return Ok(Uploaded {
+                    snapshots: written,
+                    stale: pending.len(),
+                    missing_packs: missing.len(),
+                });
+            }
+        }
+        for path in pending {
             check_stop()?;
             let text = std::fs::read(&path)
                 .with_context(|| format!("reading pending snapshot {}", path.display()))?;
@@ -275,7 +324,11 @@ impl Spool {
             release(&s.used, text.len() as u64);
             written.push(SnapshotInfo { id, snapshot });
         }
-        Ok(written)
+        Ok(Uploaded {
+            snapshots: written,
+            stale: 0,
+            missing_packs: 0,
+        })
     }
 
     /// Append one run record (`runs.jsonl`, for `ferry status`).
@@ -469,6 +522,30 @@ impl SpoolStorage {
         Ok(())
     }
 
+    /// Drop `names` from the ledger (they are no longer in the bucket), rewriting it atomically.
+    fn forget_uploaded(&self, kind: ObjectKind, names: &[String]) -> Result<(), Error> {
+        let mut ledger = lock(&self.ledger);
+        for n in names {
+            ledger.remove(&(kind, n.clone()));
+        }
+        let mut text = String::new();
+        let mut lines: Vec<String> = ledger
+            .iter()
+            .map(|(k, n)| format!("{} {n}\n", k.as_str()))
+            .collect();
+        lines.sort();
+        for l in lines {
+            text.push_str(&l);
+        }
+        let path = self.dir.join("uploaded");
+        let tmp = self.dir.join(".uploaded.tmp");
+        std::fs::write(&tmp, text.as_bytes())
+            .and_then(|_| File::open(&tmp)?.sync_all())
+            .with_context(|| format!("writing {}", tmp.display()))?;
+        std::fs::rename(&tmp, &path).with_context(|| format!("replacing {}", path.display()))?;
+        Ok(())
+    }
+
     fn remove_local(&self, kind: ObjectKind, name: &str) -> Result<(), Error> {
         let path = self.dir.join("repo").join(kind.key(name));
         let len = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
@@ -651,7 +728,10 @@ mod tests {
                 held.packs >= 1 && held.indexes == 1 && held.snapshots == 1,
                 "{held:?}"
             );
-            let written = spool.upload(&remote, &key, &usage, &stop).unwrap();
+            let written = spool
+                .upload(&remote, &key, &usage, &stop)
+                .unwrap()
+                .snapshots;
             assert_eq!(written.len(), 1);
             assert!(spool.held().unwrap().is_empty());
         }
@@ -714,6 +794,82 @@ mod tests {
         )
         .unwrap();
         assert!(restored == data, "restored content differs");
+    }
+
+    /// A run packed before a prune and uploaded after it: its snapshot could reuse a pack the
+    /// prune moved to trash/. The upload lists the bucket's packs, drops the stale snapshot,
+    /// forgets the missing packs; packing again gives a complete, restorable snapshot.
+    #[test]
+    fn a_spooled_run_uploaded_after_a_prune_is_packed_again() {
+        use ferry_repo::retention::{forget, prune};
+        let t = tempfile::tempdir().unwrap();
+        let src = t.path().join("src");
+        std::fs::create_dir(&src).unwrap();
+        let noise = |seed: u64, n: usize| -> Vec<u8> {
+            let mut x = seed | 1;
+            (0..n)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    x as u8
+                })
+                .collect()
+        };
+        std::fs::write(src.join("a"), noise(1, 2_000_000)).unwrap();
+        let master = MasterKey::generate();
+        let key = master.put_key();
+        let remote = MemStorage::new();
+        let usage = Mutex::new(RunUsage::default());
+        let stop = AtomicBool::new(false);
+        let (spool_dir, cache) = (t.path().join("spool"), t.path().join("cache"));
+        let spool = Spool::open(&spool_dir, 1 << 30).unwrap();
+        pack_one_run(&spool, &key, &src, &cache);
+        let first = spool.upload(&remote, &key, &usage, &stop).unwrap();
+        assert_eq!(first.snapshots.len(), 1);
+        // The next run is packed (reusing file a's packs from the cache) but not yet uploaded.
+        std::fs::write(src.join("b"), noise(2, 100_000)).unwrap();
+        pack_one_run(&spool, &key, &src, &cache);
+        // Meanwhile the operator forgets the first snapshot and prunes: its packs go to trash/.
+        let repo = Repository::open(Arc::new(remote.clone())).unwrap();
+        let snaps = repo.reader(&master).unwrap().snapshots().unwrap();
+        forget::forget(
+            &repo,
+            &master,
+            &[(snaps[0].clone(), "test".into())],
+            0,
+            "test",
+        )
+        .unwrap();
+        let r = prune::prune(&repo, &master, &prune::PruneOptions::default()).unwrap();
+        assert!(!r.record.trashed.is_empty());
+        // The upload finds the ledger's packs gone and does not write the stale snapshot.
+        let up = spool.upload(&remote, &key, &usage, &stop).unwrap();
+        assert_eq!((up.snapshots.len(), up.stale), (0, 1));
+        assert!(up.missing_packs >= 1);
+        assert!(remote.list(ObjectKind::Snapshot).unwrap().is_empty());
+        assert!(lock(&usage).s3_list_requests >= 1);
+        // Packed again, the run stores file a anew and its snapshot restores.
+        let snap = pack_one_run(&spool, &key, &src, &cache);
+        assert!(snap.stats.new_bytes >= 2_000_000, "{:?}", snap.stats);
+        let up = spool.upload(&remote, &key, &usage, &stop).unwrap();
+        assert_eq!((up.snapshots.len(), up.stale), (1, 0));
+        let reader = repo.reader(&master).unwrap();
+        let out = t.path().join("out");
+        reader
+            .restore(
+                &up.snapshots[0],
+                &out,
+                &ferry_repo::RestoreOptions::default(),
+                &NoProgress,
+            )
+            .unwrap();
+        let base = out.join("vm").join(src.strip_prefix("/").unwrap());
+        assert!(std::fs::read(base.join("a")).unwrap() == noise(1, 2_000_000));
+        let report = repo
+            .check(&master, ferry_repo::ReadData::All, &NoProgress)
+            .unwrap();
+        assert!(report.is_ok(), "{:?}", report.problems);
     }
 
     #[test]

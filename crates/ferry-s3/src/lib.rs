@@ -333,6 +333,65 @@ impl S3Objects {
         }
     }
 
+    /// `len` bytes at `offset` of the object at `rel` (a ranged GetObject; fewer at its end).
+    pub async fn get_range(&self, rel: &str, offset: u64, len: u64) -> Result<Vec<u8>, S3Error> {
+        if len == 0 {
+            return Ok(Vec::new());
+        }
+        let key = self.key(rel);
+        let res = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(&key)
+            .range(format!(
+                "bytes={}-{}",
+                offset,
+                offset.saturating_add(len) - 1
+            ))
+            .send()
+            .await;
+        let res = match res {
+            Ok(r) => r,
+            // Past the end: S3 answers 416 InvalidRange; the Storage contract says empty.
+            Err(e) if http_status(&e) == Some(416) => return Ok(Vec::new()),
+            Err(e) => return Err(s3_err("GetObject", &self.bucket, &key, &e)),
+        };
+        let body = res.body.collect().await.map_err(|error| S3Error::Body {
+            bucket: self.bucket.clone(),
+            key,
+            error,
+        })?;
+        Ok(body.into_bytes().to_vec())
+    }
+
+    /// Delete the object at `rel` (succeeds when it is not there, as S3 does).
+    pub async fn delete(&self, rel: &str) -> Result<(), S3Error> {
+        let key = self.key(rel);
+        self.client
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(&key)
+            .send()
+            .await
+            .map_err(|e| s3_err("DeleteObject", &self.bucket, &key, &e))?;
+        Ok(())
+    }
+
+    /// Copy the object at `from` to `to` inside the bucket (CopyObject: the bytes stay in S3).
+    pub async fn copy(&self, from: &str, to: &str) -> Result<(), S3Error> {
+        let (src, dest) = (self.key(from), self.key(to));
+        self.client
+            .copy_object()
+            .bucket(&self.bucket)
+            .copy_source(format!("{}/{}", self.bucket, src))
+            .key(&dest)
+            .send()
+            .await
+            .map_err(|e| s3_err("CopyObject", &self.bucket, &src, &e))?;
+        Ok(())
+    }
+
     /// The whole object at `rel`.
     pub async fn get(&self, rel: &str) -> Result<Vec<u8>, S3Error> {
         let key = self.key(rel);
@@ -483,16 +542,52 @@ impl Storage for S3Storage {
 
     fn get(&self, kind: ObjectKind, name: &str) -> Result<Vec<u8>, StorageError> {
         let key = kind.key(name);
-        self.rt.block_on(self.objects.get(&key)).map_err(|e| {
-            if e.is_not_found() {
-                StorageError::NotFound {
-                    location: self.location(),
-                    key,
-                }
-            } else {
-                self.backend(e)
+        self.rt
+            .block_on(self.objects.get(&key))
+            .map_err(|e| self.not_found_or(e, key))
+    }
+
+    fn get_range(
+        &self,
+        kind: ObjectKind,
+        name: &str,
+        offset: u64,
+        len: u64,
+    ) -> Result<Vec<u8>, StorageError> {
+        let key = kind.key(name);
+        self.rt
+            .block_on(self.objects.get_range(&key, offset, len))
+            .map_err(|e| self.not_found_or(e, key))
+    }
+
+    fn can_delete(&self) -> bool {
+        true
+    }
+
+    fn delete(&self, kind: ObjectKind, name: &str) -> Result<(), StorageError> {
+        self.rt
+            .block_on(self.objects.delete(&kind.key(name)))
+            .map_err(|e| self.backend(e))
+    }
+
+    fn copy(&self, from: ObjectKind, to: ObjectKind, name: &str) -> Result<(), StorageError> {
+        let key = from.key(name);
+        self.rt
+            .block_on(self.objects.copy(&key, &to.key(name)))
+            .map_err(|e| self.not_found_or(e, key))
+    }
+}
+
+impl S3Storage {
+    fn not_found_or(&self, e: S3Error, key: String) -> StorageError {
+        if e.is_not_found() {
+            StorageError::NotFound {
+                location: self.location(),
+                key,
             }
-        })
+        } else {
+            self.backend(e)
+        }
     }
 }
 

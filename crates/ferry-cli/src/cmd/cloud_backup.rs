@@ -56,6 +56,12 @@ impl RunProgress for Printer {
                 timeout.as_secs()
             ),
             Event::Uploading(h) => format!("Uploading {}…", held_summary(h)),
+            Event::Repacking {
+                stale,
+                missing_packs,
+            } => format!(
+                "A prune removed {missing_packs} pack(s) the spooled snapshot(s) could reuse; dropped {stale} pending snapshot(s), packing the sources again…"
+            ),
             Event::Cleaning { function } => format!("Asking {function} to remove the jump box…"),
             Event::Cleaned(m) => m.to_string(),
         };

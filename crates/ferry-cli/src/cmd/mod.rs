@@ -5,9 +5,11 @@
 pub mod backup;
 pub mod check;
 pub mod cloud_backup;
+pub mod forget;
 pub mod key;
 pub mod localcloud;
 pub mod ls;
+pub mod prune;
 pub mod restore;
 pub mod schedule;
 pub mod snapshots;

@@ -136,6 +136,9 @@ pub struct BackupSession {
     time_ns: i64,
     chunker: Chunker,
     pipeline: Pipeline,
+    /// The packs the cache knew at the start (after reconciling with storage's listing):
+    /// everything this run may reuse. Checked again before the snapshot is written.
+    reused_packs: Vec<String>,
 }
 
 impl std::fmt::Debug for BackupSession {
@@ -196,6 +199,7 @@ impl BackupSession {
         opts.source_set = Some(source_set.clone());
         let prev_files = cache.load_files(&source_set);
         let known = cache.known_blobs();
+        let reused_packs = cache.pack_names();
         let cache = Arc::new(Mutex::new(cache));
 
         let pipeline = Pipeline::start(PipelineConfig {
@@ -228,6 +232,7 @@ impl BackupSession {
             started: Instant::now(),
             time_ns,
             pipeline,
+            reused_packs,
         })
     }
 
@@ -506,6 +511,7 @@ impl BackupSession {
         if !batch.is_empty() {
             self.write_index(batch)?;
         }
+        self.check_reused_packs()?;
 
         self.stats.duration_ms = self.started.elapsed().as_millis() as u64;
         let sources = self
@@ -561,6 +567,31 @@ impl BackupSession {
         Ok(snapshot)
     }
 
+    /// A prune may have moved packs out of `packs/` since the run listed them at its start.
+    /// Before the snapshot refers to them, list again: the pack listing is strongly
+    /// consistent, and a prune deletes a moved pack only after its grace period, longer than
+    /// any run takes from here to the snapshot's put (docs/RETENTION.md).
+    fn check_reused_packs(&mut self) -> Result<()> {
+        if self.reused_packs.is_empty() {
+            return Ok(());
+        }
+        let listed: HashSet<String> = self.storage.list(ObjectKind::Pack)?.into_iter().collect();
+        let missing: Vec<&String> = self
+            .reused_packs
+            .iter()
+            .filter(|p| !listed.contains(*p))
+            .collect();
+        if let Some(first) = missing.first() {
+            let err = Error::PrunedDuringBackup {
+                count: missing.len(),
+                first: ObjectKind::Pack.key(first),
+            };
+            lock(&self.cache).reconcile(&listed)?;
+            return Err(err);
+        }
+        Ok(())
+    }
+
     fn write_index(&mut self, packs: Vec<IndexPack>) -> Result<()> {
         let names: Vec<String> = packs.iter().map(|p| p.pack.clone()).collect();
         let obj = crypto::seal_object(
@@ -591,5 +622,52 @@ pub(crate) fn format_time(ns: i64) -> String {
             nanos
         ),
         Err(_) => format!("@{ns}ns"),
+    }
+}
+
+/// Writes verified plaintext blobs into new packs through the backup's pipeline (the same
+/// compression, encryption and pack size): prune's repack.
+pub(crate) struct BlobWriter {
+    pipeline: Pipeline,
+    cache: Arc<Mutex<Cache>>,
+}
+
+impl BlobWriter {
+    /// A writer to `storage`, sealing packs to `public` with `opts`' pack size, workers and
+    /// compression level.
+    pub(crate) fn start(
+        storage: Arc<dyn Storage>,
+        public: [u8; 32],
+        opts: &BackupOptions,
+    ) -> Result<BlobWriter> {
+        let cache = Arc::new(Mutex::new(Cache::in_memory()));
+        let pipeline = Pipeline::start(PipelineConfig {
+            storage,
+            public,
+            pack_size: opts.pack_size,
+            workers: opts.workers,
+            compression_level: opts.compression_level,
+            cache: cache.clone(),
+            progress: Arc::new(crate::progress::NoProgress),
+        })?;
+        Ok(BlobWriter { pipeline, cache })
+    }
+
+    /// Queue one blob (its id already verified against `plaintext`).
+    pub(crate) fn add(&mut self, id: BlobId, kind: BlobKind, plaintext: &[u8]) -> Result<()> {
+        let raw_len = u32::try_from(plaintext.len())
+            .map_err(|_| Error::Pipeline(format!("blob {id} is too large to repack")))?;
+        self.pipeline.send(Work {
+            id,
+            kind,
+            raw_len,
+            data: with_prefix(plaintext),
+        })
+    }
+
+    /// Seal the last pack, wait for every pack to be stored; the new packs' index entries.
+    pub(crate) fn finish(mut self) -> Result<Vec<IndexPack>> {
+        self.pipeline.shutdown()?;
+        Ok(lock(&self.cache).unindexed_packs())
     }
 }

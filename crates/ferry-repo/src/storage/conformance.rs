@@ -157,6 +157,7 @@ const CASES: &[(&str, Case)] = &[
         concurrent_different_names,
     ),
     ("refused names and objects", refusals),
+    ("delete and copy, or refused as put-only", delete_and_copy),
 ];
 
 /// The names of every case, in the order they run.
@@ -718,5 +719,93 @@ fn refusals(b: &Backend<'_>) -> Outcome {
     put(b, ObjectKind::Snapshot, &good, &bytes, PutOutcome::Stored)?;
     barrier(b)?;
     expect_object(b, ObjectKind::Snapshot, &good, &bytes)?;
+    Ok(None)
+}
+
+/// The operator's delete and copy (forget, prune): a put-only backend refuses both with
+/// `Unsupported` and changes nothing; any other backend copies inside the store (the
+/// destination keeps the bytes after the source is deleted), deletes idempotently, and
+/// answers NotFound for a missing source.
+fn delete_and_copy(b: &Backend<'_>) -> Outcome {
+    let (name, bytes) = object(ObjectKind::Pack, b"delete and copy");
+    ctx(
+        "put",
+        b.writer.put_if_absent(ObjectKind::Pack, &name, &bytes),
+    )?;
+    ctx("barrier", b.writer.barrier())?;
+    let refused = |r: Result<(), StorageError>| matches!(r, Err(StorageError::Unsupported { .. }));
+    let del = b.writer.delete(ObjectKind::Pack, &name);
+    if matches!(del, Err(StorageError::Unsupported { .. })) {
+        if b.writer.can_delete() {
+            return Err("delete is refused as put-only but can_delete() says true".into());
+        }
+        if !refused(b.writer.copy(ObjectKind::Pack, ObjectKind::Trash, &name)) {
+            return Err("delete is refused as put-only but copy is not".into());
+        }
+        let got = ctx(
+            "get after refused delete",
+            b.read().get(ObjectKind::Pack, &name),
+        )?;
+        expect_eq("the pack after a refused delete", got == bytes, true)?;
+        return Ok(None);
+    }
+    // The delete was allowed: the pack is gone; put it back and test copy.
+    expect_eq(
+        "can_delete() of a store that deleted",
+        b.writer.can_delete(),
+        true,
+    )?;
+    ctx("delete", del)?;
+    expect_eq(
+        "get after delete is NotFound",
+        matches!(
+            b.read().get(ObjectKind::Pack, &name),
+            Err(StorageError::NotFound { .. })
+        ),
+        true,
+    )?;
+    ctx(
+        "delete of a missing object",
+        b.writer.delete(ObjectKind::Pack, &name),
+    )?;
+    expect_eq(
+        "copy of a missing object is NotFound",
+        matches!(
+            b.writer.copy(ObjectKind::Pack, ObjectKind::Trash, &name),
+            Err(StorageError::NotFound { .. })
+        ),
+        true,
+    )?;
+    ctx(
+        "put again",
+        b.writer.put_if_absent(ObjectKind::Pack, &name, &bytes),
+    )?;
+    ctx(
+        "copy",
+        b.writer.copy(ObjectKind::Pack, ObjectKind::Trash, &name),
+    )?;
+    ctx(
+        "copy again",
+        b.writer.copy(ObjectKind::Pack, ObjectKind::Trash, &name),
+    )?;
+    ctx("delete source", b.writer.delete(ObjectKind::Pack, &name))?;
+    let got = ctx("get the copy", b.read().get(ObjectKind::Trash, &name))?;
+    expect_eq("the copy's bytes", got == bytes, true)?;
+    expect_eq(
+        "trash listing",
+        ctx("list trash", b.read().list(ObjectKind::Trash))?,
+        vec![name.clone()],
+    )?;
+    expect_eq(
+        "pack listing after the move",
+        ctx("list packs", b.read().list(ObjectKind::Pack))?.contains(&name),
+        false,
+    )?;
+    ctx("delete the copy", b.writer.delete(ObjectKind::Trash, &name))?;
+    expect_eq(
+        "trash listing after delete",
+        ctx("list trash", b.read().list(ObjectKind::Trash))?,
+        Vec::<String>::new(),
+    )?;
     Ok(None)
 }

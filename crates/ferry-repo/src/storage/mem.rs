@@ -35,6 +35,9 @@ struct Faults {
     /// (the put number that fails, counting every put and commit from 1; the message)
     put: Option<(u64, String)>,
     barrier: Option<String>,
+    /// Mutations (puts, deletes, copies) still allowed before the store "crashes": every later
+    /// one fails, as if the process writing had been killed.
+    mutations_left: Option<u64>,
 }
 
 #[derive(Default)]
@@ -45,6 +48,8 @@ struct Calls {
     get_range: AtomicU64,
     begin_put: AtomicU64,
     barrier: AtomicU64,
+    delete: AtomicU64,
+    copy: AtomicU64,
 }
 
 /// How often each [`Storage`] method of a [`MemStorage`] was called. `puts` counts
@@ -64,6 +69,10 @@ pub struct MemCalls {
     pub begin_puts: u64,
     /// `barrier` calls.
     pub barriers: u64,
+    /// `delete` calls (found or not).
+    pub deletes: u64,
+    /// `copy` calls.
+    pub copies: u64,
 }
 
 impl std::fmt::Debug for MemStorage {
@@ -127,6 +136,8 @@ impl MemStorage {
             get_ranges: n(&c.get_range),
             begin_puts: n(&c.begin_put),
             barriers: n(&c.barrier),
+            deletes: n(&c.delete),
+            copies: n(&c.copy),
         }
     }
 
@@ -141,6 +152,40 @@ impl MemStorage {
     /// store never confirmed the earlier puts); `None` makes barriers succeed again.
     pub fn fail_barriers(&self, message: Option<String>) {
         lock(&self.inner.faults).barrier = message;
+    }
+
+    /// Let `n` more mutations (puts, streaming commits, deletes, copies) succeed, then fail
+    /// every later one, storing and deleting nothing: the writer was killed after its `n`-th
+    /// change. `None` lifts it (the next process).
+    pub fn crash_after(&self, n: Option<u64>) {
+        lock(&self.inner.faults).mutations_left = n;
+    }
+
+    /// One mutation: fails when [`crash_after`](Self::crash_after)'s budget is spent.
+    fn mutate(&self, what: &str) -> Result<(), StorageError> {
+        let mut f = lock(&self.inner.faults);
+        match &mut f.mutations_left {
+            Some(0) => Err(self.backend(format!("{what}: the writer crashed"))),
+            Some(n) => {
+                *n -= 1;
+                Ok(())
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// Every stored (kind, name), sorted.
+    pub fn keys(&self) -> Vec<(ObjectKind, String)> {
+        lock(&self.inner.objects).keys().cloned().collect()
+    }
+
+    /// Replace or remove an object behind the store's back (tests that damage a repository).
+    pub fn set_object(&self, kind: ObjectKind, name: &str, bytes: Option<Vec<u8>>) {
+        let mut o = lock(&self.inner.objects);
+        match bytes {
+            Some(b) => o.insert((kind, name.to_string()), b),
+            None => o.remove(&(kind, name.to_string())),
+        };
     }
 
     /// The stored object, if any (without counting a `get`).
@@ -200,8 +245,12 @@ impl MemStorage {
             }
         }
         self.check_name(kind, name)?;
-        let mut objects = lock(&self.inner.objects);
         let key = (kind, name.to_string());
+        if lock(&self.inner.objects).contains_key(&key) {
+            return Ok(PutOutcome::AlreadyPresent);
+        }
+        self.mutate(&kind.key(name))?;
+        let mut objects = lock(&self.inner.objects);
         if objects.contains_key(&key) {
             return Ok(PutOutcome::AlreadyPresent);
         }
@@ -268,6 +317,33 @@ impl Storage for MemStorage {
             kind,
             bytes: Vec::new(),
         })))
+    }
+
+    fn can_delete(&self) -> bool {
+        true
+    }
+
+    fn delete(&self, kind: ObjectKind, name: &str) -> Result<(), StorageError> {
+        self.inner.calls.delete.fetch_add(1, Ordering::Relaxed);
+        self.mutate(&format!("deleting {}", kind.key(name)))?;
+        lock(&self.inner.objects).remove(&(kind, name.to_string()));
+        Ok(())
+    }
+
+    fn copy(&self, from: ObjectKind, to: ObjectKind, name: &str) -> Result<(), StorageError> {
+        self.inner.calls.copy.fetch_add(1, Ordering::Relaxed);
+        self.check_name(to, name)?;
+        let bytes = self
+            .object(from, name)
+            .ok_or_else(|| StorageError::NotFound {
+                location: self.location(),
+                key: from.key(name),
+            })?;
+        self.mutate(&format!("copying {} to {}", from.key(name), to.key(name)))?;
+        lock(&self.inner.objects)
+            .entry((to, name.to_string()))
+            .or_insert(bytes);
+        Ok(())
     }
 
     fn barrier(&self) -> Result<(), StorageError> {
@@ -358,6 +434,8 @@ mod tests {
                 get_ranges: 0,
                 begin_puts: 1,
                 barriers: 3,
+                deletes: 0,
+                copies: 0,
             }
         );
         // A clone is the same store.

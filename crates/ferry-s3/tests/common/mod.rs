@@ -11,6 +11,12 @@ pub fn objects(moto: &Moto, bucket: &str, prefix: &str) -> S3Objects {
         &[],
     )
     .expect("bucket");
+    objects_in(moto, bucket, prefix)
+}
+
+/// `prefix` in the existing `bucket` of `moto`.
+#[allow(dead_code)] // not every test binary uses it
+pub fn objects_in(moto: &Moto, bucket: &str, prefix: &str) -> S3Objects {
     let conf = aws_sdk_s3::Config::builder()
         .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
         .region(aws_sdk_s3::config::Region::new(MOTO_REGION))
