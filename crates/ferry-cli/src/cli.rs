@@ -2,7 +2,7 @@
 //! each of which owns its own arguments. The command forms are fixed by issue 2.
 
 use crate::cmd::{
-    Global, Outcome, backup, check, cloud_backup, forget, key, localcloud, ls, prune, restore,
+    Global, Outcome, backup, check, cloud_backup, forget, key, localcloud, log, ls, prune, restore,
     schedule, snapshots, sources, status,
 };
 use clap::{Parser, Subcommand};
@@ -42,6 +42,8 @@ pub enum Command {
     Forget(forget::ForgetArgs),
     /// Delete what no snapshot needs, in two phases (master key, operator's storage).
     Prune(prune::PruneArgs),
+    /// The record of every forget and prune, oldest first (master key).
+    Log(log::LogArgs),
     /// Check the configured sources (LAN hosts, local paths) without backing up.
     #[command(subcommand)]
     Sources(sources::SourcesCommand),
@@ -83,6 +85,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Check(a) => check::run(&g, &a),
         Command::Forget(a) => forget::run(&g, &a),
         Command::Prune(a) => prune::run(&g, &a),
+        Command::Log(a) => log::run(&g, &a),
     }
 }
 

@@ -151,6 +151,87 @@ fn schedule_install_writes_valid_units_and_remove_deletes_only_ours() {
 }
 
 #[test]
+fn schedule_install_retention_writes_a_weekly_forget_prune_that_systemd_accepts() {
+    let env = Env::new();
+    env.keys();
+    let units = env.path("units");
+    let u = units.to_str().unwrap();
+    // A retention file without a site, or with an empty policy, is refused before anything
+    // is written.
+    let bad = env.path("bad-retention.toml");
+    fs::write(&bad, "[retention.home]\nrepo = \"/r\"\nkey = \"/k\"\n").unwrap();
+    let r = env.run([
+        "schedule",
+        "install",
+        "--retention",
+        "-c",
+        bad.to_str().unwrap(),
+        "--unit-dir",
+        u,
+        "--no-enable",
+    ]);
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("no keep_* rule"), "{}", r.stderr);
+    assert!(!units.join("ferry-retention.service").exists());
+
+    let cfg = env.path("retention.toml");
+    fs::write(
+        &cfg,
+        format!(
+            "[retention.home]\nrepo = \"{}\"\nkey = \"{}\"\nkeep_daily = 7\nkeep_monthly = 6\n",
+            env.repo.display(),
+            env.master.display()
+        ),
+    )
+    .unwrap();
+    env.run([
+        "schedule",
+        "install",
+        "--retention",
+        "-c",
+        cfg.to_str().unwrap(),
+        "--unit-dir",
+        u,
+        "--no-enable",
+    ])
+    .ok();
+    let service = fs::read_to_string(units.join("ferry-retention.service")).unwrap();
+    let timer = fs::read_to_string(units.join("ferry-retention.timer")).unwrap();
+    let canon = fs::canonicalize(&cfg).unwrap();
+    assert!(
+        service.contains(&format!("forget --prune --config \"{}\"", canon.display())),
+        "{service}"
+    );
+    assert!(timer.contains("OnCalendar=weekly"), "{timer}");
+    ensure_systemd_analyze();
+    let v = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(units.join("ferry-retention.service"))
+        .arg(units.join("ferry-retention.timer"))
+        .output()
+        .unwrap();
+    let out = format!(
+        "{}{}",
+        String::from_utf8_lossy(&v.stdout),
+        String::from_utf8_lossy(&v.stderr)
+    );
+    assert!(
+        v.status.success() && !out.contains("ferry-retention"),
+        "systemd-analyze verify: {out}"
+    );
+    env.run([
+        "schedule",
+        "remove",
+        "--retention",
+        "--unit-dir",
+        u,
+        "--no-enable",
+    ])
+    .ok();
+    assert!(!units.join("ferry-retention.timer").exists());
+}
+
+#[test]
 fn cloud_config_errors_name_the_field_before_anything_runs() {
     let env = Env::new();
     env.keys();

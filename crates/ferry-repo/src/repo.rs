@@ -106,21 +106,20 @@ impl Repository {
         Ok(SnapshotInfo { id, snapshot })
     }
 
-    /// Load every index object and return a reader (master key). Fails on the first
-    /// unreadable index; use [`check`](Self::check) to list all problems.
+    /// Load every index object and return a reader (master key). An index object that does
+    /// not decrypt or parse (junk a hostile or broken client stored: the gate checks only its
+    /// header and name) is skipped with a warning naming it ([`Reader::skipped`]), so it cannot
+    /// block the restore of good snapshots; a storage failure is an error. [`check`](Self::check)
+    /// reports every such object as a problem.
     pub fn reader(&self, key: &MasterKey) -> Result<Reader> {
         self.config.check_key(key.as_put())?;
-        let mut r = Reader {
-            storage: self.storage.clone(),
-            key: key.clone(),
-            packs: Vec::new(),
-            blobs: HashMap::new(),
-            sym: Mutex::new(HashMap::new()),
-        };
+        let mut r = Reader::from_indexes(self.storage.clone(), key, []);
         for name in self.storage.list(ObjectKind::Index)? {
             let bytes = self.storage.get(ObjectKind::Index, &name)?;
-            let idx = IndexObject::open(key, &bytes, &name)?;
-            r.add_index(idx);
+            match IndexObject::open(key, &bytes, &name) {
+                Ok(idx) => r.add_index(idx),
+                Err(e) => r.skip(ObjectKind::Index.key(&name), e.to_string()),
+            }
         }
         Ok(r)
     }
@@ -155,6 +154,7 @@ pub struct Reader {
     packs: Vec<(String, [u8; 32])>,
     blobs: HashMap<BlobId, BlobLocation>,
     sym: Mutex<HashMap<u32, crypto::SymKey>>,
+    skipped: Mutex<Vec<(String, String)>>,
 }
 
 impl std::fmt::Debug for Reader {
@@ -190,6 +190,7 @@ impl Reader {
             packs: Vec::new(),
             blobs: HashMap::new(),
             sym: Mutex::new(HashMap::new()),
+            skipped: Mutex::new(Vec::new()),
         };
         for idx in indexes {
             r.add_index(idx);
@@ -236,6 +237,23 @@ impl Reader {
         }
     }
 
+    fn skip(&self, object: String, why: String) {
+        tracing::warn!("skipping unreadable {object}: {why}");
+        let mut s = self.skipped.lock().unwrap_or_else(|p| p.into_inner());
+        if !s.iter().any(|(o, _)| *o == object) {
+            s.push((object, why));
+        }
+    }
+
+    /// Index and snapshot objects skipped so far because they do not decrypt or parse
+    /// (object key, why): junk that cannot refer to anything. `check` reports them.
+    pub fn skipped(&self) -> Vec<(String, String)> {
+        self.skipped
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
     /// The master key this reader decrypts with.
     pub fn key(&self) -> &MasterKey {
         &self.key
@@ -258,11 +276,17 @@ impl Reader {
         self.blobs.len()
     }
 
-    /// All snapshots, oldest first.
+    /// All snapshots, oldest first. A snapshot object that does not decrypt or parse is
+    /// skipped with a warning naming it ([`skipped`](Self::skipped)); a storage failure is an
+    /// error.
     pub fn snapshots(&self) -> Result<Vec<SnapshotInfo>> {
         let mut out = Vec::new();
         for id in self.storage.list(ObjectKind::Snapshot)? {
-            out.push(self.load_snapshot(&id)?);
+            let bytes = self.storage.get(ObjectKind::Snapshot, &id)?;
+            match Snapshot::open(&self.key, &bytes, &id) {
+                Ok(snapshot) => out.push(SnapshotInfo { id, snapshot }),
+                Err(e) => self.skip(ObjectKind::Snapshot.key(&id), e.to_string()),
+            }
         }
         out.sort_by(|a, b| {
             a.snapshot

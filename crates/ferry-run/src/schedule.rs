@@ -1,5 +1,6 @@
 //! The run's schedule: a systemd service and timer that run `ferry backup --config FILE`
-//! (daily by default, with a randomized delay, catching up missed runs). Only unit files this
+//! (daily by default, with a randomized delay, catching up missed runs), or on the operator's
+//! machine `ferry forget --prune -c RETENTION_FILE` (weekly by default). Only unit files this
 //! module wrote (they start with its marker) are ever replaced or removed. cron is the
 //! documented alternative (README).
 
@@ -10,6 +11,15 @@ use std::process::Command;
 
 /// The first line of every unit file this module writes: it only removes or replaces its own.
 const MARKER: &str = "# Written by `ferry schedule install`; `ferry schedule remove` deletes it.";
+
+/// What the scheduled service runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Job {
+    /// `ferry backup --config FILE` (the backup VM).
+    Backup,
+    /// `ferry forget --prune -c FILE` (the operator's retention file).
+    Retention,
+}
 
 /// Where the units go and what they are called.
 #[derive(Debug, Clone)]
@@ -62,19 +72,31 @@ fn quote(p: &Path) -> Result<String, Error> {
     Ok(format!("\"{s}\""))
 }
 
-/// The service unit: `ferry backup --config CONFIG`, stopped with time to clean up.
-pub fn service_unit(ferry: &Path, config: &Path) -> Result<String, Error> {
-    Ok(format!(
-        "{MARKER}\n[Unit]\nDescription=Ferry backup to S3 through a temporary jump box\n\
-         Wants=network-online.target\nAfter=network-online.target\n\n[Service]\nType=oneshot\n\
-         ExecStart={} backup --config {}\n\
-         # SIGTERM makes ferry remove the jump box before it exits; give it time to.\n\
-         KillMode=mixed\nTimeoutStopSec=300\nNice=10\nIOSchedulingClass=idle\n\
-         # Exit code 3 is a partial backup (some files unreadable): the run is recorded, not failed.\n\
-         SuccessExitStatus=3\n",
-        quote(ferry)?,
-        quote(config)?
-    ))
+/// The service unit: `ferry backup --config CONFIG`, stopped with time to clean up; or
+/// `ferry forget --prune -c CONFIG` for [`Job::Retention`].
+pub fn service_unit(ferry: &Path, config: &Path, job: Job) -> Result<String, Error> {
+    Ok(match job {
+        Job::Backup => format!(
+            "{MARKER}\n[Unit]\nDescription=Ferry backup to S3 through a temporary jump box\n\
+             Wants=network-online.target\nAfter=network-online.target\n\n[Service]\nType=oneshot\n\
+             ExecStart={} backup --config {}\n\
+             # SIGTERM makes ferry remove the jump box before it exits; give it time to.\n\
+             KillMode=mixed\nTimeoutStopSec=300\nNice=10\nIOSchedulingClass=idle\n\
+             # Exit code 3 is a partial backup (some files unreadable): the run is recorded, not failed.\n\
+             SuccessExitStatus=3\n",
+            quote(ferry)?,
+            quote(config)?
+        ),
+        Job::Retention => format!(
+            "{MARKER}\n[Unit]\nDescription=Ferry retention: forget by each site's policy, then prune\n\
+             Wants=network-online.target\nAfter=network-online.target\n\n[Service]\nType=oneshot\n\
+             ExecStart={} forget --prune --config {}\n\
+             # A prune stopped at any point leaves a valid repository; the next one finishes it.\n\
+             Nice=10\nIOSchedulingClass=idle\n",
+            quote(ferry)?,
+            quote(config)?
+        ),
+    })
 }
 
 /// The timer unit.
@@ -82,7 +104,7 @@ pub fn timer_unit(on_calendar: &str, delay: &str) -> Result<String, Error> {
     unit_value("--on-calendar", on_calendar)?;
     unit_value("--randomized-delay", delay)?;
     Ok(format!(
-        "{MARKER}\n[Unit]\nDescription=Run the Ferry backup on a schedule\n\n[Timer]\n\
+        "{MARKER}\n[Unit]\nDescription=Run Ferry on a schedule\n\n[Timer]\n\
          OnCalendar={on_calendar}\nRandomizedDelaySec={delay}\nPersistent=true\n\n\
          [Install]\nWantedBy=timers.target\n"
     ))
@@ -107,21 +129,30 @@ fn systemctl(args: &[&str]) -> Result<(), Error> {
     Ok(())
 }
 
-/// Write (and with `units.enable`, enable) the service running `ferry backup --config
-/// CONFIG` with the executable `ferry`, and its timer. The config must be valid now, not at
-/// 3 a.m.
+/// Write (and with `units.enable`, enable) the service running `job` with the executable
+/// `ferry` and the file `config`, and its timer. The config must be valid now, not at 3 a.m.
 pub fn install(
     units: &Units,
     ferry: &Path,
     config: &Path,
+    job: Job,
     on_calendar: &str,
     delay: &str,
 ) -> Result<Installed, Error> {
     let (svc_path, tmr_path) = units.paths()?;
     let config = std::fs::canonicalize(config)
         .with_context(|| format!("config file {}", config.display()))?;
-    FerryConfig::load(&config)?.cloud_run(&config)?;
-    let service = service_unit(ferry, &config)?;
+    match job {
+        Job::Backup => {
+            FerryConfig::load(&config)?.cloud_run(&config)?;
+        }
+        Job::Retention => {
+            if crate::RetentionConfig::load(&config)?.sites.is_empty() {
+                bail!("{}: no [retention.SITE] section", config.display());
+            }
+        }
+    }
+    let service = service_unit(ferry, &config, job)?;
     let timer = timer_unit(on_calendar, delay)?;
     let dir = &units.dir;
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;

@@ -171,6 +171,7 @@ fn one(
     let repo = Repository::open(Arc::from(super::storage(repo_args)?))?;
     let reader = repo.reader(&key)?;
     let snaps = reader.snapshots()?;
+    super::warn_skipped(&reader);
     let mut groups = None;
     let (remove, kept, described) = if ids.is_empty() {
         let plans = policy::apply(&snaps, pol, group_by)?;

@@ -26,6 +26,7 @@ pub fn run(_g: &Global, a: &LsArgs) -> anyhow::Result<Outcome> {
     let repo = Repository::open(Arc::from(super::storage(&a.repo)?))?;
     let reader = repo.reader(&key)?;
     let snap = reader.resolve_snapshot(&a.snapshot)?;
+    super::warn_skipped(&reader);
     let path = a.path.as_ref().map(|p| p.as_os_str().as_bytes());
     let entries = reader.ls(&snap, path)?;
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());

@@ -8,6 +8,7 @@ pub mod cloud_backup;
 pub mod forget;
 pub mod key;
 pub mod localcloud;
+pub mod log;
 pub mod ls;
 pub mod prune;
 pub mod restore;
@@ -141,4 +142,11 @@ pub fn load_config(path: &Path) -> anyhow::Result<FerryConfig> {
     let mut cfg = FerryConfig::load(path)?;
     cfg.sources.ssh_debug = crate::output::ssh_debug();
     Ok(cfg)
+}
+
+/// Warn, naming each, about index and snapshot objects the reader skipped as unreadable.
+pub fn warn_skipped(reader: &ferry_repo::Reader) {
+    for (object, why) in reader.skipped() {
+        eprintln!("warning: skipped unreadable {object} (ferry check reports it): {why}");
+    }
 }

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct PruneFlags {
-    /// Repack a pack when more than this share of it is unused (restic's default: 5%).
+    /// Repack partly used packs until at most this share of the kept bytes is unused (restic's `--max-unused`; default 5%).
     #[arg(long, value_name = "PERCENT")]
     pub max_unused: Option<String>,
     /// How long an unused pack waits in trash/ before it is deleted (at least 2h; default

@@ -25,6 +25,7 @@ pub fn run(g: &Global, a: &RestoreArgs) -> anyhow::Result<Outcome> {
     let repo = Repository::open(Arc::from(super::storage(&a.repo)?))?;
     let reader = repo.reader(&key)?;
     let snap = reader.resolve_snapshot(&a.snapshot)?;
+    super::warn_skipped(&reader);
     let opts = RestoreOptions {
         include: a.include.clone(),
         ..RestoreOptions::default()

@@ -3,7 +3,7 @@
 
 use super::{Global, Outcome};
 use anyhow::Context;
-use ferry_run::schedule::{self, Units};
+use ferry_run::schedule::{self, Job, Units};
 use std::path::PathBuf;
 
 #[derive(Debug, clap::Subcommand)]
@@ -19,9 +19,13 @@ pub struct UnitArgs {
     /// Where the unit files go.
     #[arg(long, value_name = "DIR", default_value = "/etc/systemd/system")]
     pub unit_dir: PathBuf,
-    /// Unit name (NAME.service, NAME.timer).
-    #[arg(long, default_value = "ferry-backup")]
-    pub name: String,
+    /// Unit name (NAME.service, NAME.timer); default `ferry-backup`, with --retention
+    /// `ferry-retention`.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// The operator's retention job (`ferry forget --prune -c FILE`) instead of the backup.
+    #[arg(long)]
+    pub retention: bool,
     /// Only write or delete the files; do not call systemctl.
     #[arg(long)]
     pub no_enable: bool,
@@ -31,20 +35,37 @@ impl UnitArgs {
     fn units(&self) -> Units {
         Units {
             dir: self.unit_dir.clone(),
-            name: self.name.clone(),
+            name: self.name().to_string(),
             enable: !self.no_enable,
+        }
+    }
+
+    fn name(&self) -> &str {
+        match (&self.name, self.retention) {
+            (Some(n), _) => n,
+            (None, false) => "ferry-backup",
+            (None, true) => "ferry-retention",
+        }
+    }
+
+    fn job(&self) -> Job {
+        if self.retention {
+            Job::Retention
+        } else {
+            Job::Backup
         }
     }
 }
 
 #[derive(Debug, clap::Args)]
 pub struct InstallArgs {
-    /// The backup's config file (made absolute).
+    /// The backup's config file, or with --retention the retention file (made absolute).
     #[arg(long, short = 'c', value_name = "FILE")]
     pub config: PathBuf,
-    /// systemd calendar expression (`daily`, `*-*-* 02:00`, …).
-    #[arg(long, default_value = "daily")]
-    pub on_calendar: String,
+    /// systemd calendar expression (`daily`, `*-*-* 02:00`, …); default `daily`, with
+    /// --retention `weekly` (trashed packs then wait at most a week beyond their grace period).
+    #[arg(long)]
+    pub on_calendar: Option<String>,
     /// Random delay added to each run (systemd time span).
     #[arg(long, default_value = "1h")]
     pub randomized_delay: String,
@@ -66,7 +87,12 @@ pub fn run(g: &Global, c: &ScheduleCommand) -> anyhow::Result<Outcome> {
                 &a.units.units(),
                 &ferry,
                 &a.config,
-                &a.on_calendar,
+                a.units.job(),
+                a.on_calendar.as_deref().unwrap_or(if a.units.retention {
+                    "weekly"
+                } else {
+                    "daily"
+                }),
                 &a.randomized_delay,
             )?;
             if !g.quiet {
@@ -80,7 +106,7 @@ pub fn run(g: &Global, c: &ScheduleCommand) -> anyhow::Result<Outcome> {
                     } else {
                         ", timer enabled"
                     },
-                    a.units.name,
+                    a.units.name(),
                     done.config.display()
                 );
             }
@@ -88,7 +114,7 @@ pub fn run(g: &Global, c: &ScheduleCommand) -> anyhow::Result<Outcome> {
         ScheduleCommand::Remove(a) => {
             let removed = schedule::remove(&a.units.units())?;
             if !g.quiet {
-                eprintln!("Removed {removed} unit files of {}.", a.units.name);
+                eprintln!("Removed {removed} unit files of {}.", a.units.name());
             }
         }
     }

@@ -20,6 +20,7 @@ pub fn run(_g: &Global, a: &SnapshotsArgs) -> anyhow::Result<Outcome> {
     let reader = repo.reader(&key)?;
     // Oldest first (the reader sorts by time, then id).
     let snaps = reader.snapshots()?;
+    super::warn_skipped(&reader);
     if a.json {
         println!("{}", serde_json::to_string_pretty(&snaps)?);
         return Ok(Outcome::Ok);

@@ -80,6 +80,9 @@ pub struct BackupOptions {
     pub workers: usize,
     /// zstd level (default 3).
     pub compression_level: i32,
+    /// The snapshot's time, ns since the epoch (restic's `--time`); default: now. A backup of
+    /// an older state, or a benchmark's simulated calendar (`bench_year`).
+    pub time_ns: Option<i64>,
 }
 
 impl Default for BackupOptions {
@@ -94,6 +97,7 @@ impl Default for BackupOptions {
             pack_size: 32 * 1024 * 1024,
             workers: 0,
             compression_level: 3,
+            time_ns: None,
         }
     }
 }
@@ -211,10 +215,12 @@ impl BackupSession {
             cache: cache.clone(),
             progress: progress.clone(),
         })?;
-        let time_ns = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos() as i64)
-            .unwrap_or(0);
+        let time_ns = opts.time_ns.unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as i64)
+                .unwrap_or(0)
+        });
         Ok(BackupSession {
             storage,
             chunker: Chunker::new(key),

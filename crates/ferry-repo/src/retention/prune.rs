@@ -36,8 +36,9 @@ const HOUR_NS: i64 = 3_600_000_000_000;
 /// How a prune decides and writes.
 #[derive(Clone, Debug)]
 pub struct PruneOptions {
-    /// Repack a pack when more than this percentage of its bytes is unused (restic's default
-    /// `--max-unused 5%`, applied per pack).
+    /// Repack partly used packs, those with the largest unused share first, until the unused
+    /// bytes left in kept packs are at most this percentage of their bytes (restic's
+    /// `--max-unused`, default 5%).
     pub max_unused_percent: f64,
     /// How long a pack stays in `trash/` before it may be deleted (rustic's `--keep-delete`).
     /// At least [`MIN_GRACE_HOURS`].
@@ -341,8 +342,6 @@ pub fn plan(repo: &Repository, key: &MasterKey, opts: &PruneOptions) -> Result<P
             }
         } else if used_bytes == 0 {
             PackAction::Trash
-        } else if (bytes - used_bytes) as f64 * 100.0 > opts.max_unused_percent * bytes as f64 {
-            PackAction::Repack
         } else {
             PackAction::Keep
         };
@@ -353,6 +352,37 @@ pub fn plan(repo: &Repository, key: &MasterKey, opts: &PruneOptions) -> Result<P
             used_bytes,
             ready_ns: None,
         });
+    }
+    // Repack, as restic does: while the unused bytes left in kept packs exceed
+    // `max_unused_percent` of the bytes those packs hold, repack the pack with the largest
+    // unused share. So a repository keeps a bounded share of waste, and a pack that lost one
+    // blob is not rewritten every time (each rewrite costs a PUT and a COPY).
+    let kept_bytes: u64 = packs
+        .iter()
+        .filter(|p| p.action == PackAction::Keep)
+        .map(|p| p.bytes)
+        .sum();
+    let mut unused: u64 = packs
+        .iter()
+        .filter(|p| p.action == PackAction::Keep)
+        .map(|p| p.bytes - p.used_bytes)
+        .sum();
+    let allowed = opts.max_unused_percent / 100.0 * kept_bytes as f64;
+    let mut candidates: Vec<usize> = (0..packs.len())
+        .filter(|&i| packs[i].action == PackAction::Keep && packs[i].used_bytes < packs[i].bytes)
+        .collect();
+    candidates.sort_by(|&a, &b| {
+        let share = |p: &PackPlan| (p.bytes - p.used_bytes) as f64 / p.bytes.max(1) as f64;
+        share(&packs[b])
+            .total_cmp(&share(&packs[a]))
+            .then(packs[a].pack.cmp(&packs[b].pack))
+    });
+    for i in candidates {
+        if unused as f64 <= allowed {
+            break;
+        }
+        unused -= packs[i].bytes - packs[i].used_bytes;
+        packs[i].action = PackAction::Repack;
     }
     let live_action: HashMap<String, PackAction> =
         packs.iter().map(|p| (p.pack.clone(), p.action)).collect();
