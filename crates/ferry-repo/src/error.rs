@@ -229,6 +229,28 @@ impl Error {
     }
 }
 
+/// What a file type is, for messages refusing a file that is not a regular one.
+pub(crate) fn file_type_name(ft: &std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if ft.is_dir() {
+        "directory"
+    } else if ft.is_fifo() {
+        "FIFO"
+    } else if ft.is_socket() {
+        "socket"
+    } else if ft.is_char_device() {
+        "character device"
+    } else if ft.is_block_device() {
+        "block device"
+    } else if ft.is_symlink() {
+        "symbolic link"
+    } else if ft.is_file() {
+        "regular file"
+    } else {
+        "special file"
+    }
+}
+
 /// Render an I/O error with the errno name for the cases users most need to recognise.
 pub fn describe_io(e: &std::io::Error) -> String {
     match e.raw_os_error() {

@@ -108,14 +108,23 @@ impl Repository {
 
     /// Load every index object and return a reader (master key). An index object that does
     /// not decrypt or parse (junk a hostile or broken client stored: the gate checks only its
-    /// header and name) is skipped with a warning naming it ([`Reader::skipped`]), so it cannot
+    /// header and name), or is not a regular file ([`StorageError::NotRegularFile`]: a FIFO
+    /// named like one, in a local directory), is skipped with a warning naming it ([`Reader::skipped`]), so it cannot
     /// block the restore of good snapshots; a storage failure is an error. [`check`](Self::check)
     /// reports every such object as a problem.
     pub fn reader(&self, key: &MasterKey) -> Result<Reader> {
         self.config.check_key(key.as_put())?;
         let mut r = Reader::from_indexes(self.storage.clone(), key, []);
         for name in self.storage.list(ObjectKind::Index)? {
-            let bytes = self.storage.get(ObjectKind::Index, &name)?;
+            let bytes = match self.storage.get(ObjectKind::Index, &name) {
+                Ok(b) => b,
+                // A FIFO or other special file under an object's name holds no index.
+                Err(e) if e.is_not_regular_file() => {
+                    r.skip(ObjectKind::Index.key(&name), e.to_string());
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            };
             match IndexObject::open(key, &bytes, &name) {
                 Ok(idx) => r.add_index(idx),
                 Err(e) => r.skip(ObjectKind::Index.key(&name), e.to_string()),
@@ -245,8 +254,8 @@ impl Reader {
         }
     }
 
-    /// Index and snapshot objects skipped so far because they do not decrypt or parse
-    /// (object key, why): junk that cannot refer to anything. `check` reports them.
+    /// Index and snapshot objects skipped so far because they do not decrypt or parse, or are
+    /// not regular files (object key, why): junk that cannot refer to anything. `check` reports them.
     pub fn skipped(&self) -> Vec<(String, String)> {
         self.skipped
             .lock()
@@ -276,13 +285,21 @@ impl Reader {
         self.blobs.len()
     }
 
-    /// All snapshots, oldest first. A snapshot object that does not decrypt or parse is
-    /// skipped with a warning naming it ([`skipped`](Self::skipped)); a storage failure is an
+    /// All snapshots, oldest first. A snapshot object that does not decrypt or parse, or is not
+    /// a regular file ([`StorageError::NotRegularFile`]), is skipped with a warning naming it ([`skipped`](Self::skipped)); a storage failure is an
     /// error.
     pub fn snapshots(&self) -> Result<Vec<SnapshotInfo>> {
         let mut out = Vec::new();
         for id in self.storage.list(ObjectKind::Snapshot)? {
-            let bytes = self.storage.get(ObjectKind::Snapshot, &id)?;
+            let bytes = match self.storage.get(ObjectKind::Snapshot, &id) {
+                Ok(b) => b,
+                // A FIFO or other special file under an object's name holds no snapshot.
+                Err(e) if e.is_not_regular_file() => {
+                    self.skip(ObjectKind::Snapshot.key(&id), e.to_string());
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            };
             match Snapshot::open(&self.key, &bytes, &id) {
                 Ok(snapshot) => out.push(SnapshotInfo { id, snapshot }),
                 Err(e) => self.skip(ObjectKind::Snapshot.key(&id), e.to_string()),

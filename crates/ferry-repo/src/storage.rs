@@ -47,6 +47,18 @@ pub enum StorageError {
         #[source]
         source: std::io::Error,
     },
+    /// The object's name is there but is not a regular file (a FIFO, a socket, a device, a
+    /// directory): it cannot hold an object, and opening it must not block ([`LocalDir`]
+    /// refuses it without reading). Readers treat it like junk that does not decrypt.
+    #[error("{key} in {location} is a {what}, not a regular file")]
+    NotRegularFile {
+        /// The backend's [`Storage::location`].
+        location: String,
+        /// The object's storage key ([`ObjectKind::key`], e.g. `packs/<name>`).
+        key: String,
+        /// What it is instead ("FIFO", "socket", "character device", "directory", …).
+        what: &'static str,
+    },
     /// The backend does not offer this operation: a store for the backup VM (the gate, the
     /// spool) can put and list but never delete or move.
     #[error(
@@ -67,6 +79,14 @@ pub enum StorageError {
         /// What failed, naming the objects concerned.
         message: String,
     },
+}
+
+impl StorageError {
+    /// Whether the object is there but is not a regular file ([`StorageError::NotRegularFile`]):
+    /// it cannot hold an object, so a reader skips it as junk instead of failing.
+    pub fn is_not_regular_file(&self) -> bool {
+        matches!(self, StorageError::NotRegularFile { .. })
+    }
 }
 
 /// A streaming upload of one object whose name is known only at the end (a pack).
@@ -189,6 +209,44 @@ impl LocalDir {
         self.root.join(kind.key(name))
     }
 
+    /// Open the object file for reading without ever blocking (`O_NONBLOCK`: a FIFO named like
+    /// an object would otherwise block the open forever, waiting for a writer), then refuse it
+    /// if the opened file is not a regular file ([`StorageError::NotRegularFile`]).
+    /// Returns the file and its size.
+    fn open_object(
+        &self,
+        kind: ObjectKind,
+        name: &str,
+    ) -> Result<(std::fs::File, u64), StorageError> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let key = kind.key(name);
+        let f = match std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+            .open(self.path(kind, name))
+        {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(StorageError::NotFound {
+                    location: self.location(),
+                    key,
+                });
+            }
+            Err(e) => return Err(self.io("open", key, e)),
+        };
+        // fstat of the opened file: what is read is what was checked.
+        let meta = f.metadata().map_err(|e| self.io("stat", key.clone(), e))?;
+        if !meta.file_type().is_file() {
+            return Err(StorageError::NotRegularFile {
+                location: self.location(),
+                key,
+                what: crate::error::file_type_name(&meta.file_type()),
+            });
+        }
+        // O_NONBLOCK has no effect on a regular file's reads.
+        Ok((f, meta.len()))
+    }
+
     fn io(&self, op: &'static str, key: String, source: std::io::Error) -> StorageError {
         StorageError::Io {
             op,
@@ -268,15 +326,12 @@ impl Storage for LocalDir {
     }
 
     fn get(&self, kind: ObjectKind, name: &str) -> Result<Vec<u8>, StorageError> {
-        let key = kind.key(name);
-        match std::fs::read(self.path(kind, name)) {
-            Ok(b) => Ok(b),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(StorageError::NotFound {
-                location: self.location(),
-                key,
-            }),
-            Err(e) => Err(self.io("read", key, e)),
-        }
+        use std::io::Read;
+        let (mut f, size) = self.open_object(kind, name)?;
+        let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+        f.read_to_end(&mut bytes)
+            .map_err(|e| self.io("read", kind.key(name), e))?;
+        Ok(bytes)
     }
 
     fn can_delete(&self) -> bool {
@@ -303,6 +358,8 @@ impl Storage for LocalDir {
         std::fs::create_dir_all(&dir)
             .map_err(|e| self.io("create directory for", key.clone(), e))?;
         // A hard link: atomic, no bytes copied, and the source's later deletion leaves it.
+        // link(2) never opens the source, so a FIFO named like an object cannot block it (prune
+        // moves such junk to `trash/` like any pack no index covers).
         match std::fs::hard_link(&src, &dest) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(()),
@@ -346,20 +403,7 @@ impl Storage for LocalDir {
     ) -> Result<Vec<u8>, StorageError> {
         use std::os::unix::fs::FileExt;
         let key = kind.key(name);
-        let f = match std::fs::File::open(self.path(kind, name)) {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(StorageError::NotFound {
-                    location: self.location(),
-                    key,
-                });
-            }
-            Err(e) => return Err(self.io("open", key, e)),
-        };
-        let size = f
-            .metadata()
-            .map_err(|e| self.io("stat", key.clone(), e))?
-            .len();
+        let (f, size) = self.open_object(kind, name)?;
         let end = offset.saturating_add(len).min(size);
         let mut buf = vec![0u8; end.saturating_sub(offset) as usize];
         f.read_exact_at(&mut buf, offset)
@@ -426,6 +470,37 @@ mod tests {
                 let name = e.unwrap().file_name();
                 let name = name.to_string_lossy();
                 assert!(!name.starts_with(".tmp-"), "{d}/{name} left behind");
+            }
+        }
+    }
+
+    #[test]
+    fn local_dir_refuses_special_files_named_like_objects() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = LocalDir::new(dir.path());
+        let name = crate::format::object_name(b"not an object");
+        std::fs::create_dir_all(dir.path().join("snapshots").join(&name)).unwrap();
+        // A symbolic link is followed: what counts is the file opened.
+        std::fs::create_dir_all(dir.path().join("index")).unwrap();
+        std::os::unix::fs::symlink("/dev/zero", dir.path().join("index").join(&name)).unwrap();
+        for (kind, what) in [
+            (ObjectKind::Snapshot, "directory"),
+            (ObjectKind::Index, "character device"),
+        ] {
+            assert_eq!(s.list(kind).unwrap(), vec![name.clone()]);
+            for err in [
+                s.get(kind, &name).unwrap_err(),
+                s.get_range(kind, &name, 0, 4).unwrap_err(),
+            ] {
+                assert!(err.is_not_regular_file(), "{err}");
+                assert_eq!(
+                    err.to_string(),
+                    format!(
+                        "{} in {} is a {what}, not a regular file",
+                        kind.key(&name),
+                        s.location()
+                    )
+                );
             }
         }
     }

@@ -574,3 +574,110 @@ fn junk_index_and_snapshot_objects_are_skipped_and_reported() {
         );
     }
 }
+
+/// Run `f` on another thread; fail (instead of hanging the test run) if it takes over 10 s.
+fn within_10s<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(std::time::Duration::from_secs(10))
+        .unwrap_or_else(|e| panic!("{what} did not finish within 10 s ({e}): blocked on a FIFO?"))
+}
+
+fn mkfifo(path: &Path) {
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(
+        unsafe { libc::mkfifo(c.as_ptr(), 0o644) },
+        0,
+        "mkfifo {}",
+        path.display()
+    );
+}
+
+#[test]
+fn fifos_named_like_objects_block_neither_restore_nor_check() {
+    use ferry_repo::format::{ObjectKind, object_name};
+    use ferry_repo::storage::StorageError;
+    let env = Env::new();
+    let src = env.dir.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("a"), noise(4, 300_000)).unwrap();
+    std::fs::write(src.join("b"), b"small").unwrap();
+    env.backup(std::slice::from_ref(&src));
+    // A FIFO under a new SHA-256 name in packs/, index/ and snapshots/.
+    let mut fifos = Vec::new();
+    for (i, kind) in [ObjectKind::Pack, ObjectKind::Index, ObjectKind::Snapshot]
+        .into_iter()
+        .enumerate()
+    {
+        let name = object_name(format!("fifo {i}").as_bytes());
+        mkfifo(&env.repo_dir().join(kind.key(&name)));
+        fifos.push((kind, name));
+    }
+    let storage = env.repo.storage().clone();
+    // The storage refuses each one by name, without blocking (get and get_range).
+    for (kind, name) in fifos.clone() {
+        let object = kind.key(&name);
+        let s = storage.clone();
+        let (whole, range) = within_10s("get of a FIFO", move || {
+            (s.get(kind, &name), s.get_range(kind, &name, 0, 10))
+        });
+        for r in [whole, range] {
+            let err = r.unwrap_err();
+            assert!(err.is_not_regular_file(), "{err}");
+            assert!(matches!(err, StorageError::NotRegularFile { .. }), "{err}");
+            let msg = err.to_string();
+            assert!(msg.contains(&object), "{msg}");
+            assert!(msg.contains("is a FIFO, not a regular file"), "{msg}");
+        }
+    }
+    // Listing still shows them (the names are valid); readers skip the index and snapshot.
+    let (repo, key) = (env.repo.clone(), env.key.clone());
+    let (snaps, skipped) = within_10s("reader and snapshots", move || {
+        let reader = repo.reader(&key).unwrap();
+        let snaps = reader.snapshots().unwrap();
+        (snaps, reader.skipped())
+    });
+    assert_eq!(snaps.len(), 1);
+    let skipped_keys: Vec<String> = skipped.iter().map(|(o, _)| o.clone()).collect();
+    assert_eq!(
+        skipped_keys,
+        vec![
+            ObjectKind::Index.key(&fifos[1].1),
+            ObjectKind::Snapshot.key(&fifos[2].1)
+        ]
+    );
+    for (_, why) in &skipped {
+        assert!(why.contains("is a FIFO, not a regular file"), "{why}");
+    }
+    // Restore of the latest snapshot (which needs none of them), byte for byte.
+    let target = env.dir.path().join("out");
+    let (repo, key, t) = (env.repo.clone(), env.key.clone(), target.clone());
+    within_10s("restore latest", move || {
+        let reader = repo.reader(&key).unwrap();
+        let latest = reader.resolve_snapshot("latest").unwrap();
+        reader
+            .restore(&latest, &t, &RestoreOptions::default(), &NoProgress)
+            .unwrap();
+    });
+    assert_same_tree(&src, &restored_path(&target, &src));
+    // Check reads everything and reports each FIFO as a problem naming it.
+    let (repo, key) = (env.repo.clone(), env.key.clone());
+    let report = within_10s("check --read-data", move || {
+        repo.check(&key, ReadData::All, &NoProgress).unwrap()
+    });
+    for (kind, name) in &fifos {
+        let object = kind.key(name);
+        assert!(
+            report
+                .problems
+                .iter()
+                .any(|p| p.object == object && p.message.contains("is a FIFO, not a regular file")),
+            "check does not report {object}: {:?}",
+            report.problems
+        );
+    }
+    assert_eq!(report.problems.len(), 3, "{:?}", report.problems);
+}

@@ -118,7 +118,14 @@ pub fn read_all(storage: &dyn Storage, key: &MasterKey) -> Result<(Records, Unre
     let mut out = Vec::new();
     let mut bad = Vec::new();
     for name in storage.list(ObjectKind::Log)? {
-        let bytes = storage.get(ObjectKind::Log, &name)?;
+        let bytes = match storage.get(ObjectKind::Log, &name) {
+            Ok(b) => b,
+            Err(e) if e.is_not_regular_file() => {
+                bad.push((ObjectKind::Log.key(&name), e.to_string()));
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        };
         match LogRecord::open(key, &bytes, &name) {
             Ok(r) => out.push((name, r)),
             Err(e) => bad.push((ObjectKind::Log.key(&name), e.to_string())),

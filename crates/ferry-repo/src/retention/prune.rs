@@ -234,7 +234,14 @@ pub fn plan(repo: &Repository, key: &MasterKey, opts: &PruneOptions) -> Result<P
     let mut index_packs: BTreeMap<String, IndexPack> = BTreeMap::new();
     for name in &index_names {
         requests.get += 1;
-        let bytes = storage.get(ObjectKind::Index, name)?;
+        let bytes = match storage.get(ObjectKind::Index, name) {
+            Ok(b) => b,
+            Err(e) if e.is_not_regular_file() => {
+                skipped.push((ObjectKind::Index.key(name), e.to_string()));
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        };
         match IndexObject::open(key, &bytes, name) {
             Ok(idx) => {
                 for p in idx.packs {
@@ -256,7 +263,14 @@ pub fn plan(repo: &Repository, key: &MasterKey, opts: &PruneOptions) -> Result<P
     let mut snapshots: Vec<Snapshot> = Vec::new();
     for name in &snapshot_names {
         requests.get += 1;
-        let bytes = storage.get(ObjectKind::Snapshot, name)?;
+        let bytes = match storage.get(ObjectKind::Snapshot, name) {
+            Ok(b) => b,
+            Err(e) if e.is_not_regular_file() => {
+                skipped.push((ObjectKind::Snapshot.key(name), e.to_string()));
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        };
         match Snapshot::open(key, &bytes, name) {
             Ok(s) => snapshots.push(s),
             Err(e) => skipped.push((ObjectKind::Snapshot.key(name), e.to_string())),
