@@ -602,14 +602,65 @@ fn write_new_file(path: &Path, text: &str) -> Result<()> {
         .map_err(|e| Error::io("write key file", path, e))
 }
 
+/// The largest key file read: one is a few hundred bytes (a passphrase-protected master key
+/// under 1 KiB), so anything near this is not a key file.
+pub const MAX_KEY_FILE_BYTES: u64 = 64 * 1024;
+
+/// The bytes of the key file at `path`, refusing (as [`Error::MalformedKey`], naming the path
+/// and what it is) anything that is not a regular file — a FIFO, `/dev/zero`, a directory —
+/// or is larger than [`MAX_KEY_FILE_BYTES`], before reading more than that bound. The open
+/// never blocks (`O_NONBLOCK`: a FIFO would otherwise wait for a writer).
+fn read_key_bytes(path: &Path) -> Result<Zeroizing<Vec<u8>>> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let refuse = |message: String| Error::MalformedKey {
+        path: path.display().to_string(),
+        message,
+    };
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+        .map_err(|e| Error::io("open key file", path, e))?;
+    let meta = f
+        .metadata()
+        .map_err(|e| Error::io("stat key file", path, e))?;
+    if !meta.file_type().is_file() {
+        return Err(refuse(format!(
+            "it is a {}, not a regular file",
+            crate::error::file_type_name(&meta.file_type())
+        )));
+    }
+    let too_big = |size: String| {
+        refuse(format!(
+            "it is {size} bytes; a key file is a few hundred bytes (at most {MAX_KEY_FILE_BYTES} accepted)"
+        ))
+    };
+    if meta.len() > MAX_KEY_FILE_BYTES {
+        return Err(too_big(meta.len().to_string()));
+    }
+    // Room for the bound plus one byte up front: the buffer never reallocates, so no copy of
+    // the key is left behind unzeroed.
+    let mut bytes = Zeroizing::new(Vec::with_capacity(MAX_KEY_FILE_BYTES as usize + 1));
+    f.take(MAX_KEY_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| Error::io("read key file", path, e))?;
+    if bytes.len() as u64 > MAX_KEY_FILE_BYTES {
+        // It grew after the stat.
+        return Err(too_big(format!("more than {MAX_KEY_FILE_BYTES}")));
+    }
+    Ok(bytes)
+}
+
 /// Read a key file of either kind. `passphrase` is called only if the file is protected;
-/// returning `Ok(None)` there yields [`Error::PassphraseRequired`].
+/// returning `Ok(None)` there yields [`Error::PassphraseRequired`]. A path that is not a
+/// regular file, or a file larger than [`MAX_KEY_FILE_BYTES`], is refused
+/// ([`Error::MalformedKey`]) without being read whole.
 pub fn read_key_file(
     path: &Path,
     passphrase: &mut dyn FnMut() -> Result<Option<Passphrase>>,
 ) -> Result<AnyKey> {
-    let bytes =
-        Zeroizing::new(std::fs::read(path).map_err(|e| Error::io("read key file", path, e))?);
+    let bytes = read_key_bytes(path)?;
     let name = path.display().to_string();
     let kf = parse_named(&bytes, &name)?;
     if kf.is_protected() {
@@ -682,6 +733,60 @@ mod tests {
         let err =
             PutKey::read(&path, &mut || Ok(Some(Passphrase::new("correct horse")))).unwrap_err();
         assert!(matches!(err, Error::WrongKeyKind { .. }), "{err}");
+    }
+
+    /// Run `f` on another thread; fail (instead of hanging) if it takes over 10 s.
+    fn within_10s<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(f());
+        });
+        rx.recv_timeout(std::time::Duration::from_secs(10))
+            .expect("reading the key file did not finish within 10 s")
+    }
+
+    #[test]
+    fn key_files_that_are_not_small_regular_files_are_refused_quickly() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo.key");
+        let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let big = dir.path().join("big.key");
+        std::fs::write(&big, vec![b'A'; 1 << 20]).unwrap();
+        let subdir = dir.path().join("a-directory");
+        std::fs::create_dir(&subdir).unwrap();
+        for (path, reason) in [
+            (
+                std::path::PathBuf::from("/dev/zero"),
+                "is a character device, not a regular file",
+            ),
+            (subdir, "is a directory, not a regular file"),
+            (fifo, "is a FIFO, not a regular file"),
+            (big, "is 1048576 bytes"),
+        ] {
+            let p = path.clone();
+            let err = within_10s(move || {
+                read_key_file(&p, &mut || panic!("no passphrase is asked")).map(|_| ())
+            })
+            .unwrap_err();
+            assert!(matches!(err, Error::MalformedKey { .. }), "{err}");
+            let msg = err.to_string();
+            assert!(msg.contains(&path.display().to_string()), "{msg}");
+            assert!(msg.contains(reason), "{msg}");
+        }
+        // A key file at the bound's edge is still read (and refused only as not a key).
+        let edge = dir.path().join("edge.key");
+        std::fs::write(&edge, vec![b'A'; MAX_KEY_FILE_BYTES as usize]).unwrap();
+        let err = read_key_file(&edge, &mut || Ok(None)).unwrap_err();
+        assert!(matches!(err, Error::MalformedKey { .. }), "{err}");
+        assert!(!err.to_string().contains("bytes;"), "{err}");
+        // A normal key file still works.
+        let good = dir.path().join("good.key");
+        let m = MasterKey::generate();
+        m.write_new(&good, None).unwrap();
+        let back = MasterKey::read(&good, &mut || Ok(None)).unwrap();
+        assert_eq!(back.repo_id(), m.repo_id());
     }
 
     #[test]
