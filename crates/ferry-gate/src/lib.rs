@@ -269,14 +269,27 @@ pub struct AuditLine {
 /// box); the library itself never prints.
 pub type Journal = Box<dyn FnMut(&str) + Send>;
 
+/// The most bytes of audit lines one session's record holds (4 MiB); beyond, lines go only to
+/// the journal and the record's end line says how many were left out.
+pub const AUDIT_RECORD_MAX: usize = 4 * 1024 * 1024;
+
 /// State shared by the session loop and the expiry watchdog: the sink and the audit trail.
 /// The session loop holds the lock only while committing (sink call + audit line), so the
 /// watchdog never ends the session in the middle of an upload.
 pub struct Shared {
     /// Where accepted objects go, and where the audit record is put at the end.
     pub sink: Box<dyn Sink>,
-    /// Every audit line of the session so far, as JSON; joined into the audit record.
+    /// The session's audit lines so far, as JSON, joined into the audit record: at most
+    /// [`AUDIT_RECORD_MAX`] bytes of them (every line still goes to the journal).
     pub lines: Vec<String>,
+    /// Bytes held in `lines`.
+    pub lines_bytes: usize,
+    /// Lines not kept in `lines` because the record was full (a client sending thousands of
+    /// refused requests must not exhaust the box's memory).
+    pub dropped_lines: u64,
+    /// The spool file of the object being received, if any: the expiry watchdog removes it
+    /// before the process exits (a drop would not run).
+    pub spool_file: Option<std::path::PathBuf>,
     /// Set by [`Shared::finish`]: the record is stored (or failed) and no more objects are committed.
     pub finished: bool,
     /// Where log lines also go (`None`: only into the audit record).
@@ -297,6 +310,9 @@ impl Shared {
         Arc::new(Mutex::new(Self {
             sink,
             lines: Vec::new(),
+            lines_bytes: 0,
+            dropped_lines: 0,
+            spool_file: None,
             finished: false,
             journal,
         }))
@@ -310,10 +326,16 @@ impl Shared {
     }
 
     fn record(&mut self, line: AuditLine) {
+        let end = line.event == "end";
         let text =
             serde_json::to_string(&line).unwrap_or_else(|e| format!("{{\"audit_error\":\"{e}\"}}"));
         self.log(&text);
-        self.lines.push(text);
+        if end || self.lines_bytes + text.len() < AUDIT_RECORD_MAX {
+            self.lines_bytes += text.len() + 1;
+            self.lines.push(text);
+        } else {
+            self.dropped_lines += 1;
+        }
     }
 
     /// Record the end of the session and put the audit record (once).
@@ -328,6 +350,13 @@ impl Shared {
         }
         self.finished = true;
         let now = OffsetDateTime::now_utc();
+        let reason = match (self.dropped_lines, reason) {
+            (0, r) => r,
+            (n, r) => Some(format!(
+                "{}{n} audit lines beyond {AUDIT_RECORD_MAX} bytes are not in this record (the jump box's journal has every line)",
+                r.map(|r| format!("{r}; ")).unwrap_or_default()
+            )),
+        };
         self.record(AuditLine {
             ts: rfc3339(now),
             session: settings.config.session.clone(),
@@ -655,6 +684,9 @@ impl<'a, R: Read, W: Write> Session<'a, R, W> {
                     )
                 })
         });
+        if let Ok((_, f)) = &checked {
+            lock(&self.shared).spool_file = Some(f.path().to_path_buf());
+        }
         let (k, spool) = match checked {
             Ok(x) => x,
             Err(reason) => {
@@ -835,6 +867,11 @@ impl<'a, R: Read, W: Write> Session<'a, R, W> {
                 "session {} expired at {}",
                 self.settings.config.session, self.settings.config.expires
             );
+            return Step::Done(self.fail(m));
+        }
+        if !self.settings.kinds.contains(&k) {
+            let m = format!("LIST of object kind {kind} is not allowed in this session");
+            self.audit(self.line("list", Some(&kind), None, None, "refused", Some(m.clone())));
             return Step::Done(self.fail(m));
         }
         let prefix = kind_prefix(k);

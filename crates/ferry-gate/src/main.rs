@@ -99,6 +99,11 @@ fn main() -> ExitCode {
             if let Err(e) = g.finish(&settings, "expired", Some(reason)) {
                 eprintln!("ferry-gate: {e}");
             }
+            // An object being received is abandoned: its spool file would outlive the
+            // process (exit runs no destructor).
+            if let Some(p) = g.spool_file.take() {
+                let _ = std::fs::remove_file(p);
+            }
             std::process::exit(3);
         });
     }

@@ -458,3 +458,84 @@ fn a_refused_objects_bytes_are_still_checked_for_framing() {
         "{end:?}"
     );
 }
+
+#[test]
+fn thousands_of_refused_requests_cannot_grow_the_audit_record_without_bound() {
+    // 3,000 refused PUTs with 4,000-byte names: ~12 MiB of audit lines if all were kept.
+    let s = settings(FUTURE);
+    let mut input = hello();
+    let long = "x".repeat(4000);
+    for _ in 0..3000 {
+        input.extend(put("pack", &long, 10, &[0u8; 10]));
+    }
+    input.extend(encode(&Frame::Bye).unwrap());
+    let shared = Shared::new(Box::new(MemSink::default()), None);
+    let clock = OffsetDateTime::now_utc;
+    let mut out = Vec::new();
+    assert_eq!(
+        Session::new(&input[..], &mut out, &s, shared.clone(), &clock).run(),
+        End::Bye
+    );
+    let g = lock(&shared);
+    let held: usize = g.lines.iter().map(|l| l.len() + 1).sum();
+    assert!(
+        held <= AUDIT_RECORD_MAX + 4096,
+        "{held} bytes of audit lines held"
+    );
+    assert!(g.dropped_lines > 1000, "{} dropped", g.dropped_lines);
+    let end: serde_json::Value = serde_json::from_str(g.lines.last().unwrap()).unwrap();
+    assert_eq!(end["event"], "end");
+    let reason = end["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains(&format!("{} audit lines", g.dropped_lines)) && reason.contains("journal"),
+        "{reason}"
+    );
+    // Every refusal was still answered.
+    let mut r = FrameReader::new(&out[..]);
+    let mut refused = 0;
+    while let Ok(Some(f)) = r.read() {
+        if matches!(f, Frame::Refused { .. }) {
+            refused += 1;
+        }
+    }
+    assert_eq!(refused, 3000);
+}
+
+#[test]
+fn list_of_a_kind_the_session_does_not_allow_is_refused() {
+    // These settings allow config, pack and index, not snapshot.
+    let s = settings(FUTURE);
+    let mut input = hello();
+    input.extend(
+        encode(&Frame::List {
+            kind: "snapshot".into(),
+            continuation: String::new(),
+        })
+        .unwrap(),
+    );
+    let (end, replies, _) = run(&s, input, MemSink::default());
+    assert!(
+        matches!(end, End::Error(ref m) if m.contains("LIST of object kind snapshot is not allowed")),
+        "{end:?}"
+    );
+    assert!(
+        replies.last().is_some_and(|r| r.contains("not allowed")),
+        "{replies:?}"
+    );
+    // An allowed kind is listed.
+    let mut input = hello();
+    input.extend(
+        encode(&Frame::List {
+            kind: "pack".into(),
+            continuation: String::new(),
+        })
+        .unwrap(),
+    );
+    input.extend(encode(&Frame::Bye).unwrap());
+    let (end, replies, _) = run(&s, input, MemSink::default());
+    assert_eq!(end, End::Bye, "{replies:?}");
+    assert!(
+        replies.iter().any(|r| r.starts_with("Names")),
+        "{replies:?}"
+    );
+}

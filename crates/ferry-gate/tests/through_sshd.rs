@@ -332,6 +332,22 @@ impl Raw {
         });
         assert!(self.reply().starts_with("HelloOk"));
     }
+    /// Keep our side open and wait (at most `max`) for the gate to end by itself; its exit
+    /// status, or -1 if it had to be killed.
+    fn finish_after(mut self, max: Duration) -> i32 {
+        let t0 = std::time::Instant::now();
+        loop {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                return st.code().unwrap_or(-1);
+            }
+            if t0.elapsed() > max {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                return -1;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
     /// Close our side and return the gate's (ssh's) exit status.
     fn finish(mut self) -> i32 {
         self.stdin = None;
@@ -865,4 +881,49 @@ fn a_gate_dying_mid_window_leaves_the_unconfirmed_packs_named() {
     assert_eq!(puts.len(), 3, "{}", records[0]);
     assert_eq!(puts[2], (packs[2].0.clone(), "refused".to_string()));
     assert!(records[0].contains("stream ended"), "{}", records[0]);
+}
+
+/// A session that expires while an object is being received ends (exit 3) and leaves no
+/// spool file behind: the watchdog removes it before the process exits.
+#[test]
+fn a_session_expiring_mid_object_leaves_no_spool_file() {
+    let expires = time::OffsetDateTime::now_utc() + time::Duration::seconds(6);
+    let expires = expires
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    let rig = rig(&expires);
+    let spooled = |dir: &Path| -> Vec<String> {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("ferry-gate-spool-"))
+            .collect()
+    };
+    let mut raw = Raw::open(&rig);
+    raw.hello();
+    raw.send(&Frame::Put {
+        kind: "pack".into(),
+        name: "a".repeat(64),
+        size: 3_000_000,
+    });
+    raw.send(&Frame::Data(&[7u8; 100_000]));
+    // The object is being received: its spool file exists.
+    let t0 = std::time::Instant::now();
+    while spooled(rig._dir.path()).is_empty() && t0.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        spooled(rig._dir.path()).len(),
+        1,
+        "no spool file while receiving"
+    );
+    // Stall past the expiry: the gate ends the session and the spool file is gone.
+    let code = raw.finish_after(Duration::from_secs(20));
+    assert_eq!(code, 3, "the gate exits 3 at expiry");
+    assert!(
+        spooled(rig._dir.path()).is_empty(),
+        "{:?}",
+        spooled(rig._dir.path())
+    );
 }

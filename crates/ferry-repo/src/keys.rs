@@ -611,45 +611,24 @@ pub const MAX_KEY_FILE_BYTES: u64 = 64 * 1024;
 /// or is larger than [`MAX_KEY_FILE_BYTES`], before reading more than that bound. The open
 /// never blocks (`O_NONBLOCK`: a FIFO would otherwise wait for a writer).
 fn read_key_bytes(path: &Path) -> Result<Zeroizing<Vec<u8>>> {
-    use std::io::Read;
-    use std::os::unix::fs::OpenOptionsExt;
-    let refuse = |message: String| Error::MalformedKey {
-        path: path.display().to_string(),
-        message,
-    };
-    let f = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
-        .open(path)
-        .map_err(|e| Error::io("open key file", path, e))?;
-    let meta = f
-        .metadata()
-        .map_err(|e| Error::io("stat key file", path, e))?;
-    if !meta.file_type().is_file() {
-        return Err(refuse(format!(
-            "it is a {}, not a regular file",
-            crate::error::file_type_name(&meta.file_type())
-        )));
-    }
-    let too_big = |size: String| {
-        refuse(format!(
-            "it is {size} bytes; a key file is a few hundred bytes (at most {MAX_KEY_FILE_BYTES} accepted)"
-        ))
-    };
-    if meta.len() > MAX_KEY_FILE_BYTES {
-        return Err(too_big(meta.len().to_string()));
-    }
-    // Room for the bound plus one byte up front: the buffer never reallocates, so no copy of
-    // the key is left behind unzeroed.
-    let mut bytes = Zeroizing::new(Vec::with_capacity(MAX_KEY_FILE_BYTES as usize + 1));
-    f.take(MAX_KEY_FILE_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| Error::io("read key file", path, e))?;
-    if bytes.len() as u64 > MAX_KEY_FILE_BYTES {
-        // It grew after the stat.
-        return Err(too_big(format!("more than {MAX_KEY_FILE_BYTES}")));
-    }
-    Ok(bytes)
+    use crate::files::{BoundedReadError, read_bounded};
+    // `read_bounded` allocates once and never grows the buffer: no copy of the key is left
+    // behind unzeroed.
+    read_bounded(path, MAX_KEY_FILE_BYTES)
+        .map(Zeroizing::new)
+        .map_err(|e| match e {
+            BoundedReadError::Io(e) => Error::io("read key file", path, e),
+            BoundedReadError::NotRegular { what } => Error::MalformedKey {
+                path: path.display().to_string(),
+                message: format!("it is a {what}, not a regular file"),
+            },
+            BoundedReadError::TooBig { size, .. } => Error::MalformedKey {
+                path: path.display().to_string(),
+                message: format!(
+                    "it is {size} bytes; a key file is a few hundred bytes (at most {MAX_KEY_FILE_BYTES} accepted)"
+                ),
+            },
+        })
 }
 
 /// Read a key file of either kind. `passphrase` is called only if the file is protected;

@@ -188,10 +188,7 @@ impl FerryConfig {
     /// Read, parse and validate `path` (the `[sources]` section as `ferry-collect` checks it).
     /// (`sources.ssh_debug` is left off: the caller decides whether ssh logs its debug lines.)
     pub fn load(path: &Path) -> Result<FerryConfig, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let text = read_config_text(path)?;
         Self::parse(&text, path)
     }
 
@@ -313,6 +310,27 @@ impl BackupSection {
             host: self.host.clone(),
         })
     }
+}
+
+/// The most bytes a config file may have (1 MiB: a config is a few KiB).
+pub const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
+
+/// The text of the config file `path`: a regular file of at most [`MAX_CONFIG_BYTES`], valid
+/// UTF-8 (`/dev/zero`, a FIFO or a huge file is refused before it is read).
+pub fn read_config_text(path: &Path) -> Result<String, ConfigError> {
+    use ferry_repo::files::{BoundedReadError, read_bounded};
+    let invalid = |message: String| ConfigError::Invalid {
+        path: path.to_path_buf(),
+        message,
+    };
+    let bytes = read_bounded(path, MAX_CONFIG_BYTES).map_err(|e| match e {
+        BoundedReadError::Io(source) => ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        },
+        other => invalid(other.to_string()),
+    })?;
+    String::from_utf8(bytes).map_err(|e| invalid(format!("not UTF-8: {e}")))
 }
 
 /// `v` is 1 to `max` ASCII letters, digits, '-' or '_' (a name AWS and systemd accept).

@@ -76,10 +76,7 @@ struct Section {
 impl RetentionConfig {
     /// Read and check the file at `path`.
     pub fn load(path: &Path) -> Result<RetentionConfig, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let text = crate::config::read_config_text(path)?;
         Self::parse(&text, path)
     }
 
@@ -142,6 +139,28 @@ impl RetentionConfig {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn config_files_that_are_not_small_regular_files_are_refused_before_reading() {
+        for (path, needle) in [
+            ("/dev/zero", "character device, not a regular file"),
+            ("/", "directory, not a regular file"),
+        ] {
+            let e = RetentionConfig::load(Path::new(path))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(needle) && e.contains(path), "{e}");
+            let e = crate::FerryConfig::load(Path::new(path))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(needle), "{e}");
+        }
+        let d = tempfile::tempdir().unwrap();
+        let big = d.path().join("big.toml");
+        std::fs::write(&big, vec![b'#'; 2 * 1024 * 1024]).unwrap();
+        let e = RetentionConfig::load(&big).unwrap_err().to_string();
+        assert!(e.contains("more than the 1048576 accepted"), "{e}");
+    }
 
     #[test]
     fn parses_sites_and_refuses_mistakes() {

@@ -39,10 +39,59 @@ pub fn run(_g: &Global, a: &LsArgs) -> anyhow::Result<Outcome> {
         };
         let time = utc(n.mtime_ns.div_euclid(1_000_000_000));
         write!(out, "{t} {:04o} {:>12} {time} /", n.mode & 0o7777, n.size)?;
-        out.write_all(&e.path)?;
-        out.write_all(&extra)?;
+        out.write_all(&escape_controls(&e.path))?;
+        out.write_all(&escape_controls(&extra))?;
         out.write_all(b"\n")?;
     }
     out.flush()?;
     Ok(Outcome::Ok)
+}
+
+/// `name` with every byte a terminal could act on written as `\xNN` (C0 controls, DEL, C1
+/// controls as single bytes or UTF-8) and `\` as `\\`, so a name stored by a hostile
+/// machine cannot move the cursor, recolour or retitle the operator's terminal. Other bytes,
+/// non-UTF-8 ones included, are written as they are.
+pub fn escape_controls(name: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(name.len());
+    let mut i = 0;
+    while i < name.len() {
+        let b = name[i];
+        let c1_utf8 = b == 0xc2 && name.get(i + 1).is_some_and(|n| (0x80..=0x9f).contains(n));
+        if c1_utf8 {
+            out.extend_from_slice(format!("\\x{:02x}\\x{:02x}", b, name[i + 1]).as_bytes());
+            i += 2;
+            continue;
+        }
+        match b {
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            0x00..=0x1f | 0x7f | 0x80..=0x9f => {
+                out.extend_from_slice(format!("\\x{b:02x}").as_bytes())
+            }
+            _ => out.push(b),
+        }
+        i += 1;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::escape_controls;
+
+    #[test]
+    fn terminal_controls_are_escaped_other_bytes_kept() {
+        assert_eq!(
+            escape_controls(b"a\x1b[31mb\x07"),
+            b"a\\x1b[31mb\\x07".to_vec()
+        );
+        assert_eq!(
+            escape_controls(b"caf\xe9-\xff.txt"),
+            b"caf\xe9-\xff.txt".to_vec()
+        );
+        assert_eq!(
+            escape_controls("x\u{9b}y".as_bytes()),
+            b"x\\xc2\\x9by".to_vec()
+        );
+        assert_eq!(escape_controls(b"a\\b\nc"), b"a\\\\b\\x0ac".to_vec());
+    }
 }
