@@ -44,6 +44,8 @@ declare -A RESULT
 for t in "${TARGETS[@]}"; do
   echo "fuzz: $t for ${SECS}s"
   mkdir -p "corpus/$t"
+  # Seed inputs kept in the repository (fuzz/seeds/<target>/); corpus/ is the run's own.
+  if [ -d "seeds/$t" ]; then cp -n "seeds/$t"/* "corpus/$t"/ 2>/dev/null || true; fi
   log="$TARGET_DIR/fuzz-$t.log"
   # timeout is a safety net only: libFuzzer stops itself after -max_total_time.
   if timeout "$((SECS + 300))" "${FUZZ[@]}" run "${SAN[@]}" --target-dir "$TARGET_DIR" "$t" -- \
