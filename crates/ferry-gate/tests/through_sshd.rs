@@ -887,7 +887,8 @@ fn a_gate_dying_mid_window_leaves_the_unconfirmed_packs_named() {
 /// spool file behind: the watchdog removes it before the process exits.
 #[test]
 fn a_session_expiring_mid_object_leaves_no_spool_file() {
-    let expires = time::OffsetDateTime::now_utc() + time::Duration::seconds(6);
+    // Long enough for the rig (moto, sshd) to come up on a loaded machine first.
+    let expires = time::OffsetDateTime::now_utc() + time::Duration::seconds(25);
     let expires = expires
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap();
@@ -919,7 +920,7 @@ fn a_session_expiring_mid_object_leaves_no_spool_file() {
         "no spool file while receiving"
     );
     // Stall past the expiry: the gate ends the session and the spool file is gone.
-    let code = raw.finish_after(Duration::from_secs(20));
+    let code = raw.finish_after(Duration::from_secs(45));
     assert_eq!(code, 3, "the gate exits 3 at expiry");
     assert!(
         spooled(rig._dir.path()).is_empty(),
