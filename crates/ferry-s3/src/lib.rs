@@ -338,31 +338,8 @@ impl S3Objects {
         if len == 0 {
             return Ok(Vec::new());
         }
-        let key = self.key(rel);
-        let res = self
-            .client
-            .get_object()
-            .bucket(&self.bucket)
-            .key(&key)
-            .range(format!(
-                "bytes={}-{}",
-                offset,
-                offset.saturating_add(len) - 1
-            ))
-            .send()
-            .await;
-        let res = match res {
-            Ok(r) => r,
-            // Past the end: S3 answers 416 InvalidRange; the Storage contract says empty.
-            Err(e) if http_status(&e) == Some(416) => return Ok(Vec::new()),
-            Err(e) => return Err(s3_err("GetObject", &self.bucket, &key, &e)),
-        };
-        let body = res.body.collect().await.map_err(|error| S3Error::Body {
-            bucket: self.bucket.clone(),
-            key,
-            error,
-        })?;
-        Ok(body.into_bytes().to_vec())
+        let range = format!("bytes={}-{}", offset, offset.saturating_add(len) - 1);
+        self.get_object(rel, Some(range)).await
     }
 
     /// Delete the object at `rel` (succeeds when it is not there, as S3 does).
@@ -394,15 +371,27 @@ impl S3Objects {
 
     /// The whole object at `rel`.
     pub async fn get(&self, rel: &str) -> Result<Vec<u8>, S3Error> {
+        self.get_object(rel, None).await
+    }
+
+    /// One GetObject, whole or of an HTTP `range`; a range past the end is empty (S3 answers
+    /// 416 InvalidRange; the Storage contract says empty).
+    async fn get_object(&self, rel: &str, range: Option<String>) -> Result<Vec<u8>, S3Error> {
         let key = self.key(rel);
-        let res = self
+        let ranged = range.is_some();
+        let res = match self
             .client
             .get_object()
             .bucket(&self.bucket)
             .key(&key)
+            .set_range(range)
             .send()
             .await
-            .map_err(|e| s3_err("GetObject", &self.bucket, &key, &e))?;
+        {
+            Ok(r) => r,
+            Err(e) if ranged && http_status(&e) == Some(416) => return Ok(Vec::new()),
+            Err(e) => return Err(s3_err("GetObject", &self.bucket, &key, &e)),
+        };
         let body = res.body.collect().await.map_err(|error| S3Error::Body {
             bucket: self.bucket.clone(),
             key,
