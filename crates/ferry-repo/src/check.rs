@@ -618,12 +618,7 @@ fn pack_sizes(
 
 fn read_blob(storage: &dyn crate::storage::Storage, key: &MasterKey, loc: &Loc) -> Result<Vec<u8>> {
     let (offset, len) = (loc.entry.offset as u64, loc.entry.length as u64);
-    let rec = match storage.get_range(ObjectKind::Pack, &loc.pack, offset, len) {
-        Err(crate::storage::StorageError::NotFound { .. }) => {
-            storage.get_range(ObjectKind::Trash, &loc.pack, offset, len)?
-        }
-        r => r?,
-    };
+    let rec = crate::repo::pack_or_trash(|kind| storage.get_range(kind, &loc.pack, offset, len))?;
     open_blob(key, &loc.ephemeral, &loc.entry, &rec, &loc.pack)
 }
 

@@ -146,6 +146,18 @@ impl Repository {
     }
 }
 
+/// Read from pack `packs/<name>` with `read(ObjectKind::Pack)`, or, when it is not there, from
+/// `trash/<name>`: a prune moved it while an index still lists it (a snapshot written during
+/// that prune, kept readable until the next prune moves it back; docs/RETENTION.md).
+pub(crate) fn pack_or_trash<T>(
+    read: impl Fn(ObjectKind) -> std::result::Result<T, StorageError>,
+) -> std::result::Result<T, StorageError> {
+    match read(ObjectKind::Pack) {
+        Err(StorageError::NotFound { .. }) => read(ObjectKind::Trash),
+        r => r,
+    }
+}
+
 /// Where a blob lives.
 #[derive(Clone, Copy, Debug)]
 pub struct BlobLocation {
@@ -215,10 +227,7 @@ impl Reader {
         ephemeral: &[u8; 32],
         entries: &[BlobEntry],
     ) -> Result<Vec<Vec<u8>>> {
-        let bytes = match self.storage.get(ObjectKind::Pack, pack) {
-            Err(StorageError::NotFound { .. }) => self.storage.get(ObjectKind::Trash, pack)?,
-            r => r?,
-        };
+        let bytes = pack_or_trash(|kind| self.storage.get(kind, pack))?;
         entries
             .iter()
             .map(|e| {
@@ -375,24 +384,12 @@ impl Reader {
             .ok_or_else(|| Error::MissingBlob { blob: id.to_hex() })?;
         let (name, _) = &self.packs[loc.pack as usize];
         let (offset, length) = (loc.entry.offset as u64, loc.entry.length as u64);
-        let record = match self
-            .storage
-            .get_range(ObjectKind::Pack, name, offset, length)
+        let record = match pack_or_trash(|kind| self.storage.get_range(kind, name, offset, length))
         {
-            // A prune moved the pack to `trash/` while an index still lists it (a snapshot
-            // written during that prune, kept readable until the next prune moves it back).
             Err(StorageError::NotFound { .. }) => {
-                match self
-                    .storage
-                    .get_range(ObjectKind::Trash, name, offset, length)
-                {
-                    Err(StorageError::NotFound { .. }) => {
-                        return Err(Error::MissingBlob {
-                            blob: format!("{id} (its pack {} is gone)", ObjectKind::Pack.key(name)),
-                        });
-                    }
-                    r => r?,
-                }
+                return Err(Error::MissingBlob {
+                    blob: format!("{id} (its pack {} is gone)", ObjectKind::Pack.key(name)),
+                });
             }
             r => r?,
         };
