@@ -25,7 +25,7 @@
 
 use ferry_repo::backup::local::backup_paths;
 use ferry_repo::format::ObjectKind;
-use ferry_repo::retention::policy::{self, GroupBy, Keep, KeepPolicy};
+use ferry_repo::retention::policy::{GroupBy, Keep, KeepPolicy};
 use ferry_repo::retention::{forget, prune};
 use ferry_repo::storage::{MemCalls, MemStorage};
 use ferry_repo::*;
@@ -345,15 +345,8 @@ fn main() {
             let before = store.calls();
             let reader = repo.reader(&key).unwrap();
             let snaps = reader.snapshots().unwrap();
-            let plans = policy::apply(&snaps, &policy, &GroupBy::default()).unwrap();
-            let remove: Vec<(SnapshotInfo, String)> = plans
-                .iter()
-                .flat_map(|g| g.remove())
-                .filter_map(|d| snaps.iter().find(|s| s.id == d.id).cloned())
-                .map(|s| (s, "policy".to_string()))
-                .collect();
-            let kept = (snaps.len() - remove.len()) as u64;
-            forget::forget(&repo, &key, &remove, kept, &policy.describe()).unwrap();
+            let plan = forget::plan_policy(&snaps, &policy, &GroupBy::default()).unwrap();
+            forget::forget(&repo, &key, &plan.remove, plan.kept, &policy.describe()).unwrap();
             let mut o = prune::PruneOptions {
                 now_ns: Some(now + 3_600_000_000_000),
                 ..Default::default()

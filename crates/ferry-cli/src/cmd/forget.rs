@@ -6,7 +6,7 @@ use super::prune::{PruneFlags, print_prune};
 use super::{Global, Outcome, RepoArgs};
 use anyhow::{Context, bail};
 use ferry_repo::retention::forget;
-use ferry_repo::retention::policy::{self, GroupBy, Keep, KeepPolicy, KeepWithin, TagList};
+use ferry_repo::retention::policy::{GroupBy, Keep, KeepPolicy, KeepWithin, TagList};
 use ferry_repo::{MasterKey, Repository, SnapshotInfo};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -174,29 +174,9 @@ fn one(
     super::warn_skipped(&reader);
     let mut groups = None;
     let (remove, kept, described) = if ids.is_empty() {
-        let plans = policy::apply(&snaps, pol, group_by)?;
-        // As restic: a policy that would leave a group with nothing is refused.
-        if let Some(gp) = plans.iter().find(|gp| gp.keep().next().is_none()) {
-            bail!(
-                "the policy ({}) keeps no snapshot of group {}: refusing to forget all {} of them (forget them by id if you mean it)",
-                pol.describe(),
-                gp.key,
-                gp.decisions.len()
-            );
-        }
-        let remove: Vec<(SnapshotInfo, String)> = plans
-            .iter()
-            .flat_map(|gp| gp.remove())
-            .filter_map(|d| snaps.iter().find(|s| s.id == d.id).cloned())
-            .map(|s| {
-                (
-                    s,
-                    format!("no rule of the policy ({}) keeps it", pol.describe()),
-                )
-            })
-            .collect();
-        let kept: u64 = plans.iter().map(|gp| gp.keep().count() as u64).sum();
-        groups = Some(plans);
+        let plan = forget::plan_policy(&snaps, pol, group_by)?;
+        let (remove, kept) = (plan.remove, plan.kept);
+        groups = Some(plan.groups);
         (remove, kept, pol.describe())
     } else {
         let mut remove: Vec<(SnapshotInfo, String)> = Vec::new();

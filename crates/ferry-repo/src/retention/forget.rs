@@ -3,6 +3,7 @@
 //! then each snapshot object is deleted. Blobs stay until a prune.
 
 use super::log::{self, ForgotSnapshot, LogEvent};
+use super::policy::{self, GroupBy, GroupPlan, KeepPolicy};
 use crate::error::{Error, Result};
 use crate::format::ObjectKind;
 use crate::keys::MasterKey;
@@ -19,6 +20,52 @@ pub struct ForgetReport {
     pub kept: u64,
     /// The `log/` record written (none when nothing was removed).
     pub record: Option<String>,
+}
+
+/// What a policy decides for a repository's snapshots.
+#[derive(Clone, Debug)]
+pub struct PolicyPlan {
+    /// Each group with every snapshot's decision and the rules that keep it.
+    pub groups: Vec<GroupPlan>,
+    /// The snapshots to remove, each with the reason it goes.
+    pub remove: Vec<(SnapshotInfo, String)>,
+    /// How many snapshots the policy keeps.
+    pub kept: u64,
+}
+
+/// Apply `policy` per `group_by` to `snapshots`. Refused, as restic refuses: an empty policy,
+/// and a policy that would leave a group with no snapshot.
+pub fn plan_policy(
+    snapshots: &[SnapshotInfo],
+    policy: &KeepPolicy,
+    group_by: &GroupBy,
+) -> Result<PolicyPlan> {
+    let refuse = |message: String| Error::Retention {
+        op: "forget",
+        message,
+    };
+    let groups = policy::apply(snapshots, policy, group_by).map_err(|e| refuse(e.to_string()))?;
+    if let Some(gp) = groups.iter().find(|gp| gp.keep().next().is_none()) {
+        return Err(refuse(format!(
+            "the policy ({}) keeps no snapshot of group {}: refusing to forget all {} of them (forget them by id if you mean it)",
+            policy.describe(),
+            gp.key,
+            gp.decisions.len()
+        )));
+    }
+    let reason = format!("no rule of the policy ({}) keeps it", policy.describe());
+    let remove = groups
+        .iter()
+        .flat_map(|gp| gp.remove())
+        .filter_map(|d| snapshots.iter().find(|s| s.id == d.id).cloned())
+        .map(|s| (s, reason.clone()))
+        .collect();
+    let kept = groups.iter().map(|gp| gp.keep().count() as u64).sum();
+    Ok(PolicyPlan {
+        groups,
+        remove,
+        kept,
+    })
 }
 
 /// Remove `remove` (each snapshot with the reason it goes), recording `policy` and how many
