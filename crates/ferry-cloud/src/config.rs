@@ -51,7 +51,55 @@ pub struct InfraConfig {
     /// is always added.
     #[serde(default)]
     pub operator_arns: Vec<String>,
+    /// `[object_lock]`: S3 Object Lock on the backup bucket (off when absent, the default).
+    /// Every object the gate writes is then locked for `days` by the bucket's default
+    /// retention: not even the operator's credentials can delete it sooner (docs/RETENTION.md).
+    #[serde(default)]
+    pub object_lock: Option<ObjectLockConfig>,
 }
+
+/// S3 Object Lock of the backup bucket: the bucket's default retention
+/// (<https://docs.aws.amazon.com/AmazonS3/latest/userguide/object-lock.html>).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ObjectLockConfig {
+    /// `governance` (an identity with `s3:BypassGovernanceRetention` can still delete early)
+    /// or `compliance` (nobody can, not even the account's root user, until the date).
+    pub mode: LockMode,
+    /// Days each object version stays locked after it is written, 1..=[`MAX_LOCK_DAYS`].
+    pub days: u32,
+}
+
+/// Object Lock retention mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LockMode {
+    /// Deletable early by an identity holding `s3:BypassGovernanceRetention`.
+    Governance,
+    /// Deletable by nobody until the retain-until date.
+    Compliance,
+}
+
+impl LockMode {
+    /// The S3 API's spelling (`GOVERNANCE`, `COMPLIANCE`).
+    pub fn as_s3(self) -> &'static str {
+        match self {
+            LockMode::Governance => "GOVERNANCE",
+            LockMode::Compliance => "COMPLIANCE",
+        }
+    }
+}
+
+impl std::fmt::Display for ObjectLockConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {} days", self.mode.as_s3().to_lowercase(), self.days)
+    }
+}
+
+/// Longest Object Lock retention ferry accepts: a year. A longer lock in compliance mode is a
+/// bill nobody can stop; a backup policy that needs more is better served by the retention
+/// policy (`ferry forget`).
+pub const MAX_LOCK_DAYS: u32 = 365;
 
 /// Network layout.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -494,6 +542,14 @@ impl InfraConfig {
         for (i, a) in self.operator_arns.iter().enumerate() {
             validate_principal_arn(&format!("operator_arns[{i}]"), a)?;
         }
+        if let Some(l) = &self.object_lock
+            && (l.days == 0 || l.days > MAX_LOCK_DAYS)
+        {
+            return Err(err(
+                "object_lock.days",
+                format!("{} is not within 1..={MAX_LOCK_DAYS}", l.days),
+            ));
+        }
 
         Ok(ValidConfig {
             names: Names::from_prefix(&self.prefix),
@@ -639,6 +695,13 @@ private_subnet_cidr = "10.0.2.0/24"
 allowed_ssh_cidrs = ["198.51.100.7/32"]
 instance_type = "t3.micro"
 max_session_minutes = 60
+
+# S3 Object Lock on the backup bucket (off unless this table is there): every object is locked
+# for `days` after it is written, so even stolen operator credentials cannot delete a backup
+# that young. Needs bucket versioning; costs storage (docs/COST.md, docs/RETENTION.md).
+# [object_lock]
+# mode = "governance"   # or "compliance": nobody, not even root, can delete early
+# days = 30
 "#;
 
 #[cfg(test)]
@@ -723,6 +786,34 @@ mod tests {
         refused("network.vpc_cidr", s("10.0.0.0/8"));
         refused("network.vpc_cidr", s("8.8.0.0/16"));
         refused("network.public_subnet_cidr", s("10.0.1.0/30"));
+    }
+
+    #[test]
+    fn object_lock_is_off_by_default_and_its_days_are_bounded() {
+        assert_eq!(with(|_| {}).unwrap().raw.object_lock, None);
+        let lock = |days: i64, mode: &str| {
+            with(|t| {
+                let mut l = toml::Table::new();
+                l.insert("mode".into(), s(mode));
+                l.insert("days".into(), toml::Value::Integer(days));
+                t.insert("object_lock".into(), toml::Value::Table(l));
+            })
+        };
+        let c = lock(30, "compliance").unwrap();
+        assert_eq!(
+            c.raw.object_lock,
+            Some(ObjectLockConfig {
+                mode: LockMode::Compliance,
+                days: 30
+            })
+        );
+        assert_eq!(c.raw.object_lock.unwrap().to_string(), "compliance 30 days");
+        for bad in [0, 366] {
+            let e = lock(bad, "governance").expect_err("accepted");
+            assert!(e.contains("object_lock.days"), "{e}");
+        }
+        let e = lock(30, "forever").expect_err("accepted");
+        assert!(e.contains("forever"), "{e}");
     }
 
     #[test]

@@ -597,7 +597,13 @@ pub fn backup_bucket_policy(p: &PolicyInputs) -> Value {
                 "Sid": "DenyReadDeleteByAnyoneButOperator",
                 "Effect": "Deny",
                 "Principal": "*",
-                "Action": ["s3:DeleteObject", "s3:DeleteObjectVersion", "s3:GetObject", "s3:GetObjectVersion"],
+                // With Object Lock, also who may shorten, lengthen or bypass a lock: a
+                // credential that could lengthen one could lock junk in for years.
+                "Action": [
+                    "s3:BypassGovernanceRetention", "s3:DeleteObject", "s3:DeleteObjectVersion",
+                    "s3:GetObject", "s3:GetObjectVersion", "s3:PutObjectLegalHold",
+                    "s3:PutObjectRetention"
+                ],
                 "Resource": objects,
                 "Condition": {"ArnNotEquals": {"aws:PrincipalArn": readers}}
             },

@@ -136,6 +136,8 @@ async fn plant_as_jumpbox(
         .bucket(&cfg.raw.backup_bucket)
         .key(key)
         .if_none_match("*")
+        // As the gate does (ferry-s3): a bucket with Object Lock asks for the algorithm header.
+        .checksum_algorithm(aws_sdk_s3::types::ChecksumAlgorithm::Sha256)
         .body(b"x".to_vec().into())
         .send()
         .await
@@ -1245,7 +1247,7 @@ async fn verify_checks_the_live_policies_and_names_what_a_weakened_bucket_policy
             && out.contains("every case is evaluated by Ferry's local evaluator"),
         "{out}"
     );
-    assert!(out.contains("95 cases: 95 OK, 0 DIFF."), "{out}");
+    assert!(out.contains("98 cases: 98 OK, 0 DIFF."), "{out}");
 
     // Weaken the live bucket policy.
     let s3 = aws_sdk_s3::Client::from_conf(
@@ -1287,7 +1289,7 @@ async fn verify_checks_the_live_policies_and_names_what_a_weakened_bucket_policy
     );
     assert_eq!(report["diff"], 1);
     let (_, text) = verify(false).await;
-    assert!(text.contains("95 cases: 94 OK, 1 DIFF."), "{text}");
+    assert!(text.contains("98 cases: 97 OK, 1 DIFF."), "{text}");
 }
 
 /// An operator that is a role with a path — IAM Identity Center's
@@ -1488,5 +1490,136 @@ async fn an_operator_role_with_a_path_keeps_its_access_to_the_backups() {
     access_denied(
         put(&jb_through, true).send().await,
         "a put from a terminated instance",
+    );
+}
+
+/// `[object_lock]` in the config: apply creates the backup bucket with Object Lock and its
+/// default retention (so the jump box's writes are locked without it holding any retention
+/// permission), a second apply changes nothing, a changed retention shows as drift and is
+/// applied, and destroy keeps the bucket while versions are locked, saying until when, after
+/// removing everything else.
+#[tokio::test(flavor = "current_thread")]
+async fn object_lock_locks_every_backup_and_destroy_keeps_what_is_locked() {
+    let moto = start_moto();
+    let with_lock =
+        |days: u32| InfraConfig::parse(&format!("{EXAMPLE_CONFIG}\n[object_lock]\nmode = \"governance\"\ndays = {days}\n")).unwrap();
+    let cfg = with_lock(1);
+    let sdk = sdk(&moto, &cfg.raw.region).await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = cmd(&cfg, &sdk, apply(&dir.path().join("backup.credentials")))
+        .await
+        .unwrap();
+    assert!(out.contains("Applied: 22 change(s)."), "{out}");
+    let s3 = path_style(&sdk);
+    let bucket = cfg.raw.backup_bucket.clone();
+    let lock = |s3: aws_sdk_s3::Client, bucket: String| async move {
+        let c = s3
+            .get_object_lock_configuration()
+            .bucket(&bucket)
+            .send()
+            .await
+            .unwrap();
+        let c = c.object_lock_configuration().unwrap().clone();
+        let d = c.rule().unwrap().default_retention().unwrap().clone();
+        (
+            c.object_lock_enabled().map(|e| e.as_str().to_string()),
+            d.mode().map(|m| m.as_str().to_string()),
+            d.days(),
+        )
+    };
+    assert_eq!(
+        lock(s3.clone(), bucket.clone()).await,
+        (Some("Enabled".into()), Some("GOVERNANCE".into()), Some(1))
+    );
+    // The state bucket stays unversioned, without a lock.
+    assert!(
+        s3.get_object_lock_configuration()
+            .bucket(&cfg.raw.state_bucket)
+            .send()
+            .await
+            .is_err()
+    );
+    let again = cmd(&cfg, &sdk, plan_cmd()).await.unwrap();
+    assert!(
+        summary(&again).starts_with("Plan: 0 to create, 0 to update"),
+        "{again}"
+    );
+
+    // The jump box writes a backup object: S3 locks it by the bucket's default retention.
+    plant_as_jumpbox(&moto, &sdk, &cfg, "site1/config").await;
+    let head = s3
+        .head_object()
+        .bucket(&bucket)
+        .key("site1/config")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        head.object_lock_mode().map(|m| m.as_str()),
+        Some("GOVERNANCE")
+    );
+    let until = head.object_lock_retain_until_date().unwrap().secs();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    assert!(
+        (now + 86_400 - 120..=now + 86_400 + 120).contains(&until),
+        "retain until {until}, now {now}"
+    );
+
+    // A longer retention in the config: plan shows it, apply puts it (on a bucket holding
+    // objects, as AWS allows).
+    let cfg30 = with_lock(30);
+    let plan = cmd(&cfg30, &sdk, plan_cmd()).await.unwrap();
+    assert!(
+        plan.contains("object lock: governance 1 days -> governance 30 days"),
+        "{plan}"
+    );
+    cmd(&cfg30, &sdk, apply(&dir.path().join("unused")))
+        .await
+        .unwrap();
+    assert_eq!(lock(s3.clone(), bucket.clone()).await.2, Some(30));
+
+    // The config without [object_lock]: Object Lock cannot be turned off; plan says so and
+    // does not try to suspend versioning.
+    let plain = cmd(&config(), &sdk, plan_cmd()).await.unwrap();
+    assert!(
+        plain.contains("Object Lock cannot be turned off")
+            && !plain.contains("versioning: Enabled -> Suspended"),
+        "{plain}"
+    );
+
+    // Destroy removes everything else, keeps the bucket (its object is locked for a day) and
+    // says so; the locked object is still there.
+    let e = cmd(
+        &cfg30,
+        &sdk,
+        InfraCommand::Destroy {
+            delete_backup_bucket: Some(bucket.clone()),
+        },
+    )
+    .await
+    .unwrap_err();
+    let msg = format!("{e:#}");
+    assert!(
+        msg.contains("under S3 Object Lock until") && msg.contains(&bucket),
+        "{msg}"
+    );
+    s3.head_object()
+        .bucket(&bucket)
+        .key("site1/config")
+        .version_id(head.version_id().unwrap())
+        .send()
+        .await
+        .unwrap();
+    let iam = aws_sdk_iam::Client::new(&sdk);
+    assert!(
+        iam.get_role()
+            .role_name(&cfg.names.lambda_role)
+            .send()
+            .await
+            .is_err(),
+        "the rest was not destroyed"
     );
 }

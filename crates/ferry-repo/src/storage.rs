@@ -89,6 +89,33 @@ impl StorageError {
     }
 }
 
+/// What [`Storage::sweep_old_versions`] found (and, unless a dry run, removed): the old
+/// versions a versioned store keeps after a delete (S3 with Object Lock, where every object
+/// version stays locked for the bucket's retention). Current objects are never touched.
+#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct VersionSweep {
+    /// Old object versions removed (or, in a dry run, that would be).
+    pub removed: u64,
+    /// Their bytes.
+    pub removed_bytes: u64,
+    /// Delete markers removed (or that would be).
+    pub removed_markers: u64,
+    /// Old versions still locked: they wait for their retain-until date.
+    pub locked: u64,
+    /// Their bytes (still billed as storage).
+    pub locked_bytes: u64,
+    /// The earliest retain-until date among them (Unix seconds), when known.
+    pub next_unlock: Option<i64>,
+    /// The latest one (Unix seconds), when known: everything is gone by a prune after it.
+    pub last_unlock: Option<i64>,
+    /// Requests spent: list pages, reads of a version's lock, deletes.
+    pub list_requests: u64,
+    /// Reads of a version's retention (HEAD).
+    pub head_requests: u64,
+    /// Deletes of a version or a marker.
+    pub delete_requests: u64,
+}
+
 /// A streaming upload of one object whose name is known only at the end (a pack).
 /// Dropping it without `commit` abandons it (nothing appears under any name).
 pub trait PendingPut: Send {
@@ -157,6 +184,15 @@ pub trait Storage: Send + Sync {
             location: self.location(),
             op: "copy",
         })
+    }
+
+    /// Remove the old versions a versioned store keeps after [`delete`](Self::delete) (and
+    /// the delete markers no longer hiding anything), except those still under Object Lock,
+    /// which are counted with their dates. Never touches a current object, so it can never
+    /// remove what a snapshot needs. `dry_run` only counts. `None` (the default): the store
+    /// keeps no old versions (a directory, memory, an S3 bucket without Object Lock).
+    fn sweep_old_versions(&self, _dry_run: bool) -> Result<Option<VersionSweep>, StorageError> {
+        Ok(None)
     }
 
     /// `len` bytes at `offset` of an object (restore reads single blobs this way).

@@ -15,7 +15,7 @@ use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::{ByteStream, ByteStreamError};
 use base64::Engine as _;
 use ferry_repo::format::{ObjectKind, is_sha256_hex};
-use ferry_repo::storage::{PutOutcome, Storage, StorageError};
+use ferry_repo::storage::{PutOutcome, Storage, StorageError, VersionSweep};
 use sha2::Digest as _;
 use std::path::{Path, PathBuf};
 
@@ -222,6 +222,11 @@ impl S3Objects {
             .bucket(&self.bucket)
             .key(&key)
             .if_none_match("*")
+            // The algorithm header too: S3 requires it (or Content-MD5) on every put into a
+            // bucket with Object Lock's default retention
+            // (https://docs.aws.amazon.com/AmazonS3/latest/API/API_PutObject.html); the value
+            // given is sent as is, not computed again.
+            .checksum_algorithm(aws_sdk_s3::types::ChecksumAlgorithm::Sha256)
             .checksum_sha256(checksum_b64(sha256))
             .content_length(size)
             .body(body)
@@ -363,10 +368,168 @@ impl S3Objects {
             .bucket(&self.bucket)
             .copy_source(format!("{}/{}", self.bucket, src))
             .key(&dest)
+            // S3 stores the copy's SHA-256 (and a bucket with Object Lock gets the algorithm
+            // header it asks of every write that gets a retention).
+            .checksum_algorithm(aws_sdk_s3::types::ChecksumAlgorithm::Sha256)
             .send()
             .await
             .map_err(|e| s3_err("CopyObject", &self.bucket, &src, &e))?;
         Ok(())
+    }
+
+    /// Old versions under `rel_prefix` (see [`Storage::sweep_old_versions`]): `None` when the
+    /// bucket has no Object Lock (Ferry's buckets are versioned only with it). Old versions
+    /// whose retain-until date has passed are deleted by version id (a delete by version id
+    /// never changes the current object:
+    /// https://docs.aws.amazon.com/AmazonS3/latest/userguide/DeletingObjectVersions.html); a
+    /// delete marker goes when no older version is left under it, or when it is not the
+    /// current version itself. A version S3 still refuses to delete (403: its lock, as
+    /// governance mode answers without the bypass header) is counted as locked.
+    pub async fn sweep_old_versions(
+        &self,
+        rel_prefix: &str,
+        now_secs: i64,
+        dry_run: bool,
+    ) -> Result<Option<VersionSweep>, S3Error> {
+        match self
+            .client
+            .get_object_lock_configuration()
+            .bucket(&self.bucket)
+            .send()
+            .await
+        {
+            Ok(r)
+                if r.object_lock_configuration()
+                    .and_then(|c| c.object_lock_enabled())
+                    .is_some() => {}
+            Ok(_) => return Ok(None),
+            Err(e) if http_status(&e) == Some(404) => return Ok(None),
+            Err(e) => {
+                return Err(s3_err(
+                    "GetObjectLockConfiguration",
+                    &self.bucket,
+                    "",
+                    &e,
+                ));
+            }
+        }
+        let full = self.key(rel_prefix);
+        let mut sweep = VersionSweep::default();
+        // key -> (old data versions (id, size), delete markers (id, is latest), has a current data version)
+        let mut keys: std::collections::BTreeMap<String, KeyVersions> = Default::default();
+        let (mut key_marker, mut id_marker) = (None::<String>, None::<String>);
+        for _ in 0..MAX_VERSION_PAGES {
+            let r = self
+                .client
+                .list_object_versions()
+                .bucket(&self.bucket)
+                .prefix(&full)
+                .set_key_marker(key_marker.take())
+                .set_version_id_marker(id_marker.take())
+                .send()
+                .await
+                .map_err(|e| s3_err("ListObjectVersions", &self.bucket, &full, &e))?;
+            sweep.list_requests += 1;
+            for v in r.versions() {
+                let (Some(k), Some(id)) = (v.key(), v.version_id()) else {
+                    continue;
+                };
+                let e = keys.entry(k.to_string()).or_default();
+                if v.is_latest() == Some(true) {
+                    e.current = true;
+                } else {
+                    e.old.push((id.to_string(), v.size().unwrap_or(0).max(0) as u64));
+                }
+            }
+            for m in r.delete_markers() {
+                let (Some(k), Some(id)) = (m.key(), m.version_id()) else {
+                    continue;
+                };
+                keys.entry(k.to_string())
+                    .or_default()
+                    .markers
+                    .push((id.to_string(), m.is_latest() == Some(true)));
+            }
+            if r.is_truncated() != Some(true) {
+                break;
+            }
+            key_marker = r.next_key_marker().map(str::to_string);
+            id_marker = r.next_version_id_marker().map(str::to_string);
+            if key_marker.is_none() {
+                break;
+            }
+        }
+        for (key, kv) in keys {
+            let mut left = 0usize;
+            for (id, size) in &kv.old {
+                let head = self
+                    .client
+                    .head_object()
+                    .bucket(&self.bucket)
+                    .key(&key)
+                    .version_id(id)
+                    .send()
+                    .await
+                    .map_err(|e| s3_err("HeadObject", &self.bucket, &key, &e))?;
+                sweep.head_requests += 1;
+                let until = head.object_lock_retain_until_date().map(|d| d.secs());
+                let locked = until.is_some_and(|u| u > now_secs)
+                    || head.object_lock_legal_hold_status()
+                        == Some(&aws_sdk_s3::types::ObjectLockLegalHoldStatus::On);
+                let refused = if locked || dry_run {
+                    false
+                } else {
+                    sweep.delete_requests += 1;
+                    match self.delete_version(&key, id).await {
+                        Ok(()) => false,
+                        Err(e) if e.locked => true,
+                        Err(e) => return Err(e.error),
+                    }
+                };
+                if locked || refused {
+                    left += 1;
+                    sweep.locked += 1;
+                    sweep.locked_bytes += size;
+                    if let Some(u) = until {
+                        sweep.next_unlock = Some(sweep.next_unlock.map_or(u, |n| n.min(u)));
+                        sweep.last_unlock = Some(sweep.last_unlock.map_or(u, |n| n.max(u)));
+                    }
+                } else {
+                    sweep.removed += 1;
+                    sweep.removed_bytes += size;
+                }
+            }
+            for (id, latest) in &kv.markers {
+                // A current marker over locked versions stays: removing it would bring the
+                // deleted object back.
+                if *latest && !kv.current && left > 0 {
+                    continue;
+                }
+                if !dry_run {
+                    sweep.delete_requests += 1;
+                    self.delete_version(&key, id).await.map_err(|e| e.error)?;
+                }
+                sweep.removed_markers += 1;
+            }
+        }
+        Ok(Some(sweep))
+    }
+
+    async fn delete_version(&self, key: &str, id: &str) -> Result<(), VersionDeleteError> {
+        self.client
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .version_id(id)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| VersionDeleteError {
+                // S3 answers a locked version 403 AccessDenied.
+                locked: http_status(&e) == Some(403)
+                    || e.as_service_error().and_then(|s| s.code()) == Some("AccessDenied"),
+                error: s3_err("DeleteObject", &self.bucket, &format!("{key}?versionId={id}"), &e),
+            })
     }
 
     /// The whole object at `rel`.
@@ -399,6 +562,25 @@ impl S3Objects {
         })?;
         Ok(body.into_bytes().to_vec())
     }
+}
+
+/// Upper bound on `ListObjectVersions` pages one sweep reads (1,000 versions each).
+const MAX_VERSION_PAGES: usize = 10_000;
+
+/// The versions of one key that a sweep sees.
+#[derive(Default)]
+struct KeyVersions {
+    /// Old (noncurrent) data versions: version id, size.
+    old: Vec<(String, u64)>,
+    /// Delete markers: version id, whether it is the current version.
+    markers: Vec<(String, bool)>,
+    /// A data version is the current one.
+    current: bool,
+}
+
+struct VersionDeleteError {
+    locked: bool,
+    error: S3Error,
 }
 
 /// The names of `kind` among `rel_keys` listed under the kind's prefix.
@@ -564,6 +746,15 @@ impl Storage for S3Storage {
         self.rt
             .block_on(self.objects.copy(&key, &to.key(name)))
             .map_err(|e| self.not_found_or(e, key))
+    }
+
+    fn sweep_old_versions(&self, dry_run: bool) -> Result<Option<VersionSweep>, StorageError> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        self.rt
+            .block_on(self.objects.sweep_old_versions("", now, dry_run))
+            .map_err(|e| self.backend(e))
     }
 }
 

@@ -210,6 +210,10 @@ pub const MOTO_PATCHES: &[(&str, &str)] = &[
         "unkind_lambda.py",
         include_str!("../py/moto/unkind_lambda.py"),
     ),
+    (
+        "object_lock_existing_bucket.py",
+        include_str!("../py/moto/object_lock_existing_bucket.py"),
+    ),
 ];
 
 /// How to start moto.

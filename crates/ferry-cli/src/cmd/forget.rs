@@ -247,11 +247,11 @@ fn one(
     }
     if a.prune {
         let opts = prune_flags.options()?;
-        let (plan, record) = super::prune::prune_repo(&repo, &key, &opts, a.dry_run)?;
+        let pruned = super::prune::prune_repo(&repo, &key, &opts, a.dry_run)?;
         if !a.json {
-            print_prune(g, &plan, record.as_ref(), a.dry_run);
+            print_prune(g, &pruned, a.dry_run);
         }
-        out["prune"] = serde_json::json!({ "plan": plan, "record": record });
+        out["prune"] = serde_json::json!(pruned);
     }
     Ok(out)
 }

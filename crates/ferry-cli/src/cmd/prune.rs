@@ -6,6 +6,7 @@ use crate::output::human;
 use anyhow::Context;
 use ferry_repo::retention::log::PruneRecord;
 use ferry_repo::retention::prune::{self, PackAction, PruneOptions, PrunePlan};
+use ferry_repo::storage::VersionSweep;
 use ferry_repo::{MasterKey, Repository};
 use std::sync::Arc;
 
@@ -68,25 +69,45 @@ pub struct PruneArgs {
     pub json: bool,
 }
 
-/// Plan, and unless `dry_run` execute: the plan and the record written.
+/// What [`prune_repo`] planned and did.
+#[derive(Debug, serde::Serialize)]
+pub struct Pruned {
+    pub plan: PrunePlan,
+    /// The record written; `None` in a dry run.
+    pub record: Option<PruneRecord>,
+    /// Old object versions (S3 with Object Lock): swept, or in a dry run what would be.
+    pub versions: Option<VersionSweep>,
+}
+
+/// Plan, and unless `dry_run` execute: the plan, the record written, the old versions swept.
 pub fn prune_repo(
     repo: &Repository,
     key: &MasterKey,
     opts: &PruneOptions,
     dry_run: bool,
-) -> anyhow::Result<(PrunePlan, Option<PruneRecord>)> {
+) -> anyhow::Result<Pruned> {
     let plan = prune::plan(repo, key, opts)?;
     if dry_run {
-        return Ok((plan, None));
+        let versions = prune::old_versions(repo, true)?;
+        return Ok(Pruned {
+            plan,
+            record: None,
+            versions,
+        });
     }
     let report = prune::execute(repo, key, plan, opts)?;
-    Ok((report.plan, Some(report.record)))
+    Ok(Pruned {
+        plan: report.plan,
+        record: Some(report.record),
+        versions: report.versions,
+    })
 }
 
-pub fn print_prune(g: &Global, plan: &PrunePlan, record: Option<&PruneRecord>, dry_run: bool) {
+pub fn print_prune(g: &Global, p: &Pruned, dry_run: bool) {
     if g.quiet {
         return;
     }
+    let (plan, record) = (&p.plan, p.record.as_ref());
     let n = |a: PackAction| plan.with(a).count();
     let bytes = |a: PackAction| human(plan.with(a).map(|p| p.bytes).sum());
     let would = if dry_run { "would " } else { "" };
@@ -140,6 +161,25 @@ pub fn print_prune(g: &Global, plan: &PrunePlan, record: Option<&PruneRecord>, d
             rec.deleted_indexes.len()
         );
     }
+    if let Some(v) = &p.versions {
+        let would = if dry_run { "would " } else { "" };
+        eprintln!(
+            "Object Lock: {would}remove {} old version(s) ({}) and {} delete marker(s); {} old version(s) ({}) wait for their lock{}",
+            v.removed,
+            human(v.removed_bytes),
+            v.removed_markers,
+            v.locked,
+            human(v.locked_bytes),
+            match (v.next_unlock, v.last_unlock) {
+                (Some(a), Some(b)) => format!(
+                    " (first free {}, all by {})",
+                    format_ns(a.saturating_mul(1_000_000_000)),
+                    format_ns(b.saturating_mul(1_000_000_000))
+                ),
+                _ => String::new(),
+            }
+        );
+    }
 }
 
 fn format_ns(ns: i64) -> String {
@@ -161,17 +201,18 @@ pub fn run(g: &Global, a: &PruneArgs) -> anyhow::Result<Outcome> {
     let key = super::master_key(&a.repo, "prune")?;
     let repo = Repository::open(Arc::from(super::storage(&a.repo)?))?;
     let opts = a.flags.options()?;
-    let (plan, record) = prune_repo(&repo, &key, &opts, a.dry_run)?;
+    let pruned = prune_repo(&repo, &key, &opts, a.dry_run)?;
     if a.json {
         println!(
             "{}",
             serde_json::to_string_pretty(&serde_json::json!({
                 "dry_run": a.dry_run,
-                "plan": plan,
-                "record": record,
+                "plan": pruned.plan,
+                "record": pruned.record,
+                "versions": pruned.versions,
             }))?
         );
     }
-    print_prune(g, &plan, record.as_ref(), a.dry_run);
+    print_prune(g, &pruned, a.dry_run);
     Ok(Outcome::Ok)
 }

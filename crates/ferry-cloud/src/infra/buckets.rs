@@ -1,17 +1,21 @@
-//! The backup and state buckets: public access blocked, versioning never enabled, default SSE,
-//! tags, and the generated bucket policies.
+//! The backup and state buckets: public access blocked, versioning never enabled (unless the
+//! backup bucket has S3 Object Lock, which needs it), default SSE, tags, and the generated
+//! bucket policies.
 
 use std::io::Write;
 
 use crate::error::{AwsContext, BuildContext, Error, Result};
 use aws_sdk_s3::types::{
-    BucketLocationConstraint, BucketVersioningStatus, CreateBucketConfiguration,
+    BucketLocationConstraint, BucketVersioningStatus, CreateBucketConfiguration, DefaultRetention,
+    ObjectLockConfiguration, ObjectLockEnabled, ObjectLockRetentionMode, ObjectLockRule,
     PublicAccessBlockConfiguration, ServerSideEncryption, ServerSideEncryptionByDefault,
     ServerSideEncryptionConfiguration, ServerSideEncryptionRule, Tag, Tagging,
 };
+use aws_sdk_s3::error::ProvideErrorMetadata as _;
 use serde_json::Value;
 
 use super::{Change, Ctx, same_policy};
+use crate::config::{LockMode, ObjectLockConfig};
 use crate::policy;
 
 pub(super) async fn converge(ctx: &mut Ctx) -> Result<()> {
@@ -102,6 +106,11 @@ async fn bucket(
     let mut fix_versioning = false;
     let mut fix_sse = false;
     let mut fix_policy = false;
+    let mut fix_lock = false;
+    // S3 Object Lock: only the backup bucket, only when the config asks for it.
+    let want_lock = (name == ctx.cfg.raw.backup_bucket)
+        .then_some(ctx.cfg.raw.object_lock)
+        .flatten();
     if exists {
         let tags = match ctx.s3.get_bucket_tagging().bucket(name).send().await {
             Ok(t) => t.tag_set().to_vec(),
@@ -150,7 +159,8 @@ async fn bucket(
         }
         match ctx.s3.get_bucket_versioning().bucket(name).send().await {
             Ok(v) => {
-                if v.status() == Some(&BucketVersioningStatus::Enabled) {
+                // Object Lock needs versioning (and S3 refuses to suspend it on such a bucket).
+                if v.status() == Some(&BucketVersioningStatus::Enabled) && want_lock.is_none() {
                     drift.push("versioning: Enabled -> Suspended".into());
                     fix_versioning = true;
                 }
@@ -161,6 +171,24 @@ async fn bucket(
                 "bucket {name}: versioning state unreadable (HTTP 200 with a body the SDK could not parse); not checked"
             )),
             Err(e) => return Err(Error::aws("s3:GetBucketVersioning", name.to_string(), e)),
+        }
+        if name == ctx.cfg.raw.backup_bucket {
+            let have = object_lock(ctx, name).await?;
+            match (have, want_lock) {
+                (Some(h), None) => ctx.warnings.push(format!(
+                    "bucket {name} has S3 Object Lock ({}) but the config has no [object_lock]: \
+                     Object Lock cannot be turned off; add `[object_lock]` to the config to manage it",
+                    describe_lock(h)
+                )),
+                (h, Some(w)) if h != Some(Some(w)) => {
+                    drift.push(format!(
+                        "object lock: {} -> {w}",
+                        h.map_or("off".to_string(), describe_lock)
+                    ));
+                    fix_lock = true;
+                }
+                _ => {}
+            }
         }
         let sse = match ctx.s3.get_bucket_encryption().bucket(name).send().await {
             Ok(r) => r
@@ -208,6 +236,11 @@ async fn bucket(
     }
     if !exists {
         let mut req = ctx.s3.create_bucket().bucket(name);
+        if want_lock.is_some() {
+            // Versioning comes with it
+            // (https://docs.aws.amazon.com/AmazonS3/latest/API/API_CreateBucket.html).
+            req = req.object_lock_enabled_for_bucket(true);
+        }
         if ctx.cfg.raw.region != "us-east-1" {
             req = req.create_bucket_configuration(
                 CreateBucketConfiguration::builder()
@@ -224,6 +257,7 @@ async fn bucket(
         fix_pab = true;
         fix_sse = true;
         fix_policy = want_policy.is_some();
+        fix_lock = want_lock.is_some();
     }
     if fix_tags {
         ctx.s3
@@ -268,6 +302,9 @@ async fn bucket(
             .await
             .aws("s3:PutBucketVersioning", || name.to_string())?;
     }
+    if fix_lock && let Some(w) = want_lock {
+        put_object_lock(ctx, name, w).await?;
+    }
     if fix_sse {
         let rule = ServerSideEncryptionRule::builder()
             .apply_server_side_encryption_by_default(
@@ -305,6 +342,95 @@ async fn bucket(
     Ok(None)
 }
 
+/// A bucket's Object Lock: `None` when it has none, `Some(None)` when it is on without a
+/// default retention, `Some(Some(rule))` with one.
+async fn object_lock(ctx: &Ctx, name: &str) -> Result<Option<Option<ObjectLockConfig>>> {
+    let conf = match ctx
+        .s3
+        .get_object_lock_configuration()
+        .bucket(name)
+        .send()
+        .await
+    {
+        Ok(r) => r.object_lock_configuration().cloned(),
+        // ObjectLockConfigurationNotFoundError: a bucket without Object Lock.
+        Err(e) if is_status(&e, 404) => None,
+        Err(e) => {
+            return Err(Error::aws(
+                "s3:GetObjectLockConfiguration",
+                name.to_string(),
+                e,
+            ));
+        }
+    };
+    let Some(conf) = conf else { return Ok(None) };
+    if conf.object_lock_enabled() != Some(&ObjectLockEnabled::Enabled) {
+        return Ok(None);
+    }
+    let rule = conf.rule().and_then(|r| r.default_retention()).and_then(|d| {
+        let mode = match d.mode()? {
+            ObjectLockRetentionMode::Governance => LockMode::Governance,
+            ObjectLockRetentionMode::Compliance => LockMode::Compliance,
+            _ => return None,
+        };
+        // A rule in years is shown (and compared) as its days; S3 counts a year as 365 days.
+        let days = match (d.days(), d.years()) {
+            (Some(days), _) if days > 0 => u32::try_from(days).ok()?,
+            (_, Some(y)) if y > 0 => u32::try_from(y).ok()?.checked_mul(365)?,
+            _ => return None,
+        };
+        Some(ObjectLockConfig { mode, days })
+    });
+    Ok(Some(rule))
+}
+
+fn describe_lock(l: Option<ObjectLockConfig>) -> String {
+    l.map_or("on, no default retention".to_string(), |l| l.to_string())
+}
+
+/// Versioning on, then the Object Lock configuration with its default retention: S3 applies
+/// it to every object version written from then on, whoever writes it
+/// (https://docs.aws.amazon.com/AmazonS3/latest/userguide/object-lock.html#object-lock-bucket-config).
+/// An existing bucket may get Object Lock once versioning is on
+/// (https://docs.aws.amazon.com/AmazonS3/latest/API/API_PutObjectLockConfiguration.html).
+async fn put_object_lock(ctx: &Ctx, name: &str, w: ObjectLockConfig) -> Result<()> {
+    ctx.s3
+        .put_bucket_versioning()
+        .bucket(name)
+        .versioning_configuration(
+            aws_sdk_s3::types::VersioningConfiguration::builder()
+                .status(BucketVersioningStatus::Enabled)
+                .build(),
+        )
+        .send()
+        .await
+        .aws("s3:PutBucketVersioning", || name.to_string())?;
+    let mode = match w.mode {
+        LockMode::Governance => ObjectLockRetentionMode::Governance,
+        LockMode::Compliance => ObjectLockRetentionMode::Compliance,
+    };
+    let days = i32::try_from(w.days).map_err(|_| Error::Refused {
+        why: format!("object_lock.days {} is too large", w.days),
+    })?;
+    ctx.s3
+        .put_object_lock_configuration()
+        .bucket(name)
+        .object_lock_configuration(
+            ObjectLockConfiguration::builder()
+                .object_lock_enabled(ObjectLockEnabled::Enabled)
+                .rule(
+                    ObjectLockRule::builder()
+                        .default_retention(DefaultRetention::builder().mode(mode).days(days).build())
+                        .build(),
+                )
+                .build(),
+        )
+        .send()
+        .await
+        .aws("s3:PutObjectLockConfiguration", || name.to_string())?;
+    Ok(())
+}
+
 /// Upper bound on objects deleted from one bucket by destroy (1000 per page).
 const MAX_DELETE_PAGES: usize = 10_000;
 
@@ -333,7 +459,15 @@ pub(super) async fn check_destroy(ctx: &Ctx, delete_backup: bool) -> Result<()> 
     Ok(())
 }
 
-pub(super) async fn destroy(ctx: &mut Ctx, delete_backup: bool, out: &mut dyn Write) -> Result<()> {
+/// Deletes both buckets (the backup bucket only with `delete_backup`). A backup bucket whose
+/// object versions are still under Object Lock is kept: the answer is why (and until when),
+/// for destroy to finish the rest and then report it.
+pub(super) async fn destroy(
+    ctx: &mut Ctx,
+    delete_backup: bool,
+    out: &mut dyn Write,
+) -> Result<Option<String>> {
+    let mut kept = None;
     let backup = ctx.cfg.raw.backup_bucket.clone();
     let state = ctx.cfg.raw.state_bucket.clone();
     // Checked first: nothing is removed if it refuses.
@@ -382,6 +516,14 @@ pub(super) async fn destroy(ctx: &mut Ctx, delete_backup: bool, out: &mut dyn Wr
                 }
             }
         }
+        if name == &backup
+            && object_lock(ctx, name).await?.is_some()
+            && let Some(why) = delete_versions(ctx, name).await?
+        {
+            writeln!(out, "= s3-bucket {name} kept: {why}")?;
+            kept = Some(why);
+            continue;
+        }
         ctx.s3
             .delete_bucket()
             .bucket(name)
@@ -390,7 +532,91 @@ pub(super) async fn destroy(ctx: &mut Ctx, delete_backup: bool, out: &mut dyn Wr
             .aws("s3:DeleteBucket", || name.to_string())?;
         writeln!(out, "- s3-bucket {name}")?;
     }
-    Ok(())
+    Ok(kept)
+}
+
+/// Deletes every object version and delete marker of a bucket with Object Lock (a versioned
+/// bucket cannot be deleted while any is left). S3 refuses a version still under its lock
+/// (403): the answer then says how many and until when.
+async fn delete_versions(ctx: &Ctx, name: &str) -> Result<Option<String>> {
+    let mut locked = 0u64;
+    let mut until: Option<aws_sdk_s3::primitives::DateTime> = None;
+    let (mut key_marker, mut id_marker) = (None::<String>, None::<String>);
+    for _ in 0..MAX_DELETE_PAGES {
+        let r = ctx
+            .s3
+            .list_object_versions()
+            .bucket(name)
+            .set_key_marker(key_marker.take())
+            .set_version_id_marker(id_marker.take())
+            .send()
+            .await
+            .aws("s3:ListObjectVersions", || name.to_string())?;
+        let all = r
+            .versions()
+            .iter()
+            .map(|v| (v.key(), v.version_id()))
+            .chain(r.delete_markers().iter().map(|m| (m.key(), m.version_id())));
+        for (k, id) in all {
+            let (Some(k), Some(id)) = (k, id) else {
+                continue;
+            };
+            match ctx
+                .s3
+                .delete_object()
+                .bucket(name)
+                .key(k)
+                .version_id(id)
+                .send()
+                .await
+            {
+                Ok(_) => {}
+                // S3 answers a version under its lock 403 AccessDenied.
+                Err(e)
+                    if is_status(&e, 403)
+                        || e.as_service_error().and_then(|s| s.code()) == Some("AccessDenied") =>
+                {
+                    locked += 1;
+                    if let Ok(h) = ctx
+                        .s3
+                        .head_object()
+                        .bucket(name)
+                        .key(k)
+                        .version_id(id)
+                        .send()
+                        .await
+                        && let Some(u) = h.object_lock_retain_until_date()
+                        && until.is_none_or(|t| t.secs() < u.secs())
+                    {
+                        until = Some(*u);
+                    }
+                }
+                Err(e) => {
+                    return Err(Error::aws(
+                        "s3:DeleteObject",
+                        format!("{name}/{k} version {id}"),
+                        e,
+                    ));
+                }
+            }
+        }
+        if r.is_truncated() != Some(true) {
+            break;
+        }
+        key_marker = r.next_key_marker().map(str::to_string);
+        id_marker = r.next_version_id_marker().map(str::to_string);
+    }
+    if locked == 0 {
+        return Ok(None);
+    }
+    let until = until
+        .and_then(|u| u.fmt(aws_sdk_s3::primitives::DateTimeFormat::DateTime).ok())
+        .map(|u| format!(" until {u}"))
+        .unwrap_or_default();
+    Ok(Some(format!(
+        "bucket {name}: {locked} object version(s) are under S3 Object Lock{until}; S3 deletes \
+         neither them nor the bucket before that: run `ferry infra destroy --delete-backup-bucket {name}` again after that date"
+    )))
 }
 
 async fn bucket_exists(ctx: &Ctx, name: &str) -> Result<bool> {

@@ -501,9 +501,12 @@ impl Ctx {
         schedule::destroy(self, out).await?;
         lambda::destroy(self, out).await?;
         logs::destroy(self, out).await?;
-        buckets::destroy(self, delete_backup_bucket.is_some(), out).await?;
+        let kept = buckets::destroy(self, delete_backup_bucket.is_some(), out).await?;
         iam::destroy(self, out).await?;
         network::destroy(self, out).await?;
+        if let Some(why) = kept {
+            return Err(Error::Refused { why });
+        }
         writeln!(out, "Destroyed.")?;
         Ok(())
     }

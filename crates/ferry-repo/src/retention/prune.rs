@@ -26,7 +26,7 @@ use crate::ids::BlobId;
 use crate::keys::MasterKey;
 use crate::objects::{BlobEntry, IndexObject, IndexPack, NodeKind, Snapshot};
 use crate::repo::{Reader, Repository};
-use crate::storage::StorageError;
+use crate::storage::{StorageError, VersionSweep};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
@@ -492,10 +492,33 @@ pub struct PruneReport {
     pub record_name: Option<String>,
     /// The record's content.
     pub record: PruneRecord,
+    /// Old object versions swept after the prune (a bucket with S3 Object Lock keeps every
+    /// deleted object as a locked old version); `None` for stores that keep none.
+    pub versions: Option<VersionSweep>,
 }
 
-/// Carry out `plan` (from [`plan`] with the same options, just before).
+/// Carry out `plan` (from [`plan`] with the same options, just before), then sweep the old
+/// versions the store keeps ([`old_versions`]).
 pub fn execute(
+    repo: &Repository,
+    key: &MasterKey,
+    plan: PrunePlan,
+    opts: &PruneOptions,
+) -> Result<PruneReport> {
+    let mut report = execute_plan(repo, key, plan, opts)?;
+    report.versions = old_versions(repo, false)?;
+    Ok(report)
+}
+
+/// The old object versions a versioned store keeps (S3 with Object Lock): swept (unless
+/// `dry_run`) where their lock has passed, counted with their dates where it has not. Only
+/// old versions and delete markers are touched, never a current object: what a snapshot needs
+/// is always a current object (`packs/` or `trash/`), so this cannot lose it.
+pub fn old_versions(repo: &Repository, dry_run: bool) -> Result<Option<VersionSweep>> {
+    Ok(repo.storage().sweep_old_versions(dry_run)?)
+}
+
+fn execute_plan(
     repo: &Repository,
     key: &MasterKey,
     plan: PrunePlan,
@@ -522,6 +545,7 @@ pub fn execute(
             plan,
             record_name,
             record,
+            versions: None,
         });
     }
     let reader = Reader::from_indexes(
@@ -662,6 +686,7 @@ pub fn execute(
         plan,
         record_name,
         record,
+        versions: None,
     })
 }
 
