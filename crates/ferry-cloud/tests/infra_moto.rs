@@ -1501,8 +1501,12 @@ async fn an_operator_role_with_a_path_keeps_its_access_to_the_backups() {
 #[tokio::test(flavor = "current_thread")]
 async fn object_lock_locks_every_backup_and_destroy_keeps_what_is_locked() {
     let moto = start_moto();
-    let with_lock =
-        |days: u32| InfraConfig::parse(&format!("{EXAMPLE_CONFIG}\n[object_lock]\nmode = \"governance\"\ndays = {days}\n")).unwrap();
+    let with_lock = |days: u32| {
+        InfraConfig::parse(&format!(
+            "{EXAMPLE_CONFIG}\n[object_lock]\nmode = \"governance\"\ndays = {days}\n"
+        ))
+        .unwrap()
+    };
     let cfg = with_lock(1);
     let sdk = sdk(&moto, &cfg.raw.region).await;
     let dir = tempfile::tempdir().unwrap();

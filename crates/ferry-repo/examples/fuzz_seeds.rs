@@ -27,7 +27,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let tmp = tempfile::tempdir()?;
     let src = tmp.path().join("src");
     std::fs::create_dir_all(src.join("etc/app"))?;
-    std::fs::write(src.join("etc/app/app.conf"), b"listen = 0.0.0.0:8080\nworkers = 4\n")?;
+    std::fs::write(
+        src.join("etc/app/app.conf"),
+        b"listen = 0.0.0.0:8080\nworkers = 4\n",
+    )?;
     std::fs::write(src.join("etc/hostname"), b"nas\n")?;
     std::fs::write(
         src.join("syslog"),
@@ -89,7 +92,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let reader = repo.reader(&key)?;
     write("tree", "root", &reader.read_blob(&snapshot.root)?)?;
     write("key_file", "master", key.to_armored(None)?.as_bytes())?;
-    write("key_file", "put", key.put_key().to_armored(None)?.as_bytes())?;
+    write(
+        "key_file",
+        "put",
+        key.put_key().to_armored(None)?.as_bytes(),
+    )?;
     println!("seeds written under {}", out.display());
     Ok(())
 }

@@ -38,12 +38,19 @@ fn files(dir: &Path) -> Vec<PathBuf> {
 fn write_source(src: &Path, round: u64) {
     std::fs::create_dir_all(src.join("logs")).unwrap();
     std::fs::write(src.join("db.bin"), noise(1, 700_000)).unwrap();
-    std::fs::write(src.join("logs/app.log"), "line of log text\n".repeat(20_000)).unwrap();
+    std::fs::write(
+        src.join("logs/app.log"),
+        "line of log text\n".repeat(20_000),
+    )
+    .unwrap();
     std::fs::write(src.join("changing"), noise(100 + round, 300_000)).unwrap();
 }
 
 fn assert_all_restore(env: &Env, src: &Path, round: u64) {
-    let check = env.repo.check(&env.key, ReadData::All, &NoProgress).unwrap();
+    let check = env
+        .repo
+        .check(&env.key, ReadData::All, &NoProgress)
+        .unwrap();
     assert!(check.is_ok(), "round {round}: {:?}", check.problems);
     let reader = env.reader();
     let latest = reader.resolve_snapshot("latest").unwrap();
@@ -51,6 +58,9 @@ fn assert_all_restore(env: &Env, src: &Path, round: u64) {
     env.restore(&latest, &out);
     assert_same_tree(src, &restored_path(&out, src));
 }
+
+/// Damage done to one cache file, given a random number.
+type Damage = fn(&Path, u64);
 
 #[test]
 fn a_truncated_corrupted_or_deleted_cache_costs_at_most_an_upload_never_a_backup() {
@@ -66,7 +76,7 @@ fn a_truncated_corrupted_or_deleted_cache_costs_at_most_an_upload_never_a_backup
         seed
     };
     // Each damage, twice (different bytes), then a backup with one file changed.
-    let damages: [(&str, fn(&Path, u64)); 3] = [
+    let damages: [(&str, Damage); 3] = [
         ("truncated", |p, r| {
             let len = std::fs::metadata(p).unwrap().len();
             let f = std::fs::OpenOptions::new().write(true).open(p).unwrap();
@@ -138,7 +148,10 @@ fn a_clock_jumping_back_loses_nothing() {
         std::sync::Arc::new(NoProgress),
     );
     assert_ne!(first.id, second.id);
-    let check = env.repo.check(&env.key, ReadData::All, &NoProgress).unwrap();
+    let check = env
+        .repo
+        .check(&env.key, ReadData::All, &NoProgress)
+        .unwrap();
     assert!(check.is_ok(), "{:?}", check.problems);
     // Both restore by id, each with its own content.
     let out = env.dir.path().join("second");
@@ -152,5 +165,8 @@ fn a_clock_jumping_back_loses_nothing() {
     );
     // "latest" means the newest time, as in restic: the first run's snapshot, whose clock
     // was ahead. Said in docs/RELIABILITY.md.
-    assert_eq!(env.reader().resolve_snapshot("latest").unwrap().id, first.id);
+    assert_eq!(
+        env.reader().resolve_snapshot("latest").unwrap().id,
+        first.id
+    );
 }

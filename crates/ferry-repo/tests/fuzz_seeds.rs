@@ -7,7 +7,9 @@
 
 use ferry_repo::format::{ObjectKind, check_header};
 use ferry_repo::keys;
-use ferry_repo::objects::{IndexObject, PackTrailer, RepoConfig, Snapshot, Tree, open_pack_trailer};
+use ferry_repo::objects::{
+    IndexObject, PackTrailer, RepoConfig, Snapshot, Tree, open_pack_trailer,
+};
 use ferry_repo::retention::log::LogRecord;
 use ferry_repo::*;
 use std::path::{Path, PathBuf};
@@ -66,7 +68,12 @@ fn every_kept_seed_is_still_a_valid_input() {
         }
     }
     for (name, b) in seeds("tree") {
-        assert!(!Tree::parse(&b).unwrap_or_else(|e| panic!("tree/{name}: {e}")).nodes.is_empty());
+        assert!(
+            !Tree::parse(&b)
+                .unwrap_or_else(|e| panic!("tree/{name}: {e}"))
+                .nodes
+                .is_empty()
+        );
     }
     for (name, b) in seeds("key_file") {
         let kf = keys::parse(&b).unwrap_or_else(|e| panic!("key_file/{name}: {e}"));

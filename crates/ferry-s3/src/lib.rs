@@ -405,12 +405,7 @@ impl S3Objects {
             Ok(_) => return Ok(None),
             Err(e) if http_status(&e) == Some(404) => return Ok(None),
             Err(e) => {
-                return Err(s3_err(
-                    "GetObjectLockConfiguration",
-                    &self.bucket,
-                    "",
-                    &e,
-                ));
+                return Err(s3_err("GetObjectLockConfiguration", &self.bucket, "", &e));
             }
         }
         let full = self.key(rel_prefix);
@@ -438,7 +433,8 @@ impl S3Objects {
                 if v.is_latest() == Some(true) {
                     e.current = true;
                 } else {
-                    e.old.push((id.to_string(), v.size().unwrap_or(0).max(0) as u64));
+                    e.old
+                        .push((id.to_string(), v.size().unwrap_or(0).max(0) as u64));
                 }
             }
             for m in r.delete_markers() {
@@ -528,7 +524,12 @@ impl S3Objects {
                 // S3 answers a locked version 403 AccessDenied.
                 locked: http_status(&e) == Some(403)
                     || e.as_service_error().and_then(|s| s.code()) == Some("AccessDenied"),
-                error: s3_err("DeleteObject", &self.bucket, &format!("{key}?versionId={id}"), &e),
+                error: s3_err(
+                    "DeleteObject",
+                    &self.bucket,
+                    &format!("{key}?versionId={id}"),
+                    &e,
+                ),
             })
     }
 

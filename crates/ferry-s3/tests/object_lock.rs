@@ -43,10 +43,10 @@ fn now_ns() -> i64 {
 fn versions(moto: &Moto) -> (usize, usize, usize) {
     let out = moto
         .python(
-            "import boto3, sys\n\
-             r = boto3.client('s3').list_object_versions(Bucket=sys.argv[1], Prefix='site/')\n\
-             v = r.get('Versions', [])\n\
-             print(sum(1 for x in v if not x['IsLatest']), len(r.get('DeleteMarkers', [])), sum(1 for x in v if x['IsLatest']))",
+            r#"import boto3, sys
+r = boto3.client('s3').list_object_versions(Bucket=sys.argv[1], Prefix='site/')
+v = r.get('Versions', [])
+print(sum(1 for x in v if not x['IsLatest']), len(r.get('DeleteMarkers', [])), sum(1 for x in v if x['IsLatest']))"#,
             &[BUCKET],
             &[],
         )
@@ -86,16 +86,17 @@ fn prune_counts_locked_versions_and_removes_them_once_their_lock_has_passed() {
     let moto = Moto::start().expect("moto");
     // A bucket as `ferry infra apply` makes it with [object_lock]: lock on, governance, 1 day.
     moto.python(
-        "import boto3, sys\n\
-         s3 = boto3.client('s3')\n\
-         s3.create_bucket(Bucket=sys.argv[1], ObjectLockEnabledForBucket=True)\n\
-         s3.put_object_lock_configuration(Bucket=sys.argv[1], ObjectLockConfiguration={\n\
-           'ObjectLockEnabled': 'Enabled', 'Rule': {'DefaultRetention': {'Mode': 'GOVERNANCE', 'Days': 1}}})",
+        r#"import boto3, sys
+s3 = boto3.client('s3')
+s3.create_bucket(Bucket=sys.argv[1], ObjectLockEnabledForBucket=True)
+s3.put_object_lock_configuration(Bucket=sys.argv[1], ObjectLockConfiguration={
+    'ObjectLockEnabled': 'Enabled', 'Rule': {'DefaultRetention': {'Mode': 'GOVERNANCE', 'Days': 1}}})"#,
         &[BUCKET],
         &[],
     )
     .unwrap();
-    let store = Arc::new(S3Storage::from_objects(common::objects_in(&moto, BUCKET, "site")).unwrap());
+    let store =
+        Arc::new(S3Storage::from_objects(common::objects_in(&moto, BUCKET, "site")).unwrap());
     let key = MasterKey::generate();
     let tmp = tempfile::tempdir().unwrap();
     let src = tmp.path().join("src");
@@ -121,29 +122,31 @@ fn prune_counts_locked_versions_and_removes_them_once_their_lock_has_passed() {
         .unwrap();
     }
     // Nothing deleted yet: nothing old to sweep.
-    assert_eq!(
-        prune::old_versions(&repo, true).unwrap(),
-        Some(Default::default())
-    );
+    let none = prune::old_versions(&repo, true).unwrap().unwrap();
+    assert_eq!((none.removed, none.locked, none.removed_markers), (0, 0, 0));
+    assert_eq!(none.list_requests, 1);
 
     // A delete by version id of a locked backup is refused, even to the operator (no bypass).
     let refused = moto
         .python(
-            "import boto3, sys\n\
-             s3 = boto3.client('s3')\n\
-             k = [o['Key'] for o in s3.list_objects_v2(Bucket=sys.argv[1], Prefix='site/snapshots/')['Contents']][0]\n\
-             v = s3.head_object(Bucket=sys.argv[1], Key=k)\n\
-             assert v['ObjectLockMode'] == 'GOVERNANCE', v\n\
-             try:\n\
-                 s3.delete_object(Bucket=sys.argv[1], Key=k, VersionId=v['VersionId'])\n\
-                 print('deleted')\n\
-             except Exception as e:\n\
-                 print('refused', e)",
+            r#"import boto3, sys
+s3 = boto3.client('s3')
+k = [o['Key'] for o in s3.list_objects_v2(Bucket=sys.argv[1], Prefix='site/snapshots/')['Contents']][0]
+v = s3.head_object(Bucket=sys.argv[1], Key=k)
+assert v['ObjectLockMode'] == 'GOVERNANCE', v
+try:
+    s3.delete_object(Bucket=sys.argv[1], Key=k, VersionId=v['VersionId'])
+    print('deleted')
+except Exception as e:
+    print('refused', e)"#,
             &[BUCKET],
             &[],
         )
         .unwrap();
-    assert!(refused.starts_with("refused") && refused.contains("AccessDenied"), "{refused}");
+    assert!(
+        refused.starts_with("refused") && refused.contains("AccessDenied"),
+        "{refused}"
+    );
 
     // Forget the first snapshot; prune moves its pack to trash/ (CopyObject into the locked
     // bucket) and, a grace period later, deletes it. Each delete leaves a locked old version.
@@ -184,14 +187,14 @@ fn prune_counts_locked_versions_and_removes_them_once_their_lock_has_passed() {
     // Time passes: the locks end (the test shortens them with the governance bypass, as an
     // administrator could; a prune holds no such permission and never sends the bypass).
     moto.python(
-        "import boto3, sys, datetime\n\
-         s3 = boto3.client('s3')\n\
-         until = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=2)\n\
-         r = s3.list_object_versions(Bucket=sys.argv[1], Prefix='site/')\n\
-         for x in r.get('Versions', []):\n\
-             if not x['IsLatest']:\n\
-                 s3.put_object_retention(Bucket=sys.argv[1], Key=x['Key'], VersionId=x['VersionId'],\n\
-                   BypassGovernanceRetention=True, Retention={'Mode': 'GOVERNANCE', 'RetainUntilDate': until})",
+        r#"import boto3, sys, datetime
+s3 = boto3.client('s3')
+until = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=2)
+r = s3.list_object_versions(Bucket=sys.argv[1], Prefix='site/')
+for x in r.get('Versions', []):
+    if not x['IsLatest']:
+        s3.put_object_retention(Bucket=sys.argv[1], Key=x['Key'], VersionId=x['VersionId'],
+            BypassGovernanceRetention=True, Retention={'Mode': 'GOVERNANCE', 'RetainUntilDate': until})"#,
         &[BUCKET],
         &[],
     )
@@ -199,7 +202,11 @@ fn prune_counts_locked_versions_and_removes_them_once_their_lock_has_passed() {
     std::thread::sleep(std::time::Duration::from_secs(3));
     let dry = prune::old_versions(&repo, true).unwrap().unwrap();
     assert_eq!((dry.locked, dry.removed), (0, v.locked), "{dry:?}");
-    assert_eq!(versions(&moto), (old, markers, current), "a dry run deleted");
+    assert_eq!(
+        versions(&moto),
+        (old, markers, current),
+        "a dry run deleted"
+    );
 
     let third = prune::prune(&repo, &key, &o).unwrap();
     let v3 = third.versions.unwrap();

@@ -210,10 +210,7 @@ pub const MOTO_PATCHES: &[(&str, &str)] = &[
         "unkind_lambda.py",
         include_str!("../py/moto/unkind_lambda.py"),
     ),
-    (
-        "object_lock_existing_bucket.py",
-        include_str!("../py/moto/object_lock_existing_bucket.py"),
-    ),
+    ("object_lock.py", include_str!("../py/moto/object_lock.py")),
 ];
 
 /// How to start moto.

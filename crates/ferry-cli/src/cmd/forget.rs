@@ -251,7 +251,11 @@ fn one(
         if !a.json {
             print_prune(g, &pruned, a.dry_run);
         }
-        out["prune"] = serde_json::json!(pruned);
+        out["prune"] = serde_json::json!({
+            "plan": pruned.plan,
+            "record": pruned.record,
+            "versions": pruned.versions,
+        });
     }
     Ok(out)
 }

@@ -70,7 +70,7 @@ pub struct PruneArgs {
 }
 
 /// What [`prune_repo`] planned and did.
-#[derive(Debug, serde::Serialize)]
+#[derive(Debug)]
 pub struct Pruned {
     pub plan: PrunePlan,
     /// The record written; `None` in a dry run.

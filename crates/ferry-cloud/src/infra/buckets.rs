@@ -5,13 +5,13 @@
 use std::io::Write;
 
 use crate::error::{AwsContext, BuildContext, Error, Result};
+use aws_sdk_s3::error::ProvideErrorMetadata as _;
 use aws_sdk_s3::types::{
     BucketLocationConstraint, BucketVersioningStatus, CreateBucketConfiguration, DefaultRetention,
     ObjectLockConfiguration, ObjectLockEnabled, ObjectLockRetentionMode, ObjectLockRule,
     PublicAccessBlockConfiguration, ServerSideEncryption, ServerSideEncryptionByDefault,
     ServerSideEncryptionConfiguration, ServerSideEncryptionRule, Tag, Tagging,
 };
-use aws_sdk_s3::error::ProvideErrorMetadata as _;
 use serde_json::Value;
 
 use super::{Change, Ctx, same_policy};
@@ -367,20 +367,23 @@ async fn object_lock(ctx: &Ctx, name: &str) -> Result<Option<Option<ObjectLockCo
     if conf.object_lock_enabled() != Some(&ObjectLockEnabled::Enabled) {
         return Ok(None);
     }
-    let rule = conf.rule().and_then(|r| r.default_retention()).and_then(|d| {
-        let mode = match d.mode()? {
-            ObjectLockRetentionMode::Governance => LockMode::Governance,
-            ObjectLockRetentionMode::Compliance => LockMode::Compliance,
-            _ => return None,
-        };
-        // A rule in years is shown (and compared) as its days; S3 counts a year as 365 days.
-        let days = match (d.days(), d.years()) {
-            (Some(days), _) if days > 0 => u32::try_from(days).ok()?,
-            (_, Some(y)) if y > 0 => u32::try_from(y).ok()?.checked_mul(365)?,
-            _ => return None,
-        };
-        Some(ObjectLockConfig { mode, days })
-    });
+    let rule = conf
+        .rule()
+        .and_then(|r| r.default_retention())
+        .and_then(|d| {
+            let mode = match d.mode()? {
+                ObjectLockRetentionMode::Governance => LockMode::Governance,
+                ObjectLockRetentionMode::Compliance => LockMode::Compliance,
+                _ => return None,
+            };
+            // A rule in years is shown (and compared) as its days; S3 counts a year as 365 days.
+            let days = match (d.days(), d.years()) {
+                (Some(days), _) if days > 0 => u32::try_from(days).ok()?,
+                (_, Some(y)) if y > 0 => u32::try_from(y).ok()?.checked_mul(365)?,
+                _ => return None,
+            };
+            Some(ObjectLockConfig { mode, days })
+        });
     Ok(Some(rule))
 }
 
@@ -420,7 +423,9 @@ async fn put_object_lock(ctx: &Ctx, name: &str, w: ObjectLockConfig) -> Result<(
                 .object_lock_enabled(ObjectLockEnabled::Enabled)
                 .rule(
                     ObjectLockRule::builder()
-                        .default_retention(DefaultRetention::builder().mode(mode).days(days).build())
+                        .default_retention(
+                            DefaultRetention::builder().mode(mode).days(days).build(),
+                        )
                         .build(),
                 )
                 .build(),

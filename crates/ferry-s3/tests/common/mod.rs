@@ -4,6 +4,7 @@ use ferry_s3::S3Objects;
 use ferry_testkit::{MOTO_REGION, Moto};
 
 /// `prefix` in a new `bucket` of `moto`, with moto's test credentials.
+#[allow(dead_code)] // not every test binary uses it
 pub fn objects(moto: &Moto, bucket: &str, prefix: &str) -> S3Objects {
     moto.python(
         "import boto3, sys; boto3.client('s3').create_bucket(Bucket=sys.argv[1])",

@@ -11,8 +11,8 @@
 #   unkind_s3_checksum — S3 verifies Content-MD5 and x-amz-checksum-* of an upload (BadDigest)
 #   atomic_conditional_put — of concurrent conditional puts of one name exactly one succeeds
 #   unkind_lambda — Lambda deployment-package size limits (50 MiB direct, 250 MiB unzipped)
-#   object_lock_existing_bucket — Object Lock turned on (or its retention changed) on a bucket
-#                that holds objects, as AWS allows
+#   object_lock — Object Lock turned on (or its retention changed) on a bucket that holds
+#                objects, and CopyObject into a bucket with default retention, as AWS allows
 # Knobs come from the environment (FERRY_UNKIND_*), set by MotoOptions::env; each module says
 # its own and its default. The defaults are AWS-like: on.
 #
@@ -28,7 +28,7 @@ import unkind_s3_checksum  # noqa: E402,F401
 import atomic_conditional_put  # noqa: E402,F401
 import unkind_ec2  # noqa: E402,F401
 import idempotent_terminate  # noqa: E402,F401
-import object_lock_existing_bucket  # noqa: E402,F401
+import object_lock  # noqa: E402,F401
 
 from moto.server import main  # noqa: E402
 
