@@ -17,6 +17,7 @@ fn settings(expires: &str) -> Settings {
             max_session_bytes: 1500,
             allowed_kinds: vec!["config".into(), "pack".into(), "index".into()],
             spool_dir: None,
+            s3_attempt_timeout_secs: None,
         },
         "test",
     )
