@@ -94,6 +94,7 @@ mod tests {
         // Quotes, backslashes, newlines and `#` in values survive (the serializer escapes them).
         let mut odd = sample();
         odd.site = "a\"b\\c\nd # e".into();
+        odd.s3_attempt_timeout_secs = Some(5);
         assert_eq!(GateConfig::from_toml(&odd.to_toml().unwrap()).unwrap(), odd);
         let mut none = sample();
         none.region = None;
