@@ -27,6 +27,7 @@ fn settings() -> &'static Settings {
                     "snapshot".into(),
                 ],
                 spool_dir: None,
+                s3_attempt_timeout_secs: None,
             },
             "fuzz",
         )

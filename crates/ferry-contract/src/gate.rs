@@ -46,7 +46,14 @@ pub struct GateConfig {
     /// Where objects are spooled before upload (default: the system temp dir).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub spool_dir: Option<PathBuf>,
+    /// Seconds one S3 request attempt may take, beyond the upload time of its body at 1 MiB/s
+    /// (default [`S3_ATTEMPT_TIMEOUT_SECS`]; the gate's retry policy is in docs/JUMPBOX.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub s3_attempt_timeout_secs: Option<u64>,
 }
+
+/// The gate's default for [`GateConfig::s3_attempt_timeout_secs`].
+pub const S3_ATTEMPT_TIMEOUT_SECS: u64 = 30;
 
 impl GateConfig {
     /// The file's text.
@@ -75,6 +82,7 @@ mod tests {
             max_session_bytes: 8 << 30,
             allowed_kinds: BACKUP_KINDS.iter().map(|k| k.to_string()).collect(),
             spool_dir: Some(GATE_SPOOL.into()),
+            s3_attempt_timeout_secs: None,
         }
     }
 
@@ -86,6 +94,7 @@ mod tests {
         // Quotes, backslashes, newlines and `#` in values survive (the serializer escapes them).
         let mut odd = sample();
         odd.site = "a\"b\\c\nd # e".into();
+        odd.s3_attempt_timeout_secs = Some(5);
         assert_eq!(GateConfig::from_toml(&odd.to_toml().unwrap()).unwrap(), odd);
         let mut none = sample();
         none.region = None;

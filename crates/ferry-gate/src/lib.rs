@@ -129,6 +129,11 @@ pub trait Sink: Send {
     /// The ETag (hex MD5 for single-part SSE-S3 objects) of the object at `key`, if any —
     /// how the gate tells whether an existing `config` is the one offered, without reading.
     fn etag(&mut self, key: &str) -> Result<Option<String>, SinkError>;
+    /// The requests the last [`put_file`](Sink::put_file) made, retries included, when the
+    /// sink counts them (the S3 sink does; it goes into the put's audit line).
+    fn last_attempts(&self) -> Option<u32> {
+        None
+    }
     /// Where this sink writes, for messages.
     fn describe(&self) -> String;
 }
@@ -262,6 +267,10 @@ pub struct AuditLine {
     /// Why the event was refused or failed, or why the session ended; absent on success.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// Requests the sink made for this object, retries included (`put` events the sink
+    /// counted; more than 1 means S3 was retried).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attempts: Option<u32>,
 }
 
 /// Where the gate's log lines go as they happen: each audit line, and the complaint when the
@@ -367,6 +376,7 @@ impl Shared {
             size: None,
             outcome: outcome.to_string(),
             reason,
+            attempts: None,
         });
         let key = format!(
             "{}{}-{:04}{:02}{:02}T{:02}{:02}{:02}.{:09}Z.jsonl",
@@ -382,8 +392,14 @@ impl Shared {
         );
         let mut body = self.lines.join("\n");
         body.push('\n');
+        let ours = hex::encode(<md5::Md5 as md5::Digest>::digest(body.as_bytes()));
         match self.sink.put_audit(&key, body.into_bytes()) {
             Ok(PutOutcome::Stored) => Ok(()),
+            // A retried put whose earlier attempt was stored (its answer lost) gets 412: the
+            // record there is ours if it has our bytes (its ETag is their MD5).
+            Ok(PutOutcome::AlreadyPresent) if self.sink.etag(&key).ok().flatten() == Some(ours) => {
+                Ok(())
+            }
             Ok(PutOutcome::AlreadyPresent) => Err(AuditError::Exists { key }),
             Err(error) => Err(AuditError::Store {
                 sink: self.sink.describe(),
@@ -483,6 +499,7 @@ impl<'a, R: Read, W: Write> Session<'a, R, W> {
             size,
             outcome: outcome.to_string(),
             reason,
+            attempts: None,
         }
     }
 
@@ -749,6 +766,7 @@ impl<'a, R: Read, W: Write> Session<'a, R, W> {
         let key = k.key(&name);
         let reply = {
             let mut g = lock(&self.shared);
+            let mut attempts = None;
             let res = if g.finished {
                 Err("session already ended".to_string())
             } else if self.expired() {
@@ -761,6 +779,7 @@ impl<'a, R: Read, W: Write> Session<'a, R, W> {
                     .sink
                     .put_file(&key, spool.path(), size, &digest)
                     .map_err(|e| format!("storage error: {e}"));
+                attempts = g.sink.last_attempts();
                 match (res, md5) {
                     // `config` is not named by its hash: "already present" must mean "the
                     // same config", or the client would back up into another repository.
@@ -785,7 +804,9 @@ impl<'a, R: Read, W: Write> Session<'a, R, W> {
                 Ok(PutOutcome::AlreadyPresent) => ("already_present", None),
                 Err(r) => ("refused", Some(r.clone())),
             };
-            g.record(self.line("put", Some(&kind), Some(&name), Some(size), outcome, reason));
+            let mut line = self.line("put", Some(&kind), Some(&name), Some(size), outcome, reason);
+            line.attempts = attempts;
+            g.record(line);
             match res {
                 Ok(PutOutcome::Stored) => Frame::Stored { name },
                 Ok(PutOutcome::AlreadyPresent) => Frame::AlreadyPresent { name },

@@ -58,16 +58,13 @@ fn main() -> ExitCode {
     };
     let sink: Box<dyn Sink> = match sink {
         SinkKind::Null => Box::new(NullSink),
-        SinkKind::S3 => {
-            let c = &settings.config;
-            match ferry_gate::s3sink::S3Sink::new(&c.bucket, &c.site, c.region.as_deref()) {
-                Ok(s) => Box::new(s),
-                Err(e) => {
-                    eprintln!("ferry-gate: {e}");
-                    return ExitCode::from(2);
-                }
+        SinkKind::S3 => match ferry_gate::s3sink::S3Sink::new(&settings.config) {
+            Ok(s) => Box::new(s),
+            Err(e) => {
+                eprintln!("ferry-gate: {e}");
+                return ExitCode::from(2);
             }
-        }
+        },
     };
     let shared = Shared::new(sink, Some(Box::new(|line: &str| eprintln!("{line}"))));
 

@@ -17,6 +17,7 @@ fn settings(expires: &str) -> Settings {
             max_session_bytes: 1500,
             allowed_kinds: vec!["config".into(), "pack".into(), "index".into()],
             spool_dir: None,
+            s3_attempt_timeout_secs: None,
         },
         "test",
     )
@@ -538,4 +539,80 @@ fn list_of_a_kind_the_session_does_not_allow_is_refused() {
         replies.iter().any(|r| r.starts_with("Names")),
         "{replies:?}"
     );
+}
+
+/// A sink whose audit put stores the record and then answers "already present", as a put
+/// whose first attempt was stored and whose retry got S3's 412.
+struct RetriedAudit(MemSink);
+
+impl Sink for RetriedAudit {
+    fn put_file(
+        &mut self,
+        key: &str,
+        spool: &Path,
+        size: u64,
+        sha256: &[u8; 32],
+    ) -> Result<PutOutcome, SinkError> {
+        self.0.put_file(key, spool, size, sha256)
+    }
+    fn list_page(
+        &mut self,
+        prefix: &str,
+        c: Option<String>,
+    ) -> Result<(Vec<String>, Option<String>), SinkError> {
+        self.0.list_page(prefix, c)
+    }
+    fn put_audit(&mut self, key: &str, bytes: Vec<u8>) -> Result<PutOutcome, SinkError> {
+        self.0.put_audit(key, bytes)?;
+        Ok(PutOutcome::AlreadyPresent)
+    }
+    fn etag(&mut self, key: &str) -> Result<Option<String>, SinkError> {
+        self.0.etag(key)
+    }
+    fn describe(&self) -> String {
+        "retried".to_string()
+    }
+}
+
+#[test]
+fn an_audit_record_already_there_counts_only_if_it_is_ours() {
+    let s = settings(FUTURE);
+    // Our own earlier attempt stored it: the same bytes (ETag), so the record is stored.
+    let mem = MemSink::default();
+    let shared = Shared::new(Box::new(RetriedAudit(mem.clone())), None);
+    lock(&shared).finish(&s, "bye", None).unwrap();
+    assert_eq!(mem.snapshot().len(), 1);
+    // Another record at the key: refused as "already exists".
+    struct Taken(MemSink);
+    impl Sink for Taken {
+        fn put_file(
+            &mut self,
+            _: &str,
+            _: &Path,
+            _: u64,
+            _: &[u8; 32],
+        ) -> Result<PutOutcome, SinkError> {
+            Ok(PutOutcome::Stored)
+        }
+        fn list_page(
+            &mut self,
+            _: &str,
+            _: Option<String>,
+        ) -> Result<(Vec<String>, Option<String>), SinkError> {
+            Ok((Vec::new(), None))
+        }
+        fn put_audit(&mut self, key: &str, _: Vec<u8>) -> Result<PutOutcome, SinkError> {
+            self.0.put_audit(key, b"someone else's".to_vec())?;
+            Ok(PutOutcome::AlreadyPresent)
+        }
+        fn etag(&mut self, key: &str) -> Result<Option<String>, SinkError> {
+            self.0.etag(key)
+        }
+        fn describe(&self) -> String {
+            "taken".to_string()
+        }
+    }
+    let shared = Shared::new(Box::new(Taken(MemSink::default())), None);
+    let e = lock(&shared).finish(&s, "bye", None).unwrap_err();
+    assert!(matches!(e, AuditError::Exists { .. }), "{e}");
 }

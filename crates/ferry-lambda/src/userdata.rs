@@ -85,6 +85,8 @@ pub fn gate_config(u: &UserData<'_>) -> GateConfig {
         max_session_bytes: u.max_session_bytes,
         allowed_kinds: BACKUP_KINDS.iter().map(|k| k.to_string()).collect(),
         spool_dir: Some(GATE_SPOOL.into()),
+        // The gate's default (docs/JUMPBOX.md, "S3 retries and timeouts").
+        s3_attempt_timeout_secs: None,
     }
 }
 

@@ -8,6 +8,9 @@
 //!
 //! Endpoints and credentials come only from the AWS SDK's standard configuration
 //! (`AWS_ENDPOINT_URL`, profiles, the instance role): nothing here knows about emulators.
+//! A caller with a deadline (the gate) gives a [`Patience`]: the SDK's standard retry mode
+//! with its own attempts and backoff, and a timeout per attempt and per call, so a failing
+//! or stalled S3 fails the call within a known time; puts count their attempts.
 //! Must never depend on SSH crates, the gate or the CLI.
 
 use aws_sdk_s3::Client;
@@ -18,13 +21,16 @@ use ferry_repo::format::{ObjectKind, is_sha256_hex};
 use ferry_repo::storage::{PutOutcome, Storage, StorageError, VersionSweep};
 use sha2::Digest as _;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
 
 /// A failed S3 call or upload, naming the operation, the bucket and the key.
 #[derive(Debug, thiserror::Error)]
 pub enum S3Error {
     /// S3 answered with an error, or could not be reached. `code` is S3's error code when it
     /// answered; `detail` is the SDK's whole report (error, causes and metadata).
-    #[error("S3 {operation} s3://{bucket}/{key}: {detail}")]
+    #[error("S3 {operation} s3://{bucket}/{key}: {detail}{}", attempts_note(*.attempts))]
     Call {
         /// The S3 API call: `PutObject`, `ListObjectsV2` or `GetObject`.
         operation: &'static str,
@@ -36,6 +42,8 @@ pub enum S3Error {
         code: Option<String>,
         /// The SDK's full report: error, causes and metadata.
         detail: String,
+        /// HTTP attempts made (retries included), where counted (puts); `None` elsewhere.
+        attempts: Option<u32>,
     },
     /// An object larger than S3's API can describe.
     #[error("s3://{bucket}/{key}: size {size} too large")]
@@ -78,6 +86,13 @@ impl S3Error {
     }
 }
 
+fn attempts_note(attempts: Option<u32>) -> String {
+    match attempts {
+        Some(n) if n > 1 => format!(" (gave up after {n} attempts)"),
+        _ => String::new(),
+    }
+}
+
 fn s3_err<E, R>(operation: &'static str, bucket: &str, key: &str, e: &SdkError<E, R>) -> S3Error
 where
     E: std::error::Error + ProvideErrorMetadata + 'static,
@@ -92,6 +107,78 @@ where
             .and_then(|s| s.code())
             .map(str::to_string),
         detail: DisplayErrorContext(e).to_string(),
+        attempts: None,
+    }
+}
+
+/// How hard one S3 call tries, for a caller with a deadline: the SDK's standard retry mode
+/// (exponential backoff with jitter: the n-th retry waits a random time up to
+/// `min(initial_backoff × 2^(n-1), max_backoff)`;
+/// <https://docs.aws.amazon.com/sdkref/latest/guide/feature-retry-behavior.html>,
+/// <https://docs.aws.amazon.com/sdk-for-rust/latest/dg/retries.html>) with `max_attempts`,
+/// and a timeout per attempt and per call (the SDK has none by default, only a 3.1 s
+/// connect timeout: <https://docs.aws.amazon.com/sdk-for-rust/latest/dg/timeouts.html>).
+/// An upload's attempt gets `attempt_timeout` plus its size at `min_rate`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Patience {
+    /// Attempts per call, the first included (at least 1).
+    pub max_attempts: u32,
+    /// The backoff scale (the first retry waits up to this).
+    pub initial_backoff: Duration,
+    /// The longest wait between two attempts.
+    pub max_backoff: Duration,
+    /// The longest one attempt may take, beyond the upload time at `min_rate`.
+    pub attempt_timeout: Duration,
+    /// The slowest upload rate an attempt is given time for, bytes per second (at least 1).
+    pub min_rate: u64,
+}
+
+impl Patience {
+    /// The time one attempt of a call sending `size` bytes may take.
+    pub fn attempt_timeout_for(&self, size: u64) -> Duration {
+        self.attempt_timeout + Duration::from_secs(size / self.min_rate.max(1))
+    }
+
+    /// The most a call sending `size` bytes may take, every attempt and backoff included.
+    pub fn operation_timeout_for(&self, size: u64) -> Duration {
+        let n = self.max_attempts.max(1);
+        self.attempt_timeout_for(size) * n + self.max_backoff * (n - 1)
+    }
+
+    fn retry_config(&self) -> aws_sdk_s3::config::retry::RetryConfig {
+        aws_sdk_s3::config::retry::RetryConfig::standard()
+            .with_max_attempts(self.max_attempts.max(1))
+            .with_initial_backoff(self.initial_backoff)
+            .with_max_backoff(self.max_backoff)
+    }
+
+    fn timeout_config(&self, size: u64) -> aws_sdk_s3::config::timeout::TimeoutConfig {
+        aws_sdk_s3::config::timeout::TimeoutConfig::builder()
+            // The SDK's own default, kept when the other two are set.
+            .connect_timeout(Duration::from_millis(3100))
+            .operation_attempt_timeout(self.attempt_timeout_for(size))
+            .operation_timeout(self.operation_timeout_for(size))
+            .build()
+    }
+}
+
+/// Counts the HTTP attempts of one call (the SDK calls `read_before_attempt` once per attempt).
+#[derive(Debug, Clone, Default)]
+struct AttemptCounter(Arc<AtomicU32>);
+
+impl aws_sdk_s3::config::Intercept for AttemptCounter {
+    fn name(&self) -> &'static str {
+        "ferry-s3 attempt counter"
+    }
+
+    fn read_before_attempt(
+        &self,
+        _: &aws_sdk_s3::config::interceptors::BeforeTransmitInterceptorContextRef<'_>,
+        _: &aws_sdk_s3::config::RuntimeComponents,
+        _: &mut aws_sdk_s3::config::ConfigBag,
+    ) -> Result<(), aws_sdk_s3::error::BoxError> {
+        self.0.fetch_add(1, Ordering::Relaxed);
+        Ok(())
     }
 }
 
@@ -159,6 +246,7 @@ pub struct S3Objects {
     client: Client,
     bucket: String,
     prefix: String,
+    patience: Option<Patience>,
 }
 
 impl S3Objects {
@@ -172,6 +260,26 @@ impl S3Objects {
         Self::with_client(Client::new(&conf), bucket, prefix)
     }
 
+    /// [`from_env`](Self::from_env) whose calls retry and time out as `patience` says
+    /// (uploads get their own, size-dependent timeouts).
+    pub async fn from_env_with(
+        bucket: &str,
+        prefix: &str,
+        region: Option<&str>,
+        patience: Patience,
+    ) -> Self {
+        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .retry_config(patience.retry_config())
+            .timeout_config(patience.timeout_config(0));
+        if let Some(r) = region {
+            loader = loader.region(aws_config::Region::new(r.to_string()));
+        }
+        let conf = loader.load().await;
+        let mut objects = Self::with_client(Client::new(&conf), bucket, prefix);
+        objects.patience = Some(patience);
+        objects
+    }
+
     /// Objects under `prefix` (slashes at either end are dropped) of `bucket`, through an
     /// already configured `client` (e.g. explicit endpoint or credentials).
     pub fn with_client(client: Client, bucket: &str, prefix: &str) -> Self {
@@ -179,6 +287,7 @@ impl S3Objects {
             client,
             bucket: bucket.to_string(),
             prefix: prefix.trim_matches('/').to_string(),
+            patience: None,
         }
     }
 
@@ -202,21 +311,29 @@ impl S3Objects {
     }
 
     /// Put `body` at `rel` unless an object is there (`If-None-Match: *`); S3 checks
-    /// `sha256` (sent as `ChecksumSHA256`) against the bytes it receives.
+    /// `sha256` (sent as `ChecksumSHA256`) against the bytes it receives. Returns the outcome
+    /// and the HTTP attempts made.
+    ///
+    /// A retried put whose earlier attempt was stored (its answer lost or late) gets 412 and
+    /// is reported `AlreadyPresent`, like a put of an object someone else stored first
+    /// ([conditional writes](https://docs.aws.amazon.com/AmazonS3/latest/userguide/conditional-writes.html)):
+    /// for names that are the content's hash the object there is the same bytes; a caller
+    /// putting anything else compares (the gate's `config` and audit record do, by ETag).
     async fn put_body(
         &self,
         rel: &str,
         body: ByteStream,
         size: u64,
         sha256: &[u8; 32],
-    ) -> Result<PutOutcome, S3Error> {
+    ) -> Result<(PutOutcome, u32), S3Error> {
         let key = self.key(rel);
-        let size = i64::try_from(size).map_err(|_| S3Error::TooLarge {
+        let len = i64::try_from(size).map_err(|_| S3Error::TooLarge {
             bucket: self.bucket.clone(),
             key: key.clone(),
             size,
         })?;
-        let res = self
+        let counter = AttemptCounter::default();
+        let mut op = self
             .client
             .put_object()
             .bucket(&self.bucket)
@@ -228,14 +345,27 @@ impl S3Objects {
             // given is sent as is, not computed again.
             .checksum_algorithm(aws_sdk_s3::types::ChecksumAlgorithm::Sha256)
             .checksum_sha256(checksum_b64(sha256))
-            .content_length(size)
+            .content_length(len)
             .body(body)
-            .send()
-            .await;
+            .customize()
+            .interceptor(counter.clone());
+        if let Some(p) = &self.patience {
+            op = op.config_override(
+                aws_sdk_s3::config::Builder::new().timeout_config(p.timeout_config(size)),
+            );
+        }
+        let res = op.send().await;
+        let attempts = counter.0.load(Ordering::Relaxed);
         match res {
-            Ok(_) => Ok(PutOutcome::Stored),
-            Err(e) if http_status(&e) == Some(412) => Ok(PutOutcome::AlreadyPresent),
-            Err(e) => Err(s3_err("PutObject", &self.bucket, &key, &e)),
+            Ok(_) => Ok((PutOutcome::Stored, attempts)),
+            Err(e) if http_status(&e) == Some(412) => Ok((PutOutcome::AlreadyPresent, attempts)),
+            Err(e) => {
+                let mut err = s3_err("PutObject", &self.bucket, &key, &e);
+                if let S3Error::Call { attempts: a, .. } = &mut err {
+                    *a = Some(attempts);
+                }
+                Err(err)
+            }
         }
     }
 
@@ -249,6 +379,7 @@ impl S3Objects {
         let size = bytes.len() as u64;
         self.put_body(rel, ByteStream::from(bytes), size, &digest)
             .await
+            .map(|(outcome, _)| outcome)
     }
 
     /// Write-once put of a file streamed from disk (the gate's spool), whose SHA-256 the
@@ -260,6 +391,20 @@ impl S3Objects {
         size: u64,
         sha256: &[u8; 32],
     ) -> Result<PutOutcome, S3Error> {
+        self.put_file_counted(rel, path, size, sha256)
+            .await
+            .map(|(outcome, _)| outcome)
+    }
+
+    /// [`put_file_if_absent`](Self::put_file_if_absent), also returning the HTTP attempts
+    /// it took (1 without a retry). The file is read again for every attempt.
+    pub async fn put_file_counted(
+        &self,
+        rel: &str,
+        path: &Path,
+        size: u64,
+        sha256: &[u8; 32],
+    ) -> Result<(PutOutcome, u32), S3Error> {
         let body = ByteStream::from_path(path)
             .await
             .map_err(|error| S3Error::Spool {

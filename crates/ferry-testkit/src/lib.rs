@@ -180,6 +180,8 @@ pub struct Moto {
     /// The S3 gateway endpoint's port (patched moto only): see [`Moto::s3_gateway_endpoint`].
     gateway_port: Option<u16>,
     log: PathBuf,
+    /// The rule file of `py/moto/unkind_s3_faults.py` (absent: no faults).
+    faults_file: PathBuf,
     _dir: tempfile::TempDir,
 }
 
@@ -211,7 +213,94 @@ pub const MOTO_PATCHES: &[(&str, &str)] = &[
         include_str!("../py/moto/unkind_lambda.py"),
     ),
     ("object_lock.py", include_str!("../py/moto/object_lock.py")),
+    (
+        "unkind_s3_faults.py",
+        include_str!("../py/moto/unkind_s3_faults.py"),
+    ),
 ];
+
+/// What a faulty S3 answers ([`S3Fault::answer`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum S3FaultAnswer {
+    /// moto's own answer (only the delay applies).
+    Normal,
+    /// 500 `InternalError`.
+    InternalError,
+    /// 503 `SlowDown`.
+    SlowDown,
+}
+
+/// One rule of the kit's S3 faults (`py/moto/unkind_s3_faults.py`), set with
+/// [`Moto::set_s3_faults`]: object requests with `method` whose key (without the bucket)
+/// matches the regex `key` get `answer`, after `delay` — for the first `first` matching
+/// requests, or each with `probability` (from a generator seeded with `seed`), or all.
+#[derive(Debug, Clone, PartialEq)]
+pub struct S3Fault {
+    /// HTTP method (`PUT`, `GET`, …); empty: any.
+    pub method: String,
+    /// Python regex searched in the object key, e.g. `^home/packs/`; empty: any key.
+    pub key: String,
+    /// What to answer.
+    pub answer: S3FaultAnswer,
+    /// Only the first N matching requests (`None`: see `probability`).
+    pub first: Option<u32>,
+    /// Count `first` per object key (each key's first N requests) instead of over all keys.
+    pub per_key: bool,
+    /// With `first` unset: each matching request with this probability (`None`: all).
+    pub probability: Option<f64>,
+    /// Seed of the rule's random generator (used with `probability`).
+    pub seed: u64,
+    /// Hold the answer this long.
+    pub delay: Duration,
+    /// Hold the answer after moto has handled the request (the object is stored, the answer
+    /// is late), instead of before.
+    pub delay_after: bool,
+}
+
+impl S3Fault {
+    /// `answer` to every `method` request whose key matches `key` (add `first`, a
+    /// probability or a delay with the fields).
+    pub fn new(method: &str, key: &str, answer: S3FaultAnswer) -> S3Fault {
+        S3Fault {
+            method: method.to_string(),
+            key: key.to_string(),
+            answer,
+            first: None,
+            per_key: false,
+            probability: None,
+            seed: 0,
+            delay: Duration::ZERO,
+            delay_after: false,
+        }
+    }
+
+    fn to_json(&self) -> serde_json::Value {
+        let mut v = serde_json::json!({
+            "seed": self.seed,
+            "delay_ms": self.delay.as_millis() as u64,
+            "delay_after": self.delay_after,
+        });
+        if !self.method.is_empty() {
+            v["method"] = self.method.clone().into();
+        }
+        if !self.key.is_empty() {
+            v["key"] = self.key.clone().into();
+        }
+        match self.answer {
+            S3FaultAnswer::Normal => {}
+            S3FaultAnswer::InternalError => v["status"] = 500.into(),
+            S3FaultAnswer::SlowDown => v["status"] = 503.into(),
+        }
+        if let Some(n) = self.first {
+            v["first"] = n.into();
+            v["per_key"] = self.per_key.into();
+        }
+        if let Some(p) = self.probability {
+            v["probability"] = p.into();
+        }
+        v
+    }
+}
 
 /// How to start moto.
 #[derive(Debug, Clone, Default)]
@@ -309,6 +398,8 @@ impl Moto {
         if let Some(g) = gateway_port {
             cmd.env("FERRY_UNKIND_S3_GATEWAY_PORT", g.to_string());
         }
+        let faults_file = dir.path().join("s3_faults.json");
+        cmd.env("FERRY_UNKIND_S3_FAULTS_FILE", &faults_file);
         cmd.envs(opts.env.iter().map(|(k, v)| (k, v)));
         let child = cmd
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
@@ -341,8 +432,32 @@ impl Moto {
             port,
             gateway_port,
             log,
+            faults_file,
             _dir: dir,
         })
+    }
+
+    /// Replace the kit's S3 fault rules (`py/moto/unkind_s3_faults.py`; an empty slice turns
+    /// faults off). moto reads the new rules at its next object request; the rule counters
+    /// start again. The file is replaced atomically (written beside it, then renamed).
+    pub fn set_s3_faults(&self, rules: &[S3Fault]) -> Result<(), KitError> {
+        let doc = serde_json::json!({
+            "rules": rules.iter().map(S3Fault::to_json).collect::<Vec<_>>(),
+        });
+        let tmp = self.faults_file.with_extension("json.tmp");
+        std::fs::write(&tmp, doc.to_string()).map_err(KitError::io("writing", &tmp))?;
+        std::fs::rename(&tmp, &self.faults_file).map_err(KitError::io("renaming", &tmp))
+    }
+
+    /// The faults moto injected so far: its log lines from `unkind_s3_faults` that answered
+    /// an error or held an answer.
+    pub fn s3_faults_injected(&self) -> Vec<String> {
+        self.log()
+            .lines()
+            .filter(|l| l.starts_with("ferry-testkit unkind_s3_faults: "))
+            .filter(|l| l.contains(" (rule "))
+            .map(str::to_string)
+            .collect()
     }
 
     /// moto's HTTP port on 127.0.0.1 (every AWS service on one port).

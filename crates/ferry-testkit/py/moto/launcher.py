@@ -13,8 +13,11 @@
 #   unkind_lambda — Lambda deployment-package size limits (50 MiB direct, 250 MiB unzipped)
 #   object_lock — Object Lock turned on (or its retention changed) on a bucket that holds
 #                objects, and CopyObject into a bucket with default retention, as AWS allows
+#   unkind_s3_faults — S3 answering 500 InternalError / 503 SlowDown, or slowly (rules from a
+#                      file a test rewrites while moto runs)
 # Knobs come from the environment (FERRY_UNKIND_*), set by MotoOptions::env; each module says
-# its own and its default. The defaults are AWS-like: on.
+# its own and its default. The defaults are AWS-like: on — except unkind_s3_faults, off until
+# a test writes rules (faults are not AWS's steady state).
 #
 # argv: the moto_server arguments (-H 127.0.0.1 -p PORT).
 import os
@@ -29,6 +32,7 @@ import atomic_conditional_put  # noqa: E402,F401
 import unkind_ec2  # noqa: E402,F401
 import idempotent_terminate  # noqa: E402,F401
 import object_lock  # noqa: E402,F401
+import unkind_s3_faults  # noqa: E402,F401
 
 from moto.server import main  # noqa: E402
 
