@@ -155,6 +155,18 @@ pub struct JumpboxConfig {
     /// Longest session a caller may ask for, in minutes.
     #[serde(default = "default_max_session_minutes")]
     pub max_session_minutes: u32,
+    /// MiB one session's gate accepts (`FERRY_GATE_MAX_SESSION_BYTES`); default 1024 (1 GiB),
+    /// at least 1, at most 1 TiB.
+    #[serde(default = "default_session_mib")]
+    pub session_mib: u64,
+    /// Sessions ferry-build starts per UTC day, all sites together (`FERRY_SESSIONS_PER_DAY`);
+    /// default 4, at most 48.
+    #[serde(default = "default_sessions_per_day")]
+    pub sessions_per_day: u32,
+    /// MiB ferry-build grants one site's sessions per UTC day together
+    /// (`FERRY_SITE_BYTES_PER_DAY`); default 4096 (4 GiB), at least 1, at most 1 TiB.
+    #[serde(default = "default_site_mib_per_day")]
+    pub site_mib_per_day: u64,
 }
 
 fn default_instance_type() -> String {
@@ -162,6 +174,30 @@ fn default_instance_type() -> String {
 }
 fn default_max_session_minutes() -> u32 {
     60
+}
+fn default_session_mib() -> u64 {
+    ferry_contract::limits::DEFAULT_GATE_MAX_SESSION_BYTES >> 20
+}
+fn default_sessions_per_day() -> u32 {
+    ferry_contract::limits::DEFAULT_SESSIONS_PER_DAY
+}
+fn default_site_mib_per_day() -> u64 {
+    ferry_contract::limits::DEFAULT_SITE_BYTES_PER_DAY >> 20
+}
+
+/// Largest `jumpbox.site_mib_per_day` and `jumpbox.session_mib` (1 TiB).
+pub const SITE_MIB_PER_DAY_LIMIT: u64 = 1 << 20;
+
+impl JumpboxConfig {
+    /// `session_mib` in bytes (`FERRY_GATE_MAX_SESSION_BYTES`).
+    pub fn session_bytes(&self) -> u64 {
+        self.session_mib << 20
+    }
+
+    /// `site_mib_per_day` in bytes (`FERRY_SITE_BYTES_PER_DAY`).
+    pub fn site_bytes_per_day(&self) -> u64 {
+        self.site_mib_per_day << 20
+    }
 }
 
 /// Longest session ferry allows at all (the jump box must not outlive a working day).
@@ -539,6 +575,24 @@ impl InfraConfig {
                 ),
             ));
         }
+        let per_day = ferry_contract::limits::SESSIONS_PER_DAY_LIMIT;
+        if jb.sessions_per_day == 0 || jb.sessions_per_day > per_day {
+            return Err(err(
+                "jumpbox.sessions_per_day",
+                format!("{} is not within 1..={per_day}", jb.sessions_per_day),
+            ));
+        }
+        for (field, v) in [
+            ("jumpbox.session_mib", jb.session_mib),
+            ("jumpbox.site_mib_per_day", jb.site_mib_per_day),
+        ] {
+            if v == 0 || v > SITE_MIB_PER_DAY_LIMIT {
+                return Err(err(
+                    field,
+                    format!("{v} is not within 1..={SITE_MIB_PER_DAY_LIMIT} (MiB)"),
+                ));
+            }
+        }
         for (i, a) in self.operator_arns.iter().enumerate() {
             validate_principal_arn(&format!("operator_arns[{i}]"), a)?;
         }
@@ -695,6 +749,12 @@ private_subnet_cidr = "10.0.2.0/24"
 allowed_ssh_cidrs = ["198.51.100.7/32"]
 instance_type = "t3.micro"
 max_session_minutes = 60
+# What a stolen backup credential can start: sessions per UTC day (all sites together), MiB per
+# session and MiB per UTC day per site (each session is granted its MiB up front). `ferry infra
+# plan` prints the worst-case monthly bill they allow.
+sessions_per_day = 4
+session_mib = 1024
+site_mib_per_day = 4096
 
 # S3 Object Lock on the backup bucket (off unless this table is there): every object is locked
 # for `days` after it is written, so even stolen operator credentials cannot delete a backup
@@ -894,6 +954,12 @@ mod tests {
         refused("jumpbox.instance_type", s("t3.micro; rm"));
         refused("jumpbox.max_session_minutes", toml::Value::Integer(0));
         refused("jumpbox.max_session_minutes", toml::Value::Integer(721));
+        refused("jumpbox.sessions_per_day", toml::Value::Integer(0));
+        refused("jumpbox.sessions_per_day", toml::Value::Integer(49));
+        refused("jumpbox.site_mib_per_day", toml::Value::Integer(0));
+        refused("jumpbox.session_mib", toml::Value::Integer(0));
+        refused("jumpbox.session_mib", toml::Value::Integer(1 << 21));
+        refused("jumpbox.site_mib_per_day", toml::Value::Integer(1 << 21));
         assert!(with(|t| set(t, "jumpbox.instance_type", s("t4g.nano"))).is_ok());
     }
 

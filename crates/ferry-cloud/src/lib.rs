@@ -3,7 +3,8 @@
 //! Owns the infrastructure configuration and its validation ([`config`]), every IAM, bucket and
 //! endpoint policy document ([`policy`], the single place they are generated), the authorization
 //! matrix those documents must satisfy with a local IAM evaluator for it ([`verify`]), the
-//! permanent infrastructure, and session provisioning.
+//! permanent infrastructure, session provisioning, and the worst-case monthly bill the
+//! configured limits allow a stolen backup credential ([`cost`]).
 //!
 //! Errors are typed ([`Error`]: the failed AWS call and its resource, a resource that is not
 //! this installation's, a limit, a bad config naming its file and field, …) and the library
@@ -14,6 +15,7 @@
 //! or to an emulator.
 
 pub mod config;
+pub mod cost;
 pub mod error;
 pub mod infra;
 pub mod policy;

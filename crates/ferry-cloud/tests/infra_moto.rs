@@ -498,6 +498,9 @@ async fn apply_converges_is_idempotent_corrects_drift_and_destroys() {
             ("FERRY_CLEAN_FUNCTION", "ferry-clean"),
             ("FERRY_INSTANCE_TYPE", "t3.micro"),
             ("FERRY_MAX_SESSION_MINUTES", "60"),
+            ("FERRY_SESSIONS_PER_DAY", "4"),
+            ("FERRY_GATE_MAX_SESSION_BYTES", "1073741824"),
+            ("FERRY_SITE_BYTES_PER_DAY", "4294967296"),
         ]
         .into_iter()
         .collect();
@@ -975,6 +978,57 @@ async fn apply_without_artifacts_stops_before_any_api_call_and_plan_shows_unknow
     );
     assert!(
         out.contains("? artifact") && out.contains("bootstrap not found"),
+        "{out}"
+    );
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn plan_prints_the_worst_case_bill_of_the_configured_limits() {
+    let moto = start_moto();
+    let no_artifacts = tempfile::tempdir().unwrap();
+    let plan = || InfraCommand::Plan {
+        artifacts: Some(no_artifacts.path().to_path_buf()),
+    };
+    // The example config: the defaults, 4 sessions a day of 1 GiB, 4 GiB per site and day.
+    let cfg = config();
+    let sdk = sdk(&moto, &cfg.raw.region).await;
+    let out = cmd(&cfg, &sdk, plan()).await.unwrap();
+    let bill = ferry_cloud::cost::worst_case(&ferry_cloud::cost::Limits::of(&cfg));
+    assert!(out.contains(&bill.to_string()), "{out}");
+    assert!(
+        out.contains(
+            "Worst case with a stolen backup credential: 4 session(s)/day × (60 + 5 min), \
+             4096 MiB/day per site, 1024 MiB per session"
+        ) && out.contains("4 GiB/day, 124 GiB by day 31: 64 GiB-month"),
+        "{out}"
+    );
+    let total = out
+        .lines()
+        .find(|l| l.trim_start().starts_with("total"))
+        .unwrap_or_else(|| panic!("no total in {out}"));
+    assert!(
+        total.contains(&format!("${:.2}", bill.total_usd)),
+        "{total}"
+    );
+
+    // Tighter limits in the config: a smaller bill, from the same formula.
+    let text = EXAMPLE_CONFIG
+        .replace("sessions_per_day = 4", "sessions_per_day = 1")
+        .replace("site_mib_per_day = 4096", "site_mib_per_day = 1024")
+        .replace("max_session_minutes = 60", "max_session_minutes = 25");
+    let small = InfraConfig::parse(&text).unwrap();
+    let out = cmd(&small, &sdk, plan()).await.unwrap();
+    let small_bill = ferry_cloud::cost::worst_case(&ferry_cloud::cost::Limits::of(&small));
+    assert!(
+        out.contains("1 session(s)/day × (25 + 5 min), 1024 MiB/day per site")
+            && out.contains("1 GiB/day, 31 GiB by day 31: 16 GiB-month")
+            && out.contains("EC2 t3.micro")
+            && out.contains("15.5 h × $0.0104/h"),
+        "{out}"
+    );
+    assert!(small_bill.total_usd < bill.total_usd / 4.0);
+    assert!(
+        out.contains(&format!("${:.2}", small_bill.total_usd)),
         "{out}"
     );
 }

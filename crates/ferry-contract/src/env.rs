@@ -42,6 +42,12 @@ pub const GATE_MAX_OBJECT_BYTES: &str = "FERRY_GATE_MAX_OBJECT_BYTES";
 pub const GATE_MAX_SESSION_BYTES: &str = "FERRY_GATE_MAX_SESSION_BYTES";
 /// How long after a session starts EC2's NotFound answers are taken as not yet propagated.
 pub const PROPAGATION_SECONDS: &str = "FERRY_PROPAGATION_SECONDS";
+/// Sessions ferry-build starts per UTC day, whatever their site (default
+/// [`crate::limits::DEFAULT_SESSIONS_PER_DAY`]).
+pub const SESSIONS_PER_DAY: &str = "FERRY_SESSIONS_PER_DAY";
+/// Bytes ferry-build grants one site's sessions per UTC day, in total (default
+/// [`crate::limits::DEFAULT_SITE_BYTES_PER_DAY`]).
+pub const SITE_BYTES_PER_DAY: &str = "FERRY_SITE_BYTES_PER_DAY";
 
 /// Every variable of the functions' configuration, in the order of the documentation table.
 pub const LAMBDA: &[&str] = &[
@@ -64,6 +70,8 @@ pub const LAMBDA: &[&str] = &[
     GATE_MAX_OBJECT_BYTES,
     GATE_MAX_SESSION_BYTES,
     PROPAGATION_SECONDS,
+    SESSIONS_PER_DAY,
+    SITE_BYTES_PER_DAY,
 ];
 
 /// An OpenSSH client config file for every `ssh` the `ferry` client runs (the local cloud writes

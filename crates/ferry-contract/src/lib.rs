@@ -9,8 +9,10 @@
 //!   reads them);
 //! - [`tags`]: the tag keys on every resource Ferry manages (the Lambda role's policy conditions
 //!   in ferry-cloud, the resources ferry-build creates);
-//! - [`keys`]: the state bucket's key layout (session state, artifacts) and the audit prefix in
-//!   the backup bucket;
+//! - [`keys`]: the state bucket's key layout (session state, day records, artifacts) and the
+//!   audit prefix in the backup bucket;
+//! - [`limits`]: the defaults of the functions' limits that `ferry infra` also needs (its
+//!   config's defaults, the worst-case bill of `ferry infra plan`);
 //! - [`gate`]: the gate's session config file (`gate.toml`: ferry-build writes it into the jump
 //!   box's user data with the serializer, `ferry-gate serve` reads it with the same type) and
 //!   where things live on the jump box.
@@ -24,4 +26,5 @@ pub mod env;
 pub mod gate;
 pub mod keys;
 pub mod lambda;
+pub mod limits;
 pub mod tags;

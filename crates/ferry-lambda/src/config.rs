@@ -19,14 +19,16 @@
 //! | `FERRY_MAX_SESSION_MINUTES` | build | longest TTL a caller may ask for (default 60, at most 720) |
 //! | `FERRY_DEFAULT_SESSION_MINUTES` | build | TTL when the caller gives none (default 30, capped by the maximum) |
 //! | `FERRY_MAX_SESSIONS` | build | concurrent unexpired sessions allowed (default 1) |
+//! | `FERRY_SESSIONS_PER_DAY` | build | sessions started per UTC day, all sites together (default 4, at most 48) |
+//! | `FERRY_SITE_BYTES_PER_DAY` | build | bytes granted per UTC day to one site's sessions together; each session's gate limit is the smaller of `FERRY_GATE_MAX_SESSION_BYTES` and what is left (default 4 GiB, at least 1 MiB) |
 //! | `FERRY_SHUTDOWN_GRACE_MINUTES` | build | backstop power-off this long after expiry (default 5) |
 //! | `FERRY_GATE_MAX_OBJECT_BYTES` | build | gate limit per object (default 256 MiB) |
-//! | `FERRY_GATE_MAX_SESSION_BYTES` | build | gate limit per session (default 8 GiB) |
+//! | `FERRY_GATE_MAX_SESSION_BYTES` | build | gate limit per session (default 1 GiB); a session is granted the smaller of this and what its site has left of `FERRY_SITE_BYTES_PER_DAY` |
 //! | `FERRY_PROPAGATION_SECONDS` | both | for this long after a session starts, EC2's NotFound for its instance or security group and RunInstances' refusal of the instance profile are taken as not-yet-propagated (eventual consistency) and retried; later they are believed (default 120, at most 900) |
 //!
 //! The region is the standard `AWS_REGION` (set by Lambda).
 
-use ferry_contract::{env, keys, lambda};
+use ferry_contract::{env, keys, lambda, limits};
 use std::net::Ipv4Addr;
 
 /// Which handler this process runs.
@@ -58,6 +60,10 @@ pub struct Config {
     pub max_session_minutes: u32,
     pub default_session_minutes: u32,
     pub max_sessions: u32,
+    /// `FERRY_SESSIONS_PER_DAY`.
+    pub sessions_per_day: u32,
+    /// `FERRY_SITE_BYTES_PER_DAY`.
+    pub site_bytes_per_day: u64,
     pub shutdown_grace_minutes: u32,
     pub gate_max_object_bytes: u64,
     pub gate_max_session_bytes: u64,
@@ -224,10 +230,42 @@ impl Config {
             instance_type,
             max_session_minutes,
             default_session_minutes,
-            max_sessions: number(env::MAX_SESSIONS, 1, 1, 100)? as u32,
-            shutdown_grace_minutes: number(env::SHUTDOWN_GRACE_MINUTES, 5, 1, 60)? as u32,
-            gate_max_object_bytes: number(env::GATE_MAX_OBJECT_BYTES, 256 << 20, 1 << 20, 5 << 30)?,
-            gate_max_session_bytes: number(env::GATE_MAX_SESSION_BYTES, 8 << 30, 1 << 20, 1 << 40)?,
+            max_sessions: number(
+                env::MAX_SESSIONS,
+                limits::DEFAULT_MAX_SESSIONS.into(),
+                1,
+                100,
+            )? as u32,
+            sessions_per_day: number(
+                env::SESSIONS_PER_DAY,
+                limits::DEFAULT_SESSIONS_PER_DAY.into(),
+                1,
+                limits::SESSIONS_PER_DAY_LIMIT.into(),
+            )? as u32,
+            site_bytes_per_day: number(
+                env::SITE_BYTES_PER_DAY,
+                limits::DEFAULT_SITE_BYTES_PER_DAY,
+                limits::MIN_SESSION_BYTES,
+                1 << 40,
+            )?,
+            shutdown_grace_minutes: number(
+                env::SHUTDOWN_GRACE_MINUTES,
+                limits::DEFAULT_SHUTDOWN_GRACE_MINUTES.into(),
+                1,
+                60,
+            )? as u32,
+            gate_max_object_bytes: number(
+                env::GATE_MAX_OBJECT_BYTES,
+                limits::DEFAULT_GATE_MAX_OBJECT_BYTES,
+                1 << 20,
+                5 << 30,
+            )?,
+            gate_max_session_bytes: number(
+                env::GATE_MAX_SESSION_BYTES,
+                limits::DEFAULT_GATE_MAX_SESSION_BYTES,
+                limits::MIN_SESSION_BYTES,
+                1 << 40,
+            )?,
             propagation_seconds: number(env::PROPAGATION_SECONDS, 120, 0, 900)?,
         })
     }
@@ -306,6 +344,7 @@ mod tests {
             (60, 30, 1)
         );
         assert_eq!(c.propagation_seconds, 120);
+        assert_eq!((c.sessions_per_day, c.site_bytes_per_day), (4, 4 << 30));
     }
 
     #[test]
@@ -338,6 +377,13 @@ mod tests {
                 "FERRY_PROPAGATION_SECONDS",
             ),
             ("FERRY_STATE_BUCKET", "a b", "FERRY_STATE_BUCKET"),
+            ("FERRY_SESSIONS_PER_DAY", "0", "FERRY_SESSIONS_PER_DAY"),
+            ("FERRY_SESSIONS_PER_DAY", "49", "FERRY_SESSIONS_PER_DAY"),
+            (
+                "FERRY_SITE_BYTES_PER_DAY",
+                "1000",
+                "FERRY_SITE_BYTES_PER_DAY",
+            ),
             ("FERRY_SUBNET_ID", "", "FERRY_SUBNET_ID is not set"),
         ] {
             let mut m = base();

@@ -41,6 +41,9 @@ pub enum FerryError {
     /// The concurrent session limit is reached.
     #[error("session limit reached: {0}")]
     Limit(String),
+    /// A per-day limit is reached (sessions per UTC day, a site's bytes per UTC day).
+    #[error("daily limit reached: {0}")]
+    DailyLimit(String),
     /// An AWS call failed (with the resource it was about).
     #[error("{0}")]
     Aws(String),
@@ -54,6 +57,7 @@ impl From<FerryError> for Diagnostic {
         let error_type = match &e {
             FerryError::BadRequest(_) => "Ferry.BadRequest",
             FerryError::Limit(_) => "Ferry.SessionLimit",
+            FerryError::DailyLimit(_) => "Ferry.DailyLimit",
             FerryError::Aws(_) => "Ferry.Provisioning",
             FerryError::Internal(_) => "Ferry.Internal",
         };

@@ -13,6 +13,14 @@
 //! `ferry:managed=true`, `ferry:installation`, `ferry:session`, `ferry:site`, `ferry:expiry`.
 //! So if the function dies between creating a resource and recording it, the tags still find it.
 //!
+//! ## Per-day limits (`claim_day`)
+//! After the concurrency check, each session writes a day record
+//! `days/<YYYY-MM-DD>/<site>/<session>.<claimed bytes>` (the UTC day it starts) and lists the
+//! day: more than `FERRY_SESSIONS_PER_DAY` records, or a site whose other records claim all of
+//! `FERRY_SITE_BYTES_PER_DAY`, refuse it (its record deleted). Its gate's session limit is the
+//! claim capped by what the site has left. Records of sessions that passed stay after the
+//! session ends (ferry-clean does not touch `days/`); only a complete rollback removes one.
+//!
 //! ## Removal ([`Cloud::clean_session`])
 //! The union of what the state records and what the tags find: terminate instances, wait until
 //! terminated, delete security groups (retrying while EC2 reports a dependency), then delete
@@ -57,7 +65,7 @@ use zeroize::Zeroizing;
 
 use ferry_contract::gate::JUMPBOX_USER;
 use ferry_contract::lambda::{BuildRequest, BuildResponse, CleanReport, SweepReport};
-use ferry_contract::{keys, tags};
+use ferry_contract::{keys, limits, tags};
 
 use crate::config::Config;
 use crate::payload::{check_public_key, check_ttl};
@@ -127,6 +135,17 @@ fn s3_err<E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt::De
 fn rfc3339(t: OffsetDateTime) -> String {
     t.format(&Rfc3339)
         .unwrap_or_else(|_| t.unix_timestamp().to_string())
+}
+
+/// The UTC date of `t`, `YYYY-MM-DD`: the day a session counts against.
+pub fn utc_date(t: OffsetDateTime) -> String {
+    let t = t.to_offset(time::UtcOffset::UTC);
+    format!("{:04}-{:02}-{:02}", t.year(), u8::from(t.month()), t.day())
+}
+
+/// `n` bytes in MiB, for messages.
+fn mib(n: u64) -> String {
+    format!("{} MiB", n >> 20)
 }
 
 /// `fs-YYYYMMDD-HHMMSS-<8 hex>`.
@@ -442,32 +461,42 @@ impl Cloud {
         );
         self.put_state(&st, true).await?;
 
-        let host_private = host_key
-            .to_openssh(LineEnding::LF)
-            .map_err(|e| FerryError::Internal(format!("encoding the host key: {e}")))?;
+        // From here on a failure rolls back. `day` is the session's day record once written:
+        // it stays when the session passed the limits and its rollback is incomplete (the
+        // session may have cost something), and goes with a complete rollback.
+        let mut day = None;
+        let result = async {
+            self.check_limit(&session).await?;
+            let budget = self.claim_day(&st, now, &mut day).await?;
+            let host_private = host_key
+                .to_openssh(LineEnding::LF)
+                .map_err(|e| FerryError::Internal(format!("encoding the host key: {e}")))?;
+            let ud = userdata::render(&UserData {
+                session: &session,
+                site: &req.site,
+                region: &self.cfg.region,
+                backup_bucket: &self.cfg.backup_bucket,
+                state_bucket: &self.cfg.state_bucket,
+                gate_key: &self.cfg.gate_key,
+                gate_sha256: &self.cfg.gate_sha256,
+                clean_function: &self.cfg.clean_function,
+                expires: &st.expires,
+                expires_unix: expires.unix_timestamp(),
+                shutdown_grace_minutes: self.cfg.shutdown_grace_minutes,
+                max_object_bytes: self.cfg.gate_max_object_bytes.min(budget),
+                max_session_bytes: budget,
+                client_public_key: &client_public,
+                host_private_key: &host_private,
+                host_public_key: &host_public,
+            })
+            .map_err(FerryError::Internal)?;
+            drop(host_private);
+            self.provision(&mut st, &ud, deadline).await
+        }
+        .await;
         drop(host_key);
-        let ud = userdata::render(&UserData {
-            session: &session,
-            site: &req.site,
-            region: &self.cfg.region,
-            backup_bucket: &self.cfg.backup_bucket,
-            state_bucket: &self.cfg.state_bucket,
-            gate_key: &self.cfg.gate_key,
-            gate_sha256: &self.cfg.gate_sha256,
-            clean_function: &self.cfg.clean_function,
-            expires: &st.expires,
-            expires_unix: expires.unix_timestamp(),
-            shutdown_grace_minutes: self.cfg.shutdown_grace_minutes,
-            max_object_bytes: self.cfg.gate_max_object_bytes,
-            max_session_bytes: self.cfg.gate_max_session_bytes,
-            client_public_key: &client_public,
-            host_private_key: &host_private,
-            host_public_key: &host_public,
-        })
-        .map_err(FerryError::Internal)?;
-        drop(host_private);
 
-        match self.provision(&mut st, &ud, deadline).await {
+        match result {
             Ok(host) => {
                 log::info(&session, "build done", &[("host", &host)]);
                 Ok(BuildResponse {
@@ -490,6 +519,9 @@ impl Cloud {
                 );
                 match self.clean_session(&session, deadline).await {
                     Ok(r) => {
+                        if let Some(key) = &day {
+                            self.delete_day_record(&session, key).await;
+                        }
                         log::info(
                             &session,
                             "rollback done",
@@ -504,6 +536,172 @@ impl Cloud {
                 }
             }
         }
+    }
+
+    /// Delete a day record (a session refused by the day's limits, or fully rolled back). A
+    /// failure only logs: the record then counts against the day, which errs on the safe side.
+    async fn delete_day_record(&self, session: &str, key: &str) {
+        if let Err(e) = self
+            .s3
+            .delete_object()
+            .bucket(&self.cfg.state_bucket)
+            .key(key)
+            .send()
+            .await
+        {
+            let e = s3_err(&format!("deleting s3://{}/{key}", self.cfg.state_bucket), e);
+            log::error(session, "day record kept", &[("error", &e.to_string())]);
+        }
+    }
+
+    /// The per-day limits: claim this session's place in its UTC day and its byte budget, or
+    /// refuse ([`FerryError::DailyLimit`]).
+    ///
+    /// The session writes its day record `days/<date>/<site>/<session>.<claim>` first, with
+    /// claim = min(`FERRY_GATE_MAX_SESSION_BYTES`, `FERRY_SITE_BYTES_PER_DAY`), and then lists
+    /// the day (S3 LIST is strongly consistent:
+    /// <https://docs.aws.amazon.com/AmazonS3/latest/userguide/Welcome.html#ConsistencyModel>).
+    /// It is refused when the day holds more than `FERRY_SESSIONS_PER_DAY` records, or when the
+    /// other records of its site claim all of the site's bytes; otherwise its budget is the
+    /// claim, capped by what those records leave. Why that bounds the day, races included: of
+    /// the sessions that passed, take the one whose record was written last. Its LIST came
+    /// after every other passing session's record was written, and a passing session's record
+    /// is never removed while the session may cost anything, so it saw all of them: their
+    /// number is within the limit, and its budget plus their claims (each at least what that
+    /// session was granted) is within the site's bytes. Two racing builds can both refuse;
+    /// never both pass beyond the limits. Granted, not used, bytes count: the bound holds
+    /// even when a gate never reports back. A refused session deletes its record.
+    async fn claim_day(
+        &self,
+        st: &SessionState,
+        now: OffsetDateTime,
+        day: &mut Option<String>,
+    ) -> Result<u64, FerryError> {
+        let date = utc_date(now);
+        let claim = self
+            .cfg
+            .gate_max_session_bytes
+            .min(self.cfg.site_bytes_per_day);
+        let key = keys::day_record(&date, &st.site, &st.session, claim);
+        let body = serde_json::json!({
+            "session": st.session,
+            "site": st.site,
+            "created": st.created,
+            "expires": st.expires,
+            "claimed_bytes": claim,
+        });
+        self.s3
+            .put_object()
+            .bucket(&self.cfg.state_bucket)
+            .key(&key)
+            .if_none_match("*")
+            .content_type("application/json")
+            .body(ByteStream::from(body.to_string().into_bytes()))
+            .send()
+            .await
+            .map_err(|e| {
+                s3_err(
+                    &format!(
+                        "writing the day record s3://{}/{key}",
+                        self.cfg.state_bucket
+                    ),
+                    e,
+                )
+            })?;
+        *day = Some(key.clone());
+
+        let records = self.list_day(&date).await?;
+        if !records.iter().any(|(_, s, _)| *s == st.session) {
+            return Err(FerryError::Aws(format!(
+                "day record {key} vanished after it was written"
+            )));
+        }
+        let others: Vec<&(String, String, u64)> = records
+            .iter()
+            .filter(|(_, s, _)| *s != st.session)
+            .collect();
+        let refusal = if records.len() > self.cfg.sessions_per_day as usize {
+            format!(
+                "{} session(s) per UTC day allowed and {} already started on {date} ({}); the \
+                 next one is allowed after 00:00 UTC (sessions_per_day in the infra config)",
+                self.cfg.sessions_per_day,
+                others.len(),
+                others
+                    .iter()
+                    .map(|(_, s, _)| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        } else {
+            let site_claims: u64 = others
+                .iter()
+                .filter(|(site, _, _)| *site == st.site)
+                .map(|(_, _, b)| *b)
+                .fold(0u64, u64::saturating_add);
+            let left = self.cfg.site_bytes_per_day.saturating_sub(site_claims);
+            if left < limits::MIN_SESSION_BYTES {
+                format!(
+                    "site {:?} has less than 1 MiB left of its {} for {date} ({} session(s) today); \
+                     its next session is allowed after 00:00 UTC (site_mib_per_day in the \
+                     infra config)",
+                    st.site,
+                    mib(self.cfg.site_bytes_per_day),
+                    others
+                        .iter()
+                        .filter(|(site, _, _)| *site == st.site)
+                        .count()
+                )
+            } else {
+                let budget = claim.min(left);
+                log::info(
+                    &st.session,
+                    "day claimed",
+                    &[
+                        ("date", &date),
+                        ("sessions_today", &records.len().to_string()),
+                        ("budget_bytes", &budget.to_string()),
+                    ],
+                );
+                return Ok(budget);
+            }
+        };
+        self.delete_day_record(&st.session, &key).await;
+        *day = None;
+        Err(FerryError::DailyLimit(refusal))
+    }
+
+    /// The day's records: (site, session, claimed bytes). Keys that are no day record are
+    /// skipped.
+    async fn list_day(&self, date: &str) -> Result<Vec<(String, String, u64)>, FerryError> {
+        let prefix = keys::day_prefix(date);
+        let mut out = Vec::new();
+        let mut token = None;
+        for _ in 0..100 {
+            let page = self
+                .s3
+                .list_objects_v2()
+                .bucket(&self.cfg.state_bucket)
+                .prefix(&prefix)
+                .set_continuation_token(token)
+                .send()
+                .await
+                .map_err(|e| {
+                    s3_err(
+                        &format!("listing s3://{}/{prefix}", self.cfg.state_bucket),
+                        e,
+                    )
+                })?;
+            for o in page.contents() {
+                if let Some(r) = o.key().and_then(keys::parse_day_record) {
+                    out.push((r.site.to_string(), r.session.to_string(), r.bytes));
+                }
+            }
+            token = page.next_continuation_token().map(String::from);
+            if token.is_none() {
+                break;
+            }
+        }
+        Ok(out)
     }
 
     /// Count unexpired sessions (ours included, its intent already written).
@@ -541,7 +739,6 @@ impl Cloud {
     ) -> Result<String, FerryError> {
         let cfg = &self.cfg;
         let session = st.session.clone();
-        self.check_limit(&session).await?;
 
         // The VPC of the public subnet.
         let subnets = self

@@ -102,6 +102,18 @@ pub(crate) fn environment(
         env::MAX_SESSION_MINUTES,
         c.raw.jumpbox.max_session_minutes.to_string(),
     );
+    set(
+        env::SESSIONS_PER_DAY,
+        c.raw.jumpbox.sessions_per_day.to_string(),
+    );
+    set(
+        env::GATE_MAX_SESSION_BYTES,
+        c.raw.jumpbox.session_bytes().to_string(),
+    );
+    set(
+        env::SITE_BYTES_PER_DAY,
+        c.raw.jumpbox.site_bytes_per_day().to_string(),
+    );
     e
 }
 

@@ -543,6 +543,11 @@ impl Ctx {
             writeln!(out, "Artifacts not compared: {p}")?;
         }
         writeln!(out, "{}", self.operator_note)?;
+        writeln!(
+            out,
+            "{}",
+            crate::cost::worst_case(&crate::cost::Limits::of(&self.cfg))
+        )?;
         for w in &self.warnings {
             writeln!(out, "warning: {w}")?;
         }
