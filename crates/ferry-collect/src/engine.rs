@@ -124,7 +124,7 @@ pub enum BackupError {
     Engine(#[from] EngineFailure),
     /// Everything was collected, but ending the session (the `finish` step, e.g. writing
     /// the snapshot) failed.
-    #[error("writing the snapshot: {0}")]
+    #[error("finishing the backup (the last packs, the index, the snapshot): {0}")]
     Finish(#[source] RepoError),
 }
 

@@ -665,12 +665,21 @@ mod tests {
     use ferry_repo::{BackupOptions, BackupSession, MasterKey, NoProgress, Repository};
 
     fn pack_one_run(spool: &Spool, key: &PutKey, src: &Path, cache: &Path) -> Snapshot {
+        try_pack_one_run(spool, key, src, cache).unwrap()
+    }
+
+    fn try_pack_one_run(
+        spool: &Spool,
+        key: &PutKey,
+        src: &Path,
+        cache: &Path,
+    ) -> Result<Snapshot, Error> {
         let text = format!(
             "[sources]\n[sources.local]\nname = \"vm\"\npaths = [\"{}\"]\n",
             src.display()
         );
         let cfg = crate::config::FerryConfig::parse(&text, Path::new("t.toml")).unwrap();
-        let repo = Repository::open_or_init(spool.storage(), key).unwrap();
+        let repo = Repository::open_or_init(spool.storage(), key)?;
         let opts = BackupOptions {
             cache_dir: Some(cache.to_path_buf()),
             ..BackupOptions::default()
@@ -682,10 +691,125 @@ mod tests {
             opts,
             Arc::new(NoProgress),
             BackupSession::finish_unwritten,
+        )?;
+        spool.save_pending(&snap)?;
+        Ok(snap)
+    }
+
+    /// A tmpfs of the test's own (the test command runs as root), unmounted on drop.
+    struct Tmpfs(PathBuf);
+
+    impl Tmpfs {
+        fn mount(dir: &Path, size: &str) -> Tmpfs {
+            std::fs::create_dir_all(dir).unwrap();
+            let st = std::process::Command::new("mount")
+                .args([
+                    "-t",
+                    "tmpfs",
+                    "-o",
+                    &format!("size={size},mode=0700"),
+                    "tmpfs",
+                ])
+                .arg(dir)
+                .status()
+                .unwrap();
+            assert!(
+                st.success(),
+                "mount -t tmpfs {} failed: this test needs root (the test command runs as root)",
+                dir.display()
+            );
+            Tmpfs(dir.to_path_buf())
+        }
+
+        fn resize(&self, size: &str) {
+            let st = std::process::Command::new("mount")
+                .args(["-o", &format!("remount,size={size}")])
+                .arg(&self.0)
+                .status()
+                .unwrap();
+            assert!(st.success(), "remount {}", self.0.display());
+        }
+    }
+
+    impl Drop for Tmpfs {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg(&self.0).status();
+        }
+    }
+
+    /// The spool's file system full mid-pack (a 2 MiB tmpfs, 6 MiB of incompressible data): the
+    /// run fails naming the spool and the cause, leaves no partial object and no pending
+    /// snapshot; once there is room the next run packs and uploads everything, and it restores
+    /// byte for byte.
+    #[test]
+    fn a_full_spool_file_system_fails_the_run_clearly_and_the_next_run_completes() {
+        let t = tempfile::tempdir().unwrap();
+        let src = t.path().join("src");
+        std::fs::create_dir(&src).unwrap();
+        let mut x: u64 = 11;
+        let data: Vec<u8> = (0..6_000_000)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        std::fs::write(src.join("a"), &data).unwrap();
+        let master = MasterKey::generate();
+        let key = master.put_key();
+        let spool_dir = t.path().join("spool");
+        let fs = Tmpfs::mount(&spool_dir, "2m");
+        let cache = t.path().join("cache");
+        {
+            let spool = Spool::open(&spool_dir, 1 << 30).unwrap();
+            let e = try_pack_one_run(&spool, &key, &src, &cache).unwrap_err();
+            let msg = crate::error::error_chain(&e);
+            eprintln!("the full spool's error: {msg}");
+            assert!(
+                msg.contains("No space left on device")
+                    && msg.contains(&*spool_dir.to_string_lossy()),
+                "{msg}"
+            );
+            assert_eq!(spool.held().unwrap().snapshots, 0);
+        }
+        // Reopened (a new run): temporary files of the failed one are gone, nothing pending.
+        fs.resize("64m");
+        let spool = Spool::open(&spool_dir, 1 << 30).unwrap();
+        let tmp_left = ["repo/packs", "repo/index", "repo/snapshots", "pending"]
+            .iter()
+            .filter_map(|d| std::fs::read_dir(spool_dir.join(d)).ok())
+            .flat_map(|rd| rd.flatten())
+            .filter(|e| e.file_name().to_string_lossy().starts_with(".tmp"))
+            .count();
+        assert_eq!(tmp_left, 0);
+        pack_one_run(&spool, &key, &src, &cache);
+        let remote = MemStorage::new();
+        let usage = Mutex::new(RunUsage::default());
+        let stop = AtomicBool::new(false);
+        let up = spool.upload(&remote, &key, &usage, &stop).unwrap();
+        assert_eq!(up.snapshots.len(), 1);
+        let repo = Repository::open(Arc::new(remote)).unwrap();
+        let reader = repo.reader(&master).unwrap();
+        let snap = reader.resolve_snapshot("latest").unwrap();
+        let out = t.path().join("out");
+        reader
+            .restore(
+                &snap,
+                &out,
+                &ferry_repo::RestoreOptions::default(),
+                &NoProgress,
+            )
+            .unwrap();
+        let got = std::fs::read(
+            out.join("vm")
+                .join(src.strip_prefix("/").unwrap())
+                .join("a"),
         )
         .unwrap();
-        spool.save_pending(&snap).unwrap();
-        snap
+        assert!(got == data, "restored content differs");
+        drop(spool);
+        drop(fs);
     }
 
     #[test]
