@@ -179,20 +179,11 @@ impl Spool {
     pub fn save_pending(&self, snapshot: &Snapshot) -> Result<PathBuf, Error> {
         let bytes = serde_json::to_vec(snapshot).context("encoding the pending snapshot")?;
         self.storage.reserve(bytes.len() as u64)?;
-        let dir = self.dir.join("pending");
-        let path = dir.join(format!("{:020}.json", snapshot.time_ns.max(0)));
-        let tmp = dir.join(format!(".tmp-{}", std::process::id()));
-        let mut f = OpenOptions::new()
-            .create(true)
-            .truncate(true)
-            .write(true)
-            .mode(0o600)
-            .open(&tmp)
-            .with_context(|| format!("writing {}", tmp.display()))?;
-        f.write_all(&bytes)
-            .and_then(|_| f.sync_all())
-            .with_context(|| format!("writing {}", tmp.display()))?;
-        std::fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))?;
+        let path = self
+            .dir
+            .join("pending")
+            .join(format!("{:020}.json", snapshot.time_ns.max(0)));
+        write_private(&path, &bytes)?;
         Ok(path)
     }
 
@@ -292,6 +283,7 @@ impl Spool {
                     std::fs::remove_file(p).with_context(|| {
                         format!("removing the stale pending snapshot {}", p.display())
                     })?;
+                    let _ = std::fs::remove_file(p.with_extension(SEALED));
                     release(&s.used, len);
                 }
                 return Ok(Uploaded {
@@ -311,16 +303,36 @@ impl Spool {
                     path.display()
                 )
             })?;
-            let mut u = lock(usage).clone();
-            // This object itself, and the ferry-clean invocation that follows it.
-            u.s3_put_requests += 1;
-            u.uploaded_objects += 1;
-            u.lambda_invocations += 1;
-            snapshot.usage = Some(u);
-            let (id, obj) = snapshot.seal(key);
+            // Sealed once, kept beside the pending file until S3 has it: sealing is randomized,
+            // so a run that died after the put but before this cleanup must send the same
+            // object again (answered as present), never a second snapshot of the same run.
+            let sealed = path.with_extension(SEALED);
+            let obj = match std::fs::read(&sealed) {
+                Ok(obj) => obj,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    let mut u = lock(usage).clone();
+                    // This object itself, and the ferry-clean invocation that follows it.
+                    u.s3_put_requests += 1;
+                    u.uploaded_objects += 1;
+                    u.lambda_invocations += 1;
+                    snapshot.usage = Some(u);
+                    let (_, obj) = snapshot.seal(key);
+                    let json =
+                        serde_json::to_vec(&snapshot).context("encoding the pending snapshot")?;
+                    write_private(&path, &json)?;
+                    write_private(&sealed, &obj)?;
+                    obj
+                }
+                Err(e) => {
+                    return Err(e).with_context(|| format!("reading {}", sealed.display()));
+                }
+            };
+            let id = ferry_repo::format::object_name(&obj);
             put(ObjectKind::Snapshot, &id, &obj)?;
-            std::fs::remove_file(&path)
-                .with_context(|| format!("removing uploaded {}", path.display()))?;
+            for p in [&sealed, &path] {
+                std::fs::remove_file(p)
+                    .with_context(|| format!("removing uploaded {}", p.display()))?;
+            }
             release(&s.used, text.len() as u64);
             written.push(SnapshotInfo { id, snapshot });
         }
@@ -421,6 +433,28 @@ fn reserve(used: &AtomicU64, cap: u64, n: u64) -> Result<(), u64> {
 }
 
 /// Give `n` bytes back (never below zero).
+/// Write `bytes` to `path` atomically (a 0600 temporary file beside it, fsynced, renamed).
+fn write_private(path: &Path, bytes: &[u8]) -> Result<(), Error> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let tmp = dir.join(format!(".tmp-{}", std::process::id()));
+    let mut f = OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .mode(0o600)
+        .open(&tmp)
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    f.write_all(bytes)
+        .and_then(|_| f.sync_all())
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
+/// Extension of a pending snapshot's sealed object (`pending/<time>.sealed`), kept until S3
+/// has it.
+const SEALED: &str = "sealed";
+
 fn release(used: &AtomicU64, n: u64) {
     let _ = used.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |cur| {
         Some(cur.saturating_sub(n))
@@ -694,6 +728,121 @@ mod tests {
         )?;
         spool.save_pending(&snap)?;
         Ok(snap)
+    }
+
+    /// The remote stores an object, then the backup VM loses power before the spool records
+    /// it (for `kind`, once): the put "fails" after the store.
+    struct PowerLossAfterStore {
+        inner: MemStorage,
+        kind: ObjectKind,
+        fired: AtomicBool,
+    }
+
+    impl Storage for PowerLossAfterStore {
+        fn location(&self) -> String {
+            self.inner.location()
+        }
+        fn put_if_absent(
+            &self,
+            kind: ObjectKind,
+            name: &str,
+            bytes: &[u8],
+        ) -> Result<PutOutcome, StorageError> {
+            let r = self.inner.put_if_absent(kind, name, bytes)?;
+            if kind == self.kind && !self.fired.swap(true, Ordering::SeqCst) {
+                return Err(StorageError::Backend {
+                    location: self.location(),
+                    message: format!("power lost after {} was stored", kind.key(name)),
+                });
+            }
+            Ok(r)
+        }
+        fn list(&self, kind: ObjectKind) -> Result<Vec<String>, StorageError> {
+            self.inner.list(kind)
+        }
+        fn get(&self, kind: ObjectKind, name: &str) -> Result<Vec<u8>, StorageError> {
+            self.inner.get(kind, name)
+        }
+    }
+
+    /// Power loss on the backup VM between "the remote has it" and "the spool knows": after a
+    /// pack, an index, and the snapshot. The next run sends what the spool still holds (the
+    /// object already there is answered as present) and the repository ends with exactly one
+    /// snapshot of the run, which restores byte for byte: nothing lost, nothing twice.
+    #[test]
+    fn power_loss_between_upload_and_spool_cleanup_loses_and_repeats_nothing() {
+        for kind in [ObjectKind::Pack, ObjectKind::Index, ObjectKind::Snapshot] {
+            let t = tempfile::tempdir().unwrap();
+            let src = t.path().join("src");
+            std::fs::create_dir(&src).unwrap();
+            let mut x: u64 = 5;
+            let data: Vec<u8> = (0..2_500_000)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    x as u8
+                })
+                .collect();
+            std::fs::write(src.join("a"), &data).unwrap();
+            let master = MasterKey::generate();
+            let key = master.put_key();
+            let spool_dir = t.path().join("spool");
+            let cache = t.path().join("cache");
+            let remote = PowerLossAfterStore {
+                inner: MemStorage::new(),
+                kind,
+                fired: AtomicBool::new(false),
+            };
+            let usage = Mutex::new(RunUsage::default());
+            let stop = AtomicBool::new(false);
+            {
+                let spool = Spool::open(&spool_dir, 1 << 30).unwrap();
+                pack_one_run(&spool, &key, &src, &cache);
+                let e = spool.upload(&remote, &key, &usage, &stop).unwrap_err();
+                assert!(
+                    crate::error::error_chain(&e).contains("power lost"),
+                    "{kind:?}: {}",
+                    crate::error::error_chain(&e)
+                );
+                // The VM is gone: the spool is dropped without any cleanup.
+            }
+            let spool = Spool::open(&spool_dir, 1 << 30).unwrap();
+            assert_eq!(spool.held().unwrap().snapshots, 1, "{kind:?}");
+            let up = spool.upload(&remote, &key, &usage, &stop).unwrap();
+            assert_eq!(up.snapshots.len(), 1, "{kind:?}");
+            assert!(spool.held().unwrap().is_empty(), "{kind:?}");
+            let stored = remote.inner.list(ObjectKind::Snapshot).unwrap();
+            assert_eq!(
+                stored.len(),
+                1,
+                "{kind:?}: one run, one snapshot: {stored:?}"
+            );
+            assert_eq!(stored[0], up.snapshots[0].id, "{kind:?}");
+            let repo = Repository::open(Arc::new(remote.inner.clone())).unwrap();
+            let check = repo
+                .check(&master, ferry_repo::ReadData::All, &NoProgress)
+                .unwrap();
+            assert!(check.is_ok(), "{kind:?}: {:?}", check.problems);
+            let reader = repo.reader(&master).unwrap();
+            let snap = reader.resolve_snapshot("latest").unwrap();
+            let out = t.path().join("out");
+            reader
+                .restore(
+                    &snap,
+                    &out,
+                    &ferry_repo::RestoreOptions::default(),
+                    &NoProgress,
+                )
+                .unwrap();
+            let got = std::fs::read(
+                out.join("vm")
+                    .join(src.strip_prefix("/").unwrap())
+                    .join("a"),
+            )
+            .unwrap();
+            assert!(got == data, "{kind:?}: restored content differs");
+        }
     }
 
     /// A tmpfs of the test's own (the test command runs as root), unmounted on drop.
