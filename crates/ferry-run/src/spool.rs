@@ -698,6 +698,42 @@ mod tests {
     use ferry_repo::storage::MemStorage;
     use ferry_repo::{BackupOptions, BackupSession, MasterKey, NoProgress, Repository};
 
+    /// Incompressible bytes (xorshift from `seed`).
+    fn noise(seed: u64, n: usize) -> Vec<u8> {
+        let mut x = seed | 1;
+        (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect()
+    }
+
+    /// Restore `snap` into `out` and read back the source file `src/a` (source name `vm`).
+    fn restored_a(
+        reader: &ferry_repo::Reader,
+        snap: &SnapshotInfo,
+        out: &Path,
+        src: &Path,
+    ) -> Vec<u8> {
+        reader
+            .restore(
+                snap,
+                out,
+                &ferry_repo::RestoreOptions::default(),
+                &NoProgress,
+            )
+            .unwrap();
+        std::fs::read(
+            out.join("vm")
+                .join(src.strip_prefix("/").unwrap())
+                .join("a"),
+        )
+        .unwrap()
+    }
+
     fn pack_one_run(spool: &Spool, key: &PutKey, src: &Path, cache: &Path) -> Snapshot {
         try_pack_one_run(spool, key, src, cache).unwrap()
     }
@@ -775,15 +811,7 @@ mod tests {
             let t = tempfile::tempdir().unwrap();
             let src = t.path().join("src");
             std::fs::create_dir(&src).unwrap();
-            let mut x: u64 = 5;
-            let data: Vec<u8> = (0..2_500_000)
-                .map(|_| {
-                    x ^= x << 13;
-                    x ^= x >> 7;
-                    x ^= x << 17;
-                    x as u8
-                })
-                .collect();
+            let data = noise(5, 2_500_000);
             std::fs::write(src.join("a"), &data).unwrap();
             let master = MasterKey::generate();
             let key = master.put_key();
@@ -826,21 +854,7 @@ mod tests {
             assert!(check.is_ok(), "{kind:?}: {:?}", check.problems);
             let reader = repo.reader(&master).unwrap();
             let snap = reader.resolve_snapshot("latest").unwrap();
-            let out = t.path().join("out");
-            reader
-                .restore(
-                    &snap,
-                    &out,
-                    &ferry_repo::RestoreOptions::default(),
-                    &NoProgress,
-                )
-                .unwrap();
-            let got = std::fs::read(
-                out.join("vm")
-                    .join(src.strip_prefix("/").unwrap())
-                    .join("a"),
-            )
-            .unwrap();
+            let got = restored_a(&reader, &snap, &t.path().join("out"), &src);
             assert!(got == data, "{kind:?}: restored content differs");
         }
     }
@@ -895,15 +909,7 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         let src = t.path().join("src");
         std::fs::create_dir(&src).unwrap();
-        let mut x: u64 = 11;
-        let data: Vec<u8> = (0..6_000_000)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect();
+        let data = noise(11, 6_000_000);
         std::fs::write(src.join("a"), &data).unwrap();
         let master = MasterKey::generate();
         let key = master.put_key();
@@ -941,21 +947,7 @@ mod tests {
         let repo = Repository::open(Arc::new(remote)).unwrap();
         let reader = repo.reader(&master).unwrap();
         let snap = reader.resolve_snapshot("latest").unwrap();
-        let out = t.path().join("out");
-        reader
-            .restore(
-                &snap,
-                &out,
-                &ferry_repo::RestoreOptions::default(),
-                &NoProgress,
-            )
-            .unwrap();
-        let got = std::fs::read(
-            out.join("vm")
-                .join(src.strip_prefix("/").unwrap())
-                .join("a"),
-        )
-        .unwrap();
+        let got = restored_a(&reader, &snap, &t.path().join("out"), &src);
         assert!(got == data, "restored content differs");
         drop(spool);
         drop(fs);
@@ -967,15 +959,7 @@ mod tests {
         let src = t.path().join("src");
         std::fs::create_dir(&src).unwrap();
         // Incompressible-ish content, two files.
-        let mut x: u64 = 7;
-        let data: Vec<u8> = (0..3_000_000)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect();
+        let data = noise(7, 3_000_000);
         std::fs::write(src.join("a"), &data).unwrap();
         std::fs::write(src.join("b"), b"small").unwrap();
         let master = MasterKey::generate();
@@ -1051,21 +1035,7 @@ mod tests {
                 .as_ref()
                 .is_some_and(|u| u.s3_put_requests > 0)
         }));
-        let out = t.path().join("out");
-        reader
-            .restore(
-                &snaps[1],
-                &out,
-                &ferry_repo::RestoreOptions::default(),
-                &NoProgress,
-            )
-            .unwrap();
-        let restored = std::fs::read(
-            out.join("vm")
-                .join(src.strip_prefix("/").unwrap())
-                .join("a"),
-        )
-        .unwrap();
+        let restored = restored_a(&reader, &snaps[1], &t.path().join("out"), &src);
         assert!(restored == data, "restored content differs");
     }
 
@@ -1078,17 +1048,6 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         let src = t.path().join("src");
         std::fs::create_dir(&src).unwrap();
-        let noise = |seed: u64, n: usize| -> Vec<u8> {
-            let mut x = seed | 1;
-            (0..n)
-                .map(|_| {
-                    x ^= x << 13;
-                    x ^= x >> 7;
-                    x ^= x << 17;
-                    x as u8
-                })
-                .collect()
-        };
         std::fs::write(src.join("a"), noise(1, 2_000_000)).unwrap();
         let master = MasterKey::generate();
         let key = master.put_key();
