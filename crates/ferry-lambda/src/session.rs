@@ -368,8 +368,8 @@ impl Cloud {
         Ok(Some(st))
     }
 
-    /// Session ids that have a state object.
-    pub async fn list_states(&self) -> Result<Vec<String>, FerryError> {
+    /// Every key under `prefix` in the state bucket (ListObjectsV2, at most 100 pages).
+    async fn list_state_keys(&self, prefix: &str) -> Result<Vec<String>, FerryError> {
         let mut out = Vec::new();
         let mut token = None;
         for _ in 0..100 {
@@ -377,31 +377,39 @@ impl Cloud {
                 .s3
                 .list_objects_v2()
                 .bucket(&self.cfg.state_bucket)
-                .prefix(keys::STATE_PREFIX)
+                .prefix(prefix)
                 .set_continuation_token(token)
                 .send()
                 .await
                 .map_err(|e| {
                     s3_err(
-                        &format!(
-                            "listing s3://{}/{}",
-                            self.cfg.state_bucket,
-                            keys::STATE_PREFIX
-                        ),
+                        &format!("listing s3://{}/{prefix}", self.cfg.state_bucket),
                         e,
                     )
                 })?;
-            for o in page.contents() {
-                if let Some(id) = o.key().and_then(keys::session_of_state) {
-                    out.push(id.to_string());
-                }
-            }
+            out.extend(
+                page.contents()
+                    .iter()
+                    .filter_map(|o| o.key())
+                    .map(String::from),
+            );
             token = page.next_continuation_token().map(String::from);
             if token.is_none() {
                 break;
             }
         }
         Ok(out)
+    }
+
+    /// Session ids that have a state object.
+    pub async fn list_states(&self) -> Result<Vec<String>, FerryError> {
+        Ok(self
+            .list_state_keys(keys::STATE_PREFIX)
+            .await?
+            .iter()
+            .filter_map(|k| keys::session_of_state(k))
+            .map(str::to_string)
+            .collect())
     }
 
     // ----- ferry-build -----
@@ -673,35 +681,13 @@ impl Cloud {
     /// The day's records: (site, session, claimed bytes). Keys that are no day record are
     /// skipped.
     async fn list_day(&self, date: &str) -> Result<Vec<(String, String, u64)>, FerryError> {
-        let prefix = keys::day_prefix(date);
-        let mut out = Vec::new();
-        let mut token = None;
-        for _ in 0..100 {
-            let page = self
-                .s3
-                .list_objects_v2()
-                .bucket(&self.cfg.state_bucket)
-                .prefix(&prefix)
-                .set_continuation_token(token)
-                .send()
-                .await
-                .map_err(|e| {
-                    s3_err(
-                        &format!("listing s3://{}/{prefix}", self.cfg.state_bucket),
-                        e,
-                    )
-                })?;
-            for o in page.contents() {
-                if let Some(r) = o.key().and_then(keys::parse_day_record) {
-                    out.push((r.site.to_string(), r.session.to_string(), r.bytes));
-                }
-            }
-            token = page.next_continuation_token().map(String::from);
-            if token.is_none() {
-                break;
-            }
-        }
-        Ok(out)
+        Ok(self
+            .list_state_keys(&keys::day_prefix(date))
+            .await?
+            .iter()
+            .filter_map(|k| keys::parse_day_record(k))
+            .map(|r| (r.site.to_string(), r.session.to_string(), r.bytes))
+            .collect())
     }
 
     /// Count unexpired sessions (ours included, its intent already written).
