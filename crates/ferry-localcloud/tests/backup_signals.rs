@@ -1,7 +1,9 @@
 //! `ferry backup` through the local cloud, killed with SIGTERM during collection, during
 //! provisioning (while ferry-build runs) and during the upload: after each, no instance of
-//! the installation remains running and no session state is left; the next run resumes what
-//! the spool holds and completes a snapshot that restores byte for byte.
+//! the installation remains running and no session state is left. Then killed with SIGKILL
+//! during the upload (no cleanup code runs: its jump box, security group and session state
+//! stay). The next run removes the box the killed run left (the spool noted its session),
+//! resumes what the spool holds and completes a snapshot that restores byte for byte.
 //!
 //! Real parts only: `ferry-localcloud` (moto, the Lambda host running the deployed
 //! `bootstrap`, jump boxes booted from their real user data, a sample LAN host with real sshd),
@@ -113,9 +115,15 @@ print(json.dumps([len(live), len(groups), states]))
     }
 }
 
-/// Start `ferry backup`, send SIGTERM as soon as stderr shows `marker` (plus `delay`), and
+/// Start `ferry backup`, send `signal` as soon as stderr shows `marker` (plus `delay`), and
 /// return (exit code, everything it printed).
-fn kill_at(cloud: &Cloud, config: &Path, marker: &str, delay: Duration) -> (i32, String) {
+fn kill_at(
+    cloud: &Cloud,
+    config: &Path,
+    marker: &str,
+    delay: Duration,
+    signal: i32,
+) -> (i32, String) {
     let mut child: Child = cloud
         .ferry(false)
         .args(["backup", "--config"])
@@ -147,7 +155,7 @@ fn kill_at(cloud: &Cloud, config: &Path, marker: &str, delay: Duration) -> (i32,
     }
     std::thread::sleep(delay);
     // SAFETY: plain kill(2) of our own child.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    unsafe { libc::kill(child.id() as i32, signal) };
     let deadline = Instant::now() + Duration::from_secs(300);
     let status = loop {
         if let Some(s) = child.try_wait().expect("wait") {
@@ -155,7 +163,7 @@ fn kill_at(cloud: &Cloud, config: &Path, marker: &str, delay: Duration) -> (i32,
         }
         assert!(
             Instant::now() < deadline,
-            "ferry did not exit after SIGTERM:\n{out}"
+            "ferry did not exit after signal {signal}:\n{out}"
         );
         std::thread::sleep(Duration::from_millis(100));
     };
@@ -263,7 +271,7 @@ fn sigterm_during_collection_provisioning_and_upload_leaves_nothing_and_the_next
     // right at "Collecting": the collection begins with an SSH login (≥ 0.1 s) before any
     // file, so the signal lands inside it however fast the rest is (a fixed 700 ms delay
     // stopped landing there once one session per host and AES-GCM made it faster).
-    let (code, out) = kill_at(&cloud, &config, "Collecting", Duration::ZERO);
+    let (code, out) = kill_at(&cloud, &config, "Collecting", Duration::ZERO, libc::SIGTERM);
     assert_eq!(code, 128 + libc::SIGTERM, "{out}");
     assert!(
         !out.contains("Asking ferry-build"),
@@ -272,22 +280,64 @@ fn sigterm_during_collection_provisioning_and_upload_leaves_nothing_and_the_next
     assert_eq!(cloud.leftovers(), (0, 0, 0), "{out}");
 
     // 2. During provisioning: the handler waits for ferry-build's answer, then removes the box.
-    let (code, out) = kill_at(&cloud, &config, "Asking ferry-build", Duration::ZERO);
+    let (code, out) = kill_at(
+        &cloud,
+        &config,
+        "Asking ferry-build",
+        Duration::ZERO,
+        libc::SIGTERM,
+    );
     assert_eq!(code, 128 + libc::SIGTERM, "{out}\n{}", cloud.log());
     assert!(out.contains("waiting for ferry-build"), "{out}");
     assert!(out.contains("removed"), "{out}\n{}", cloud.log());
     assert_eq!(cloud.leftovers(), (0, 0, 0), "{out}\n{}", cloud.log());
 
     // 3. During the upload.
-    let (code, out) = kill_at(&cloud, &config, "Uploading", Duration::from_millis(300));
+    let (code, out) = kill_at(
+        &cloud,
+        &config,
+        "Uploading",
+        Duration::from_millis(300),
+        libc::SIGTERM,
+    );
     assert_eq!(code, 128 + libc::SIGTERM, "{out}\n{}", cloud.log());
     assert!(out.contains("removed"), "{out}\n{}", cloud.log());
     assert_eq!(cloud.leftovers(), (0, 0, 0), "{out}\n{}", cloud.log());
 
-    // 4. The next run resumes what the spool holds and completes.
+    // 4. SIGKILL during the upload: no cleanup runs, the box, its group and its session
+    // state stay (they would hold the installation's one session slot until the box
+    // expires, refusing every run until then).
+    let (code, out) = kill_at(
+        &cloud,
+        &config,
+        "Uploading",
+        Duration::from_millis(300),
+        libc::SIGKILL,
+    );
+    assert_eq!(code, -1, "killed by a signal: {out}");
+    let session = out
+        .split("(session ")
+        .nth(1)
+        .and_then(|t| t.split(',').next())
+        .unwrap_or_else(|| panic!("no session in: {out}"))
+        .to_string();
+    assert_eq!(cloud.leftovers(), (1, 1, 1), "{out}\n{}", cloud.log());
+
+    // 5. The next run removes the box the killed run left, then resumes what the spool
+    // holds and completes.
     let out = cloud.ok(
         false,
         &["backup", "--config", config.to_str().expect("utf-8")],
+    );
+    assert!(
+        out.contains(&format!(
+            "ended without removing its jump box (session {session})"
+        )),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("jump box of session {session} removed")),
+        "{out}"
     );
     assert!(out.contains("The spool still holds"), "{out}");
     assert_eq!(cloud.leftovers(), (0, 0, 0), "{out}\n{}", cloud.log());

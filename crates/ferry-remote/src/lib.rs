@@ -31,6 +31,7 @@
 use ferry_proto::{Frame, FrameReader, PROTOCOL_VERSION, write_frame};
 use ferry_repo::format::ObjectKind;
 use ferry_repo::storage::{PutOutcome, Storage, StorageError};
+pub use ferry_ssh::Keepalive;
 use ferry_ssh::{SshChild, SshCommand};
 use std::collections::VecDeque;
 use std::io::{BufWriter, Write};
@@ -390,12 +391,15 @@ pub struct GateOptions {
     /// Run ssh at `LogLevel=DEBUG1` (what `ssh -v` prints) and trace its stderr lines at
     /// debug level (`ferry -vv`). ssh's debug output has fingerprints, never key material.
     pub ssh_debug: bool,
+    /// ssh's keepalives: a connection that stalls mid-upload (no FIN, no RST) is given up
+    /// within [`Keepalive::detects_within`] and reported as stalled.
+    pub keepalive: Keepalive,
 }
 
 impl GateOptions {
     /// Options with the given identity and pinned host key file, and the defaults: no session
     /// id, `ssh` from PATH, no ssh_config, 5 attempts with 0.5 s backoff doubling up to 5 s
-    /// within 30 s, the default [`Window`], no ssh debug output.
+    /// within 30 s, the default [`Window`], no ssh debug output, keepalives 15 s × 4.
     pub fn new(identity: impl Into<PathBuf>, host_key: impl Into<PathBuf>) -> Self {
         Self {
             identity: identity.into(),
@@ -409,6 +413,7 @@ impl GateOptions {
             retry_budget: Duration::from_secs(30),
             window: Window::default(),
             ssh_debug: false,
+            keepalive: Keepalive::default(),
         }
     }
 }
@@ -575,6 +580,7 @@ fn ssh_command(
     .program(&opts.ssh_program)
     .config_file(opts.ssh_config.clone())
     .host_key_algorithms(key.algorithms())
+    .keepalive(opts.keepalive)
     .debug(opts.ssh_debug)
     .command()
     .map_err(GateError::ssh_arg)
@@ -844,6 +850,19 @@ impl Conn {
     /// packs sent but never confirmed and the refusals not reported yet.
     fn lost(&mut self, what: String) -> ConnError {
         let (status, text) = self.finish_failed();
+        // ssh's words when its keepalives went unanswered ("Timeout, server HOST not
+        // responding."): say what that means for the upload.
+        let what = if text.contains("not responding") {
+            format!(
+                "{}: nothing came back from the jump box and ssh's keepalives went unanswered",
+                what.replace(
+                    "the gate closed the connection",
+                    "the connection to the gate stalled"
+                )
+            )
+        } else {
+            what
+        };
         let mut msg = if text.trim().is_empty() {
             format!(
                 "{what} (ssh exit status {})",

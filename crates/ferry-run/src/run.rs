@@ -82,6 +82,12 @@ pub enum Event<'a> {
     },
     /// ferry-clean removed it (a sentence).
     Cleaned(&'a str),
+    /// A run before this one ended without removing its jump box (killed, or the machine
+    /// lost power): ferry-clean is asked to remove that session's box first.
+    LeftBehind(&'a str),
+    /// What became of it (a sentence): removed, or why not (the box's own timer and the
+    /// hourly sweep remain).
+    LeftBehindNote(&'a str),
     /// An interrupt arrived (`signal` names it).
     Stopping {
         /// The signal's name as the caller gave it (e.g. `SIGINT`).
@@ -210,7 +216,10 @@ impl Cancel {
                     *ph = Phase::Cleaning;
                     drop(ph);
                     note = match shared.clean(&session, None) {
-                        Ok(m) => m,
+                        Ok(m) => {
+                            let _ = crate::spool::forget_session(&shared.spool);
+                            m
+                        }
                         Err(m) => m,
                     };
                     progress.event(Event::StopNote(&note));
@@ -431,7 +440,20 @@ impl CloudRun {
             return Err(Error::Interrupted);
         }
 
-        // 2. A jump box for this run.
+        // 2. A jump box for this run. First the box of a run that died without removing
+        // its own (SIGKILL, power loss): it would hold the installation's session slot until
+        // it expires.
+        if let Some(old) = spool.session_left()? {
+            progress.event(Event::LeftBehind(&old));
+            let note = match shared.clean(&old, None) {
+                Ok(m) => {
+                    crate::spool::forget_session(spool.dir())?;
+                    m
+                }
+                Err(m) => m,
+            };
+            progress.event(Event::LeftBehindNote(&note));
+        }
         shared.set(Phase::Provisioning);
         let (private, public) = session_key()?;
         progress.event(Event::Building {
@@ -452,6 +474,17 @@ impl CloudRun {
         };
         let box_started = Instant::now();
         lock(&shared.usage).s3_get_requests += 1; // the box fetches the gate artifact
+        // Noted before the phase says a box exists, so that an interrupt's cleanup (which
+        // forgets the note) always comes after it.
+        if let Err(e) = spool.note_session(&session.session) {
+            // Not fatal: this run still removes its box; only a run that dies before it
+            // does would leave the box to its timer and the sweep.
+            progress.event(Event::LeftBehindNote(&format!(
+                "could not note session {} in the spool: {}",
+                session.session,
+                error_chain(&e)
+            )));
+        }
         shared.set(Phase::Active(session.session.clone()));
         if shared.stopping() {
             return Err(Error::Interrupted);
@@ -472,6 +505,9 @@ impl CloudRun {
                     function: shared.cloud.clean_function(),
                 });
                 let r = shared.clean(&s, Some(&session.expires));
+                if r.is_ok() {
+                    crate::spool::forget_session(spool.dir())?;
+                }
                 lock(&shared.usage).instance_seconds = box_started.elapsed().as_secs().max(1);
                 shared.set(Phase::Done);
                 match r {

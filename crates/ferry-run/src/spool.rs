@@ -8,6 +8,10 @@
 //!                       when the run's cloud usage is known)
 //! <spool>/uploaded      the ledger: `KIND NAME` of every object the gate acknowledged
 //! <spool>/runs.jsonl    one line per run, for `ferry status`
+//! <spool>/session       the session whose jump box this spool's run has and has not seen
+//!                       removed yet (written when ferry-build answers, removed once
+//!                       ferry-clean did): a run killed with SIGKILL or a power cut leaves it,
+//!                       and the next run asks ferry-clean to remove that box first
 //! ```
 //!
 //! [`SpoolStorage`] is the engine's storage during collection. It answers "already present"
@@ -343,6 +347,39 @@ impl Spool {
         })
     }
 
+    /// Remember that a jump box of `session` exists (until [`forget_session`]): written
+    /// durably before the run connects, so that a run that dies without cleaning up (SIGKILL,
+    /// power loss) tells the next one which box to remove.
+    pub fn note_session(&self, session: &str) -> Result<(), Error> {
+        if !valid_session_id(session) {
+            bail!("ferry-build answered a session id that is not one: {session:?}");
+        }
+        write_private(&self.dir.join(SESSION_FILE), session.as_bytes())
+    }
+
+    /// The session an earlier run left behind ([`note_session`](Self::note_session) without a
+    /// [`forget_session`] after it), if any. A file that does not hold a session id (damaged)
+    /// is removed and ignored: ferry-clean's sweep finds what it named by its tags.
+    pub fn session_left(&self) -> Result<Option<String>, Error> {
+        let path = self.dir.join(SESSION_FILE);
+        let bytes = match ferry_repo::files::read_bounded(&path, 256) {
+            Ok(b) => b,
+            Err(ferry_repo::files::BoundedReadError::Io(e))
+                if e.kind() == std::io::ErrorKind::NotFound =>
+            {
+                return Ok(None);
+            }
+            Err(e) => bail!("reading {}: {e}", path.display()),
+        };
+        let id = String::from_utf8_lossy(&bytes).trim().to_string();
+        if valid_session_id(&id) {
+            Ok(Some(id))
+        } else {
+            forget_session(&self.dir)?;
+            Ok(None)
+        }
+    }
+
     /// Append one run record (`runs.jsonl`, for `ferry status`).
     pub fn record_run(dir: &Path, record: &serde_json::Value) -> Result<(), Error> {
         let mut line = serde_json::to_vec(record)?;
@@ -449,6 +486,27 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<(), Error> {
         .with_context(|| format!("writing {}", tmp.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
     Ok(())
+}
+
+/// `<spool>/session`: see the module header.
+const SESSION_FILE: &str = "session";
+
+/// A session id as ferry-build makes them: 1–64 ASCII letters, digits, `-` and `_`.
+fn valid_session_id(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// The jump box noted in the spool at `dir` is gone (ferry-clean removed it): forget it.
+pub fn forget_session(dir: &Path) -> Result<(), Error> {
+    let path = dir.join(SESSION_FILE);
+    match std::fs::remove_file(&path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e).with_context(|| format!("removing {}", path.display())),
+    }
 }
 
 /// Extension of a pending snapshot's sealed object (`pending/<time>.sealed`), kept until S3
@@ -699,6 +757,31 @@ mod tests {
     use ferry_repo::{BackupOptions, BackupSession, MasterKey, NoProgress, Repository};
 
     /// Incompressible bytes (xorshift from `seed`).
+    #[test]
+    fn a_noted_session_is_left_behind_until_forgotten_and_a_damaged_note_is_ignored() {
+        let d = tempfile::tempdir().unwrap();
+        let spool = Spool::open(d.path(), 1 << 20).unwrap();
+        assert_eq!(spool.session_left().unwrap(), None);
+        spool.note_session("fs-20261202-120000-0a1b2c3d").unwrap();
+        // What a killed run leaves: the next run (a new open of the spool) sees it.
+        drop(spool);
+        let spool = Spool::open(d.path(), 1 << 20).unwrap();
+        assert_eq!(
+            spool.session_left().unwrap().as_deref(),
+            Some("fs-20261202-120000-0a1b2c3d")
+        );
+        forget_session(spool.dir()).unwrap();
+        assert_eq!(spool.session_left().unwrap(), None);
+        forget_session(spool.dir()).unwrap(); // idempotent
+        // A session id ferry-build would never make is refused, naming it.
+        let e = spool.note_session("x; rm -rf /").unwrap_err();
+        assert!(e.to_string().contains("x; rm -rf /"), "{e}");
+        // A damaged note (a torn write, junk) is removed and ignored.
+        std::fs::write(d.path().join("session"), b"\xff\x00junk").unwrap();
+        assert_eq!(spool.session_left().unwrap(), None);
+        assert!(!d.path().join("session").exists());
+    }
+
     fn noise(seed: u64, n: usize) -> Vec<u8> {
         let mut x = seed | 1;
         (0..n)

@@ -7,7 +7,8 @@
 //! given with `IdentitiesOnly=yes` and `IdentityAgent=none` (and `SSH_AUTH_SOCK` removed
 //! from ssh's environment); no password or keyboard-interactive login; `ForwardAgent=no`,
 //! `ClearAllForwardings=yes`; `Compression=no`; `ConnectTimeout` (10 s unless set),
-//! `ServerAliveInterval=15`, `ServerAliveCountMax=4`; `LogLevel` `ERROR` (or `DEBUG1`);
+//! `ServerAliveInterval`/`ServerAliveCountMax` (15 s × 4 unless set: [`Keepalive`]);
+//! `LogLevel` `INFO` (or `DEBUG1`);
 //! `-p PORT -l USER -- HOST [COMMAND]`. Every path, the user and the host go through this
 //! crate's value rules ([`path_option`], [`config_file_arg`], [`user_arg`], [`host_arg`]).
 //!
@@ -50,9 +51,40 @@ const FIXED: &[&str] = &[
     // Content is mostly compressed by Ferry already; zlib in ssh would cost both ends CPU
     // (it is OpenSSH's default too; said here so no config file can change it).
     "Compression=no",
-    "ServerAliveInterval=15",
-    "ServerAliveCountMax=4",
 ];
+
+/// ssh's keepalives (`ServerAliveInterval`, `ServerAliveCountMax`): when the server has sent
+/// nothing for `interval` seconds, ssh asks for an answer through the encrypted channel; after
+/// `count` unanswered asks it gives up with "Timeout, server … not responding" and exit status
+/// 255. A connection that stalls without a FIN or RST (a link down, a NAT that dropped the
+/// flow, a box frozen) is noticed within about `interval × (count + 1)` seconds, whether ssh
+/// is waiting to read or cannot write.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Keepalive {
+    /// Seconds of silence before ssh asks (≥ 1).
+    pub interval: u32,
+    /// Unanswered asks before ssh gives up (≥ 1).
+    pub count: u32,
+}
+
+impl Keepalive {
+    /// A stalled connection is noticed after at most this long.
+    pub fn detects_within(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(u64::from(self.interval) * (u64::from(self.count) + 1))
+    }
+}
+
+impl Default for Keepalive {
+    /// 15 s × 4: a stall is noticed within about 75 s, and an idle moment of a slow upload
+    /// (the gate waiting on S3, ≤ 6 attempts) does not trip it, since the server's sshd
+    /// answers the ask itself.
+    fn default() -> Self {
+        Self {
+            interval: 15,
+            count: 4,
+        }
+    }
+}
 
 /// One `ssh` invocation, every option explicit. Build it, then take [`args`](Self::args) or
 /// a ready [`Command`](Self::command); stdio is left to the caller (see [`crate::SshChild`]).
@@ -66,6 +98,7 @@ pub struct SshCommand {
     known_hosts: PathBuf,
     config: Option<PathBuf>,
     connect_timeout: u32,
+    keepalive: Keepalive,
     host_key_algorithms: Option<String>,
     ciphers: Option<&'static str>,
     clear_forwardings: bool,
@@ -105,6 +138,7 @@ impl SshCommand {
             known_hosts: known_hosts.into(),
             config: None,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            keepalive: Keepalive::default(),
             host_key_algorithms: None,
             ciphers: None,
             clear_forwardings: true,
@@ -133,6 +167,16 @@ impl SshCommand {
         self
     }
 
+    /// `ServerAliveInterval` and `ServerAliveCountMax` (default [`Keepalive::default`]); a
+    /// zero is raised to 1 (0 would turn keepalives off).
+    pub fn keepalive(mut self, keepalive: Keepalive) -> Self {
+        self.keepalive = Keepalive {
+            interval: keepalive.interval.max(1),
+            count: keepalive.count.max(1),
+        };
+        self
+    }
+
     /// `HostKeyAlgorithms`: only the algorithms that present the pinned key (the gate).
     pub fn host_key_algorithms(mut self, list: impl Into<String>) -> Self {
         self.host_key_algorithms = Some(list.into());
@@ -152,7 +196,7 @@ impl SshCommand {
         self
     }
 
-    /// `LogLevel=DEBUG1` (what `ssh -v` prints) instead of `ERROR`.
+    /// `LogLevel=DEBUG1` (what `ssh -v` prints) instead of `INFO`.
     pub fn debug(mut self, debug: bool) -> Self {
         self.debug = debug;
         self
@@ -198,6 +242,8 @@ impl SshCommand {
             o("ClearAllForwardings=yes".into());
         }
         o(format!("ConnectTimeout={}", self.connect_timeout).into());
+        o(format!("ServerAliveInterval={}", self.keepalive.interval).into());
+        o(format!("ServerAliveCountMax={}", self.keepalive.count).into());
         if let Some(algs) = &self.host_key_algorithms {
             o(format!("HostKeyAlgorithms={}", list_arg("HostKeyAlgorithms", algs)?).into());
         }
@@ -307,9 +353,13 @@ mod tests {
                 "-o",
                 "ConnectTimeout=10",
                 "-o",
+                "ServerAliveInterval=15",
+                "-o",
+                "ServerAliveCountMax=4",
+                "-o",
                 "HostKeyAlgorithms=ssh-ed25519",
                 "-o",
-                "LogLevel=ERROR",
+                "LogLevel=INFO",
                 "-o",
                 "UserKnownHostsFile=\"/tmp/ferry-ssh-x/known_hosts\"",
                 "-o",
@@ -349,6 +399,10 @@ mod tests {
                 "-o",
                 "ConnectTimeout=7",
                 "-o",
+                "ServerAliveInterval=15",
+                "-o",
+                "ServerAliveCountMax=4",
+                "-o",
                 "Ciphers=^aes128-gcm@openssh.com,aes256-gcm@openssh.com",
                 "-o",
                 "LogLevel=DEBUG1",
@@ -373,6 +427,20 @@ mod tests {
             cmd.get_envs()
                 .any(|(k, v)| k == "SSH_AUTH_SOCK" && v.is_none())
         );
+    }
+
+    #[test]
+    fn keepalives_are_set_and_never_turned_off() {
+        let c = SshCommand::new("u", "h", 22, "/i", "/k").keepalive(Keepalive {
+            interval: 2,
+            count: 0,
+        });
+        let a = strs(&c.args().unwrap());
+        assert!(a.contains(&"ServerAliveInterval=2".to_string()), "{a:?}");
+        assert!(a.contains(&"ServerAliveCountMax=1".to_string()), "{a:?}");
+        assert!(!a.iter().any(|v| v.starts_with("ServerAliveInterval=15")));
+        let d = Keepalive::default();
+        assert_eq!(d.detects_within(), std::time::Duration::from_secs(75));
     }
 
     #[test]

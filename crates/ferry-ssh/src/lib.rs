@@ -30,7 +30,7 @@ mod child;
 mod command;
 
 pub use child::{Finished, STDERR_CAP, SpawnError, SshChild};
-pub use command::{AES_GCM_FIRST, DEFAULT_CONNECT_TIMEOUT, SshCommand};
+pub use command::{AES_GCM_FIRST, DEFAULT_CONNECT_TIMEOUT, Keepalive, SshCommand};
 
 use base64::Engine;
 use sha2::Digest;
@@ -182,9 +182,12 @@ pub fn fingerprint(key_base64: &str) -> Option<String> {
 
 /// The `LogLevel` to run ssh with: `DEBUG1` (what `ssh -v` prints: each step of the
 /// connection, the host key's fingerprint, which keys are offered; never key material) when
-/// the caller wants ssh's own diagnostics, else `ERROR`.
+/// the caller wants ssh's own diagnostics, else `INFO` (OpenSSH's default): errors, and the
+/// notices that say why a connection ended — `Timeout, server … not responding.` when the
+/// keepalives went unanswered is logged at INFO, so `ERROR` would hide the one line that
+/// tells a stalled link from a gate that hung up.
 pub fn log_level(debug: bool) -> &'static str {
-    if debug { "DEBUG1" } else { "ERROR" }
+    if debug { "DEBUG1" } else { "INFO" }
 }
 
 /// Whether a line of ssh's stderr is one of its debug lines (`debug1: …`).
@@ -489,12 +492,15 @@ mod tests {
             );
         }
         assert_eq!(out.matches("\nidentityfile ").count(), 1, "{out}");
-        // The defaults: no config file at all, the default timeout, ERROR, OpenSSH's ciphers.
+        // The defaults: no config file at all, the default timeout and keepalives, INFO,
+        // OpenSSH's ciphers.
         let out = run(&SshCommand::new("u", "h", 22, &id, &kh));
         for line in [
             "hashknownhosts no",
             "connecttimeout 10",
-            "loglevel error",
+            "serveraliveinterval 15",
+            "serveralivecountmax 4",
+            "loglevel info",
             "ciphers chacha20-poly1305@openssh.com",
         ] {
             assert!(

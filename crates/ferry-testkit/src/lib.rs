@@ -855,3 +855,5 @@ mod tests {
 pub mod jumpbox;
 pub mod lambda_host;
 pub mod lanhost;
+pub mod proxy;
+pub use proxy::{FaultPlan, FaultProxy, NetFault};

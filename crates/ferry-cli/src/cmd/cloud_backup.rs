@@ -64,6 +64,10 @@ impl RunProgress for Printer {
             ),
             Event::Cleaning { function } => format!("Asking {function} to remove the jump box…"),
             Event::Cleaned(m) => m.to_string(),
+            Event::LeftBehind(session) => format!(
+                "A run before this one ended without removing its jump box (session {session}): asking ferry-clean to remove it first…"
+            ),
+            Event::LeftBehindNote(m) => m.to_string(),
         };
         if !self.quiet {
             eprintln!("{line}");
