@@ -175,8 +175,18 @@ fn kill_at(
     (status.code().unwrap_or(-1), out)
 }
 
-#[test]
-fn sigterm_during_collection_provisioning_and_upload_leaves_nothing_and_the_next_run_completes() {
+/// A local cloud with the infrastructure applied, keys, and a config backing up the sample
+/// LAN host, to which a `big_mib` MiB incompressible file was added.
+struct Setup {
+    cloud: Cloud,
+    config: PathBuf,
+    master: PathBuf,
+    sources: String,
+    host_root: PathBuf,
+    big: Vec<u8>,
+}
+
+fn setup(big_mib: usize) -> Setup {
     assert!(
         unsafe { libc::geteuid() } == 0,
         "needs root: the local cloud's sample host gets a user account, jump boxes run under unshare"
@@ -234,7 +244,7 @@ fn sigterm_during_collection_provisioning_and_upload_leaves_nothing_and_the_next
         .arg(&put);
     assert!(c.output().expect("key init").status.success());
 
-    // The sample host gets a big incompressible file, so collection and upload take seconds.
+    // The sample host gets a big incompressible file, so collection and upload take time.
     let sources = std::fs::read_to_string(cdir.join("sources.toml")).expect("sources.toml");
     let host_root = sources
         .lines()
@@ -244,7 +254,7 @@ fn sigterm_during_collection_provisioning_and_upload_leaves_nothing_and_the_next
         })
         .expect("the host's directory in sources.toml");
     let mut x: u64 = 0x9e3779b97f4a7c15;
-    let big: Vec<u8> = (0..160 << 20)
+    let big: Vec<u8> = (0..big_mib << 20)
         .map(|_| {
             x ^= x << 13;
             x ^= x >> 7;
@@ -267,6 +277,26 @@ fn sigterm_during_collection_provisioning_and_upload_leaves_nothing_and_the_next
     )
     .expect("ferry.toml");
 
+    Setup {
+        cloud,
+        config,
+        master,
+        sources,
+        host_root,
+        big,
+    }
+}
+
+#[test]
+fn sigterm_during_collection_provisioning_and_upload_leaves_nothing_and_the_next_run_completes() {
+    let Setup {
+        cloud,
+        config,
+        master,
+        sources,
+        host_root,
+        big,
+    } = setup(160);
     // 1. During collection: nothing exists in the cloud yet; the process just stops. Killed
     // right at "Collecting": the collection begins with an SSH login (≥ 0.1 s) before any
     // file, so the signal lands inside it however fast the rest is (a fixed 700 ms delay
@@ -347,6 +377,27 @@ fn sigterm_during_collection_provisioning_and_upload_leaves_nothing_and_the_next
     );
     assert_eq!(status.matches("interrupted").count(), 3, "{status}");
 
+    restores_latest(&Setup {
+        cloud,
+        config,
+        master,
+        sources,
+        host_root,
+        big,
+    });
+}
+
+/// The latest snapshot restores byte for byte (read back from S3 with the master key), and
+/// `check --read-data` passes.
+fn restores_latest(st: &Setup) {
+    let Setup {
+        cloud,
+        master,
+        sources,
+        host_root,
+        big,
+        ..
+    } = st;
     // The latest snapshot restores byte for byte (read back from S3 with the master key).
     let target = cloud.path("restore");
     let repo = "s3://ferry-backup-sig/home";
@@ -372,7 +423,7 @@ fn sigterm_during_collection_provisioning_and_upload_leaves_nothing_and_the_next
         .join(&name)
         .join(host_root.strip_prefix("/").expect("abs"));
     let got = std::fs::read(restored_root.join("var/log/big.bin")).expect("restored big file");
-    assert!(got == big, "the big file differs after restore");
+    assert!(got == *big, "the big file differs after restore");
     for (rel, content) in ferry_testkit::lanhost::sample_files(&name) {
         let got = std::fs::read(restored_root.join(&rel)).expect("restored sample file");
         assert!(got == content, "{rel} differs after restore");
@@ -388,4 +439,100 @@ fn sigterm_during_collection_provisioning_and_upload_leaves_nothing_and_the_next
             "--read-data",
         ],
     );
+}
+
+/// Lambda's bad days (the kit's Lambda host answers Invoke as Lambda does when it throttles
+/// or fails, before the function runs): ferry-build throttled twice is retried by the SDK and
+/// the run completes; throttled every time, the run fails naming it and nothing is left in
+/// the cloud; ferry-clean failing every time leaves the box, the run says so, and the next
+/// run removes it first (the spool noted the session) and completes.
+#[test]
+fn lambda_throttled_or_failing_loses_nothing_and_leaves_nothing() {
+    let st = setup(8);
+    let (cloud, config) = (&st.cloud, st.config.to_str().expect("utf-8"));
+    let functions = cloud.path("cloud/functions");
+    let fault = |function: &str, answer, first| ferry_testkit::lambda_host::InvokeFault {
+        function: function.into(),
+        answer,
+        first,
+    };
+    use ferry_testkit::lambda_host::{InvokeAnswer, write_invoke_faults};
+    let (build, clean) = ("ferry-build", "ferry-clean");
+    // The local cloud hosts the functions a moment after `infra apply` created them (it
+    // polls moto); wait for both (bounded) so that a fault, not a missing function, answers.
+    let started = Instant::now();
+    while !(cloud.log().contains(&format!("function loaded {build}:"))
+        && cloud.log().contains(&format!("function loaded {clean}:")))
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "functions not loaded:\n{}",
+            cloud.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    // 1. ferry-build throttled twice: the SDK's standard retry (3 attempts, backoff) gets it.
+    write_invoke_faults(&functions, &[fault(build, InvokeAnswer::Throttle, Some(2))])
+        .expect("faults");
+    let out = cloud.ok(false, &["backup", "--config", config]);
+    let log = std::fs::read_to_string(functions.join(format!("{build}.log"))).unwrap_or_default();
+    assert_eq!(
+        log.matches("429 TooManyRequestsException").count(),
+        2,
+        "{log}"
+    );
+    assert_eq!(cloud.leftovers(), (0, 0, 0), "{out}\n{}", cloud.log());
+
+    // 2. Throttled every time: the run fails naming it; the spool keeps the run; nothing
+    // was created in the cloud.
+    std::fs::write(st.host_root.join("var/log/new.log"), "one more line\n").expect("write");
+    write_invoke_faults(&functions, &[fault(build, InvokeAnswer::Throttle, None)]).expect("faults");
+    let o = cloud
+        .ferry(false)
+        .args(["backup", "--config", config])
+        .output()
+        .expect("ferry");
+    let text = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "{text}");
+    for want in ["TooManyRequestsException", "no jump box; the spool keeps"] {
+        assert!(text.contains(want), "{want:?} not in: {text}");
+    }
+    assert_eq!(cloud.leftovers(), (0, 0, 0), "{text}\n{}", cloud.log());
+
+    // 3. ferry-clean failing every time: the upload completes, the box stays, the run says
+    // who will remove it.
+    write_invoke_faults(
+        &functions,
+        &[fault(clean, InvokeAnswer::ServiceError, None)],
+    )
+    .expect("faults");
+    let o = cloud
+        .ferry(false)
+        .args(["backup", "--config", config])
+        .output()
+        .expect("ferry");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    eprintln!("ferry-clean failing: exit {:?}: {text}", o.status.code());
+    for want in [
+        "ServiceException",
+        "could not remove the jump box of session",
+    ] {
+        assert!(text.contains(want), "{want:?} not in: {text}");
+    }
+    assert_eq!(cloud.leftovers(), (1, 1, 1), "{text}\n{}", cloud.log());
+
+    // 4. Lambda well again: the next run removes that box first, then completes.
+    write_invoke_faults(&functions, &[]).expect("faults");
+    let out = cloud.ok(false, &["backup", "--config", config]);
+    assert!(
+        out.contains("ended without removing its jump box (session "),
+        "{out}"
+    );
+    assert_eq!(cloud.leftovers(), (0, 0, 0), "{out}\n{}", cloud.log());
+    restores_latest(&st);
 }

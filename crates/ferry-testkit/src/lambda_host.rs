@@ -23,6 +23,14 @@
 //! Lambda execution environment); the function's timeout is enforced by answering
 //! `Sandbox.Timedout`, not by freezing the process.
 //!
+//! Faults, off until a test asks (AWS's worst days, not its steady state): a JSON rule file
+//! [`INVOKE_FAULTS_FILE`] in the host's log directory, read again when it changes, makes
+//! Invoke answer as Lambda does when it throttles (429 `TooManyRequestsException`) or fails
+//! itself (500 `ServiceException`) before the function runs
+//! (<https://docs.aws.amazon.com/lambda/latest/api/API_Invoke.html#API_Invoke_Errors>):
+//! `{"rules": [{"function": "ferry-build", "answer": "throttle" | "service_error",
+//! "first": N}]}` (`first` absent: every matching call). [`write_invoke_faults`] writes it.
+//!
 //! Every child's stdout and stderr go to a log file ([`LambdaHost::log`]), which tests search.
 //! [`LambdaHost::init_duration`] is the time from spawning the process to its first `next`
 //! request (Lambda's cold init).
@@ -100,9 +108,124 @@ struct Function {
     retired: AtomicBool,
 }
 
+/// The rule file of Invoke faults, in the host's log directory (see the module header).
+pub const INVOKE_FAULTS_FILE: &str = "invoke-faults.json";
+
+/// How a faulty Invoke answers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InvokeAnswer {
+    /// 429 `TooManyRequestsException` (Reason `ConcurrentInvocationLimitExceeded`): the
+    /// account's or the function's concurrency is used up; the function did not run.
+    Throttle,
+    /// 500 `ServiceException`: the Lambda service failed; the function did not run.
+    ServiceError,
+}
+
+/// One Invoke fault rule.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InvokeFault {
+    /// The function name it applies to.
+    pub function: String,
+    /// The answer.
+    pub answer: InvokeAnswer,
+    /// Only the first N matching calls (`None`: all).
+    pub first: Option<u32>,
+}
+
+/// Write the Invoke fault rules for the host whose log directory is `dir` (atomically; an
+/// empty list turns faults off).
+pub fn write_invoke_faults(dir: &Path, rules: &[InvokeFault]) -> Result<(), KitError> {
+    let rules: Vec<serde_json::Value> = rules
+        .iter()
+        .map(|r| {
+            serde_json::json!({
+                "function": r.function,
+                "answer": match r.answer {
+                    InvokeAnswer::Throttle => "throttle",
+                    InvokeAnswer::ServiceError => "service_error",
+                },
+                "first": r.first,
+            })
+        })
+        .collect();
+    let text = serde_json::json!({ "rules": rules }).to_string();
+    let path = dir.join(INVOKE_FAULTS_FILE);
+    let tmp = dir.join(format!(".{INVOKE_FAULTS_FILE}.tmp"));
+    std::fs::write(&tmp, text).map_err(KitError::io("writing", &tmp))?;
+    std::fs::rename(&tmp, &path).map_err(KitError::io("writing", &path))
+}
+
+/// The rules in force and how often each matched (reset when the file changes).
+#[derive(Default)]
+struct FaultState {
+    stamp: Option<(u64, i64, u64)>,
+    rules: Vec<(InvokeFault, u32)>,
+}
+
+impl FaultState {
+    /// Re-read `path` if it changed; then the answer for a call of `function`, if a rule
+    /// fires, with the rule's index and match count.
+    fn judge(&mut self, path: &Path, function: &str) -> Option<(InvokeAnswer, usize, u32)> {
+        use std::os::unix::fs::MetadataExt;
+        let stamp = std::fs::metadata(path).ok().map(|m| {
+            (
+                m.ino(),
+                m.mtime_nsec() + m.mtime() * 1_000_000_000,
+                m.size(),
+            )
+        });
+        if stamp != self.stamp {
+            self.stamp = stamp;
+            self.rules = stamp
+                .and_then(|_| std::fs::read(path).ok())
+                .map(|b| parse_faults(&b))
+                .unwrap_or_default()
+                .into_iter()
+                .map(|r| (r, 0))
+                .collect();
+        }
+        let (i, (rule, n)) = self
+            .rules
+            .iter_mut()
+            .enumerate()
+            .find(|(_, (r, _))| r.function == function)?;
+        *n += 1;
+        if rule.first.is_some_and(|f| *n > f) {
+            return None;
+        }
+        Some((rule.answer, i, *n))
+    }
+}
+
+/// The rules of a fault file; a rule the kit cannot read is a 500 for every call, so that a
+/// broken file fails loudly rather than silently passing.
+fn parse_faults(bytes: &[u8]) -> Vec<InvokeFault> {
+    let Ok(doc) = serde_json::from_slice::<serde_json::Value>(bytes) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for r in doc["rules"].as_array().into_iter().flatten() {
+        let answer = match r["answer"].as_str() {
+            Some("throttle") => InvokeAnswer::Throttle,
+            _ => InvokeAnswer::ServiceError,
+        };
+        out.push(InvokeFault {
+            function: r["function"].as_str().unwrap_or_default().to_string(),
+            answer,
+            first: r["first"]
+                .as_u64()
+                .map(|n| n.min(u64::from(u32::MAX)) as u32),
+        });
+    }
+    out
+}
+
 struct Shared {
     stop: AtomicBool,
     seq: AtomicU64,
+    /// The Invoke fault rule file and the rules read from it.
+    faults_file: PathBuf,
+    faults: Mutex<FaultState>,
     functions: RwLock<HashMap<String, Arc<Function>>>,
     /// Loopback port every non-Invoke Lambda API request is passed to (0: none).
     upstream: AtomicU16,
@@ -214,6 +337,8 @@ impl LambdaHost {
             seq: AtomicU64::new(1),
             functions: RwLock::new(HashMap::new()),
             upstream: AtomicU16::new(0),
+            faults_file: log_dir.join(INVOKE_FAULTS_FILE),
+            faults: Mutex::new(FaultState::default()),
         });
         let sh = shared.clone();
         std::thread::spawn(move || accept_loop(invoke, sh, None));
@@ -699,6 +824,8 @@ fn respond(
         204 => "No Content",
         400 => "Bad Request",
         404 => "Not Found",
+        429 => "Too Many Requests",
+        500 => "Internal Server Error",
         502 => "Bad Gateway",
         _ => "Error",
     };
@@ -904,6 +1031,43 @@ fn invoke_api(w: &mut TcpStream, req: &Request, shared: &Shared) -> std::io::Res
             body.as_bytes(),
         );
     };
+    let fault = lock(&shared.faults).judge(&shared.faults_file, &f.spec.name);
+    if let Some((answer, rule, n)) = fault {
+        let (status, code, body) = match answer {
+            InvokeAnswer::Throttle => (
+                429,
+                "TooManyRequestsException",
+                serde_json::json!({"Reason": "ConcurrentInvocationLimitExceeded", "Type": "User",
+                                   "message": "Rate Exceeded."}),
+            ),
+            InvokeAnswer::ServiceError => (
+                500,
+                "ServiceException",
+                serde_json::json!({"Type": "Service",
+                                   "message": "The AWS Lambda service encountered an internal error."}),
+            ),
+        };
+        let _ = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&f.log)
+            .and_then(|mut l| {
+                writeln!(
+                    l,
+                    "ferry-testkit lambda fault: {status} {code} to {} (rule {rule}, match {n})",
+                    f.spec.name
+                )
+            });
+        return respond(
+            w,
+            status,
+            &[
+                ("x-amzn-ErrorType", code.into()),
+                ("Content-Type", "application/json".into()),
+            ],
+            body.to_string().as_bytes(),
+        );
+    }
     let kind = req
         .header("x-amz-invocation-type")
         .unwrap_or("RequestResponse")
