@@ -14,6 +14,22 @@ fn git(args: &[&str]) -> Option<String> {
 
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
+    // Only this workspace's own checkout counts (a tarball unpacked inside some other git
+    // repository must not take that repository's commit).
+    let workspace = std::env::var("CARGO_MANIFEST_DIR")
+        .ok()
+        .and_then(|d| PathBuf::from(d).join("../..").canonicalize().ok());
+    let ours = git(&["rev-parse", "--show-toplevel"])
+        .and_then(|t| PathBuf::from(t).canonicalize().ok())
+        .is_some_and(|t| Some(t) == workspace);
+    if !ours {
+        println!("cargo:rustc-env=FERRY_GIT_COMMIT=unknown");
+        println!(
+            "cargo:rustc-env=FERRY_BUILD_PROFILE={}",
+            std::env::var("PROFILE").unwrap_or_else(|_| "unknown".into())
+        );
+        return;
+    }
     let commit = git(&["rev-parse", "--short=12", "HEAD"]).unwrap_or_else(|| "unknown".into());
     let profile = std::env::var("PROFILE").unwrap_or_else(|_| "unknown".into());
     println!("cargo:rustc-env=FERRY_GIT_COMMIT={commit}");

@@ -533,14 +533,28 @@ fn version_names_the_commit_and_the_build_profile() {
         .strip_prefix(&format!("ferry {} (commit ", env!("CARGO_PKG_VERSION")))
         .unwrap_or_else(|| panic!("{v}"));
     let (commit, profile) = rest.trim_end().split_once(", ").unwrap();
-    let git = std::process::Command::new("git")
-        .args(["rev-parse", "--short=12", "HEAD"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|o| String::from_utf8(o.stdout).unwrap().trim().to_string());
-    assert_eq!(commit, git.as_deref().unwrap_or("unknown"), "{v}");
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .args(args)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8(o.stdout).unwrap().trim().to_string())
+    };
+    // The commit of this workspace's own checkout; "unknown" outside one (a tarball).
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap();
+    let ours = git(&["rev-parse", "--show-toplevel"])
+        .is_some_and(|t| Path::new(&t).canonicalize().ok() == Some(root.clone()));
+    let expected = if ours {
+        git(&["rev-parse", "--short=12", "HEAD"]).unwrap()
+    } else {
+        "unknown".to_string()
+    };
+    assert_eq!(commit, expected, "{v}");
     let built = if cfg!(debug_assertions) {
         "debug build)"
     } else {
