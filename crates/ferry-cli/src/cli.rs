@@ -10,7 +10,14 @@ use clap::{Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(
     name = "ferry",
-    version,
+    version = concat!(
+        env!("CARGO_PKG_VERSION"),
+        " (commit ",
+        env!("FERRY_GIT_COMMIT"),
+        ", ",
+        env!("FERRY_BUILD_PROFILE"),
+        " build)"
+    ),
     about = "Encrypted, deduplicating backups that the backed-up machines cannot read or delete.",
     after_help = "Exit codes: 0 ok, 1 error, 2 usage error, 3 partial backup (some source files \
                   unreadable; listed in the summary)."

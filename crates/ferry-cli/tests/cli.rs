@@ -522,3 +522,43 @@ fn copy_dir(from: &Path, to: &Path) {
         .unwrap();
     assert!(st.success());
 }
+
+#[test]
+fn version_names_the_commit_and_the_build_profile() {
+    let env = Env::new();
+    let r = env.run(["--version"]).ok();
+    let v = r.stdout_str();
+    // `ferry 0.1.0 (commit 0123456789ab, debug build)`; "unknown" outside a git checkout.
+    let rest = v
+        .strip_prefix(&format!("ferry {} (commit ", env!("CARGO_PKG_VERSION")))
+        .unwrap_or_else(|| panic!("{v}"));
+    let (commit, profile) = rest.trim_end().split_once(", ").unwrap();
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .args(args)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8(o.stdout).unwrap().trim().to_string())
+    };
+    // The commit of this workspace's own checkout; "unknown" outside one (a tarball).
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap();
+    let ours = git(&["rev-parse", "--show-toplevel"])
+        .is_some_and(|t| Path::new(&t).canonicalize().ok() == Some(root.clone()));
+    let expected = if ours {
+        git(&["rev-parse", "--short=12", "HEAD"]).unwrap()
+    } else {
+        "unknown".to_string()
+    };
+    assert_eq!(commit, expected, "{v}");
+    let built = if cfg!(debug_assertions) {
+        "debug build)"
+    } else {
+        "release build)"
+    };
+    assert_eq!(profile, built, "{v}");
+}

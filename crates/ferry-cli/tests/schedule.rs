@@ -278,3 +278,126 @@ fn status_without_runs_says_so() {
         .json();
     assert_eq!(j["runs"].as_array().map(Vec::len), Some(0));
 }
+
+/// `runs.jsonl` in the config's spool with these (result, hours ago) records.
+fn write_runs(env: &Env, runs: &[(&str, i64)]) {
+    let spool = env.path("spool");
+    fs::create_dir_all(&spool).unwrap();
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let mut text = String::new();
+    for (result, hours) in runs {
+        let at = |secs: i64| {
+            time::OffsetDateTime::from_unix_timestamp(secs)
+                .unwrap()
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap()
+        };
+        let finished = now - hours * 3600;
+        let error = if *result == "failed" {
+            serde_json::json!("no jump box; the spool keeps 1.0 MiB for the next run")
+        } else {
+            serde_json::Value::Null
+        };
+        let rec = serde_json::json!({
+            "started": at(finished - 90), "finished": at(finished), "result": result,
+            "error": error, "snapshot": "0123456789abcdef0123", "files": 3, "bytes": 300,
+            "bytes_read": 250, "new_bytes": 20,
+            "sources": [{"source": "vm", "status": "ok", "content_bytes": 250, "new_bytes": 20, "errors": []}],
+            "usage": {"s3_put_requests": 4, "s3_list_requests": 1, "s3_get_requests": 1,
+                      "uploaded_bytes": 1234, "uploaded_objects": 4, "lambda_invocations": 2,
+                      "instance_seconds": 61},
+        });
+        text.push_str(&format!("{rec}\n"));
+    }
+    fs::write(spool.join("runs.jsonl"), text).unwrap();
+}
+
+#[test]
+fn status_max_age_says_why_and_exits_non_zero() {
+    let env = Env::new();
+    env.keys();
+    let cfg = config(&env, "");
+    let cfg = cfg.to_str().unwrap();
+    let check = |max: &str| env.run(["status", "--config", cfg, "--max-age", max]);
+
+    let r = check("36h");
+    assert_eq!(
+        (r.code, r.stdout_str()),
+        (1, "FAIL: no backup run recorded yet\n".into())
+    );
+
+    write_runs(&env, &[("failed", 2)]);
+    let r = check("36h");
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stdout_str().starts_with("FAIL: last run failed at ")
+            && r.stdout_str().ends_with(
+                ": no jump box; the spool keeps 1.0 MiB for the next run (no successful run recorded)\n"
+            ),
+        "{}",
+        r.stdout_str()
+    );
+
+    write_runs(&env, &[("ok", 40)]);
+    let r = check("36h");
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stdout_str().contains("(1d 16h ago), older than 36h"),
+        "{}",
+        r.stdout_str()
+    );
+    // Two days is long enough for a run 40 hours old.
+    let r = check("2d");
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(
+        r.stdout_str().starts_with("OK: last run ok at "),
+        "{}",
+        r.stdout_str()
+    );
+
+    write_runs(&env, &[("ok", 40), ("partial", 1)]);
+    let r = check("36h");
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(
+        r.stdout_str().starts_with("OK: last run partial at ")
+            && r.stdout_str().ends_with("(1h 0m ago), snapshot 01234567\n"),
+        "{}",
+        r.stdout_str()
+    );
+
+    let r = check("soon");
+    assert_eq!(r.code, 2, "a bad duration is a usage error: {r:?}");
+    assert!(r.stderr.contains("soon"), "{}", r.stderr);
+}
+
+#[test]
+fn status_prometheus_prints_the_metrics_of_the_runs() {
+    let env = Env::new();
+    env.keys();
+    let cfg = config(&env, "");
+    write_runs(&env, &[("ok", 30), ("failed", 2)]);
+    let r = env
+        .run(["status", "--config", cfg.to_str().unwrap(), "--prometheus"])
+        .ok();
+    let text = r.stdout_str();
+    let value = |series: &str| -> f64 {
+        let line = text
+            .lines()
+            .find(|l| l.rsplit_once(' ').is_some_and(|(s, _)| s == series))
+            .unwrap_or_else(|| panic!("{series} missing:\n{text}"));
+        line.rsplit_once(' ').unwrap().1.parse().unwrap()
+    };
+    let now = time::OffsetDateTime::now_utc().unix_timestamp() as f64;
+    assert_eq!(value("ferry_last_run_success"), 0.0);
+    assert!((now - 2.0 * 3600.0 - value("ferry_last_run_timestamp_seconds")).abs() < 120.0);
+    assert!((now - 30.0 * 3600.0 - value("ferry_last_success_timestamp_seconds")).abs() < 120.0);
+    assert_eq!(value("ferry_last_run_duration_seconds"), 90.0);
+    assert_eq!(value("ferry_last_run_uploaded_bytes"), 1234.0);
+    assert_eq!(value(r#"ferry_last_run_s3_requests{type="put"}"#), 4.0);
+    assert_eq!(value("ferry_last_run_jump_box_seconds"), 61.0);
+    assert_eq!(value(r#"ferry_source_success{source="vm"}"#), 1.0);
+    assert!(
+        text.contains("# TYPE ferry_last_run_success gauge\n"),
+        "{text}"
+    );
+}

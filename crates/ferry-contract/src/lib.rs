@@ -7,6 +7,8 @@
 //!   the functions' names;
 //! - [`env`]: the functions' environment variables (`ferry infra apply` sets them, `bootstrap`
 //!   reads them);
+//! - [`hooks`]: the environment of the backup VM's `[hooks]` commands (ferry-run sets it, the
+//!   user's scripts read it);
 //! - [`tags`]: the tag keys on every resource Ferry manages (the Lambda role's policy conditions
 //!   in ferry-cloud, the resources ferry-build creates);
 //! - [`keys`]: the state bucket's key layout (session state, day records, artifacts) and the
@@ -24,6 +26,7 @@
 
 pub mod env;
 pub mod gate;
+pub mod hooks;
 pub mod keys;
 pub mod lambda;
 pub mod limits;

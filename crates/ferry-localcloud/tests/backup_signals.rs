@@ -269,10 +269,14 @@ fn setup(big_mib: usize) -> Setup {
         &config,
         format!(
             "{sources}\n[backup]\nsite = \"home\"\nkey = {:?}\nspool = {:?}\npack_size = \"16MiB\"\n\n\
-             [cloud]\nregion = \"us-east-1\"\nprofile = \"ferry-backup\"\ncredentials_file = {:?}\n",
+             [cloud]\nregion = \"us-east-1\"\nprofile = \"ferry-backup\"\ncredentials_file = {:?}\n\n\
+             [metrics]\ntextfile = {:?}\n\n\
+             [hooks]\nrun-finally = [\"sh\", \"-c\", \"echo $FERRY_HOOK $FERRY_STATUS >> \\\"$0\\\"\", {:?}]\n",
             put.display().to_string(),
             cloud.path("spool").display().to_string(),
-            creds.display().to_string()
+            creds.display().to_string(),
+            cloud.path("ferry.prom").display().to_string(),
+            cloud.path("finally.log").display().to_string(),
         ),
     )
     .expect("ferry.toml");
@@ -334,6 +338,14 @@ fn sigterm_during_collection_provisioning_and_upload_leaves_nothing_and_the_next
     assert!(out.contains("removed"), "{out}\n{}", cloud.log());
     assert_eq!(cloud.leftovers(), (0, 0, 0), "{out}\n{}", cloud.log());
 
+    // Each interrupted run ran its run-finally hook and wrote the metrics file.
+    let prom = || std::fs::read_to_string(cloud.path("ferry.prom")).expect("ferry.prom");
+    assert!(
+        prom().contains("\nferry_last_run_success 0\n"),
+        "{}",
+        prom()
+    );
+
     // 4. SIGKILL during the upload: no cleanup runs, the box, its group and its session
     // state stay (they would hold the installation's one session slot until the box
     // expires, refusing every run until then).
@@ -354,11 +366,23 @@ fn sigterm_during_collection_provisioning_and_upload_leaves_nothing_and_the_next
     assert_eq!(cloud.leftovers(), (1, 1, 1), "{out}\n{}", cloud.log());
 
     // 5. The next run removes the box the killed run left, then resumes what the spool
-    // holds and completes.
-    let out = cloud.ok(
-        false,
-        &["backup", "--config", config.to_str().expect("utf-8")],
+    // holds and completes; with --json, stdout is JSON lines only (status lines, the
+    // summary last) and the human text is on stderr.
+    let o = cloud
+        .ferry(false)
+        .args([
+            "backup",
+            "--json",
+            "--config",
+            config.to_str().expect("utf-8"),
+        ])
+        .output()
+        .expect("ferry backup --json");
+    let (stdout, out) = (
+        String::from_utf8_lossy(&o.stdout).to_string(),
+        String::from_utf8_lossy(&o.stderr).to_string(),
     );
+    assert!(o.status.success(), "{out}\n{}", cloud.log());
     assert!(
         out.contains(&format!(
             "ended without removing its jump box (session {session})"
@@ -370,6 +394,48 @@ fn sigterm_during_collection_provisioning_and_upload_leaves_nothing_and_the_next
         "{out}"
     );
     assert!(out.contains("The spool still holds"), "{out}");
+    let lines: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let (summary, status_lines) = lines.split_last().expect("JSON lines");
+    assert!(
+        status_lines.iter().all(|l| l["message_type"] == "status"),
+        "{stdout}"
+    );
+    assert_eq!(summary["message_type"], "summary", "{stdout}");
+    assert_eq!(summary["result"], "ok", "{summary}");
+    assert!(
+        summary["usage"]["uploaded_bytes"].as_u64() > Some(0),
+        "{summary}"
+    );
+    // ferry-clean for the box the killed run left, ferry-build, ferry-clean.
+    assert_eq!(summary["usage"]["lambda_invocations"], 3, "{summary}");
+    let hooks = std::fs::read_to_string(cloud.path("finally.log")).expect("finally.log");
+    assert_eq!(
+        hooks,
+        "run-finally interrupted\nrun-finally interrupted\nrun-finally interrupted\nrun-finally ok\n"
+    );
+    // The metrics file is what `ferry status --prometheus` prints, and says the run's figures.
+    let printed = cloud.ok(
+        false,
+        &[
+            "status",
+            "--prometheus",
+            "--config",
+            config.to_str().expect("utf-8"),
+        ],
+    );
+    assert_eq!(printed, prom());
+    let uploaded = format!(
+        "\nferry_last_run_uploaded_bytes {}\n",
+        summary["usage"]["uploaded_bytes"]
+    );
+    assert!(
+        prom().contains("\nferry_last_run_success 1\n") && prom().contains(&uploaded),
+        "{}",
+        prom()
+    );
     assert_eq!(cloud.leftovers(), (0, 0, 0), "{out}\n{}", cloud.log());
     let status = cloud.ok(
         false,

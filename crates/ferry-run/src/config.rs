@@ -19,6 +19,21 @@
 //! session_minutes = 30             # jump box lifetime asked for (the function caps it)
 //! connect_timeout = 180            # seconds to keep trying to reach the new jump box
 //! ssh_config = "/etc/ferry/ssh_config"  # optional OpenSSH client config (also $FERRY_SSH_CONFIG)
+//!
+//! [metrics]                        # optional: after every run, for node_exporter's textfile collector
+//! textfile = "/var/lib/node_exporter/textfile_collector/ferry.prom"
+//!
+//! [ping]                           # optional: healthchecks.io-style pings (/start, success, /fail)
+//! url = "https://hc-ping.com/<uuid>"
+//! timeout = 10                     # seconds per attempt (1–60, default 10)
+//! retries = 2                      # attempts after the first (0–5, default 2)
+//!
+//! [hooks]                          # optional: each an argv array, run without a shell
+//! run-before = ["/usr/local/bin/mount-backup-disk"]   # fails: the run is skipped
+//! run-after = ["/usr/local/bin/notify", "ok"]         # after a successful run
+//! run-failed = ["/usr/local/bin/notify", "failed"]    # after a failed (or skipped) run
+//! run-finally = ["/usr/local/bin/cleanup"]            # after every run
+//! timeout = 300                    # seconds each hook may take (1–86400, default 300)
 //! ```
 //!
 //! Unknown keys are refused; every error names the file and the field.
@@ -70,6 +85,63 @@ pub struct FerryConfig {
     /// `[cloud]`, if present; needed for a cloud run ([`FerryConfig::cloud_run`]).
     #[serde(default)]
     pub cloud: Option<CloudSection>,
+    /// `[metrics]`, if present: where the run writes its Prometheus text file.
+    #[serde(default)]
+    pub metrics: Option<MetricsSection>,
+    /// `[ping]`, if present: the health-check URL pinged at start, success and failure.
+    #[serde(default)]
+    pub ping: Option<PingSection>,
+    /// `[hooks]`, if present: commands run before and after the run.
+    #[serde(default)]
+    pub hooks: Option<HooksSection>,
+}
+
+/// `[metrics]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsSection {
+    /// `textfile`: absolute path of the `.prom` file node_exporter's textfile collector reads
+    /// (written after every run through a temporary file in the same directory and a rename).
+    pub textfile: PathBuf,
+}
+
+/// `[ping]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PingSection {
+    /// `url`: the check's ping URL (`http://` or `https://`, no user:password); Ferry pings
+    /// `<url>/start`, `<url>` and `<url>/fail` (the healthchecks.io convention).
+    pub url: String,
+    /// `timeout`: seconds one attempt may take (1–60, default 10).
+    #[serde(default = "default_ping_timeout")]
+    pub timeout: u64,
+    /// `retries`: attempts after a failed first one, 1 s, 2 s, … apart (0–5, default 2).
+    #[serde(default = "default_ping_retries")]
+    pub retries: u32,
+}
+
+/// `[hooks]` (rustic's names): each hook is one command as an argv array, run without a
+/// shell (`["sh", "-c", "…"]` when a shell is wanted), with the run's result in the
+/// environment ([`ferry_contract::hooks`]).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct HooksSection {
+    /// `run-before`: runs before anything else; when it fails, the run is skipped (and
+    /// counts as failed).
+    #[serde(default)]
+    pub run_before: Option<Vec<String>>,
+    /// `run-after`: runs after a successful (or partial) run.
+    #[serde(default)]
+    pub run_after: Option<Vec<String>>,
+    /// `run-failed`: runs after a failed, skipped or interrupted run.
+    #[serde(default)]
+    pub run_failed: Option<Vec<String>>,
+    /// `run-finally`: runs after every run, last.
+    #[serde(default)]
+    pub run_finally: Option<Vec<String>>,
+    /// `timeout`: seconds each hook may take before it is killed (1–86400, default 300).
+    #[serde(default = "default_hook_timeout")]
+    pub timeout: u64,
 }
 
 /// `[backup]`.
@@ -138,6 +210,169 @@ fn default_session_minutes() -> u32 {
 }
 fn default_connect_timeout() -> u64 {
     180
+}
+fn default_ping_timeout() -> u64 {
+    10
+}
+fn default_ping_retries() -> u32 {
+    2
+}
+fn default_hook_timeout() -> u64 {
+    300
+}
+
+/// `[metrics]`, `[ping]` and `[hooks]` checked: what the run does around itself.
+#[derive(Debug, Clone, Default)]
+pub struct OpsPlan {
+    /// The `.prom` file to write after every run.
+    pub metrics: Option<PathBuf>,
+    /// The health-check pings.
+    pub ping: Option<PingPlan>,
+    /// The hooks.
+    pub hooks: HooksPlan,
+}
+
+/// `[ping]` checked.
+#[derive(Clone, Default)]
+pub struct PingPlan {
+    /// The ping URL without a trailing `/` (it may hold the check's secret uuid: never logged,
+    /// see [`PingPlan::shown`]).
+    pub url: String,
+    /// How long one attempt may take.
+    pub timeout: std::time::Duration,
+    /// Attempts after a failed first one.
+    pub retries: u32,
+}
+
+impl PingPlan {
+    /// The URL as messages show it: scheme and host only (the path is the check's secret).
+    pub fn shown(&self) -> String {
+        match self.url.split_once("://") {
+            Some((scheme, rest)) => {
+                let host = rest.split('/').next().unwrap_or("");
+                format!("{scheme}://{host}/…")
+            }
+            None => "(ping url)".into(),
+        }
+    }
+}
+
+impl std::fmt::Debug for PingPlan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PingPlan")
+            .field("url", &self.shown())
+            .field("timeout", &self.timeout)
+            .field("retries", &self.retries)
+            .finish()
+    }
+}
+
+/// `[hooks]` checked.
+#[derive(Debug, Clone, Default)]
+pub struct HooksPlan {
+    /// `run-before`.
+    pub run_before: Option<Vec<String>>,
+    /// `run-after`.
+    pub run_after: Option<Vec<String>>,
+    /// `run-failed`.
+    pub run_failed: Option<Vec<String>>,
+    /// `run-finally`.
+    pub run_finally: Option<Vec<String>>,
+    /// How long each may take.
+    pub timeout: std::time::Duration,
+}
+
+impl MetricsSection {
+    /// Check `textfile` (absolute, a `.prom` file name: node_exporter reads only those).
+    pub fn plan(&self) -> Result<PathBuf, ConfigError> {
+        let p = &self.textfile;
+        if !p.is_absolute() {
+            bail!("metrics.textfile: {} must be an absolute path", p.display());
+        }
+        let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if !name.ends_with(".prom") || name.starts_with('.') || name == ".prom" {
+            bail!(
+                "metrics.textfile: {} must name a file ending in .prom (node_exporter's textfile \
+                 collector reads only those)",
+                p.display()
+            );
+        }
+        Ok(p.clone())
+    }
+}
+
+impl PingSection {
+    /// Check the URL, the timeout and the retries.
+    pub fn plan(&self) -> Result<PingPlan, ConfigError> {
+        let url = self.url.trim_end_matches('/');
+        let rest = url
+            .strip_prefix("https://")
+            .or_else(|| url.strip_prefix("http://"));
+        let Some(rest) = rest else {
+            bail!("ping.url: must start with https:// or http://");
+        };
+        let host = rest.split('/').next().unwrap_or("");
+        if host.is_empty() || host.contains('@') {
+            bail!("ping.url: needs a host name (and no user:password@)");
+        }
+        if url.len() > 2048
+            || url
+                .chars()
+                .any(|c| c.is_control() || c.is_whitespace() || c == '?' || c == '#')
+        {
+            bail!(
+                "ping.url: must be a plain URL of at most 2048 characters, without spaces, '?' or '#'"
+            );
+        }
+        if url.parse::<hyper::Uri>().is_err() {
+            bail!("ping.url: not a valid URL");
+        }
+        if !(1..=60).contains(&self.timeout) {
+            bail!("ping.timeout: must be between 1 and 60 seconds");
+        }
+        if self.retries > 5 {
+            bail!("ping.retries: must be between 0 and 5");
+        }
+        Ok(PingPlan {
+            url: url.to_string(),
+            timeout: std::time::Duration::from_secs(self.timeout),
+            retries: self.retries,
+        })
+    }
+}
+
+impl HooksSection {
+    /// Check each command (a non-empty argv array; the program is an absolute path or a
+    /// name looked up in `PATH`) and the timeout.
+    pub fn plan(&self) -> Result<HooksPlan, ConfigError> {
+        for (field, cmd) in [
+            ("hooks.run-before", &self.run_before),
+            ("hooks.run-after", &self.run_after),
+            ("hooks.run-failed", &self.run_failed),
+            ("hooks.run-finally", &self.run_finally),
+        ] {
+            if let Some(argv) = cmd {
+                if argv.first().is_none_or(|p| p.is_empty()) {
+                    bail!(
+                        "{field}: an argv array whose first element is the program, like [\"/usr/local/bin/x\", \"arg\"]"
+                    );
+                }
+                if argv.iter().any(|a| a.contains('\0')) {
+                    bail!("{field}: an argument contains a NUL byte");
+                }
+            }
+        }
+        if !(1..=86400).contains(&self.timeout) {
+            bail!("hooks.timeout: must be between 1 and 86400 seconds");
+        }
+        Ok(HooksPlan {
+            run_before: self.run_before.clone(),
+            run_after: self.run_after.clone(),
+            run_failed: self.run_failed.clone(),
+            run_finally: self.run_finally.clone(),
+            timeout: std::time::Duration::from_secs(self.timeout),
+        })
+    }
 }
 
 /// Spool size cap when `backup.spool_max` is unset: 10 GiB, in bytes.
@@ -208,7 +443,29 @@ impl FerryConfig {
         if let Some(c) = &cfg.cloud {
             c.plan().map_err(|e| in_file(path, e))?;
         }
+        cfg.ops(path)?;
         Ok(cfg)
+    }
+
+    /// `[metrics]`, `[ping]` and `[hooks]`, checked (all optional).
+    pub fn ops(&self, path: &Path) -> Result<OpsPlan, ConfigError> {
+        let metrics = match &self.metrics {
+            Some(m) => Some(m.plan().map_err(|e| in_file(path, e))?),
+            None => None,
+        };
+        let ping = match &self.ping {
+            Some(p) => Some(p.plan().map_err(|e| in_file(path, e))?),
+            None => None,
+        };
+        let hooks = match &self.hooks {
+            Some(h) => h.plan().map_err(|e| in_file(path, e))?,
+            None => HooksPlan::default(),
+        };
+        Ok(OpsPlan {
+            metrics,
+            ping,
+            hooks,
+        })
     }
 
     /// Both sections, for a backup through the cloud; names what is missing.
@@ -461,6 +718,50 @@ mod tests {
         );
         let e = err("[cloud]\nregion = \"eu-west-1\"\nbogus = 1\n");
         assert!(e.contains("bogus") && e.contains("f.toml"), "{e}");
+    }
+
+    #[test]
+    fn ops_sections_are_checked_and_named() {
+        let c = parse(
+            "[metrics]\ntextfile = \"/var/lib/ne/ferry.prom\"\n[ping]\nurl = \"https://hc-ping.com/abc-123/\"\n\
+             [hooks]\nrun-before = [\"/bin/true\"]\nrun-finally = [\"sh\", \"-c\", \"echo x\"]\n",
+        )
+        .unwrap();
+        let ops = c.ops(Path::new("f.toml")).unwrap();
+        assert_eq!(ops.metrics.unwrap(), Path::new("/var/lib/ne/ferry.prom"));
+        let ping = ops.ping.unwrap();
+        assert_eq!(ping.url, "https://hc-ping.com/abc-123");
+        assert_eq!(ping.timeout.as_secs(), 10);
+        assert_eq!(ping.retries, 2);
+        // The check's uuid is a secret: Debug and messages show the host only.
+        assert!(!format!("{ping:?}").contains("abc-123"));
+        assert_eq!(ping.shown(), "https://hc-ping.com/…");
+        assert_eq!(ops.hooks.timeout.as_secs(), 300);
+        assert_eq!(ops.hooks.run_finally.unwrap(), ["sh", "-c", "echo x"]);
+        for (bad, field) in [
+            ("[metrics]\ntextfile = \"rel.prom\"\n", "metrics.textfile"),
+            (
+                "[metrics]\ntextfile = \"/x/ferry.txt\"\n",
+                "metrics.textfile",
+            ),
+            ("[ping]\nurl = \"ftp://h/x\"\n", "ping.url"),
+            ("[ping]\nurl = \"https://u:p@h/x\"\n", "ping.url"),
+            (
+                "[ping]\nurl = \"https://h/x\"\ntimeout = 0\n",
+                "ping.timeout",
+            ),
+            (
+                "[ping]\nurl = \"https://h/x\"\nretries = 9\n",
+                "ping.retries",
+            ),
+            ("[hooks]\nrun-after = []\n", "hooks.run-after"),
+            ("[hooks]\nrun-after = [\"\"]\n", "hooks.run-after"),
+            ("[hooks]\ntimeout = 0\n", "hooks.timeout"),
+            ("[hooks]\nrun_after = [\"x\"]\n", "run_after"),
+        ] {
+            let e = err(bad);
+            assert!(e.contains(field) && e.contains("f.toml"), "{bad}: {e}");
+        }
     }
 
     #[test]

@@ -18,7 +18,8 @@ use crate::config::BackupPlan;
 use crate::error::{Context, Error, error_chain};
 use crate::format::human;
 use crate::lambda::{Session, session_key};
-use crate::report::RunReport;
+use crate::ops::Ops;
+use crate::report::{RunReport, run_sources_json};
 use crate::spool::{Held, Spool, lock};
 use ferry_collect::SourcesConfig;
 use ferry_repo::progress::Progress;
@@ -99,6 +100,16 @@ pub enum Event<'a> {
     StopNote(&'a str),
     /// The interrupt is done; the spool keeps what was not uploaded.
     Stopped,
+    /// A `[hooks]` command starts (its output goes to stderr).
+    Hook {
+        /// `run-before`, `run-after`, `run-failed` or `run-finally`.
+        hook: &'a str,
+        /// Its program.
+        program: &'a str,
+    },
+    /// Something around the run failed without failing it (a ping, a hook, the metrics
+    /// file); also recorded in the run's `warnings`.
+    Warning(&'a str),
 }
 
 /// The run's progress sink.
@@ -109,6 +120,10 @@ pub trait RunProgress: Send + Sync {
     fn collection(&self) -> Arc<dyn Progress>;
     /// Collection ended.
     fn collection_done(&self);
+    /// The run ended (also when it failed or was interrupted): `summary` is its record in
+    /// `runs.jsonl`, plus, for a run that uploaded, the snapshots, session and what it
+    /// resumed ([`RunReport::summary_json`]).
+    fn finished(&self, _summary: &serde_json::Value) {}
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -132,6 +147,9 @@ struct Shared {
     spool: PathBuf,
     started: String,
     usage: Mutex<RunUsage>,
+    /// Each source of this run's collection, once it is done (failed runs record them too).
+    sources: Mutex<Option<serde_json::Value>>,
+    ops: Ops,
 }
 
 impl Shared {
@@ -154,6 +172,34 @@ impl Shared {
 
     fn stopping(&self) -> bool {
         self.stop.load(Ordering::SeqCst)
+    }
+
+    /// The end of every run: the hooks and the end ping, the record in `runs.jsonl`, the
+    /// metrics file, the caller's summary (`extra`: what a successful run adds to it).
+    fn finish(
+        &self,
+        mut record: serde_json::Value,
+        extra: Option<serde_json::Value>,
+        progress: &dyn RunProgress,
+    ) -> Result<(), Error> {
+        if record.get("sources").is_none()
+            && let Some(s) = lock(&self.sources).clone()
+        {
+            record["sources"] = s;
+        }
+        self.ops.after(&mut record, progress);
+        let recorded = Spool::record_run(&self.spool, &record);
+        self.ops.write_metrics(&self.spool, progress);
+        let mut summary = record;
+        if let (Some(obj), Some(serde_json::Value::Object(extra))) =
+            (summary.as_object_mut(), extra)
+        {
+            for (k, v) in extra {
+                obj.entry(k).or_insert(v);
+            }
+        }
+        progress.finished(&summary);
+        recorded
     }
 
     /// Invoke ferry-clean for `session`. Returns a sentence for the user.
@@ -243,16 +289,14 @@ impl Cancel {
                 .unwrap_or_else(|p| p.into_inner())
                 .0;
         }
-        let _ = Spool::record_run(
-            &shared.spool,
-            &json!({
-                "started": shared.started,
-                "finished": now_rfc3339(),
-                "result": "interrupted",
-                "error": format!("{signal}; {note}"),
-                "usage": *lock(&shared.usage),
-            }),
-        );
+        let record = json!({
+            "started": shared.started,
+            "finished": now_rfc3339(),
+            "result": "interrupted",
+            "error": format!("{signal}; {note}"),
+            "usage": *lock(&shared.usage),
+        });
+        let _ = shared.finish(record, None, progress);
         progress.event(Event::Stopped);
         *lock(&shared.stopped) = true;
         shared.stopped_changed.notify_all();
@@ -305,6 +349,11 @@ impl std::fmt::Debug for CloudRun {
 impl CloudRun {
     /// Open and lock the plan's spool (a second run on it is refused); the run starts now.
     pub fn open(plan: BackupPlan, cloud: Arc<dyn Cloud>) -> Result<CloudRun, Error> {
+        Self::open_with(plan, cloud, Ops::default())
+    }
+
+    /// [`CloudRun::open`] with the config's `[metrics]`, `[ping]` and `[hooks]`.
+    pub fn open_with(plan: BackupPlan, cloud: Arc<dyn Cloud>, ops: Ops) -> Result<CloudRun, Error> {
         let spool = Spool::open(&plan.spool, plan.spool_max)?;
         let shared = Arc::new(Shared {
             phase: Mutex::new(Phase::Collecting),
@@ -316,6 +365,8 @@ impl CloudRun {
             spool: spool.dir().to_path_buf(),
             started: now_rfc3339(),
             usage: Mutex::new(RunUsage::default()),
+            sources: Mutex::new(None),
+            ops,
         });
         Ok(CloudRun {
             plan,
@@ -334,16 +385,20 @@ impl CloudRun {
         self.spool.dir()
     }
 
-    /// Collect, spool, build, upload, clean; record the run in `runs.jsonl`. After an
-    /// interrupt, waits for it to finish and returns [`Error::Interrupted`] (the interrupt
-    /// recorded the run).
+    /// The start ping and `run-before` (failing, it skips the run); collect, spool, build,
+    /// upload, clean; the end hooks and ping, the record in `runs.jsonl`, the metrics file.
+    /// After an interrupt, waits for it to finish and returns [`Error::Interrupted`] (the
+    /// interrupt recorded the run).
     pub fn run(
         &self,
         input: &RunInput<'_>,
         progress: &dyn RunProgress,
     ) -> Result<RunReport, Error> {
         let shared = &self.shared;
-        let result = self.run_inner(input, progress);
+        let result = match shared.ops.before(progress) {
+            Ok(()) => self.run_inner(input, progress),
+            Err(e) => Err(e),
+        };
         if shared.stopping() {
             // The interrupt owns the end of this run (it may be removing the jump box).
             if self
@@ -357,20 +412,19 @@ impl CloudRun {
         match result {
             Ok(mut r) => {
                 r.usage = usage;
-                Spool::record_run(self.spool.dir(), &r.record(&shared.started, &now_rfc3339()))?;
+                let record = r.record(&shared.started, &now_rfc3339());
+                shared.finish(record, Some(r.summary_json()), progress)?;
                 Ok(r)
             }
             Err(e) => {
-                let _ = Spool::record_run(
-                    self.spool.dir(),
-                    &json!({
-                        "started": shared.started,
-                        "finished": now_rfc3339(),
-                        "result": "failed",
-                        "error": error_chain(&e),
-                        "usage": usage,
-                    }),
-                );
+                let record = json!({
+                    "started": shared.started,
+                    "finished": now_rfc3339(),
+                    "result": "failed",
+                    "error": error_chain(&e),
+                    "usage": usage,
+                });
+                let _ = shared.finish(record, None, progress);
                 Err(e)
             }
         }
@@ -421,6 +475,7 @@ impl CloudRun {
         let collected = collect()?;
         let (report, collect_error, partial) = match collected {
             Ok((snapshot, report)) => {
+                *lock(&shared.sources) = Some(json!(run_sources_json(&report)));
                 spool.save_pending(&snapshot)?;
                 let partial = report.is_partial() || snapshot.is_partial();
                 (Some(report), None, partial)
@@ -479,7 +534,7 @@ impl CloudRun {
         if let Err(e) = spool.note_session(&session.session) {
             // Not fatal: this run still removes its box; only a run that dies before it
             // does would leave the box to its timer and the sweep.
-            progress.event(Event::LeftBehindNote(&format!(
+            progress.event(Event::Warning(&format!(
                 "could not note session {} in the spool: {}",
                 session.session,
                 error_chain(&e)

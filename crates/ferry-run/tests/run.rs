@@ -328,3 +328,485 @@ fn an_interrupt_while_the_box_exists_cleans_it_exactly_once() {
     let spool = ferry_run::Spool::open(&s.plan.spool, 1 << 30).unwrap();
     assert_eq!(spool.held().unwrap().snapshots, 1);
 }
+
+// ---- Operations around the run: metrics file, health pings, hooks, JSON lines ----
+
+use ferry_run::config::{HooksPlan, OpsPlan, PingPlan};
+use ferry_run::{JsonLines, Ops};
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::time::Instant;
+
+/// One request the loopback server saw: method, path, body.
+type Seen = Arc<Mutex<Vec<(String, String, String)>>>;
+
+/// A loopback HTTP server on its own thread: answers every request 200 (or never, when
+/// `silent`: it reads the request and keeps the connection open). Returns its base URL
+/// (`http://127.0.0.1:PORT/<uuid>`) and what it saw.
+fn ping_server(silent: bool) -> (String, Seen) {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let seen: Seen = Arc::default();
+    let s = seen.clone();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for conn in l.incoming().take(20) {
+            let Ok(mut conn) = conn else { continue };
+            conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let mut r = BufReader::new(conn.try_clone().unwrap());
+            let mut line = String::new();
+            r.read_line(&mut line).unwrap();
+            let mut parts = line.split_whitespace();
+            let (method, path) = (
+                parts.next().unwrap_or("").to_string(),
+                parts.next().unwrap_or("").to_string(),
+            );
+            let mut len = 0;
+            loop {
+                let mut h = String::new();
+                r.read_line(&mut h).unwrap();
+                if h.trim().is_empty() {
+                    break;
+                }
+                if let Some((k, v)) = h.split_once(':')
+                    && k.eq_ignore_ascii_case("content-length")
+                {
+                    len = v.trim().parse().unwrap();
+                }
+            }
+            let mut body = vec![0; len];
+            r.read_exact(&mut body).unwrap();
+            s.lock()
+                .unwrap()
+                .push((method, path, String::from_utf8(body).unwrap()));
+            if silent {
+                held.push(conn);
+            } else {
+                conn.write_all(
+                    b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nOK",
+                )
+                .unwrap();
+            }
+        }
+    });
+    (
+        format!("http://127.0.0.1:{port}/5bf6bd3e-secret-uuid"),
+        seen,
+    )
+}
+
+/// A hook script that writes its `FERRY_*` environment to `<dir>/<hook>.env`.
+fn hook_script(dir: &Path) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let p = dir.join("hook.sh");
+    std::fs::write(
+        &p,
+        format!(
+            "#!/bin/sh\nenv | grep '^FERRY_' | sort > '{}'/\"$FERRY_HOOK.env\"\necho \"hook $FERRY_HOOK ran\" >&2\nexit \"${{1:-0}}\"\n",
+            dir.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    p
+}
+
+fn hook_env(dir: &Path, hook: &str) -> BTreeMap<String, String> {
+    let text = std::fs::read_to_string(dir.join(format!("{hook}.env")))
+        .unwrap_or_else(|e| panic!("{hook} did not run: {e}"));
+    text.lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// A small checker of the text exposition format: every family has HELP and TYPE lines
+/// before its samples, every sample is `name{labels} value` with a known family and a
+/// number. Returns `name{labels}` (labels unescaped, as `k=v,…`) → value.
+fn parse_prometheus(text: &str) -> BTreeMap<String, f64> {
+    let mut helped = std::collections::BTreeSet::new();
+    let mut typed = std::collections::BTreeSet::new();
+    let mut out = BTreeMap::new();
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# HELP ") {
+            let (name, help) = rest.split_once(' ').unwrap();
+            assert!(!help.is_empty(), "{line}");
+            helped.insert(name.to_string());
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, ty) = rest.split_once(' ').unwrap();
+            assert_eq!(ty, "gauge", "{line}");
+            assert!(helped.contains(name), "TYPE before HELP: {line}");
+            typed.insert(name.to_string());
+            continue;
+        }
+        assert!(!line.starts_with('#') && !line.is_empty(), "{line:?}");
+        let (series, value) = line.rsplit_once(' ').unwrap();
+        let value: f64 = value.parse().unwrap_or_else(|_| panic!("{line}"));
+        let (name, labels) = match series.split_once('{') {
+            None => (series, String::new()),
+            Some((name, rest)) => {
+                let rest = rest.strip_suffix('}').unwrap_or_else(|| panic!("{line}"));
+                // k="v" pairs; v with \\, \" and \n escapes
+                let mut labels = Vec::new();
+                let mut chars = rest.chars().peekable();
+                while chars.peek().is_some() {
+                    let k: String = chars.by_ref().take_while(|c| *c != '=').collect();
+                    assert_eq!(chars.next(), Some('"'), "{line}");
+                    let mut v = String::new();
+                    loop {
+                        match chars
+                            .next()
+                            .unwrap_or_else(|| panic!("unterminated: {line}"))
+                        {
+                            '\\' => match chars.next() {
+                                Some('\\') => v.push('\\'),
+                                Some('"') => v.push('"'),
+                                Some('n') => v.push('\n'),
+                                other => panic!("bad escape {other:?}: {line}"),
+                            },
+                            '"' => break,
+                            c => v.push(c),
+                        }
+                    }
+                    labels.push(format!("{k}={v}"));
+                    if chars.peek() == Some(&',') {
+                        chars.next();
+                    }
+                }
+                (name, labels.join(","))
+            }
+        };
+        assert!(
+            name.starts_with("ferry_") && typed.contains(name),
+            "sample without HELP/TYPE: {line}"
+        );
+        let key = if labels.is_empty() {
+            name.to_string()
+        } else {
+            format!("{name}{{{labels}}}")
+        };
+        assert!(out.insert(key, value).is_none(), "duplicate series: {line}");
+    }
+    out
+}
+
+/// A `Write` into a shared buffer (the JSON lines of a run).
+#[derive(Clone, Default)]
+struct Buf(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Buf {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn run_with_ops(
+    s: &Setup,
+    cloud: Arc<LocalCloud>,
+    ops: OpsPlan,
+    progress: &dyn RunProgress,
+) -> Result<ferry_run::RunReport, Error> {
+    let run = CloudRun::open_with(s.plan.clone(), cloud, Ops::new(ops, &s.plan.site)).unwrap();
+    let key = |_: &Path| -> Result<_, Box<dyn std::error::Error + Send + Sync>> {
+        Ok(s.master.put_key())
+    };
+    let input = RunInput {
+        sources: &s.sources,
+        cache_dir: Some(s.cache.clone()),
+        put_key: &key,
+    };
+    run.run(&input, progress)
+}
+
+fn ops_plan(dir: &Path, url: &str, timeout: u64, retries: u32) -> OpsPlan {
+    let script = hook_script(dir).display().to_string();
+    let hook = |code: &str| Some(vec![script.clone(), code.to_string()]);
+    OpsPlan {
+        metrics: Some(dir.join("ferry.prom")),
+        ping: Some(PingPlan {
+            url: url.to_string(),
+            timeout: Duration::from_secs(timeout),
+            retries,
+        }),
+        hooks: HooksPlan {
+            run_before: hook("0"),
+            run_after: hook("0"),
+            run_failed: hook("0"),
+            run_finally: hook("0"),
+            timeout: Duration::from_secs(10),
+        },
+    }
+}
+
+#[test]
+fn a_successful_run_writes_metrics_pings_start_and_success_runs_its_hooks_and_streams_json() {
+    let s = setup();
+    let hooks = s._t.path().join("hooks");
+    std::fs::create_dir(&hooks).unwrap();
+    let (url, seen) = ping_server(false);
+    let out = Buf::default();
+    let sink = JsonLines::new(Box::new(out.clone()), Some(Arc::new(Events::default())));
+    let report = run_with_ops(
+        &s,
+        Arc::new(LocalCloud::new(&s.remote)),
+        ops_plan(&hooks, &url, 5, 1),
+        &sink,
+    )
+    .unwrap();
+    let snap = report.snapshots.last().unwrap();
+    let record = runs(&s.plan.spool).pop().unwrap();
+    assert_eq!(record["result"], "ok");
+    assert!(record.get("warnings").is_none(), "{record}");
+
+    // The pings: /start, then the plain URL with the run's record as the body.
+    let seen = seen.lock().unwrap().clone();
+    let path = url
+        .trim_start_matches(|c| c != '/')
+        .trim_start_matches("//");
+    let path = &path[path.find('/').unwrap()..];
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    assert_eq!(
+        (seen[0].0.as_str(), seen[0].1.as_str()),
+        ("POST", &*format!("{path}/start"))
+    );
+    assert_eq!((seen[1].0.as_str(), seen[1].1.as_str()), ("POST", path));
+    assert!(
+        seen[1].2.starts_with("ferry backup of site home: ok\n"),
+        "{}",
+        seen[1].2
+    );
+    assert!(seen[1].2.contains(&snap.id), "{}", seen[1].2);
+
+    // The hooks: before (no result yet), after and finally with the result; not failed.
+    let before = hook_env(&hooks, "run-before");
+    assert_eq!(before["FERRY_HOOK"], "run-before");
+    assert_eq!(before["FERRY_SITE"], "home");
+    assert!(!before.contains_key("FERRY_RESULT"), "{before:?}");
+    for hook in ["run-after", "run-finally"] {
+        let e = hook_env(&hooks, hook);
+        assert_eq!(e["FERRY_HOOK"], hook);
+        assert_eq!(e["FERRY_RESULT"], "success");
+        assert_eq!(e["FERRY_STATUS"], "ok");
+        assert_eq!(e["FERRY_SNAPSHOT"], snap.id);
+        assert_eq!(
+            e["FERRY_BYTES_READ"],
+            snap.snapshot.stats.bytes_read.to_string()
+        );
+        assert_eq!(
+            e["FERRY_BYTES_NEW"],
+            snap.snapshot.stats.new_bytes.to_string()
+        );
+        assert_eq!(
+            e["FERRY_BYTES_UPLOADED"],
+            report.usage.uploaded_bytes.to_string()
+        );
+        assert_eq!(e["FERRY_FILES"], snap.snapshot.stats.files.to_string());
+        assert!(!e.contains_key("FERRY_ERROR"), "{e:?}");
+    }
+    assert!(!hooks.join("run-failed.env").exists());
+
+    // The metrics file: well-formed, and the figures are the run's.
+    let m = parse_prometheus(&std::fs::read_to_string(hooks.join("ferry.prom")).unwrap());
+    let finished = ferry_run::metrics::unix_seconds(record["finished"].as_str().unwrap()).unwrap();
+    let st = &snap.snapshot.stats;
+    let u = &report.usage;
+    for (k, v) in [
+        ("ferry_last_run_timestamp_seconds", finished as u64),
+        ("ferry_last_success_timestamp_seconds", finished as u64),
+        ("ferry_last_run_success", 1),
+        ("ferry_last_run_partial", 0),
+        ("ferry_last_run_files", st.files),
+        ("ferry_last_run_read_bytes", st.bytes_read),
+        ("ferry_last_run_new_bytes", st.new_bytes),
+        ("ferry_last_run_uploaded_bytes", u.uploaded_bytes),
+        ("ferry_last_run_uploaded_objects", u.uploaded_objects),
+        ("ferry_last_run_s3_requests{type=put}", u.s3_put_requests),
+        ("ferry_last_run_s3_requests{type=get}", u.s3_get_requests),
+        ("ferry_last_run_lambda_invocations", 2),
+        ("ferry_last_run_jump_box_seconds", u.instance_seconds),
+        ("ferry_spool_waiting_bytes", 0),
+        ("ferry_source_success{source=vm}", 1),
+        ("ferry_source_read_bytes{source=vm}", st.bytes_read),
+    ] {
+        assert_eq!(m.get(k).copied(), Some(v as f64), "{k}: {m:?}");
+    }
+    assert!(u.uploaded_bytes > 0 && st.bytes_read == 200_005);
+
+    // The JSON lines: every line an object, status lines, the summary last with the figures.
+    let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let (last, status) = lines.split_last().unwrap();
+    assert!(
+        status.iter().all(|l| l["message_type"] == "status"),
+        "{text}"
+    );
+    let actions: Vec<_> = status
+        .iter()
+        .map(|l| l["action"].as_str().unwrap())
+        .collect();
+    for a in [
+        "hook",
+        "collecting",
+        "collected",
+        "building",
+        "uploading",
+        "cleaned",
+    ] {
+        assert!(actions.contains(&a), "{a} missing: {actions:?}");
+    }
+    assert_eq!(last["message_type"], "summary");
+    assert_eq!(last["result"], "ok");
+    assert_eq!(last["snapshot"], snap.id.as_str());
+    assert_eq!(last["bytes_read"], st.bytes_read);
+    assert_eq!(last["usage"]["uploaded_bytes"], u.uploaded_bytes);
+    assert_eq!(last["snapshots"][0]["snapshot"], snap.id.as_str());
+    assert!(last["duration_seconds"].is_u64(), "{last}");
+}
+
+#[test]
+fn a_failing_run_before_skips_the_run_and_a_failed_upload_reports_failure_everywhere() {
+    let s = setup();
+    let hooks = s._t.path().join("hooks");
+    std::fs::create_dir(&hooks).unwrap();
+    let (url, seen) = ping_server(false);
+    let script = hook_script(&hooks).display().to_string();
+
+    // run-before exits 7: no jump box is asked for, the run fails naming the hook.
+    let mut ops = ops_plan(&hooks, &url, 5, 0);
+    ops.hooks.run_before = Some(vec![script.clone(), "7".into()]);
+    let cloud = Arc::new(LocalCloud::new(&s.remote));
+    let e = run_with_ops(&s, cloud.clone(), ops, &Events::default()).unwrap_err();
+    assert_eq!(
+        ferry_run::error_chain(&e),
+        format!("the backup did not run: hook run-before ({script}) exited with status 7")
+    );
+    assert_eq!(*cloud.builds.lock().unwrap(), 0);
+    let failed = hook_env(&hooks, "run-failed");
+    assert_eq!(failed["FERRY_RESULT"], "failure");
+    assert_eq!(failed["FERRY_STATUS"], "failed");
+    assert!(
+        failed["FERRY_ERROR"].contains("exited with status 7"),
+        "{failed:?}"
+    );
+    assert_eq!(hook_env(&hooks, "run-finally")["FERRY_RESULT"], "failure");
+    assert!(!hooks.join("run-after.env").exists());
+    {
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen.len(), 2, "{seen:?}");
+        assert!(
+            seen[0].1.ends_with("/start") && seen[1].1.ends_with("/fail"),
+            "{seen:?}"
+        );
+        assert!(seen[1].2.contains("exited with status 7"), "{}", seen[1].2);
+    }
+    let m = parse_prometheus(&std::fs::read_to_string(hooks.join("ferry.prom")).unwrap());
+    assert_eq!(m["ferry_last_run_success"], 0.0);
+    assert_eq!(m["ferry_last_success_timestamp_seconds"], 0.0);
+
+    // The box never answers: collected, then failed; the record keeps the sources.
+    let mut failing = LocalCloud::new(&s.remote);
+    failing.unreachable = true;
+    let e = run_with_ops(
+        &s,
+        Arc::new(failing),
+        ops_plan(&hooks, &url, 5, 0),
+        &Events::default(),
+    )
+    .unwrap_err();
+    let failed = hook_env(&hooks, "run-failed");
+    assert_eq!(failed["FERRY_ERROR"], ferry_run::error_chain(&e));
+    let m = parse_prometheus(&std::fs::read_to_string(hooks.join("ferry.prom")).unwrap());
+    assert_eq!(m["ferry_last_run_success"], 0.0);
+    assert_eq!(m["ferry_last_run_lambda_invocations"], 2.0);
+    assert_eq!(m["ferry_source_success{source=vm}"], 1.0);
+    assert!(m["ferry_spool_waiting_bytes"] > 0.0, "{m:?}");
+    assert_eq!(seen.lock().unwrap().len(), 4);
+}
+
+#[test]
+fn a_ping_server_that_never_answers_costs_at_most_its_timeouts_and_the_backup_succeeds() {
+    let s = setup();
+    let hooks = s._t.path().join("hooks");
+    std::fs::create_dir(&hooks).unwrap();
+    let (url, seen) = ping_server(true);
+    let t = Instant::now();
+    let events = Events::default();
+    let report = run_with_ops(
+        &s,
+        Arc::new(LocalCloud::new(&s.remote)),
+        ops_plan(&hooks, &url, 1, 1),
+        &events,
+    )
+    .unwrap();
+    // Two pings × (1 s + 1 s backoff + 1 s), plus the run itself.
+    assert!(t.elapsed() < Duration::from_secs(20), "{:?}", t.elapsed());
+    assert_eq!(report.result(), "ok");
+    assert_eq!(seen.lock().unwrap().len(), 4, "two attempts per ping");
+    let record = runs(&s.plan.spool).pop().unwrap();
+    assert_eq!(record["result"], "ok");
+    let warnings = record["warnings"].as_array().unwrap();
+    assert_eq!(warnings.len(), 2, "{warnings:?}");
+    assert_eq!(
+        warnings[0],
+        format!(
+            "the start ping to http://{}/… failed after 2 attempts: no answer within 1 s",
+            url.split('/').nth(2).unwrap()
+        )
+    );
+    assert!(
+        warnings[1]
+            .as_str()
+            .unwrap()
+            .starts_with("the success ping to ")
+    );
+    // The check's uuid (its secret) is in no warning.
+    assert!(!record.to_string().contains("secret-uuid"));
+    assert!(
+        events
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|e| e.starts_with("Warning"))
+            .count()
+            == 2
+    );
+}
+
+#[test]
+fn source_names_are_escaped_as_label_values() {
+    let st = ferry_run::spool::Status {
+        runs: vec![serde_json::json!({
+            "result": "partial", "started": "2026-01-01T00:00:00Z", "finished": "2026-01-01T00:01:40Z",
+            "sources": [
+                {"source": "a\"b\\c", "status": "partial", "content_bytes": 5, "new_bytes": 1, "errors": [{"path": "/x"}]},
+                {"source": "plain", "status": "failed"},
+            ],
+        })],
+        spool: "/s".into(),
+        waiting_bytes: 9,
+    };
+    let text = ferry_run::metrics::render(&st);
+    assert!(
+        text.contains(r#"ferry_source_success{source="a\"b\\c"} 1"#),
+        "{text}"
+    );
+    let m = parse_prometheus(&text);
+    assert_eq!(m["ferry_source_success{source=a\"b\\c}"], 1.0);
+    assert_eq!(m["ferry_source_unreadable_entries{source=a\"b\\c}"], 1.0);
+    assert_eq!(m["ferry_source_success{source=plain}"], 0.0);
+    assert_eq!(m["ferry_last_run_success"], 1.0);
+    assert_eq!(m["ferry_last_run_partial"], 1.0);
+    assert_eq!(m["ferry_last_run_duration_seconds"], 100.0);
+    assert_eq!(m["ferry_spool_waiting_bytes"], 9.0);
+}

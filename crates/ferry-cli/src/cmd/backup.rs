@@ -29,7 +29,8 @@ pub struct BackupArgs {
     /// Pinned SSH host key of the remote end, for remote repositories.
     #[arg(long, value_name = "HOSTKEY")]
     pub host_key: Option<PathBuf>,
-    /// Print a machine-readable summary on stdout.
+    /// Machine-readable output on stdout: the summary object; with --config through the
+    /// cloud, JSON lines (status lines, then the summary object last; human text on stderr).
     #[arg(long)]
     pub json: bool,
     /// Target pack size, e.g. 32MiB, 512KiB, or bytes.

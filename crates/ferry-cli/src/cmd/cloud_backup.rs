@@ -7,7 +7,9 @@ use super::backup::BackupArgs;
 use super::{Global, Outcome};
 use crate::output::{Bar, count, human, interactive};
 use ferry_repo::RunUsage;
-use ferry_run::{AwsCloud, Cancel, CloudRun, Event, Held, RunInput, RunProgress, RunReport};
+use ferry_run::{
+    AwsCloud, Cancel, CloudRun, Event, Held, JsonLines, Ops, RunInput, RunProgress, RunReport,
+};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
@@ -68,6 +70,13 @@ impl RunProgress for Printer {
                 "A run before this one ended without removing its jump box (session {session}): asking ferry-clean to remove it first…"
             ),
             Event::LeftBehindNote(m) => m.to_string(),
+            Event::Hook { hook, program } => format!("Running the {hook} hook ({program})…"),
+            Event::Warning(m) => {
+                if !self.quiet {
+                    eprintln!("warning: {m}");
+                }
+                return;
+            }
         };
         if !self.quiet {
             eprintln!("{line}");
@@ -89,7 +98,7 @@ impl RunProgress for Printer {
 
 /// SIGINT/SIGTERM stop the run (a jump box that exists is removed first), then the process
 /// exits with 128 + the signal.
-fn watch_signals(cancel: Cancel, printer: Arc<Printer>) -> anyhow::Result<()> {
+fn watch_signals(cancel: Cancel, printer: Arc<dyn RunProgress>) -> anyhow::Result<()> {
     use anyhow::Context;
     use signal_hook::consts::{SIGINT, SIGTERM};
     let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])
@@ -110,12 +119,19 @@ fn watch_signals(cancel: Cancel, printer: Arc<Printer>) -> anyhow::Result<()> {
 pub fn run(g: &Global, a: &BackupArgs, config: &Path) -> anyhow::Result<Outcome> {
     let cfg = super::load_config(config)?;
     let (bplan, cplan) = cfg.cloud_run(config)?;
+    let ops = Ops::new(cfg.ops(config)?, &bplan.site);
     let cloud = Arc::new(AwsCloud::new(cplan, crate::output::ssh_debug()));
-    let run = CloudRun::open(bplan, cloud)?;
-    let printer = Arc::new(Printer {
+    let run = CloudRun::open_with(bplan, cloud, ops)?;
+    let printer: Arc<dyn RunProgress> = Arc::new(Printer {
         quiet: g.quiet,
         bar: Mutex::new(None),
     });
+    // --json: JSON lines on stdout (restic's convention), the human text stays on stderr.
+    let printer: Arc<dyn RunProgress> = if a.json {
+        Arc::new(JsonLines::new(Box::new(std::io::stdout()), Some(printer)))
+    } else {
+        printer
+    };
     watch_signals(run.cancel(), printer.clone())?;
     let put_key = |p: &Path| -> Result<_, Box<dyn std::error::Error + Send + Sync>> {
         Ok(super::read_any_key(p)?.put_key())
@@ -135,9 +151,6 @@ pub fn run(g: &Global, a: &BackupArgs, config: &Path) -> anyhow::Result<Outcome>
         }
         Err(e) => return Err(e.into()),
     };
-    if a.json {
-        println!("{}", serde_json::to_string_pretty(&r.summary_json())?);
-    }
     if !g.quiet {
         print_summary(&r, &r.usage);
     }

@@ -1,9 +1,11 @@
 //! `ferry status --config FILE`: the last runs recorded in the spool (when, result, sizes,
-//! cloud usage) and what the spool still holds.
+//! cloud usage) and what the spool still holds; `--prometheus` prints them as the metrics
+//! file of `[metrics] textfile`; `--max-age AGE` is a cron/Nagios-style check.
 
 use super::{Global, Outcome};
 use crate::output::human;
 use anyhow::Context;
+use ferry_repo::retention::policy::KeepWithin;
 use std::path::PathBuf;
 
 #[derive(Debug, clap::Args)]
@@ -15,8 +17,15 @@ pub struct StatusArgs {
     #[arg(long, short = 'n', default_value_t = 10)]
     pub last: usize,
     /// Print JSON on stdout.
-    #[arg(long)]
+    #[arg(long, conflicts_with_all = ["prometheus", "max_age"])]
     pub json: bool,
+    /// Print the runs as Prometheus metrics (what `[metrics] textfile` holds).
+    #[arg(long, conflicts_with = "max_age")]
+    pub prometheus: bool,
+    /// Check: exit 1, saying why, unless the last run succeeded and the last successful run
+    /// finished less than AGE ago (restic's units: 36h, 2d, 1d12h, 1m); one OK line otherwise.
+    #[arg(long, value_name = "AGE")]
+    pub max_age: Option<KeepWithin>,
 }
 
 pub fn run(_g: &Global, a: &StatusArgs) -> anyhow::Result<Outcome> {
@@ -26,6 +35,25 @@ pub fn run(_g: &Global, a: &StatusArgs) -> anyhow::Result<Outcome> {
         .as_ref()
         .with_context(|| format!("config file {}: no [backup] section", a.config.display()))?
         .plan()?;
+    if let Some(max) = &a.max_age {
+        let st = ferry_run::spool::status(&b.spool, usize::MAX)?;
+        let now = time::UtcDateTime::now();
+        return Ok(match ferry_run::staleness::check(&st.runs, max, now) {
+            Ok(line) => {
+                println!("{line}");
+                Outcome::Ok
+            }
+            Err(why) => {
+                println!("FAIL: {why}");
+                Outcome::Failed
+            }
+        });
+    }
+    if a.prometheus {
+        let st = ferry_run::spool::status(&b.spool, usize::MAX)?;
+        print!("{}", ferry_run::metrics::render(&st));
+        return Ok(Outcome::Ok);
+    }
     let st = ferry_run::spool::status(&b.spool, a.last)?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&st)?);

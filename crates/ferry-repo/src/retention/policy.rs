@@ -181,8 +181,8 @@ impl KeepWithin {
     /// `AddDate(-years, -months, -days)` then minus the hours), in UTC nanoseconds since the
     /// epoch. Go normalises an overflowing day: 31 March minus 1 month is "31 February", that
     /// is 2 or 3 March. `None` when the result is before any representable date (the rule
-    /// then keeps every snapshot).
-    fn cutoff_ns(&self, latest: UtcDateTime) -> Option<i128> {
+    /// then keeps every snapshot). `ferry status --max-age` measures its age limit with it.
+    pub fn cutoff_ns(&self, latest: UtcDateTime) -> Option<i128> {
         let months_since_year_0 = i64::from(latest.year()) * 12
             + i64::from(u8::from(latest.month()))
             - 1
