@@ -4,6 +4,7 @@
 //! during the upload (no cleanup code runs: its jump box, security group and session state
 //! stay). The next run removes the box the killed run left (the spool noted its session),
 //! resumes what the spool holds and completes a snapshot that restores byte for byte.
+//! Beside it, Lambda's bad days: ferry-build throttled, ferry-clean failing.
 //!
 //! Real parts only: `ferry-localcloud` (moto, the Lambda host running the deployed
 //! `bootstrap`, jump boxes booted from their real user data, a sample LAN host with real sshd),
