@@ -71,6 +71,7 @@ pub mod cache;
 pub mod check;
 pub mod crypto;
 pub mod error;
+pub mod fetch;
 pub mod files;
 pub mod format;
 pub mod ids;

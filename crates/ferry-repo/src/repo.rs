@@ -142,7 +142,19 @@ impl Repository {
         read: crate::check::ReadData,
         progress: &dyn Progress,
     ) -> Result<crate::check::CheckReport> {
-        crate::check::check(self, key, read, progress)
+        crate::check::check(self, key, read, Default::default(), progress)
+    }
+
+    /// [`check`](Self::check) reading packs with `fetch`'s parallelism and byte budget
+    /// (`check` uses [`FetchOptions::default`](crate::fetch::FetchOptions::default)).
+    pub fn check_with(
+        &self,
+        key: &MasterKey,
+        read: crate::check::ReadData,
+        fetch: crate::fetch::FetchOptions,
+        progress: &dyn Progress,
+    ) -> Result<crate::check::CheckReport> {
+        crate::check::check(self, key, read, fetch, progress)
     }
 }
 
@@ -395,6 +407,64 @@ impl Reader {
         };
         let sym = self.sym_key(loc.pack)?;
         crate::objects::open_blob_with(&sym, self.key.as_put(), &loc.entry, &record, name)
+    }
+
+    /// Fetch, decrypt and verify every blob of `wanted` (each once, whatever its repeats) with
+    /// the parallel pack reader ([`crate::fetch`]): the blobs are grouped per pack and
+    /// coalesced into few large ranges, fetched by `opts.parallel` threads within the
+    /// `opts.max_in_flight` budget, and each blob is handed to `sink` (on one of those
+    /// threads, in no particular order). A blob no index lists is [`Error::MissingBlob`]
+    /// before anything is fetched; a missing pack is [`Error::MissingBlob`] naming it; the
+    /// first error (or `sink`'s) stops the fetch.
+    pub fn fetch_blobs(
+        &self,
+        wanted: impl IntoIterator<Item = BlobId>,
+        opts: crate::fetch::FetchOptions,
+        sink: &(dyn Fn(&BlobEntry, &[u8]) -> Result<()> + Sync),
+    ) -> Result<()> {
+        let mut per_pack: HashMap<u32, Vec<BlobEntry>> = HashMap::new();
+        for id in wanted {
+            let loc = self
+                .blobs
+                .get(&id)
+                .ok_or_else(|| Error::MissingBlob { blob: id.to_hex() })?;
+            per_pack.entry(loc.pack).or_default().push(loc.entry);
+        }
+        let mut packs: Vec<(u32, Vec<BlobEntry>)> = per_pack.into_iter().collect();
+        packs.sort_by_key(|(p, _)| *p);
+        let max_request = opts.max_request();
+        let ranges: Vec<crate::fetch::PackRange> = packs
+            .into_iter()
+            .flat_map(|(p, blobs)| crate::fetch::coalesce(p, blobs, max_request))
+            .collect();
+        crate::fetch::run(ranges, opts, |r| r.len, |r| self.fetch_range(&r, sink))?;
+        Ok(())
+    }
+
+    fn fetch_range(
+        &self,
+        r: &crate::fetch::PackRange,
+        sink: &(dyn Fn(&BlobEntry, &[u8]) -> Result<()> + Sync),
+    ) -> Result<()> {
+        let (name, _) = &self.packs[r.pack as usize];
+        let bytes = match pack_or_trash(|kind| self.storage.get_range(kind, name, r.start, r.len)) {
+            Err(StorageError::NotFound { .. }) => {
+                let first = r.blobs.first().map(|b| b.id.to_hex()).unwrap_or_default();
+                return Err(Error::MissingBlob {
+                    blob: format!("{first} (its pack {} is gone)", ObjectKind::Pack.key(name)),
+                });
+            }
+            other => other?,
+        };
+        let sym = self.sym_key(r.pack)?;
+        for b in &r.blobs {
+            // A short answer gives a short record, which `open_blob_with` calls truncated.
+            let at = u64::from(b.offset) - r.start;
+            let record = crate::storage::byte_range(&bytes, at, u64::from(b.length));
+            let data = crate::objects::open_blob_with(&sym, self.key.as_put(), b, record, name)?;
+            sink(b, &data)?;
+        }
+        Ok(())
     }
 
     /// Read and parse a tree blob.
