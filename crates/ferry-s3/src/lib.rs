@@ -766,11 +766,23 @@ pub fn filter_names(kind: ObjectKind, rel_keys: Vec<String>) -> Vec<String> {
     names_of(kind, rel_keys)
 }
 
-/// A blocking [`Storage`] over S3, for the CLI. Owns a current-thread tokio runtime, so it
-/// must not be used from inside another tokio runtime.
+/// A blocking [`Storage`] over S3, for the CLI. Owns a small multi-thread tokio runtime (two
+/// workers drive the connections), so calls from several threads at once — restore's and
+/// check's parallel pack reader — are that many requests in flight. It must not be used from
+/// inside another tokio runtime.
 pub struct S3Storage {
     objects: S3Objects,
     rt: tokio::runtime::Runtime,
+}
+
+/// The runtime of an [`S3Storage`]: two workers, enough for the connections of many requests
+/// in flight (the bytes are decrypted on the callers' threads).
+fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("ferry-s3")
+        .enable_all()
+        .build()
 }
 
 impl S3Storage {
@@ -780,9 +792,7 @@ impl S3Storage {
             location: url.to_string(),
             message: e.to_string(),
         })?;
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
+        let rt = runtime()
             .map_err(|e| StorageError::Backend {
                 location: url.to_string(),
                 message: format!("cannot start the async runtime: {e}"),
@@ -793,9 +803,7 @@ impl S3Storage {
 
     /// A blocking storage over an already configured client (e.g. explicit credentials).
     pub fn from_objects(objects: S3Objects) -> Result<Self, StorageError> {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
+        let rt = runtime()
             .map_err(|e| StorageError::Backend {
                 location: objects.url(),
                 message: format!("cannot start the async runtime: {e}"),
