@@ -792,22 +792,20 @@ impl S3Storage {
             location: url.to_string(),
             message: e.to_string(),
         })?;
-        let rt = runtime()
-            .map_err(|e| StorageError::Backend {
-                location: url.to_string(),
-                message: format!("cannot start the async runtime: {e}"),
-            })?;
+        let rt = runtime().map_err(|e| StorageError::Backend {
+            location: url.to_string(),
+            message: format!("cannot start the async runtime: {e}"),
+        })?;
         let objects = rt.block_on(S3Objects::from_env(&bucket, &prefix, None));
         Ok(Self { objects, rt })
     }
 
     /// A blocking storage over an already configured client (e.g. explicit credentials).
     pub fn from_objects(objects: S3Objects) -> Result<Self, StorageError> {
-        let rt = runtime()
-            .map_err(|e| StorageError::Backend {
-                location: objects.url(),
-                message: format!("cannot start the async runtime: {e}"),
-            })?;
+        let rt = runtime().map_err(|e| StorageError::Backend {
+            location: objects.url(),
+            message: format!("cannot start the async runtime: {e}"),
+        })?;
         Ok(Self { objects, rt })
     }
 
