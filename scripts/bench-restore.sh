@@ -110,7 +110,7 @@ restore() {
   else
     measure "$name" "$RESTIC" -r "$repo" --no-cache restore latest --target "$out"
   fi
-  tail -n +"$((before + 1))" "$MOTO_LOG" | grep -cE '"GET /(bench/)?(ferry|restic)/[^ ?]+ HTTP' >"$WORK/times/$name.gets" || true
+  tail -n +"$((before + 1))" "$MOTO_LOG" | grep -cE 'GET /(bench/)?(ferry|restic)/[^ ]+ HTTP' >"$WORK/times/$name.gets" || true
   diff -r "$CORPUS" "$out$CORPUS" >/dev/null || { echo "bench: $name restored something else than the corpus"; exit 1; }
   rm -rf "$out"
 }

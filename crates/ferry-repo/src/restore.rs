@@ -11,7 +11,7 @@ use crate::backup::bad_component;
 use crate::error::{Error, Result};
 use crate::fetch::FetchOptions;
 use crate::ids::BlobId;
-use crate::objects::{BlobEntry, Node, NodeKind, SnapshotInfo};
+use crate::objects::{BlobEntry, Node, NodeKind, SnapshotInfo, Tree};
 use crate::progress::Progress;
 use crate::repo::Reader;
 use std::collections::HashMap;
@@ -19,7 +19,7 @@ use std::ffi::CString;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 /// What to restore and how.
 #[derive(Clone, Debug, Default)]
@@ -51,6 +51,10 @@ pub struct RestoreStats {
 
 /// Distinct blobs one batch plans at most (its plan is ~100 bytes a blob, never blob data).
 const BATCH_BLOBS: usize = 65_536;
+
+/// Tree bytes fetched ahead of the walk at most; deeper trees are read as the walk reaches
+/// them.
+const TREE_AHEAD_BYTES: u64 = 32 * 1024 * 1024;
 
 /// A file created (empty, `O_EXCL`) and sized, waiting for its content. Its metadata is
 /// applied only once every blob is written.
@@ -89,6 +93,8 @@ struct Ctx<'a> {
     batch: Batch,
     /// Files and directories a batch keeps open at most.
     max_open: usize,
+    /// Trees fetched ahead ([`Ctx::prefetch_trees`]), taken out as the walk reaches them.
+    trees: HashMap<BlobId, Tree>,
 }
 
 fn cstr(name: &[u8], path: &[u8]) -> Result<CString> {
@@ -208,7 +214,9 @@ impl Reader {
             fetch: FetchOptions::new(opts.parallel, opts.max_in_flight),
             batch: Batch::default(),
             max_open: open_files_budget(),
+            trees: HashMap::new(),
         };
+        ctx.prefetch_trees(snapshot.snapshot.root);
         let all = ctx.globs.is_none();
         let done = ctx
             .restore_dir(&root, snapshot.snapshot.root, b"", all, 0)
@@ -222,6 +230,52 @@ impl Reader {
 }
 
 impl Ctx<'_> {
+    /// Fetch the snapshot's trees ahead of the walk, a level at a time with the parallel pack
+    /// reader (a level's trees mostly share a pack: a few requests instead of one per
+    /// directory, which on S3 is a round trip each), until [`TREE_AHEAD_BYTES`]. Best effort:
+    /// a tree that cannot be fetched or parsed here is read by the walk, whose error names it.
+    fn prefetch_trees(&mut self, root: BlobId) {
+        let mut level = vec![root];
+        let mut seen: std::collections::HashSet<BlobId> = level.iter().copied().collect();
+        let mut bytes = 0u64;
+        for _depth in 0..=4096 {
+            if level.is_empty() || bytes >= TREE_AHEAD_BYTES {
+                break;
+            }
+            let got: Mutex<Vec<(BlobId, Tree, u64)>> = Mutex::new(Vec::new());
+            let sink = |e: &BlobEntry, data: &[u8]| -> Result<()> {
+                if let Ok(t) = Tree::parse(data) {
+                    got.lock().unwrap_or_else(|p| p.into_inner()).push((
+                        e.id,
+                        t,
+                        data.len() as u64,
+                    ));
+                }
+                Ok(())
+            };
+            if self
+                .reader
+                .fetch_blobs(level.iter().copied(), self.fetch, &sink)
+                .is_err()
+            {
+                break;
+            }
+            let mut next = Vec::new();
+            for (id, tree, len) in got.into_inner().unwrap_or_else(|p| p.into_inner()) {
+                bytes += len;
+                for n in &tree.nodes {
+                    if let NodeKind::Dir { subtree } = n.kind
+                        && seen.insert(subtree)
+                    {
+                        next.push(subtree);
+                    }
+                }
+                self.trees.insert(id, tree);
+            }
+            level = next;
+        }
+    }
+
     fn matches(&self, path: &[u8]) -> bool {
         match &self.globs {
             None => true,
@@ -248,7 +302,10 @@ impl Ctx<'_> {
                 "directory nesting deeper than 4096 levels",
             ));
         }
-        let tree = self.reader.read_tree(&id)?;
+        let tree = match self.trees.remove(&id) {
+            Some(t) => t,
+            None => self.reader.read_tree(&id)?,
+        };
         let mut any = false;
         let mut seen = std::collections::HashSet::new();
         for node in &tree.nodes {
