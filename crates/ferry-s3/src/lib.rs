@@ -701,14 +701,33 @@ impl S3Objects {
             Err(e) if ranged && http_status(&e) == Some(416) => return Ok(Vec::new()),
             Err(e) => return Err(s3_err("GetObject", &self.bucket, &key, &e)),
         };
-        let body = res.body.collect().await.map_err(|error| S3Error::Body {
-            bucket: self.bucket.clone(),
-            key,
-            error,
-        })?;
-        Ok(body.into_bytes().to_vec())
+        // Streamed into one buffer of the announced length: collecting the body and then
+        // copying it out held the object three times at once (restore's peak memory).
+        let announced = res
+            .content_length()
+            .and_then(|n| usize::try_from(n).ok())
+            .unwrap_or(0);
+        let mut out = Vec::with_capacity(announced.min(MAX_PREALLOC));
+        let mut body = res.body;
+        loop {
+            match body.try_next().await {
+                Ok(Some(chunk)) => out.extend_from_slice(&chunk),
+                Ok(None) => return Ok(out),
+                Err(error) => {
+                    return Err(S3Error::Body {
+                        bucket: self.bucket.clone(),
+                        key,
+                        error,
+                    });
+                }
+            }
+        }
     }
 }
+
+/// The most a GET reserves up front from the length S3 announces (a larger object grows the
+/// buffer as it arrives): a wrong header cannot make it reserve more.
+const MAX_PREALLOC: usize = 256 * 1024 * 1024;
 
 /// Upper bound on `ListObjectVersions` pages one sweep reads (1,000 versions each).
 const MAX_VERSION_PAGES: usize = 10_000;
