@@ -115,19 +115,26 @@ impl Repository {
     pub fn reader(&self, key: &MasterKey) -> Result<Reader> {
         self.config.check_key(key.as_put())?;
         let mut r = Reader::from_indexes(self.storage.clone(), key, []);
-        for name in self.storage.list(ObjectKind::Index)? {
-            let bytes = match self.storage.get(ObjectKind::Index, &name) {
-                Ok(b) => b,
-                // A FIFO or other special file under an object's name holds no index.
-                Err(e) if e.is_not_regular_file() => {
-                    r.skip(ObjectKind::Index.key(&name), e.to_string());
-                    continue;
-                }
-                Err(e) => return Err(e.into()),
-            };
-            match IndexObject::open(key, &bytes, &name) {
+        // Fetched and opened in parallel (on S3 each is a round trip), added in name order.
+        let names = self.storage.list(ObjectKind::Index)?;
+        let loaded = crate::fetch::run(
+            names,
+            Default::default(),
+            |_| 0,
+            |name| {
+                let opened = match self.storage.get(ObjectKind::Index, &name) {
+                    Ok(bytes) => IndexObject::open(key, &bytes, &name).map_err(|e| e.to_string()),
+                    // A FIFO or other special file under an object's name holds no index.
+                    Err(e) if e.is_not_regular_file() => Err(e.to_string()),
+                    Err(e) => return Err(e.into()),
+                };
+                Ok((name, opened))
+            },
+        )?;
+        for (name, opened) in loaded {
+            match opened {
                 Ok(idx) => r.add_index(idx),
-                Err(e) => r.skip(ObjectKind::Index.key(&name), e.to_string()),
+                Err(why) => r.skip(ObjectKind::Index.key(&name), why),
             }
         }
         Ok(r)
@@ -311,19 +318,26 @@ impl Reader {
     /// error.
     pub fn snapshots(&self) -> Result<Vec<SnapshotInfo>> {
         let mut out = Vec::new();
-        for id in self.storage.list(ObjectKind::Snapshot)? {
-            let bytes = match self.storage.get(ObjectKind::Snapshot, &id) {
-                Ok(b) => b,
-                // A FIFO or other special file under an object's name holds no snapshot.
-                Err(e) if e.is_not_regular_file() => {
-                    self.skip(ObjectKind::Snapshot.key(&id), e.to_string());
-                    continue;
-                }
-                Err(e) => return Err(e.into()),
-            };
-            match Snapshot::open(&self.key, &bytes, &id) {
+        // Fetched and opened in parallel (on S3 each is a round trip).
+        let ids = self.storage.list(ObjectKind::Snapshot)?;
+        let loaded = crate::fetch::run(
+            ids,
+            Default::default(),
+            |_| 0,
+            |id| {
+                let opened = match self.storage.get(ObjectKind::Snapshot, &id) {
+                    Ok(bytes) => Snapshot::open(&self.key, &bytes, &id).map_err(|e| e.to_string()),
+                    // A FIFO or other special file under an object's name holds no snapshot.
+                    Err(e) if e.is_not_regular_file() => Err(e.to_string()),
+                    Err(e) => return Err(e.into()),
+                };
+                Ok((id, opened))
+            },
+        )?;
+        for (id, opened) in loaded {
+            match opened {
                 Ok(snapshot) => out.push(SnapshotInfo { id, snapshot }),
-                Err(e) => self.skip(ObjectKind::Snapshot.key(&id), e.to_string()),
+                Err(why) => self.skip(ObjectKind::Snapshot.key(&id), why),
             }
         }
         out.sort_by(|a, b| {

@@ -492,3 +492,38 @@ fn check_read_data_reads_every_pack_once_in_parallel() {
     );
     assert_eq!(s.counting.packs_read.lock().unwrap().len() as u64, packs);
 }
+
+#[test]
+fn index_and_snapshot_objects_load_in_parallel() {
+    let env = Env::new();
+    let src = env.dir.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    for round in 0..8u64 {
+        std::fs::write(src.join("changing"), noise(round, 10_000)).unwrap();
+        env.backup(std::slice::from_ref(&src));
+    }
+    assert!(env.count("index") >= 8 && env.count("snapshots") == 8);
+    let counting = Counting::new(env.repo_dir(), Duration::from_millis(20));
+    let storage: Arc<dyn Storage> = counting.clone();
+    let repo = Repository::open(storage).unwrap();
+    counting.reset();
+    let reader = repo.reader(&env.key).unwrap();
+    assert!(
+        counting.max_running.load(SeqCst) >= 2,
+        "indexes were loaded one by one"
+    );
+    counting.reset();
+    let snaps = reader.snapshots().unwrap();
+    assert_eq!(snaps.len(), 8);
+    assert!(
+        snaps
+            .windows(2)
+            .all(|w| w[0].snapshot.time_ns <= w[1].snapshot.time_ns),
+        "oldest first"
+    );
+    assert!(
+        counting.max_running.load(SeqCst) >= 2,
+        "snapshots were loaded one by one"
+    );
+    assert_eq!(counting.all_gets.load(SeqCst), 8);
+}
