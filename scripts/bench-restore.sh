@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Benchmark: Ferry vs restic restoring the same snapshot, (1) from local repositories and
-# (2) from S3 in the local cloud's moto with 0, 20 and 50 ms added to every object GET.
+# (2) from S3 in the local cloud's moto with 0, 20 and 50 ms added to every object GET; then
+# `check --read-data` of both, local and from S3 with 20 ms.
 # Not a test: it prints a table (and writes it to $WORK/restore-table.md).
 #
 #   scripts/bench-restore.sh [SIZE_MIB]       (default 512)
@@ -114,6 +115,18 @@ restore() {
   diff -r "$CORPUS" "$out$CORPUS" >/dev/null || { echo "bench: $name restored something else than the corpus"; exit 1; }
   rm -rf "$out"
 }
+# check NAME TOOL REPO: read and verify every pack, recording the object GETs.
+check() {
+  local name=$1 tool=$2 repo=$3 before
+  sync; echo 3 >/proc/sys/vm/drop_caches 2>/dev/null || true
+  before=$(wc -l <"$MOTO_LOG")
+  if [ "$tool" = ferry ]; then
+    measure "$name" "$FERRY" check -q --repo "$repo" --key "$WORK/ferry-keys/master" "${PAR[@]}" --read-data
+  else
+    measure "$name" "$RESTIC" -r "$repo" --no-cache check --read-data
+  fi
+  tail -n +"$((before + 1))" "$MOTO_LOG" | grep -cE 'GET /(bench/)?(ferry|restic)/[^ ]+ HTTP' >"$WORK/times/$name.gets" || true
+}
 rules() {
   if [ "$1" = 0 ]; then echo '{"rules": []}'; else echo "{\"rules\": [{\"method\": \"GET\", \"delay_ms\": $1}]}"; fi >"$FAULTS.tmp"
   mv "$FAULTS.tmp" "$FAULTS"
@@ -128,6 +141,12 @@ for ms in $LATENCIES; do
   restore "ferry-s3-$ms" ferry "s3://bench/ferry"
   restore "restic-s3-$ms" restic "s3:$AWS_ENDPOINT_URL/bench/restic"
 done
+echo "bench: check --read-data, local and from S3 with 20 ms per GET"
+check ferry-check-local ferry "$WORK/ferry-repo"
+check restic-check-local restic "$WORK/restic-repo"
+rules 20
+check ferry-check-s3-20 ferry "s3://bench/ferry"
+check restic-check-s3-20 restic "s3:$AWS_ENDPOINT_URL/bench/restic"
 rules 0
 
 python3 - "$WORK" "$BYTES" "$FILES" "$LATENCIES" "$FERRY" <<'PY'
@@ -168,6 +187,12 @@ out = [
 ]
 if "20" in lats:
     out.append(f"- S3 +20 ms: Ferry {ratio('s3-20'):.2f}x restic's speed (goal >= 2x)")
+out += ["", "check --read-data (every pack read and verified):", "",
+        "| repository | tool | time | object GETs | peak RSS |", "|---|---|---|---|---|"]
+for src, label in (("local", "local directory"), ("s3-20", "S3 (moto), +20 ms a GET")):
+    for tool in ("ferry", "restic"):
+        secs, rss, gets = t(f"{tool}-check-{src}")
+        out.append(f"| {label} | {tool} | {secs:.1f} s | {'—' if src == 'local' else gets} | {rss:.0f} MiB |")
 text = "\n".join(out)
 print(); print(text)
 open(f"{work}/restore-table.md", "w").write(text + "\n")

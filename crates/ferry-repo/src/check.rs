@@ -443,63 +443,82 @@ pub(crate) fn check(
                 continue;
             }
         };
-        let mut stack = vec![(snap.root, String::new())];
-        while let Some((tid, path)) = stack.pop() {
-            if !seen_trees.insert(tid) {
-                continue;
-            }
-            rep.trees += 1;
-            let Some(loc) = blobs.get(&tid) else {
-                rep.problem(
-                    format!("tree blob {tid}"),
-                    format!("missing from every index (directory /{path} of {object})"),
-                );
-                continue;
-            };
-            if !packs.contains(&loc.pack) {
-                needed_from_trash.insert(loc.pack.clone());
-            }
-            let tree = match read_blob(storage, key, loc).and_then(|b| Tree::parse(&b)) {
-                Ok(t) => t,
-                Err(e) => {
-                    rep.problem(
-                        format!("tree blob {tid}"),
-                        format!("{e} (directory /{path} of {object})"),
-                    );
+        // A level of the snapshot's directories at a time: the level's trees are read in
+        // parallel (on S3 each is a round trip), then looked at in order.
+        let mut level = vec![(snap.root, String::new())];
+        while !level.is_empty() {
+            let mut todo = Vec::new();
+            for (tid, path) in level {
+                if !seen_trees.insert(tid) {
                     continue;
                 }
-            };
-            for n in tree.nodes {
-                let child = if path.is_empty() {
-                    n.name_lossy()
-                } else {
-                    format!("{path}/{}", n.name_lossy())
+                rep.trees += 1;
+                let Some(loc) = blobs.get(&tid) else {
+                    rep.problem(
+                        format!("tree blob {tid}"),
+                        format!("missing from every index (directory /{path} of {object})"),
+                    );
+                    continue;
                 };
-                match n.kind {
-                    NodeKind::Dir { subtree } => stack.push((subtree, child)),
-                    NodeKind::File { content } => {
-                        for b in content {
-                            if seen_data.insert(b) {
-                                rep.data_blobs_referenced += 1;
-                                if let Some(l) = blobs.get(&b)
-                                    && !packs.contains(&l.pack)
-                                {
-                                    needed_from_trash.insert(l.pack.clone());
-                                }
-                                if !blobs.contains_key(&b) {
-                                    rep.problem(
-                                        format!("data blob {b}"),
-                                        format!(
-                                            "missing from every index (file /{child} of {object})"
-                                        ),
-                                    );
+                if !packs.contains(&loc.pack) {
+                    needed_from_trash.insert(loc.pack.clone());
+                }
+                todo.push((tid, path, loc));
+            }
+            let read = crate::fetch::run(
+                todo,
+                fetch,
+                |(_, _, loc)| u64::from(loc.entry.length),
+                |(tid, path, loc)| {
+                    let tree = read_blob(storage, key, loc).and_then(|b| Tree::parse(&b));
+                    Ok((tid, path, tree))
+                },
+            )?;
+            let mut next = Vec::new();
+            for (tid, path, tree) in read {
+                let tree = match tree {
+                    Ok(t) => t,
+                    Err(e) => {
+                        rep.problem(
+                            format!("tree blob {tid}"),
+                            format!("{e} (directory /{path} of {object})"),
+                        );
+                        continue;
+                    }
+                };
+                for n in tree.nodes {
+                    let child = if path.is_empty() {
+                        n.name_lossy()
+                    } else {
+                        format!("{path}/{}", n.name_lossy())
+                    };
+                    match n.kind {
+                        NodeKind::Dir { subtree } => next.push((subtree, child)),
+                        NodeKind::File { content } => {
+                            for b in content {
+                                if seen_data.insert(b) {
+                                    rep.data_blobs_referenced += 1;
+                                    if let Some(l) = blobs.get(&b)
+                                        && !packs.contains(&l.pack)
+                                    {
+                                        needed_from_trash.insert(l.pack.clone());
+                                    }
+                                    if !blobs.contains_key(&b) {
+                                        rep.problem(
+                                            format!("data blob {b}"),
+                                            format!(
+                                                "missing from every index (file /{child} of {object})"
+                                            ),
+                                        );
+                                    }
                                 }
                             }
                         }
+                        NodeKind::Symlink { .. } => {}
                     }
-                    NodeKind::Symlink { .. } => {}
                 }
             }
+            level = next;
         }
     }
 
