@@ -226,8 +226,12 @@ fn restore_include_glob_restores_only_matches() {
     sample_tree(&src);
     env.backup(&[&src]).ok();
     let target = env.path("t");
-    env.restore("latest", &target, &["--include", "**/*.conf"])
-        .ok();
+    env.restore(
+        "latest",
+        &target,
+        &["--include", "**/*.conf", "--parallel", "3"],
+    )
+    .ok();
     let root = restored(&target, &src);
     let files: Vec<String> = list_tree(&root)
         .into_iter()
@@ -242,6 +246,25 @@ fn restore_include_glob_restores_only_matches() {
         fs::read(root.join("etc/sub/other.conf")).unwrap(),
         b"[x]\nkey = value\n"
     );
+}
+
+#[test]
+fn restore_parallel_out_of_range_is_refused_naming_it() {
+    let env = Env::new();
+    env.keys();
+    let src = env.path("src");
+    sample_tree(&src);
+    env.backup(&[&src]).ok();
+    for bad in ["0", "257", "many"] {
+        let target = env.path(&format!("t{bad}"));
+        let r = env.restore("latest", &target, &["--parallel", bad]);
+        assert_eq!(r.code, 2, "--parallel {bad}: {}", r.stderr);
+        assert!(r.stderr.contains("--parallel"), "{}", r.stderr);
+        assert!(!target.exists(), "nothing restored with --parallel {bad}");
+    }
+    let target = env.path("one");
+    env.restore("latest", &target, &["--parallel", "1"]).ok();
+    assert!(diff_trees(&src, &restored(&target, &src)).is_empty());
 }
 
 #[test]

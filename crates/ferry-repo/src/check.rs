@@ -4,7 +4,8 @@
 //! decrypts, parses), every tree reachable from a snapshot (present in an index, decrypts, id
 //! matches), every data blob a tree references is listed by an index, every pack an index
 //! names exists.
-//! With [`ReadData::All`]: additionally every pack is read whole: name = SHA-256, trailer
+//! With [`ReadData::All`]: additionally every pack is read whole (by the parallel pack reader,
+//! [`crate::fetch`], several at once within its byte budget): name = SHA-256, trailer
 //! decrypts, every blob decrypts and matches its id, and the trailer agrees with the indexes.
 //! With [`ReadData::Subset`]: the same, for the packs a [`DataSubset`] selects (restic's
 //! `check --read-data-subset`); every other pack is still checked for existence.
@@ -346,6 +347,7 @@ pub(crate) fn check(
     repo: &Repository,
     key: &MasterKey,
     read: ReadData,
+    fetch: crate::fetch::FetchOptions,
     progress: &dyn Progress,
 ) -> Result<CheckReport> {
     if let ReadData::Subset(s) = &read {
@@ -441,63 +443,82 @@ pub(crate) fn check(
                 continue;
             }
         };
-        let mut stack = vec![(snap.root, String::new())];
-        while let Some((tid, path)) = stack.pop() {
-            if !seen_trees.insert(tid) {
-                continue;
-            }
-            rep.trees += 1;
-            let Some(loc) = blobs.get(&tid) else {
-                rep.problem(
-                    format!("tree blob {tid}"),
-                    format!("missing from every index (directory /{path} of {object})"),
-                );
-                continue;
-            };
-            if !packs.contains(&loc.pack) {
-                needed_from_trash.insert(loc.pack.clone());
-            }
-            let tree = match read_blob(storage, key, loc).and_then(|b| Tree::parse(&b)) {
-                Ok(t) => t,
-                Err(e) => {
-                    rep.problem(
-                        format!("tree blob {tid}"),
-                        format!("{e} (directory /{path} of {object})"),
-                    );
+        // A level of the snapshot's directories at a time: the level's trees are read in
+        // parallel (on S3 each is a round trip), then looked at in order.
+        let mut level = vec![(snap.root, String::new())];
+        while !level.is_empty() {
+            let mut todo = Vec::new();
+            for (tid, path) in level {
+                if !seen_trees.insert(tid) {
                     continue;
                 }
-            };
-            for n in tree.nodes {
-                let child = if path.is_empty() {
-                    n.name_lossy()
-                } else {
-                    format!("{path}/{}", n.name_lossy())
+                rep.trees += 1;
+                let Some(loc) = blobs.get(&tid) else {
+                    rep.problem(
+                        format!("tree blob {tid}"),
+                        format!("missing from every index (directory /{path} of {object})"),
+                    );
+                    continue;
                 };
-                match n.kind {
-                    NodeKind::Dir { subtree } => stack.push((subtree, child)),
-                    NodeKind::File { content } => {
-                        for b in content {
-                            if seen_data.insert(b) {
-                                rep.data_blobs_referenced += 1;
-                                if let Some(l) = blobs.get(&b)
-                                    && !packs.contains(&l.pack)
-                                {
-                                    needed_from_trash.insert(l.pack.clone());
-                                }
-                                if !blobs.contains_key(&b) {
-                                    rep.problem(
-                                        format!("data blob {b}"),
-                                        format!(
-                                            "missing from every index (file /{child} of {object})"
-                                        ),
-                                    );
+                if !packs.contains(&loc.pack) {
+                    needed_from_trash.insert(loc.pack.clone());
+                }
+                todo.push((tid, path, loc));
+            }
+            let read = crate::fetch::run(
+                todo,
+                fetch,
+                |(_, _, loc)| u64::from(loc.entry.length),
+                |(tid, path, loc)| {
+                    let tree = read_blob(storage, key, loc).and_then(|b| Tree::parse(&b));
+                    Ok((tid, path, tree))
+                },
+            )?;
+            let mut next = Vec::new();
+            for (tid, path, tree) in read {
+                let tree = match tree {
+                    Ok(t) => t,
+                    Err(e) => {
+                        rep.problem(
+                            format!("tree blob {tid}"),
+                            format!("{e} (directory /{path} of {object})"),
+                        );
+                        continue;
+                    }
+                };
+                for n in tree.nodes {
+                    let child = if path.is_empty() {
+                        n.name_lossy()
+                    } else {
+                        format!("{path}/{}", n.name_lossy())
+                    };
+                    match n.kind {
+                        NodeKind::Dir { subtree } => next.push((subtree, child)),
+                        NodeKind::File { content } => {
+                            for b in content {
+                                if seen_data.insert(b) {
+                                    rep.data_blobs_referenced += 1;
+                                    if let Some(l) = blobs.get(&b)
+                                        && !packs.contains(&l.pack)
+                                    {
+                                        needed_from_trash.insert(l.pack.clone());
+                                    }
+                                    if !blobs.contains_key(&b) {
+                                        rep.problem(
+                                            format!("data blob {b}"),
+                                            format!(
+                                                "missing from every index (file /{child} of {object})"
+                                            ),
+                                        );
+                                    }
                                 }
                             }
                         }
+                        NodeKind::Symlink { .. } => {}
                     }
-                    NodeKind::Symlink { .. } => {}
                 }
             }
+            level = next;
         }
     }
 
@@ -523,69 +544,96 @@ pub(crate) fn check(
             );
         }
         rep.packs_read = names.len() as u64;
-        for name in names {
-            let object = ObjectKind::Pack.key(name);
-            progress.check_object(&object);
-            let Some(bytes) = rep.read_object(storage, ObjectKind::Pack, name) else {
-                continue;
-            };
-            let eph = match crate::objects::pack_ephemeral(&bytes, name) {
-                Ok(e) => e,
-                Err(e) => {
-                    rep.problem(&object, e.to_string());
-                    continue;
-                }
-            };
-            // Prefer the index's view (what restore uses); fall back to the trailer.
-            let trailer = open_pack_trailer(key, &bytes, name);
-            let entries: Vec<BlobEntry> = match (&trailer, indexed_packs.get(name)) {
-                (_, Some(ix)) => ix.clone(),
-                (Ok(t), None) => t.blobs.clone(),
-                (Err(_), None) => Vec::new(),
-            };
-            if let Err(e) = &trailer {
-                rep.problem(&object, format!("trailer: {e}"));
-            } else if let (Ok(t), Some(ix)) = (&trailer, indexed_packs.get(name)) {
-                let a: HashSet<_> = t.blobs.iter().map(|b| (b.id, b.offset, b.length)).collect();
-                let b: HashSet<_> = ix.iter().map(|b| (b.id, b.offset, b.length)).collect();
-                if a != b {
-                    rep.problem(
-                        &object,
-                        "trailer and index disagree about the blobs in this pack",
-                    );
-                }
-            }
-            let mut bad = 0usize;
-            for e in &entries {
-                let start = e.offset as usize;
-                let end = start.saturating_add(e.length as usize);
-                let res = if end > bytes.len() {
-                    Err(crate::error::Error::corrupt(
-                        &object,
-                        format!("blob {} extends past the end of the pack", e.id),
-                    ))
-                } else {
-                    open_blob(key, &eph, e, &bytes[start..end], name)
-                };
-                match res {
-                    Ok(_) => rep.blobs_verified += 1,
-                    Err(err) => {
-                        bad += 1;
-                        if bad <= 20 {
-                            rep.problem(&object, format!("blob {}: {err}", e.id));
-                        }
-                    }
-                }
-            }
-            if bad > 20 {
-                rep.problem(
-                    &object,
-                    format!("{} more damaged blobs not listed", bad - 20),
-                );
-            }
+        // Whole packs (the name is the SHA-256 of all the bytes), read by the parallel pack
+        // reader within its byte budget (a pack's size estimated from the indexes).
+        let sizes = pack_sizes(&names, &indexed_packs);
+        let checked = crate::fetch::run(
+            names,
+            fetch,
+            |name| sizes.get(*name).copied().unwrap_or(0),
+            |name| {
+                progress.check_object(&ObjectKind::Pack.key(name));
+                Ok(verify_pack(storage, key, name, indexed_packs.get(name)))
+            },
+        )?;
+        for (problems, verified) in checked {
+            rep.problems.extend(problems);
+            rep.blobs_verified += verified;
         }
     }
     Ok(rep)
+}
+
+/// Read pack `name` whole and verify it: its name, trailer, every blob (the index's list
+/// when an index covers it, else the trailer's), and that trailer and index agree. Returns
+/// the problems found and how many blobs verified.
+fn verify_pack(
+    storage: &dyn Storage,
+    key: &MasterKey,
+    name: &str,
+    indexed: Option<&Vec<BlobEntry>>,
+) -> (Vec<Problem>, u64) {
+    let mut rep = CheckReport::default();
+    let object = ObjectKind::Pack.key(name);
+    let Some(bytes) = rep.read_object(storage, ObjectKind::Pack, name) else {
+        return (rep.problems, 0);
+    };
+    let eph = match crate::objects::pack_ephemeral(&bytes, name) {
+        Ok(e) => e,
+        Err(e) => {
+            rep.problem(&object, e.to_string());
+            return (rep.problems, 0);
+        }
+    };
+    // Prefer the index's view (what restore uses); fall back to the trailer.
+    let trailer = open_pack_trailer(key, &bytes, name);
+    let entries: Vec<BlobEntry> = match (&trailer, indexed) {
+        (_, Some(ix)) => ix.clone(),
+        (Ok(t), None) => t.blobs.clone(),
+        (Err(_), None) => Vec::new(),
+    };
+    if let Err(e) = &trailer {
+        rep.problem(&object, format!("trailer: {e}"));
+    } else if let (Ok(t), Some(ix)) = (&trailer, indexed) {
+        let a: HashSet<_> = t.blobs.iter().map(|b| (b.id, b.offset, b.length)).collect();
+        let b: HashSet<_> = ix.iter().map(|b| (b.id, b.offset, b.length)).collect();
+        if a != b {
+            rep.problem(
+                &object,
+                "trailer and index disagree about the blobs in this pack",
+            );
+        }
+    }
+    let mut bad = 0usize;
+    let mut verified = 0u64;
+    for e in &entries {
+        let start = e.offset as usize;
+        let end = start.saturating_add(e.length as usize);
+        let res = if end > bytes.len() {
+            Err(crate::error::Error::corrupt(
+                &object,
+                format!("blob {} extends past the end of the pack", e.id),
+            ))
+        } else {
+            open_blob(key, &eph, e, &bytes[start..end], name)
+        };
+        match res {
+            Ok(_) => verified += 1,
+            Err(err) => {
+                bad += 1;
+                if bad <= 20 {
+                    rep.problem(&object, format!("blob {}: {err}", e.id));
+                }
+            }
+        }
+    }
+    if bad > 20 {
+        rep.problem(
+            &object,
+            format!("{} more damaged blobs not listed", bad - 20),
+        );
+    }
+    (rep.problems, verified)
 }
 
 /// Estimated size of each listed pack: the end of its last blob record per the indexes; a

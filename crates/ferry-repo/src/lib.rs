@@ -26,7 +26,8 @@
 //!   [`backup::local::Visit`]or.
 //! * Read side (master key): [`Repository::reader`] → [`Reader`]: `snapshots()`,
 //!   `resolve_snapshot("latest" | prefix | id)`, `ls`, `restore(snapshot, target,
-//!   &RestoreOptions { include globs, .. }, progress)`, `read_blob`, `read_tree`.
+//!   &RestoreOptions { include globs, parallel, .. }, progress)`, `read_blob`, `read_tree`,
+//!   `fetch_blobs` (the parallel pack reader, [`fetch`]).
 //! * [`Repository::check`]`(key, ReadData, progress) -> CheckReport` (every problem named);
 //!   [`ReadData`] is `None`, `All` or a `Subset(`[`DataSubset`]`)` (`n/t`, `p%`, a size).
 //! * Retention ([`retention`], operator only): [`retention::policy::apply`]`(snapshots,
@@ -55,7 +56,9 @@
 //! ([`storage::Storage::begin_put`], falling back to buffering + `put_if_absent`) and names
 //! them; one commits (fsync + link) and records them in the [`cache`]. All channels are
 //! bounded, so memory stays at a few chunks (≈ 50 MiB peak for a 1 GiB backup).
-//! Restore reads single blobs with [`storage::Storage::get_range`].
+//! Restore and `check --read-data` read packs with the parallel pack reader ([`fetch`]): the
+//! blobs needed, coalesced into few large [`storage::Storage::get_range`] requests per pack,
+//! N threads, a cap on fetched bytes held; restore writes each blob at its offsets (`pwrite`).
 //!
 //! ## Format summary
 //!
@@ -71,6 +74,7 @@ pub mod cache;
 pub mod check;
 pub mod crypto;
 pub mod error;
+pub mod fetch;
 pub mod files;
 pub mod format;
 pub mod ids;

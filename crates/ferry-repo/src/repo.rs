@@ -115,19 +115,26 @@ impl Repository {
     pub fn reader(&self, key: &MasterKey) -> Result<Reader> {
         self.config.check_key(key.as_put())?;
         let mut r = Reader::from_indexes(self.storage.clone(), key, []);
-        for name in self.storage.list(ObjectKind::Index)? {
-            let bytes = match self.storage.get(ObjectKind::Index, &name) {
-                Ok(b) => b,
-                // A FIFO or other special file under an object's name holds no index.
-                Err(e) if e.is_not_regular_file() => {
-                    r.skip(ObjectKind::Index.key(&name), e.to_string());
-                    continue;
-                }
-                Err(e) => return Err(e.into()),
-            };
-            match IndexObject::open(key, &bytes, &name) {
+        // Fetched and opened in parallel (on S3 each is a round trip), added in name order.
+        let names = self.storage.list(ObjectKind::Index)?;
+        let loaded = crate::fetch::run(
+            names,
+            Default::default(),
+            |_| 0,
+            |name| {
+                let opened = match self.storage.get(ObjectKind::Index, &name) {
+                    Ok(bytes) => IndexObject::open(key, &bytes, &name).map_err(|e| e.to_string()),
+                    // A FIFO or other special file under an object's name holds no index.
+                    Err(e) if e.is_not_regular_file() => Err(e.to_string()),
+                    Err(e) => return Err(e.into()),
+                };
+                Ok((name, opened))
+            },
+        )?;
+        for (name, opened) in loaded {
+            match opened {
                 Ok(idx) => r.add_index(idx),
-                Err(e) => r.skip(ObjectKind::Index.key(&name), e.to_string()),
+                Err(why) => r.skip(ObjectKind::Index.key(&name), why),
             }
         }
         Ok(r)
@@ -142,7 +149,19 @@ impl Repository {
         read: crate::check::ReadData,
         progress: &dyn Progress,
     ) -> Result<crate::check::CheckReport> {
-        crate::check::check(self, key, read, progress)
+        crate::check::check(self, key, read, Default::default(), progress)
+    }
+
+    /// [`check`](Self::check) reading packs with `fetch`'s parallelism and byte budget
+    /// (`check` uses [`FetchOptions::default`](crate::fetch::FetchOptions::default)).
+    pub fn check_with(
+        &self,
+        key: &MasterKey,
+        read: crate::check::ReadData,
+        fetch: crate::fetch::FetchOptions,
+        progress: &dyn Progress,
+    ) -> Result<crate::check::CheckReport> {
+        crate::check::check(self, key, read, fetch, progress)
     }
 }
 
@@ -299,19 +318,26 @@ impl Reader {
     /// error.
     pub fn snapshots(&self) -> Result<Vec<SnapshotInfo>> {
         let mut out = Vec::new();
-        for id in self.storage.list(ObjectKind::Snapshot)? {
-            let bytes = match self.storage.get(ObjectKind::Snapshot, &id) {
-                Ok(b) => b,
-                // A FIFO or other special file under an object's name holds no snapshot.
-                Err(e) if e.is_not_regular_file() => {
-                    self.skip(ObjectKind::Snapshot.key(&id), e.to_string());
-                    continue;
-                }
-                Err(e) => return Err(e.into()),
-            };
-            match Snapshot::open(&self.key, &bytes, &id) {
+        // Fetched and opened in parallel (on S3 each is a round trip).
+        let ids = self.storage.list(ObjectKind::Snapshot)?;
+        let loaded = crate::fetch::run(
+            ids,
+            Default::default(),
+            |_| 0,
+            |id| {
+                let opened = match self.storage.get(ObjectKind::Snapshot, &id) {
+                    Ok(bytes) => Snapshot::open(&self.key, &bytes, &id).map_err(|e| e.to_string()),
+                    // A FIFO or other special file under an object's name holds no snapshot.
+                    Err(e) if e.is_not_regular_file() => Err(e.to_string()),
+                    Err(e) => return Err(e.into()),
+                };
+                Ok((id, opened))
+            },
+        )?;
+        for (id, opened) in loaded {
+            match opened {
                 Ok(snapshot) => out.push(SnapshotInfo { id, snapshot }),
-                Err(e) => self.skip(ObjectKind::Snapshot.key(&id), e.to_string()),
+                Err(why) => self.skip(ObjectKind::Snapshot.key(&id), why),
             }
         }
         out.sort_by(|a, b| {
@@ -395,6 +421,64 @@ impl Reader {
         };
         let sym = self.sym_key(loc.pack)?;
         crate::objects::open_blob_with(&sym, self.key.as_put(), &loc.entry, &record, name)
+    }
+
+    /// Fetch, decrypt and verify every blob of `wanted` (each once, whatever its repeats) with
+    /// the parallel pack reader ([`crate::fetch`]): the blobs are grouped per pack and
+    /// coalesced into few large ranges, fetched by `opts.parallel` threads within the
+    /// `opts.max_in_flight` budget, and each blob is handed to `sink` (on one of those
+    /// threads, in no particular order). A blob no index lists is [`Error::MissingBlob`]
+    /// before anything is fetched; a missing pack is [`Error::MissingBlob`] naming it; the
+    /// first error (or `sink`'s) stops the fetch.
+    pub fn fetch_blobs(
+        &self,
+        wanted: impl IntoIterator<Item = BlobId>,
+        opts: crate::fetch::FetchOptions,
+        sink: &(dyn Fn(&BlobEntry, &[u8]) -> Result<()> + Sync),
+    ) -> Result<()> {
+        let mut per_pack: HashMap<u32, Vec<BlobEntry>> = HashMap::new();
+        for id in wanted {
+            let loc = self
+                .blobs
+                .get(&id)
+                .ok_or_else(|| Error::MissingBlob { blob: id.to_hex() })?;
+            per_pack.entry(loc.pack).or_default().push(loc.entry);
+        }
+        let mut packs: Vec<(u32, Vec<BlobEntry>)> = per_pack.into_iter().collect();
+        packs.sort_by_key(|(p, _)| *p);
+        let max_request = opts.max_request();
+        let ranges: Vec<crate::fetch::PackRange> = packs
+            .into_iter()
+            .flat_map(|(p, blobs)| crate::fetch::coalesce(p, blobs, max_request))
+            .collect();
+        crate::fetch::run(ranges, opts, |r| r.len, |r| self.fetch_range(&r, sink))?;
+        Ok(())
+    }
+
+    fn fetch_range(
+        &self,
+        r: &crate::fetch::PackRange,
+        sink: &(dyn Fn(&BlobEntry, &[u8]) -> Result<()> + Sync),
+    ) -> Result<()> {
+        let (name, _) = &self.packs[r.pack as usize];
+        let bytes = match pack_or_trash(|kind| self.storage.get_range(kind, name, r.start, r.len)) {
+            Err(StorageError::NotFound { .. }) => {
+                let first = r.blobs.first().map(|b| b.id.to_hex()).unwrap_or_default();
+                return Err(Error::MissingBlob {
+                    blob: format!("{first} (its pack {} is gone)", ObjectKind::Pack.key(name)),
+                });
+            }
+            other => other?,
+        };
+        let sym = self.sym_key(r.pack)?;
+        for b in &r.blobs {
+            // A short answer gives a short record, which `open_blob_with` calls truncated.
+            let at = u64::from(b.offset) - r.start;
+            let record = crate::storage::byte_range(&bytes, at, u64::from(b.length));
+            let data = crate::objects::open_blob_with(&sym, self.key.as_put(), b, record, name)?;
+            sink(b, &data)?;
+        }
+        Ok(())
     }
 
     /// Read and parse a tree blob.

@@ -9,14 +9,17 @@
 
 use crate::backup::bad_component;
 use crate::error::{Error, Result};
+use crate::fetch::FetchOptions;
 use crate::ids::BlobId;
-use crate::objects::{Node, NodeKind, SnapshotInfo};
+use crate::objects::{BlobEntry, Node, NodeKind, SnapshotInfo, Tree};
 use crate::progress::Progress;
 use crate::repo::Reader;
+use std::collections::HashMap;
 use std::ffi::CString;
-use std::io::Write;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 /// What to restore and how.
 #[derive(Clone, Debug, Default)]
@@ -27,6 +30,10 @@ pub struct RestoreOptions {
     pub include: Vec<String>,
     /// Restore owner (uid/gid): `None` = only when running as root.
     pub restore_owner: Option<bool>,
+    /// Requests to storage in flight at once; 0 = [`crate::fetch::DEFAULT_PARALLEL`].
+    pub parallel: usize,
+    /// Fetched pack bytes held at once; 0 = [`crate::fetch::DEFAULT_MAX_IN_FLIGHT`].
+    pub max_in_flight: u64,
 }
 
 /// What a restore did.
@@ -42,6 +49,39 @@ pub struct RestoreStats {
     pub bytes: u64,
 }
 
+/// Distinct blobs one batch plans at most (its plan is ~100 bytes a blob, never blob data).
+const BATCH_BLOBS: usize = 65_536;
+
+/// Tree bytes fetched ahead of the walk at most; deeper trees are read as the walk reaches
+/// them.
+const TREE_AHEAD_BYTES: u64 = 32 * 1024 * 1024;
+
+/// A file created (empty, `O_EXCL`) and sized, waiting for its content. Its metadata is
+/// applied only once every blob is written.
+struct PendingFile {
+    dir: Arc<OwnedFd>,
+    name: CString,
+    path: Vec<u8>,
+    node: Node,
+    file: std::fs::File,
+}
+
+/// A restored directory whose metadata waits for the files below it.
+struct PendingDir {
+    fd: Arc<OwnedFd>,
+    node: Node,
+    path: Vec<u8>,
+}
+
+/// Files and directories whose content and metadata the next [`Ctx::flush`] writes.
+#[derive(Default)]
+struct Batch {
+    files: Vec<PendingFile>,
+    dirs: Vec<PendingDir>,
+    /// Where each needed blob goes: (index in `files`, offset in the file).
+    targets: HashMap<BlobId, Vec<(usize, u64)>>,
+}
+
 struct Ctx<'a> {
     reader: &'a Reader,
     progress: &'a dyn Progress,
@@ -49,6 +89,12 @@ struct Ctx<'a> {
     owner: bool,
     target: PathBuf,
     stats: RestoreStats,
+    fetch: FetchOptions,
+    batch: Batch,
+    /// Files and directories a batch keeps open at most.
+    max_open: usize,
+    /// Trees fetched ahead ([`Ctx::prefetch_trees`]), taken out as the walk reaches them.
+    trees: HashMap<BlobId, Tree>,
 }
 
 fn cstr(name: &[u8], path: &[u8]) -> Result<CString> {
@@ -70,10 +116,45 @@ fn last_os_error(op: &'static str, target: &Path, path: &[u8]) -> Error {
     )
 }
 
+/// Raise the soft limit of open files to the hard one (as Go programs do at start) and
+/// return how many files and directories a batch may keep open: half the limit, less a
+/// margin for everything else, within 16..=16384.
+fn open_files_budget() -> usize {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit with a valid struct pointer.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return 16;
+        }
+        if lim.rlim_cur < lim.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: lim.rlim_max,
+                rlim_max: lim.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                lim.rlim_cur = lim.rlim_max;
+            }
+        }
+    }
+    let soft = usize::try_from(lim.rlim_cur).unwrap_or(usize::MAX);
+    (soft.saturating_sub(128) / 2).clamp(16, 16_384)
+}
+
 impl Reader {
     /// Restore `snapshot` into `target` (created if missing). Existing regular files and
     /// symlinks at the same names are replaced; existing directories are reused (never
     /// followed if they are symlinks).
+    ///
+    /// The trees are walked first, in batches: every file of a batch is created and sized,
+    /// then the blobs the batch needs are fetched with the parallel pack reader
+    /// ([`crate::fetch`]: each blob once, coalesced ranges, `opts.parallel` requests, at most
+    /// `opts.max_in_flight` bytes) and written at their offsets; then the files' and
+    /// directories' metadata is applied. If anything fails, the files of the unfinished batch
+    /// are removed (files of earlier batches are complete and stay), and the error names the
+    /// pack, blob or file.
     pub fn restore(
         &self,
         snapshot: &SnapshotInfo,
@@ -119,7 +200,7 @@ impl Reader {
             ));
         }
         // SAFETY: fd is a freshly opened, owned descriptor.
-        let root = unsafe { OwnedFd::from_raw_fd(fd) };
+        let root = Arc::new(unsafe { OwnedFd::from_raw_fd(fd) });
         let mut ctx = Ctx {
             reader: self,
             progress,
@@ -130,14 +211,71 @@ impl Reader {
                 .unwrap_or_else(|| unsafe { libc::geteuid() } == 0),
             target: target.to_path_buf(),
             stats: RestoreStats::default(),
+            fetch: FetchOptions::new(opts.parallel, opts.max_in_flight),
+            batch: Batch::default(),
+            max_open: open_files_budget(),
+            trees: HashMap::new(),
         };
+        ctx.prefetch_trees(snapshot.snapshot.root);
         let all = ctx.globs.is_none();
-        ctx.restore_dir(&root, snapshot.snapshot.root, b"", all, 0)?;
+        let done = ctx
+            .restore_dir(&root, snapshot.snapshot.root, b"", all, 0)
+            .and_then(|_| ctx.flush());
+        if let Err(e) = done {
+            ctx.discard();
+            return Err(e);
+        }
         Ok(ctx.stats)
     }
 }
 
 impl Ctx<'_> {
+    /// Fetch the snapshot's trees ahead of the walk, a level at a time with the parallel pack
+    /// reader (a level's trees mostly share a pack: a few requests instead of one per
+    /// directory, which on S3 is a round trip each), until [`TREE_AHEAD_BYTES`]. Best effort:
+    /// a tree that cannot be fetched or parsed here is read by the walk, whose error names it.
+    fn prefetch_trees(&mut self, root: BlobId) {
+        let mut level = vec![root];
+        let mut seen: std::collections::HashSet<BlobId> = level.iter().copied().collect();
+        let mut bytes = 0u64;
+        for _depth in 0..=4096 {
+            if level.is_empty() || bytes >= TREE_AHEAD_BYTES {
+                break;
+            }
+            let got: Mutex<Vec<(BlobId, Tree, u64)>> = Mutex::new(Vec::new());
+            let sink = |e: &BlobEntry, data: &[u8]| -> Result<()> {
+                if let Ok(t) = Tree::parse(data) {
+                    got.lock().unwrap_or_else(|p| p.into_inner()).push((
+                        e.id,
+                        t,
+                        data.len() as u64,
+                    ));
+                }
+                Ok(())
+            };
+            if self
+                .reader
+                .fetch_blobs(level.iter().copied(), self.fetch, &sink)
+                .is_err()
+            {
+                break;
+            }
+            let mut next = Vec::new();
+            for (id, tree, len) in got.into_inner().unwrap_or_else(|p| p.into_inner()) {
+                bytes += len;
+                for n in &tree.nodes {
+                    if let NodeKind::Dir { subtree } = n.kind
+                        && seen.insert(subtree)
+                    {
+                        next.push(subtree);
+                    }
+                }
+                self.trees.insert(id, tree);
+            }
+            level = next;
+        }
+    }
+
     fn matches(&self, path: &[u8]) -> bool {
         match &self.globs {
             None => true,
@@ -152,7 +290,7 @@ impl Ctx<'_> {
     /// anything was restored.
     fn restore_dir(
         &mut self,
-        dir: &OwnedFd,
+        dir: &Arc<OwnedFd>,
         id: BlobId,
         prefix: &[u8],
         included: bool,
@@ -164,7 +302,10 @@ impl Ctx<'_> {
                 "directory nesting deeper than 4096 levels",
             ));
         }
-        let tree = self.reader.read_tree(&id)?;
+        let tree = match self.trees.remove(&id) {
+            Some(t) => t,
+            None => self.reader.read_tree(&id)?,
+        };
         let mut any = false;
         let mut seen = std::collections::HashSet::new();
         for node in &tree.nodes {
@@ -206,7 +347,7 @@ impl Ctx<'_> {
 
     fn restore_subdir(
         &mut self,
-        parent: &OwnedFd,
+        parent: &Arc<OwnedFd>,
         node: &Node,
         subtree: BlobId,
         path: &[u8],
@@ -249,7 +390,7 @@ impl Ctx<'_> {
             ));
         }
         // SAFETY: fd is freshly opened and owned.
-        let dfd = unsafe { OwnedFd::from_raw_fd(fd) };
+        let dfd = Arc::new(unsafe { OwnedFd::from_raw_fd(fd) });
         let any = self.restore_dir(&dfd, subtree, path, inc, depth + 1)?;
         if !any && !inc {
             drop(dfd);
@@ -260,7 +401,15 @@ impl Ctx<'_> {
             return Ok(false);
         }
         self.stats.dirs += 1;
-        self.set_meta_fd(&dfd, node, path)?;
+        // Its mode and times are set after the files below it are written (a read-only
+        // directory must still take them; writing would not change its times, but
+        // removing an unfinished file would).
+        self.batch.dirs.push(PendingDir {
+            fd: dfd,
+            node: node.clone(),
+            path: path.to_vec(),
+        });
+        self.flush_if_full()?;
         Ok(true)
     }
 
@@ -270,9 +419,12 @@ impl Ctx<'_> {
         unsafe { libc::unlinkat(dir.as_raw_fd(), name.as_ptr(), 0) };
     }
 
+    /// Create the file (`O_CREAT | O_EXCL | O_NOFOLLOW`, replacing a file or symlink at the
+    /// name), size it, and plan where each of its blobs goes; the content is written by the
+    /// batch's [`flush`](Self::flush).
     fn restore_file(
         &mut self,
-        dir: &OwnedFd,
+        dir: &Arc<OwnedFd>,
         node: &Node,
         content: &[BlobId],
         path: &[u8],
@@ -303,46 +455,112 @@ impl Ctx<'_> {
             return Err(last_os_error("create file", &self.target, path));
         }
         // SAFETY: fd is freshly opened and owned.
-        let owned = unsafe { OwnedFd::from_raw_fd(fd) };
-        let mut f = std::fs::File::from(owned);
-        let mut written: u64 = 0;
-        let mut hole = false;
-        use std::io::{Seek, SeekFrom};
-        for id in content {
-            let data = self.reader.read_blob(id)?;
-            let fp = || self.target.join(String::from_utf8_lossy(path).as_ref());
-            if data.len() >= 4096 && data.iter().all(|&b| b == 0) {
-                f.seek(SeekFrom::Current(data.len() as i64))
-                    .map_err(|e| Error::io("seek in", fp(), e))?;
-                hole = true;
-            } else {
-                f.write_all(&data)
-                    .map_err(|e| Error::io("write", fp(), e))?;
-                hole = false;
-            }
-            written += data.len() as u64;
-            self.progress.restore_bytes(data.len() as u64);
+        let file = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+        let fp = || self.target.join(String::from_utf8_lossy(path).as_ref());
+        let mut offsets = Vec::with_capacity(content.len());
+        let mut size: u64 = 0;
+        let planned = content
+            .iter()
+            .try_for_each(|id| {
+                let (_, loc) = self
+                    .reader
+                    .locate(id)
+                    .ok_or_else(|| Error::MissingBlob { blob: id.to_hex() })?;
+                offsets.push(size);
+                size += u64::from(loc.entry.raw_length);
+                Ok(())
+            })
+            .and_then(|()| {
+                if size != node.size {
+                    return Err(Error::corrupt(
+                        format!("snapshot entry {}", String::from_utf8_lossy(path)),
+                        format!("content is {size} bytes, the tree says {}", node.size),
+                    ));
+                }
+                // Sized up front: runs of zeros are never written and stay holes.
+                file.set_len(size)
+                    .map_err(|e| Error::io("set length of", fp(), e))
+            });
+        if let Err(e) = planned {
+            drop(file);
+            self.remove_existing(dir, &name);
+            return Err(e);
         }
-        if hole || written != f.stream_position().unwrap_or(written) {
-            f.set_len(written).map_err(|e| {
-                Error::io(
-                    "set length of",
-                    self.target.join(String::from_utf8_lossy(path).as_ref()),
-                    e,
-                )
-            })?;
+        let slot = self.batch.files.len();
+        for (id, off) in content.iter().zip(offsets) {
+            self.batch.targets.entry(*id).or_default().push((slot, off));
         }
-        if written != node.size {
-            return Err(Error::corrupt(
-                format!("snapshot entry {}", String::from_utf8_lossy(path)),
-                format!("content is {written} bytes, the tree says {}", node.size),
-            ));
+        self.batch.files.push(PendingFile {
+            dir: dir.clone(),
+            name,
+            path: path.to_vec(),
+            node: node.clone(),
+            file,
+        });
+        self.flush_if_full()
+    }
+
+    fn flush_if_full(&mut self) -> Result<()> {
+        let b = &self.batch;
+        if b.files.len() + b.dirs.len() >= self.max_open || b.targets.len() >= BATCH_BLOBS {
+            self.flush()?;
         }
-        let owned: OwnedFd = f.into();
-        self.set_meta_fd(&owned, node, path)?;
-        self.stats.files += 1;
-        self.stats.bytes += written;
         Ok(())
+    }
+
+    /// Fetch and write the batch's blobs, then apply its files' and directories' metadata.
+    /// On an error the batch's files are removed (see [`discard`](Self::discard)).
+    fn flush(&mut self) -> Result<()> {
+        let batch = std::mem::take(&mut self.batch);
+        let (files, target, progress) = (&batch.files, &self.target, self.progress);
+        let sink = |b: &BlobEntry, data: &[u8]| -> Result<()> {
+            let Some(goes) = batch.targets.get(&b.id) else {
+                return Ok(());
+            };
+            let zeros = data.len() >= 4096 && data.iter().all(|&x| x == 0);
+            for &(slot, offset) in goes {
+                let f = &files[slot];
+                if !zeros {
+                    f.file.write_all_at(data, offset).map_err(|e| {
+                        Error::io(
+                            "write",
+                            target.join(String::from_utf8_lossy(&f.path).as_ref()),
+                            e,
+                        )
+                    })?;
+                }
+                progress.restore_bytes(data.len() as u64);
+            }
+            Ok(())
+        };
+        let fetched = self
+            .reader
+            .fetch_blobs(batch.targets.keys().copied(), self.fetch, &sink);
+        if let Err(e) = fetched {
+            self.batch = batch;
+            self.discard();
+            return Err(e);
+        }
+        for f in &batch.files {
+            self.set_meta_fd(&f.file, &f.node, &f.path)?;
+            self.stats.files += 1;
+            self.stats.bytes += f.node.size;
+        }
+        for d in &batch.dirs {
+            self.set_meta_fd(d.fd.as_ref(), &d.node, &d.path)?;
+        }
+        Ok(())
+    }
+
+    /// Remove the files of the unfinished batch: created and sized, but not (all) written, so
+    /// none is left looking complete. Directories stay (empty or holding earlier batches'
+    /// complete files).
+    fn discard(&mut self) {
+        for f in std::mem::take(&mut self.batch).files {
+            drop(f.file);
+            // SAFETY: valid fd and C string; never follows (unlinks the name itself).
+            unsafe { libc::unlinkat(f.dir.as_raw_fd(), f.name.as_ptr(), 0) };
+        }
     }
 
     fn restore_symlink(
@@ -386,7 +604,7 @@ impl Ctx<'_> {
         Ok(())
     }
 
-    fn set_meta_fd(&self, fd: &OwnedFd, node: &Node, path: &[u8]) -> Result<()> {
+    fn set_meta_fd(&self, fd: &impl AsRawFd, node: &Node, path: &[u8]) -> Result<()> {
         if self.owner {
             // SAFETY: valid fd.
             if unsafe { libc::fchown(fd.as_raw_fd(), node.uid, node.gid) } != 0 {

@@ -195,7 +195,8 @@ pub trait Storage: Send + Sync {
         Ok(None)
     }
 
-    /// `len` bytes at `offset` of an object (restore reads single blobs this way).
+    /// `len` bytes at `offset` of an object (restore and check read coalesced byte ranges of
+    /// packs this way, from several threads at once: see [`crate::fetch`]).
     /// The default fetches the whole object; backends should override it.
     fn get_range(
         &self,

@@ -34,7 +34,8 @@ fn many_packs() -> (Env, Vec<String>) {
     (env, packs)
 }
 
-/// Packs a check read, from the objects it reported reading (after the indexes and trees).
+/// Packs a check read, from the objects it reported reading (after the indexes and trees),
+/// sorted by name.
 #[derive(Default)]
 struct Seen(std::sync::Mutex<Vec<String>>);
 impl Progress for Seen {
@@ -48,7 +49,9 @@ impl Progress for Seen {
 fn check_reading(env: &Env, read: ReadData) -> (CheckReport, Vec<String>) {
     let seen = Seen::default();
     let rep = env.repo.check(&env.key, read, &seen).unwrap();
-    let read = seen.0.into_inner().unwrap();
+    // Sorted: the parallel pack reader reports packs as its threads start them.
+    let mut read = seen.0.into_inner().unwrap();
+    read.sort();
     (rep, read)
 }
 

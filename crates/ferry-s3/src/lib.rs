@@ -701,14 +701,33 @@ impl S3Objects {
             Err(e) if ranged && http_status(&e) == Some(416) => return Ok(Vec::new()),
             Err(e) => return Err(s3_err("GetObject", &self.bucket, &key, &e)),
         };
-        let body = res.body.collect().await.map_err(|error| S3Error::Body {
-            bucket: self.bucket.clone(),
-            key,
-            error,
-        })?;
-        Ok(body.into_bytes().to_vec())
+        // Streamed into one buffer of the announced length: collecting the body and then
+        // copying it out held the object three times at once (restore's peak memory).
+        let announced = res
+            .content_length()
+            .and_then(|n| usize::try_from(n).ok())
+            .unwrap_or(0);
+        let mut out = Vec::with_capacity(announced.min(MAX_PREALLOC));
+        let mut body = res.body;
+        loop {
+            match body.try_next().await {
+                Ok(Some(chunk)) => out.extend_from_slice(&chunk),
+                Ok(None) => return Ok(out),
+                Err(error) => {
+                    return Err(S3Error::Body {
+                        bucket: self.bucket.clone(),
+                        key,
+                        error,
+                    });
+                }
+            }
+        }
     }
 }
+
+/// The most a GET reserves up front from the length S3 announces (a larger object grows the
+/// buffer as it arrives): a wrong header cannot make it reserve more.
+const MAX_PREALLOC: usize = 256 * 1024 * 1024;
 
 /// Upper bound on `ListObjectVersions` pages one sweep reads (1,000 versions each).
 const MAX_VERSION_PAGES: usize = 10_000;
@@ -766,11 +785,23 @@ pub fn filter_names(kind: ObjectKind, rel_keys: Vec<String>) -> Vec<String> {
     names_of(kind, rel_keys)
 }
 
-/// A blocking [`Storage`] over S3, for the CLI. Owns a current-thread tokio runtime, so it
-/// must not be used from inside another tokio runtime.
+/// A blocking [`Storage`] over S3, for the CLI. Owns a small multi-thread tokio runtime (two
+/// workers drive the connections), so calls from several threads at once — restore's and
+/// check's parallel pack reader — are that many requests in flight. It must not be used from
+/// inside another tokio runtime.
 pub struct S3Storage {
     objects: S3Objects,
     rt: tokio::runtime::Runtime,
+}
+
+/// The runtime of an [`S3Storage`]: two workers, enough for the connections of many requests
+/// in flight (the bytes are decrypted on the callers' threads).
+fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("ferry-s3")
+        .enable_all()
+        .build()
 }
 
 impl S3Storage {
@@ -780,26 +811,20 @@ impl S3Storage {
             location: url.to_string(),
             message: e.to_string(),
         })?;
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| StorageError::Backend {
-                location: url.to_string(),
-                message: format!("cannot start the async runtime: {e}"),
-            })?;
+        let rt = runtime().map_err(|e| StorageError::Backend {
+            location: url.to_string(),
+            message: format!("cannot start the async runtime: {e}"),
+        })?;
         let objects = rt.block_on(S3Objects::from_env(&bucket, &prefix, None));
         Ok(Self { objects, rt })
     }
 
     /// A blocking storage over an already configured client (e.g. explicit credentials).
     pub fn from_objects(objects: S3Objects) -> Result<Self, StorageError> {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| StorageError::Backend {
-                location: objects.url(),
-                message: format!("cannot start the async runtime: {e}"),
-            })?;
+        let rt = runtime().map_err(|e| StorageError::Backend {
+            location: objects.url(),
+            message: format!("cannot start the async runtime: {e}"),
+        })?;
         Ok(Self { objects, rt })
     }
 

@@ -1,4 +1,4 @@
-//! `ferry check --repo DIR --key MASTER_KEY [--read-data] [--read-data-subset SUBSET]`
+//! `ferry check --repo DIR --key MASTER_KEY [--read-data] [--read-data-subset SUBSET] [--parallel N]`
 
 use super::{Global, Outcome, RepoArgs};
 use crate::output::{Bar, interactive};
@@ -19,6 +19,10 @@ pub struct CheckArgs {
     /// until their sizes add up to it. With --read-data every pack is read.
     #[arg(long, value_name = "SUBSET")]
     pub read_data_subset: Option<DataSubset>,
+    /// Packs read at once by --read-data / --read-data-subset (1-256).
+    #[arg(long, value_name = "N", default_value_t = ferry_repo::fetch::DEFAULT_PARALLEL as u16,
+          value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub parallel: u16,
     /// Print a machine-readable report on stdout.
     #[arg(long)]
     pub json: bool,
@@ -33,7 +37,8 @@ pub fn run(g: &Global, a: &CheckArgs) -> anyhow::Result<Outcome> {
         (false, Some(subset)) => ReadData::Subset(subset),
         (false, None) => ReadData::None,
     };
-    let result = repo.check(&key, read, &bar);
+    let fetch = ferry_repo::fetch::FetchOptions::new(usize::from(a.parallel), 0);
+    let result = repo.check_with(&key, read, fetch, &bar);
     bar.finish();
     let report = result?;
     if a.json {
