@@ -294,19 +294,13 @@ fn setup(big_mib: usize) -> Setup {
 
 #[test]
 fn sigterm_during_collection_provisioning_and_upload_leaves_nothing_and_the_next_run_completes() {
-    let Setup {
-        cloud,
-        config,
-        master,
-        sources,
-        host_root,
-        big,
-    } = setup(160);
+    let st = setup(160);
+    let (cloud, config) = (&st.cloud, &st.config);
     // 1. During collection: nothing exists in the cloud yet; the process just stops. Killed
     // right at "Collecting": the collection begins with an SSH login (≥ 0.1 s) before any
     // file, so the signal lands inside it however fast the rest is (a fixed 700 ms delay
     // stopped landing there once one session per host and AES-GCM made it faster).
-    let (code, out) = kill_at(&cloud, &config, "Collecting", Duration::ZERO, libc::SIGTERM);
+    let (code, out) = kill_at(cloud, config, "Collecting", Duration::ZERO, libc::SIGTERM);
     assert_eq!(code, 128 + libc::SIGTERM, "{out}");
     assert!(
         !out.contains("Asking ferry-build"),
@@ -316,8 +310,8 @@ fn sigterm_during_collection_provisioning_and_upload_leaves_nothing_and_the_next
 
     // 2. During provisioning: the handler waits for ferry-build's answer, then removes the box.
     let (code, out) = kill_at(
-        &cloud,
-        &config,
+        cloud,
+        config,
         "Asking ferry-build",
         Duration::ZERO,
         libc::SIGTERM,
@@ -329,8 +323,8 @@ fn sigterm_during_collection_provisioning_and_upload_leaves_nothing_and_the_next
 
     // 3. During the upload.
     let (code, out) = kill_at(
-        &cloud,
-        &config,
+        cloud,
+        config,
         "Uploading",
         Duration::from_millis(300),
         libc::SIGTERM,
@@ -351,8 +345,8 @@ fn sigterm_during_collection_provisioning_and_upload_leaves_nothing_and_the_next
     // state stay (they would hold the installation's one session slot until the box
     // expires, refusing every run until then).
     let (code, out) = kill_at(
-        &cloud,
-        &config,
+        cloud,
+        config,
         "Uploading",
         Duration::from_millis(300),
         libc::SIGKILL,
@@ -444,14 +438,7 @@ fn sigterm_during_collection_provisioning_and_upload_leaves_nothing_and_the_next
     );
     assert_eq!(status.matches("interrupted").count(), 3, "{status}");
 
-    restores_latest(&Setup {
-        cloud,
-        config,
-        master,
-        sources,
-        host_root,
-        big,
-    });
+    restores_latest(&st);
 }
 
 /// The latest snapshot restores byte for byte (read back from S3 with the master key), and

@@ -191,8 +191,12 @@ fn setup() -> Setup {
     }
 }
 
-fn run_once(s: &Setup, cloud: Arc<LocalCloud>) -> (CloudRun, Result<ferry_run::RunReport, Error>) {
-    let run = CloudRun::open(s.plan.clone(), cloud).unwrap();
+/// `run` with the setup's sources, cache and put key.
+fn run_on(
+    s: &Setup,
+    run: &CloudRun,
+    progress: &dyn RunProgress,
+) -> Result<ferry_run::RunReport, Error> {
     let key = |_: &Path| -> Result<_, Box<dyn std::error::Error + Send + Sync>> {
         Ok(s.master.put_key())
     };
@@ -201,7 +205,12 @@ fn run_once(s: &Setup, cloud: Arc<LocalCloud>) -> (CloudRun, Result<ferry_run::R
         cache_dir: Some(s.cache.clone()),
         put_key: &key,
     };
-    let r = run.run(&input, &Events::default());
+    run.run(&input, progress)
+}
+
+fn run_once(s: &Setup, cloud: Arc<LocalCloud>) -> (CloudRun, Result<ferry_run::RunReport, Error>) {
+    let run = CloudRun::open(s.plan.clone(), cloud).unwrap();
+    let r = run_on(s, &run, &Events::default());
     (run, r)
 }
 
@@ -296,16 +305,8 @@ fn an_interrupt_while_the_box_exists_cleans_it_exactly_once() {
     let cloud = Arc::new(LocalCloud::new(&s.remote));
     let run = CloudRun::open(s.plan.clone(), cloud.clone()).unwrap();
     *cloud.interrupt.lock().unwrap() = Some(run.cancel());
-    let key = |_: &Path| -> Result<_, Box<dyn std::error::Error + Send + Sync>> {
-        Ok(s.master.put_key())
-    };
-    let input = RunInput {
-        sources: &s.sources,
-        cache_dir: Some(s.cache.clone()),
-        put_key: &key,
-    };
     let events = Events::default();
-    let e = run.run(&input, &events).unwrap_err();
+    let e = run_on(&s, &run, &events).unwrap_err();
     assert!(e.is_interrupted(), "{e}");
     assert!(run.cancel().is_interrupted());
     // The interrupt removed the box; the run did not remove it a second time.
@@ -514,15 +515,7 @@ fn run_with_ops(
     progress: &dyn RunProgress,
 ) -> Result<ferry_run::RunReport, Error> {
     let run = CloudRun::open_with(s.plan.clone(), cloud, Ops::new(ops, &s.plan.site)).unwrap();
-    let key = |_: &Path| -> Result<_, Box<dyn std::error::Error + Send + Sync>> {
-        Ok(s.master.put_key())
-    };
-    let input = RunInput {
-        sources: &s.sources,
-        cache_dir: Some(s.cache.clone()),
-        put_key: &key,
-    };
-    run.run(&input, progress)
+    run_on(s, &run, progress)
 }
 
 fn ops_plan(dir: &Path, url: &str, timeout: u64, retries: u32) -> OpsPlan {
