@@ -634,18 +634,23 @@ impl<'a, R: Read, W: Write> Session<'a, R, W> {
                 self.settings.config.session, self.settings.config.expires
             ));
         }
-        let k = ObjectKind::parse(kind).ok_or_else(|| format!("unknown object kind {kind:?}"))?;
+        let k = ObjectKind::parse(kind)
+            .ok_or_else(|| format!("unknown object kind {}", shown(kind)))?;
         if !self.settings.kinds.contains(&k) {
             return Err(format!("object kind {kind} is not allowed in this session"));
         }
         if k == ObjectKind::Config {
             if name != CONFIG_NAME {
                 return Err(format!(
-                    "the config object must be named \"config\", not {name:?}"
+                    "the config object must be named \"config\", not {}",
+                    shown(name)
                 ));
             }
         } else if !is_sha256_hex(name) {
-            return Err(format!("name {name:?} is not a lowercase hex SHA-256"));
+            return Err(format!(
+                "name {} is not a lowercase hex SHA-256",
+                shown(name)
+            ));
         }
         if size < HEADER_LEN as u64 {
             return Err(format!(
@@ -946,6 +951,16 @@ impl Incoming {
                 self.spool.path().display()
             ));
         }
+    }
+}
+
+/// A client's string quoted for a refusal reason, cut after 100 characters (a reason is
+/// sent in one protocol string of at most 4,096 bytes: a name that long would push the
+/// reason itself out of the answer).
+fn shown(s: &str) -> String {
+    match s.char_indices().nth(100) {
+        None => format!("{s:?}"),
+        Some((i, _)) => format!("{:?}… ({} bytes)", &s[..i], s.len()),
     }
 }
 

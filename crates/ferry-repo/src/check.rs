@@ -12,7 +12,7 @@
 
 use crate::error::Result;
 use crate::format::{self, ObjectKind};
-use crate::ids::BlobId;
+use crate::ids::{BlobId, BlobKind};
 use crate::keys::MasterKey;
 use crate::objects::{
     BlobEntry, IndexObject, NodeKind, Snapshot, Tree, open_blob, open_pack_trailer,
@@ -460,6 +460,13 @@ pub(crate) fn check(
                     );
                     continue;
                 };
+                if loc.entry.kind != BlobKind::Tree {
+                    rep.problem(
+                        format!("tree blob {tid}"),
+                        format!("is a data blob in the index, not a tree (directory /{path} of {object})"),
+                    );
+                    continue;
+                }
                 if !packs.contains(&loc.pack) {
                     needed_from_trash.insert(loc.pack.clone());
                 }
@@ -486,15 +493,46 @@ pub(crate) fn check(
                         continue;
                     }
                 };
+                let mut names = HashSet::new();
                 for n in tree.nodes {
                     let child = if path.is_empty() {
                         n.name_lossy()
                     } else {
                         format!("{path}/{}", n.name_lossy())
                     };
+                    // What restore refuses (a name that would leave its directory, or a
+                    // second entry by one name) is reported here too, naming the tree.
+                    if let Some(reason) = crate::backup::bad_component(&n.name) {
+                        rep.problem(
+                            format!("tree blob {tid}"),
+                            format!("entry {child:?}: {reason}; restore refuses it ({object})"),
+                        );
+                    } else if !names.insert(n.name.clone()) {
+                        rep.problem(
+                            format!("tree blob {tid}"),
+                            format!(
+                                "entry {child:?}: the same name appears twice in one directory; restore refuses it ({object})"
+                            ),
+                        );
+                    }
                     match n.kind {
                         NodeKind::Dir { subtree } => next.push((subtree, child)),
                         NodeKind::File { content } => {
+                            let located: Option<u64> = content
+                                .iter()
+                                .map(|b| blobs.get(b).map(|l| u64::from(l.entry.raw_length)))
+                                .sum();
+                            if let Some(sum) = located
+                                && sum != n.size
+                            {
+                                rep.problem(
+                                    format!("tree blob {tid}"),
+                                    format!(
+                                        "entry {child:?}: content is {sum} bytes, the tree says {}; restore refuses it ({object})",
+                                        n.size
+                                    ),
+                                );
+                            }
                             for b in content {
                                 if seen_data.insert(b) {
                                     rep.data_blobs_referenced += 1;
@@ -502,6 +540,16 @@ pub(crate) fn check(
                                         && !packs.contains(&l.pack)
                                     {
                                         needed_from_trash.insert(l.pack.clone());
+                                    }
+                                    if let Some(l) = blobs.get(&b)
+                                        && l.entry.kind != BlobKind::Data
+                                    {
+                                        rep.problem(
+                                            format!("data blob {b}"),
+                                            format!(
+                                                "is a tree blob in the index, not file content (file /{child} of {object})"
+                                            ),
+                                        );
                                     }
                                     if !blobs.contains_key(&b) {
                                         rep.problem(

@@ -88,6 +88,9 @@ pub mod retention;
 pub mod storage;
 pub mod units;
 
+#[cfg(test)]
+mod hostile_tests;
+
 pub use backup::{BackupOptions, BackupSession, EntryMeta, RepoPath, UnchangedFile};
 pub use check::{CheckReport, DataSubset, Problem, ReadData};
 pub use error::{Error, Result};

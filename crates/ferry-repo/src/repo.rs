@@ -483,6 +483,14 @@ impl Reader {
 
     /// Read and parse a tree blob.
     pub fn read_tree(&self, id: &BlobId) -> Result<Tree> {
+        if let Some((_, loc)) = self.locate(id)
+            && loc.entry.kind != crate::ids::BlobKind::Tree
+        {
+            return Err(Error::corrupt(
+                format!("tree blob {id}"),
+                "the index lists it as a data blob, not a tree",
+            ));
+        }
         let bytes = self.read_blob(id)?;
         Tree::parse(&bytes).map_err(|e| Error::corrupt(format!("tree blob {id}"), e.to_string()))
     }

@@ -244,6 +244,10 @@ impl Ctx<'_> {
             }
             let got: Mutex<Vec<(BlobId, Tree, u64)>> = Mutex::new(Vec::new());
             let sink = |e: &BlobEntry, data: &[u8]| -> Result<()> {
+                // A data blob is never taken for a tree (the walk's read_tree names it).
+                if e.kind != crate::ids::BlobKind::Tree {
+                    return Ok(());
+                }
                 if let Ok(t) = Tree::parse(data) {
                     got.lock().unwrap_or_else(|p| p.into_inner()).push((
                         e.id,
@@ -466,6 +470,12 @@ impl Ctx<'_> {
                     .reader
                     .locate(id)
                     .ok_or_else(|| Error::MissingBlob { blob: id.to_hex() })?;
+                if loc.entry.kind != crate::ids::BlobKind::Data {
+                    return Err(Error::corrupt(
+                        format!("snapshot entry {}", String::from_utf8_lossy(path)),
+                        format!("content blob {id} is a tree blob, not file data"),
+                    ));
+                }
                 offsets.push(size);
                 size += u64::from(loc.entry.raw_length);
                 Ok(())

@@ -13,7 +13,8 @@
 //!
 //! Also: [`lambda_host`] (the real `bootstrap` under the Lambda runtime API, functions added or
 //! replaced at run time), [`jumpbox`] (boxes booted from their real user data), [`lanhost`]
-//! (sample LAN hosts).
+//! (sample LAN hosts), [`hostile`] (a backup VM speaking the gate's protocol wrongly on
+//! purpose, and its tricks).
 //!
 //! Product crates must never depend on it except as a dev-dependency (the local-cloud tooling,
 //! `ferry-localcloud`, is its one normal dependent). It never uses the
@@ -852,6 +853,7 @@ mod tests {
         assert!(String::from_utf8_lossy(&out.stderr).contains("Permission denied"));
     }
 }
+pub mod hostile;
 pub mod jumpbox;
 pub mod lambda_host;
 pub mod lanhost;
