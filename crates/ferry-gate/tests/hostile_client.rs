@@ -14,12 +14,15 @@
 
 #![allow(clippy::unwrap_used)] // a test fails by panicking; unwrap says where
 
+mod common;
+
+use common::s3_at as s3;
 use ferry_repo::format::ObjectKind;
 use ferry_repo::storage::Storage;
 use ferry_repo::storage::conformance::object as obj;
-use ferry_s3::{S3Objects, S3Storage};
+
 use ferry_testkit::hostile::{self, Hostile, Known, Reply};
-use ferry_testkit::{Creds, JumpboxCreds, Moto};
+use ferry_testkit::{JumpboxCreds, Moto};
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -39,27 +42,6 @@ struct Rig {
     creds: JumpboxCreds,
     dir: tempfile::TempDir,
     known: Known,
-}
-
-fn s3(moto: &Moto, c: &Creds, prefix: &str) -> S3Storage {
-    let conf = aws_sdk_s3::Config::builder()
-        .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
-        .region(aws_sdk_s3::config::Region::new(ferry_testkit::MOTO_REGION))
-        .endpoint_url(moto.endpoint())
-        .credentials_provider(aws_sdk_s3::config::Credentials::new(
-            c.access_key_id.clone(),
-            c.secret_access_key.clone(),
-            c.session_token.clone(),
-            None,
-            "test",
-        ))
-        .build();
-    S3Storage::from_objects(S3Objects::with_client(
-        aws_sdk_s3::Client::from_conf(conf),
-        BUCKET,
-        prefix,
-    ))
-    .unwrap()
 }
 
 /// moto with the jump-box role, a pack and a config at the site, a pack at the other site.

@@ -7,13 +7,16 @@
 
 #![allow(clippy::unwrap_used)] // a test fails by panicking; unwrap says where
 
+mod common;
+
+use common::s3;
 use ferry_proto::{Frame, FrameReader, PROTOCOL_VERSION, encode};
 use ferry_remote::{GateOptions, GateStorage, Window};
 use ferry_repo::format::{ObjectKind, object_name};
 use ferry_repo::storage::conformance::{Backend, Checks, object as obj, run};
 use ferry_repo::storage::{PutOutcome, Storage};
-use ferry_s3::{S3Objects, S3Storage};
-use ferry_testkit::{Creds, JumpboxCreds, Moto, Sshd, SshdOptions, keygen};
+use ferry_s3::S3Storage;
+use ferry_testkit::{JumpboxCreds, Moto, Sshd, SshdOptions, keygen};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -96,27 +99,6 @@ impl Rig {
     fn admin(&self) -> S3Storage {
         s3(&self.moto, &self.creds.admin)
     }
-}
-
-fn s3(moto: &Moto, c: &Creds) -> S3Storage {
-    let conf = aws_sdk_s3::Config::builder()
-        .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
-        .region(aws_sdk_s3::config::Region::new(ferry_testkit::MOTO_REGION))
-        .endpoint_url(moto.endpoint())
-        .credentials_provider(aws_sdk_s3::config::Credentials::new(
-            c.access_key_id.clone(),
-            c.secret_access_key.clone(),
-            c.session_token.clone(),
-            None,
-            "test",
-        ))
-        .build();
-    S3Storage::from_objects(S3Objects::with_client(
-        aws_sdk_s3::Client::from_conf(conf),
-        BUCKET,
-        SITE,
-    ))
-    .unwrap()
 }
 
 fn audit_records(admin: &S3Storage) -> Vec<String> {

@@ -322,7 +322,13 @@ impl Rig {
     }
 }
 
+/// The site's repository in the bucket, as `c` sees it (admin or jump-box credentials).
 pub fn s3(moto: &Moto, c: &Creds) -> S3Storage {
+    s3_at(moto, c, SITE)
+}
+
+/// The repository under `prefix` of the bucket, with `c`'s credentials.
+pub fn s3_at(moto: &Moto, c: &Creds, prefix: &str) -> S3Storage {
     let conf = aws_sdk_s3::Config::builder()
         .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
         .region(aws_sdk_s3::config::Region::new(ferry_testkit::MOTO_REGION))
@@ -338,7 +344,7 @@ pub fn s3(moto: &Moto, c: &Creds) -> S3Storage {
     S3Storage::from_objects(S3Objects::with_client(
         aws_sdk_s3::Client::from_conf(conf),
         BUCKET,
-        SITE,
+        prefix,
     ))
     .unwrap()
 }
