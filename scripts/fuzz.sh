@@ -16,7 +16,8 @@ TARGET_DIR="$CARGO_TARGET_DIR/fuzz"
 
 if ! cargo fuzz --version >/dev/null 2>&1; then
   echo "fuzz: installing cargo-fuzz"
-  cargo install --locked cargo-fuzz
+  # Its own build directory: the workspace's target dir is in use by the tests beside it.
+  env -u CARGO_TARGET_DIR cargo install --locked cargo-fuzz
 fi
 
 if rustup toolchain list 2>/dev/null | grep -q '^nightly'; then

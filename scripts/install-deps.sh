@@ -2,13 +2,15 @@
 # Installs what Ferry's tests and local cloud need on a fresh Debian machine (root):
 # OpenSSH server (real sshd for the gate and LAN hosts), restic (benchmarks), busybox (a
 # LAN host without GNU find, in the collection tests), netcat (the
-# local cloud's ssh_config reaches jump boxes with `nc`), and a
+# local cloud's ssh_config reaches jump boxes with `nc`), man-db, systemd (systemd-analyze),
+# passwd and binutils (the Debian package's test: man pages, units, the account, strip), and a
 # project-local Python virtual environment (.venv) with the pinned AWS emulator and the
 # policy linters/evaluators. Idempotent: a second run only checks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(openssh-server openssh-client restic time util-linux iproute2 zip unzip netcat-openbsd busybox)
+APT_PACKAGES=(openssh-server openssh-client restic time util-linux iproute2 zip unzip netcat-openbsd busybox
+  man-db systemd passwd binutils)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -2,8 +2,10 @@
 # Ferry's test command (README, .ci/run): installs what the tests need, then runs the
 # format check, clippy, and every Rust test: unit, integration with real moto/sshd/binaries,
 # and the independent proof of the IAM/bucket policies (parliament + principalmapper, run by
-# crates/ferry-cloud/tests/policy_proof.rs), then the demo (scripts/demo.sh) on the local cloud,
-# with every fuzz target (scripts/fuzz.sh) run for a bounded time beside it.
+# crates/ferry-cloud/tests/policy_proof.rs), three test binaries at a time
+# (scripts/run-tests.sh); then the demo (scripts/demo.sh) on the local cloud beside the Debian
+# package's install/use/purge test (scripts/test-deb.sh). Every fuzz target (scripts/fuzz.sh)
+# runs for a bounded time in the background throughout, at the lowest CPU priority.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # Build outside the clone so later runs (and CI on the same machine) reuse it.
@@ -23,23 +25,44 @@ cargo fmt --all --check
 step "cargo clippy --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+# The fuzzers run in the background from here on, at the lowest CPU priority, so they take the
+# time the builds leave and the tests (which mostly wait on moto, sshd and jump boxes) do not
+# use; each target runs for a bounded time from the seeds kept in fuzz/seeds/; a crash fails
+# the run. Their build has its own target dir ($CARGO_TARGET_DIR/fuzz).
+FUZZ_SECONDS="${FERRY_FUZZ_SECONDS:-15}"
+fuzz_log="$(mktemp /tmp/ferry-fuzz.XXXXXX.log)"
+step "fuzz every parser of outside data (scripts/fuzz.sh, ${FUZZ_SECONDS} s per target), in the background at nice 19; log: $fuzz_log"
+nice -n 19 bash scripts/fuzz.sh "$FUZZ_SECONDS" >"$fuzz_log" 2>&1 &
+fuzz_pid=$!
+deb_pid=""
+trap 'kill "$fuzz_pid" $deb_pid 2>/dev/null || true' EXIT
+
 step "bootstrap and ferry-gate for Amazon Linux 2023 (cargo-zigbuild, glibc 2.34; checked by ferry-cloud's al2023_glibc test)"
 bash scripts/build-al2023.sh debug
 
-step "cargo test (unit + integration against real moto, sshd, ferry, ferry-gate)"
-cargo test --workspace --locked --no-fail-fast
+step "cargo test --no-run (build every test binary)"
+cargo test --workspace --locked --no-run
 
-# The fuzzers run beside the demo (which mostly waits on sshd, moto and the jump box), each
-# target for a bounded time from the seeds kept in fuzz/seeds/; a crash fails the run.
-FUZZ_SECONDS="${FERRY_FUZZ_SECONDS:-15}"
-fuzz_log="$(mktemp /tmp/ferry-fuzz.XXXXXX.log)"
-step "fuzz every parser of outside data (scripts/fuzz.sh, ${FUZZ_SECONDS} s per target), beside the demo; log: $fuzz_log"
-bash scripts/fuzz.sh "$FUZZ_SECONDS" >"$fuzz_log" 2>&1 &
-fuzz_pid=$!
-trap 'kill "$fuzz_pid" 2>/dev/null || true' EXIT
+step "every test (unit + integration against real moto, sshd, ferry, ferry-gate), 3 binaries at a time (scripts/run-tests.sh)"
+bash scripts/run-tests.sh
+
+# The package test and the demo each start their own local cloud; they run side by side.
+deb_log="$(mktemp /tmp/ferry-deb.XXXXXX.log)"
+step "the Debian package, beside the demo: built from the debug builds, installed, used against the local cloud as its service runs, purged (scripts/test-deb.sh; log: $deb_log)"
+bash scripts/test-deb.sh >"$deb_log" 2>&1 &
+deb_pid=$!
 
 step "the demo (README command 1): the whole job on the local cloud, restore compared, nothing left"
 bash scripts/demo.sh "$(mktemp -d /tmp/ferry-demo-ci.XXXXXX)"
+
+step "the Debian package's test"
+if ! wait "$deb_pid"; then
+  cat "$deb_log"
+  echo "test-deb: FAILED (log: $deb_log)"
+  exit 1
+fi
+deb_pid=""
+cat "$deb_log"
 
 step "fuzz results"
 if ! wait "$fuzz_pid"; then

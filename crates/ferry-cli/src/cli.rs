@@ -2,8 +2,8 @@
 //! each of which owns its own arguments. The command forms are fixed by issue 2.
 
 use crate::cmd::{
-    Global, Outcome, backup, check, cloud_backup, forget, key, localcloud, log, ls, prune, restore,
-    schedule, snapshots, sources, status,
+    Global, Outcome, backup, check, cloud_backup, forget, generate, key, localcloud, log, ls,
+    prune, restore, schedule, snapshots, sources, status,
 };
 use clap::{Parser, Subcommand};
 
@@ -65,6 +65,9 @@ pub enum Command {
     /// [--lan N]`, `status`, `down` (runs `ferry-localcloud`, installed next to `ferry`).
     #[command(disable_help_flag = true)]
     Localcloud(localcloud::LocalcloudArgs),
+    /// Write shell completions, man pages and the packaged systemd units (for packagers:
+    /// scripts/package-deb.sh).
+    Generate(generate::GenerateArgs),
 }
 
 /// Run the command.
@@ -93,6 +96,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Forget(a) => forget::run(&g, &a),
         Command::Prune(a) => prune::run(&g, &a),
         Command::Log(a) => log::run(&g, &a),
+        Command::Generate(a) => generate::run(&a),
     }
 }
 

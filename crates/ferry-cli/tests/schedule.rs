@@ -1,6 +1,7 @@
 //! `ferry schedule install|remove` (systemd units, checked by systemd's own
 //! `systemd-analyze verify`), `ferry status` without runs, and the cloud config's errors
-//! (refused before anything runs, naming the field).
+//! (refused before anything runs, naming the field); `ferry generate` (completions, man pages,
+//! the Debian package's units).
 
 #![allow(clippy::unwrap_used)] // a test fails by panicking; unwrap says where
 
@@ -400,4 +401,89 @@ fn status_prometheus_prints_the_metrics_of_the_runs() {
         text.contains("# TYPE ferry_last_run_success gauge\n"),
         "{text}"
     );
+}
+
+/// `ferry generate`: the three completions, a man page for every subcommand (nested ones
+/// included), and the Debian package's units, which run as the `ferry` account with one
+/// capability and are the same backup service `schedule install` writes.
+#[test]
+fn generate_writes_completions_a_man_page_per_subcommand_and_the_packaged_units() {
+    let env = Env::new();
+    let (c, m, u) = (env.path("c"), env.path("m"), env.path("u"));
+    env.run([
+        "generate",
+        "--completions",
+        c.to_str().unwrap(),
+        "--man",
+        m.to_str().unwrap(),
+        "--units",
+        u.to_str().unwrap(),
+    ])
+    .ok();
+    let bash = fs::read_to_string(c.join("ferry.bash")).unwrap();
+    assert!(
+        bash.contains("_ferry()") && bash.contains("backup"),
+        "{bash}"
+    );
+    assert!(
+        fs::read_to_string(c.join("_ferry"))
+            .unwrap()
+            .starts_with("#compdef ferry")
+    );
+    assert!(
+        fs::read_to_string(c.join("ferry.fish"))
+            .unwrap()
+            .contains("complete -c ferry")
+    );
+
+    let pages: Vec<String> = fs::read_dir(&m)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    for want in [
+        "ferry.1",
+        "ferry-backup.1",
+        "ferry-restore.1",
+        "ferry-key-init.1",
+        "ferry-infra-apply.1",
+        "ferry-schedule-install.1",
+        "ferry-generate.1",
+    ] {
+        assert!(pages.iter().any(|p| p == want), "no {want} in {pages:?}");
+    }
+    let backup = fs::read_to_string(m.join("ferry-backup.1")).unwrap();
+    assert!(
+        backup.contains(".TH ferry-backup") && backup.contains("config"),
+        "{backup}"
+    );
+
+    let service = fs::read_to_string(u.join("ferry-backup.service")).unwrap();
+    let timer = fs::read_to_string(u.join("ferry-backup.timer")).unwrap();
+    for line in [
+        "User=ferry",
+        "ExecStart=/usr/bin/ferry backup --config /etc/ferry/ferry.toml",
+        "AmbientCapabilities=CAP_DAC_READ_SEARCH",
+        "CapabilityBoundingSet=CAP_DAC_READ_SEARCH",
+        "NoNewPrivileges=yes",
+        "TimeoutStopSec=300",
+        "SuccessExitStatus=3",
+    ] {
+        assert!(
+            service.lines().any(|l| l == line),
+            "no {line:?} in\n{service}"
+        );
+    }
+    assert!(timer.contains("OnCalendar=daily") && timer.contains("WantedBy=timers.target"));
+    // `ferry schedule remove` never deletes the package's units.
+    let r = env.run([
+        "schedule",
+        "remove",
+        "--unit-dir",
+        u.to_str().unwrap(),
+        "--no-enable",
+    ]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(u.join("ferry-backup.service").exists());
+    // With no output named, it says what it can write.
+    assert_eq!(env.run(["generate"]).code, 2);
 }

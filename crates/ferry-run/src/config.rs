@@ -693,6 +693,35 @@ mod tests {
         assert_eq!(cl.connect_timeout.as_secs(), 180);
     }
 
+    /// The Debian package's example /etc/ferry/ferry.toml, with its `# ` commented lines
+    /// uncommented, is a valid cloud config whose paths are the package's own.
+    #[test]
+    fn the_packaged_example_config_is_valid_once_uncommented() {
+        use crate::schedule::packaged;
+        let text = include_str!("../../../packaging/deb/ferry.toml");
+        let body: String = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("# "))
+            .filter(|l| l.starts_with('[') || l.contains(" = "))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let c = FerryConfig::parse(&body, Path::new(packaged::CONFIG)).unwrap();
+        let (b, cl) = c.cloud_run(Path::new(packaged::CONFIG)).unwrap();
+        assert_eq!(b.spool, Path::new(packaged::SPOOL_DIR));
+        assert!(b.key.starts_with(packaged::ETC_DIR), "{:?}", b.key);
+        assert!(
+            cl.credentials_file
+                .as_deref()
+                .is_some_and(|f| f.starts_with(packaged::ETC_DIR))
+        );
+        assert!(
+            c.ops(Path::new(packaged::CONFIG))
+                .unwrap()
+                .metrics
+                .is_some()
+        );
+    }
+
     #[test]
     fn bad_fields_are_named() {
         assert!(err("[backup]\nsite = \"Home/x\"\nkey = \"/k\"\n").contains("backup.site"));

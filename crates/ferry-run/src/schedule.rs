@@ -72,43 +72,117 @@ fn quote(p: &Path) -> Result<String, Error> {
     Ok(format!("\"{s}\""))
 }
 
+/// The `[Service]` lines every backup service has, whoever installed it: a oneshot run that
+/// SIGTERM stops with time to remove its jump box, at low CPU and I/O priority.
+const BACKUP_SERVICE_TAIL: &str = "# SIGTERM makes ferry remove the jump box before it exits; give it time to.\n\
+     KillMode=mixed\nTimeoutStopSec=300\nNice=10\nIOSchedulingClass=idle\n\
+     # Exit code 3 is a partial backup (some files unreadable): the run is recorded, not failed.\n\
+     SuccessExitStatus=3\n";
+const BACKUP_UNIT_HEAD: &str = "[Unit]\nDescription=Ferry backup to S3 through a temporary jump box\n\
+     Documentation=man:ferry-backup(1)\n\
+     Wants=network-online.target\nAfter=network-online.target\n";
+const RETENTION_UNIT_HEAD: &str = "[Unit]\nDescription=Ferry retention: forget by each site's policy, then prune\n\
+     Documentation=man:ferry-forget(1) man:ferry-prune(1)\n\
+     Wants=network-online.target\nAfter=network-online.target\n";
+const RETENTION_SERVICE_TAIL: &str = "# A prune stopped at any point leaves a valid repository; the next one finishes it.\n\
+     Nice=10\nIOSchedulingClass=idle\n";
+
 /// The service unit: `ferry backup --config CONFIG`, stopped with time to clean up; or
-/// `ferry forget --prune -c CONFIG` for [`Job::Retention`].
+/// `ferry forget --prune -c CONFIG` for [`Job::Retention`]. It runs as root (`ferry schedule
+/// install` on a source install); the Debian package's units ([`packaged_units`]) run as the
+/// `ferry` system user instead.
 pub fn service_unit(ferry: &Path, config: &Path, job: Job) -> Result<String, Error> {
+    let (ferry, config) = (quote(ferry)?, quote(config)?);
     Ok(match job {
         Job::Backup => format!(
-            "{MARKER}\n[Unit]\nDescription=Ferry backup to S3 through a temporary jump box\n\
-             Wants=network-online.target\nAfter=network-online.target\n\n[Service]\nType=oneshot\n\
-             ExecStart={} backup --config {}\n\
-             # SIGTERM makes ferry remove the jump box before it exits; give it time to.\n\
-             KillMode=mixed\nTimeoutStopSec=300\nNice=10\nIOSchedulingClass=idle\n\
-             # Exit code 3 is a partial backup (some files unreadable): the run is recorded, not failed.\n\
-             SuccessExitStatus=3\n",
-            quote(ferry)?,
-            quote(config)?
+            "{MARKER}\n{BACKUP_UNIT_HEAD}\n[Service]\nType=oneshot\n\
+             ExecStart={ferry} backup --config {config}\n{BACKUP_SERVICE_TAIL}"
         ),
         Job::Retention => format!(
-            "{MARKER}\n[Unit]\nDescription=Ferry retention: forget by each site's policy, then prune\n\
-             Wants=network-online.target\nAfter=network-online.target\n\n[Service]\nType=oneshot\n\
-             ExecStart={} forget --prune --config {}\n\
-             # A prune stopped at any point leaves a valid repository; the next one finishes it.\n\
-             Nice=10\nIOSchedulingClass=idle\n",
-            quote(ferry)?,
-            quote(config)?
+            "{MARKER}\n{RETENTION_UNIT_HEAD}\n[Service]\nType=oneshot\n\
+             ExecStart={ferry} forget --prune --config {config}\n{RETENTION_SERVICE_TAIL}"
         ),
     })
+}
+
+fn timer_body(on_calendar: &str, delay: &str) -> String {
+    format!(
+        "[Unit]\nDescription=Run Ferry on a schedule\n\n[Timer]\n\
+         OnCalendar={on_calendar}\nRandomizedDelaySec={delay}\nPersistent=true\n\n\
+         [Install]\nWantedBy=timers.target\n"
+    )
 }
 
 /// The timer unit.
 pub fn timer_unit(on_calendar: &str, delay: &str) -> Result<String, Error> {
     unit_value("--on-calendar", on_calendar)?;
     unit_value("--randomized-delay", delay)?;
-    Ok(format!(
-        "{MARKER}\n[Unit]\nDescription=Run Ferry on a schedule\n\n[Timer]\n\
-         OnCalendar={on_calendar}\nRandomizedDelaySec={delay}\nPersistent=true\n\n\
-         [Install]\nWantedBy=timers.target\n"
-    ))
+    Ok(format!("{MARKER}\n{}", timer_body(on_calendar, delay)))
 }
+
+/// Where the Debian package puts things (scripts/package-deb.sh builds it; its maintainer
+/// scripts create the account and the directories). The package's units are made from these.
+pub mod packaged {
+    /// The system account the packaged service runs as (no login, no home of its own to log
+    /// into; created by the package's postinst, left by a purge as Debian does with accounts).
+    pub const USER: &str = "ferry";
+    /// `/usr/bin/ferry`: a symlink to [`LIB_DIR`]`/ferry`, so `ferry infra apply` finds the
+    /// Amazon Linux artifacts next to the real executable without `--artifacts`.
+    pub const EXE: &str = "/usr/bin/ferry";
+    /// The real executable and the two AL2023 artifacts (`bootstrap`, `ferry-gate`).
+    pub const LIB_DIR: &str = "/usr/lib/ferry";
+    /// The backup VM's config (a conffile: the package ships a commented example).
+    pub const CONFIG: &str = "/etc/ferry/ferry.toml";
+    /// Config, keys and credentials: root-owned directory, group `ferry`, mode 0750.
+    pub const ETC_DIR: &str = "/etc/ferry";
+    /// The spool (`[backup] spool` in the example config): the runs waiting for upload.
+    pub const SPOOL_DIR: &str = "/var/spool/ferry";
+    /// The repository cache (`$FERRY_CACHE_DIR` in the service).
+    pub const CACHE_DIR: &str = "/var/cache/ferry";
+    /// The account's home and `$XDG_STATE_HOME/ferry`.
+    pub const STATE_DIR: &str = "/var/lib/ferry";
+    /// The only capability the service keeps: read and list any file (restic documents the
+    /// same for a non-root backup user). No write, no ownership, no other privilege.
+    pub const CAPABILITY: &str = "CAP_DAC_READ_SEARCH";
+}
+
+/// The package's first line in each unit: `ferry schedule remove` never touches these.
+const PACKAGED_MARKER: &str = "# Installed by the ferry package; override with `systemctl edit`, enable with\n\
+     # `systemctl enable --now ferry-backup.timer` once /etc/ferry/ferry.toml is written.";
+
+/// The units the Debian package ships (file name, contents): `ferry-backup.service` and its
+/// daily timer, as `ferry schedule install` writes them, but run as the [`packaged::USER`]
+/// account with only [`packaged::CAPABILITY`], in a read-only view of the system but for its
+/// own directories. Not enabled by the package: the operator enables the timer once the
+/// config is written.
+pub fn packaged_units() -> Vec<(&'static str, String)> {
+    use packaged::*;
+    let service = format!(
+        "{PACKAGED_MARKER}\n{BACKUP_UNIT_HEAD}ConditionPathExists={CONFIG}\n\n[Service]\n\
+         Type=oneshot\nUser={USER}\nGroup={USER}\n\
+         ExecStart={EXE} backup --config {CONFIG}\n\
+         Environment=HOME={STATE_DIR} XDG_STATE_HOME={STATE_DIR_PARENT} FERRY_CACHE_DIR={CACHE_DIR}\n\
+         # Read every local source without being root: only {CAPABILITY}, nothing else.\n\
+         AmbientCapabilities={CAPABILITY}\nCapabilityBoundingSet={CAPABILITY}\n\
+         NoNewPrivileges=yes\nUMask=0077\n\
+         # /usr, /boot and /etc read-only; the spool, cache and state stay writable by the account.\n\
+         ProtectSystem=full\nPrivateTmp=yes\nPrivateDevices=yes\nProtectKernelTunables=yes\n\
+         ProtectKernelModules=yes\nProtectControlGroups=yes\nRestrictSUIDSGID=yes\n\
+         LockPersonality=yes\n{BACKUP_SERVICE_TAIL}",
+        STATE_DIR_PARENT = "/var/lib",
+    );
+    let timer = format!(
+        "{PACKAGED_MARKER}\n{}",
+        timer_body("daily", DEFAULT_RANDOMIZED_DELAY)
+    );
+    vec![
+        ("ferry-backup.service", service),
+        ("ferry-backup.timer", timer),
+    ]
+}
+
+/// The timer's default random delay (`ferry schedule install --randomized-delay`).
+pub const DEFAULT_RANDOMIZED_DELAY: &str = "1h";
 
 fn ours(path: &Path) -> Result<bool, Error> {
     match std::fs::read_to_string(path) {

@@ -6,6 +6,7 @@ pub mod backup;
 pub mod check;
 pub mod cloud_backup;
 pub mod forget;
+pub mod generate;
 pub mod key;
 pub mod localcloud;
 pub mod log;

@@ -67,7 +67,7 @@ pub struct InstallArgs {
     #[arg(long)]
     pub on_calendar: Option<String>,
     /// Random delay added to each run (systemd time span).
-    #[arg(long, default_value = "1h")]
+    #[arg(long, default_value = schedule::DEFAULT_RANDOMIZED_DELAY)]
     pub randomized_delay: String,
     #[command(flatten)]
     pub units: UnitArgs,
