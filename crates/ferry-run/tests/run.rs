@@ -87,7 +87,7 @@ impl Cloud for LocalCloud {
         let mut n = self.builds.lock().unwrap();
         *n += 1;
         Ok(Session {
-            session: format!("local-{n}"),
+            session: format!("fs-local-{n}"),
             site: site.to_string(),
             host: "127.0.0.1".into(),
             port: 22,
@@ -231,11 +231,11 @@ fn a_failed_upload_keeps_the_spool_and_the_next_run_uploads_snapshot_last() {
     let chain = ferry_run::error_chain(&e);
     assert!(
         chain.starts_with(
-            "uploading through session local-1 (the spool keeps what was not uploaded): connecting"
+            "uploading through session fs-local-1 (the spool keeps what was not uploaded): connecting"
         ),
         "{chain}"
     );
-    assert_eq!(*failing.cleaned.lock().unwrap(), ["local-1"]);
+    assert_eq!(*failing.cleaned.lock().unwrap(), ["fs-local-1"]);
     let held = ferry_run::Spool::open(&s.plan.spool, 1 << 30).unwrap_err();
     assert!(
         ferry_run::error_chain(&held).contains("in use"),
@@ -266,7 +266,7 @@ fn a_failed_upload_keeps_the_spool_and_the_next_run_uploads_snapshot_last() {
     assert_eq!(report.resumed, held);
     assert_eq!(report.snapshots.len(), 2);
     assert_eq!(report.result(), "ok");
-    assert_eq!(*cloud.cleaned.lock().unwrap(), ["local-1"]);
+    assert_eq!(*cloud.cleaned.lock().unwrap(), ["fs-local-1"]);
     let log = cloud.log.lock().unwrap().clone();
     let rank = |k: &ObjectKind| match k {
         ObjectKind::Config => 0,
@@ -289,7 +289,7 @@ fn a_failed_upload_keeps_the_spool_and_the_next_run_uploads_snapshot_last() {
     let record = runs(&s.plan.spool);
     assert_eq!(record.len(), 2);
     assert_eq!(record[1]["result"], "ok");
-    assert_eq!(record[1]["session"], "local-1");
+    assert_eq!(record[1]["session"], "fs-local-1");
     assert_eq!(record[1]["snapshot"], report.snapshots[1].id.as_str());
 
     // What arrived is a whole repository, readable with the master key.
@@ -310,7 +310,7 @@ fn an_interrupt_while_the_box_exists_cleans_it_exactly_once() {
     assert!(e.is_interrupted(), "{e}");
     assert!(run.cancel().is_interrupted());
     // The interrupt removed the box; the run did not remove it a second time.
-    assert_eq!(*cloud.cleaned.lock().unwrap(), ["local-1"]);
+    assert_eq!(*cloud.cleaned.lock().unwrap(), ["fs-local-1"]);
     let events = events.0.lock().unwrap().clone();
     assert!(
         !events.iter().any(|e| e.starts_with("Cleaning")),
@@ -322,7 +322,7 @@ fn an_interrupt_while_the_box_exists_cleans_it_exactly_once() {
     assert_eq!(record[0]["result"], "interrupted");
     assert_eq!(
         record[0]["error"],
-        "SIGTERM; jump box of session local-1 removed"
+        "SIGTERM; jump box of session fs-local-1 removed"
     );
     assert!(cloud.log.lock().unwrap().is_empty());
     drop(run);
