@@ -345,13 +345,8 @@ type Seen = Arc<Mutex<Vec<(String, String, String)>>>;
 /// Read one HTTP/1.1 request from `stream` and note it in `seen`; then answer 200 (or keep
 /// the connection open without an answer, when `silent`). `Err` when the request could not
 /// be read (a client that gave up, a TLS handshake it refused).
-fn serve_one<S: Read + Write>(
-    mut stream: S,
-    seen: &Seen,
-    silent: bool,
-    held: &mut Vec<S>,
-) -> std::io::Result<()> {
-    let mut r = BufReader::new(&mut stream);
+fn serve_one<S: Read + Write>(stream: &mut S, seen: &Seen, silent: bool) -> std::io::Result<()> {
+    let mut r = BufReader::new(&mut *stream);
     let mut line = String::new();
     if r.read_line(&mut line)? == 0 {
         return Err(std::io::ErrorKind::UnexpectedEof.into());
@@ -380,9 +375,7 @@ fn serve_one<S: Read + Write>(
     seen.lock()
         .unwrap()
         .push((method, path, String::from_utf8(body).unwrap()));
-    if silent {
-        held.push(stream);
-    } else {
+    if !silent {
         stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nOK")?;
         stream.flush()?;
     }
@@ -400,9 +393,12 @@ fn ping_server(silent: bool) -> (String, Seen) {
     std::thread::spawn(move || {
         let mut held = Vec::new();
         for conn in l.incoming().take(20) {
-            let Ok(conn) = conn else { continue };
+            let Ok(mut conn) = conn else { continue };
             conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-            serve_one(conn, &s, silent, &mut held).unwrap();
+            serve_one(&mut conn, &s, silent).unwrap();
+            if silent {
+                held.push(conn);
+            }
         }
     });
     (

@@ -95,7 +95,7 @@ fn backup(
     let total = show.then(|| ferry_repo::backup::local::file_bytes(&a.sources));
     let bar = Arc::new(Bar::new(show, total));
     let progress: Arc<dyn ferry_repo::Progress> = match direct {
-        Some(d) => d.progress(Some(bar.clone())),
+        Some(d) => d.progress(Some(bar.clone() as Arc<dyn ferry_repo::Progress>)),
         None => bar.clone(),
     };
     let result = backup_paths(&repo, &key, &a.sources, opts, progress);

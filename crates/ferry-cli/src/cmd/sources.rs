@@ -96,7 +96,7 @@ fn backup_sources(
         None,
     ));
     let progress: Arc<dyn ferry_repo::Progress> = match direct {
-        Some(d) => d.progress(Some(bar.clone())),
+        Some(d) => d.progress(Some(bar.clone() as Arc<dyn ferry_repo::Progress>)),
         None => bar.clone(),
     };
     let r = ferry_collect::backup(&repo, &key, &cfg, opts, progress);
