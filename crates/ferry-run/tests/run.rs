@@ -457,14 +457,16 @@ fn tls_ping_server(
     let refused = Arc::new(Mutex::new(0));
     let (s, f) = (seen.clone(), refused.clone());
     std::thread::spawn(move || {
-        let mut held = Vec::new();
         for conn in l.incoming().take(20) {
             let Ok(conn) = conn else { continue };
             conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-            let tls =
+            let mut tls =
                 rustls::StreamOwned::new(rustls::ServerConnection::new(cfg.clone()).unwrap(), conn);
-            if serve_one(tls, &s, false, &mut held).is_err() {
+            if serve_one(&mut tls, &s, false).is_err() {
                 *f.lock().unwrap() += 1;
+            } else {
+                tls.conn.send_close_notify();
+                let _ = tls.flush();
             }
         }
     });
