@@ -107,7 +107,7 @@ fn backup_snapshots_ls_restore_round_trip() {
     sample_tree(&src);
 
     let b = env.backup(&[&src]).ok();
-    let summary = b.json();
+    let summary = b.summary();
     let id = summary["snapshot"]
         .as_str()
         .expect("summary has the snapshot id")
@@ -181,13 +181,13 @@ fn snapshot_ids_latest_and_prefix() {
     sample_tree(&src);
     let first_state = env.path("first");
     copy_dir(&src, &first_state);
-    let id1 = env.backup(&[&src]).ok().json()["snapshot"]
+    let id1 = env.backup(&[&src]).ok().summary()["snapshot"]
         .as_str()
         .unwrap()
         .to_string();
     fs::write(src.join("etc/app.conf"), b"listen = 9090\n").unwrap();
     fs::write(src.join("etc/new.conf"), b"new\n").unwrap();
-    let id2 = env.backup(&[&src]).ok().json()["snapshot"]
+    let id2 = env.backup(&[&src]).ok().summary()["snapshot"]
         .as_str()
         .unwrap()
         .to_string();
@@ -489,7 +489,8 @@ fn unreadable_files_give_partial_exit_code_3() {
         .expect("run ferry (as root this needs setpriv from util-linux)");
     let r = Run::from(out);
     assert_eq!(r.code, 3, "expected exit 3 (partial): {r:?}");
-    let summary = r.json();
+    let summary = r.summary();
+    assert_eq!(summary["result"], "partial", "{summary}");
     assert_eq!(summary["partial"], true);
     let errors = summary["errors"].as_array().expect("errors list");
     let paths: Vec<&str> = errors.iter().filter_map(|e| e["path"].as_str()).collect();
@@ -584,4 +585,70 @@ fn version_names_the_commit_and_the_build_profile() {
         "release build)"
     };
     assert_eq!(profile, built, "{v}");
+}
+
+/// `ferry backup --repo … --json` (no cloud) writes the cloud run's JSON lines: status lines,
+/// then one summary last with the run record's keys (result, started, finished, sizes) and
+/// the snapshot's; a failed backup still ends with a summary saying why.
+#[test]
+fn direct_backup_json_writes_the_cloud_runs_json_lines() {
+    let env = Env::new();
+    env.keys();
+    let src = env.path("src");
+    sample_tree(&src);
+    let r = env.backup(&[&src]).ok();
+    let lines = r.json_lines();
+    let collected: Vec<&serde_json::Value> = lines
+        .iter()
+        .filter(|l| l["message_type"] == "status" && l["action"] == "collected")
+        .collect();
+    assert_eq!(collected.len(), 1, "{}", r.stdout_str());
+    assert_eq!(collected[0]["files_done"], 9, "{}", collected[0]);
+    assert_eq!(collected[0]["errors"], 0, "{}", collected[0]);
+    assert!(collected[0]["seconds_elapsed"].is_u64());
+    let s = r.summary();
+    for k in [
+        "started",
+        "finished",
+        "result",
+        "error",
+        "snapshot",
+        "session",
+        "files",
+        "bytes",
+        "bytes_read",
+        "new_bytes",
+        "usage",
+        "snapshots",
+        "partial",
+        "duration_seconds",
+        "stats",
+        "errors",
+        "short_id",
+    ] {
+        assert!(s.get(k).is_some(), "no {k:?} in the summary: {s}");
+    }
+    assert_eq!(s["result"], "ok", "{s}");
+    assert_eq!(s["files"], 9, "{s}");
+    assert_eq!(s["stats"]["files"], 9, "{s}");
+    assert!(s["session"].is_null(), "{s}");
+    assert_eq!(s["snapshots"][0]["snapshot"], s["snapshot"], "{s}");
+    assert!(s["duration_seconds"].is_i64(), "{s}");
+    // The human text stays on stderr.
+    assert!(r.stderr.contains("saved"), "{}", r.stderr);
+
+    // A backup that fails (the put key is not there) still ends with its summary.
+    let missing = env.path("no-such.key");
+    let mut rest: Vec<&OsStr> = vec![OsStr::new("--json")];
+    rest.push(src.as_os_str());
+    let r = env.run(env.repo_args("backup", &missing, &rest));
+    assert_eq!(r.code, 1, "{r:?}");
+    let s = r.summary();
+    assert_eq!(s["result"], "failed", "{s}");
+    assert!(
+        s["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("no-such.key")),
+        "{s}"
+    );
 }

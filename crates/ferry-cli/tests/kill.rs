@@ -151,7 +151,7 @@ fn sigkill_during_backup_leaves_a_valid_repository() {
 
     let r = env.backup(&[&src]);
     let r = r.ok();
-    assert_eq!(r.json()["stats"]["files"], files);
+    assert_eq!(r.summary()["stats"]["files"], files);
     env.check(true).ok();
     let target = env.path("restore");
     env.restore("latest", &target, &[]).ok();

@@ -81,8 +81,9 @@ fn backup_config_partial_with_down_host_and_unreadable_file_then_restore() {
         r.stderr,
         r.stdout_str()
     );
-    let j = r.json();
+    let j = r.summary();
     assert_eq!(j["partial"], true, "{j}");
+    assert_eq!(j["result"], "partial", "{j}");
     let sources = &j["sources"];
 
     let nas = source(sources, "nas");

@@ -23,6 +23,24 @@ pub fn clean_function(installation: &str) -> String {
     format!("{installation}{CLEAN_SUFFIX}")
 }
 
+/// The prefix of every session id ferry-build makes (`fs-YYYYMMDD-HHMMSS-<8 hex>`).
+pub const SESSION_ID_PREFIX: &str = "fs-";
+
+/// The longest session id accepted, in bytes.
+pub const SESSION_ID_MAX_LEN: usize = 64;
+
+/// Whether `s` has the form of a session id ferry-build makes: [`SESSION_ID_PREFIX`], then
+/// lowercase ASCII letters, digits and `-`, at most [`SESSION_ID_MAX_LEN`] bytes in all. The one
+/// rule for every side that receives an id: ferry-clean's payload and its sweep (a resource's
+/// session tag), and the backup VM's spool note (ferry-build's answer, read back by the next
+/// run). Such an id is safe in a file name, a tag value, a shell word and an S3 key.
+pub fn is_session_id(s: &str) -> bool {
+    s.starts_with(SESSION_ID_PREFIX)
+        && s.len() <= SESSION_ID_MAX_LEN
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
 /// ferry-build's input.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -213,6 +231,34 @@ mod tests {
                 .unwrap()
                 .contains("private_key")
         );
+    }
+
+    #[test]
+    fn session_ids_have_one_form() {
+        for ok in [
+            "fs-20261202-120000-0a1b2c3d",
+            "fs-",
+            "fs-1",
+            &format!("fs-{}", "a".repeat(61)),
+        ] {
+            assert!(is_session_id(ok), "{ok:?}");
+        }
+        for bad in [
+            "",
+            "fs",
+            "x; rm -rf /",
+            "../../etc",
+            "FS-1",
+            "fs-A",
+            "fs-a_b",
+            "fs-a b",
+            "fs-a/b",
+            "fs-\u{e9}",
+            "local-1",
+            &format!("fs-{}", "a".repeat(62)),
+        ] {
+            assert!(!is_session_id(bad), "{bad:?}");
+        }
     }
 
     #[test]

@@ -11,7 +11,9 @@
 //! [`SinkError`], [`AuditError`]); what the client is told stays a protocol message.
 //! Requests are handled strictly in order and answered once each, in order, so a client may
 //! pipeline them (protocol version 2); an object refused at PUT still has its DATA/END read
-//! and dropped before its one REFUSED, so the stream stays in step.
+//! and dropped before its one REFUSED, so the stream stays in step. LIST continuation tokens
+//! are the gate's own, bound to the session and the kind listed: S3's token never leaves the
+//! gate, and any other token is refused before S3 is asked.
 //!
 //! This library is the session logic (sync, sink-agnostic, fuzzable); the binary adds the
 //! CLI, the S3 sink (feature `s3`) and the expiry watchdog. Must never depend on SSH crates,
@@ -448,6 +450,27 @@ pub struct Session<'a, R, W> {
     clock: &'a Clock,
     session_bytes: u64,
     spool_dir: PathBuf,
+    /// The LIST continuation tokens this session issued, newest last (at most
+    /// [`LIST_TOKENS_KEPT`]), each with the sink's own token it stands for.
+    list_tokens: std::collections::VecDeque<IssuedToken>,
+    /// How many continuation tokens this session has issued (names the next one).
+    tokens_issued: u64,
+}
+
+/// How many of the newest LIST continuation tokens a session honours. A client pages one
+/// listing at a time, so it needs only its last token; a few more cost nothing, and the
+/// bound keeps a client that never finishes a listing from growing the gate's memory.
+pub const LIST_TOKENS_KEPT: usize = 16;
+
+/// A LIST continuation token the gate gave the client: the only tokens it accepts back.
+/// The sink's (S3's) own token never leaves the gate, so a client cannot forge one.
+struct IssuedToken {
+    /// What the client got in NAMES and must send back in LIST.
+    token: String,
+    /// The kind that was being listed: the token continues only that listing.
+    kind: ObjectKind,
+    /// The sink's continuation token for the next page.
+    sink: String,
 }
 
 enum Step {
@@ -477,6 +500,8 @@ impl<'a, R: Read, W: Write> Session<'a, R, W> {
             clock,
             session_bytes: 0,
             spool_dir,
+            list_tokens: std::collections::VecDeque::new(),
+            tokens_issued: 0,
         }
     }
 
@@ -900,13 +925,46 @@ impl<'a, R: Read, W: Write> Session<'a, R, W> {
             self.audit(self.line("list", Some(&kind), None, None, "refused", Some(m.clone())));
             return Step::Done(self.fail(m));
         }
+        // Only a token this session issued for this kind continues a listing; the sink's own
+        // token stays in the gate (a forged one would reach S3 and come back as its error).
+        let sink_token = if continuation.is_empty() {
+            None
+        } else {
+            match self.list_tokens.iter().find(|t| t.token == continuation) {
+                Some(t) if t.kind == k => Some(t.sink.clone()),
+                found => {
+                    let m = format!(
+                        "LIST {kind}: continuation token {} {}",
+                        shown(&continuation),
+                        match found {
+                            Some(t) =>
+                                format!("continues a listing of {}, not {kind}", t.kind.as_str()),
+                            None => format!(
+                                "was not issued by this session (or is no longer among its last {LIST_TOKENS_KEPT})"
+                            ),
+                        }
+                    );
+                    self.audit(self.line(
+                        "list",
+                        Some(&kind),
+                        None,
+                        None,
+                        "refused",
+                        Some(m.clone()),
+                    ));
+                    return Step::Done(self.fail(m));
+                }
+            }
+        };
         let prefix = kind_prefix(k);
-        let token = (!continuation.is_empty()).then_some(continuation);
-        let page = lock(&self.shared).sink.list_page(&prefix, token);
+        let page = lock(&self.shared).sink.list_page(&prefix, sink_token);
         match page {
             Ok((keys, next)) => {
                 let names = filter_names(k, keys);
-                let next = next.unwrap_or_default();
+                let next = match next {
+                    Some(sink) => self.issue_token(k, sink),
+                    None => String::new(),
+                };
                 match self.send(&Frame::Names {
                     names,
                     continuation: next,
@@ -921,6 +979,22 @@ impl<'a, R: Read, W: Write> Session<'a, R, W> {
                 Step::Done(self.fail(m))
             }
         }
+    }
+
+    /// A fresh continuation token standing for the sink's `sink` token (kept among the
+    /// session's last [`LIST_TOKENS_KEPT`]).
+    fn issue_token(&mut self, kind: ObjectKind, sink: String) -> String {
+        self.tokens_issued += 1;
+        let token = format!("{}-{}", self.settings.config.session, self.tokens_issued);
+        if self.list_tokens.len() >= LIST_TOKENS_KEPT {
+            self.list_tokens.pop_front();
+        }
+        self.list_tokens.push_back(IssuedToken {
+            token: token.clone(),
+            kind,
+            sink,
+        });
+        token
     }
 }
 

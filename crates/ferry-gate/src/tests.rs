@@ -616,3 +616,211 @@ fn an_audit_record_already_there_counts_only_if_it_is_ours() {
     let e = lock(&shared).finish(&s, "bye", None).unwrap_err();
     assert!(matches!(e, AuditError::Exists { .. }), "{e}");
 }
+
+/// A sink that lists `packs/` two keys a page, with tokens of its own (`sink-<offset>`), and
+/// records every token it is asked to continue from.
+#[derive(Clone, Default)]
+struct PagingSink {
+    keys: Vec<String>,
+    asked: Arc<Mutex<Vec<Option<String>>>>,
+}
+
+impl Sink for PagingSink {
+    fn put_file(
+        &mut self,
+        _: &str,
+        _: &Path,
+        _: u64,
+        _: &[u8; 32],
+    ) -> Result<PutOutcome, SinkError> {
+        Ok(PutOutcome::Stored)
+    }
+    fn list_page(
+        &mut self,
+        prefix: &str,
+        continuation: Option<String>,
+    ) -> Result<(Vec<String>, Option<String>), SinkError> {
+        self.asked.lock().unwrap().push(continuation.clone());
+        let from: usize = continuation
+            .and_then(|t| t.strip_prefix("sink-")?.parse().ok())
+            .unwrap_or(0);
+        let all: Vec<String> = self
+            .keys
+            .iter()
+            .filter_map(|k| k.strip_prefix(prefix))
+            .map(str::to_string)
+            .collect();
+        let page = all.iter().skip(from).take(2).cloned().collect();
+        let next = (from + 2 < all.len()).then(|| format!("sink-{}", from + 2));
+        Ok((page, next))
+    }
+    fn put_audit(&mut self, _: &str, _: Vec<u8>) -> Result<PutOutcome, SinkError> {
+        Ok(PutOutcome::Stored)
+    }
+    fn etag(&mut self, _: &str) -> Result<Option<String>, SinkError> {
+        Ok(None)
+    }
+    fn describe(&self) -> String {
+        "paging".to_string()
+    }
+}
+
+fn list(kind: &str, continuation: &str) -> Vec<u8> {
+    encode(&Frame::List {
+        kind: kind.into(),
+        continuation: continuation.into(),
+    })
+    .unwrap()
+}
+
+/// One answer of the gate, owned.
+#[derive(Debug, Clone)]
+enum Got {
+    Names(Vec<String>, String),
+    Error(String),
+    Other(String),
+}
+
+/// A session over `sink` on a thread, spoken to through a socket pair: HELLO sent, its
+/// answer read. Drop the client (or send BYE) to end it; `end` joins the thread.
+struct Live {
+    to: std::os::unix::net::UnixStream,
+    from: FrameReader<std::os::unix::net::UnixStream>,
+    thread: std::thread::JoinHandle<End>,
+}
+
+impl Live {
+    fn start(sink: PagingSink) -> Self {
+        let (client, gate) = std::os::unix::net::UnixStream::pair().unwrap();
+        // The gate answers each request at once (it never waits on this sink): a bounded wait.
+        client
+            .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .unwrap();
+        let gate_out = gate.try_clone().unwrap();
+        let thread = std::thread::spawn(move || {
+            let s = settings(FUTURE);
+            let shared = Shared::new(Box::new(sink), None);
+            let clock = OffsetDateTime::now_utc;
+            Session::new(gate, gate_out, &s, shared, &clock).run()
+        });
+        let mut live = Self {
+            from: FrameReader::new(client.try_clone().unwrap()),
+            to: client,
+            thread,
+        };
+        live.to.write_all(&hello()).unwrap();
+        assert!(matches!(live.next(), Some(Got::Other(h)) if h.starts_with("HelloOk")));
+        live
+    }
+
+    fn next(&mut self) -> Option<Got> {
+        match self.from.read() {
+            Ok(Some(Frame::Names {
+                names,
+                continuation,
+            })) => Some(Got::Names(names, continuation)),
+            Ok(Some(Frame::Error { message })) => Some(Got::Error(message)),
+            Ok(Some(other)) => Some(Got::Other(format!("{other:?}"))),
+            _ => None,
+        }
+    }
+
+    fn list(&mut self, kind: &str, continuation: &str) -> Option<Got> {
+        self.to.write_all(&list(kind, continuation)).unwrap();
+        self.next()
+    }
+
+    fn end(self) -> End {
+        let _ = self.to.shutdown(std::net::Shutdown::Both);
+        self.thread.join().unwrap()
+    }
+}
+
+#[test]
+fn list_pages_continue_only_from_tokens_the_session_issued_for_that_kind() {
+    let names: Vec<String> = (0..5u8).map(|i| hex::encode([i; 32])).collect();
+    let sink = PagingSink {
+        keys: names.iter().map(|n| format!("packs/{n}")).collect(),
+        asked: Arc::default(),
+    };
+    // The whole listing, page by page, through the gate's tokens.
+    let mut g = Live::start(sink.clone());
+    let mut listed = Vec::new();
+    let mut tokens = Vec::new();
+    let mut token = String::new();
+    for _ in 0..10 {
+        let Some(Got::Names(page, next)) = g.list("pack", &token) else {
+            panic!("no NAMES after {tokens:?}")
+        };
+        listed.extend(page);
+        if next.is_empty() {
+            break;
+        }
+        assert!(
+            !next.starts_with("sink-"),
+            "the sink's token left the gate: {next}"
+        );
+        tokens.push(next.clone());
+        token = next;
+    }
+    assert_eq!(listed, names);
+    assert_eq!(tokens.len(), 2);
+    // A token may be sent again (a page asked twice).
+    assert!(matches!(g.list("pack", &tokens[0]), Some(Got::Names(p, _)) if p == names[2..4]));
+    // A token issued for packs does not continue a listing of indexes.
+    match g.list("index", &tokens[0]) {
+        Some(Got::Error(m)) => assert!(m.contains("continues a listing of pack, not index"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(g.end(), End::Error(_)));
+    let asked_before = sink.asked.lock().unwrap().len();
+
+    // Forged tokens: the sink's own, another site's key, one from another session, junk,
+    // and this session's own token before it was issued.
+    for forged in [
+        "sink-2".to_string(),
+        format!("other/packs/{}", names[0]),
+        tokens[0].replace("s1", "s0"),
+        "x".repeat(4000),
+        tokens[0].clone(),
+    ] {
+        let mut g = Live::start(sink.clone());
+        let m = match g.list("pack", &forged) {
+            Some(Got::Error(m)) => m,
+            other => panic!("{forged:?}: {other:?}"),
+        };
+        assert!(m.contains("was not issued by this session"), "{m}");
+        assert!(m.len() < 300, "a short refusal: {m}");
+        assert!(matches!(g.end(), End::Error(e) if e == m));
+    }
+    // None of the refused tokens reached the sink.
+    let asked = sink.asked.lock().unwrap();
+    assert_eq!(asked.len(), asked_before, "{asked:?}");
+}
+
+#[test]
+fn a_session_honours_only_its_last_list_tokens() {
+    let sink = PagingSink {
+        keys: (0..100u8)
+            .map(|i| format!("packs/{}", hex::encode([i; 32])))
+            .collect(),
+        asked: Arc::default(),
+    };
+    // LIST_TOKENS_KEPT + 1 first pages: the first token has been forgotten, the last is kept.
+    let mut g = Live::start(sink);
+    let tokens: Vec<String> = (0..=LIST_TOKENS_KEPT)
+        .map(|_| match g.list("pack", "") {
+            Some(Got::Names(_, t)) => t,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert!(matches!(
+        g.list("pack", &tokens[LIST_TOKENS_KEPT]),
+        Some(Got::Names(..))
+    ));
+    match g.list("pack", &tokens[0]) {
+        Some(Got::Error(m)) => assert!(m.contains("no longer among its last 16"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+    g.end();
+}

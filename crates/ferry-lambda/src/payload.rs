@@ -65,13 +65,9 @@ pub fn check_site(site: &str) -> Result<(), FerryError> {
     }
 }
 
-/// Session ids as ferry-build makes them: `fs-` then lowercase letters, digits and `-`.
+/// Session ids as ferry-build makes them ([`ferry_contract::lambda::is_session_id`]).
 pub fn check_session_id(s: &str) -> Result<(), FerryError> {
-    if s.starts_with("fs-")
-        && s.len() <= 64
-        && s.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-    {
+    if ferry_contract::lambda::is_session_id(s) {
         Ok(())
     } else {
         let shown: String = s.chars().take(64).collect();
@@ -211,5 +207,15 @@ mod tests {
             msg(parse_clean(json!({"session": "../../etc"}))).contains("not a Ferry session id")
         );
         assert!(parse_clean(json!({"sweep": true})).unwrap().sweep);
+    }
+
+    #[test]
+    fn the_ids_ferry_build_makes_are_the_ids_ferry_clean_takes() {
+        for t in [0, 1_796_000_000, 253_402_300_799] {
+            let now = time::OffsetDateTime::from_unix_timestamp(t).unwrap();
+            let id = crate::session::new_session_id(now);
+            assert!(check_session_id(&id).is_ok(), "{id}");
+            assert!(parse_clean(json!({ "session": id })).is_ok(), "{id}");
+        }
     }
 }

@@ -153,7 +153,8 @@ pub fn new_session_id(now: OffsetDateTime) -> String {
     let mut r = [0u8; 4];
     rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut r);
     format!(
-        "fs-{:04}{:02}{:02}-{:02}{:02}{:02}-{}",
+        "{}{:04}{:02}{:02}-{:02}{:02}{:02}-{}",
+        ferry_contract::lambda::SESSION_ID_PREFIX,
         now.year(),
         u8::from(now.month()),
         now.day(),

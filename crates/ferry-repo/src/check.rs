@@ -3,7 +3,8 @@
 //! Always (also with [`ReadData::None`]): every index and snapshot object (name = SHA-256,
 //! decrypts, parses), every tree reachable from a snapshot (present in an index, decrypts, id
 //! matches), every data blob a tree references is listed by an index, every pack an index
-//! names exists.
+//! names exists, and no snapshot nests directories deeper than restore accepts
+//! ([`MAX_TREE_DEPTH`]).
 //! With [`ReadData::All`]: additionally every pack is read whole (by the parallel pack reader,
 //! [`crate::fetch`], several at once within its byte budget): name = SHA-256, trailer
 //! decrypts, every blob decrypts and matches its id, and the trailer agrees with the indexes.
@@ -15,7 +16,7 @@ use crate::format::{self, ObjectKind};
 use crate::ids::{BlobId, BlobKind};
 use crate::keys::MasterKey;
 use crate::objects::{
-    BlobEntry, IndexObject, NodeKind, Snapshot, Tree, open_blob, open_pack_trailer,
+    BlobEntry, IndexObject, MAX_TREE_DEPTH, NodeKind, Snapshot, Tree, open_blob, open_pack_trailer,
 };
 use crate::progress::Progress;
 use crate::repo::Repository;
@@ -429,6 +430,10 @@ pub(crate) fn check(
     // Snapshots and the trees they reach.
     let mut seen_trees: HashSet<BlobId> = HashSet::new();
     let mut seen_data: HashSet<BlobId> = HashSet::new();
+    // Each tree's subdirectories and each snapshot's root: how deep the nesting goes is
+    // worked out after the walk, which visits a tree shared by two places only once.
+    let mut subdirs: HashMap<BlobId, Vec<BlobId>> = HashMap::new();
+    let mut roots: Vec<(String, BlobId)> = Vec::new();
     for name in storage.list(ObjectKind::Snapshot)? {
         let object = ObjectKind::Snapshot.key(&name);
         progress.check_object(&object);
@@ -443,6 +448,7 @@ pub(crate) fn check(
                 continue;
             }
         };
+        roots.push((object.clone(), snap.root));
         // A level of the snapshot's directories at a time: the level's trees are read in
         // parallel (on S3 each is a round trip), then looked at in order.
         let mut level = vec![(snap.root, String::new())];
@@ -494,6 +500,7 @@ pub(crate) fn check(
                     }
                 };
                 let mut names = HashSet::new();
+                let mut dirs = Vec::new();
                 for n in tree.nodes {
                     let child = if path.is_empty() {
                         n.name_lossy()
@@ -516,7 +523,10 @@ pub(crate) fn check(
                         );
                     }
                     match n.kind {
-                        NodeKind::Dir { subtree } => next.push((subtree, child)),
+                        NodeKind::Dir { subtree } => {
+                            dirs.push(subtree);
+                            next.push((subtree, child));
+                        }
                         NodeKind::File { content } => {
                             let located: Option<u64> = content
                                 .iter()
@@ -565,8 +575,26 @@ pub(crate) fn check(
                         NodeKind::Symlink { .. } => {}
                     }
                 }
+                if !dirs.is_empty() {
+                    subdirs.insert(tid, dirs);
+                }
             }
             level = next;
+        }
+    }
+    let mut heights = HashMap::new();
+    for (object, root) in roots {
+        let deepest = height(&subdirs, root, &mut heights);
+        if deepest > MAX_TREE_DEPTH {
+            let at = tree_at_level(&subdirs, &heights, root, MAX_TREE_DEPTH + 1);
+            rep.problem(
+                object,
+                format!(
+                    "directories nested {deepest} levels below its root (tree blob {at} at level {}): \
+                     restore refuses directory nesting deeper than {MAX_TREE_DEPTH} levels",
+                    MAX_TREE_DEPTH + 1
+                ),
+            );
         }
     }
 
@@ -610,6 +638,61 @@ pub(crate) fn check(
         }
     }
     Ok(rep)
+}
+
+/// How many levels of directories lie below tree `root` (0: no subdirectory), from the
+/// trees' subdirectories as read (a tree that could not be read counts as having none: it is
+/// reported already). Iterative, so a crafted chain of trees cannot exhaust the stack;
+/// `memo` keeps each tree's height for the next snapshot.
+fn height(
+    subdirs: &HashMap<BlobId, Vec<BlobId>>,
+    root: BlobId,
+    memo: &mut HashMap<BlobId, usize>,
+) -> usize {
+    let none = Vec::new();
+    let mut expanded = HashSet::new();
+    let mut stack = vec![(root, false)];
+    while let Some((id, children_done)) = stack.pop() {
+        if memo.contains_key(&id) {
+            continue;
+        }
+        let kids = subdirs.get(&id).unwrap_or(&none);
+        if children_done {
+            let h = kids
+                .iter()
+                .map(|k| memo.get(k).map_or(1, |h| h + 1))
+                .max()
+                .unwrap_or(0);
+            memo.insert(id, h);
+        } else if expanded.insert(id) {
+            // (A tree reached again before its height is known would be a cycle, which
+            // content addressing rules out; it is not expanded twice either way.)
+            stack.push((id, true));
+            stack.extend(kids.iter().map(|k| (*k, false)));
+        }
+    }
+    memo.get(&root).copied().unwrap_or(0)
+}
+
+/// The tree `level` levels below `root` on a deepest path (heights from [`height`]).
+fn tree_at_level(
+    subdirs: &HashMap<BlobId, Vec<BlobId>>,
+    heights: &HashMap<BlobId, usize>,
+    root: BlobId,
+    level: usize,
+) -> BlobId {
+    let mut id = root;
+    for _ in 0..level {
+        let deepest = subdirs.get(&id).and_then(|kids| {
+            kids.iter()
+                .max_by_key(|k| heights.get(k).copied().unwrap_or(0))
+        });
+        match deepest {
+            Some(k) => id = *k,
+            None => break,
+        }
+    }
+    id
 }
 
 /// Read pack `name` whole and verify it: its name, trailer, every blob (the index's list

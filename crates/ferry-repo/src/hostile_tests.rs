@@ -407,6 +407,15 @@ fn crafted_blob_references_and_sizes_fail_naming_the_object() {
     assert_has("huge-count-tree", "prune", &o.prune, "tree blob");
 }
 
+/// A chain of `levels` directories `d/d/…` below the root, ending in `bottom`.
+fn chain(s: &mut BackupSession, levels: usize, bottom: BlobId) -> BlobId {
+    let mut id = bottom;
+    for _ in 0..levels {
+        id = tree(s, vec![dir(b"d", id)]);
+    }
+    id
+}
+
 #[test]
 fn directories_nested_past_the_limit_are_refused_without_exhausting_the_stack() {
     // Content addressing makes a tree that contains itself impossible to seal (its id is
@@ -414,21 +423,50 @@ fn directories_nested_past_the_limit_are_refused_without_exhausting_the_stack() 
     let o = run(
         "deep-chain",
         craft(|s, _| {
-            let mut id = tree(s, vec![]);
-            for _ in 0..5000 {
-                id = tree(s, vec![dir(b"d", id)]);
-            }
-            id
+            let empty = tree(s, vec![]);
+            chain(s, 5000, empty)
         }),
     );
+    let refused = format!("deeper than {} levels", crate::objects::MAX_TREE_DEPTH);
+    assert_has("deep-chain", "restore", &o.restore, &refused);
+    // check reports what restore refuses, naming the snapshot and the first tree too deep.
+    assert_has("deep-chain", "check", &o.check, &refused);
     assert_has(
         "deep-chain",
-        "restore",
-        &o.restore,
-        "deeper than 4096 levels",
+        "check",
+        &o.check,
+        "nested 5000 levels below its root",
     );
-    assert_has("deep-chain", "check", &o.check, "ok");
+    assert_has("deep-chain", "check", &o.check, "snapshots/");
+    assert_has("deep-chain", "check --read-data", &o.check_data, &refused);
     assert_has("deep-chain", "prune", &o.prune, "ok");
+
+    // Exactly at the limit: restore and check both accept it.
+    let o = run(
+        "chain-at-limit",
+        craft(|s, _| {
+            let empty = tree(s, vec![]);
+            chain(s, crate::objects::MAX_TREE_DEPTH, empty)
+        }),
+    );
+    assert_has("chain-at-limit", "restore", &o.restore, "ok");
+    assert_has("chain-at-limit", "check", &o.check, "ok");
+
+    // One level past it through a shared tree: `a` reaches a 4,090-level chain at once, `b`
+    // through 7 more directories. check visits the shared chain once (from `a`), yet must
+    // still see that `b` goes one level too deep.
+    let o = run(
+        "shared-chain",
+        craft(|s, _| {
+            let empty = tree(s, vec![]);
+            let deep = chain(s, crate::objects::MAX_TREE_DEPTH - 6, empty);
+            let longer = chain(s, 6, deep);
+            tree(s, vec![dir(b"a", deep), dir(b"b", longer)])
+        }),
+    );
+    assert_has("shared-chain", "restore", &o.restore, &refused);
+    assert_has("shared-chain", "check", &o.check, &refused);
+    assert_has("shared-chain", "check", &o.check, "nested 4097 levels");
 }
 
 #[test]

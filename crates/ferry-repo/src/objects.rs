@@ -384,6 +384,12 @@ impl Node {
     }
 }
 
+/// The deepest directory nesting a snapshot may have: a tree more than this many levels below
+/// the snapshot's root is refused by `restore` and `ls`, and reported by `check` (a crafted
+/// chain of trees must not exhaust a reader's stack). One limit, so `check` reports exactly
+/// what restore would refuse.
+pub const MAX_TREE_DEPTH: usize = 4096;
+
 /// A directory listing: nodes sorted by name.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Tree {

@@ -566,10 +566,13 @@ impl Reader {
         out: &mut Vec<LsEntry>,
         depth: usize,
     ) -> Result<()> {
-        if depth > 4096 {
+        if depth > crate::objects::MAX_TREE_DEPTH {
             return Err(Error::corrupt(
                 format!("tree blob {id}"),
-                "directory nesting deeper than 4096 levels",
+                format!(
+                    "directory nesting deeper than {} levels",
+                    crate::objects::MAX_TREE_DEPTH
+                ),
             ));
         }
         let tree = self.read_tree(&id)?;

@@ -238,7 +238,7 @@ impl Ctx<'_> {
         let mut level = vec![root];
         let mut seen: std::collections::HashSet<BlobId> = level.iter().copied().collect();
         let mut bytes = 0u64;
-        for _depth in 0..=4096 {
+        for _depth in 0..=crate::objects::MAX_TREE_DEPTH {
             if level.is_empty() || bytes >= TREE_AHEAD_BYTES {
                 break;
             }
@@ -300,10 +300,13 @@ impl Ctx<'_> {
         included: bool,
         depth: usize,
     ) -> Result<bool> {
-        if depth > 4096 {
+        if depth > crate::objects::MAX_TREE_DEPTH {
             return Err(unsafe_path(
                 prefix,
-                "directory nesting deeper than 4096 levels",
+                &format!(
+                    "directory nesting deeper than {} levels",
+                    crate::objects::MAX_TREE_DEPTH
+                ),
             ));
         }
         let tree = match self.trees.remove(&id) {

@@ -27,6 +27,8 @@
 //! url = "https://hc-ping.com/<uuid>"
 //! timeout = 10                     # seconds per attempt (1–60, default 10)
 //! retries = 2                      # attempts after the first (0–5, default 2)
+//! # ca_file = "/etc/ferry/ping-ca.pem"   # optional: also trust these CA certificates (PEM), for
+//!                                  # a self-hosted checker with a private CA
 //!
 //! [hooks]                          # optional: each an argv array, run without a shell
 //! run-before = ["/usr/local/bin/mount-backup-disk"]   # fails: the run is skipped
@@ -118,6 +120,10 @@ pub struct PingSection {
     /// `retries`: attempts after a failed first one, 1 s, 2 s, … apart (0–5, default 2).
     #[serde(default = "default_ping_retries")]
     pub retries: u32,
+    /// `ca_file`: CA certificates (PEM) trusted for HTTPS pings besides the system's, for a
+    /// self-hosted checker whose certificate a private CA signed.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
 }
 
 /// `[hooks]` (rustic's names): each hook is one command as an argv array, run without a
@@ -242,6 +248,8 @@ pub struct PingPlan {
     pub timeout: std::time::Duration,
     /// Attempts after a failed first one.
     pub retries: u32,
+    /// CA certificates (PEM) trusted besides the system's ([`PingSection::ca_file`]).
+    pub ca_file: Option<PathBuf>,
 }
 
 impl PingPlan {
@@ -263,6 +271,7 @@ impl std::fmt::Debug for PingPlan {
             .field("url", &self.shown())
             .field("timeout", &self.timeout)
             .field("retries", &self.retries)
+            .field("ca_file", &self.ca_file)
             .finish()
     }
 }
@@ -333,10 +342,16 @@ impl PingSection {
         if self.retries > 5 {
             bail!("ping.retries: must be between 0 and 5");
         }
+        if let Some(f) = &self.ca_file
+            && let Err(e) = crate::ping::load_ca_file(f)
+        {
+            bail!("ping.ca_file: {e}");
+        }
         Ok(PingPlan {
             url: url.to_string(),
             timeout: std::time::Duration::from_secs(self.timeout),
             retries: self.retries,
+            ca_file: self.ca_file.clone(),
         })
     }
 }

@@ -5,8 +5,16 @@
 //! `"message_type": "summary"` object last: the run's record (result, error, snapshot,
 //! sizes, sources, cloud usage, warnings) with `duration_seconds`, plus, for a run that
 //! uploaded, its snapshots, session and what it resumed.
+//!
+//! `ferry backup --repo REPO --json` (straight into a repository, no cloud) writes the same
+//! lines through [`DirectRun`]: `collecting` status lines, `collected`, then the summary built
+//! by the same [`RunReport`] functions as a cloud run's (no session, no usage), plus the
+//! snapshot's own fields (`short_id`, `host`, `paths`, `stats`, `errors`).
 
+use crate::report::RunReport;
 use crate::run::{Event, RunProgress};
+use ferry_collect::CollectReport;
+use ferry_repo::SnapshotInfo;
 use ferry_repo::progress::Progress;
 use serde_json::{Value, json};
 use std::io::Write;
@@ -56,6 +64,17 @@ impl JsonLines {
             inner,
             counts: Arc::new(Counts::default()),
         }
+    }
+
+    /// The engine's progress during collection: `collecting` status lines, everything also
+    /// to `inner`.
+    fn collecting(&self, inner: Option<Arc<dyn Progress>>) -> Arc<dyn Progress> {
+        Arc::new(Collecting {
+            out: self.out.clone(),
+            started: self.started,
+            counts: self.counts.clone(),
+            inner,
+        })
     }
 
     fn status(&self, action: &str, mut fields: Value) {
@@ -115,12 +134,7 @@ impl RunProgress for JsonLines {
     }
 
     fn collection(&self) -> Arc<dyn Progress> {
-        Arc::new(Collecting {
-            out: self.out.clone(),
-            started: self.started,
-            counts: self.counts.clone(),
-            inner: self.inner.as_ref().map(|i| i.collection()),
-        })
+        self.collecting(self.inner.as_ref().map(|i| i.collection()))
     }
 
     fn collection_done(&self) {
@@ -146,6 +160,90 @@ impl RunProgress for JsonLines {
         if let Some(i) = &self.inner {
             i.finished(summary);
         }
+    }
+}
+
+/// A run's summary: its record (what `runs.jsonl` keeps) with `extra`'s keys added where the
+/// record has none.
+pub(crate) fn merge_summary(mut record: Value, extra: Option<Value>) -> Value {
+    if let (Some(obj), Some(Value::Object(extra))) = (record.as_object_mut(), extra) {
+        for (k, v) in extra {
+            obj.entry(k).or_insert(v);
+        }
+    }
+    record
+}
+
+/// `ferry backup --repo REPO --json`: a backup written straight into a repository reports in
+/// the same JSON lines as a cloud run.
+pub struct DirectRun {
+    lines: JsonLines,
+    started: String,
+}
+
+impl std::fmt::Debug for DirectRun {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DirectRun")
+            .field("started", &self.started)
+            .finish_non_exhaustive()
+    }
+}
+
+impl DirectRun {
+    /// A run starting now, writing its lines to `out`.
+    pub fn start(out: Box<dyn Write + Send>) -> DirectRun {
+        DirectRun {
+            lines: JsonLines::new(out, None),
+            started: crate::run::now_rfc3339(),
+        }
+    }
+
+    /// The engine's progress for the backup: `collecting` lines, everything also to `inner`
+    /// (the terminal's progress bar).
+    pub fn progress(&self, inner: Option<Arc<dyn Progress>>) -> Arc<dyn Progress> {
+        self.lines.collecting(inner)
+    }
+
+    /// The backup ended: the `collected` line and the summary with `result` `ok` or
+    /// `partial` and the snapshot, or only the summary with `result` `failed` and the error.
+    pub fn finish(&self, outcome: Result<(&SnapshotInfo, Option<&CollectReport>), String>) {
+        let finished = crate::run::now_rfc3339();
+        let summary = match outcome {
+            Ok((snap, report)) => {
+                self.lines.collection_done();
+                let r = RunReport {
+                    report: report.cloned(),
+                    collect_error: None,
+                    resumed: Default::default(),
+                    snapshots: vec![snap.clone()],
+                    session: None,
+                    partial: snap.snapshot.is_partial()
+                        || report.is_some_and(CollectReport::is_partial),
+                    clean_error: None,
+                    usage: Default::default(),
+                };
+                let mut record = r.record(&self.started, &finished);
+                if report.is_none() {
+                    // No collection report (paths given on the command line): the snapshot's
+                    // own per-source lines, as the old summary had them.
+                    if let Some(o) = record.as_object_mut() {
+                        o.remove("sources");
+                    }
+                }
+                let summary = merge_summary(record, Some(snap.summary_json()));
+                let mut summary = merge_summary(summary, Some(r.summary_json()));
+                // Partial when the snapshot is, or when a source failed as a whole.
+                summary["partial"] = json!(r.partial);
+                summary
+            }
+            Err(error) => json!({
+                "started": self.started,
+                "finished": finished,
+                "result": "failed",
+                "error": error,
+            }),
+        };
+        self.lines.finished(&summary);
     }
 }
 

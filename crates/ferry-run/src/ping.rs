@@ -4,14 +4,41 @@
 //! `ping.retries` times 1 s, 2 s, 4 s … apart, and a ping that never gets through is a
 //! warning, never the run's failure.
 //!
-//! The client is hyper 1 with rustls (aws-lc-rs) and the system's CA certificates: the stack
-//! the AWS SDK already builds, so pings add no crate to the build. The URL's path is the
+//! The client is hyper 1 with rustls (aws-lc-rs): the stack the AWS SDK already builds, so
+//! pings add no crate to the build. It trusts the system's CA certificates the standard way
+//! (`rustls-native-certs`: the system store, or `SSL_CERT_FILE` / `SSL_CERT_DIR` when set) and
+//! those of `[ping] ca_file`: a self-hosted checker with a private CA is trusted by naming its
+//! CA in Ferry's own config, without adding it to the whole system's store and without an
+//! environment variable that a systemd service would not inherit. The URL's path is the
 //! check's secret: messages show only its scheme and host.
 
 use crate::config::PingPlan;
 use bytes::Bytes;
 use http_body_util::Full;
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
+use std::path::Path;
 use std::time::Duration;
+
+/// The largest `ca_file` read (a bundle of a few hundred certificates).
+pub const MAX_CA_FILE: u64 = 1 << 20;
+
+/// The CA certificates of a PEM file (`[ping] ca_file`); an error (a sentence naming the file)
+/// when it cannot be read, is not PEM, or holds no certificate.
+pub fn load_ca_file(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+    let bytes = ferry_repo::files::read_bounded(path, MAX_CA_FILE)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let certs = CertificateDer::pem_slice_iter(&bytes)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("{}: not PEM certificates: {e}", path.display()))?;
+    if certs.is_empty() {
+        return Err(format!(
+            "{}: holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
+            path.display()
+        ));
+    }
+    Ok(certs)
+}
 
 /// The most bytes of summary a ping sends (healthchecks.io keeps 100 kB, shows 10 kB).
 pub const MAX_BODY: usize = 10_000;
@@ -67,7 +94,11 @@ pub fn ping(plan: &PingPlan, kind: PingKind, body: &str) -> Result<(), String> {
         .enable_all()
         .build()
         .map_err(|e| format!("{what}: starting the async runtime: {e}"))?;
-    let client = client().map_err(|e| format!("{what}: {e}"))?;
+    let extra = match &plan.ca_file {
+        Some(f) => load_ca_file(f).map_err(|e| format!("{what}: ca_file {e}"))?,
+        None => Vec::new(),
+    };
+    let client = client(extra).map_err(|e| format!("{what}: {e}"))?;
     let url = kind.url(&plan.url);
     let body = Bytes::copy_from_slice(bounded(body).as_bytes());
     let attempts = plan.retries + 1;
@@ -105,11 +136,12 @@ type Client = hyper_util::client::legacy::Client<
     Full<Bytes>,
 >;
 
-/// An HTTP(S) client trusting the system's CA certificates (none found: HTTPS pings fail with
-/// a certificate error, plain HTTP still works).
-fn client() -> Result<Client, rustls::Error> {
+/// An HTTP(S) client trusting the system's CA certificates and `extra` (none at all: HTTPS
+/// pings fail with a certificate error, plain HTTP still works).
+fn client(extra: Vec<CertificateDer<'static>>) -> Result<Client, rustls::Error> {
     let mut roots = rustls::RootCertStore::empty();
     roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+    roots.add_parsable_certificates(extra);
     let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let tls = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?

@@ -107,12 +107,6 @@ pub fn sources_json(r: &CollectReport) -> Vec<serde_json::Value> {
         .collect()
 }
 
-/// The `ferry backup --config FILE --repo REPO --json` summary of a collection into the
-/// snapshot `snapshot`.
-pub fn collect_summary_json(snapshot: &str, r: &CollectReport) -> serde_json::Value {
-    json!({ "snapshot": snapshot, "partial": r.is_partial(), "sources": sources_json(r) })
-}
-
 /// [`sources_json`] with what a cloud run adds: each source's new bytes and dedup ratio.
 pub fn run_sources_json(report: &CollectReport) -> Vec<serde_json::Value> {
     let mut v = sources_json(report);

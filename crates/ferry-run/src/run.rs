@@ -190,14 +190,7 @@ impl Shared {
         self.ops.after(&mut record, progress);
         let recorded = Spool::record_run(&self.spool, &record);
         self.ops.write_metrics(&self.spool, progress);
-        let mut summary = record;
-        if let (Some(obj), Some(serde_json::Value::Object(extra))) =
-            (summary.as_object_mut(), extra)
-        {
-            for (k, v) in extra {
-                obj.entry(k).or_insert(v);
-            }
-        }
+        let summary = crate::jsonl::merge_summary(record, extra);
         progress.finished(&summary);
         recorded
     }
@@ -223,7 +216,7 @@ impl Shared {
     }
 }
 
-fn now_rfc3339() -> String {
+pub(crate) fn now_rfc3339() -> String {
     time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default()

@@ -491,12 +491,9 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<(), Error> {
 /// `<spool>/session`: see the module header.
 const SESSION_FILE: &str = "session";
 
-/// A session id as ferry-build makes them: 1–64 ASCII letters, digits, `-` and `_`.
+/// A session id as ferry-build makes them (the one rule, in ferry-contract).
 fn valid_session_id(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 64
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    ferry_contract::lambda::is_session_id(s)
 }
 
 /// The jump box noted in the spool at `dir` is gone (ferry-clean removed it): forget it.
@@ -776,6 +773,13 @@ mod tests {
         // A session id ferry-build would never make is refused, naming it.
         let e = spool.note_session("x; rm -rf /").unwrap_err();
         assert!(e.to_string().contains("x; rm -rf /"), "{e}");
+        // The same rule as ferry-clean's (ferry-contract): not only "safe" characters, the form.
+        for id in ["Fs-1", "fs-a_b", "local-1"] {
+            assert!(spool.note_session(id).is_err(), "{id}");
+        }
+        // A note of another form (written by hand, or by an older version) is not a session.
+        std::fs::write(d.path().join("session"), b"local_1").unwrap();
+        assert_eq!(spool.session_left().unwrap(), None);
         // A damaged note (a torn write, junk) is removed and ignored.
         std::fs::write(d.path().join("session"), b"\xff\x00junk").unwrap();
         assert_eq!(spool.session_left().unwrap(), None);

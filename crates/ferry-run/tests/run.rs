@@ -87,7 +87,7 @@ impl Cloud for LocalCloud {
         let mut n = self.builds.lock().unwrap();
         *n += 1;
         Ok(Session {
-            session: format!("local-{n}"),
+            session: format!("fs-local-{n}"),
             site: site.to_string(),
             host: "127.0.0.1".into(),
             port: 22,
@@ -231,11 +231,11 @@ fn a_failed_upload_keeps_the_spool_and_the_next_run_uploads_snapshot_last() {
     let chain = ferry_run::error_chain(&e);
     assert!(
         chain.starts_with(
-            "uploading through session local-1 (the spool keeps what was not uploaded): connecting"
+            "uploading through session fs-local-1 (the spool keeps what was not uploaded): connecting"
         ),
         "{chain}"
     );
-    assert_eq!(*failing.cleaned.lock().unwrap(), ["local-1"]);
+    assert_eq!(*failing.cleaned.lock().unwrap(), ["fs-local-1"]);
     let held = ferry_run::Spool::open(&s.plan.spool, 1 << 30).unwrap_err();
     assert!(
         ferry_run::error_chain(&held).contains("in use"),
@@ -266,7 +266,7 @@ fn a_failed_upload_keeps_the_spool_and_the_next_run_uploads_snapshot_last() {
     assert_eq!(report.resumed, held);
     assert_eq!(report.snapshots.len(), 2);
     assert_eq!(report.result(), "ok");
-    assert_eq!(*cloud.cleaned.lock().unwrap(), ["local-1"]);
+    assert_eq!(*cloud.cleaned.lock().unwrap(), ["fs-local-1"]);
     let log = cloud.log.lock().unwrap().clone();
     let rank = |k: &ObjectKind| match k {
         ObjectKind::Config => 0,
@@ -289,7 +289,7 @@ fn a_failed_upload_keeps_the_spool_and_the_next_run_uploads_snapshot_last() {
     let record = runs(&s.plan.spool);
     assert_eq!(record.len(), 2);
     assert_eq!(record[1]["result"], "ok");
-    assert_eq!(record[1]["session"], "local-1");
+    assert_eq!(record[1]["session"], "fs-local-1");
     assert_eq!(record[1]["snapshot"], report.snapshots[1].id.as_str());
 
     // What arrived is a whole repository, readable with the master key.
@@ -310,7 +310,7 @@ fn an_interrupt_while_the_box_exists_cleans_it_exactly_once() {
     assert!(e.is_interrupted(), "{e}");
     assert!(run.cancel().is_interrupted());
     // The interrupt removed the box; the run did not remove it a second time.
-    assert_eq!(*cloud.cleaned.lock().unwrap(), ["local-1"]);
+    assert_eq!(*cloud.cleaned.lock().unwrap(), ["fs-local-1"]);
     let events = events.0.lock().unwrap().clone();
     assert!(
         !events.iter().any(|e| e.starts_with("Cleaning")),
@@ -322,7 +322,7 @@ fn an_interrupt_while_the_box_exists_cleans_it_exactly_once() {
     assert_eq!(record[0]["result"], "interrupted");
     assert_eq!(
         record[0]["error"],
-        "SIGTERM; jump box of session local-1 removed"
+        "SIGTERM; jump box of session fs-local-1 removed"
     );
     assert!(cloud.log.lock().unwrap().is_empty());
     drop(run);
@@ -342,6 +342,46 @@ use std::time::Instant;
 /// One request the loopback server saw: method, path, body.
 type Seen = Arc<Mutex<Vec<(String, String, String)>>>;
 
+/// Read one HTTP/1.1 request from `stream` and note it in `seen`; then answer 200 (or keep
+/// the connection open without an answer, when `silent`). `Err` when the request could not
+/// be read (a client that gave up, a TLS handshake it refused).
+fn serve_one<S: Read + Write>(stream: &mut S, seen: &Seen, silent: bool) -> std::io::Result<()> {
+    let mut r = BufReader::new(&mut *stream);
+    let mut line = String::new();
+    if r.read_line(&mut line)? == 0 {
+        return Err(std::io::ErrorKind::UnexpectedEof.into());
+    }
+    let mut parts = line.split_whitespace();
+    let (method, path) = (
+        parts.next().unwrap_or("").to_string(),
+        parts.next().unwrap_or("").to_string(),
+    );
+    let mut len = 0;
+    loop {
+        let mut h = String::new();
+        r.read_line(&mut h)?;
+        if h.trim().is_empty() {
+            break;
+        }
+        if let Some((k, v)) = h.split_once(':')
+            && k.eq_ignore_ascii_case("content-length")
+        {
+            len = v.trim().parse().unwrap();
+        }
+    }
+    let mut body = vec![0; len];
+    r.read_exact(&mut body)?;
+    drop(r);
+    seen.lock()
+        .unwrap()
+        .push((method, path, String::from_utf8(body).unwrap()));
+    if !silent {
+        stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nOK")?;
+        stream.flush()?;
+    }
+    Ok(())
+}
+
 /// A loopback HTTP server on its own thread: answers every request 200 (or never, when
 /// `silent`: it reads the request and keeps the connection open). Returns its base URL
 /// (`http://127.0.0.1:PORT/<uuid>`) and what it saw.
@@ -355,45 +395,85 @@ fn ping_server(silent: bool) -> (String, Seen) {
         for conn in l.incoming().take(20) {
             let Ok(mut conn) = conn else { continue };
             conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-            let mut r = BufReader::new(conn.try_clone().unwrap());
-            let mut line = String::new();
-            r.read_line(&mut line).unwrap();
-            let mut parts = line.split_whitespace();
-            let (method, path) = (
-                parts.next().unwrap_or("").to_string(),
-                parts.next().unwrap_or("").to_string(),
-            );
-            let mut len = 0;
-            loop {
-                let mut h = String::new();
-                r.read_line(&mut h).unwrap();
-                if h.trim().is_empty() {
-                    break;
-                }
-                if let Some((k, v)) = h.split_once(':')
-                    && k.eq_ignore_ascii_case("content-length")
-                {
-                    len = v.trim().parse().unwrap();
-                }
-            }
-            let mut body = vec![0; len];
-            r.read_exact(&mut body).unwrap();
-            s.lock()
-                .unwrap()
-                .push((method, path, String::from_utf8(body).unwrap()));
+            serve_one(&mut conn, &s, silent).unwrap();
             if silent {
                 held.push(conn);
-            } else {
-                conn.write_all(
-                    b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nOK",
-                )
-                .unwrap();
             }
         }
     });
     (
         format!("http://127.0.0.1:{port}/5bf6bd3e-secret-uuid"),
         seen,
+    )
+}
+
+/// A certificate authority made for one test, and a server certificate for 127.0.0.1 that it
+/// signed: (the CA's PEM, the server's chain and key).
+fn test_ca() -> (
+    String,
+    Vec<rustls::pki_types::CertificateDer<'static>>,
+    rustls::pki_types::PrivateKeyDer<'static>,
+) {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, SanType};
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(DnType::CommonName, "Ferry test CA");
+    let ca_key = KeyPair::generate().unwrap();
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    let mut server = CertificateParams::new(Vec::<String>::new()).unwrap();
+    server.subject_alt_names = vec![SanType::IpAddress(std::net::Ipv4Addr::LOCALHOST.into())];
+    server
+        .distinguished_name
+        .push(DnType::CommonName, "127.0.0.1");
+    let key = KeyPair::generate().unwrap();
+    let cert = server.signed_by(&key, &ca_cert, &ca_key).unwrap();
+    (
+        ca_cert.pem(),
+        vec![cert.der().clone()],
+        rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+    )
+}
+
+/// A loopback HTTPS server (rustls) presenting `chain`: like [`ping_server`], over TLS.
+/// Connections whose handshake fails are dropped. Returns `https://127.0.0.1:PORT/<uuid>`,
+/// what it saw, and how many TLS handshakes failed.
+fn tls_ping_server(
+    chain: Vec<rustls::pki_types::CertificateDer<'static>>,
+    key: rustls::pki_types::PrivateKeyDer<'static>,
+) -> (String, Seen, Arc<Mutex<u32>>) {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let cfg = Arc::new(
+        rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .unwrap(),
+    );
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let seen: Seen = Arc::default();
+    let refused = Arc::new(Mutex::new(0));
+    let (s, f) = (seen.clone(), refused.clone());
+    std::thread::spawn(move || {
+        for conn in l.incoming().take(20) {
+            let Ok(conn) = conn else { continue };
+            conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let mut tls =
+                rustls::StreamOwned::new(rustls::ServerConnection::new(cfg.clone()).unwrap(), conn);
+            if serve_one(&mut tls, &s, false).is_err() {
+                *f.lock().unwrap() += 1;
+            } else {
+                tls.conn.send_close_notify();
+                let _ = tls.flush();
+            }
+        }
+    });
+    (
+        format!("https://127.0.0.1:{port}/5bf6bd3e-secret-uuid"),
+        seen,
+        refused,
     )
 }
 
@@ -527,6 +607,7 @@ fn ops_plan(dir: &Path, url: &str, timeout: u64, retries: u32) -> OpsPlan {
             url: url.to_string(),
             timeout: Duration::from_secs(timeout),
             retries,
+            ca_file: None,
         }),
         hooks: HooksPlan {
             run_before: hook("0"),
@@ -802,4 +883,133 @@ fn source_names_are_escaped_as_label_values() {
     assert_eq!(m["ferry_last_run_partial"], 1.0);
     assert_eq!(m["ferry_last_run_duration_seconds"], 100.0);
     assert_eq!(m["ferry_spool_waiting_bytes"], 9.0);
+}
+
+/// HTTPS pings against a real TLS server on loopback (rustls, a certificate signed by a CA
+/// made for the test and trusted through `[ping] ca_file`): /start, success and /fail arrive
+/// with their bodies over TLS. A server whose certificate that CA did not sign fails every
+/// ping's handshake, and the backup still succeeds with the failure as a warning.
+#[test]
+fn https_pings_reach_a_tls_server_whose_ca_is_trusted_and_a_wrong_certificate_never_fails_the_backup()
+ {
+    let s = setup();
+    let hooks = s._t.path().join("hooks");
+    std::fs::create_dir(&hooks).unwrap();
+    let (ca_pem, chain, key) = test_ca();
+    let ca_file = s._t.path().join("ping-ca.pem");
+    std::fs::write(&ca_file, &ca_pem).unwrap();
+    let (url, seen, refused) = tls_ping_server(chain, key);
+    let with_ca = |url: &str, retries| {
+        let mut ops = ops_plan(&hooks, url, 5, retries);
+        if let Some(p) = ops.ping.as_mut() {
+            p.ca_file = Some(ca_file.clone());
+        }
+        ops
+    };
+
+    // A successful run: /start, then the plain URL with the record.
+    let report = run_with_ops(
+        &s,
+        Arc::new(LocalCloud::new(&s.remote)),
+        with_ca(&url, 0),
+        &Events::default(),
+    )
+    .unwrap();
+    let record = runs(&s.plan.spool).pop().unwrap();
+    assert!(record.get("warnings").is_none(), "{record}");
+    let path = "/5bf6bd3e-secret-uuid";
+    {
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen.len(), 2, "{seen:?}");
+        assert_eq!(
+            (seen[0].0.as_str(), seen[0].1.as_str()),
+            ("POST", "/5bf6bd3e-secret-uuid/start")
+        );
+        assert_eq!(seen[0].2, "ferry backup of site home started");
+        assert_eq!((seen[1].0.as_str(), seen[1].1.as_str()), ("POST", path));
+        assert!(
+            seen[1].2.starts_with("ferry backup of site home: ok\n"),
+            "{}",
+            seen[1].2
+        );
+        assert!(seen[1].2.contains(&report.snapshots.last().unwrap().id));
+    }
+    // A failed run (the box never answers): /fail with the error.
+    let mut failing = LocalCloud::new(&s.remote);
+    failing.unreachable = true;
+    let e = run_with_ops(&s, Arc::new(failing), with_ca(&url, 0), &Events::default()).unwrap_err();
+    {
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen.len(), 4, "{seen:?}");
+        assert_eq!(seen[3].1, format!("{path}/fail"));
+        assert!(
+            seen[3].2.starts_with("ferry backup of site home: failed\n"),
+            "{}",
+            seen[3].2
+        );
+        assert!(
+            seen[3].2.contains(&ferry_run::error_chain(&e)),
+            "{}",
+            seen[3].2
+        );
+    }
+    assert_eq!(*refused.lock().unwrap(), 0);
+
+    // Without the CA, the system's store does not know the test's CA: the certificate is
+    // refused, nothing is posted, and the backup succeeds with the pings as warnings.
+    let (other_url, other_seen, other_refused) = {
+        let (_, chain, key) = test_ca();
+        tls_ping_server(chain, key)
+    };
+    for (url, ops) in [
+        (&url, ops_plan(&hooks, &url, 5, 0)),
+        (&other_url, with_ca(&other_url, 1)),
+    ] {
+        let report = run_with_ops(
+            &s,
+            Arc::new(LocalCloud::new(&s.remote)),
+            ops,
+            &Events::default(),
+        )
+        .unwrap();
+        assert_eq!(report.result(), "ok");
+        let record = runs(&s.plan.spool).pop().unwrap();
+        assert_eq!(record["result"], "ok");
+        let warnings = record["warnings"].as_array().unwrap();
+        assert_eq!(warnings.len(), 2, "{url}: {warnings:?}");
+        for w in warnings {
+            let w = w.as_str().unwrap();
+            assert!(w.contains("https://127.0.0.1:"), "{w}");
+            assert!(w.to_lowercase().contains("certificate"), "{w}");
+            assert!(!w.contains("secret-uuid"), "the path is never shown: {w}");
+        }
+    }
+    assert_eq!(
+        seen.lock().unwrap().len(),
+        4,
+        "nothing posted without the CA"
+    );
+    assert!(other_seen.lock().unwrap().is_empty());
+    // Each ping's attempts were refused at the handshake (1 + 1, then 2 + 2 with a retry).
+    assert_eq!(*refused.lock().unwrap(), 2);
+    assert_eq!(*other_refused.lock().unwrap(), 4);
+
+    // A ca_file that holds no certificate is refused when the config is read, naming it.
+    let bad = s._t.path().join("not-a-ca.pem");
+    std::fs::write(&bad, "not a certificate\n").unwrap();
+    let e = ferry_run::config::PingSection {
+        url: url.clone(),
+        timeout: 5,
+        retries: 0,
+        ca_file: Some(bad),
+    }
+    .plan()
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("ping.ca_file")
+            && e.contains("not-a-ca.pem")
+            && e.contains("no PEM certificate"),
+        "{e}"
+    );
 }

@@ -348,6 +348,22 @@ pub fn tricks(k: &Known) -> Vec<Trick> {
             after_hello(list("audit", "")),
             "LIST of unknown object kind",
         ),
+        fatal(
+            "list-forged-token",
+            "LIST `pack` continuing from a token the gate never issued (the other site's pack key)"
+                .into(),
+            after_hello(list(
+                "pack",
+                &format!("{}/packs/{}", k.other_site, other_hex(ename)),
+            )),
+            "was not issued by this session",
+        ),
+        fatal(
+            "list-junk-token",
+            format!("LIST `pack` with a {}-byte junk continuation token", MAX_STRING),
+            after_hello(list("pack", &"A".repeat(MAX_STRING))),
+            "was not issued by this session",
+        ),
         // --- verbs the protocol does not have
         fatal(
             "get",

@@ -29,8 +29,8 @@ pub struct BackupArgs {
     /// Pinned SSH host key of the remote end, for remote repositories.
     #[arg(long, value_name = "HOSTKEY")]
     pub host_key: Option<PathBuf>,
-    /// Machine-readable output on stdout: the summary object; with --config through the
-    /// cloud, JSON lines (status lines, then the summary object last; human text on stderr).
+    /// Machine-readable output on stdout: JSON lines (status lines, then the summary object
+    /// last; human text on stderr), the same for a direct and a cloud run.
     #[arg(long)]
     pub json: bool,
     /// Target pack size, e.g. 32MiB, 512KiB, or bytes.
@@ -63,6 +63,22 @@ impl BackupArgs {
 }
 
 pub fn run(g: &Global, a: &BackupArgs) -> anyhow::Result<Outcome> {
+    // --json: the cloud run's JSON lines (status lines, the summary last), also on failure.
+    let direct = a
+        .json
+        .then(|| ferry_run::DirectRun::start(Box::new(std::io::stdout())));
+    let r = backup(g, a, direct.as_ref());
+    if let (Some(d), Err(e)) = (&direct, &r) {
+        d.finish(Err(format!("{e:#}")));
+    }
+    r
+}
+
+fn backup(
+    g: &Global,
+    a: &BackupArgs,
+    direct: Option<&ferry_run::DirectRun>,
+) -> anyhow::Result<Outcome> {
     let r = a.repo_args()?;
     let key = super::put_key(&r)?;
     let storage = super::storage(&r)?;
@@ -78,12 +94,16 @@ pub fn run(g: &Global, a: &BackupArgs) -> anyhow::Result<Outcome> {
     // The ETA needs a total: a quick metadata-only walk, done only when a bar is shown.
     let total = show.then(|| ferry_repo::backup::local::file_bytes(&a.sources));
     let bar = Arc::new(Bar::new(show, total));
-    let result = backup_paths(&repo, &key, &a.sources, opts, bar.clone());
+    let progress: Arc<dyn ferry_repo::Progress> = match direct {
+        Some(d) => d.progress(Some(bar.clone() as Arc<dyn ferry_repo::Progress>)),
+        None => bar.clone(),
+    };
+    let result = backup_paths(&repo, &key, &a.sources, opts, progress);
     bar.finish();
     let snap = result?;
     let partial = snap.snapshot.is_partial();
-    if a.json {
-        println!("{}", serde_json::to_string_pretty(&snap.summary_json())?);
+    if let Some(d) = direct {
+        d.finish(Ok((&snap, None)));
     }
     if !g.quiet {
         print_summary(&snap);

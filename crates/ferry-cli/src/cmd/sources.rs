@@ -61,6 +61,23 @@ fn check(g: &Global, a: &SourcesCheckArgs) -> anyhow::Result<Outcome> {
 
 /// `ferry backup --config FILE`: every source of the file into one snapshot.
 pub fn backup(g: &Global, a: &BackupArgs, config: &Path) -> anyhow::Result<Outcome> {
+    // --json: the cloud run's JSON lines (status lines, the summary last), also on failure.
+    let direct = a
+        .json
+        .then(|| ferry_run::DirectRun::start(Box::new(std::io::stdout())));
+    let r = backup_sources(g, a, config, direct.as_ref());
+    if let (Some(d), Err(e)) = (&direct, &r) {
+        d.finish(Err(format!("{e:#}")));
+    }
+    r
+}
+
+fn backup_sources(
+    g: &Global,
+    a: &BackupArgs,
+    config: &Path,
+    direct: Option<&ferry_run::DirectRun>,
+) -> anyhow::Result<Outcome> {
     let cfg = super::load_config(config)?.sources;
     let r = a.repo_args()?;
     let key = super::put_key(&r)?;
@@ -78,12 +95,15 @@ pub fn backup(g: &Global, a: &BackupArgs, config: &Path) -> anyhow::Result<Outco
         crate::output::interactive(g.quiet),
         None,
     ));
-    let r = ferry_collect::backup(&repo, &key, &cfg, opts, bar.clone());
+    let progress: Arc<dyn ferry_repo::Progress> = match direct {
+        Some(d) => d.progress(Some(bar.clone() as Arc<dyn ferry_repo::Progress>)),
+        None => bar.clone(),
+    };
+    let r = ferry_collect::backup(&repo, &key, &cfg, opts, progress);
     bar.finish();
     let (info, report) = r?;
-    if a.json {
-        let summary = ferry_run::collect_summary_json(&info.id, &report);
-        println!("{}", serde_json::to_string_pretty(&summary)?);
+    if let Some(d) = direct {
+        d.finish(Ok((&info, Some(&report))));
     } else if !g.quiet {
         eprintln!("snapshot {}", info.id);
         eprint!("{}", report.summary());

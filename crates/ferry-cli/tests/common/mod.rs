@@ -43,6 +43,40 @@ impl Run {
             )
         })
     }
+    /// Every line of stdout as JSON (`backup --json` writes JSON lines): each must be an
+    /// object with a `message_type`.
+    #[track_caller]
+    pub fn json_lines(&self) -> Vec<serde_json::Value> {
+        let lines: Vec<serde_json::Value> = self
+            .stdout_str()
+            .lines()
+            .map(|l| {
+                serde_json::from_str(l).unwrap_or_else(|e| {
+                    panic!(
+                        "stdout line is not JSON ({e}): {l}\nstderr: {}",
+                        self.stderr
+                    )
+                })
+            })
+            .collect();
+        for l in &lines {
+            assert!(l["message_type"].is_string(), "no message_type: {l}");
+        }
+        lines
+    }
+    /// The summary of `backup --json`: its last JSON line, which must be the only summary.
+    #[track_caller]
+    pub fn summary(&self) -> serde_json::Value {
+        let lines = self.json_lines();
+        let last = lines.last().cloned().unwrap_or_default();
+        assert_eq!(last["message_type"], "summary", "{}", self.stdout_str());
+        let n = lines
+            .iter()
+            .filter(|l| l["message_type"] == "summary")
+            .count();
+        assert_eq!(n, 1, "{}", self.stdout_str());
+        last
+    }
     #[track_caller]
     pub fn ok(self) -> Self {
         assert_eq!(
