@@ -46,6 +46,7 @@ pub fn interactive(quiet: bool) -> bool {
 pub struct Bar {
     bar: Option<ProgressBar>,
     files: AtomicU64,
+    total_files: Option<u64>,
 }
 
 impl Bar {
@@ -65,13 +66,23 @@ impl Bar {
         Bar {
             bar,
             files: AtomicU64::new(0),
+            total_files: None,
         }
+    }
+
+    /// Show the files done as "n/total files" when the total is known.
+    pub fn with_total_files(mut self, total: Option<u64>) -> Self {
+        self.total_files = total;
+        self
     }
 
     fn file(&self) {
         let n = self.files.fetch_add(1, Relaxed) + 1;
         if let Some(b) = &self.bar {
-            b.set_message(format!("{n} files"));
+            match self.total_files {
+                Some(t) => b.set_message(format!("{n}/{t} files")),
+                None => b.set_message(format!("{n} files")),
+            }
         }
     }
 

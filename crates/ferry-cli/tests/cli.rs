@@ -652,3 +652,128 @@ fn direct_backup_json_writes_the_cloud_runs_json_lines() {
         "{s}"
     );
 }
+
+/// Parse `--json` output: JSON lines, status lines first, one summary last.
+fn json_lines(r: &Run, action: &str) -> (Vec<serde_json::Value>, serde_json::Value) {
+    let mut lines: Vec<serde_json::Value> = r
+        .stdout_str()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let summary = lines.pop().expect("a summary line");
+    assert_eq!(summary["message_type"], "summary", "{summary}");
+    assert!(!lines.is_empty(), "a status line before the summary");
+    for s in &lines {
+        assert_eq!(s["message_type"], "status", "{s}");
+        assert_eq!(s["action"], action, "{s}");
+    }
+    (lines, summary)
+}
+
+fn n(v: &serde_json::Value) -> u64 {
+    v.as_u64().unwrap_or_else(|| panic!("not a count: {v}"))
+}
+
+/// Sum of the sizes of the regular files below `root`, and how many there are.
+fn files_and_bytes(root: &Path) -> (u64, u64) {
+    let (mut files, mut bytes) = (0, 0);
+    for p in list_tree(root) {
+        let m = root
+            .join(<OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(&p))
+            .symlink_metadata()
+            .unwrap();
+        if m.is_file() {
+            files += 1;
+            bytes += m.len();
+        }
+    }
+    (files, bytes)
+}
+
+#[test]
+fn restore_and_check_json_summaries_count_the_real_work() {
+    let env = Env::new();
+    env.keys();
+    let src = env.path("src");
+    // 40 incompressible files of 20-100 KiB (one blob each), in two directories, one pack.
+    for i in 0..40u64 {
+        let dir = src.join(if i % 2 == 0 { "logs" } else { "bin" });
+        fs::create_dir_all(&dir).unwrap();
+        fs::write(
+            dir.join(format!("f{i:02}")),
+            noise(i + 7, (20 + 2 * i as usize) << 10),
+        )
+        .unwrap();
+    }
+    env.backup(&[&src]).ok();
+    let repo_bytes = files_and_bytes(&env.repo).1;
+
+    let target = env.path("t");
+    let r = env.restore("latest", &target, &["--json"]).ok();
+    let (status, s) = json_lines(&r, "restoring");
+    let (files, bytes) = files_and_bytes(&restored(&target, &src));
+    assert_eq!(files, 40);
+    assert!(diff_trees(&src, &restored(&target, &src)).is_empty());
+    // A whole snapshot: the first status line knows the totals.
+    assert_eq!(n(&status[0]["total_files"]), files, "{}", status[0]);
+    assert_eq!(n(&status[0]["total_bytes"]), bytes, "{}", status[0]);
+    assert_eq!(n(&s["files"]), files, "{s}");
+    assert_eq!(n(&s["bytes_written"]), bytes, "{s}");
+    assert!(n(&s["dirs"]) >= 3, "{s}");
+    assert!(s["duration_seconds"].as_f64().is_some(), "{s}");
+    assert_eq!(s["snapshot"], env.snapshots()[0]["id"], "{s}");
+    // The storage reads: config, index, snapshot, a request per level of trees and one for
+    // the data. A reader of one blob per request makes at least one per file.
+    let gets = n(&s["storage_reads"]["get_requests"]);
+    assert!(
+        gets > 0 && gets < files,
+        "{gets} GETs for {files} files: {s}"
+    );
+    // Every byte restored came encrypted from storage (the data does not compress), and
+    // nothing was fetched twice but, at most, a few tree blobs between the data blobs.
+    let fetched = n(&s["storage_reads"]["bytes_fetched"]);
+    assert!(
+        fetched > bytes,
+        "{fetched} bytes fetched for {bytes} written: {s}"
+    );
+    assert!(
+        fetched <= repo_bytes + (64 << 10),
+        "{fetched} bytes fetched from a repository of {repo_bytes}: {s}"
+    );
+
+    // --include: only what matches, counted as such, with no totals (unknown up front).
+    let part = env.path("part");
+    let r = env
+        .restore("latest", &part, &["--json", "--include", "**/logs/**"])
+        .ok();
+    let (status, s) = json_lines(&r, "restoring");
+    let (pfiles, pbytes) = files_and_bytes(&restored(&part, &src));
+    assert_eq!(pfiles, 20);
+    assert!(status[0].get("total_files").is_none(), "{}", status[0]);
+    assert_eq!(
+        (n(&s["files"]), n(&s["bytes_written"])),
+        (pfiles, pbytes),
+        "{s}"
+    );
+    let pfetched = n(&s["storage_reads"]["bytes_fetched"]);
+    assert!(
+        pfetched > pbytes && pfetched <= fetched,
+        "{pfetched} of {fetched}: {s}"
+    );
+
+    // check --read-data --json: every pack read whole, and counted.
+    let r = env
+        .run(env.repo_args(
+            "check",
+            &env.master,
+            &[OsStr::new("--read-data"), OsStr::new("--json")],
+        ))
+        .ok();
+    let (_, s) = json_lines(&r, "checking");
+    let (packs, pack_bytes) = files_and_bytes(&env.repo.join("packs"));
+    assert!(packs >= 1);
+    assert_eq!(n(&s["packs_read"]), packs, "{s}");
+    assert_eq!(s["problems"], serde_json::json!([]), "{s}");
+    assert!(n(&s["storage_reads"]["get_requests"]) > packs, "{s}");
+    assert!(n(&s["storage_reads"]["bytes_fetched"]) >= pack_bytes, "{s}");
+}

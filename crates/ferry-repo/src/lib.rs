@@ -38,7 +38,9 @@
 //!   [`retention::log`] (the `log/` records of both).
 //! * Storage ([`storage`]): the [`storage::Storage`] trait (write-once puts, streaming
 //!   `begin_put`, `barrier`, ranged gets); [`storage::LocalDir`]; [`storage::MemStorage`], the
-//!   in-memory backend for unit tests in any crate (a put log, call counts, fault knobs). The
+//!   in-memory backend for unit tests in any crate (a put log, call counts, fault knobs);
+//!   [`storage::CountedStorage`], any backend with its reads counted ([`storage::StorageReads`]:
+//!   the storage requests of restore's and check's `--json` summaries). The
 //!   conformance suite every backend runs is `storage::conformance` (cargo feature
 //!   `conformance`, enabled only from dev-dependencies; docs/ARCHITECTURE.md).
 //! * Progress: the [`Progress`] trait; [`NoProgress`], [`progress::Counters`].

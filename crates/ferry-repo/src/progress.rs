@@ -23,9 +23,10 @@ pub trait Progress: Send + Sync {
     fn pack_written(&self, _name: &str, _bytes: u64) {}
     /// Backup: an entry could not be read; the backup goes on.
     fn error(&self, _path: &[u8], _message: &str) {}
-    /// Restore: a file is being written.
+    /// Restore: a file was restored completely (content and metadata; `size` bytes).
     fn restore_file(&self, _path: &[u8], _size: u64) {}
-    /// Restore: `n` bytes were written.
+    /// Restore: `n` bytes of file content were written (a file's blobs arrive in any order
+    /// and before [`restore_file`](Self::restore_file) names it).
     fn restore_bytes(&self, _n: u64) {}
     /// Check: an object is being verified.
     fn check_object(&self, _object: &str) {}

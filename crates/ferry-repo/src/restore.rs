@@ -437,7 +437,6 @@ impl Ctx<'_> {
         path: &[u8],
     ) -> Result<()> {
         let name = cstr(&node.name, path)?;
-        self.progress.restore_file(path, node.size);
         let open = || {
             // SAFETY: valid fd and C string.
             unsafe {
@@ -558,6 +557,7 @@ impl Ctx<'_> {
             self.set_meta_fd(&f.file, &f.node, &f.path)?;
             self.stats.files += 1;
             self.stats.bytes += f.node.size;
+            self.progress.restore_file(&f.path, f.node.size);
         }
         for d in &batch.dirs {
             self.set_meta_fd(d.fd.as_ref(), &d.node, &d.path)?;

@@ -1,6 +1,7 @@
 //! Storage behind a small trait: put-if-absent, list, get. Objects are write-once.
 //!
-//! Backends: [`LocalDir`] and the in-memory [`MemStorage`] (for unit tests) here; the
+//! Backends: [`LocalDir`] and the in-memory [`MemStorage`] (for unit tests) here, and
+//! [`CountedStorage`], which counts the reads made through any of them; the
 //! gate-over-SSH backend lives in `ferry-remote`, the S3 backend in `ferry-s3`. Every
 //! backend runs the one conformance suite, [`conformance`] (cargo feature `conformance`,
 //! for dev-dependencies only).
@@ -10,8 +11,10 @@ use std::path::{Path, PathBuf};
 
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
+mod counted;
 mod mem;
 
+pub use counted::{CountedStorage, StorageReads};
 pub use mem::{MemCalls, MemStorage};
 
 /// What a put did.

@@ -1,12 +1,24 @@
-//! `ferry backup --config FILE --json`: the run's progress as JSON lines (restic's
-//! convention). Every line is one object: `"message_type": "status"` lines while the run
-//! goes (an `action` naming the step, `seconds_elapsed`, and the step's figures; during
-//! collection at most one a second with `files_done`, `bytes_done`, `errors`), then one
-//! `"message_type": "summary"` object last: the run's record (result, error, snapshot,
-//! sizes, sources, cloud usage, warnings) with `duration_seconds`, plus, for a run that
-//! uploaded, its snapshots, session and what it resumed.
+//! `--json`: progress as JSON lines (restic's convention), for the cloud run of `ferry backup
+//! --config FILE`, for `ferry restore` and for `ferry check`. Every line is one object:
+//! `"message_type": "status"` lines while the command goes (an `action` naming the step,
+//! `seconds_elapsed`, and the step's figures; while files are read or written at most one a
+//! second), then one `"message_type": "summary"` object last, with `duration_seconds`.
 //!
-//! `ferry backup --repo REPO --json` (straight into a repository, no cloud) writes the same
+//! - Backup ([`JsonLines`]): status lines per step of the run, during collection with
+//!   `files_done`, `bytes_done`, `errors`; the summary is the run's record (result, error,
+//!   snapshot, sizes, sources, cloud usage, warnings), plus, for a run that uploaded, its
+//!   snapshots, session and what it resumed.
+//! - Restore ([`RestoreLines`]): `"action": "restoring"` lines with `files_done`, `bytes_done`
+//!   and, for a whole snapshot, `total_files`, `total_bytes`, `seconds_remaining`; the summary
+//!   has the snapshot, `files`, `dirs`, `symlinks`, `bytes_written` and `storage_reads`.
+//! - Check ([`CheckLines`]): `"action": "checking"` lines with `objects_done`; the summary is
+//!   the check's report with `storage_reads`.
+//!
+//! `storage_reads` ([`StorageReads`]) is what the command read from the repository's storage:
+//! `get_requests` (`GetObject` requests on `s3://`, file reads on a local directory) and
+//! `bytes_fetched`.
+//!
+//! `ferry backup --repo REPO --json` (straight into a repository, no cloud) writes the backup's
 //! lines through [`DirectRun`]: `collecting` status lines, `collected`, then the summary built
 //! by the same [`RunReport`] functions as a cloud run's (no session, no usage), plus the
 //! snapshot's own fields (`short_id`, `host`, `paths`, `stats`, `errors`).
@@ -16,17 +28,93 @@ use crate::run::{Event, RunProgress};
 use ferry_collect::CollectReport;
 use ferry_repo::SnapshotInfo;
 use ferry_repo::progress::Progress;
+use ferry_repo::storage::StorageReads;
+use ferry_repo::{CheckReport, RestoreStats};
 use serde_json::{Value, json};
 use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// Writes JSON lines to `out` and forwards everything to an `inner` sink (the human text on
-/// stderr), if any.
-pub struct JsonLines {
-    out: Arc<Mutex<Box<dyn Write + Send>>>,
+/// The writer every command's JSON lines go through: one object a line, the convention's
+/// fields added here and nowhere else.
+pub struct Lines {
+    out: Mutex<Box<dyn Write + Send>>,
     started: Instant,
+    /// Milliseconds since start of the last throttled status line.
+    last_ms: AtomicU64,
+}
+
+impl std::fmt::Debug for Lines {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Lines").finish_non_exhaustive()
+    }
+}
+
+impl Lines {
+    /// Lines to `out`; `seconds_elapsed` and `duration_seconds` count from now.
+    pub fn new(out: Box<dyn Write + Send>) -> Lines {
+        Lines {
+            out: Mutex::new(out),
+            started: Instant::now(),
+            last_ms: AtomicU64::new(0),
+        }
+    }
+
+    fn write(&self, v: &Value) {
+        let mut o = self.out.lock().unwrap_or_else(|p| p.into_inner());
+        // stdout closed (a reader that went away): the command goes on, the lines are lost.
+        let _ = serde_json::to_writer(&mut *o, v)
+            .map_err(std::io::Error::from)
+            .and_then(|_| o.write_all(b"\n"))
+            .and_then(|_| o.flush());
+    }
+
+    /// A `"message_type": "status"` line: `fields` (an object) with `action` and
+    /// `seconds_elapsed`.
+    pub fn status(&self, action: &str, mut fields: Value) {
+        fields["message_type"] = json!("status");
+        fields["action"] = json!(action);
+        fields["seconds_elapsed"] = json!(self.started.elapsed().as_secs());
+        self.write(&fields);
+    }
+
+    /// [`status`](Self::status), but at most one a second (the others are dropped); `fields`
+    /// is called only for a line that is written.
+    pub fn status_throttled(&self, action: &str, fields: impl FnOnce() -> Value) {
+        let now = self.started.elapsed().as_millis() as u64;
+        let last = self.last_ms.load(Ordering::Relaxed);
+        if now < last + Duration::from_secs(1).as_millis() as u64
+            || self
+                .last_ms
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_err()
+        {
+            return;
+        }
+        self.status(action, fields());
+    }
+
+    /// The `"message_type": "summary"` line: `fields` (an object) with `duration_seconds`
+    /// (the seconds since [`new`](Self::new)), unless `fields` has it already.
+    pub fn summary(&self, mut fields: Value) {
+        fields["message_type"] = json!("summary");
+        if fields.get("duration_seconds").is_none() {
+            fields["duration_seconds"] = json!(self.seconds());
+        }
+        self.write(&fields);
+    }
+
+    /// Seconds since [`new`](Self::new), to the millisecond.
+    pub fn seconds(&self) -> f64 {
+        (self.started.elapsed().as_millis() as f64) / 1000.0
+    }
+}
+
+/// The cloud run's JSON lines: writes them to `out` and forwards everything to an `inner`
+/// sink (the human text on stderr), if any.
+pub struct JsonLines {
+    lines: Arc<Lines>,
     inner: Option<Arc<dyn RunProgress>>,
     counts: Arc<Counts>,
 }
@@ -42,25 +130,23 @@ struct Counts {
     files: AtomicU64,
     bytes: AtomicU64,
     errors: AtomicU64,
-    /// Milliseconds since start of the last collecting line.
-    last_ms: AtomicU64,
 }
 
-fn write_line(out: &Mutex<Box<dyn Write + Send>>, v: &Value) {
-    let mut o = out.lock().unwrap_or_else(|p| p.into_inner());
-    // stdout closed (a reader that went away): the run goes on, the lines are lost.
-    let _ = serde_json::to_writer(&mut *o, v)
-        .map_err(std::io::Error::from)
-        .and_then(|_| o.write_all(b"\n"))
-        .and_then(|_| o.flush());
+impl Counts {
+    fn collected(&self) -> Value {
+        json!({
+            "files_done": self.files.load(Ordering::Relaxed),
+            "bytes_done": self.bytes.load(Ordering::Relaxed),
+            "errors": self.errors.load(Ordering::Relaxed),
+        })
+    }
 }
 
 impl JsonLines {
     /// JSON lines to `out`, everything also to `inner`.
     pub fn new(out: Box<dyn Write + Send>, inner: Option<Arc<dyn RunProgress>>) -> JsonLines {
         JsonLines {
-            out: Arc::new(Mutex::new(out)),
-            started: Instant::now(),
+            lines: Arc::new(Lines::new(out)),
             inner,
             counts: Arc::new(Counts::default()),
         }
@@ -70,18 +156,14 @@ impl JsonLines {
     /// to `inner`.
     fn collecting(&self, inner: Option<Arc<dyn Progress>>) -> Arc<dyn Progress> {
         Arc::new(Collecting {
-            out: self.out.clone(),
-            started: self.started,
+            lines: self.lines.clone(),
             counts: self.counts.clone(),
             inner,
         })
     }
 
-    fn status(&self, action: &str, mut fields: Value) {
-        fields["message_type"] = json!("status");
-        fields["action"] = json!(action);
-        fields["seconds_elapsed"] = json!(self.started.elapsed().as_secs());
-        write_line(&self.out, &fields);
+    fn status(&self, action: &str, fields: Value) {
+        self.lines.status(action, fields);
     }
 }
 
@@ -138,15 +220,7 @@ impl RunProgress for JsonLines {
     }
 
     fn collection_done(&self) {
-        let c = &self.counts;
-        self.status(
-            "collected",
-            json!({
-                "files_done": c.files.load(Ordering::Relaxed),
-                "bytes_done": c.bytes.load(Ordering::Relaxed),
-                "errors": c.errors.load(Ordering::Relaxed),
-            }),
-        );
+        self.status("collected", self.counts.collected());
         if let Some(i) = &self.inner {
             i.collection_done();
         }
@@ -154,11 +228,74 @@ impl RunProgress for JsonLines {
 
     fn finished(&self, summary: &Value) {
         let mut s = summary.clone();
-        s["message_type"] = json!("summary");
+        // The run's own figures: from its record's start to its end.
         s["duration_seconds"] = json!(crate::metrics::duration_seconds(summary));
-        write_line(&self.out, &s);
+        self.lines.summary(s);
         if let Some(i) = &self.inner {
             i.finished(summary);
+        }
+    }
+}
+
+/// The engine's progress during collection: counts, a status line at most every second.
+struct Collecting {
+    lines: Arc<Lines>,
+    counts: Arc<Counts>,
+    inner: Option<Arc<dyn Progress>>,
+}
+
+impl Collecting {
+    fn tick(&self) {
+        self.lines
+            .status_throttled("collecting", || self.counts.collected());
+    }
+}
+
+impl Progress for Collecting {
+    fn file_started(&self, path: &[u8], size: u64) {
+        self.counts.files.fetch_add(1, Ordering::Relaxed);
+        self.tick();
+        if let Some(i) = &self.inner {
+            i.file_started(path, size);
+        }
+    }
+    fn file_unchanged(&self, path: &[u8], size: u64) {
+        self.counts.files.fetch_add(1, Ordering::Relaxed);
+        self.tick();
+        if let Some(i) = &self.inner {
+            i.file_unchanged(path, size);
+        }
+    }
+    fn entry_recorded(&self, path: &[u8]) {
+        if let Some(i) = &self.inner {
+            i.entry_recorded(path);
+        }
+    }
+    fn bytes_read(&self, n: u64) {
+        self.counts.bytes.fetch_add(n, Ordering::Relaxed);
+        if let Some(i) = &self.inner {
+            i.bytes_read(n);
+        }
+    }
+    fn blob_stored(&self, raw: u64) {
+        if let Some(i) = &self.inner {
+            i.blob_stored(raw);
+        }
+    }
+    fn blob_deduplicated(&self, raw: u64) {
+        if let Some(i) = &self.inner {
+            i.blob_deduplicated(raw);
+        }
+    }
+    fn pack_written(&self, name: &str, bytes: u64) {
+        if let Some(i) = &self.inner {
+            i.pack_written(name, bytes);
+        }
+    }
+    fn error(&self, path: &[u8], message: &str) {
+        self.counts.errors.fetch_add(1, Ordering::Relaxed);
+        if let Some(i) = &self.inner {
+            i.error(path, message);
         }
     }
 }
@@ -247,87 +384,248 @@ impl DirectRun {
     }
 }
 
-/// The engine's progress during collection: counts, a status line at most every second.
-struct Collecting {
-    out: Arc<Mutex<Box<dyn Write + Send>>>,
-    started: Instant,
-    counts: Arc<Counts>,
+/// `ferry restore --json`: a Progress for the restore that writes `"restoring"` status lines
+/// (at most one a second) and forwards everything to `inner` (the human bar), then
+/// [`summary`](Self::summary).
+pub struct RestoreLines {
+    lines: Lines,
+    /// (files, bytes) of the whole snapshot: known for a full restore, not for `--include`.
+    total: Option<(u64, u64)>,
+    files: AtomicU64,
+    bytes: AtomicU64,
     inner: Option<Arc<dyn Progress>>,
 }
 
-impl Collecting {
-    fn tick(&self) {
-        let now = self.started.elapsed().as_millis() as u64;
-        let last = self.counts.last_ms.load(Ordering::Relaxed);
-        if now < last + Duration::from_secs(1).as_millis() as u64
-            || self
-                .counts
-                .last_ms
-                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
-                .is_err()
-        {
-            return;
-        }
-        let c = &self.counts;
-        write_line(
-            &self.out,
-            &json!({
-                "message_type": "status",
-                "action": "collecting",
-                "seconds_elapsed": now / 1000,
-                "files_done": c.files.load(Ordering::Relaxed),
-                "bytes_done": c.bytes.load(Ordering::Relaxed),
-                "errors": c.errors.load(Ordering::Relaxed),
-            }),
-        );
+impl std::fmt::Debug for RestoreLines {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RestoreLines").finish_non_exhaustive()
     }
 }
 
-impl Progress for Collecting {
-    fn file_started(&self, path: &[u8], size: u64) {
-        self.counts.files.fetch_add(1, Ordering::Relaxed);
-        self.tick();
+impl RestoreLines {
+    /// Lines to `out` for a restore of `total` (files, bytes) when known; writes the first
+    /// status line.
+    pub fn new(
+        out: Box<dyn Write + Send>,
+        total: Option<(u64, u64)>,
+        inner: Option<Arc<dyn Progress>>,
+    ) -> RestoreLines {
+        let r = RestoreLines {
+            lines: Lines::new(out),
+            total,
+            files: AtomicU64::new(0),
+            bytes: AtomicU64::new(0),
+            inner,
+        };
+        r.lines.status("restoring", r.figures());
+        r
+    }
+
+    /// What a status line says: done so far, and with a total the total and the seconds left
+    /// at the rate so far (once anything is written).
+    fn figures(&self) -> Value {
+        let files = self.files.load(Ordering::Relaxed);
+        let bytes = self.bytes.load(Ordering::Relaxed);
+        let mut v = json!({"files_done": files, "bytes_done": bytes});
+        if let Some((total_files, total_bytes)) = self.total {
+            v["total_files"] = json!(total_files);
+            v["total_bytes"] = json!(total_bytes);
+            let secs = self.lines.seconds();
+            if bytes > 0 {
+                let left = total_bytes.saturating_sub(bytes) as f64 * secs / bytes as f64;
+                v["seconds_remaining"] = json!(left.round() as u64);
+            }
+        }
+        v
+    }
+
+    /// The summary line: the `snapshot` restored (its id), what was restored (`files`,
+    /// `dirs`, `symlinks`, `bytes_written`), `duration_seconds` and the `storage_reads`.
+    pub fn summary(&self, snapshot: &str, stats: &RestoreStats, reads: StorageReads) {
+        self.lines.summary(json!({
+            "snapshot": snapshot,
+            "files": stats.files,
+            "dirs": stats.dirs,
+            "symlinks": stats.symlinks,
+            "bytes_written": stats.bytes,
+            "storage_reads": reads,
+        }));
+    }
+}
+
+impl Progress for RestoreLines {
+    fn restore_file(&self, path: &[u8], size: u64) {
+        self.files.fetch_add(1, Ordering::Relaxed);
+        self.lines.status_throttled("restoring", || self.figures());
         if let Some(i) = &self.inner {
-            i.file_started(path, size);
+            i.restore_file(path, size);
         }
     }
-    fn file_unchanged(&self, path: &[u8], size: u64) {
-        self.counts.files.fetch_add(1, Ordering::Relaxed);
-        self.tick();
+    fn restore_bytes(&self, n: u64) {
+        self.bytes.fetch_add(n, Ordering::Relaxed);
+        self.lines.status_throttled("restoring", || self.figures());
         if let Some(i) = &self.inner {
-            i.file_unchanged(path, size);
+            i.restore_bytes(n);
         }
     }
-    fn entry_recorded(&self, path: &[u8]) {
+}
+
+/// `ferry check --json`: a Progress for the check that writes `"checking"` status lines (at
+/// most one a second, `objects_done`) and forwards everything to `inner`, then
+/// [`summary`](Self::summary).
+pub struct CheckLines {
+    lines: Lines,
+    objects: AtomicU64,
+    inner: Option<Arc<dyn Progress>>,
+}
+
+impl std::fmt::Debug for CheckLines {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CheckLines").finish_non_exhaustive()
+    }
+}
+
+impl CheckLines {
+    /// Lines to `out`; writes the first status line.
+    pub fn new(out: Box<dyn Write + Send>, inner: Option<Arc<dyn Progress>>) -> CheckLines {
+        let c = CheckLines {
+            lines: Lines::new(out),
+            objects: AtomicU64::new(0),
+            inner,
+        };
+        c.lines.status("checking", json!({"objects_done": 0}));
+        c
+    }
+
+    /// The summary line: the check's report (problems, warnings, counts, what was read),
+    /// `duration_seconds` and the `storage_reads`.
+    pub fn summary(&self, report: &CheckReport, reads: StorageReads) {
+        let mut v =
+            serde_json::to_value(report).unwrap_or_else(|e| json!({"error": e.to_string()}));
+        v["storage_reads"] = json!(reads);
+        self.lines.summary(v);
+    }
+}
+
+impl Progress for CheckLines {
+    fn check_object(&self, object: &str) {
+        let n = self.objects.fetch_add(1, Ordering::Relaxed) + 1;
+        self.lines
+            .status_throttled("checking", || json!({"objects_done": n}));
         if let Some(i) = &self.inner {
-            i.entry_recorded(path);
+            i.check_object(object);
         }
     }
-    fn bytes_read(&self, n: u64) {
-        self.counts.bytes.fetch_add(n, Ordering::Relaxed);
-        if let Some(i) = &self.inner {
-            i.bytes_read(n);
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // a test fails by panicking; unwrap says where
+
+    use super::*;
+
+    /// A `Write` whose bytes stay readable after it was boxed away.
+    #[derive(Clone, Default)]
+    struct Buf(Arc<Mutex<Vec<u8>>>);
+    impl Write for Buf {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
         }
     }
-    fn blob_stored(&self, raw: u64) {
-        if let Some(i) = &self.inner {
-            i.blob_stored(raw);
+    impl Buf {
+        fn lines(&self) -> Vec<Value> {
+            let b = self.0.lock().unwrap();
+            String::from_utf8_lossy(&b)
+                .lines()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect()
         }
     }
-    fn blob_deduplicated(&self, raw: u64) {
-        if let Some(i) = &self.inner {
-            i.blob_deduplicated(raw);
-        }
+
+    #[test]
+    fn restore_lines_count_what_they_are_told_and_end_with_the_summary() {
+        let buf = Buf::default();
+        let counters = Arc::new(ferry_repo::progress::Counters::default());
+        let r = RestoreLines::new(
+            Box::new(buf.clone()),
+            Some((3, 300)),
+            Some(counters.clone()),
+        );
+        r.restore_bytes(100);
+        r.restore_file(b"a", 100);
+        r.restore_bytes(200);
+        r.restore_file(b"b", 200);
+        let snap = "ab".repeat(32);
+        let stats = RestoreStats {
+            files: 2,
+            dirs: 1,
+            symlinks: 0,
+            bytes: 300,
+        };
+        r.summary(
+            &snap,
+            &stats,
+            StorageReads {
+                get_requests: 4,
+                bytes_fetched: 320,
+            },
+        );
+        let lines = buf.lines();
+        // The first status line at once; the others within the second are dropped.
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        let first = &lines[0];
+        assert_eq!(first["message_type"], "status");
+        assert_eq!(first["action"], "restoring");
+        assert_eq!(first["total_files"], 3);
+        assert_eq!(first["bytes_done"], 0);
+        let s = &lines[1];
+        assert_eq!(s["message_type"], "summary");
+        assert_eq!(s["snapshot"], snap);
+        assert_eq!(s["files"], 2);
+        assert_eq!(s["bytes_written"], 300);
+        assert_eq!(s["storage_reads"]["get_requests"], 4);
+        assert_eq!(s["storage_reads"]["bytes_fetched"], 320);
+        assert!(s["duration_seconds"].as_f64().unwrap() >= 0.0);
+        // Everything reached the inner sink.
+        let c = &counters;
+        use ferry_repo::progress::Counters;
+        assert_eq!(Counters::get(&c.restored_files), 2);
+        assert_eq!(Counters::get(&c.restored_bytes), 300);
+        // With a total and bytes written, a status line gives the seconds left.
+        let f = r.figures();
+        assert_eq!(f["files_done"], 2);
+        assert!(f["seconds_remaining"].is_u64(), "{f}");
     }
-    fn pack_written(&self, name: &str, bytes: u64) {
-        if let Some(i) = &self.inner {
-            i.pack_written(name, bytes);
-        }
-    }
-    fn error(&self, path: &[u8], message: &str) {
-        self.counts.errors.fetch_add(1, Ordering::Relaxed);
-        if let Some(i) = &self.inner {
-            i.error(path, message);
-        }
+
+    #[test]
+    fn check_lines_end_with_the_report_and_the_reads() {
+        let buf = Buf::default();
+        let c = CheckLines::new(Box::new(buf.clone()), None);
+        c.check_object("packs/x");
+        let report = CheckReport {
+            packs: 2,
+            packs_read: 2,
+            read_data: true,
+            ..Default::default()
+        };
+        c.summary(
+            &report,
+            StorageReads {
+                get_requests: 5,
+                bytes_fetched: 10,
+            },
+        );
+        let lines = buf.lines();
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert_eq!(lines[0]["action"], "checking");
+        let s = &lines[1];
+        assert_eq!(s["message_type"], "summary");
+        assert_eq!(s["packs_read"], 2);
+        assert_eq!(s["problems"], json!([]));
+        assert_eq!(s["storage_reads"]["get_requests"], 5);
     }
 }

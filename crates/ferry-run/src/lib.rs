@@ -10,7 +10,9 @@
 //! it got, and returns a report value; and the run's schedule (systemd units, [`schedule`]).
 //! Around the run ([`ops`]): the health pings ([`ping`]), the user's hooks ([`hooks`]), the
 //! Prometheus metrics file ([`metrics`]), the `--max-age` check ([`staleness`]) and the
-//! `--json` progress lines ([`jsonl`]). It prints nothing and reads no command line; the
+//! `--json` progress lines ([`jsonl`]; the operator's `restore --json` and `check --json`
+//! write theirs through the same module, so every command's lines share one convention and
+//! one set of field names). It prints nothing and reads no command line; the
 //! `ferry` binary installs the signal handler and prints.
 //!
 //! Must never depend on the CLI (ferry-cli, clap, indicatif), the test kit, or any AWS
@@ -37,7 +39,7 @@ pub mod staleness;
 pub use cloud::{AwsCloud, Cloud, Gate};
 pub use config::{BackupPlan, CloudPlan, ConfigError, FerryConfig, OpsPlan};
 pub use error::{Error, error_chain};
-pub use jsonl::{DirectRun, JsonLines};
+pub use jsonl::{CheckLines, DirectRun, JsonLines, RestoreLines};
 pub use lambda::{Functions, Session};
 pub use ops::Ops;
 pub use report::{RunReport, dedup_ratio, run_sources_json, sources_json};

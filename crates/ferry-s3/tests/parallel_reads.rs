@@ -1,14 +1,15 @@
 //! Restore and `check --read-data` read through `S3Storage` from several threads at once
 //! (ferry_repo's parallel pack reader): the calls must be concurrent requests, not queued
 //! behind one another, and the restore must come back byte for byte. moto holds every pack GET
-//! for a while (the kit's `unkind_s3_faults` rule), which also counts them in its log.
+//! for a while (the kit's `unkind_s3_faults` rule), which also counts them in its log; the
+//! restore's counted storage reads (what `ferry restore --json` reports) must be those GETs.
 
 #![allow(clippy::unwrap_used)] // a test fails by panicking; unwrap says where
 
 mod common;
 
 use ferry_repo::backup::local::backup_paths;
-use ferry_repo::storage::Storage;
+use ferry_repo::storage::{CountedStorage, Storage};
 use ferry_repo::{BackupOptions, MasterKey, NoProgress, ReadData, Repository, RestoreOptions};
 use ferry_s3::S3Storage;
 use ferry_testkit::{Moto, S3Fault, S3FaultAnswer};
@@ -59,14 +60,22 @@ fn parallel_restore_and_check_through_s3_are_concurrent_and_exact() {
         Arc::new(NoProgress),
     )
     .unwrap();
-    let reader = repo.reader(&key).unwrap();
     let packs = s3.list(ferry_repo::format::ObjectKind::Pack).unwrap().len() as u32;
     assert!(packs >= 10, "{packs} packs");
 
-    // Every pack GET held HOLD: sequential reads would take packs × HOLD.
+    // Every pack GET held HOLD: sequential reads would take packs × HOLD. Every other object
+    // GET held 1 ms, so that moto's log counts every GET the restore makes.
     let mut hold = S3Fault::new("GET", "^site1/packs/", S3FaultAnswer::Normal);
     hold.delay = HOLD;
-    moto.set_s3_faults(&[hold]).unwrap();
+    let mut count = S3Fault::new("GET", "^site1/", S3FaultAnswer::Normal);
+    count.delay = Duration::from_millis(1);
+    moto.set_s3_faults(&[hold, count]).unwrap();
+    // The storage reads a restore reports (`ferry restore --json`) are the GETs S3 saw.
+    let counted = Arc::new(CountedStorage::new(s3.clone()));
+    let reader = Repository::open(counted.clone())
+        .unwrap()
+        .reader(&key)
+        .unwrap();
     let target = dir.path().join("out");
     let started = Instant::now();
     reader
@@ -81,7 +90,14 @@ fn parallel_restore_and_check_through_s3_are_concurrent_and_exact() {
         )
         .unwrap();
     let took = started.elapsed();
-    let held = moto.s3_faults_injected().len() as u32;
+    let gets = moto.s3_faults_injected();
+    let held = gets.iter().filter(|l| l.contains("(rule 0,")).count() as u32;
+    let reads = counted.reads();
+    assert_eq!(reads.get_requests, gets.len() as u64, "{gets:#?}");
+    assert!(
+        reads.bytes_fetched > 24 * (600 << 10),
+        "{reads:?}: less than the files' bytes"
+    );
     for i in 0..24u64 {
         let got = std::fs::read(
             target
@@ -116,7 +132,7 @@ fn parallel_restore_and_check_through_s3_are_concurrent_and_exact() {
     let took = started.elapsed();
     assert!(report.is_ok(), "{:?}", report.problems);
     assert_eq!(report.packs_read, u64::from(packs));
-    let held = moto.s3_faults_injected().len() as u32 - held;
+    let held = moto.s3_faults_injected().len() as u32 - gets.len() as u32;
     assert!(held >= packs, "{held} GETs held for {packs} packs");
     let sequential = HOLD * held;
     assert!(

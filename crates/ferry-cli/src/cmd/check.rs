@@ -1,9 +1,11 @@
-//! `ferry check --repo DIR --key MASTER_KEY [--read-data] [--read-data-subset SUBSET] [--parallel N]`
+//! `ferry check --repo DIR --key MASTER_KEY [--read-data] [--read-data-subset SUBSET] [--parallel N] [--json]`
 
 use super::{Global, Outcome, RepoArgs};
 use crate::output::{Bar, interactive};
 use anyhow::bail;
+use ferry_repo::progress::Progress;
 use ferry_repo::{DataSubset, ReadData, Repository};
+use ferry_run::CheckLines;
 use std::sync::Arc;
 
 #[derive(Debug, clap::Args)]
@@ -23,26 +25,37 @@ pub struct CheckArgs {
     #[arg(long, value_name = "N", default_value_t = ferry_repo::fetch::DEFAULT_PARALLEL as u16,
           value_parser = clap::value_parser!(u16).range(1..=256))]
     pub parallel: u16,
-    /// Print a machine-readable report on stdout.
+    /// JSON lines on stdout (restic's convention): "status" lines with the objects checked,
+    /// then one "summary": the report (problems, warnings, counts, packs read), the duration
+    /// and the storage reads made (`storage_reads`: `get_requests`, which are S3 GETs on
+    /// s3://, and `bytes_fetched`).
     #[arg(long)]
     pub json: bool,
 }
 
 pub fn run(g: &Global, a: &CheckArgs) -> anyhow::Result<Outcome> {
     let key = super::master_key(&a.repo, "check")?;
-    let repo = Repository::open(Arc::from(super::storage(&a.repo)?))?;
-    let bar = Bar::new(interactive(g.quiet), None);
+    let storage = super::counted_storage(&a.repo)?;
+    let repo = Repository::open(storage.clone())?;
+    let bar = Arc::new(Bar::new(interactive(g.quiet), None));
+    let lines = a
+        .json
+        .then(|| CheckLines::new(Box::new(std::io::stdout()), Some(bar.clone())));
+    let progress: &dyn Progress = match &lines {
+        Some(l) => l,
+        None => &*bar,
+    };
     let read = match (a.read_data, a.read_data_subset) {
         (true, _) => ReadData::All,
         (false, Some(subset)) => ReadData::Subset(subset),
         (false, None) => ReadData::None,
     };
     let fetch = ferry_repo::fetch::FetchOptions::new(usize::from(a.parallel), 0);
-    let result = repo.check_with(&key, read, fetch, &bar);
+    let result = repo.check_with(&key, read, fetch, progress);
     bar.finish();
     let report = result?;
-    if a.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+    if let Some(l) = &lines {
+        l.summary(&report, storage.reads());
     }
     if !g.quiet || !report.is_ok() {
         for p in &report.problems {

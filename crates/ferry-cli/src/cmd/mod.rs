@@ -133,6 +133,15 @@ pub fn storage(repo: &RepoArgs) -> anyhow::Result<Box<dyn Storage>> {
         .with_context(|| format!("opening repository {}", repo.repo))
 }
 
+/// [`storage`], its reads counted (the `--json` summaries of restore and check).
+pub fn counted_storage(
+    repo: &RepoArgs,
+) -> anyhow::Result<std::sync::Arc<ferry_repo::storage::CountedStorage>> {
+    Ok(std::sync::Arc::new(
+        ferry_repo::storage::CountedStorage::new(std::sync::Arc::from(storage(repo)?)),
+    ))
+}
+
 /// `--cache-dir`, else `$XDG_CACHE_HOME/ferry` (or `~/.cache/ferry`).
 pub fn cache_dir(g: &Global) -> Option<PathBuf> {
     g.cache_dir.clone()

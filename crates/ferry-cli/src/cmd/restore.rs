@@ -1,8 +1,10 @@
-//! `ferry restore --repo DIR --key MASTER_KEY SNAPSHOT --target DIR [--include GLOB] [--parallel N]`
+//! `ferry restore --repo DIR --key MASTER_KEY SNAPSHOT --target DIR [--include GLOB] [--parallel N] [--json]`
 
 use super::{Global, Outcome, RepoArgs};
 use crate::output::{Bar, human, interactive};
+use ferry_repo::progress::Progress;
 use ferry_repo::{Repository, RestoreOptions};
+use ferry_run::RestoreLines;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -23,11 +25,18 @@ pub struct RestoreArgs {
     #[arg(long, value_name = "N", default_value_t = ferry_repo::fetch::DEFAULT_PARALLEL as u16,
           value_parser = clap::value_parser!(u16).range(1..=256))]
     pub parallel: u16,
+    /// JSON lines on stdout (restic's convention): "status" lines with files and bytes done
+    /// (and, restoring a whole snapshot, the totals and seconds remaining), then one
+    /// "summary" with what was restored, the duration and the storage reads made
+    /// (`storage_reads`: `get_requests`, which are S3 GETs on s3://, and `bytes_fetched`).
+    #[arg(long)]
+    pub json: bool,
 }
 
 pub fn run(g: &Global, a: &RestoreArgs) -> anyhow::Result<Outcome> {
     let key = super::master_key(&a.repo, "restore")?;
-    let repo = Repository::open(Arc::from(super::storage(&a.repo)?))?;
+    let storage = super::counted_storage(&a.repo)?;
+    let repo = Repository::open(storage.clone())?;
     let reader = repo.reader(&key)?;
     let snap = reader.resolve_snapshot(&a.snapshot)?;
     super::warn_skipped(&reader);
@@ -36,11 +45,24 @@ pub fn run(g: &Global, a: &RestoreArgs) -> anyhow::Result<Outcome> {
         parallel: usize::from(a.parallel),
         ..RestoreOptions::default()
     };
+    // The whole snapshot's size is known from its stats; an --include restore's is not.
+    let stats = &snap.snapshot.stats;
+    let total = a.include.is_empty().then_some((stats.files, stats.bytes));
     let show = interactive(g.quiet);
-    let bar = Bar::new(show, show.then_some(snap.snapshot.stats.bytes));
-    let result = reader.restore(&snap, &a.target, &opts, &bar);
+    let bar = Arc::new(Bar::new(show, total.map(|t| t.1)).with_total_files(total.map(|t| t.0)));
+    let lines = a
+        .json
+        .then(|| RestoreLines::new(Box::new(std::io::stdout()), total, Some(bar.clone())));
+    let progress: &dyn Progress = match &lines {
+        Some(l) => l,
+        None => &*bar,
+    };
+    let result = reader.restore(&snap, &a.target, &opts, progress);
     bar.finish();
     let st = result?;
+    if let Some(l) = &lines {
+        l.summary(&snap.id, &st, storage.reads());
+    }
     if !g.quiet {
         eprintln!(
             "restored snapshot {} into {}: {} files, {} dirs, {} symlinks, {}",
