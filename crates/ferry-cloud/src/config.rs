@@ -163,6 +163,10 @@ pub struct JumpboxConfig {
     /// default 4, at most 48.
     #[serde(default = "default_sessions_per_day")]
     pub sessions_per_day: u32,
+    /// Sessions alive at once, all sites together (`FERRY_MAX_SESSIONS`); default 1, at most
+    /// 100. An installation of several sites sets it to its number of sites.
+    #[serde(default = "default_max_sessions")]
+    pub max_sessions: u32,
     /// MiB ferry-build grants one site's sessions per UTC day together
     /// (`FERRY_SITE_BYTES_PER_DAY`); default 4096 (4 GiB), at least 1, at most 1 TiB.
     #[serde(default = "default_site_mib_per_day")]
@@ -180,6 +184,9 @@ fn default_session_mib() -> u64 {
 }
 fn default_sessions_per_day() -> u32 {
     ferry_contract::limits::DEFAULT_SESSIONS_PER_DAY
+}
+fn default_max_sessions() -> u32 {
+    ferry_contract::limits::DEFAULT_MAX_SESSIONS
 }
 fn default_site_mib_per_day() -> u64 {
     ferry_contract::limits::DEFAULT_SITE_BYTES_PER_DAY >> 20
@@ -582,6 +589,13 @@ impl InfraConfig {
                 format!("{} is not within 1..={per_day}", jb.sessions_per_day),
             ));
         }
+        let concurrent = ferry_contract::limits::MAX_SESSIONS_LIMIT;
+        if jb.max_sessions == 0 || jb.max_sessions > concurrent {
+            return Err(err(
+                "jumpbox.max_sessions",
+                format!("{} is not within 1..={concurrent}", jb.max_sessions),
+            ));
+        }
         for (field, v) in [
             ("jumpbox.session_mib", jb.session_mib),
             ("jumpbox.site_mib_per_day", jb.site_mib_per_day),
@@ -754,6 +768,9 @@ max_session_minutes = 60
 # plan` prints the worst-case monthly bill they allow.
 sessions_per_day = 4
 session_mib = 1024
+# Sessions alive at once, all sites together: a run beyond it is refused, naming this limit.
+# Set it to the number of sites whose runs may overlap (8 sites: 8, and sessions_per_day 32).
+max_sessions = 1
 site_mib_per_day = 4096
 
 # S3 Object Lock on the backup bucket (off unless this table is there): every object is locked
@@ -956,6 +973,8 @@ mod tests {
         refused("jumpbox.max_session_minutes", toml::Value::Integer(721));
         refused("jumpbox.sessions_per_day", toml::Value::Integer(0));
         refused("jumpbox.sessions_per_day", toml::Value::Integer(49));
+        refused("jumpbox.max_sessions", toml::Value::Integer(0));
+        refused("jumpbox.max_sessions", toml::Value::Integer(101));
         refused("jumpbox.site_mib_per_day", toml::Value::Integer(0));
         refused("jumpbox.session_mib", toml::Value::Integer(0));
         refused("jumpbox.session_mib", toml::Value::Integer(1 << 21));

@@ -106,7 +106,7 @@ impl Limits {
             sessions_per_day: jb.sessions_per_day,
             max_session_minutes: jb.max_session_minutes,
             shutdown_grace_minutes: limits::DEFAULT_SHUTDOWN_GRACE_MINUTES,
-            max_sessions: limits::DEFAULT_MAX_SESSIONS,
+            max_sessions: jb.max_sessions,
             session_bytes: jb.session_bytes(),
             site_bytes_per_day: jb.site_bytes_per_day(),
         }
@@ -367,6 +367,19 @@ mod tests {
             ..base.clone()
         });
         assert!(close(all_day.instance_hours, 24.0 * 31.0));
+        // `jumpbox.max_sessions` of the config is what bounds the hours a day: 8 sessions at
+        // once, 48 sessions of 12 h 5 min a day, are 8 × 24 h a day.
+        let eight = Limits::of(
+            &InfraConfig::parse(&EXAMPLE_CONFIG.replace("max_sessions = 1", "max_sessions = 8"))
+                .unwrap(),
+        );
+        assert_eq!(eight.max_sessions, 8);
+        let eight_all_day = worst_case(&Limits {
+            sessions_per_day: 48,
+            max_session_minutes: 720,
+            ..eight
+        });
+        assert!(close(eight_all_day.instance_hours, 8.0 * 24.0 * 31.0));
         // A type without a known price: the EC2 line has none, and the text says so.
         let odd = worst_case(&Limits {
             instance_type: "m5.large".into(),

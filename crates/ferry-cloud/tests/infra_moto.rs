@@ -498,6 +498,7 @@ async fn apply_converges_is_idempotent_corrects_drift_and_destroys() {
             ("FERRY_CLEAN_FUNCTION", "ferry-clean"),
             ("FERRY_INSTANCE_TYPE", "t3.micro"),
             ("FERRY_MAX_SESSION_MINUTES", "60"),
+            ("FERRY_MAX_SESSIONS", "1"),
             ("FERRY_SESSIONS_PER_DAY", "4"),
             ("FERRY_GATE_MAX_SESSION_BYTES", "1073741824"),
             ("FERRY_SITE_BYTES_PER_DAY", "4294967296"),

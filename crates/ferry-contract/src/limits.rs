@@ -9,8 +9,12 @@
 pub const DEFAULT_GATE_MAX_SESSION_BYTES: u64 = 1 << 30;
 /// `FERRY_GATE_MAX_OBJECT_BYTES`: the largest object the gate accepts (256 MiB).
 pub const DEFAULT_GATE_MAX_OBJECT_BYTES: u64 = 256 << 20;
-/// `FERRY_MAX_SESSIONS`: concurrent unexpired sessions.
+/// `FERRY_MAX_SESSIONS`: concurrent unexpired sessions, all sites together. One site needs
+/// one; an installation of several sites sets `jumpbox.max_sessions` to its number of sites,
+/// so that sites whose daily runs overlap are never refused (docs/RELIABILITY.md, "Load").
 pub const DEFAULT_MAX_SESSIONS: u32 = 1;
+/// Most concurrent sessions any installation may configure.
+pub const MAX_SESSIONS_LIMIT: u32 = 100;
 /// `FERRY_SHUTDOWN_GRACE_MINUTES`: the jump box powers itself off this long after expiry.
 pub const DEFAULT_SHUTDOWN_GRACE_MINUTES: u32 = 5;
 /// `FERRY_SESSIONS_PER_DAY`: sessions per UTC day, per installation. A daily backup needs one;

@@ -18,7 +18,7 @@
 //! | `FERRY_INSTANCE_TYPE` | build | default `t3.micro` |
 //! | `FERRY_MAX_SESSION_MINUTES` | build | longest TTL a caller may ask for (default 60, at most 720) |
 //! | `FERRY_DEFAULT_SESSION_MINUTES` | build | TTL when the caller gives none (default 30, capped by the maximum) |
-//! | `FERRY_MAX_SESSIONS` | build | concurrent unexpired sessions allowed (default 1) |
+//! | `FERRY_MAX_SESSIONS` | build | concurrent unexpired sessions allowed, all sites together (default 1, at most 100) |
 //! | `FERRY_SESSIONS_PER_DAY` | build | sessions started per UTC day, all sites together (default 4, at most 48) |
 //! | `FERRY_SITE_BYTES_PER_DAY` | build | bytes granted per UTC day to one site's sessions together; each session's gate limit is the smaller of `FERRY_GATE_MAX_SESSION_BYTES` and what is left (default 4 GiB, at least 1 MiB) |
 //! | `FERRY_SHUTDOWN_GRACE_MINUTES` | build | backstop power-off this long after expiry (default 5) |
@@ -234,7 +234,7 @@ impl Config {
                 env::MAX_SESSIONS,
                 limits::DEFAULT_MAX_SESSIONS.into(),
                 1,
-                100,
+                limits::MAX_SESSIONS_LIMIT.into(),
             )? as u32,
             sessions_per_day: number(
                 env::SESSIONS_PER_DAY,

@@ -709,7 +709,7 @@ impl Cloud {
         if active.len() > self.cfg.max_sessions as usize {
             let others: Vec<_> = active.iter().filter(|a| *a != session).cloned().collect();
             return Err(FerryError::Limit(format!(
-                "{} concurrent session(s) allowed and {} already active ({}); end one with ferry-clean or wait for its expiry",
+                "{} concurrent session(s) allowed and {} already active ({}); end one with ferry-clean or wait for its expiry (max_sessions in the infra config)",
                 self.cfg.max_sessions,
                 others.len(),
                 others.join(", ")

@@ -12,109 +12,14 @@
 //! the project venv and `nc` (scripts/install-deps.sh), and the binaries `ferry`, `bootstrap`,
 //! `ferry-gate` in this test's target directory (`cargo test --workspace` builds them).
 
+mod common;
+
+use common::{BACKUP_BUCKET, Cloud};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
-
-const LC: &str = env!("CARGO_BIN_EXE_ferry-localcloud");
-
-fn target_binary(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("the test's own path");
-    let p = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target/<profile>/deps")
-        .join(name);
-    assert!(
-        p.is_file(),
-        "{} is missing: build it first (cargo build --workspace)",
-        p.display()
-    );
-    p
-}
-
-struct Cloud {
-    dir: tempfile::TempDir,
-    env: Vec<(String, String)>,
-}
-
-impl Drop for Cloud {
-    fn drop(&mut self) {
-        let _ = Command::new(LC)
-            .args(["down", "--dir"])
-            .arg(self.dir.path().join("cloud"))
-            .output();
-    }
-}
-
-/// `export K='V'` lines of DIR/env.
-fn read_env(path: &Path) -> Vec<(String, String)> {
-    let text = std::fs::read_to_string(path).expect("DIR/env");
-    text.lines()
-        .filter_map(|l| l.strip_prefix("export "))
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.to_string(), v.trim_matches('\'').to_string()))
-        .collect()
-}
-
-impl Cloud {
-    fn path(&self, rel: &str) -> PathBuf {
-        self.dir.path().join(rel)
-    }
-
-    fn ferry(&self, operator: bool) -> Command {
-        let mut c = Command::new(target_binary("ferry"));
-        for (k, v) in &self.env {
-            c.env(k, v);
-        }
-        if !operator {
-            // The backup VM has only the backup user's profile.
-            c.env_remove("AWS_ACCESS_KEY_ID")
-                .env_remove("AWS_SECRET_ACCESS_KEY");
-        }
-        c.env("FERRY_CACHE_DIR", self.path("cache"));
-        c
-    }
-
-    fn ok(&self, operator: bool, args: &[&str]) -> String {
-        let o = self.ferry(operator).args(args).output().expect("ferry");
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        );
-        assert!(o.status.success(), "ferry {args:?}: {text}\n{}", self.log());
-        text
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.path("cloud/localcloud.log")).unwrap_or_default()
-    }
-
-    /// (running instances of the installation, session security groups, session state objects)
-    fn leftovers(&self) -> (u64, u64, u64) {
-        const PY: &str = r#"
-import boto3, json
-ec2, s3 = boto3.client('ec2'), boto3.client('s3')
-live = [i['InstanceId'] for r in ec2.describe_instances(Filters=[{'Name': 'tag:ferry:installation', 'Values': ['ferry']}])['Reservations']
-        for i in r['Instances'] if i['State']['Name'] not in ('terminated', 'shutting-down')]
-groups = [g['GroupId'] for g in ec2.describe_security_groups()['SecurityGroups']
-          if any(t['Key'] == 'ferry:session' for t in g.get('Tags', []))]
-states = s3.list_objects_v2(Bucket='ferry-state-sig', Prefix='sessions/').get('KeyCount', 0)
-print(json.dumps([len(live), len(groups), states]))
-"#;
-        let mut c = Command::new(ferry_testkit::Moto::venv().join("bin/python3"));
-        for (k, v) in &self.env {
-            c.env(k, v);
-        }
-        let o = c.arg("-c").arg(PY).output().expect("python");
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-        let v: Vec<u64> = serde_json::from_slice(&o.stdout).expect("json");
-        (v[0], v[1], v[2])
-    }
-}
 
 /// Start `ferry backup`, send `signal` as soon as stderr shows `marker` (plus `delay`), and
 /// return (exit code, everything it printed).
@@ -188,62 +93,11 @@ struct Setup {
 }
 
 fn setup(big_mib: usize) -> Setup {
-    assert!(
-        unsafe { libc::geteuid() } == 0,
-        "needs root: the local cloud's sample host gets a user account, jump boxes run under unshare"
-    );
-    let dir = tempfile::tempdir().expect("tempdir");
-    let cdir = dir.path().join("cloud");
-    let up = Command::new(LC)
-        .args(["up", "--lan", "1", "--dir"])
-        .arg(&cdir)
-        .output()
-        .expect("ferry-localcloud up");
-    assert!(
-        up.status.success(),
-        "up: {}",
-        String::from_utf8_lossy(&up.stderr)
-    );
-    let cloud = Cloud {
-        env: read_env(&cdir.join("env")),
-        dir,
-    };
-
+    let cloud = Cloud::up(1);
     // The operator creates the infrastructure; the functions are deployed from these binaries.
-    let artifacts = target_binary("bootstrap")
-        .parent()
-        .expect("dir")
-        .to_path_buf();
-    let infra = cloud.path("infra.toml");
-    std::fs::write(
-        &infra,
-        "prefix = \"ferry\"\nregion = \"us-east-1\"\nbackup_bucket = \"ferry-backup-sig\"\n\
-         state_bucket = \"ferry-state-sig\"\noperator_arns = []\n\n[jumpbox]\n\
-         allowed_ssh_cidrs = [\"127.0.0.1/32\"]\ninstance_type = \"t3.micro\"\nmax_session_minutes = 60\n",
-    )
-    .expect("infra.toml");
-    let creds = cloud.path("backup.credentials");
-    cloud.ok(
-        true,
-        &[
-            "infra",
-            "apply",
-            "-c",
-            infra.to_str().expect("utf-8"),
-            "--credentials-out",
-            creds.to_str().expect("utf-8"),
-            "--artifacts",
-            artifacts.to_str().expect("utf-8"),
-        ],
-    );
-    let (master, put) = (cloud.path("master.key"), cloud.path("put.key"));
-    let mut c = cloud.ferry(true);
-    c.env("FERRY_PASSPHRASE", "")
-        .args(["key", "init", "--master"])
-        .arg(&master)
-        .arg("--put")
-        .arg(&put);
-    assert!(c.output().expect("key init").status.success());
+    let creds = cloud.apply("");
+    let (master, put) = cloud.keys("home");
+    let cdir = cloud.path("cloud");
 
     // The sample host gets a big incompressible file, so collection and upload take time.
     let sources = std::fs::read_to_string(cdir.join("sources.toml")).expect("sources.toml");
@@ -254,28 +108,23 @@ fn setup(big_mib: usize) -> Setup {
                 .map(|(_, p)| PathBuf::from(p.trim()))
         })
         .expect("the host's directory in sources.toml");
-    let mut x: u64 = 0x9e3779b97f4a7c15;
-    let big: Vec<u8> = (0..big_mib << 20)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect();
+    let big = common::noise(0, big_mib << 20);
     let big_path = host_root.join("var/log/big.bin");
     std::fs::write(&big_path, &big).expect("big file");
     let config = cloud.path("ferry.toml");
     std::fs::write(
         &config,
         format!(
-            "{sources}\n[backup]\nsite = \"home\"\nkey = {:?}\nspool = {:?}\npack_size = \"16MiB\"\n\n\
-             [cloud]\nregion = \"us-east-1\"\nprofile = \"ferry-backup\"\ncredentials_file = {:?}\n\n\
+            "{sources}\n{}\n\
              [metrics]\ntextfile = {:?}\n\n\
              [hooks]\nrun-finally = [\"sh\", \"-c\", \"echo $FERRY_HOOK $FERRY_STATUS >> \\\"$0\\\"\", {:?}]\n",
-            put.display().to_string(),
-            cloud.path("spool").display().to_string(),
-            creds.display().to_string(),
+            cloud.backup_sections(
+                "home",
+                &put,
+                &cloud.path("spool"),
+                &creds,
+                "pack_size = \"16MiB\"\n"
+            ),
             cloud.path("ferry.prom").display().to_string(),
             cloud.path("finally.log").display().to_string(),
         ),
@@ -454,7 +303,7 @@ fn restores_latest(st: &Setup) {
     } = st;
     // The latest snapshot restores byte for byte (read back from S3 with the master key).
     let target = cloud.path("restore");
-    let repo = "s3://ferry-backup-sig/home";
+    let repo = &format!("s3://{BACKUP_BUCKET}/home");
     cloud.ok(
         true,
         &[

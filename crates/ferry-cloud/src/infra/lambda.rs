@@ -102,6 +102,7 @@ pub(crate) fn environment(
         env::MAX_SESSION_MINUTES,
         c.raw.jumpbox.max_session_minutes.to_string(),
     );
+    set(env::MAX_SESSIONS, c.raw.jumpbox.max_sessions.to_string());
     set(
         env::SESSIONS_PER_DAY,
         c.raw.jumpbox.sessions_per_day.to_string(),

@@ -1,0 +1,225 @@
+#!/usr/bin/env bash
+# Load figures (issue 15), not a test: it prints a table (and writes it to $WORK/table.md).
+#
+#   sudo bash scripts/bench-load.sh [FILES] [BIG_MIB]      (default 100000 4096)
+#
+# Two sources, each backed up by `ferry backup --config` through the whole local cloud
+# (`ferry-localcloud`: moto, the real Lambda `bootstrap`, a jump box booted from its user data
+# with real sshd and the real `ferry-gate`), first run then the unchanged re-run:
+#  - `small`: FILES small files (100 per directory, 200-2,200 bytes of seeded random hex and
+#    words each, which zstd halves but cannot make vanish);
+#  - `big`: one file of BIG_MIB MiB from /dev/urandom (incompressible).
+# For each run: wall time, and the phases from `--json` (collect+pack until ferry-build is
+# asked; build; connect+upload; clean), peak RSS of `ferry backup` (GNU time's "Maximum
+# resident set size") and of the session's `ferry-gate` (VmHWM from /proc/<pid>/status, read
+# every 0.2 s while it runs, of the ferry-gate processes under the jump box's PID), the files
+# the run saw unchanged, and the bytes it uploaded; for the small source, the re-run's time
+# per 10,000 files.
+#
+# Environment: BENCH_DIR (default /var/tmp/ferry-bench-load; needs about 3 x BIG_MIB free:
+# the source, the spool, moto's copy), BENCH_PROFILE (debug | release; default debug: the
+# build the tests use), CARGO_TARGET_DIR. Needs root (jump boxes run under unshare), the
+# project venv (scripts/install-deps.sh), GNU time. Removes everything it made when it ends.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+FILES="${1:-100000}"
+BIG_MIB="${2:-4096}"
+PROFILE="${BENCH_PROFILE:-debug}"
+WORK="${BENCH_DIR:-/var/tmp/ferry-bench-load}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/ferry/target}"
+PY="$ROOT/.venv/bin/python"
+
+[ "$(id -u)" = 0 ] || { echo "bench-load: run as root (jump boxes run under unshare)" >&2; exit 1; }
+[ -x /usr/bin/time ] || { echo "bench-load: GNU time missing (apt-get install time)" >&2; exit 1; }
+[ -x "$PY" ] || { echo "bench-load: $PY missing (bash scripts/install-deps.sh)" >&2; exit 1; }
+
+release=()
+[ "$PROFILE" = release ] && release=(--release)
+echo "bench-load: cargo build ${release[*]} (ferry, ferry-gate, bootstrap, ferry-localcloud)" >&2
+cargo build -q "${release[@]}" -p ferry-cli -p ferry-gate -p ferry-lambda -p ferry-localcloud
+BIN="$CARGO_TARGET_DIR/$PROFILE"
+
+rm -rf "$WORK"
+mkdir -p "$WORK/times"
+CLOUD="$WORK/cloud"
+cleanup() {
+  "$BIN/ferry-localcloud" down --dir "$CLOUD" >/dev/null 2>&1 || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+echo "bench-load: generating $FILES small files and a $BIG_MIB MiB file in $WORK" >&2
+"$PY" - "$WORK/src/small" "$FILES" <<'PY'
+import os, random, sys
+root, n = sys.argv[1], int(sys.argv[2])
+rng = random.Random(20261202)
+words = ["ferry", "backup", "config", "log", "error", "warn", "info", "host", "port", "user"]
+for i in range(n):
+    d = os.path.join(root, f"d{i // 100:04d}")
+    if i % 100 == 0:
+        os.makedirs(d, exist_ok=True)
+    size = 200 + rng.randrange(2000)
+    lines = []
+    while sum(map(len, lines)) < size:
+        lines.append(f"{rng.choice(words)} {rng.getrandbits(64):016x} {rng.randrange(10**6)}\n")
+    with open(os.path.join(d, f"f{i % 100:03d}.conf"), "w") as f:
+        f.write("".join(lines)[:size])
+PY
+mkdir -p "$WORK/src/big"
+head -c "$((BIG_MIB << 20))" /dev/urandom >"$WORK/src/big/big.bin"
+
+echo "bench-load: starting the local cloud, ferry infra apply" >&2
+"$BIN/ferry-localcloud" up --dir "$CLOUD" >/dev/null
+# shellcheck disable=SC1091
+. "$CLOUD/env"
+# Sessions long and large enough for the big source in one run (docs/INFRA.md).
+cat >"$WORK/infra.toml" <<EOF
+prefix = "ferry"
+region = "$AWS_REGION"
+backup_bucket = "ferry-backup-bench"
+state_bucket = "ferry-state-bench"
+operator_arns = []
+
+[jumpbox]
+allowed_ssh_cidrs = ["127.0.0.1/32"]
+instance_type = "t3.micro"
+max_session_minutes = 180
+sessions_per_day = 48
+max_sessions = 2
+session_mib = $((BIG_MIB * 2))
+site_mib_per_day = $((BIG_MIB * 8))
+EOF
+"$BIN/ferry" infra apply -c "$WORK/infra.toml" --credentials-out "$WORK/backup.credentials" \
+  --artifacts "$BIN" >"$WORK/apply.log"
+for _ in $(seq 1 240); do
+  "$BIN/ferry-localcloud" status --dir "$CLOUD" --json | "$PY" -c '
+import json, sys
+fs = {f["name"]: f for f in json.load(sys.stdin)["functions"]}
+sys.exit(0 if all(fs.get(n, {}).get("pid") for n in ("ferry-build", "ferry-clean")) else 1)' && break
+  sleep 0.5
+done
+
+for site in small big; do
+  FERRY_PASSPHRASE='' "$BIN/ferry" key init --master "$WORK/$site.master" --put "$WORK/$site.put" 2>/dev/null
+  cat >"$WORK/$site.toml" <<EOF
+[sources]
+[sources.local]
+paths = ["$WORK/src/$site"]
+
+[backup]
+site = "$site"
+key = "$WORK/$site.put"
+spool = "$WORK/spool-$site"
+spool_max = "$((BIG_MIB * 3))MiB"
+
+[cloud]
+region = "$AWS_REGION"
+profile = "ferry-backup"
+credentials_file = "$WORK/backup.credentials"
+session_minutes = 180
+connect_timeout = 180
+EOF
+done
+
+# The peak VmHWM (kB) of the ferry-gate processes under this local cloud's jump boxes, read
+# every 0.2 s until $1 exists; printed to stdout.
+gate_peak() {
+  "$PY" - "$CLOUD/state.json" "$1" <<'PY'
+import json, os, sys, time
+state, stop = sys.argv[1], sys.argv[2]
+peak = 0
+while not os.path.exists(stop):
+    try:
+        boxes = {b["pid"] for b in json.load(open(state)).get("boxes", []) if b.get("pid")}
+    except (OSError, ValueError):
+        boxes = set()
+    parent, comm = {}, {}
+    for p in os.listdir("/proc"):
+        if not p.isdigit():
+            continue
+        try:
+            s = open(f"/proc/{p}/stat").read()
+        except OSError:
+            continue
+        comm[int(p)] = s[s.index("(") + 1 : s.rindex(")")]
+        parent[int(p)] = int(s[s.rindex(")") + 2 :].split()[1])
+    for p, c in comm.items():
+        if c != "ferry-gate":
+            continue
+        q, seen = p, 0
+        while q > 1 and q not in boxes and seen < 64:
+            q, seen = parent.get(q, 1), seen + 1
+        if q in boxes:
+            try:
+                for line in open(f"/proc/{p}/status"):
+                    if line.startswith("VmHWM:"):
+                        peak = max(peak, int(line.split()[1]))
+            except OSError:
+                pass
+    time.sleep(0.2)
+print(peak)
+PY
+}
+
+# run NAME SITE: one `ferry backup --config` as the backup VM (only its profile), measured.
+run() {
+  local name=$1 site=$2
+  rm -f "$WORK/times/$name.stop"
+  gate_peak "$WORK/times/$name.stop" >"$WORK/times/$name.gate" &
+  local sampler=$!
+  if ! env -u AWS_ACCESS_KEY_ID -u AWS_SECRET_ACCESS_KEY FERRY_CACHE_DIR="$WORK/cache-$site" \
+    /usr/bin/time -v -o "$WORK/times/$name.time" \
+    "$BIN/ferry" backup --json --config "$WORK/$site.toml" >"$WORK/times/$name.json" 2>"$WORK/times/$name.err"; then
+    touch "$WORK/times/$name.stop"; wait "$sampler" || true
+    echo "bench-load: $name failed:" >&2; tail -n 20 "$WORK/times/$name.err" >&2; exit 1
+  fi
+  touch "$WORK/times/$name.stop"
+  wait "$sampler"
+}
+
+for site in small big; do
+  echo "bench-load: $site, first run" >&2
+  run "$site-1" "$site"
+  echo "bench-load: $site, unchanged re-run" >&2
+  run "$site-2" "$site"
+done
+
+echo "bench-load: restoring both from S3 (checked with diff -r)" >&2
+for site in small big; do
+  "$BIN/ferry" restore --repo "s3://ferry-backup-bench/$site" --key "$WORK/$site.master" latest \
+    --target "$WORK/restore-$site" >/dev/null 2>&1
+  diff -r "$WORK/src/$site" "$WORK/restore-$site/local$WORK/src/$site" >/dev/null ||
+    { echo "bench-load: the restore of $site differs" >&2; exit 1; }
+  rm -rf "$WORK/restore-$site"
+done
+
+"$PY" - "$WORK/times" "$FILES" "$BIG_MIB" "$PROFILE" "$(nproc)" <<'PY' | tee "$WORK/table.md"
+import json, sys
+d, files, big_mib, profile, cores = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
+def load(name):
+    lines = [json.loads(l) for l in open(f"{d}/{name}.json") if l.strip()]
+    at = {}
+    for l in lines:
+        if l.get("message_type") == "status":
+            at.setdefault(l["action"], l["seconds_elapsed"])
+    summary = lines[-1]
+    rss = next(int(l.split(":")[1]) for l in open(f"{d}/{name}.time") if "Maximum resident set size" in l)
+    gate = int(open(f"{d}/{name}.gate").read().strip() or 0)
+    unchanged = sum(s.get("files_unchanged", 0) for s in summary.get("sources", []))
+    return at, summary, rss, gate, unchanged
+print(f"ferry backup through the local cloud, {profile} build, {cores} cores\n")
+print("| run | wall s | collect+pack s | build s | connect+upload s | clean s | files | unchanged | uploaded MiB | ferry backup peak RSS MiB | ferry-gate peak RSS MiB | s per 10,000 files |")
+print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+for name, label in [("small-1", f"{files:,} small files, first"), ("small-2", f"{files:,} small files, unchanged re-run"),
+                    ("big-1", f"one {big_mib} MiB file, first"), ("big-2", f"one {big_mib} MiB file, unchanged re-run")]:
+    at, s, rss, gate, unchanged = load(name)
+    wall = s["duration_seconds"]
+    b, l, c = at.get("building"), at.get("launched"), at.get("cleaning")
+    f = lambda x: f"{x:.1f}" if x is not None else "–"
+    per = f"{wall / s['files'] * 10000:.2f}" if name.startswith("small") and s.get("files") else ""
+    print(f"| {label} | {wall:.1f} | {f(b)} | {f(l - b if l is not None and b is not None else None)} | "
+          f"{f(c - l if c is not None and l is not None else None)} | {f(wall - c if c is not None else None)} | "
+          f"{s.get('files', 0):,} | {unchanged:,} | {s['usage']['uploaded_bytes'] / 2**20:.1f} | "
+          f"{rss / 1024:.0f} | {gate / 1024:.0f} | {per} |")
+PY
