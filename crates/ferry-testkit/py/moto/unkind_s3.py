@@ -57,8 +57,16 @@ _SECURE = os.environ.get("FERRY_UNKIND_S3_SECURE_TRANSPORT", "true").lower() != 
 _GATEWAY_PORT = os.environ.get("FERRY_UNKIND_S3_GATEWAY_PORT", "")
 
 
+_LOG_LOCK = threading.Lock()
+
+
 def _log(msg):
-    print("ferry-testkit unkind_s3: " + msg, file=sys.stderr, flush=True)
+    # One write of the whole line under a lock: moto serves requests on many threads, and
+    # print() writes the text and its newline separately, so two lines could run together
+    # (a test counting held GETs by line then miscounts).
+    with _LOG_LOCK:
+        sys.stderr.write("ferry-testkit unkind_s3: " + msg + "\n")
+        sys.stderr.flush()
 
 
 # ---- the request context ---------------------------------------------------------------------

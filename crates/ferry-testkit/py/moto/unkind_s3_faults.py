@@ -54,8 +54,16 @@ _ERRORS = {
 }
 
 
+_LOG_LOCK = threading.Lock()
+
+
 def _log(msg):
-    print("ferry-testkit unkind_s3_faults: " + msg, file=sys.stderr, flush=True)
+    # One write of the whole line under a lock: moto serves requests on many threads, and
+    # print() writes the text and its newline separately, so two lines could run together
+    # (a test counting held GETs by line then miscounts).
+    with _LOG_LOCK:
+        sys.stderr.write("ferry-testkit unkind_s3_faults: " + msg + "\n")
+        sys.stderr.flush()
 
 
 class _Rule:
