@@ -16,7 +16,8 @@ use std::time::Duration;
 /// One answer read from the gate.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reply {
-    /// A frame, as its `Debug` text (`Refused { name: .., reason: ".." }`, `Error { .. }`).
+    /// A frame, as its `Debug` text (`Refused { name: .., reason: ".." }`, `Error { .. }`);
+    /// a page of names as `Names { count: .., continuation: "..", names: [..] }`.
     Frame(String),
     /// The gate's stdout could not be decoded (the message).
     Garbled(String),
@@ -52,6 +53,15 @@ impl<W: Write> Hostile<W> {
             let mut r = FrameReader::new(input);
             loop {
                 let reply = match r.read() {
+                    // A page of names with the names (the frame's Debug gives only their
+                    // count), so a test can see what a LIST answered.
+                    Ok(Some(Frame::Names {
+                        names,
+                        continuation,
+                    })) => Reply::Frame(format!(
+                        "Names {{ count: {}, continuation: {continuation:?}, names: {names:?} }}",
+                        names.len()
+                    )),
                     Ok(Some(f)) => Reply::Frame(format!("{f:?}")),
                     Ok(None) => Reply::Closed,
                     Err(e) => Reply::Garbled(e.to_string()),
