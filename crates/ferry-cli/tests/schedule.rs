@@ -26,6 +26,28 @@ fn config(env: &Env, extra: &str) -> std::path::PathBuf {
     p
 }
 
+/// `systemd-analyze verify` of `units`, with this ferry's man pages (`ferry generate --man`) on
+/// MANPATH: man-db is installed, so systemd also checks that each `Documentation=man:` page
+/// exists. Returns whether it passed, and what it said.
+fn systemd_verify(env: &Env, units: &[std::path::PathBuf]) -> (bool, String) {
+    ensure_systemd_analyze();
+    let man = env.path("man");
+    env.run(["generate", "--man", man.join("man1").to_str().unwrap()])
+        .ok();
+    let v = Command::new("systemd-analyze")
+        .arg("verify")
+        .args(units)
+        .env("MANPATH", &man)
+        .output()
+        .unwrap();
+    let out = format!(
+        "{}{}",
+        String::from_utf8_lossy(&v.stdout),
+        String::from_utf8_lossy(&v.stderr)
+    );
+    (v.status.success(), out)
+}
+
 /// Installs systemd (for `systemd-analyze`) when missing: the test needs it, it does not skip.
 fn ensure_systemd_analyze() {
     if Command::new("systemd-analyze")
@@ -76,20 +98,15 @@ fn schedule_install_writes_valid_units_and_remove_deletes_only_ours() {
     assert!(timer.contains("RandomizedDelaySec=30min") && timer.contains("Persistent=true"));
 
     // systemd itself accepts both units (the ExecStart binary exists: it is this ferry).
-    ensure_systemd_analyze();
-    let v = Command::new("systemd-analyze")
-        .arg("verify")
-        .arg(units.join("ferry-backup.service"))
-        .arg(units.join("ferry-backup.timer"))
-        .output()
-        .unwrap();
-    let out = format!(
-        "{}{}",
-        String::from_utf8_lossy(&v.stdout),
-        String::from_utf8_lossy(&v.stderr)
+    let (ok, out) = systemd_verify(
+        &env,
+        &[
+            units.join("ferry-backup.service"),
+            units.join("ferry-backup.timer"),
+        ],
     );
     assert!(
-        v.status.success() && !out.contains("ferry-backup"),
+        ok && !out.contains("ferry-backup"),
         "systemd-analyze verify: {out}"
     );
 
@@ -204,20 +221,15 @@ fn schedule_install_retention_writes_a_weekly_forget_prune_that_systemd_accepts(
         "{service}"
     );
     assert!(timer.contains("OnCalendar=weekly"), "{timer}");
-    ensure_systemd_analyze();
-    let v = Command::new("systemd-analyze")
-        .arg("verify")
-        .arg(units.join("ferry-retention.service"))
-        .arg(units.join("ferry-retention.timer"))
-        .output()
-        .unwrap();
-    let out = format!(
-        "{}{}",
-        String::from_utf8_lossy(&v.stdout),
-        String::from_utf8_lossy(&v.stderr)
+    let (ok, out) = systemd_verify(
+        &env,
+        &[
+            units.join("ferry-retention.service"),
+            units.join("ferry-retention.timer"),
+        ],
     );
     assert!(
-        v.status.success() && !out.contains("ferry-retention"),
+        ok && !out.contains("ferry-retention"),
         "systemd-analyze verify: {out}"
     );
     env.run([

@@ -66,12 +66,14 @@ fn nothing() -> (Vec<String>, Vec<String>, Vec<String>) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_new_instance_profile_is_refused_at_first_and_ferry_build_waits_for_it() {
-    // The profile is created by the setup just before the functions start.
+    // The profile is created by the setup just before the functions start. It stays refused
+    // for 40 s: the setup and the Lambda host's start took more than 10 s when the test
+    // binaries run three at a time on two cores, and the impatient build then saw the profile.
     let cloud = Cloud::start_with(
         b"gate-artifact",
         &[
             ("FERRY_UNKIND_EC2_NOTFOUND_SECONDS", "0"),
-            ("FERRY_UNKIND_IAM_PROFILE_SECONDS", "10"),
+            ("FERRY_UNKIND_IAM_PROFILE_SECONDS", "40"),
         ],
     );
     let h = LambdaHost::start(vec![

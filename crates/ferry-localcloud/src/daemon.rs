@@ -25,6 +25,8 @@ use crate::state::*;
 const OPERATOR_USER: &str = "localcloud-operator";
 const POLL: Duration = Duration::from_millis(300);
 const RULES_EVERY: Duration = Duration::from_secs(5);
+/// How long an instance listed without an instance profile may wait for its association.
+const PROFILE_GRACE: Duration = Duration::from_secs(10);
 const BOOT_TIMEOUT: Duration = Duration::from_secs(90);
 /// Where `ferry infra apply` puts the functions' code in the state bucket.
 pub const CODE_KEY: &str = ferry_contract::keys::LAMBDA_ARTIFACT;
@@ -94,6 +96,9 @@ pub struct Daemon {
     booting: BTreeMap<String, Booting>,
     /// Instances not to boot again (failed to boot, or powered off).
     done: HashSet<String>,
+    /// Instances seen without an instance profile, and since when: moto's RunInstances creates
+    /// the instance before it associates the profile, so a listing can catch it in between.
+    no_profile_since: HashMap<String, Instant>,
     boot_tx: mpsc::Sender<BootResult>,
     boot_rx: mpsc::Receiver<BootResult>,
     boot_threads: Vec<JoinHandle<()>>,
@@ -226,6 +231,7 @@ impl Daemon {
             boxes: BTreeMap::new(),
             booting: BTreeMap::new(),
             done: HashSet::new(),
+            no_profile_since: HashMap::new(),
             boot_tx,
             boot_rx,
             boot_threads: Vec::new(),
@@ -475,6 +481,7 @@ impl Daemon {
                 if !self.boxes.contains_key(id)
                     && !self.booting.contains_key(id)
                     && !self.done.contains(id)
+                    && !self.profile_still_coming(id, i)
                 {
                     self.start_boot(i);
                 }
@@ -487,6 +494,7 @@ impl Daemon {
                 log(&format!("box stopped: {id}"));
             }
         }
+        self.no_profile_since.retain(|id, _| live.contains(id));
         // Instances gone from moto altogether.
         let vanished: Vec<String> = self
             .boxes
@@ -507,6 +515,22 @@ impl Daemon {
             ));
             false
         });
+    }
+
+    /// True while an instance listed without an instance profile may still get the one its
+    /// RunInstances named (moto associates it a moment after creating the instance; a loaded
+    /// machine widens that moment): the box boots at a later poll. After
+    /// [`PROFILE_GRACE`] without one, the instance boots as it is (and fails to, as on EC2).
+    fn profile_still_coming(&mut self, id: &str, i: &Value) -> bool {
+        if i["profile_arn"].as_str().is_some() {
+            self.no_profile_since.remove(id);
+            return false;
+        }
+        let since = *self
+            .no_profile_since
+            .entry(id.to_string())
+            .or_insert_with(Instant::now);
+        since.elapsed() < PROFILE_GRACE
     }
 
     fn start_boot(&mut self, i: &Value) {

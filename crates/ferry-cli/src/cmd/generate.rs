@@ -9,8 +9,9 @@ use clap::CommandFactory;
 use clap_complete::Shell;
 use std::path::{Path, PathBuf};
 
+/// At least one output (a usage error, exit 2, names the three when none is given).
 #[derive(Debug, clap::Args)]
-#[command(arg_required_else_help = true)]
+#[group(required = true, multiple = true)]
 pub struct GenerateArgs {
     /// Write the bash, zsh and fish completions into DIR (`ferry.bash`, `_ferry`, `ferry.fish`).
     #[arg(long, value_name = "DIR")]
