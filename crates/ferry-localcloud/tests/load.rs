@@ -433,7 +433,7 @@ fn eight_sites_at_once_then_the_session_limit_and_the_site_scope_hold() {
     for (s, (code, out)) in rest.iter().zip(&results) {
         assert_eq!(*code, 1, "{}: {out}", s.name);
         for want in [
-            "Ferry.SessionLimit: 2 concurrent session(s) allowed and 2 already active",
+            "Ferry.SessionLimit: session limit reached: 2 concurrent session(s) allowed and 2 already active",
             one.session.as_str(),
             two.session.as_str(),
             "(max_sessions in the infra config)",
