@@ -30,6 +30,12 @@ fi
 WORK="$(mktemp -d /tmp/ferry-deb.XXXXXX)"
 CLOUD="$WORK/cloud"
 cleanup() {
+  local rc=$?
+  if [ "$rc" != 0 ] && [ -d "$CLOUD" ]; then # keep the local cloud's logs (boxes, gate, moto)
+    keep="$(mktemp -d /tmp/ferry-deb-failed.XXXXXX)"
+    find "$CLOUD" -name '*.log' -size -20M -exec cp --parents -t "$keep" {} + 2>/dev/null || true
+    echo "test-deb: the local cloud's logs are kept in $keep" >&2
+  fi
   [ -f "$CLOUD/env" ] && "$BIN/ferry-localcloud" down --dir "$CLOUD" >/dev/null 2>&1 || true
   dpkg --purge ferry >/dev/null 2>&1 || true
   rm -rf /etc/ferry
@@ -179,15 +185,21 @@ set -e
 echo "  without CAP_DAC_READ_SEARCH: 'ferry sources check' exits 3 naming $SRC"
 as_service "${exec_start[@]}" >"$WORK/backup.txt" 2>&1 || fail "the service's backup: $(tail -20 "$WORK/backup.txt")"
 echo "  the service's command as user ferry with CAP_DAC_READ_SEARCH: $(grep -c '' "$WORK/backup.txt") lines of report, exit 0"
-as_service ferry status --config /etc/ferry/ferry.toml | grep -q . || fail "ferry status as the account"
+as_service ferry status --config /etc/ferry/ferry.toml >"$WORK/status.txt" && [ -s "$WORK/status.txt" ] || fail "ferry status as the account"
 [ -z "$(find /var/spool/ferry /var/cache/ferry -not -user ferry)" ] || fail "files not owned by ferry in the spool/cache"
 
 ferry restore --repo s3://ferry-backup-deb/deb --key "$WORK/master.key" latest --target "$WORK/restore" >/dev/null
 diff -r "$SRC" "$WORK/restore/vm$SRC" || fail "the restore differs from $SRC"
-lan_path="$(sed -n 's/^paths = \["\(.*\)"\]$/\1/p' "$CLOUD/sources.toml" | head -n1)"
-lan_name="$(sed -n 's/^name = "\(.*\)"$/\1/p' "$CLOUD/sources.toml" | head -n1)"
-diff -r "$lan_path" "$WORK/restore/$lan_name$lan_path" || fail "the restore differs from LAN host $lan_name"
-echo "  restored from S3 as the operator: equal to $SRC and to $lan_name:$lan_path"
+# The LAN host's source: its name and paths, as the local cloud wrote them.
+lan="$("$ROOT/.venv/bin/python" -c '
+import sys, tomllib
+src = tomllib.load(open(sys.argv[1], "rb"))["sources"]["host"][0]
+print(src["name"]); print(*src["paths"], sep="\n")' "$CLOUD/sources.toml")"
+lan_name="$(head -n1 <<<"$lan")"
+while read -r p; do
+  diff -r "$p" "$WORK/restore/$lan_name$p" || fail "the restore differs from LAN host $lan_name's $p"
+done < <(tail -n +2 <<<"$lan")
+echo "  restored from S3 as the operator: equal to $SRC and to $lan_name's $(tail -n +2 <<<"$lan" | wc -l) paths"
 "$BIN/ferry-localcloud" down --dir "$CLOUD" >/dev/null
 
 step "dpkg --purge"

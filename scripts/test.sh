@@ -3,8 +3,9 @@
 # format check, clippy, and every Rust test: unit, integration with real moto/sshd/binaries,
 # and the independent proof of the IAM/bucket policies (parliament + principalmapper, run by
 # crates/ferry-cloud/tests/policy_proof.rs), three test binaries at a time
-# (scripts/run-tests.sh); then the demo (scripts/demo.sh) on the local cloud. Every fuzz target
-# (scripts/fuzz.sh) runs for a bounded time in the background throughout, at the lowest CPU priority.
+# (scripts/run-tests.sh); then the demo (scripts/demo.sh) on the local cloud beside the Debian
+# package's install/use/purge test (scripts/test-deb.sh). Every fuzz target (scripts/fuzz.sh)
+# runs for a bounded time in the background throughout, at the lowest CPU priority.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # Build outside the clone so later runs (and CI on the same machine) reuse it.
@@ -33,7 +34,8 @@ fuzz_log="$(mktemp /tmp/ferry-fuzz.XXXXXX.log)"
 step "fuzz every parser of outside data (scripts/fuzz.sh, ${FUZZ_SECONDS} s per target), in the background at nice 19; log: $fuzz_log"
 nice -n 19 bash scripts/fuzz.sh "$FUZZ_SECONDS" >"$fuzz_log" 2>&1 &
 fuzz_pid=$!
-trap 'kill "$fuzz_pid" 2>/dev/null || true' EXIT
+deb_pid=""
+trap 'kill "$fuzz_pid" $deb_pid 2>/dev/null || true' EXIT
 
 step "bootstrap and ferry-gate for Amazon Linux 2023 (cargo-zigbuild, glibc 2.34; checked by ferry-cloud's al2023_glibc test)"
 bash scripts/build-al2023.sh debug
@@ -44,11 +46,23 @@ cargo test --workspace --locked --no-run
 step "every test (unit + integration against real moto, sshd, ferry, ferry-gate), 3 binaries at a time (scripts/run-tests.sh)"
 bash scripts/run-tests.sh
 
-# The Debian package's test (scripts/test-deb.sh) is not in the test command yet: its
-# `cargo build -p ferry-cli` unifies features differently from the workspace's test build and
-# so rebuilds the AWS SDK crates (minutes on 2 cores), and it has not yet passed a full run.
+# The package test and the demo each start their own local cloud; they run side by side.
+deb_log="$(mktemp /tmp/ferry-deb.XXXXXX.log)"
+step "the Debian package, beside the demo: built from the debug builds, installed, used against the local cloud as its service runs, purged (scripts/test-deb.sh; log: $deb_log)"
+bash scripts/test-deb.sh >"$deb_log" 2>&1 &
+deb_pid=$!
+
 step "the demo (README command 1): the whole job on the local cloud, restore compared, nothing left"
 bash scripts/demo.sh "$(mktemp -d /tmp/ferry-demo-ci.XXXXXX)"
+
+step "the Debian package's test"
+if ! wait "$deb_pid"; then
+  cat "$deb_log"
+  echo "test-deb: FAILED (log: $deb_log)"
+  exit 1
+fi
+deb_pid=""
+cat "$deb_log"
 
 step "fuzz results"
 if ! wait "$fuzz_pid"; then

@@ -25,7 +25,11 @@ mod storage;
 use clap::Parser;
 use std::process::ExitCode;
 
+/// The exit code of a command whose reader went away (128 + SIGPIPE, as a shell reports it).
+const EXIT_BROKEN_PIPE: i32 = 141;
+
 fn main() -> ExitCode {
+    quiet_on_broken_stdout();
     let cli = cli::Cli::parse();
     output::init_tracing(cli.global.verbose, cli.global.quiet);
     match cli::run(cli) {
@@ -36,4 +40,24 @@ fn main() -> ExitCode {
             ExitCode::from(cmd::EXIT_ERROR)
         }
     }
+}
+
+/// `ferry status | head -1`: when the reader of stdout goes away, `println!` panics ("failed
+/// printing to stdout: Broken pipe"). End quietly with 141 instead, as a tool killed by SIGPIPE
+/// would. SIGPIPE itself stays ignored (Rust's default): the upload writes to ssh's stdin, and
+/// a gate that hangs up must be an error the run reports and the spool survives, not a signal.
+fn quiet_on_broken_stdout() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let msg = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if msg.starts_with("failed printing to stdout") && msg.contains("Broken pipe") {
+            std::process::exit(EXIT_BROKEN_PIPE);
+        }
+        default(info);
+    }));
 }

@@ -560,17 +560,14 @@ fn version_names_the_commit_and_the_build_profile() {
     let git = |args: &[&str]| {
         std::process::Command::new("git")
             .args(args)
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .current_dir(ferry_testkit::workspace_root())
             .output()
             .ok()
             .filter(|o| o.status.success())
             .map(|o| String::from_utf8(o.stdout).unwrap().trim().to_string())
     };
     // The commit of this workspace's own checkout; "unknown" outside one (a tarball).
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .unwrap();
+    let root = ferry_testkit::workspace_root().canonicalize().unwrap();
     let ours = git(&["rev-parse", "--show-toplevel"])
         .is_some_and(|t| Path::new(&t).canonicalize().ok() == Some(root.clone()));
     let expected = if ours {

@@ -292,6 +292,42 @@ fn status_without_runs_says_so() {
     assert_eq!(j["runs"].as_array().map(Vec::len), Some(0));
 }
 
+/// `ferry status | grep -q .`: the reader leaves early; ferry ends quietly with 141 (as if killed
+/// by SIGPIPE), not with a panic.
+#[test]
+fn status_into_a_closed_pipe_ends_quietly() {
+    let env = Env::new();
+    env.keys();
+    let cfg = config(&env, "");
+    // The pipe's reader is closed before ferry starts. Another test thread's child may still
+    // hold a copy of it for the moment between its fork and its exec (then the write succeeds
+    // and ferry exits 0), so a few attempts, each of which must not panic, one of which must
+    // meet the closed pipe.
+    let mut codes = Vec::new();
+    for _ in 0..5 {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let out = env
+            .cmd()
+            .args(["status", "--config", cfg.to_str().unwrap()])
+            .stdout(writer)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        assert!(
+            matches!(out.status.code(), Some(0 | 141)),
+            "{:?} {stderr}",
+            out.status
+        );
+        codes.push(out.status.code());
+        if out.status.code() == Some(141) {
+            return;
+        }
+    }
+    panic!("ferry never met the closed pipe: exit codes {codes:?}");
+}
+
 /// `runs.jsonl` in the config's spool with these (result, hours ago) records.
 fn write_runs(env: &Env, runs: &[(&str, i64)]) {
     let spool = env.path("spool");

@@ -31,7 +31,7 @@ use common::{cmd, operator_sdk as sdk, sdk_with};
 /// first when it is missing.
 fn start_moto() -> Moto {
     if !Moto::venv().join("bin/moto_server").exists() {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let root = ferry_testkit::workspace_root();
         let st = Command::new("bash")
             .arg(root.join("scripts/install-deps.sh"))
             .status()

@@ -81,8 +81,8 @@ impl Cloud {
     /// A venv python script from tests/py with DIR/env sourced (nothing else configures AWS).
     fn py(&self, script: &str, args: &[&str]) -> Value {
         let py = ferry_testkit::Moto::venv().join("bin/python3");
-        let script = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/py")
+        let script = ferry_testkit::workspace_root()
+            .join("crates/ferry-localcloud/tests/py")
             .join(script);
         let o = Command::new("bash")
             .arg("-c")

@@ -357,6 +357,14 @@ mount -t tmpfs -o "size=${FERRY_BOX_TMP_MIB}m,mode=1777" tmpfs /tmp
 if [ ! -e "$venv/bin/python3" ]; then mkdir -p "$venv" && mount --bind "$box/venv" "$venv"; fi
 export PATH="$box/bin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
+# The box's account files are its own from now on (touch copies them up into the overlay), so
+# accounts this machine adds later (the package test's `ferry`) do not appear in the box.
+for f in passwd group shadow gshadow; do if [ -e "/etc/$f" ]; then touch "/etc/$f"; fi; done
+# The AMI has no `ferry` account: the user data makes it. This machine may have one (the Debian
+# package's system user, shell nologin, which sshd would run the gate through): drop the
+# overlay's copy, as an AL2023 instance never had it.
+if id ferry >/dev/null 2>&1; then userdel ferry >/dev/null 2>&1 || true; fi
+if getent group ferry >/dev/null; then groupdel ferry >/dev/null 2>&1 || true; fi
 # The AMI: AL2023's sshd unit, the ec2-instance-connect package (drop-in, command, user).
 install -m 644 "$box/ami/sshd.service" /usr/lib/systemd/system/sshd.service
 install -d -m 755 /usr/lib/systemd/system/sshd.service.d

@@ -41,12 +41,22 @@ pub(crate) fn answers_ssh(port: u16) -> bool {
         .unwrap_or(false)
 }
 
-/// The workspace root (two levels above this crate).
+/// The workspace root: the nearest directory at or above the working directory that holds
+/// this workspace (its `crates/ferry-testkit/Cargo.toml`), else two levels above where this
+/// crate was compiled. The working directory comes first because the compiled-in path goes
+/// stale: cargo does not rebuild a crate whose checkout moved (two clones sharing one
+/// `CARGO_TARGET_DIR`, as CI's clean clone and the developer's do), so a binary built in one
+/// clone would look for `.venv` in the other. Test binaries run in their package's directory
+/// and the scripts run from the workspace root, so the walk finds the right clone.
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../.."))
+    let is_root = |d: &Path| d.join("crates/ferry-testkit/Cargo.toml").is_file();
+    if let Ok(cwd) = std::env::current_dir()
+        && let Some(root) = cwd.ancestors().find(|d| is_root(d))
+    {
+        return root.to_path_buf();
+    }
+    let compiled = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    compiled.canonicalize().unwrap_or(compiled)
 }
 
 /// A loopback port that was free a moment ago.

@@ -7,7 +7,7 @@
 #![allow(clippy::unwrap_used)] // a test fails by panicking; unwrap says where
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
+use std::path::PathBuf;
 use std::process::Command;
 
 use serde_json::Value;
@@ -147,8 +147,8 @@ const PRODUCT: &[&str] = &[
     "ferry-lambda",
 ];
 
-fn root() -> &'static Path {
-    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
+fn root() -> PathBuf {
+    ferry_testkit::workspace_root()
 }
 
 /// Workspace crate name → every crate it reaches through normal or build dependencies.
