@@ -34,10 +34,12 @@ PY="$ROOT/.venv/bin/python"
 [ -x /usr/bin/time ] || { echo "bench-load: GNU time missing (apt-get install time)" >&2; exit 1; }
 [ -x "$PY" ] || { echo "bench-load: $PY missing (bash scripts/install-deps.sh)" >&2; exit 1; }
 
-release=()
-[ "$PROFILE" = release ] && release=(--release)
-echo "bench-load: cargo build ${release[*]} (ferry, ferry-gate, bootstrap, ferry-localcloud)" >&2
-cargo build -q "${release[@]}" -p ferry-cli -p ferry-gate -p ferry-lambda -p ferry-localcloud
+# debug: what the test command builds (`--workspace --all-targets`: the same feature set, so
+# nothing is rebuilt); release: only the four binaries.
+build=(--workspace --all-targets)
+[ "$PROFILE" = release ] && build=(--release -p ferry-cli -p ferry-gate -p ferry-lambda -p ferry-localcloud)
+echo "bench-load: cargo build ${build[*]} (ferry, ferry-gate, bootstrap, ferry-localcloud)" >&2
+cargo build -q --locked "${build[@]}"
 BIN="$CARGO_TARGET_DIR/$PROFILE"
 
 rm -rf "$WORK"

@@ -12,7 +12,13 @@
 # large. So the release build here is stripped (no debug info, no symbol table: a panic still
 # prints its message and file:line), by `--config` overrides that apply only to this build — the
 # workspace profiles, and so the host builds the tests use, are unchanged. Output paths stay
-# the same. `ferry infra plan/apply` checks the size again before uploading.
+# the same. `ferry infra plan/apply` checks the size again before uploading. The debug build
+# keeps line tables only (a third of the full debug info's size and compile time).
+#
+# It builds in its own directory, $CARGO_TARGET_DIR/al2023, so that it never waits for the
+# lock of the workspace's build directory: the test command runs it beside `cargo test
+# --no-run`, which fills the other core while this one compiles the AWS SDK crates one by one.
+# The two binaries are then hard-linked to the output path below.
 #
 # usage: scripts/build-al2023.sh [debug|release]      (default: debug)
 # output: $CARGO_TARGET_DIR/x86_64-unknown-linux-gnu/<profile>/{bootstrap,ferry-gate}
@@ -23,7 +29,7 @@ cd "$(dirname "$0")/.."
 root="$(pwd)"
 profile="${1:-debug}"
 case "$profile" in
-  debug) flags=() ;;
+  debug) flags=(--config 'profile.dev.debug="line-tables-only"') ;;
   release) flags=(--release --config 'profile.release.debug=false' --config 'profile.release.strip="symbols"') ;;
   *) echo "build-al2023: unknown profile '$profile' (debug or release)" >&2; exit 2 ;;
 esac
@@ -56,12 +62,16 @@ if ! command -v cargo-zigbuild >/dev/null 2>&1; then
 fi
 
 echo "build-al2023: zig $(zig version), $(cargo-zigbuild --version), profile $profile" >&2
-cargo zigbuild --locked "${flags[@]}" --target x86_64-unknown-linux-gnu.2.34 \
-  -p ferry-lambda --bin bootstrap -p ferry-gate --bin ferry-gate
+target_dir="${CARGO_TARGET_DIR:-$root/target}"
+cargo zigbuild --locked "${flags[@]}" --target-dir "$target_dir/al2023" \
+  --target x86_64-unknown-linux-gnu.2.34 -p ferry-lambda --bin bootstrap -p ferry-gate --bin ferry-gate
 
-out="${CARGO_TARGET_DIR:-$root/target}/x86_64-unknown-linux-gnu/$profile"
+built="$target_dir/al2023/x86_64-unknown-linux-gnu/$profile"
+out="$target_dir/x86_64-unknown-linux-gnu/$profile"
+mkdir -p "$out"
 for b in bootstrap ferry-gate; do
-  [ -x "$out/$b" ] || { echo "build-al2023: $out/$b was not built" >&2; exit 1; }
+  [ -x "$built/$b" ] || { echo "build-al2023: $built/$b was not built" >&2; exit 1; }
+  ln -f "$built/$b" "$out/$b"
   echo "build-al2023: $b $(stat -c %s "$out/$b") bytes" >&2
 done
 # Lambda's unzipped limit (262144000 bytes = 250 MiB); `ferry infra apply` refuses larger.

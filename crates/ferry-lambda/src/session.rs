@@ -88,13 +88,39 @@ pub struct SessionState {
     pub instance_id: Option<String>,
     pub host: Option<String>,
     pub host_key: Option<String>,
+    /// The end of the ferry-build invocation that wrote this state (RFC 3339): Lambda stops a
+    /// handler at its timeout, and one that crashed never resumes, so a state still short of
+    /// `ready` after it (and [`ABANDON_MARGIN`]) is an abandoned build. Absent in states
+    /// written before it existed: `created` + 15 min (Lambda's longest timeout).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub build_deadline: Option<String>,
 }
+
+/// Slack after a build's deadline before its state counts as abandoned (clock differences
+/// between invocations; Lambda's clocks are NTP-synchronised).
+pub const ABANDON_MARGIN: time::Duration = time::Duration::seconds(15);
 
 impl SessionState {
     fn expired(&self, now: OffsetDateTime) -> bool {
         OffsetDateTime::parse(&self.expires, &Rfc3339)
             .map(|e| e <= now)
             .unwrap_or(true)
+    }
+
+    /// A build that can no longer finish: not `ready`, and the ferry-build invocation that
+    /// wrote it is over (timed out or killed: Lambda reset its execution environment,
+    /// <https://docs.aws.amazon.com/lambda/latest/dg/lambda-runtime-environment.html>). It
+    /// holds no session slot (no client can ever use it) and the sweep removes what it made.
+    fn abandoned(&self, now: OffsetDateTime) -> bool {
+        if self.phase == "ready" {
+            return false;
+        }
+        let parse = |t: &str| OffsetDateTime::parse(t, &Rfc3339).ok();
+        let end = match &self.build_deadline {
+            Some(d) => parse(d),
+            None => parse(&self.created).map(|c| c + time::Duration::minutes(15)),
+        };
+        end.is_none_or(|e| e + ABANDON_MARGIN <= now)
     }
 }
 
@@ -462,6 +488,12 @@ impl Cloud {
             instance_id: None,
             host: None,
             host_key: Some(host_public.clone()),
+            // This invocation's end, rounded up to the second.
+            build_deadline: Some(rfc3339(
+                now + time::Duration::seconds(
+                    deadline.saturating_duration_since(Instant::now()).as_secs() as i64 + 1,
+                ),
+            )),
         };
         log::info(
             &session,
@@ -691,12 +723,19 @@ impl Cloud {
             .collect())
     }
 
-    /// Count unexpired sessions (ours included, its intent already written).
+    /// Count unexpired sessions (ours included, its intent already written). An abandoned
+    /// build (its ferry-build timed out or was killed before `ready`) is not counted: no client
+    /// can use it, and the sweep removes it; counting it would refuse every run until it expired.
     async fn check_limit(&self, session: &str) -> Result<(), FerryError> {
         let now = OffsetDateTime::now_utc();
         let mut active = Vec::new();
         for id in self.list_states().await? {
             match self.get_state(&id).await? {
+                Some(st) if st.abandoned(now) => log::info(
+                    session,
+                    "abandoned build not counted",
+                    &[("abandoned", &id), ("phase", &st.phase)],
+                ),
                 Some(st) if !st.expired(now) => active.push(id),
                 _ => {}
             }
@@ -1373,7 +1412,7 @@ impl Cloud {
         let mut to_clean = Vec::new();
         for id in &states {
             match self.get_state(id).await {
-                Ok(Some(st)) if st.expired(now) => to_clean.push(id.clone()),
+                Ok(Some(st)) if st.expired(now) || st.abandoned(now) => to_clean.push(id.clone()),
                 Ok(Some(_)) => report.kept.push(id.clone()),
                 Ok(None) => {}
                 Err(e) => errors.push(e.to_string()),

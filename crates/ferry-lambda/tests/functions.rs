@@ -438,6 +438,130 @@ async fn the_concurrent_session_limit_refuses_with_a_clear_error() {
     .unwrap();
 }
 
+/// A build whose ferry-build was stopped before `ready` (Lambda's timeout, or the handler
+/// killed) holds no session slot once its invocation is over, and the sweep removes what it
+/// made; a build still within its invocation is counted.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_abandoned_build_holds_no_slot_and_the_sweep_removes_it() {
+    let cloud = Cloud::start(b"gate-artifact");
+    let h = host(&cloud, &[("FERRY_MAX_SESSIONS", "1")]);
+    let lambda = cloud.lambda(&h.endpoint()).await;
+    let admin = Cloud::default_creds();
+    let (ec2, s3) = (cloud.ec2(&admin).await, cloud.s3(&admin).await);
+    let fmt = |t: time::OffsetDateTime| {
+        t.replace_nanosecond(0)
+            .unwrap()
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap()
+    };
+    let now = time::OffsetDateTime::now_utc();
+    // A state as ferry-build writes it at phase `security-group`, its group recorded; the
+    // session itself is far from expiry. `deadline`: its invocation's end.
+    let put_build = |id: &'static str, sg: String, deadline: time::OffsetDateTime| {
+        let st = json!({"version": 1, "session": id, "installation": INSTALLATION, "site": "home",
+            "created": fmt(now - time::Duration::minutes(3)),
+            "expires": fmt(now + time::Duration::minutes(60)), "phase": "security-group",
+            "security_group_id": sg, "instance_id": null, "host": null, "host_key": null,
+            "build_deadline": fmt(deadline)});
+        let s3 = s3.clone();
+        async move {
+            s3.put_object()
+                .bucket(STATE_BUCKET)
+                .key(format!("sessions/{id}.json"))
+                .body(st.to_string().into_bytes().into())
+                .send()
+                .await
+                .unwrap();
+        }
+    };
+    let group = |name: &'static str| {
+        let ec2 = ec2.clone();
+        let vpc = cloud.vpc.clone();
+        async move {
+            let g = ec2
+                .create_security_group()
+                .group_name(name)
+                .description("x")
+                .vpc_id(vpc)
+                .send()
+                .await
+                .unwrap();
+            g.group_id().unwrap().to_string()
+        }
+    };
+
+    // A build still within its invocation (deadline a minute ahead) holds the one slot.
+    let running = "fs-20261203-000000-00c0ffee";
+    put_build(
+        running,
+        group("ferry-running").await,
+        now + time::Duration::minutes(1),
+    )
+    .await;
+    let (kind, msg) = invoke(
+        &lambda,
+        "ferry-build",
+        json!({"site": "home", "public_key": CLIENT_PUB}),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(kind, "Ferry.SessionLimit", "{msg}");
+    assert!(msg.contains(running), "{msg}");
+    // Its hand-made group is minutes younger than its state says: let EC2 (the kit's eventual
+    // consistency) show it before ferry-clean, which believes a NotFound for an older session.
+    cloud.settle().await;
+    invoke(&lambda, "ferry-clean", json!({"session": running}))
+        .await
+        .unwrap();
+
+    // A build whose invocation ended 20 s ago without reaching `ready`: not counted.
+    let abandoned = "fs-20261203-000000-0dead0ff";
+    let sg = group("ferry-abandoned").await;
+    put_build(abandoned, sg.clone(), now - time::Duration::seconds(20)).await;
+    let live = invoke(
+        &lambda,
+        "ferry-build",
+        json!({"site": "home", "public_key": CLIENT_PUB}),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e:?}\n{}", h.log("ferry-build")));
+    let live = live["session"].as_str().unwrap().to_string();
+    assert!(
+        h.log("ferry-build").contains("abandoned build not counted"),
+        "{}",
+        h.log("ferry-build")
+    );
+
+    // The sweep removes the abandoned build (long before its expiry) and keeps the live one.
+    cloud.settle().await;
+    let r = invoke(&lambda, "ferry-clean", json!({"sweep": true}))
+        .await
+        .unwrap_or_else(|e| panic!("{e:?}\n{}", h.log("ferry-clean")));
+    assert_eq!(r["kept"], json!([live]), "{r}");
+    let cleaned: Vec<_> = r["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["session"].clone(), s["removed"].clone()))
+        .collect();
+    assert_eq!(
+        cleaned,
+        vec![(
+            json!(abandoned),
+            json!([
+                format!("security-group {sg}"),
+                format!("state sessions/{abandoned}.json")
+            ])
+        )],
+        "{r}"
+    );
+    let (instances, groups, states) = leftovers(&ec2, &s3).await;
+    assert_eq!(
+        (instances.len(), groups.len(), states),
+        (1, 1, vec![format!("sessions/{live}.json")])
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_misconfigured_function_fails_at_init_naming_the_variable() {
     let cloud = Cloud::start(b"gate-artifact");

@@ -45,7 +45,6 @@ struct Loaded {
     fingerprint: String,
     code_sha256: String,
     loaded: String,
-    loaded_at: Instant,
     timeout_secs: u64,
 }
 
@@ -314,19 +313,9 @@ impl Daemon {
             };
             seen.insert(name.to_string());
             let fingerprint = f.to_string();
-            // A process that exited (not an init error) is restarted, as Lambda starts a new
-            // execution environment (at most every 10 s).
-            if self.host.exited(name)
-                && self.host.init_error(name).is_none()
-                && let Some(l) = self.functions.get_mut(name)
-                && !l.fingerprint.is_empty()
-                && l.loaded_at.elapsed() > Duration::from_secs(10)
-            {
-                log(&format!(
-                    "function {name}: its process exited; starting a new one"
-                ));
-                l.fingerprint.clear();
-            }
+            // A process that exited (killed, crashed, timed out) is replaced by the host at the
+            // next Invoke, as Lambda starts a new execution environment (ferry-testkit's
+            // lambda_host); only new code or configuration reloads it here.
             if self
                 .functions
                 .get(name)
@@ -456,7 +445,6 @@ impl Daemon {
             fingerprint: String::new(),
             code_sha256: code["sha256_hex"].as_str().unwrap_or_default().to_string(),
             loaded: now(),
-            loaded_at: Instant::now(),
             timeout_secs,
         })
     }

@@ -4,7 +4,8 @@
 //! during the upload (no cleanup code runs: its jump box, security group and session state
 //! stay). The next run removes the box the killed run left (the spool noted its session),
 //! resumes what the spool holds and completes a snapshot that restores byte for byte.
-//! Beside it, Lambda's bad days: ferry-build throttled, ferry-clean failing.
+//! Beside it, Lambda's bad days: ferry-build throttled, ferry-clean failing, and ferry-build's
+//! handler killed mid-build.
 //!
 //! Real parts only: `ferry-localcloud` (moto, the Lambda host running the deployed
 //! `bootstrap`, jump boxes booted from their real user data, a sample LAN host with real sshd),
@@ -437,5 +438,130 @@ fn lambda_throttled_or_failing_loses_nothing_and_leaves_nothing() {
         "{out}"
     );
     assert_eq!(cloud.leftovers(), (0, 0, 0), "{out}\n{}", cloud.log());
+    restores_latest(&st);
+}
+
+/// The Lambda handler killed (SIGKILL: no cleanup code runs, as when Lambda stops a handler at
+/// its timeout) while ferry-build provisions: the run fails naming it and the spool keeps the
+/// run; the half-built session (its instance, group and state) holds no session slot once
+/// that invocation is over (its `build_deadline` passed), so the next run completes at once
+/// with `max_sessions` 1, and ferry-clean's sweep removes the half-built session long before
+/// it expires.
+#[test]
+fn ferry_build_killed_mid_build_blocks_nothing_and_the_sweep_removes_it() {
+    let st = setup(2);
+    let (cloud, config) = (&st.cloud, st.config.to_str().expect("utf-8"));
+    let functions = cloud.path("cloud/functions");
+    // ferry-build's timeout down to 30 s (the operator's UpdateFunctionConfiguration), so its
+    // invocation, and the abandoned build's slot, end within the test.
+    let timeout = cloud.py(
+        "import boto3, json, sys\n\
+         lam = boto3.client('lambda')\n\
+         lam.update_function_configuration(FunctionName='ferry-build', Timeout=30)\n\
+         print(json.dumps(lam.get_function_configuration(FunctionName='ferry-build')['Timeout']))",
+        &[],
+        None,
+    );
+    assert_eq!(timeout, 30);
+    let started = Instant::now();
+    while !(cloud
+        .log()
+        .lines()
+        .any(|l| l.contains("ferry-build: code sha256") && l.contains("timeout 30 s"))
+        && cloud.function_pids().is_some())
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "ferry-build not reloaded with its new timeout:\n{}",
+            cloud.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let build_log =
+        || std::fs::read_to_string(functions.join("ferry-build.log")).unwrap_or_default();
+    let before = build_log().len();
+
+    // SIGKILL the handler once it has launched the instance (state phase `instance`).
+    let child = cloud
+        .ferry(false)
+        .args(["backup", "--config", config])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("ferry backup");
+    let started = Instant::now();
+    loop {
+        let log = build_log();
+        if log[before.min(log.len())..].contains(r#""phase":"instance""#) {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "ferry-build never reached phase instance:\n{log}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (pid, _) = cloud.function_pids().expect("ferry-build's process");
+    // SAFETY: kill(2) of the local cloud's ferry-build process (its Lambda host's child).
+    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    let out = child.wait_with_output().expect("ferry backup");
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{text}");
+    for want in ["Runtime.ExitError", "no jump box; the spool keeps"] {
+        assert!(text.contains(want), "{want:?} not in: {text}");
+    }
+    // What the killed build made stays: its instance, group and state (a new instance shows
+    // in DescribeInstances only after EC2's propagation delay, the kit's eventual consistency).
+    let started = Instant::now();
+    while cloud.leftovers() != (1, 1, 1) {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "{:?}: {text}\n{}",
+            cloud.leftovers(),
+            cloud.log()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let deadline = cloud.py(
+        "import boto3, json, sys\n\
+         s3 = boto3.client('s3')\n\
+         keys = [o['Key'] for o in s3.list_objects_v2(Bucket=sys.argv[1], Prefix='sessions/')['Contents']]\n\
+         st = json.loads(s3.get_object(Bucket=sys.argv[1], Key=keys[0])['Body'].read())\n\
+         print(json.dumps([st['phase'], st['build_deadline'], st['session']]))",
+        &[common::STATE_BUCKET],
+        None,
+    );
+    assert_eq!(deadline[0], "instance", "{deadline}");
+    let abandoned = deadline[2].as_str().expect("session").to_string();
+
+    // Once that invocation is over (30 s, plus the 15 s margin), the build is abandoned: the
+    // next run is not refused. Wait for it (bounded: the timeout and the margin).
+    let end = time::OffsetDateTime::parse(
+        deadline[1].as_str().expect("build_deadline"),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .expect("build_deadline is RFC 3339")
+        + time::Duration::seconds(16);
+    let wait = (end - time::OffsetDateTime::now_utc()).max(time::Duration::ZERO);
+    assert!(wait < time::Duration::seconds(50), "{deadline}");
+    std::thread::sleep(Duration::from_secs_f64(wait.as_seconds_f64()));
+    let out = cloud.ok(false, &["backup", "--config", config]);
+    assert!(
+        build_log().contains("abandoned build not counted"),
+        "{out}\n{}",
+        build_log()
+    );
+    // The abandoned build is still there (its own timer, or the sweep, removes it).
+    assert_eq!(cloud.leftovers(), (1, 1, 1), "{out}\n{}", cloud.log());
+    let r = cloud.invoke("ferry-clean", &serde_json::json!({"sweep": true}), None);
+    assert!(r["error"].is_null(), "{r}");
+    let cleaned: Vec<&str> = r["payload"]["sessions"]
+        .as_array()
+        .expect("sessions")
+        .iter()
+        .filter_map(|s| s["session"].as_str())
+        .collect();
+    assert_eq!(cleaned, vec![abandoned.as_str()], "{r}");
+    assert_eq!(cloud.leftovers(), (0, 0, 0), "{r}\n{}", cloud.log());
     restores_latest(&st);
 }

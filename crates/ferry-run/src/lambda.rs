@@ -88,7 +88,20 @@ impl Functions {
                     ttl_minutes: Some(self.plan.session_minutes),
                 })?,
             )
-            .await?;
+            .await
+            .map_err(|e| {
+                // Lambda stopped the handler (its timeout, or a crash): what it made is an
+                // abandoned build, which holds no session slot once its invocation is over.
+                let text = e.to_string();
+                if text.contains("Sandbox.Timedout") || text.contains("Runtime.ExitError") {
+                    e.context(format!(
+                        "{f} stopped before it answered; what it made holds no session slot \
+                         after its timeout, and ferry-clean's hourly sweep removes it"
+                    ))
+                } else {
+                    e
+                }
+            })?;
         let s: Session = serde_json::from_slice(&body)
             .with_context(|| format!("{f} answered something that is not a session"))?;
         if s.site != site {

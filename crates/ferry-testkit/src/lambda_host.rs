@@ -18,10 +18,17 @@
 //!   ListFunctions, …) is a 404 `UnknownOperationException`, or, after
 //!   [`LambdaHost::set_api_upstream`], passed through to moto unchanged.
 //!
+//! An invocation that outlives the function's timeout is answered `Sandbox.Timedout` and its
+//! process is killed; a process that exits (killed, crashed) fails what it held with
+//! `Runtime.ExitError`, and the next Invoke starts a new one (a cold init): Lambda resets the
+//! execution environment after a crash or a timeout in the invoke phase
+//! (<https://docs.aws.amazon.com/lambda/latest/dg/lambda-runtime-environment.html>, "Failures
+//! during the invoke phase"). A process whose init failed stays failed.
+//!
 //! Gaps, on purpose: request signatures are not checked (who may invoke is proven by the policy
 //! evaluator, not here); one invocation at a time per function (one runtime process, as one
-//! Lambda execution environment); the function's timeout is enforced by answering
-//! `Sandbox.Timedout`, not by freezing the process.
+//! Lambda execution environment); the timeout of an `Event` (asynchronous) invocation is not
+//! enforced.
 //!
 //! Faults, off until a test asks (AWS's worst days, not its steady state): a JSON rule file
 //! [`INVOKE_FAULTS_FILE`] in the host's log directory, read again when it changes, makes
@@ -106,6 +113,8 @@ struct Function {
     /// Replaced or removed: hands out no more invocations; its runtime API listener ends once
     /// its process is stopped (an invocation in flight still posts its answer).
     retired: AtomicBool,
+    /// Held while a new process replaces one that exited (one at a time).
+    revive: Mutex<()>,
 }
 
 /// The rule file of Invoke faults, in the host's log directory (see the module header).
@@ -374,6 +383,7 @@ impl LambdaHost {
             runtime_port: port,
             proc: Mutex::new(None),
             retired: AtomicBool::new(false),
+            revive: Mutex::new(()),
         });
         let shared = self.shared.clone();
         let lf = f.clone();
@@ -470,6 +480,8 @@ impl LambdaHost {
         let f = self.shared.get(name).ok_or_else(|| KitError::NotHosted {
             function: name.to_string(),
         })?;
+        // A process that exited is replaced first (an init failure stays: the event then waits).
+        let _ = revive(&f);
         let id = next_request_id(&self.shared);
         let deadline_ms = now_ms() + f.spec.timeout.as_millis() as u64;
         enqueue(
@@ -518,7 +530,8 @@ impl LambdaHost {
             .and_then(|f| lock(&f.init_error).clone())
     }
 
-    /// Whether the function's process has exited (every invocation then fails).
+    /// Whether the function's last process has exited (the next invocation starts a new one,
+    /// unless its init failed).
     pub fn exited(&self, function: &str) -> bool {
         self.shared
             .get(function)
@@ -662,15 +675,52 @@ fn spawn_function(f: &Arc<Function>) -> Result<(), KitError> {
             let Some(p) = g.as_mut() else { return };
             if !p.running() {
                 drop(g);
-                w.exited.store(true, Ordering::SeqCst);
                 let why = lock(&w.init_error)
                     .clone()
                     .unwrap_or_else(|| "the runtime process exited".into());
+                // What it held fails first: once `exited` shows, a new process may start.
                 fail_all(&w, &why);
+                w.exited.store(true, Ordering::SeqCst);
                 return;
             }
         }
     });
+    Ok(())
+}
+
+/// A new process for `f` if its last one exited (not at init): Lambda's reset after a crash or
+/// a timeout (see the module header). Waits (bounded) for its init.
+fn revive(f: &Arc<Function>) -> Result<(), String> {
+    let _one = lock(&f.revive);
+    if !f.exited.load(Ordering::SeqCst) {
+        return Ok(());
+    }
+    if f.retired.load(Ordering::SeqCst) {
+        return Err("the function was removed".into());
+    }
+    if let Some(e) = lock(&f.init_error).clone() {
+        return Err(e);
+    }
+    *lock(&f.first_next) = None;
+    f.exited.store(false, Ordering::SeqCst);
+    let _ = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&f.log)
+        .and_then(|mut l| {
+            writeln!(
+                l,
+                "ferry-testkit lambda: {}'s last process exited; a new one starts (cold init)",
+                f.spec.name
+            )
+        });
+    spawn_function(f).map_err(|e| e.to_string())?;
+    wait_init(f).map_err(|e| e.to_string())?;
+    if f.exited.load(Ordering::SeqCst) {
+        return Err(lock(&f.init_error)
+            .clone()
+            .unwrap_or_else(|| "the runtime process exited at init".into()));
+    }
     Ok(())
 }
 
@@ -1094,10 +1144,7 @@ fn invoke_api(w: &mut TcpStream, req: &Request, shared: &Shared) -> std::io::Res
             &body,
         )
     };
-    if f.exited.load(Ordering::SeqCst) {
-        let why = lock(&f.init_error)
-            .clone()
-            .unwrap_or_else(|| "the runtime process exited".into());
+    if let Err(why) = revive(&f) {
         return function_error(
             w,
             serde_json::json!({"errorType": "Runtime.ExitError", "errorMessage": why})
@@ -1144,6 +1191,10 @@ fn invoke_api(w: &mut TcpStream, req: &Request, shared: &Shared) -> std::io::Res
         Ok(Outcome::Error(body)) => function_error(w, body),
         Err(_) => {
             lock(&f.pending).remove(&id);
+            // Lambda stops the timed-out runtime; the next invocation starts a new one.
+            if let Some(p) = lock(&f.proc).as_mut() {
+                p.kill();
+            }
             let secs = f.spec.timeout.as_secs();
             function_error(
                 w,

@@ -102,6 +102,10 @@ impl Proc {
     pub fn running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
     }
+    /// SIGKILL it now (no cleanup code runs); it is reaped on drop.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+    }
 }
 
 impl Drop for Proc {

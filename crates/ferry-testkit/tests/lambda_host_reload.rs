@@ -23,11 +23,17 @@ for _ in range(1000):
         body = r.read()
     if b"slow" in body:
         time.sleep(2)
+    if b"hang" in body:
+        time.sleep(60)
     answer = json.dumps({"version": os.environ["VERSION"], "pid": os.getpid()}).encode()
     urllib.request.urlopen(urllib.request.Request(api + "/invocation/%s/response" % rid, data=answer, method="POST"), timeout=30).read()
 "#;
 
 fn spec(dir: &Path, version: &str) -> FunctionSpec {
+    spec_with_timeout(dir, version, Duration::from_secs(20))
+}
+
+fn spec_with_timeout(dir: &Path, version: &str, timeout: Duration) -> FunctionSpec {
     let bin = dir.join("runtime.py");
     if !bin.exists() {
         let py = ferry_testkit::Moto::venv().join("bin/python3");
@@ -39,7 +45,7 @@ fn spec(dir: &Path, version: &str) -> FunctionSpec {
         name: "demo-build".into(),
         binary: bin,
         env: vec![("VERSION".into(), version.into())],
-        timeout: Duration::from_secs(20),
+        timeout,
     }
 }
 
@@ -95,9 +101,7 @@ fn functions_are_added_replaced_and_removed_on_the_same_invoke_port() {
         "{finished}"
     );
     ferry_testkit::wait_until("old process gone", Duration::from_secs(10), || {
-        !Path::new(&format!("/proc/{old_pid}")).exists()
-            || std::fs::read_to_string(format!("/proc/{old_pid}/stat"))
-                .is_ok_and(|s| s.contains(") Z "))
+        gone(old_pid)
     })
     .unwrap();
     assert_eq!(host.endpoint(), format!("http://127.0.0.1:{port}"));
@@ -110,6 +114,61 @@ fn functions_are_added_replaced_and_removed_on_the_same_invoke_port() {
     assert!(host.remove("demo-build"));
     assert!(!host.remove("demo-build"));
     assert_eq!(invoke(port, "{}").0, 404);
+}
+
+fn gone(pid: u32) -> bool {
+    !Path::new(&format!("/proc/{pid}")).exists()
+        || std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| s.contains(") Z "))
+}
+
+/// As Lambda resets an execution environment after a timeout or a crash in the invoke phase
+/// (<https://docs.aws.amazon.com/lambda/latest/dg/lambda-runtime-environment.html>): an
+/// invocation past the timeout is answered `Sandbox.Timedout` and its process is killed (it does
+/// not run on after the answer); a killed process fails its invocation with
+/// `Runtime.ExitError`; either way the next invocation runs in a new process.
+#[test]
+fn a_timed_out_or_killed_runtime_is_stopped_and_the_next_invoke_starts_a_new_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = LambdaHost::empty(Some(dir.path().join("logs"))).unwrap();
+    let port = port_of(&host.endpoint());
+    host.load(spec_with_timeout(dir.path(), "v1", Duration::from_secs(1)))
+        .unwrap();
+
+    // Timeout: the answer, then the process is gone.
+    let first = host.pid("demo-build").unwrap();
+    let (status, v) = invoke(port, r#"{"hang": true}"#);
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["errorType"], "Sandbox.Timedout", "{v}");
+    ferry_testkit::wait_until(
+        "the timed-out process stopped",
+        Duration::from_secs(10),
+        || gone(first),
+    )
+    .unwrap();
+    // The next invocation: a new process (a cold init), which answers.
+    let (status, v) = invoke(port, "{}");
+    assert_eq!((status, v["version"].as_str()), (200, Some("v1")), "{v}");
+    let second = v["pid"].as_u64().unwrap();
+    assert_ne!(second, u64::from(first));
+
+    // SIGKILL mid-invocation: that invocation fails as Runtime.ExitError, the next runs anew.
+    host.load(spec_with_timeout(dir.path(), "v2", Duration::from_secs(30)))
+        .unwrap();
+    let victim = host.pid("demo-build").unwrap();
+    let hung = std::thread::spawn(move || invoke(port, r#"{"hang": true}"#));
+    std::thread::sleep(Duration::from_millis(500));
+    // SAFETY: kill(2) of the function's process, a child of this test's host.
+    unsafe { libc::kill(victim as libc::pid_t, libc::SIGKILL) };
+    let (status, v) = hung.join().unwrap();
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["errorType"], "Runtime.ExitError", "{v}");
+    let (status, v) = invoke(port, "{}");
+    assert_eq!((status, v["version"].as_str()), (200, Some("v2")), "{v}");
+    assert_ne!(v["pid"].as_u64().unwrap(), u64::from(victim));
+    assert!(
+        host.log("demo-build")
+            .contains("a new one starts (cold init)")
+    );
 }
 
 #[test]
