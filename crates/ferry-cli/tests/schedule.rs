@@ -513,7 +513,8 @@ fn generate_writes_completions_a_man_page_per_subcommand_and_the_packaged_units(
         "AmbientCapabilities=CAP_DAC_READ_SEARCH",
         "CapabilityBoundingSet=CAP_DAC_READ_SEARCH",
         "NoNewPrivileges=yes",
-        "TimeoutStopSec=300",
+        // The interrupt's whole budget (180 s for ferry-build, 150 s for ferry-clean) + 60 s.
+        "TimeoutStopSec=390",
         "SuccessExitStatus=3",
     ] {
         assert!(

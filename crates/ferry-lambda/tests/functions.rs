@@ -237,6 +237,16 @@ async fn build_with_the_clients_key_provisions_a_confined_box_and_clean_removes_
     assert_eq!(again["removed"], json!([]), "{again}");
 }
 
+/// A sweep's answer as (session, what was removed) pairs.
+fn swept(r: &Value) -> Vec<(Value, Value)> {
+    r["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["session"].clone(), s["removed"].clone()))
+        .collect()
+}
+
 fn filter(n: &str, v: &str) -> aws_sdk_ec2::types::Filter {
     aws_sdk_ec2::types::Filter::builder()
         .name(n)
@@ -538,12 +548,7 @@ async fn an_abandoned_build_holds_no_slot_and_the_sweep_removes_it() {
         .await
         .unwrap_or_else(|e| panic!("{e:?}\n{}", h.log("ferry-clean")));
     assert_eq!(r["kept"], json!([live]), "{r}");
-    let cleaned: Vec<_> = r["sessions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| (s["session"].clone(), s["removed"].clone()))
-        .collect();
+    let cleaned = swept(&r);
     assert_eq!(
         cleaned,
         vec![(
@@ -662,12 +667,7 @@ async fn sweep_removes_expired_sessions_and_orphans_and_keeps_live_ones() {
         .unwrap_or_else(|e| panic!("{e:?}\n{}", h.log("ferry-clean")));
     assert_eq!(r["orphans"], json!([orphan]), "{r}");
     assert_eq!(r["kept"], json!([live]), "{r}");
-    let cleaned: Vec<_> = r["sessions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| (s["session"].clone(), s["removed"].clone()))
-        .collect();
+    let cleaned = swept(&r);
     assert!(
         cleaned.contains(&(
             json!(orphan),

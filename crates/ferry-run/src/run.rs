@@ -36,6 +36,11 @@ use std::time::{Duration, Instant};
 /// How long an interrupt waits for ferry-build's answer, and for a running ferry-clean.
 const BUILD_WAIT: Duration = Duration::from_secs(180);
 const CLEAN_WAIT: Duration = Duration::from_secs(150);
+/// The longest an interrupt takes to remove the run's jump box: both waits. The systemd
+/// units give a stop this much and more (`TimeoutStopSec`, [`crate::schedule`]), so systemd
+/// never SIGKILLs a run that is still removing its box.
+pub const INTERRUPT_BUDGET: Duration =
+    Duration::from_secs(BUILD_WAIT.as_secs() + CLEAN_WAIT.as_secs());
 
 /// What the run tells its caller while it goes. The `ferry` binary prints these; an
 /// interrupt's events come from the thread that called [`Cancel::interrupt`].
@@ -244,7 +249,7 @@ impl Cancel {
         let shared = &self.0;
         shared.stop.store(true, Ordering::SeqCst);
         progress.event(Event::Stopping { signal });
-        let deadline = Instant::now() + BUILD_WAIT + CLEAN_WAIT;
+        let deadline = Instant::now() + INTERRUPT_BUDGET;
         let mut note = String::from("nothing was running in the cloud");
         let mut ph = lock(&shared.phase);
         loop {
@@ -396,7 +401,7 @@ impl CloudRun {
             // The interrupt owns the end of this run (it may be removing the jump box).
             if self
                 .cancel()
-                .wait_stopped(BUILD_WAIT + CLEAN_WAIT + Duration::from_secs(5))
+                .wait_stopped(INTERRUPT_BUDGET + Duration::from_secs(5))
             {
                 return Err(Error::Interrupted);
             }

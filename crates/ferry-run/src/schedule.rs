@@ -72,12 +72,20 @@ fn quote(p: &Path) -> Result<String, Error> {
     Ok(format!("\"{s}\""))
 }
 
+/// systemd's stop timeout for a backup service: the interrupt's whole budget (waiting for
+/// ferry-build, then ferry-clean) plus a minute for the hooks, the ping and the metrics.
+pub const STOP_TIMEOUT_SECS: u64 = crate::run::INTERRUPT_BUDGET.as_secs() + 60;
+
 /// The `[Service]` lines every backup service has, whoever installed it: a oneshot run that
 /// SIGTERM stops with time to remove its jump box, at low CPU and I/O priority.
-const BACKUP_SERVICE_TAIL: &str = "# SIGTERM makes ferry remove the jump box before it exits; give it time to.\n\
-     KillMode=mixed\nTimeoutStopSec=300\nNice=10\nIOSchedulingClass=idle\n\
-     # Exit code 3 is a partial backup (some files unreadable): the run is recorded, not failed.\n\
-     SuccessExitStatus=3\n";
+fn backup_service_tail() -> String {
+    format!(
+        "# SIGTERM makes ferry remove the jump box before it exits; give it time to.\n\
+         KillMode=mixed\nTimeoutStopSec={STOP_TIMEOUT_SECS}\nNice=10\nIOSchedulingClass=idle\n\
+         # Exit code 3 is a partial backup (some files unreadable): the run is recorded, not failed.\n\
+         SuccessExitStatus=3\n"
+    )
+}
 const BACKUP_UNIT_HEAD: &str = "[Unit]\nDescription=Ferry backup to S3 through a temporary jump box\n\
      Documentation=man:ferry-backup(1)\n\
      Wants=network-online.target\nAfter=network-online.target\n";
@@ -96,7 +104,8 @@ pub fn service_unit(ferry: &Path, config: &Path, job: Job) -> Result<String, Err
     Ok(match job {
         Job::Backup => format!(
             "{MARKER}\n{BACKUP_UNIT_HEAD}\n[Service]\nType=oneshot\n\
-             ExecStart={ferry} backup --config {config}\n{BACKUP_SERVICE_TAIL}"
+             ExecStart={ferry} backup --config {config}\n{}",
+            backup_service_tail()
         ),
         Job::Retention => format!(
             "{MARKER}\n{RETENTION_UNIT_HEAD}\n[Service]\nType=oneshot\n\
@@ -168,7 +177,8 @@ pub fn packaged_units() -> Vec<(&'static str, String)> {
          # /usr, /boot and /etc read-only; the spool, cache and state stay writable by the account.\n\
          ProtectSystem=full\nPrivateTmp=yes\nPrivateDevices=yes\nProtectKernelTunables=yes\n\
          ProtectKernelModules=yes\nProtectControlGroups=yes\nRestrictSUIDSGID=yes\n\
-         LockPersonality=yes\n{BACKUP_SERVICE_TAIL}",
+         LockPersonality=yes\n{}",
+        backup_service_tail(),
         STATE_DIR_PARENT = "/var/lib",
     );
     let timer = format!(

@@ -688,6 +688,15 @@ fn spawn_function(f: &Arc<Function>) -> Result<(), KitError> {
     Ok(())
 }
 
+/// A line of the kit's own in the function's log (beside the function's output).
+fn note(f: &Function, line: &str) {
+    let _ = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&f.log)
+        .and_then(|mut l| writeln!(l, "{line}"));
+}
+
 /// A new process for `f` if its last one exited (not at init): Lambda's reset after a crash or
 /// a timeout (see the module header). Waits (bounded) for its init.
 fn revive(f: &Arc<Function>) -> Result<(), String> {
@@ -703,17 +712,13 @@ fn revive(f: &Arc<Function>) -> Result<(), String> {
     }
     *lock(&f.first_next) = None;
     f.exited.store(false, Ordering::SeqCst);
-    let _ = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&f.log)
-        .and_then(|mut l| {
-            writeln!(
-                l,
-                "ferry-testkit lambda: {}'s last process exited; a new one starts (cold init)",
-                f.spec.name
-            )
-        });
+    note(
+        f,
+        &format!(
+            "ferry-testkit lambda: {}'s last process exited; a new one starts (cold init)",
+            f.spec.name
+        ),
+    );
     spawn_function(f).map_err(|e| e.to_string())?;
     wait_init(f).map_err(|e| e.to_string())?;
     if f.exited.load(Ordering::SeqCst) {
@@ -1097,17 +1102,13 @@ fn invoke_api(w: &mut TcpStream, req: &Request, shared: &Shared) -> std::io::Res
                                    "message": "The AWS Lambda service encountered an internal error."}),
             ),
         };
-        let _ = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&f.log)
-            .and_then(|mut l| {
-                writeln!(
-                    l,
-                    "ferry-testkit lambda fault: {status} {code} to {} (rule {rule}, match {n})",
-                    f.spec.name
-                )
-            });
+        note(
+            &f,
+            &format!(
+                "ferry-testkit lambda fault: {status} {code} to {} (rule {rule}, match {n})",
+                f.spec.name
+            ),
+        );
         return respond(
             w,
             status,

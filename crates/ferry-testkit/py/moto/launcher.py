@@ -15,6 +15,7 @@
 #                objects, and CopyObject into a bucket with default retention, as AWS allows
 #   unkind_s3_faults — S3 answering 500 InternalError / 503 SlowDown, or slowly (rules from a
 #                      file a test rewrites while moto runs)
+# kitlog is not a behaviour: the one log-line writer (and lock) the modules share.
 # Knobs come from the environment (FERRY_UNKIND_*), set by MotoOptions::env; each module says
 # its own and its default. The defaults are AWS-like: on — except unkind_s3_faults, off until
 # a test writes rules (faults are not AWS's steady state).

@@ -46,6 +46,8 @@ import re
 import sys
 import threading
 
+import kitlog  # the kit's own (launcher.py puts this directory on sys.path)
+
 import moto.server as moto_server
 from moto.iam.access_control import PermissionResult
 from moto.s3 import models as s3_models
@@ -57,16 +59,7 @@ _SECURE = os.environ.get("FERRY_UNKIND_S3_SECURE_TRANSPORT", "true").lower() != 
 _GATEWAY_PORT = os.environ.get("FERRY_UNKIND_S3_GATEWAY_PORT", "")
 
 
-_LOG_LOCK = threading.Lock()
-
-
-def _log(msg):
-    # One write of the whole line under a lock: moto serves requests on many threads, and
-    # print() writes the text and its newline separately, so two lines could run together
-    # (a test counting held GETs by line then miscounts).
-    with _LOG_LOCK:
-        sys.stderr.write("ferry-testkit unkind_s3: " + msg + "\n")
-        sys.stderr.flush()
+_log = kitlog.logger("unkind_s3")
 
 
 # ---- the request context ---------------------------------------------------------------------

@@ -39,6 +39,8 @@ import random
 import re
 import sys
 import threading
+
+import kitlog  # the kit's own (launcher.py puts this directory on sys.path)
 import time
 import uuid
 
@@ -54,16 +56,7 @@ _ERRORS = {
 }
 
 
-_LOG_LOCK = threading.Lock()
-
-
-def _log(msg):
-    # One write of the whole line under a lock: moto serves requests on many threads, and
-    # print() writes the text and its newline separately, so two lines could run together
-    # (a test counting held GETs by line then miscounts).
-    with _LOG_LOCK:
-        sys.stderr.write("ferry-testkit unkind_s3_faults: " + msg + "\n")
-        sys.stderr.flush()
+_log = kitlog.logger("unkind_s3_faults")
 
 
 class _Rule:
