@@ -1474,3 +1474,46 @@ fn session_tag(tags: &[aws_sdk_ec2::types::Tag]) -> &str {
         .and_then(|t| t.value())
         .unwrap_or("")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(phase: &str, created: OffsetDateTime, deadline: Option<&str>) -> SessionState {
+        SessionState {
+            version: 1,
+            session: "fs-20261203-000000-00000000".into(),
+            installation: "ferry".into(),
+            site: "home".into(),
+            created: rfc3339(created),
+            expires: rfc3339(created + time::Duration::minutes(65)),
+            phase: phase.into(),
+            security_group_id: None,
+            instance_id: None,
+            host: None,
+            host_key: None,
+            build_deadline: deadline.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn a_build_is_abandoned_once_its_invocation_and_the_margin_are_over() {
+        let now = OffsetDateTime::now_utc().replace_nanosecond(0).unwrap();
+        let at = |secs: i64| rfc3339(now + time::Duration::seconds(secs));
+        let created = now - time::Duration::minutes(2);
+        // Within the invocation, or within the margin after it: still a build in progress.
+        assert!(!state("instance", created, Some(&at(30))).abandoned(now));
+        assert!(!state("instance", created, Some(&at(-14))).abandoned(now));
+        // Past the deadline and the margin: abandoned, whatever phase short of ready.
+        for phase in ["intent", "security-group", "instance"] {
+            assert!(state(phase, created, Some(&at(-16))).abandoned(now), "{phase}");
+        }
+        // A ready session is a session, however old its build.
+        assert!(!state("ready", created, Some(&at(-600))).abandoned(now));
+        // Without the field (an older ferry-build): 15 min after `created`.
+        assert!(!state("instance", now - time::Duration::minutes(10), None).abandoned(now));
+        assert!(state("instance", now - time::Duration::minutes(16), None).abandoned(now));
+        // A deadline that does not parse cannot hold a slot.
+        assert!(state("instance", created, Some("soon")).abandoned(now));
+    }
+}
