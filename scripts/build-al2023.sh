@@ -12,8 +12,7 @@
 # large. So the release build here is stripped (no debug info, no symbol table: a panic still
 # prints its message and file:line), by `--config` overrides that apply only to this build — the
 # workspace profiles, and so the host builds the tests use, are unchanged. Output paths stay
-# the same. `ferry infra plan/apply` checks the size again before uploading. The debug build
-# keeps line tables only (a third of the full debug info's size and compile time).
+# the same. `ferry infra plan/apply` checks the size again before uploading.
 #
 # It builds in its own directory, $CARGO_TARGET_DIR/al2023, so that it never waits for the
 # lock of the workspace's build directory: the test command runs it beside `cargo test
@@ -29,7 +28,7 @@ cd "$(dirname "$0")/.."
 root="$(pwd)"
 profile="${1:-debug}"
 case "$profile" in
-  debug) flags=(--config 'profile.dev.debug="line-tables-only"') ;;
+  debug) flags=() ;;
   release) flags=(--release --config 'profile.release.debug=false' --config 'profile.release.strip="symbols"') ;;
   *) echo "build-al2023: unknown profile '$profile' (debug or release)" >&2; exit 2 ;;
 esac
