@@ -1506,7 +1506,10 @@ mod tests {
         assert!(!state("instance", created, Some(&at(-14))).abandoned(now));
         // Past the deadline and the margin: abandoned, whatever phase short of ready.
         for phase in ["intent", "security-group", "instance"] {
-            assert!(state(phase, created, Some(&at(-16))).abandoned(now), "{phase}");
+            assert!(
+                state(phase, created, Some(&at(-16))).abandoned(now),
+                "{phase}"
+            );
         }
         // A ready session is a session, however old its build.
         assert!(!state("ready", created, Some(&at(-600))).abandoned(now));
