@@ -209,6 +209,7 @@ pub const MOTO_REGION: &str = "us-east-1";
 /// with the venv's python, so every test and the local cloud get the same unkind moto.
 pub const MOTO_PATCHES: &[(&str, &str)] = &[
     ("launcher.py", include_str!("../py/moto/launcher.py")),
+    ("kitlog.py", include_str!("../py/moto/kitlog.py")),
     ("unkind_s3.py", include_str!("../py/moto/unkind_s3.py")),
     (
         "unkind_s3_checksum.py",
@@ -825,6 +826,22 @@ impl Sshd {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every module in `py/moto/` is written beside the launcher (a module left out fails
+    /// moto's start with an import error in every test).
+    #[test]
+    fn every_moto_module_is_shipped() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("py/moto");
+        let mut on_disk: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter(|n| n.ends_with(".py"))
+            .collect();
+        let mut shipped: Vec<String> = MOTO_PATCHES.iter().map(|(n, _)| n.to_string()).collect();
+        on_disk.sort();
+        shipped.sort();
+        assert_eq!(on_disk, shipped);
+    }
 
     #[test]
     fn moto_starts_answers_and_stops() {
