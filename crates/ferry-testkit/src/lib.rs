@@ -831,7 +831,7 @@ mod tests {
     /// moto's start with an import error in every test).
     #[test]
     fn every_moto_module_is_shipped() {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("py/moto");
+        let dir = workspace_root().join("crates/ferry-testkit/py/moto");
         let mut on_disk: Vec<String> = std::fs::read_dir(&dir)
             .unwrap()
             .filter_map(|e| e.ok()?.file_name().into_string().ok())
