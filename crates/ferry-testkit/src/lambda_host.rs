@@ -115,6 +115,11 @@ struct Function {
     retired: AtomicBool,
     /// Held while a new process replaces one that exited (one at a time).
     revive: Mutex<()>,
+    /// Held while a process's death is recorded (what it held fails, then `exited` shows) and
+    /// while `revive` checks `exited` and starts the next process: an Invoke that follows the
+    /// answer `Runtime.ExitError` or `Sandbox.Timedout` always finds `exited` set, and a death
+    /// is never recorded against the process that replaced it.
+    death: Mutex<()>,
 }
 
 /// The rule file of Invoke faults, in the host's log directory (see the module header).
@@ -384,6 +389,7 @@ impl LambdaHost {
             proc: Mutex::new(None),
             retired: AtomicBool::new(false),
             revive: Mutex::new(()),
+            death: Mutex::new(()),
         });
         let shared = self.shared.clone();
         let lf = f.clone();
@@ -662,6 +668,7 @@ fn spawn_function(f: &Arc<Function>) -> Result<(), KitError> {
     let child = cmd
         .spawn()
         .map_err(KitError::spawn(f.spec.binary.display()))?;
+    let pid = child.id();
     *lock(&f.proc) = Some(Proc {
         child,
         name: f.spec.name.clone(),
@@ -671,21 +678,30 @@ fn spawn_function(f: &Arc<Function>) -> Result<(), KitError> {
     std::thread::spawn(move || {
         loop {
             std::thread::sleep(Duration::from_millis(50));
+            let _death = lock(&w.death);
             let mut g = lock(&w.proc);
             let Some(p) = g.as_mut() else { return };
+            if p.pid() != pid {
+                return; // replaced: the new process has its own watcher
+            }
             if !p.running() {
                 drop(g);
-                let why = lock(&w.init_error)
-                    .clone()
-                    .unwrap_or_else(|| "the runtime process exited".into());
-                // What it held fails first: once `exited` shows, a new process may start.
-                fail_all(&w, &why);
-                w.exited.store(true, Ordering::SeqCst);
+                record_death(&w);
                 return;
             }
         }
     });
     Ok(())
+}
+
+/// The process of `f` has exited: what it held fails, then `exited` shows (a new process may
+/// start). The caller holds `f.death`.
+fn record_death(f: &Function) {
+    let why = lock(&f.init_error)
+        .clone()
+        .unwrap_or_else(|| "the runtime process exited".into());
+    fail_all(f, &why);
+    f.exited.store(true, Ordering::SeqCst);
 }
 
 /// A line of the kit's own in the function's log (beside the function's output).
@@ -701,7 +717,10 @@ fn note(f: &Function, line: &str) {
 /// a timeout (see the module header). Waits (bounded) for its init.
 fn revive(f: &Arc<Function>) -> Result<(), String> {
     let _one = lock(&f.revive);
-    if !f.exited.load(Ordering::SeqCst) {
+    if !{
+        let _death = lock(&f.death);
+        f.exited.load(Ordering::SeqCst)
+    } {
         return Ok(());
     }
     if f.retired.load(Ordering::SeqCst) {
@@ -710,16 +729,19 @@ fn revive(f: &Arc<Function>) -> Result<(), String> {
     if let Some(e) = lock(&f.init_error).clone() {
         return Err(e);
     }
-    *lock(&f.first_next) = None;
-    f.exited.store(false, Ordering::SeqCst);
-    note(
-        f,
-        &format!(
-            "ferry-testkit lambda: {}'s last process exited; a new one starts (cold init)",
-            f.spec.name
-        ),
-    );
-    spawn_function(f).map_err(|e| e.to_string())?;
+    {
+        let _death = lock(&f.death);
+        *lock(&f.first_next) = None;
+        f.exited.store(false, Ordering::SeqCst);
+        note(
+            f,
+            &format!(
+                "ferry-testkit lambda: {}'s last process exited; a new one starts (cold init)",
+                f.spec.name
+            ),
+        );
+        spawn_function(f).map_err(|e| e.to_string())?;
+    }
     wait_init(f).map_err(|e| e.to_string())?;
     if f.exited.load(Ordering::SeqCst) {
         return Err(lock(&f.init_error)
@@ -1192,9 +1214,19 @@ fn invoke_api(w: &mut TcpStream, req: &Request, shared: &Shared) -> std::io::Res
         Ok(Outcome::Error(body)) => function_error(w, body),
         Err(_) => {
             lock(&f.pending).remove(&id);
-            // Lambda stops the timed-out runtime; the next invocation starts a new one.
-            if let Some(p) = lock(&f.proc).as_mut() {
-                p.kill();
+            // Lambda stops the timed-out runtime; the next invocation starts a new one. The
+            // death is recorded before the answer goes out, so that next Invoke sees it.
+            {
+                let _death = lock(&f.death);
+                if let Some(p) = lock(&f.proc).as_mut() {
+                    p.kill();
+                    let _ = crate::wait_until(
+                        "the timed-out runtime exit",
+                        Duration::from_secs(5),
+                        || !p.running(),
+                    );
+                }
+                record_death(&f);
             }
             let secs = f.spec.timeout.as_secs();
             function_error(
