@@ -54,11 +54,12 @@ printf '#!/bin/sh\nexec "%s" -m ziglang "$@"\n' "$venv/bin/python" > "$zigwrap/z
 chmod +x "$zigwrap/zig"
 export PATH="$zigwrap:$PATH"
 
-if ! command -v cargo-zigbuild >/dev/null 2>&1; then
-  echo "build-al2023: installing cargo-zigbuild" >&2
-  # Its own build directory, so the workspace's target dir is not disturbed.
-  env -u CARGO_TARGET_DIR cargo install cargo-zigbuild --locked
+# cargo-zigbuild itself: the pinned prebuilt one in the venv (scripts/requirements.txt).
+if [ ! -x "$venv/bin/cargo-zigbuild" ]; then
+  echo "build-al2023: cargo-zigbuild missing from $venv; installing dependencies" >&2
+  bash scripts/install-deps.sh
 fi
+export PATH="$zigwrap:$venv/bin:$PATH"
 
 echo "build-al2023: zig $(zig version), $(cargo-zigbuild --version), profile $profile" >&2
 target_dir="${CARGO_TARGET_DIR:-$root/target}"
