@@ -7,7 +7,9 @@
 # its ~14 minutes. Here each binary still runs whole, as cargo runs it (its own working
 # directory = its package's, its tests as threads of one process sharing their fixtures), but
 # FERRY_TEST_LANES binaries (default 3) run side by side, the slowest first (by the times of
-# the previous run, kept in $CARGO_TARGET_DIR/ferry-test-times). Each binary's output is
+# the previous run, kept in $CARGO_TARGET_DIR/ferry-test-times; a cold run, which has none,
+# takes them from scripts/test-times.tsv, a copy kept in the repository, so its slowest
+# binaries do not start last either). Each binary's output is
 # printed whole when it ends; the run fails if any binary fails, naming each.
 #
 # usage: scripts/run-tests.sh            (after the workspace is built by `cargo test --no-run`)
@@ -16,6 +18,8 @@ cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/ferry/target}"
 lanes="${FERRY_TEST_LANES:-3}"
 times="$CARGO_TARGET_DIR/ferry-test-times"
+known_times="$times"
+[ -s "$known_times" ] || known_times=scripts/test-times.tsv
 work="$(mktemp -d /tmp/ferry-tests.XXXXXX)"
 trap 'rm -rf -- "$work"' EXIT
 
@@ -43,7 +47,7 @@ for line in sys.stdin:
 [ -s "$work/list" ] || { echo "run-tests: no test executables (is the workspace built?)" >&2; exit 1; }
 
 # Slowest first: the previous run's seconds per binary (unknown ones first, as if slow).
-python3 - "$work/list" "$times" >"$work/order" <<'PY'
+python3 - "$work/list" "$known_times" >"$work/order" <<'PY'
 import sys
 rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1])]
 known = {}
