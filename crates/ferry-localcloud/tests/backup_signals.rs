@@ -4,8 +4,8 @@
 //! during the upload (no cleanup code runs: its jump box, security group and session state
 //! stay). The next run removes the box the killed run left (the spool noted its session),
 //! resumes what the spool holds and completes a snapshot that restores byte for byte.
-//! Beside it, Lambda's bad days: ferry-build throttled, ferry-clean failing, and ferry-build's
-//! handler killed mid-build.
+//! Beside it, Lambda's bad days: ferry-build throttled, ferry-clean failing, ferry-build's
+//! handler killed mid-build, and ferry-clean's handler killed mid-clean.
 //!
 //! Real parts only: `ferry-localcloud` (moto, the Lambda host running the deployed
 //! `bootstrap`, jump boxes booted from their real user data, a sample LAN host with real sshd),
@@ -563,5 +563,89 @@ fn ferry_build_killed_mid_build_blocks_nothing_and_the_sweep_removes_it() {
         .collect();
     assert_eq!(cleaned, vec![abandoned.as_str()], "{r}");
     assert_eq!(cloud.leftovers(), (0, 0, 0), "{r}\n{}", cloud.log());
+    restores_latest(&st);
+}
+
+/// The ferry-clean handler killed (SIGKILL: no cleanup code runs) while it removes the run's
+/// jump box: it has asked EC2 to terminate the instance and waits for `terminated` (the kit's
+/// EC2 keeps a terminated instance `shutting-down` for 2 s, and refuses to delete its group
+/// until then, as EC2 does). The upload is complete; the run fails saying who removes the rest;
+/// the group and the session state stay. The next run has ferry-clean remove that session
+/// first (the spool noted it), then completes; nothing is left; the latest snapshot restores
+/// byte for byte.
+#[test]
+fn ferry_clean_killed_mid_clean_leaves_the_rest_to_the_next_run() {
+    let st = setup(2);
+    let (cloud, config) = (&st.cloud, st.config.to_str().expect("utf-8"));
+    let functions = cloud.path("cloud/functions");
+    let clean_log =
+        || std::fs::read_to_string(functions.join("ferry-clean.log")).unwrap_or_default();
+    let started = Instant::now();
+    while cloud.function_pids().is_none() {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "functions not loaded:\n{}",
+            cloud.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let before = clean_log().len();
+
+    let child = cloud
+        .ferry(false)
+        .args(["backup", "--config", config])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("ferry backup");
+    let started = Instant::now();
+    loop {
+        let log = clean_log();
+        if log[before.min(log.len())..].contains("instances terminating") {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(240),
+            "ferry-clean never began to terminate the run's instance:\n{log}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let (_, pid) = cloud.function_pids().expect("ferry-clean's process");
+    // SAFETY: kill(2) of the local cloud's ferry-clean process (its Lambda host's child).
+    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    let out = child.wait_with_output().expect("ferry backup");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let log = clean_log();
+    assert!(
+        !log[before.min(log.len())..].contains("clean done"),
+        "the kill came after ferry-clean had finished:\n{log}"
+    );
+    assert!(!out.status.success(), "{text}");
+    for want in [
+        "Runtime.ExitError",
+        "could not remove the jump box of session",
+    ] {
+        assert!(text.contains(want), "{want:?} not in: {text}");
+    }
+    // The instance is on its way out; its group and the session state stay.
+    let left = cloud.leftovers();
+    assert_eq!(
+        (left.1, left.2),
+        (1, 1),
+        "{left:?}: {text}\n{}",
+        cloud.log()
+    );
+
+    // The next run has ferry-clean remove that session first, then completes.
+    let out = cloud.ok(false, &["backup", "--config", config]);
+    assert!(
+        out.contains("ended without removing its jump box (session "),
+        "{out}"
+    );
+    assert_eq!(cloud.leftovers(), (0, 0, 0), "{out}\n{}", cloud.log());
     restores_latest(&st);
 }

@@ -20,6 +20,19 @@ pub enum Error {
     /// A refusal or failure that is its own explanation.
     #[error("{0}")]
     Message(String),
+    /// A Lambda function ran and failed: Invoke answered with `X-Amz-Function-Error` and the
+    /// function's error object (`errorType`, `errorMessage`).
+    #[error("{function} failed ({kind}): {error_type}: {message}")]
+    FunctionFailed {
+        /// The function's name.
+        function: String,
+        /// `X-Amz-Function-Error` (`Unhandled`, or `Handled`).
+        kind: String,
+        /// The error object's `errorType` (`Ferry.SessionLimit`, `Sandbox.Timedout`, …).
+        error_type: String,
+        /// Its `errorMessage`.
+        message: String,
+    },
     /// A file or process I/O error without context of its own.
     #[error(transparent)]
     Io(#[from] std::io::Error),

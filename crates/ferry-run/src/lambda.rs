@@ -67,11 +67,15 @@ impl Functions {
             .unwrap_or_default();
         if let Some(kind) = out.function_error() {
             let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
-            bail!(
-                "{function} failed ({kind}): {}: {}",
-                v["errorType"].as_str().unwrap_or("error"),
-                v["errorMessage"].as_str().unwrap_or("(no message)")
-            );
+            return Err(Error::FunctionFailed {
+                function: function.to_string(),
+                kind: kind.to_string(),
+                error_type: v["errorType"].as_str().unwrap_or("error").to_string(),
+                message: v["errorMessage"]
+                    .as_str()
+                    .unwrap_or("(no message)")
+                    .to_string(),
+            });
         }
         Ok(body)
     }
@@ -92,8 +96,9 @@ impl Functions {
             .map_err(|e| {
                 // Lambda stopped the handler (its timeout, or a crash): what it made is an
                 // abandoned build, which holds no session slot once its invocation is over.
-                let text = e.to_string();
-                if text.contains("Sandbox.Timedout") || text.contains("Runtime.ExitError") {
+                if matches!(&e, Error::FunctionFailed { error_type, .. }
+                    if error_type == "Sandbox.Timedout" || error_type == "Runtime.ExitError")
+                {
                     e.context(format!(
                         "{f} stopped before it answered; what it made holds no session slot \
                          after its timeout, and ferry-clean's hourly sweep removes it"

@@ -1,8 +1,10 @@
 //! The kit's EC2/IAM eventual-consistency patch (`py/moto/unkind_ec2.py`) does what it says,
 //! through boto3 against the patched moto: a new security group and a new instance are NotFound
 //! (by id, and left out of filtered lists; Authorize*/TerminateInstances change nothing) and
-//! then found; a new instance profile is refused by RunInstances with AWS's text and then
-//! accepted; a missing profile gets the same text; the knobs at 0 turn it all off.
+//! then found; a terminated instance is shutting-down for a while, and its group cannot be
+//! deleted (DependencyViolation) until it is terminated; a new instance profile is refused by
+//! RunInstances with AWS's text and then accepted; a missing profile gets the same text; the
+//! knobs at 0 turn it all off.
 
 #![allow(clippy::unwrap_used)] // a test fails by panicking; unwrap says where
 
@@ -20,12 +22,14 @@ def code(f):
         return 'ok'
     except botocore.exceptions.ClientError as e:
         return e.response['Error']['Code'] + ': ' + e.response['Error']['Message']
-def until_found(f):
+def until(p):
     for n in range(60):
-        if code(f) == 'ok':
+        if p():
             return n
         time.sleep(0.25)
     return None
+def until_found(f):
+    return until(lambda: code(f) == 'ok')
 
 vpc = ec2.create_vpc(CidrBlock='10.0.0.0/16')['Vpc']['VpcId']
 subnet = ec2.create_subnet(VpcId=vpc, CidrBlock='10.0.1.0/24')['Subnet']['SubnetId']
@@ -52,10 +56,15 @@ out['i_polls'] = until_found(lambda: ec2.describe_instances(InstanceIds=[iid]))
 out['i_state_after_refused_terminate'] = ec2.describe_instances(InstanceIds=[iid])['Reservations'][0]['Instances'][0]['State']['Name']
 out['i_listed_later'] = [i['InstanceId'] for r in ec2.describe_instances(Filters=[{'Name': 'tag:k', 'Values': ['i']}])['Reservations'] for i in r['Instances']]
 out['i'] = iid
-# TerminateInstances is idempotent on AWS: a second (and third) call succeeds.
-ec2.terminate_instances(InstanceIds=[iid])
+# TerminateInstances is idempotent on AWS: a second (and third) call succeeds. The instance is
+# shutting-down for a while, and its group cannot be deleted until it is terminated.
+state = lambda: ec2.describe_instances(InstanceIds=[iid])['Reservations'][0]['Instances'][0]['State']['Name']
+out['i_terminate_state'] = ec2.terminate_instances(InstanceIds=[iid])['TerminatingInstances'][0]['CurrentState']['Name']
 out['i_terminate_again'] = [code(lambda: ec2.terminate_instances(InstanceIds=[iid])) for _ in range(2)]
-out['i_state_terminated'] = ec2.describe_instances(InstanceIds=[iid])['Reservations'][0]['Instances'][0]['State']['Name']
+out['i_state_now'] = state()
+out['sg_delete_in_use'] = code(lambda: ec2.delete_security_group(GroupId=sg))
+out['i_terminated_polls'] = until(lambda: state() == 'terminated')
+out['sg_delete_later'] = code(lambda: ec2.delete_security_group(GroupId=sg))
 
 trust = {'Version': '2012-10-17', 'Statement': [{'Effect': 'Allow', 'Principal': {'Service': 'ec2.amazonaws.com'}, 'Action': 'sts:AssumeRole'}]}
 iam.create_role(RoleName='r', AssumeRolePolicyDocument=json.dumps(trust))
@@ -80,6 +89,7 @@ fn new_ec2_resources_and_instance_profiles_appear_after_a_while() {
     let v = probe(&[
         ("FERRY_UNKIND_EC2_NOTFOUND_SECONDS", "5"),
         ("FERRY_UNKIND_IAM_PROFILE_SECONDS", "5"),
+        ("FERRY_UNKIND_EC2_SHUTDOWN_SECONDS", "3"),
     ]);
     let (sg, iid) = (v["sg"].as_str().unwrap(), v["i"].as_str().unwrap());
     let s = |k: &str| v[k].as_str().unwrap_or_default().to_string();
@@ -120,7 +130,19 @@ fn new_ec2_resources_and_instance_profiles_appear_after_a_while() {
         serde_json::json!(["ok", "ok"]),
         "{v}"
     );
-    assert_eq!(s("i_state_terminated"), "terminated", "{v}");
+    // Termination takes a while, and the group stays in use until it is over.
+    assert_eq!(s("i_terminate_state"), "shutting-down", "{v}");
+    assert_eq!(s("i_state_now"), "shutting-down", "{v}");
+    assert_eq!(
+        s("sg_delete_in_use"),
+        format!("DependencyViolation: resource {sg} has a dependent object"),
+        "{v}"
+    );
+    assert!(
+        v["i_terminated_polls"].as_u64().is_some_and(|n| n > 0),
+        "{v}"
+    );
+    assert_eq!(s("sg_delete_later"), "ok", "{v}");
 
     assert_eq!(
         s("profile_new"),
@@ -140,6 +162,7 @@ fn the_knobs_at_zero_turn_it_off() {
     let v = probe(&[
         ("FERRY_UNKIND_EC2_NOTFOUND_SECONDS", "0"),
         ("FERRY_UNKIND_IAM_PROFILE_SECONDS", "0"),
+        ("FERRY_UNKIND_EC2_SHUTDOWN_SECONDS", "0"),
     ]);
     for k in ["sg_describe", "sg_authorize", "i_describe", "profile_new"] {
         assert_eq!(v[k], "ok", "{k}: {v}");
@@ -150,6 +173,10 @@ fn the_knobs_at_zero_turn_it_off() {
     // i_terminate succeeded, so the instance is no longer running.
     assert_eq!(v["i_terminate"], "ok", "{v}");
     assert_ne!(v["i_state_after_refused_terminate"], "running", "{v}");
+    // Terminated at once; its group deleted at once.
+    assert_eq!(v["i_state_now"], "terminated", "{v}");
+    assert_eq!(v["i_terminated_polls"], 0, "{v}");
+    assert_eq!(v["sg_delete_in_use"], "ok", "{v}");
     // A missing profile still gets AWS's answer (not IAM's NoSuchEntity from the EC2 endpoint).
     assert!(
         v["profile_missing"]

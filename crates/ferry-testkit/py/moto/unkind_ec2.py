@@ -28,6 +28,19 @@
 #   FERRY_UNKIND_IAM_PROFILE_SECONDS (default 4; 0 turns it off) RunInstances naming it (by name
 #   or ARN) is refused as above. A profile that does not exist gets the same AWS answer (moto
 #   would answer IAM's NoSuchEntity from the EC2 endpoint).
+# - Termination takes time, and a group an instance still uses cannot be deleted. AWS:
+#   TerminateInstances moves an instance to `shutting-down`, and only later to `terminated`
+#   (https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/ec2-instance-lifecycle.html);
+#   "If you attempt to delete a security group that is associated with an instance ... the
+#   operation fails with DependencyViolation"
+#   (https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_DeleteSecurityGroup.html).
+#   moto 5.2.5 terminates at once and deletes a group in use. Here a terminated instance shows
+#   `shutting-down` (code 32) for FERRY_UNKIND_EC2_SHUTDOWN_SECONDS (default 2; 0 turns it off),
+#   in TerminateInstances' CurrentState and in every Describe; a second TerminateInstances
+#   meanwhile answers shutting-down again; and DeleteSecurityGroup of a group that an instance
+#   not yet `terminated` names (its groups or its interfaces' groups) answers DependencyViolation
+#   and deletes nothing. This patch changes moto's models (the instance's state, checked and
+#   advanced at the start of every request), so every reader sees the same state.
 # IAM checks (MOTO_ENABLE_IAM_CHECKS) run before the wrapped methods, so AccessDenied still wins.
 # Not covered: DescribeInstanceStatus, DescribeSecurityGroupRules, DescribeTags, VPC pieces
 # (VPCs, subnets, route tables, endpoints), which Ferry creates only in `ferry infra apply`.
@@ -56,6 +69,7 @@ def _seconds(name, default):
 
 NOTFOUND_SECONDS = _seconds("FERRY_UNKIND_EC2_NOTFOUND_SECONDS", "2")
 PROFILE_SECONDS = _seconds("FERRY_UNKIND_IAM_PROFILE_SECONDS", "4")
+SHUTDOWN_SECONDS = _seconds("FERRY_UNKIND_EC2_SHUTDOWN_SECONDS", "2")
 
 _lock = threading.Lock()
 _born = {}  # EC2 id -> monotonic time its create call answered
@@ -238,8 +252,82 @@ if PROFILE_SECONDS > 0:
     IamResponse.create_instance_profile = _profile_changed(IamResponse.create_instance_profile)
     IamResponse.add_role_to_instance_profile = _profile_changed(IamResponse.add_role_to_instance_profile)
 
+
+# ---- termination takes time; a group in use is not deleted (see the header) ----------------
+_shutting = {}  # instance id -> (moto Instance, monotonic time its termination began)
+
+
+def _settle():
+    """Instances whose shutting-down time is over become terminated (code 48)."""
+    now = time.monotonic()
+    with _lock:
+        done = [i for i, (_, t) in _shutting.items() if now >= t + SHUTDOWN_SECONDS]
+        for i in done:
+            inst, _ = _shutting.pop(i)
+            inst._state.name = "terminated"
+            inst._state.code = 48
+
+
+def _group_users(backend, group_id):
+    """Ids of the instances not yet terminated that name the group."""
+    users = []
+    for inst in backend.all_instances():
+        if inst._state.name == "terminated":
+            continue
+        groups = {g.id for g in (inst.security_groups or []) if g is not None}
+        for nic in getattr(inst, "nics", {}).values():
+            groups.update(g.id for g in (getattr(nic, "group_set", None) or []) if g is not None)
+        if group_id in groups:
+            users.append(inst.id)
+    return users
+
+
+if SHUTDOWN_SECONDS > 0:
+    from moto.core.responses import BaseResponse
+    from moto.ec2.exceptions import DependencyViolationError
+    from moto.ec2.models.instances import Instance
+    from moto.ec2.models.security_groups import SecurityGroupBackend
+
+    _call_action = BaseResponse.call_action
+
+    def call_action(self):
+        if _shutting:
+            _settle()
+        return _call_action(self)
+
+    BaseResponse.call_action = call_action
+
+    _terminate = Instance.terminate
+
+    def terminate(self):
+        with _lock:
+            if self.id in _shutting:
+                return copy.copy(self._state)
+        previous = _terminate(self)
+        with _lock:
+            self._state.name = "shutting-down"
+            self._state.code = 32
+            _shutting[self.id] = (self, time.monotonic())
+        return previous
+
+    Instance.terminate = terminate
+
+    _delete_group = SecurityGroupBackend.delete_security_group
+
+    def delete_security_group(self, name=None, group_id=None):
+        group = self.get_security_group_by_name_or_id(group_id or name)
+        if group is not None:
+            users = _group_users(self, group.id)
+            if users:
+                # AWS's words (the instance ids are not in them).
+                raise DependencyViolationError("resource %s has a dependent object" % group.id)
+        return _delete_group(self, name=name, group_id=group_id)
+
+    SecurityGroupBackend.delete_security_group = delete_security_group
+
 print(
     "ferry-testkit: moto patched: EC2 ids invisible for %gs after creation, new instance profiles "
-    "refused by RunInstances for %gs" % (NOTFOUND_SECONDS, PROFILE_SECONDS),
+    "refused by RunInstances for %gs, terminated instances shutting-down for %gs (their groups "
+    "in use until then)" % (NOTFOUND_SECONDS, PROFILE_SECONDS, SHUTDOWN_SECONDS),
     flush=True,
 )
