@@ -1,9 +1,11 @@
 //! The binaries that run in AWS must start on Amazon Linux 2023, whose glibc is 2.34: no
 //! versioned symbol of `bootstrap` (Lambda, `provided.al2023`) or `ferry-gate` (the jump box) may
-//! need a newer `GLIBC_x.y`. They are built by `scripts/build-al2023.sh` (cargo-zigbuild, target
-//! `x86_64-unknown-linux-gnu.2.34`) into `<target dir>/x86_64-unknown-linux-gnu/debug/`; the
-//! test command runs that script before `cargo test` (a nested cargo build from inside a test
-//! would wait on the target directory's lock). Missing binaries fail the test, naming the script.
+//! need a newer `GLIBC_x.y`. `scripts/build-al2023.sh debug` puts them into
+//! `<target dir>/x86_64-unknown-linux-gnu/debug/`: the workspace's own debug build when it needs
+//! no newer glibc, else a cargo-zigbuild build against glibc 2.34
+//! (`x86_64-unknown-linux-gnu.2.34`, always so for release). The test command runs that script
+//! before the tests (a nested cargo build from inside a test would wait on the target
+//! directory's lock). Missing binaries fail the test, naming the script.
 //!
 //! The requirement is read from the ELF's version-needs table (`.gnu.version_r`), which lists
 //! every symbol version the dynamic loader must find, by library.
