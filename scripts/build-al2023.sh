@@ -62,8 +62,8 @@ newest_glibc() {
 
 # debug (the test command's case): the workspace's own debug build of the two binaries, when
 # it already needs no glibc newer than 2.34 — as on this Debian 12 (glibc 2.36) build machine.
-# That spares a second compile of the AWS SDK crates with zig (about 17 CPU-minutes of a cold
-# test command). ferry-cloud's al2023_glibc test checks the linked binaries either way; when
+# That spares a second compile of the AWS SDK crates with zig (11 min 26 s of 2 cores when it
+# ran nearly alone). ferry-cloud's al2023_glibc test checks the linked binaries either way; when
 # they need more (a newer build machine) or FERRY_AL2023_ZIG=1, the zig build below runs. A
 # release build always goes through zig: it is what a real AWS account runs.
 if [ "$profile" = debug ] && [ "${FERRY_AL2023_ZIG:-0}" != 1 ]; then

@@ -58,9 +58,14 @@ else
   "${FUZZ[@]}" build "${SAN[@]}" --target-dir "$TARGET_DIR"
 fi
 
-failed=()
-declare -A RESULT
-for t in "${TARGETS[@]}"; do
+# FERRY_FUZZ_JOBS targets at a time (default 1; the test command runs 2, one per core, once
+# the tests beside it are done). Each writes its result line to $results/<target>.
+JOBS="${FERRY_FUZZ_JOBS:-1}"
+[[ "$JOBS" =~ ^[1-9][0-9]*$ ]] || { echo "fuzz: FERRY_FUZZ_JOBS must be a positive number, not '$JOBS'" >&2; exit 2; }
+results="$(mktemp -d)"
+trap 'rm -rf -- "$results"' EXIT
+run_target() {
+  local t="$1" log runs cov
   echo "fuzz: $t for ${SECS}s"
   mkdir -p "corpus/$t"
   # Seed inputs kept in the repository (fuzz/seeds/<target>/); corpus/ is the run's own.
@@ -71,12 +76,23 @@ for t in "${TARGETS[@]}"; do
       -max_total_time="$SECS" -rss_limit_mb=2048 -timeout=10 -print_final_stats=1 >"$log" 2>&1; then
     runs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' || echo "?")
     cov=$(grep -o 'cov: [0-9]*' "$log" | tail -n 1 | grep -o '[0-9]*' || echo "?")
-    RESULT[$t]="ok      runs=$runs cov=$cov"
+    echo "ok      runs=$runs cov=$cov" >"$results/$t"
   else
-    RESULT[$t]="FAILED  (log: $log)"
-    failed+=("$t")
+    echo "FAILED  (log: $log)" >"$results/$t"
     grep -E 'panicked|ERROR: libFuzzer|SUMMARY|Test unit written' "$log" | head -n 5 || true
   fi
+}
+for t in "${TARGETS[@]}"; do
+  while (($(jobs -rp | wc -l) >= JOBS)); do wait -n || true; done
+  run_target "$t" &
+done
+wait
+
+failed=()
+declare -A RESULT
+for t in "${TARGETS[@]}"; do
+  RESULT[$t]="$(cat "$results/$t" 2>/dev/null || echo "FAILED  (no result)")"
+  case "${RESULT[$t]}" in ok*) ;; *) failed+=("$t") ;; esac
 done
 
 echo

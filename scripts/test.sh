@@ -30,10 +30,11 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 # use; each target runs for a bounded time from the seeds kept in fuzz/seeds/; a crash fails
 # the run. Their build has its own target dir ($CARGO_TARGET_DIR/fuzz-none). No address
 # sanitizer here: it doubles the fuzz build's CPU time for parsers in safe Rust (scripts/fuzz.sh).
+# Two targets run at a time: the runs mostly fall after the tests, when both cores are free.
 FUZZ_SECONDS="${FERRY_FUZZ_SECONDS:-15}"
 fuzz_log="$(mktemp /tmp/ferry-fuzz.XXXXXX.log)"
 step "fuzz every parser of outside data (scripts/fuzz.sh, ${FUZZ_SECONDS} s per target), in the background at nice 19; log: $fuzz_log"
-FERRY_FUZZ_SANITIZER=none nice -n 19 bash scripts/fuzz.sh "$FUZZ_SECONDS" >"$fuzz_log" 2>&1 &
+FERRY_FUZZ_SANITIZER=none FERRY_FUZZ_JOBS=2 nice -n 19 bash scripts/fuzz.sh "$FUZZ_SECONDS" >"$fuzz_log" 2>&1 &
 fuzz_pid=$!
 deb_pid=""
 trap 'kill "$fuzz_pid" $deb_pid 2>/dev/null || true' EXIT
