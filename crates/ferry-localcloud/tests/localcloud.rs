@@ -437,14 +437,23 @@ fn a_whole_session_through_the_local_cloud() {
         Duration::from_secs(60),
         |st| st["boxes"].as_array().is_some_and(|b| b.is_empty()),
     );
-    let seen = cloud.py(
-        "moto_view.py",
-        &[
-            &instance2,
-            applied["backup"].as_str().unwrap(),
-            "home/config",
-        ],
-    );
+    // Terminated in moto, after `shutting-down` (the kit's EC2 takes a while, as EC2 does).
+    let view = || {
+        cloud.py(
+            "moto_view.py",
+            &[
+                &instance2,
+                applied["backup"].as_str().unwrap(),
+                "home/config",
+            ],
+        )
+    };
+    let mut seen = view();
+    let started = Instant::now();
+    while seen["state"] == "shutting-down" && started.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(500));
+        seen = view();
+    }
     assert_eq!(seen["state"], "terminated", "{}", cloud.log());
     assert!(!cloud.ssh_config().contains(&format!("Host {ip2}\n")));
     // Its session's security group and state remain for ferry-clean / the sweep, as on AWS.
