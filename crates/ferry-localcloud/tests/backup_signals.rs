@@ -82,6 +82,51 @@ fn kill_at(
     (status.code().unwrap_or(-1), out)
 }
 
+/// Run `ferry backup` (its output captured) and SIGKILL `function`'s process (the local
+/// cloud's Lambda host runs it) as soon as that function's log, past what it held before,
+/// shows `marker` (polled every 10 ms, for at most `within`). Returns the run's output and
+/// that function's log from the start of the run.
+fn backup_killing_function_at(
+    cloud: &Cloud,
+    config: &str,
+    function: &str,
+    marker: &str,
+    within: Duration,
+) -> (std::process::Output, String) {
+    let path = cloud
+        .path("cloud/functions")
+        .join(format!("{function}.log"));
+    let read = || std::fs::read_to_string(&path).unwrap_or_default();
+    let before = read().len();
+    let since = |log: &str| log.get(before.min(log.len())..).unwrap_or("").to_string();
+    let child = cloud
+        .ferry(false)
+        .args(["backup", "--config", config])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("ferry backup");
+    let started = Instant::now();
+    while !since(&read()).contains(marker) {
+        assert!(
+            started.elapsed() < within,
+            "{function} never logged {marker:?}:\n{}",
+            since(&read())
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let (build, clean) = cloud.function_pids().expect("the functions' processes");
+    let pid = if function == "ferry-build" {
+        build
+    } else {
+        clean
+    };
+    // SAFETY: kill(2) of a process of the local cloud's Lambda host (its child).
+    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    let out = child.wait_with_output().expect("ferry backup");
+    (out, since(&read()))
+}
+
 /// A local cloud with the infrastructure applied, keys, and a config backing up the sample
 /// LAN host, to which a `big_mib` MiB incompressible file was added.
 struct Setup {
@@ -293,6 +338,19 @@ fn sigterm_during_collection_provisioning_and_upload_leaves_nothing_and_the_next
 
 /// The latest snapshot restores byte for byte (read back from S3 with the master key), and
 /// `check --read-data` passes.
+/// The next run has ferry-clean remove the session a run before it left (the spool noted
+/// it), then completes: nothing is left in the cloud, and the latest snapshot restores.
+fn next_run_removes_the_left_box_and_completes(st: &Setup) {
+    let (cloud, config) = (&st.cloud, st.config.to_str().expect("utf-8"));
+    let out = cloud.ok(false, &["backup", "--config", config]);
+    assert!(
+        out.contains("ended without removing its jump box (session "),
+        "{out}"
+    );
+    assert_eq!(cloud.leftovers(), (0, 0, 0), "{out}\n{}", cloud.log());
+    restores_latest(st);
+}
+
 fn restores_latest(st: &Setup) {
     let Setup {
         cloud,
@@ -432,13 +490,7 @@ fn lambda_throttled_or_failing_loses_nothing_and_leaves_nothing() {
 
     // 4. Lambda well again: the next run removes that box first, then completes.
     write_invoke_faults(&functions, &[]).expect("faults");
-    let out = cloud.ok(false, &["backup", "--config", config]);
-    assert!(
-        out.contains("ended without removing its jump box (session "),
-        "{out}"
-    );
-    assert_eq!(cloud.leftovers(), (0, 0, 0), "{out}\n{}", cloud.log());
-    restores_latest(&st);
+    next_run_removes_the_left_box_and_completes(&st);
 }
 
 /// The Lambda handler killed (SIGKILL: no cleanup code runs, as when Lambda stops a handler at
@@ -479,32 +531,15 @@ fn ferry_build_killed_mid_build_blocks_nothing_and_the_sweep_removes_it() {
     }
     let build_log =
         || std::fs::read_to_string(functions.join("ferry-build.log")).unwrap_or_default();
-    let before = build_log().len();
 
     // SIGKILL the handler once it has launched the instance (state phase `instance`).
-    let child = cloud
-        .ferry(false)
-        .args(["backup", "--config", config])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("ferry backup");
-    let started = Instant::now();
-    loop {
-        let log = build_log();
-        if log[before.min(log.len())..].contains(r#""phase":"instance""#) {
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(120),
-            "ferry-build never reached phase instance:\n{log}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let (pid, _) = cloud.function_pids().expect("ferry-build's process");
-    // SAFETY: kill(2) of the local cloud's ferry-build process (its Lambda host's child).
-    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
-    let out = child.wait_with_output().expect("ferry backup");
+    let (out, _) = backup_killing_function_at(
+        cloud,
+        config,
+        "ferry-build",
+        r#""phase":"instance""#,
+        Duration::from_secs(120),
+    );
     let text = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{text}");
     for want in ["Runtime.ExitError", "no jump box; the spool keeps"] {
@@ -577,9 +612,6 @@ fn ferry_build_killed_mid_build_blocks_nothing_and_the_sweep_removes_it() {
 fn ferry_clean_killed_mid_clean_leaves_the_rest_to_the_next_run() {
     let st = setup(2);
     let (cloud, config) = (&st.cloud, st.config.to_str().expect("utf-8"));
-    let functions = cloud.path("cloud/functions");
-    let clean_log =
-        || std::fs::read_to_string(functions.join("ferry-clean.log")).unwrap_or_default();
     let started = Instant::now();
     while cloud.function_pids().is_none() {
         assert!(
@@ -589,39 +621,20 @@ fn ferry_clean_killed_mid_clean_leaves_the_rest_to_the_next_run() {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
-    let before = clean_log().len();
-
-    let child = cloud
-        .ferry(false)
-        .args(["backup", "--config", config])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("ferry backup");
-    let started = Instant::now();
-    loop {
-        let log = clean_log();
-        if log[before.min(log.len())..].contains("instances terminating") {
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(240),
-            "ferry-clean never began to terminate the run's instance:\n{log}"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let (_, pid) = cloud.function_pids().expect("ferry-clean's process");
-    // SAFETY: kill(2) of the local cloud's ferry-clean process (its Lambda host's child).
-    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
-    let out = child.wait_with_output().expect("ferry backup");
+    let (out, log) = backup_killing_function_at(
+        cloud,
+        config,
+        "ferry-clean",
+        "instances terminating",
+        Duration::from_secs(240),
+    );
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    let log = clean_log();
     assert!(
-        !log[before.min(log.len())..].contains("clean done"),
+        !log.contains("clean done"),
         "the kill came after ferry-clean had finished:\n{log}"
     );
     assert!(!out.status.success(), "{text}");
@@ -641,11 +654,5 @@ fn ferry_clean_killed_mid_clean_leaves_the_rest_to_the_next_run() {
     );
 
     // The next run has ferry-clean remove that session first, then completes.
-    let out = cloud.ok(false, &["backup", "--config", config]);
-    assert!(
-        out.contains("ended without removing its jump box (session "),
-        "{out}"
-    );
-    assert_eq!(cloud.leftovers(), (0, 0, 0), "{out}\n{}", cloud.log());
-    restores_latest(&st);
+    next_run_removes_the_left_box_and_completes(&st);
 }
