@@ -110,7 +110,6 @@ if [ ! -x "$venv/bin/cargo-zigbuild" ]; then
   echo "build-al2023: cargo-zigbuild missing from $venv; installing dependencies" >&2
   bash scripts/install-deps.sh
 fi
-export PATH="$zigwrap:$venv/bin:$PATH"
 
 echo "build-al2023: zig $(zig version), $(cargo-zigbuild --version), profile $profile" >&2
 cargo zigbuild --locked "${flags[@]}" --target-dir "$target_dir/al2023" \
