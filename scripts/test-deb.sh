@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The Debian package, installed for real (part of the test command, scripts/test.sh):
-#   1. builds it from the debug builds the test command already made (scripts/package-deb.sh debug);
+#   1. builds it (scripts/package-deb.sh): from the debug builds the test command already made,
+#      or, with `release`, the release package a real backup VM installs (same checks);
 #   2. `dpkg -i`: the `ferry` account, the directories and their modes, `ferry --version`,
 #      `man ferry-backup`, the bash completion answering, systemd accepting the units;
 #   3. runs the installed `ferry` against the local cloud: `ferry infra apply` with no
@@ -11,11 +12,15 @@
 #   4. `dpkg --purge`: nothing is left but the account and the files the operator put in
 #      /etc/ferry (keys, credentials), which a purge keeps by design (packaging/deb/postrm).
 # Needs root. Leaves the machine as it found it (the trap purges and removes the account).
+# usage: scripts/test-deb.sh [debug|release]     (default: debug; the local cloud is always the
+#        debug ferry-localcloud the test command builds)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT="$PWD"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/ferry/target}"
 BIN="$CARGO_TARGET_DIR/debug"
+profile="${1:-debug}"
+case "$profile" in debug | release) ;; *) echo "test-deb: unknown profile '$profile' (debug or release)" >&2; exit 2 ;; esac
 step() { printf '\n--> %s\n' "$*"; }
 fail() { echo "test-deb: FAILED: $*" >&2; exit 1; }
 [ "$(id -u)" = 0 ] || fail "run as root (dpkg -i, a system account)"
@@ -47,8 +52,8 @@ trap cleanup EXIT
 cleanup_leftover() { rm -rf /etc/ferry; userdel ferry 2>/dev/null || true; groupdel ferry 2>/dev/null || true; }
 cleanup_leftover
 
-step "build the package (debug)"
-deb="$(bash scripts/package-deb.sh debug)"
+step "build the package ($profile)"
+deb="$(bash scripts/package-deb.sh "$profile")"
 dpkg-deb --contents "$deb" >"$WORK/contents"
 for p in ./usr/lib/ferry/ferry ./usr/lib/ferry/bootstrap ./usr/lib/ferry/ferry-gate ./usr/bin/ferry \
   ./lib/systemd/system/ferry-backup.service ./lib/systemd/system/ferry-backup.timer \
@@ -70,7 +75,7 @@ for d in /var/spool/ferry /var/cache/ferry /var/lib/ferry; do check_mode "$d" "f
 dpkg-query -W -f='${Conffiles}\n' ferry | grep -q '/etc/ferry/ferry.toml' || fail "ferry.toml is not a conffile"
 v="$(ferry --version)"
 echo "  $v"
-re='^ferry [0-9]+\.[0-9]+\.[0-9]+ \(commit ([0-9a-f]{12}|unknown), debug build\)$'
+re="^ferry [0-9]+\\.[0-9]+\\.[0-9]+ \\(commit ([0-9a-f]{12}|unknown), $profile build\\)\$"
 [[ "$v" =~ $re ]] || fail "ferry --version: $v"
 [ "$(readlink -f "$(command -v ferry)")" = /usr/lib/ferry/ferry ] || fail "ferry on PATH is not /usr/lib/ferry/ferry"
 
