@@ -20,7 +20,10 @@
 #
 # Environment: BENCH_DIR (default /var/tmp/ferry-bench-load; needs about 3 x BIG_MIB free:
 # the source, the spool, moto's copy), BENCH_PROFILE (debug | release; default debug: the
-# build the tests use), CARGO_TARGET_DIR. Needs root (jump boxes run under unshare), the
+# build the tests use; release: the binaries the release package ships, i.e. `ferry` built as
+# scripts/package-deb.sh builds it and the AL2023 `bootstrap`/`ferry-gate` from
+# scripts/build-al2023.sh release, so after a package build nothing is rebuilt; the local
+# cloud itself, `ferry-localcloud`, is the test kit's debug build either way), CARGO_TARGET_DIR. Needs root (jump boxes run under unshare), the
 # project venv (scripts/install-deps.sh), GNU time. Removes everything it made when it ends.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -37,18 +40,26 @@ PY="$ROOT/.venv/bin/python"
 [ -x "$PY" ] || { echo "bench-load: $PY missing (bash scripts/install-deps.sh)" >&2; exit 1; }
 
 # debug: what the test command builds (`--workspace --all-targets`: the same feature set, so
-# nothing is rebuilt); release: only the four binaries.
-build=(--workspace --all-targets)
-[ "$PROFILE" = release ] && build=(--release -p ferry-cli -p ferry-gate -p ferry-lambda -p ferry-localcloud)
-echo "bench-load: cargo build ${build[*]} (ferry, ferry-gate, bootstrap, ferry-localcloud)" >&2
-cargo build -q --locked "${build[@]}"
-BIN="$CARGO_TARGET_DIR/$PROFILE"
+# nothing is rebuilt); it also gives the test kit's ferry-localcloud for either profile.
+echo "bench-load: cargo build --workspace --all-targets (ferry, ferry-gate, bootstrap, ferry-localcloud)" >&2
+cargo build -q --locked --workspace --all-targets
+KIT="$CARGO_TARGET_DIR/debug"
+case "$PROFILE" in
+  debug) FERRY="$KIT/ferry" ARTIFACTS="$KIT" ;;
+  release)
+    echo "bench-load: cargo build --release -p ferry-cli --bin ferry, scripts/build-al2023.sh release" >&2
+    cargo build -q --locked --release -p ferry-cli --bin ferry
+    FERRY="$CARGO_TARGET_DIR/release/ferry"
+    ARTIFACTS="$(bash scripts/build-al2023.sh release)"
+    ;;
+  *) echo "bench-load: BENCH_PROFILE must be debug or release, not '$PROFILE'" >&2; exit 2 ;;
+esac
 
 rm -rf "$WORK"
 mkdir -p "$WORK/times"
 CLOUD="$WORK/cloud"
 cleanup() {
-  "$BIN/ferry-localcloud" down --dir "$CLOUD" >/dev/null 2>&1 || true
+  "$KIT/ferry-localcloud" down --dir "$CLOUD" >/dev/null 2>&1 || true
   rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -74,7 +85,7 @@ mkdir -p "$WORK/src/big"
 head -c "$((BIG_MIB << 20))" /dev/urandom >"$WORK/src/big/big.bin"
 
 echo "bench-load: starting the local cloud, ferry infra apply" >&2
-"$BIN/ferry-localcloud" up --dir "$CLOUD" >/dev/null
+"$KIT/ferry-localcloud" up --dir "$CLOUD" >/dev/null
 # shellcheck disable=SC1091
 . "$CLOUD/env"
 # Sessions long and large enough for the big source in one run (docs/INFRA.md).
@@ -94,10 +105,10 @@ max_sessions = 2
 session_mib = $((BIG_MIB * 2))
 site_mib_per_day = $((BIG_MIB * 8))
 EOF
-"$BIN/ferry" infra apply -c "$WORK/infra.toml" --credentials-out "$WORK/backup.credentials" \
-  --artifacts "$BIN" >"$WORK/apply.log"
+"$FERRY" infra apply -c "$WORK/infra.toml" --credentials-out "$WORK/backup.credentials" \
+  --artifacts "$ARTIFACTS" >"$WORK/apply.log"
 for _ in $(seq 1 240); do
-  "$BIN/ferry-localcloud" status --dir "$CLOUD" --json | "$PY" -c '
+  "$KIT/ferry-localcloud" status --dir "$CLOUD" --json | "$PY" -c '
 import json, sys
 fs = {f["name"]: f for f in json.load(sys.stdin)["functions"]}
 sys.exit(0 if all(fs.get(n, {}).get("pid") for n in ("ferry-build", "ferry-clean")) else 1)' && break
@@ -105,7 +116,7 @@ sys.exit(0 if all(fs.get(n, {}).get("pid") for n in ("ferry-build", "ferry-clean
 done
 
 for site in small big; do
-  FERRY_PASSPHRASE='' "$BIN/ferry" key init --master "$WORK/$site.master" --put "$WORK/$site.put" 2>/dev/null
+  FERRY_PASSPHRASE='' "$FERRY" key init --master "$WORK/$site.master" --put "$WORK/$site.put" 2>/dev/null
   cat >"$WORK/$site.toml" <<EOF
 [sources]
 [sources.local]
@@ -174,7 +185,7 @@ run() {
   local sampler=$!
   if ! env -u AWS_ACCESS_KEY_ID -u AWS_SECRET_ACCESS_KEY FERRY_CACHE_DIR="$WORK/cache-$site" \
     /usr/bin/time -v -o "$WORK/times/$name.time" \
-    "$BIN/ferry" backup --json --config "$WORK/$site.toml" >"$WORK/times/$name.json" 2>"$WORK/times/$name.err"; then
+    "$FERRY" backup --json --config "$WORK/$site.toml" >"$WORK/times/$name.json" 2>"$WORK/times/$name.err"; then
     touch "$WORK/times/$name.stop"; wait "$sampler" || true
     echo "bench-load: $name failed:" >&2; tail -n 20 "$WORK/times/$name.err" >&2; exit 1
   fi
@@ -191,7 +202,7 @@ done
 
 echo "bench-load: restoring both from S3 (checked with diff -r)" >&2
 for site in small big; do
-  "$BIN/ferry" restore --repo "s3://ferry-backup-bench/$site" --key "$WORK/$site.master" latest \
+  "$FERRY" restore --repo "s3://ferry-backup-bench/$site" --key "$WORK/$site.master" latest \
     --target "$WORK/restore-$site" >/dev/null 2>&1
   diff -r "$WORK/src/$site" "$WORK/restore-$site/local$WORK/src/$site" >/dev/null ||
     { echo "bench-load: the restore of $site differs" >&2; exit 1; }
