@@ -394,7 +394,7 @@ pub struct Names {
     pub build_function: String,
     /// The ferry-clean Lambda function (`<prefix>-clean`, spelled by ferry-contract).
     pub clean_function: String,
-    /// EventBridge rule that invokes the clean function hourly in sweep mode.
+    /// EventBridge rule that invokes the clean function every 6 hours in sweep mode.
     pub sweep_rule: String,
 }
 

@@ -167,8 +167,8 @@ pub fn worst_case(l: &Limits) -> WorstCase {
     let gib_months = gib_per_day * (days + 1.0) / 2.0;
     let sessions = f64::from(l.sessions_per_day) * days;
     let puts = gib_per_day * 1024.0 * days + sessions;
-    // Build and clean per session, each running to its time-out. (The hourly sweep is the
-    // installation's own, thief or not: about 744 one-second invocations a month.)
+    // Build and clean per session, each running to its time-out. (The six-hourly sweep is the
+    // installation's own, thief or not: about 124 one-second invocations a month.)
     let requests = 2.0 * sessions;
     let gb_s =
         f64::from(MEMORY_MB) / 1024.0 * sessions * f64::from(BUILD_TIMEOUT_S + CLEAN_TIMEOUT_S);

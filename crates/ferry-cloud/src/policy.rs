@@ -215,7 +215,7 @@ impl PolicyInputs {
     pub fn clean_function_arn(&self) -> String {
         self.function_arn(&self.names.clean_function)
     }
-    /// ARN of the hourly EventBridge sweep rule (on the default event bus).
+    /// ARN of the six-hourly EventBridge sweep rule (on the default event bus).
     pub fn sweep_rule_arn(&self) -> String {
         format!(
             "arn:{}:events:{}:{}:rule/{}",

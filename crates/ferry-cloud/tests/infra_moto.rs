@@ -591,7 +591,7 @@ async fn apply_converges_is_idempotent_corrects_drift_and_destroys() {
         .send()
         .await
         .unwrap();
-    assert_eq!(rule.schedule_expression(), Some("rate(1 hour)"));
+    assert_eq!(rule.schedule_expression(), Some("rate(6 hours)"));
     assert_eq!(rule.state().map(|s| s.as_str()), Some("ENABLED"));
     let targets = events
         .list_targets_by_rule()
@@ -776,7 +776,7 @@ async fn apply_converges_is_idempotent_corrects_drift_and_destroys() {
         "{drift}"
     );
     assert!(
-        drift.contains("schedule: rate(7 days) -> rate(1 hour)"),
+        drift.contains("schedule: rate(7 days) -> rate(6 hours)"),
         "{drift}"
     );
     assert!(
@@ -817,7 +817,7 @@ async fn apply_converges_is_idempotent_corrects_drift_and_destroys() {
         .send()
         .await
         .unwrap();
-    assert_eq!(rule.schedule_expression(), Some("rate(1 hour)"));
+    assert_eq!(rule.schedule_expression(), Some("rate(6 hours)"));
 
     // show prints IDs.
     let show = cmd(&cfg, &sdk, show_cmd()).await.unwrap();

@@ -63,7 +63,7 @@ pub struct CleanRequest {
     /// Remove this session.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session: Option<String>,
-    /// Remove every expired or orphaned session (the hourly rule's input).
+    /// Remove every expired or orphaned session (the six-hourly rule's input).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub sweep: bool,
 }
@@ -77,7 +77,7 @@ impl CleanRequest {
         }
     }
 
-    /// Sweep expired and orphaned sessions (the hourly EventBridge rule).
+    /// Sweep expired and orphaned sessions (the six-hourly EventBridge rule).
     pub fn sweep() -> Self {
         CleanRequest {
             session: None,

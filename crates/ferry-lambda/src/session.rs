@@ -572,7 +572,7 @@ impl Cloud {
                     }
                     Err(rb) => Err(FerryError::Aws(format!(
                         "{e}; rollback incomplete ({rb}); the state object sessions/{session}.json is kept so that \
-                         ferry-clean or the hourly sweep can finish it"
+                         ferry-clean or the six-hourly sweep can finish it"
                     ))),
                 }
             }

@@ -1,7 +1,7 @@
 //! The local cloud with real parts: `ferry-localcloud up` (moto, the Lambda host, a sample LAN
 //! host), then what `ferry infra apply` would create, made with boto3 through DIR/env only
 //! (`tests/py/apply.py`: buckets with the real `bootstrap` zipped and the real `ferry-gate`,
-//! network, roles, the two functions, the hourly sweep rule, bucket policies with Conditions);
+//! network, roles, the two functions, the six-hourly sweep rule, bucket policies with Conditions);
 //! ferry-build invoked the SDK-standard way → the daemon boots the jump box from the real user
 //! data → `ssh -F DIR/ssh_config` to the instance's public IP with the pinned host key reaches
 //! the gate, which stores an object → ferry-clean → the box and its ssh_config block are gone;
@@ -273,7 +273,7 @@ fn a_whole_session_through_the_local_cloud() {
     }
     assert_eq!(
         st["schedules"][0]["function"], "ferry-clean",
-        "the hourly sweep rule is scheduled: {st:#}"
+        "the six-hourly sweep rule is scheduled: {st:#}"
     );
 
     // A configuration change (through the same Lambda endpoint, passed to moto) reloads the
@@ -476,7 +476,7 @@ fn a_whole_session_through_the_local_cloud() {
         "ferry-clean",
         "jump boxes: none",
         lan["name"].as_str().unwrap(),
-        "rate(1 hour)",
+        "rate(6 hours)",
     ] {
         assert!(s.contains(want), "status lacks {want:?}:\n{s}");
     }

@@ -101,7 +101,7 @@ impl Functions {
                 {
                     e.context(format!(
                         "{f} stopped before it answered; what it made holds no session slot \
-                         after its timeout, and ferry-clean's hourly sweep removes it"
+                         after its timeout, and ferry-clean's six-hourly sweep removes it"
                     ))
                 } else {
                     e

@@ -92,7 +92,7 @@ pub enum Event<'a> {
     /// lost power): ferry-clean is asked to remove that session's box first.
     LeftBehind(&'a str),
     /// What became of it (a sentence): removed, or why not (the box's own timer and the
-    /// hourly sweep remain).
+    /// six-hourly sweep remain).
     LeftBehindNote(&'a str),
     /// An interrupt arrived (`signal` names it).
     Stopping {
@@ -205,8 +205,8 @@ impl Shared {
         let r = self.cloud.clean(session, CLEAN_WAIT);
         lock(&self.usage).lambda_invocations += 1;
         let later = match expires {
-            Some(t) => format!("its own timer (at {t}) and the hourly sweep will remove it"),
-            None => "its own timer and the hourly sweep will remove it".to_string(),
+            Some(t) => format!("its own timer (at {t}) and the six-hourly sweep will remove it"),
+            None => "its own timer and the six-hourly sweep will remove it".to_string(),
         };
         match r {
             Ok(()) => Ok(format!("jump box of session {session} removed")),
@@ -275,8 +275,8 @@ impl Cancel {
             }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                note = "gave up waiting for the cloud: the jump box's timer and the hourly sweep \
-                        will remove anything left"
+                note = "gave up waiting for the cloud: the jump box's timer and the six-hourly \
+                        sweep will remove anything left"
                     .into();
                 progress.event(Event::StopNote(&note));
                 break;

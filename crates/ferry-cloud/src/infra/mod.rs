@@ -10,7 +10,7 @@
 //! Order: the instance type's offering in the zone (a check, `offering`), network, IAM, buckets,
 //! the two artifacts (`bootstrap` zipped, `ferry-gate`) in the state bucket, the functions' log
 //! groups, the Lambda functions and the clean function's permission for the sweep rule, the
-//! hourly sweep rule; destroy runs in reverse. The artifacts are read (and the zip made, and
+//! six-hourly sweep rule; destroy runs in reverse. The artifacts are read (and the zip made, and
 //! its size checked against Lambda's limit) before any API call: apply refuses to start without
 //! them, plan shows them as unknown.
 //!

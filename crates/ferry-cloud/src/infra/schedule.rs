@@ -1,4 +1,4 @@
-//! The hourly sweep: EventBridge rule `<prefix>-sweep` (`rate(1 hour)`, enabled) whose one
+//! The six-hourly sweep: EventBridge rule `<prefix>-sweep` (`rate(6 hours)`, enabled) whose one
 //! target is the clean function with the constant input `{"sweep": true}`. The permission that
 //! lets EventBridge invoke the function is in [`super::lambda`].
 
@@ -13,7 +13,7 @@ use super::{Change, Ctx, same_policy};
 use crate::policy;
 
 /// The sweep rule's schedule expression (EventBridge syntax).
-pub const SCHEDULE: &str = "rate(1 hour)";
+pub const SCHEDULE: &str = "rate(6 hours)";
 /// Id of the rule's one target.
 pub const TARGET_ID: &str = "ferry-clean-sweep";
 
@@ -190,7 +190,7 @@ async fn put_rule(ctx: &Ctx, name: &str, create: bool) -> Result<()> {
         .schedule_expression(SCHEDULE)
         .state(RuleState::Enabled)
         .description(format!(
-            "ferry installation {}: hourly sweep of expired and orphaned jump-box sessions",
+            "ferry installation {}: six-hourly sweep of expired and orphaned jump-box sessions",
             ctx.cfg.names.prefix
         ));
     if create {

@@ -194,7 +194,7 @@ pub fn matrix(p: &PolicyInputs) -> Vec<Case> {
         (Service("ec2.amazonaws.com"), "sts:AssumeRole", jumpbox_role.clone(), none.clone(), Y, "EC2 assumes the jump-box role"),
         (Service("lambda.amazonaws.com"), "sts:AssumeRole", jumpbox_role.clone(), none.clone(), N, "Lambda cannot assume the jump-box role"),
         // the clean function's resource policy: only the sweep rule, through EventBridge
-        (events, "lambda:InvokeFunction", clean.clone(), one("aws:SourceArn", &sweep), Y, "the hourly sweep rule invokes ferry-clean"),
+        (events, "lambda:InvokeFunction", clean.clone(), one("aws:SourceArn", &sweep), Y, "the six-hourly sweep rule invokes ferry-clean"),
         (events, "lambda:InvokeFunction", clean.clone(), one("aws:SourceArn", &format!("arn:{part}:events:{reg}:{acct}:rule/other")), N, "another rule cannot"),
         (events, "lambda:InvokeFunction", build.clone(), one("aws:SourceArn", &sweep), N, "nothing may invoke ferry-build by resource policy"),
         (Service("sns.amazonaws.com"), "lambda:InvokeFunction", clean.clone(), one("aws:SourceArn", &sweep), N, "another service cannot"),

@@ -1,7 +1,7 @@
 # What `ferry infra apply` would create (a stand-in until it deploys the functions itself),
 # made with boto3 against the local cloud through the SDK-standard variables of DIR/env only.
 # Mirrors crates/ferry-lambda/tests/common/mod.rs, plus the two functions (provided.al2023,
-# code from the state bucket's artifacts/bootstrap.zip), the hourly sweep rule, and bucket
+# code from the state bucket's artifacts/bootstrap.zip), the six-hourly sweep rule, and bucket
 # policies with Conditions like the ones ferry-cloud writes (TLS only, puts only through the
 # endpoint and only with If-None-Match).
 # argv: PREFIX BOOTSTRAP FERRY_GATE. Prints JSON.
@@ -78,7 +78,7 @@ for kind in ('build', 'clean'):
                             Timeout=120, MemorySize=256, Architectures=['x86_64'],
                             Environment={'Variables': env})
     arns[kind] = f['FunctionArn']
-events.put_rule(Name=prefix + '-sweep', ScheduleExpression='rate(1 hour)', State='ENABLED')
+events.put_rule(Name=prefix + '-sweep', ScheduleExpression='rate(6 hours)', State='ENABLED')
 events.put_targets(Rule=prefix + '-sweep', Targets=[{'Id': 'clean', 'Arn': arns['clean'], 'Input': '{"sweep": true}'}])
 print(json.dumps({'state': state, 'backup': backup, 'vpc': vpc, 'subnet': subnet,
                   'code_sha256': hashlib.sha256(buf.getvalue()).hexdigest()}))
