@@ -23,8 +23,9 @@
 # build the tests use; release: the binaries the release package ships, i.e. `ferry` built as
 # scripts/package-deb.sh builds it and the AL2023 `bootstrap`/`ferry-gate` from
 # scripts/build-al2023.sh release, so after a package build nothing is rebuilt; the local
-# cloud itself, `ferry-localcloud`, is the test kit's debug build either way), CARGO_TARGET_DIR. Needs root (jump boxes run under unshare), the
-# project venv (scripts/install-deps.sh), GNU time. Removes everything it made when it ends.
+# cloud itself, `ferry-localcloud`, is the test kit's debug build either way),
+# CARGO_TARGET_DIR. Needs root (jump boxes run under unshare), the project venv
+# (scripts/install-deps.sh), GNU time. Removes everything it made when it ends.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
