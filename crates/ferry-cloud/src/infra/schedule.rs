@@ -12,7 +12,10 @@ use serde_json::Value;
 use super::{Change, Ctx, same_policy};
 use crate::policy;
 
-/// The sweep rule's schedule expression (EventBridge syntax).
+/// The sweep rule's schedule expression (EventBridge syntax). AWS refuses a rate whose unit's
+/// number does not match its value (`rate(1 hour)`, `rate(6 hours)`; not `rate(6 hour)`):
+/// <https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-rate-expressions.html>. moto
+/// does not check this, so the unit test below does. Why 6 hours: docs/LAMBDA.md.
 pub const SCHEDULE: &str = "rate(6 hours)";
 /// Id of the rule's one target.
 pub const TARGET_ID: &str = "ferry-clean-sweep";
@@ -285,4 +288,50 @@ pub(super) async fn destroy(ctx: &mut Ctx, out: &mut dyn Write) -> Result<()> {
         .aws("events:DeleteRule", || name.to_string())?;
     writeln!(out, "- schedule-rule {name}")?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SCHEDULE;
+
+    /// EventBridge's rate grammar: `rate(value unit)`, value a positive integer, unit
+    /// minute|hour|day, singular exactly when value is 1 (link at [`SCHEDULE`]).
+    fn valid_rate(expr: &str) -> bool {
+        let Some(inner) = expr.strip_prefix("rate(").and_then(|r| r.strip_suffix(')')) else {
+            return false;
+        };
+        let mut it = inner.split(' ');
+        let (Some(v), Some(unit), None) = (it.next(), it.next(), it.next()) else {
+            return false;
+        };
+        let Ok(v) = v.parse::<u64>() else {
+            return false;
+        };
+        let singular = ["minute", "hour", "day"].contains(&unit);
+        let plural = ["minutes", "hours", "days"].contains(&unit);
+        v >= 1 && if v == 1 { singular } else { plural }
+    }
+
+    #[test]
+    fn the_schedule_is_a_rate_eventbridge_accepts() {
+        assert!(valid_rate(SCHEDULE), "{SCHEDULE}");
+        // The grammar itself, on AWS's own examples of valid and invalid rates.
+        for ok in [
+            "rate(1 minute)",
+            "rate(5 minutes)",
+            "rate(1 hour)",
+            "rate(1 day)",
+        ] {
+            assert!(valid_rate(ok), "{ok}");
+        }
+        for bad in [
+            "rate(1 hours)",
+            "rate(5 hour)",
+            "rate(0 hours)",
+            "rate(6hours)",
+            "cron(0 * * * ? *)",
+        ] {
+            assert!(!valid_rate(bad), "{bad}");
+        }
+    }
 }
