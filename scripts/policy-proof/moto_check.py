@@ -27,6 +27,7 @@ usage: moto_check.py DIR
 
 import json
 import os
+import random
 import socket
 import subprocess
 import sys
@@ -39,14 +40,30 @@ from botocore.exceptions import ClientError
 
 
 def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A loopback port that was free a moment ago, below Linux's ephemeral range (32768-60999),
+    as ferry-testkit's free_port picks them: a port from bind(0) is an ephemeral one, which a
+    parallel suite's outgoing connection can take before moto binds it."""
+    for _ in range(1000):
+        port = random.randrange(20000, 32000)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free loopback port in 20000-31999")
 
 
 class Moto:
     def __init__(self):
-        self.port = free_port()
+        # A port taken between the pick and moto's bind: moto exits; start it on another (4 tries).
+        for _ in range(4):
+            if self.start_on(free_port()):
+                return
+        raise RuntimeError(f"moto_server did not start (last on {self.url})")
+
+    def start_on(self, port):
+        self.port = port
         self.url = f"http://127.0.0.1:{self.port}"
         moto_server = os.path.join(os.path.dirname(sys.executable), "moto_server")
         self.proc = subprocess.Popen([moto_server, "-H", "127.0.0.1", "-p", str(self.port)],
@@ -55,9 +72,11 @@ class Moto:
         while True:
             try:
                 urllib.request.urlopen(f"{self.url}/moto-api/", timeout=1).read()
-                return
+                return True
             except OSError:
-                if self.proc.poll() is not None or time.monotonic() > deadline:
+                if self.proc.poll() is not None:
+                    return False
+                if time.monotonic() > deadline:
                     self.stop()
                     raise RuntimeError(f"moto_server did not start on {self.url}")
                 time.sleep(0.1)

@@ -415,7 +415,25 @@ impl Jumpbox {
     /// Start the box: the AMI's first boot, until its sshd (with host keys of its own) answers
     /// on [`Jumpbox::port`], as the instance's public IP does on EC2. The user data then runs
     /// (or waits for [`Jumpbox::release_user_data`]); this does not wait for it.
+    ///
+    /// A port taken by another program between the pick and the box's sshd bind ("Address
+    /// already in use" in the box's logs) boots a new box on a new port, at most
+    /// [`crate::PORT_TRIES`] times.
     pub fn start(opts: JumpboxOptions) -> Result<Jumpbox, KitError> {
+        let mut tries = 1;
+        loop {
+            match Self::start_once(&opts) {
+                Err(KitError::BootFailed { logs })
+                    if tries < crate::PORT_TRIES && logs.contains("in use") =>
+                {
+                    tries += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn start_once(opts: &JumpboxOptions) -> Result<Jumpbox, KitError> {
         // Not under /tmp: the box mounts its own /tmp.
         let dir = tempfile::Builder::new()
             .prefix("ferry-box-")

@@ -59,13 +59,41 @@ pub fn workspace_root() -> PathBuf {
     compiled.canonicalize().unwrap_or(compiled)
 }
 
-/// A loopback port that was free a moment ago.
+/// The ports [`free_port`] hands out: below Linux's default ephemeral range (32768–60999,
+/// `net.ipv4.ip_local_port_range`), so that no outgoing connection of a parallel suite (the
+/// SDK's, ssh's, moto's own) takes a port between the pick and the server's bind. A port from
+/// `bind(…:0)` is an ephemeral one, and CI once lost that race ("Port … is in use").
+const PORT_RANGE: std::ops::Range<u16> = 20_000..32_000;
+
+/// A loopback port that was free a moment ago, never the same one twice in a process. The
+/// start is spread by the process id and the clock, so parallel test processes walk the
+/// range from different places; a server that still loses a race is restarted on another
+/// port by its starter ([`Moto::start_with`], [`Sshd::start`]).
 pub fn free_port() -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let span = u32::from(PORT_RANGE.end - PORT_RANGE.start);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let seed = std::process::id().wrapping_mul(2_654_435_761) ^ nanos;
+    let _ = NEXT.compare_exchange(0, seed % span + 1, Ordering::SeqCst, Ordering::SeqCst);
+    for _ in 0..span {
+        let n = NEXT.fetch_add(1, Ordering::SeqCst);
+        let port = PORT_RANGE.start + u16::try_from(n % span).unwrap_or(0);
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("binding a loopback port for a test server")
 }
+
+/// How many times a starter tries a server whose port was taken between the pick and its bind.
+const PORT_TRIES: usize = 4;
 
 /// Wait (bounded) until `check` is true.
 pub fn wait_until(
@@ -378,7 +406,27 @@ impl Moto {
     }
 
     /// Start moto as `opts` says (patched or plain, knobs, a log file); waits until it answers HTTP.
+    /// A port taken by another program between the pick and moto's bind ("Address already in
+    /// use") starts moto again on new ports, at most [`PORT_TRIES`] times.
     pub fn start_with(opts: MotoOptions) -> Result<Self, KitError> {
+        Self::start_picking(&opts, &mut free_port)
+    }
+
+    fn start_picking(opts: &MotoOptions, pick: &mut dyn FnMut() -> u16) -> Result<Self, KitError> {
+        let mut tries = 1;
+        loop {
+            match Self::start_once(opts, pick) {
+                Err(KitError::Exited { output, .. })
+                    if tries < PORT_TRIES && output.contains("in use") =>
+                {
+                    tries += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn start_once(opts: &MotoOptions, pick: &mut dyn FnMut() -> u16) -> Result<Self, KitError> {
         let bin = Self::venv().join("bin/moto_server");
         if !bin.is_file() {
             return Err(KitError::Missing {
@@ -396,8 +444,8 @@ impl Moto {
             .append(true)
             .open(&log)
             .map_err(KitError::io("opening", &log))?;
-        let port = free_port();
-        let gateway_port = (!opts.plain).then(free_port);
+        let port = pick();
+        let gateway_port = (!opts.plain).then(pick);
         let mut cmd = if opts.plain {
             Command::new(&bin)
         } else {
@@ -667,7 +715,27 @@ impl Sshd {
     /// directory `/run/sshd`, which only the init script creates, so it is created here if
     /// missing; `StrictModes no` because the files live in a temp dir; `UsePAM no` so no
     /// PAM stack is needed; password and keyboard-interactive logins are off.
+    /// A port taken by another program between the pick and sshd's bind ("Address already in
+    /// use") starts sshd again on a new port, at most [`PORT_TRIES`] times.
     pub fn start(opts: SshdOptions) -> Result<Self, KitError> {
+        Self::start_picking(&opts, &mut free_port)
+    }
+
+    fn start_picking(opts: &SshdOptions, pick: &mut dyn FnMut() -> u16) -> Result<Self, KitError> {
+        let mut tries = 1;
+        loop {
+            match Self::start_once(opts, pick) {
+                Err(KitError::Exited { output, .. })
+                    if tries < PORT_TRIES && output.contains("in use") =>
+                {
+                    tries += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn start_once(opts: &SshdOptions, pick: &mut dyn FnMut() -> u16) -> Result<Self, KitError> {
         let sshd = Path::new("/usr/sbin/sshd");
         if !sshd.is_file() {
             return Err(KitError::Missing {
@@ -687,7 +755,7 @@ impl Sshd {
         keygen(&host_key)?;
         std::fs::write(d.join("authorized_keys"), &opts.authorized_keys)
             .map_err(KitError::io("writing", d.join("authorized_keys")))?;
-        let port = free_port();
+        let port = pick();
         let mut conf = format!(
             "Port {port}\nListenAddress 127.0.0.1\nHostKey {hk}\nPidFile {pid}\nAuthorizedKeysFile {ak}\n\
              PubkeyAuthentication yes\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n\
@@ -737,10 +805,19 @@ impl Sshd {
             child,
             name: "sshd".into(),
         };
+        let mut ended = false;
         wait_until("sshd", Duration::from_secs(20), || {
-            proc.running() && answers_ssh(port)
+            ended = !proc.running();
+            ended || answers_ssh(port)
         })
         .map_err(|e| e.with_log(std::fs::read_to_string(&log_path).unwrap_or_default()))?;
+        if ended {
+            return Err(KitError::Exited {
+                program: "sshd",
+                output: std::fs::read_to_string(&log_path).unwrap_or_default(),
+                log: log_path,
+            });
+        }
         Ok(Self { proc, port, dir })
     }
 
@@ -841,6 +918,71 @@ mod tests {
         on_disk.sort();
         shipped.sort();
         assert_eq!(on_disk, shipped);
+    }
+
+    #[test]
+    fn free_ports_are_below_the_ephemeral_range_distinct_and_free() {
+        let ports: Vec<u16> = (0..200).map(|_| free_port()).collect();
+        let mut distinct = ports.clone();
+        distinct.sort_unstable();
+        distinct.dedup();
+        assert_eq!(
+            distinct.len(),
+            ports.len(),
+            "a port handed out twice: {ports:?}"
+        );
+        for p in ports {
+            assert!(PORT_RANGE.contains(&p), "{p} outside {PORT_RANGE:?}");
+            TcpListener::bind(("127.0.0.1", p)).unwrap();
+        }
+    }
+
+    /// A picker that hands out `taken` (held by a listener of the test's own) first, as when
+    /// another program binds the port between the pick and the server's bind (CI lost that
+    /// race once), then fresh ports.
+    fn first_taken(taken: u16) -> impl FnMut() -> u16 {
+        let mut first = true;
+        move || {
+            if std::mem::take(&mut first) {
+                taken
+            } else {
+                free_port()
+            }
+        }
+    }
+
+    #[test]
+    fn moto_whose_ports_were_taken_starts_again_on_others() {
+        let held = TcpListener::bind("127.0.0.1:0").unwrap();
+        let taken = held.local_addr().unwrap().port();
+        let once = Moto::start_once(&MotoOptions::default(), &mut first_taken(taken));
+        match once {
+            Err(KitError::Exited { output, .. }) => assert!(output.contains("in use"), "{output}"),
+            Err(e) => panic!("not the port error the retry looks for: {e}"),
+            Ok(_) => panic!("moto started on a taken port"),
+        }
+        let m = Moto::start_picking(&MotoOptions::default(), &mut first_taken(taken)).unwrap();
+        assert_ne!(m.port(), taken);
+        assert_ne!(
+            m.s3_gateway_endpoint(),
+            Some(format!("http://127.0.0.1:{taken}"))
+        );
+        assert_eq!(http(m.port(), "GET", "/moto-api/", b"").unwrap().0, 200);
+    }
+
+    #[test]
+    fn sshd_whose_port_was_taken_starts_again_on_another() {
+        let held = TcpListener::bind("127.0.0.1:0").unwrap();
+        let taken = held.local_addr().unwrap().port();
+        let once = Sshd::start_once(&SshdOptions::default(), &mut first_taken(taken));
+        match once {
+            Err(KitError::Exited { output, .. }) => assert!(output.contains("in use"), "{output}"),
+            Err(e) => panic!("not the port error the retry looks for: {e}"),
+            Ok(_) => panic!("sshd started on a taken port"),
+        }
+        let s = Sshd::start_picking(&SshdOptions::default(), &mut first_taken(taken)).unwrap();
+        assert_ne!(s.port(), taken);
+        assert!(answers_ssh(s.port()));
     }
 
     #[test]
