@@ -40,21 +40,9 @@ PY="$ROOT/.venv/bin/python"
 [ -x /usr/bin/time ] || { echo "bench-load: GNU time missing (apt-get install time)" >&2; exit 1; }
 [ -x "$PY" ] || { echo "bench-load: $PY missing (bash scripts/install-deps.sh)" >&2; exit 1; }
 
-# debug: what the test command builds (`--workspace --all-targets`: the same feature set, so
-# nothing is rebuilt); it also gives the test kit's ferry-localcloud for either profile.
-echo "bench-load: cargo build --workspace --all-targets (ferry, ferry-gate, bootstrap, ferry-localcloud)" >&2
-cargo build -q --locked --workspace --all-targets
-KIT="$CARGO_TARGET_DIR/debug"
-case "$PROFILE" in
-  debug) FERRY="$KIT/ferry" ARTIFACTS="$KIT" ;;
-  release)
-    echo "bench-load: cargo build --release -p ferry-cli --bin ferry, scripts/build-al2023.sh release" >&2
-    cargo build -q --locked --release -p ferry-cli --bin ferry
-    FERRY="$CARGO_TARGET_DIR/release/ferry"
-    ARTIFACTS="$(bash scripts/build-al2023.sh release)"
-    ;;
-  *) echo "bench-load: BENCH_PROFILE must be debug or release, not '$PROFILE'" >&2; exit 2 ;;
-esac
+# shellcheck source=scripts/lib/bench-cloud.sh
+. "$ROOT/scripts/lib/bench-cloud.sh"
+bench_cloud_build "$PROFILE"
 
 rm -rf "$WORK"
 mkdir -p "$WORK/times"
@@ -85,57 +73,9 @@ PY
 mkdir -p "$WORK/src/big"
 head -c "$((BIG_MIB << 20))" /dev/urandom >"$WORK/src/big/big.bin"
 
-echo "bench-load: starting the local cloud, ferry infra apply" >&2
-"$KIT/ferry-localcloud" up --dir "$CLOUD" >/dev/null
-# shellcheck disable=SC1091
-. "$CLOUD/env"
-# Sessions long and large enough for the big source in one run (docs/INFRA.md).
-cat >"$WORK/infra.toml" <<EOF
-prefix = "ferry"
-region = "$AWS_REGION"
-backup_bucket = "ferry-backup-bench"
-state_bucket = "ferry-state-bench"
-operator_arns = []
-
-[jumpbox]
-allowed_ssh_cidrs = ["127.0.0.1/32"]
-instance_type = "t3.micro"
-max_session_minutes = 180
-sessions_per_day = 48
-max_sessions = 2
-session_mib = $((BIG_MIB * 2))
-site_mib_per_day = $((BIG_MIB * 8))
-EOF
-"$FERRY" infra apply -c "$WORK/infra.toml" --credentials-out "$WORK/backup.credentials" \
-  --artifacts "$ARTIFACTS" >"$WORK/apply.log"
-for _ in $(seq 1 240); do
-  "$KIT/ferry-localcloud" status --dir "$CLOUD" --json | "$PY" -c '
-import json, sys
-fs = {f["name"]: f for f in json.load(sys.stdin)["functions"]}
-sys.exit(0 if all(fs.get(n, {}).get("pid") for n in ("ferry-build", "ferry-clean")) else 1)' && break
-  sleep 0.5
-done
-
+bench_cloud_up "$CLOUD" $((BIG_MIB * 2)) $((BIG_MIB * 8))
 for site in small big; do
-  FERRY_PASSPHRASE='' "$FERRY" key init --master "$WORK/$site.master" --put "$WORK/$site.put" 2>/dev/null
-  cat >"$WORK/$site.toml" <<EOF
-[sources]
-[sources.local]
-paths = ["$WORK/src/$site"]
-
-[backup]
-site = "$site"
-key = "$WORK/$site.put"
-spool = "$WORK/spool-$site"
-spool_max = "$((BIG_MIB * 3))MiB"
-
-[cloud]
-region = "$AWS_REGION"
-profile = "ferry-backup"
-credentials_file = "$WORK/backup.credentials"
-session_minutes = 180
-connect_timeout = 180
-EOF
+  bench_cloud_site "$site" "$WORK/src/$site" "$((BIG_MIB * 3))MiB"
 done
 
 # The peak VmHWM (kB) of the ferry-gate processes under this local cloud's jump boxes, read

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Benchmark (not a test): a simulated year of a 5-host homelab backed up daily, with a
-# retention policy (keep 7 daily, 4 weekly, 6 monthly) and a monthly forget --prune, Ferry and
+# retention policy (keep 7 daily, 4 weekly, 6 monthly) and a weekly forget --prune, Ferry and
 # restic side by side in one run. Prints, per month, what each stores (scaled back to full
 # scale: ~200 MiB of change a day) and Ferry's S3 requests. See crates/ferry-repo/examples/
-# bench_year.rs for the model and docs/COST.md for the results.
+# bench_year.rs for the model and docs/COST.md for the results. scripts/bench-year-cloud.sh
+# checks this fast path's request counts against the real local cloud.
 #
 #   scripts/bench-year.sh [DAYS] [SCALE]      (default 365 days, scale 0.02)
 #

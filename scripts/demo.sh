@@ -7,8 +7,9 @@
 # (moto, the Lambda host running the real `bootstrap`, the jump-box runner, three sample LAN
 # hosts with real sshd), creates the permanent infrastructure with `ferry infra apply` and checks
 # its policies with `ferry infra verify`, makes the keys, runs `ferry backup` (collect →
-# ferry-build → upload through the jump box's gate → ferry-clean), lists the snapshots and
-# restores them from S3 with the master key, shows that the restore equals the LAN hosts' files
+# ferry-build → upload through the jump box's gate → ferry-clean) twice with a file changed in
+# between, forgets the older snapshots and prunes as the operator, checks the repository,
+# restores the latest from S3 with the master key, shows that the restore equals the LAN hosts' files
 # and that nothing of the session is left in the cloud, and stops everything. Exits non-zero if
 # anything differs.
 #
@@ -112,16 +113,30 @@ sed -n '/^\[backup\]/,$p' "$WORK/ferry.toml" | sed 's/^/    /'
 say "6. On the backup VM: ferry backup (collect → ferry-build → upload through the gate → ferry-clean)"
 # Only the backup user's credentials (they can invoke the two functions, nothing else).
 run env -u AWS_ACCESS_KEY_ID -u AWS_SECRET_ACCESS_KEY "$BIN/ferry" backup --config "$WORK/ferry.toml"
-say "   A second run: only what changed is read and uploaded"
+say "   A file changes on a LAN host; a second run: only what changed is read and uploaded"
+changed=$("$ROOT/.venv/bin/python" -c '
+import sys, tomllib
+h = tomllib.load(open(sys.argv[1], "rb"))["sources"]["host"][0]
+print(h["paths"][0])' "$CLOUD/sources.toml")
+changed=$(find "$changed" -type f | sort | head -n 1)
+echo "# changed by the demo" >>"$changed"
+echo "  appended a line to $changed"
 run env -u AWS_ACCESS_KEY_ID -u AWS_SECRET_ACCESS_KEY "$BIN/ferry" backup --config "$WORK/ferry.toml"
 run ferry status --config "$WORK/ferry.toml"
 
-say "7. As the operator: list the snapshots and restore the latest from S3 with the master key"
+say "7. As the operator: retention — keep the latest snapshot of each host, prune what only the older ones used"
 run ferry snapshots --repo s3://ferry-backup-demo/home --key "$WORK/master.key"
+run ferry forget --repo s3://ferry-backup-demo/home --key "$WORK/master.key" --keep-last 1
+# --max-unused 0%: repack the pack that held the changed file's old version (new packs, index,
+# the old pack moved to trash/ by CopyObject: every kind of write prune makes).
+run ferry prune --repo s3://ferry-backup-demo/home --key "$WORK/master.key" --max-unused 0%
+run ferry check --repo s3://ferry-backup-demo/home --key "$WORK/master.key" --read-data
+
+say "8. As the operator: restore the latest from S3 with the master key"
 rm -rf "$WORK/restore"
 run ferry restore --repo s3://ferry-backup-demo/home --key "$WORK/master.key" latest --target "$WORK/restore"
 
-say "8. The restore equals the LAN hosts' files"
+say "9. The restore equals the LAN hosts' files"
 "$ROOT/.venv/bin/python" - "$CLOUD/sources.toml" >"$WORK/pairs" <<'PY'
 import sys, tomllib
 for h in tomllib.load(open(sys.argv[1], "rb"))["sources"]["host"]:
@@ -133,7 +148,7 @@ while read -r name path; do
   echo "  $name:$path — identical ($(find "$path" -type f | wc -l) files)"
 done <"$WORK/pairs"
 
-say "9. Nothing of the sessions is left in the cloud"
+say "10. Nothing of the sessions is left in the cloud"
 "$ROOT/.venv/bin/python" - <<'PY'
 import boto3, sys
 ec2, s3 = boto3.client("ec2"), boto3.client("s3")
@@ -146,7 +161,7 @@ print(f"  instances running: {len(live)}, session security groups: {len(groups)}
 sys.exit(1 if live or groups or states else 0)
 PY
 
-say "10. Stop the local cloud"
+say "11. Stop the local cloud"
 trap - EXIT
 run "$BIN/ferry-localcloud" down --dir "$CLOUD"
 

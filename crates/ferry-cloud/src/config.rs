@@ -46,8 +46,8 @@ pub struct InfraConfig {
     pub network: NetworkConfig,
     /// `[jumpbox]`: who may reach the jump box and what ferry-build may launch.
     pub jumpbox: JumpboxConfig,
-    /// Principals (IAM user or role ARNs) that may read and delete objects as the operator
-    /// (restore, prune, uploading the gate artifact). The identity running `ferry infra apply`
+    /// Principals (IAM user or role ARNs) that may read, write and delete objects as the
+    /// operator (restore, forget, prune, uploading the gate artifact). The identity running `ferry infra apply`
     /// is always added.
     #[serde(default)]
     pub operator_arns: Vec<String>,
@@ -749,7 +749,7 @@ prefix = "ferry"
 region = "eu-central-1"
 backup_bucket = "ferry-backup-example-123456789012"
 state_bucket = "ferry-state-example-123456789012"
-# Extra principals that may read/delete as the operator (the identity running apply is always one).
+# Extra principals that may read, prune and delete as the operator (the identity running apply is always one).
 operator_arns = []
 
 [network]

@@ -10,7 +10,9 @@
 //!
 //! Identity policies grant; the bucket policies add explicit denies that hold whatever an
 //! identity policy says (TLS only; backup puts only through the endpoint, only with
-//! `If-None-Match`, only by the jump-box role; object reads/deletes only by the operator); the
+//! `If-None-Match`, only by the jump-box role — or by the operator, whose forget and prune
+//! write records, repacked packs, indexes and copies to `trash/`; object reads/deletes only by
+//! the operator); the
 //! gateway endpoint policy caps what any principal can do through the endpoint.
 //!
 //! The proof that the documents say what the table says is `scripts/policy-proof/run.sh`
@@ -569,13 +571,21 @@ pub fn backup_bucket_policy(p: &PolicyInputs) -> Value {
         "Version": VERSION,
         "Statement": [
             deny_insecure_transport(&b),
+            // The operator writes too: forget's and prune's records, prune's repacked packs and
+            // indexes, and its CopyObject to trash/ (a PutObject on the copy, without
+            // If-None-Match). It may delete anyway, so its puts add no power over a backup;
+            // with Object Lock an overwrite only adds a version. Everyone else's puts are
+            // write-once, through the endpoint, by the jump box.
             {
                 "Sid": "DenyPutOutsideEndpoint",
                 "Effect": "Deny",
                 "Principal": "*",
                 "Action": "s3:PutObject",
                 "Resource": objects,
-                "Condition": {"StringNotEquals": {"aws:SourceVpce": p.vpce_id}}
+                "Condition": {
+                    "StringNotEquals": {"aws:SourceVpce": p.vpce_id},
+                    "ArnNotEquals": {"aws:PrincipalArn": readers}
+                }
             },
             {
                 "Sid": "DenyPutWithoutIfNoneMatch",
@@ -583,15 +593,18 @@ pub fn backup_bucket_policy(p: &PolicyInputs) -> Value {
                 "Principal": "*",
                 "Action": "s3:PutObject",
                 "Resource": objects,
-                "Condition": {"Null": {"s3:if-none-match": "true"}}
+                "Condition": {
+                    "Null": {"s3:if-none-match": "true"},
+                    "ArnNotEquals": {"aws:PrincipalArn": readers}
+                }
             },
             {
-                "Sid": "DenyPutByAnyoneButJumpbox",
+                "Sid": "DenyPutByAnyoneButJumpboxAndOperator",
                 "Effect": "Deny",
                 "Principal": "*",
                 "Action": "s3:PutObject",
                 "Resource": objects,
-                "Condition": {"ArnNotEquals": {"aws:PrincipalArn": p.jumpbox_role_arn()}}
+                "Condition": {"ArnNotEquals": {"aws:PrincipalArn": listers}}
             },
             {
                 "Sid": "DenyReadDeleteByAnyoneButOperator",

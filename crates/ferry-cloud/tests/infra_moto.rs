@@ -1412,7 +1412,7 @@ async fn an_operator_role_with_a_path_keeps_its_access_to_the_backups() {
         .unwrap();
     assert!(
         out.contains(&format!(
-            "Operator (may read and delete backups): {role_arn} (the role of the caller's session"
+            "Operator (may read, prune and delete backups): {role_arn} (the role of the caller's session"
         )),
         "{out}"
     );

@@ -18,9 +18,20 @@
 //! same simulated days (`--time`) into a local repository and runs `forget --prune` with the
 //! same policy on the same days.
 //!
+//! With `--cloud HELPER` (`scripts/bench-year-cloud.sh`, which starts the local cloud and is
+//! the helper), every simulated day is also backed up by the real `ferry backup --config`
+//! through the local cloud (moto, the real Lambda functions, a jump box with sshd and the gate)
+//! into its own repository, and each forget + prune is repeated there by the real `ferry
+//! forget ID…` (the snapshots of the days the fast path's policy removed) and `ferry prune`
+//! against `s3://`. moto's own request log counts what reached S3, and a table compares, week by
+//! week, the requests the fast path models with the ones measured (the issue's validation of
+//! the fast path against a real local-cloud run of the first month). The helper's verbs:
+//! `backup` (prints the new snapshot's id), `forget ID…`, `prune`, `requests` (two lines,
+//! `backup|state PUT COPY LIST GET DELETE`: moto's count so far per bucket).
+//!
 //! ```text
 //! cargo run --release -p ferry-repo --example bench_year -- --days 365 --scale 0.02 \
-//!     --dir /tmp/ferry-year [--restic restic]
+//!     --dir /tmp/ferry-year [--restic restic] [--cloud HELPER]
 //! ```
 
 use ferry_repo::backup::local::backup_paths;
@@ -227,11 +238,141 @@ fn diff(a: MemCalls, b: MemCalls) -> MemCalls {
     }
 }
 
+/// S3 requests by class (moto's count of one bucket, or the fast path's model of it).
+#[derive(Default, Clone, Copy, Debug)]
+struct Req {
+    put: u64,
+    copy: u64,
+    list: u64,
+    get: u64,
+    delete: u64,
+}
+
+impl Req {
+    fn sub(self, o: Req) -> Req {
+        Req {
+            put: self.put - o.put,
+            copy: self.copy - o.copy,
+            list: self.list - o.list,
+            get: self.get - o.get,
+            delete: self.delete - o.delete,
+        }
+    }
+    fn add(&mut self, o: Req) {
+        self.put += o.put;
+        self.copy += o.copy;
+        self.list += o.list;
+        self.get += o.get;
+        self.delete += o.delete;
+    }
+    fn from_calls(c: &MemCalls) -> Req {
+        Req {
+            put: c.puts,
+            copy: c.copies,
+            list: c.lists,
+            get: c.gets + c.get_ranges,
+            delete: c.deletes,
+        }
+    }
+}
+
+/// `--cloud HELPER`: the same days through the real local cloud (module doc).
+struct Cloud {
+    helper: String,
+    /// The cloud snapshot of each simulated day.
+    ids: Vec<String>,
+    /// Per week: [model backups, measured backups, model forget+prune, measured forget+prune,
+    /// measured state bucket].
+    weeks: Vec<[Req; 5]>,
+}
+
+impl Cloud {
+    fn call(&self, args: &[&str]) -> String {
+        let out = Command::new(&self.helper).args(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{} {}: {}",
+            self.helper,
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// moto's count so far: (backup bucket, state bucket).
+    fn requests(&self) -> (Req, Req) {
+        let text = self.call(&["requests"]);
+        let mut by = std::collections::HashMap::new();
+        for line in text.lines() {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let n = |i: usize| f[i].parse::<u64>().unwrap();
+            let r = Req {
+                put: n(1),
+                copy: n(2),
+                list: n(3),
+                get: n(4),
+                delete: n(5),
+            };
+            by.insert(f[0].to_string(), r);
+        }
+        (by["backup"], by["state"])
+    }
+
+    fn week(&mut self, day: u64) -> &mut [Req; 5] {
+        let w = (day / 7) as usize;
+        if self.weeks.len() <= w {
+            self.weeks.resize(w + 1, Default::default());
+        }
+        &mut self.weeks[w]
+    }
+
+    fn print(&self) {
+        println!(
+            "\nThe fast path's model against the local cloud (moto's request log), per simulated week:\n"
+        );
+        println!(
+            "| week | backups PUT model / measured | backups LIST | backups GET | forget+prune PUT+COPY model / measured | forget+prune LIST | forget+prune GET | state bucket PUT / LIST / GET (measured) |"
+        );
+        println!("|---|---|---|---|---|---|---|---|");
+        let mut total = [Req::default(); 5];
+        for (w, r) in self.weeks.iter().enumerate() {
+            for (t, x) in total.iter_mut().zip(r) {
+                t.add(*x);
+            }
+            Self::row(&(w + 1).to_string(), r);
+        }
+        Self::row("total", &total);
+    }
+
+    fn row(label: &str, r: &[Req; 5]) {
+        let [mb, cb, mp, cp, st] = r;
+        println!(
+            "| {label} | {} / {} | {} / {} | {} / {} | {} / {} | {} / {} | {} / {} | {} / {} / {} |",
+            mb.put,
+            cb.put + cb.copy,
+            mb.list,
+            cb.list,
+            mb.get,
+            cb.get,
+            mp.put + mp.copy,
+            cp.put + cp.copy,
+            mp.list,
+            cp.list,
+            mp.get,
+            cp.get,
+            st.put + st.copy,
+            st.list,
+            st.get,
+        );
+    }
+}
+
 fn main() {
     let mut days = 365u64;
     let mut scale = 0.02f64;
     let mut dir = PathBuf::from("/tmp/ferry-year");
     let mut restic: Option<String> = None;
+    let mut cloud: Option<Cloud> = None;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -239,6 +380,13 @@ fn main() {
             "--scale" => scale = args.next().unwrap().parse().unwrap(),
             "--dir" => dir = args.next().unwrap().into(),
             "--restic" => restic = args.next(),
+            "--cloud" => {
+                cloud = Some(Cloud {
+                    helper: args.next().unwrap(),
+                    ids: Vec::new(),
+                    weeks: Vec::new(),
+                })
+            }
             other => panic!("unknown argument {other}"),
         }
     }
@@ -314,6 +462,25 @@ fn main() {
         month.put += c.puts + 1;
         month.list += 1;
         month.get += 1; // the jump box fetches the gate artifact
+        if let Some(cl) = &mut cloud {
+            let (b0, s0) = cl.requests();
+            let id = cl.call(&["backup"]).trim().to_string();
+            assert!(
+                !id.is_empty(),
+                "the cloud run of day {day} stored no snapshot"
+            );
+            cl.ids.push(id);
+            let (b1, s1) = cl.requests();
+            let model = Req {
+                put: c.puts + 1,
+                list: 1,
+                ..Default::default()
+            };
+            let w = cl.week(day);
+            w[0].add(model);
+            w[1].add(b1.sub(b0));
+            w[4].add(s1.sub(s0));
+        }
         if let Some(r) = &restic {
             let t = time::OffsetDateTime::from_unix_timestamp(now / 1_000_000_000).unwrap();
             let when = format!(
@@ -354,6 +521,29 @@ fn main() {
             o.pack.pack_size = pack_size;
             prune::prune(&repo, &key, &o).unwrap();
             let c = diff(before, store.calls());
+            if let Some(cl) = &mut cloud {
+                // The same forget (the snapshots of the same simulated days) and a prune, by
+                // the real `ferry` against the local cloud's S3.
+                let (b0, s0) = cl.requests();
+                let gone: Vec<&str> = plan
+                    .remove
+                    .iter()
+                    .map(|(s, _)| {
+                        cl.ids[((s.snapshot.time_ns - start_ns) / DAY_NS) as usize].as_str()
+                    })
+                    .collect();
+                if !gone.is_empty() {
+                    let mut a = vec!["forget"];
+                    a.extend(gone);
+                    cl.call(&a);
+                }
+                cl.call(&["prune"]);
+                let (b1, s1) = cl.requests();
+                let w = cl.week(day);
+                w[2].add(Req::from_calls(&c));
+                w[3].add(b1.sub(b0));
+                w[4].add(s1.sub(s0));
+            }
             month.put += c.puts;
             month.copy += c.copies;
             month.list += c.lists;
@@ -419,6 +609,10 @@ fn main() {
             );
             month = Month::default();
         }
+    }
+    if let Some(cl) = &cloud {
+        cl.print();
+        println!("\ncloud: {}", cl.call(&["check"]).trim());
     }
     let check = repo.check(&key, ReadData::All, &NoProgress).unwrap();
     assert!(check.is_ok(), "check after the year: {:?}", check.problems);

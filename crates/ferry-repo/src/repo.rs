@@ -366,26 +366,46 @@ impl Reader {
                 Error::SnapshotNotFound("latest (the repository has no snapshots)".into())
             });
         }
-        if spec.is_empty() || !spec.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(Error::SnapshotNotFound(spec.to_string()));
-        }
-        let spec_l = spec.to_ascii_lowercase();
-        let matches: Vec<String> = self
-            .storage
-            .list(ObjectKind::Snapshot)?
-            .into_iter()
-            .filter(|n| n.starts_with(&spec_l))
-            .collect();
-        match matches.len() {
-            0 => Err(Error::SnapshotNotFound(spec.to_string())),
-            1 => self.load_snapshot(&matches[0]),
-            count => Err(Error::AmbiguousSnapshot {
-                prefix: spec.to_string(),
-                count,
-            }),
-        }
+        let names = self.storage.list(ObjectKind::Snapshot)?;
+        let id = match_snapshot(names.iter().map(String::as_str), spec)?;
+        self.load_snapshot(id)
     }
+}
 
+/// [`Reader::resolve_snapshot`] among snapshots already read (sorted oldest first, as
+/// [`Reader::snapshots`] returns them), without a request: `forget ID…` names many.
+pub fn resolve_among(snaps: &[SnapshotInfo], spec: &str) -> Result<SnapshotInfo> {
+    if spec == "latest" {
+        return snaps.last().cloned().ok_or_else(|| {
+            Error::SnapshotNotFound("latest (the repository has no snapshots)".into())
+        });
+    }
+    let id = match_snapshot(snaps.iter().map(|s| s.id.as_str()), spec)?;
+    snaps
+        .iter()
+        .find(|s| s.id == id)
+        .cloned()
+        .ok_or_else(|| Error::SnapshotNotFound(spec.to_string()))
+}
+
+/// The one id of `ids` that a full id or a unique hex prefix `spec` names.
+fn match_snapshot<'a>(ids: impl Iterator<Item = &'a str>, spec: &str) -> Result<&'a str> {
+    if spec.is_empty() || !spec.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(Error::SnapshotNotFound(spec.to_string()));
+    }
+    let spec_l = spec.to_ascii_lowercase();
+    let matches: Vec<&str> = ids.filter(|n| n.starts_with(&spec_l)).collect();
+    match matches.len() {
+        0 => Err(Error::SnapshotNotFound(spec.to_string())),
+        1 => Ok(matches[0]),
+        count => Err(Error::AmbiguousSnapshot {
+            prefix: spec.to_string(),
+            count,
+        }),
+    }
+}
+
+impl Reader {
     fn sym_key(&self, pack: u32) -> Result<crypto::SymKey> {
         let mut m = self.sym.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(k) = m.get(&pack) {

@@ -79,6 +79,25 @@ fn roundtrip_with_metadata_ls_and_resolution() {
         r.resolve_snapshot("xyz"),
         Err(Error::SnapshotNotFound(_))
     ));
+    // The same among snapshots already read (`forget ID…`), with no request per id.
+    use ferry_repo::repo::resolve_among;
+    assert_eq!(resolve_among(&list, "latest").unwrap().id, snap.id);
+    assert_eq!(resolve_among(&list, &snap.id[..7]).unwrap().id, snap.id);
+    assert_eq!(
+        resolve_among(&list, &snap.id.to_uppercase()).unwrap().id,
+        snap.id
+    );
+    let other = if snap.id.starts_with('0') { "1" } else { "0" };
+    for bad in [other, "xyz", ""] {
+        assert!(
+            matches!(resolve_among(&list, bad), Err(Error::SnapshotNotFound(_))),
+            "{bad:?}"
+        );
+    }
+    assert!(matches!(
+        resolve_among(&[], "latest"),
+        Err(Error::SnapshotNotFound(_))
+    ));
     let json = serde_json::to_value(&list).unwrap();
     assert_eq!(json[0]["id"], snap.id.as_str());
     assert_eq!(json[0]["host"], "testhost");

@@ -106,8 +106,34 @@ where
             .as_service_error()
             .and_then(|s| s.code())
             .map(str::to_string),
-        detail: DisplayErrorContext(e).to_string(),
+        detail: sdk_detail(e),
         attempts: None,
+    }
+}
+
+/// `Code: message (request id …)` when S3 answered with an error; the SDK's error chain for
+/// anything else (timeouts, connection failures). Never the raw response: its dump buries the
+/// code in a page of headers.
+fn sdk_detail<E, R>(e: &SdkError<E, R>) -> String
+where
+    E: std::error::Error + ProvideErrorMetadata + 'static,
+    R: std::fmt::Debug,
+{
+    match e.as_service_error().map(|s| (s.code(), s.message())) {
+        Some((Some(code), message)) => {
+            let mut d = code.to_string();
+            if let Some(m) = message {
+                d.push_str(&format!(": {m}"));
+            }
+            if let Some(id) = e
+                .as_service_error()
+                .and_then(|s| s.meta().extra("aws_request_id"))
+            {
+                d.push_str(&format!(" (request id {id})"));
+            }
+            d
+        }
+        _ => DisplayErrorContext(e).to_string(),
     }
 }
 

@@ -181,7 +181,8 @@ fn one(
     } else {
         let mut remove: Vec<(SnapshotInfo, String)> = Vec::new();
         for id in ids {
-            let s = reader.resolve_snapshot(id)?;
+            // Among the snapshots read above: no LIST and GET per id.
+            let s = ferry_repo::repo::resolve_among(&snaps, id)?;
             if !remove.iter().any(|(r, _)| r.id == s.id) {
                 remove.push((s, "named on the command line".to_string()));
             }

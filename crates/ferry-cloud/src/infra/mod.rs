@@ -255,8 +255,8 @@ impl fmt::Display for PlanItem {
     }
 }
 
-/// The operator that the bucket policies name (they deny reads and deletes of backups to anyone
-/// else): the caller of `sts:GetCallerIdentity` as its `aws:PrincipalArn`. For an assumed-role
+/// The operator that the bucket policies name (they deny reads, deletes and — but for the jump
+/// box's write-once puts — writes of backups to anyone else): the caller of `sts:GetCallerIdentity` as its `aws:PrincipalArn`. For an assumed-role
 /// session that is the role's ARN with its path — IAM Identity Center roles live under
 /// `/aws-reserved/sso.amazonaws.com/…/`, and the session ARN does not show it — so it is read
 /// with `iam:GetRole`. When it cannot be resolved, the config's `operator_arns` must name the
@@ -270,7 +270,7 @@ async fn resolve_operator(
     match Caller::parse(caller_arn) {
         Some(Caller::Principal(arn)) => Ok((
             Some(arn.clone()),
-            format!("Operator (may read and delete backups): {arn} (the caller)."),
+            format!("Operator (may read, prune and delete backups): {arn} (the caller)."),
         )),
         Some(Caller::AssumedRole {
             partition,
@@ -292,7 +292,7 @@ async fn resolve_operator(
                 Ok((
                     Some(arn.clone()),
                     format!(
-                        "Operator (may read and delete backups): {arn} (the role of the caller's \
+                        "Operator (may read, prune and delete backups): {arn} (the role of the caller's \
                          session {caller_arn})."
                     ),
                 ))
@@ -303,7 +303,7 @@ async fn resolve_operator(
                     Ok((
                         None,
                         format!(
-                            "Operator (may read and delete backups): operator_arns only; the \
+                            "Operator (may read, prune and delete backups): operator_arns only; the \
                              caller's role {role_name:?} could not be read (iam:GetRole: {why}), \
                              operator_arns names it."
                         ),
@@ -325,7 +325,7 @@ async fn resolve_operator(
         None if !listed.is_empty() => Ok((
             None,
             format!(
-                "Operator (may read and delete backups): operator_arns only (the caller \
+                "Operator (may read, prune and delete backups): operator_arns only (the caller \
                  {caller_arn} is no IAM user, role or root)."
             ),
         )),
