@@ -194,6 +194,16 @@ fn log_tail(log: &str) -> String {
 }
 
 impl KitError {
+    /// A server (moto, sshd, a jump box's sshd) ended because its port was taken between the
+    /// pick and its bind: "Address already in use" (sshd), "Port … is in use" (moto).
+    pub(crate) fn port_taken(&self) -> bool {
+        match self {
+            KitError::Exited { output, .. } => output.contains("in use"),
+            KitError::BootFailed { logs } => logs.contains("in use"),
+            _ => false,
+        }
+    }
+
     /// This error with `log` shown (a [`KitError::Timeout`] keeps the part's log; any other
     /// error is returned as it is).
     pub fn with_log(self, log: String) -> KitError {

@@ -420,17 +420,7 @@ impl Jumpbox {
     /// already in use" in the box's logs) boots a new box on a new port, at most
     /// [`crate::PORT_TRIES`] times.
     pub fn start(opts: JumpboxOptions) -> Result<Jumpbox, KitError> {
-        let mut tries = 1;
-        loop {
-            match Self::start_once(&opts) {
-                Err(KitError::BootFailed { logs })
-                    if tries < crate::PORT_TRIES && logs.contains("in use") =>
-                {
-                    tries += 1;
-                }
-                other => return other,
-            }
-        }
+        crate::retry_taken_port(|| Self::start_once(&opts))
     }
 
     fn start_once(opts: &JumpboxOptions) -> Result<Jumpbox, KitError> {

@@ -95,6 +95,21 @@ pub fn free_port() -> u16 {
 /// How many times a starter tries a server whose port was taken between the pick and its bind.
 const PORT_TRIES: usize = 4;
 
+/// Run `start` again while it fails because another program took the port it picked ("Address
+/// already in use" in the server's output), at most [`PORT_TRIES`] times in all; each try
+/// picks new ports.
+pub(crate) fn retry_taken_port<T>(
+    mut start: impl FnMut() -> Result<T, KitError>,
+) -> Result<T, KitError> {
+    let mut tries = 1;
+    loop {
+        match start() {
+            Err(e) if tries < PORT_TRIES && e.port_taken() => tries += 1,
+            other => return other,
+        }
+    }
+}
+
 /// Wait (bounded) until `check` is true.
 pub fn wait_until(
     what: &str,
@@ -413,17 +428,7 @@ impl Moto {
     }
 
     fn start_picking(opts: &MotoOptions, pick: &mut dyn FnMut() -> u16) -> Result<Self, KitError> {
-        let mut tries = 1;
-        loop {
-            match Self::start_once(opts, pick) {
-                Err(KitError::Exited { output, .. })
-                    if tries < PORT_TRIES && output.contains("in use") =>
-                {
-                    tries += 1;
-                }
-                other => return other,
-            }
-        }
+        retry_taken_port(|| Self::start_once(opts, pick))
     }
 
     fn start_once(opts: &MotoOptions, pick: &mut dyn FnMut() -> u16) -> Result<Self, KitError> {
@@ -722,17 +727,7 @@ impl Sshd {
     }
 
     fn start_picking(opts: &SshdOptions, pick: &mut dyn FnMut() -> u16) -> Result<Self, KitError> {
-        let mut tries = 1;
-        loop {
-            match Self::start_once(opts, pick) {
-                Err(KitError::Exited { output, .. })
-                    if tries < PORT_TRIES && output.contains("in use") =>
-                {
-                    tries += 1;
-                }
-                other => return other,
-            }
-        }
+        retry_taken_port(|| Self::start_once(opts, pick))
     }
 
     fn start_once(opts: &SshdOptions, pick: &mut dyn FnMut() -> u16) -> Result<Self, KitError> {

@@ -720,7 +720,7 @@ mod tests {
     fn matrix_has_the_documented_size_and_both_answers() {
         let p = policy::example_inputs().unwrap();
         let m = matrix(&p);
-        assert_eq!(m.len(), 103);
+        assert_eq!(m.len(), 105);
         assert!(m.iter().any(|c| c.expected) && m.iter().any(|c| !c.expected));
         // Generated from the inputs: names follow them.
         assert!(m.iter().any(|c| c.resource == p.clean_function_arn()));

@@ -116,8 +116,14 @@ def check(ids, policies):
         # The operator: a role with a path, matched by its full ARN.
         "operator list": lambda: client(operator).list_objects_v2(Bucket=B),
         "operator read": lambda: client(operator).get_object(Bucket=B, Key="site1/config"),
+        # Forget and prune write (records, repacked packs, indexes) from the operator's machine,
+        # and move packs with CopyObject, which carries no If-None-Match.
         "operator put": lambda: client(operator).put_object(Bucket=B, Key="site1/packs/e", Body=b"e", IfNoneMatch="*"),
+        "operator copy to trash/ (no If-None-Match)":
+            lambda: client(operator).copy_object(Bucket=B, Key="site1/trash/e",
+                                                 CopySource={"Bucket": B, "Key": "site1/packs/e"}),
         # Another administrator of the account.
+        "other admin put": lambda: client(other).put_object(Bucket=B, Key="site1/packs/f", Body=b"f", IfNoneMatch="*"),
         "other admin list": lambda: client(other).list_objects_v2(Bucket=B),
         "other admin read": lambda: client(other).get_object(Bucket=B, Key="site1/config"),
         "other admin delete": lambda: client(other).delete_object(Bucket=B, Key="site1/config"),
