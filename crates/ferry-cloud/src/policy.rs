@@ -575,7 +575,9 @@ pub fn backup_bucket_policy(p: &PolicyInputs) -> Value {
             // indexes, and its CopyObject to trash/ (a PutObject on the copy, without
             // If-None-Match). It may delete anyway, so its puts add no power over a backup;
             // with Object Lock an overwrite only adds a version. Everyone else's puts are
-            // write-once, through the endpoint, by the jump box.
+            // write-once, through the endpoint, by the jump box. Under the If-None-Match deny S3
+            // refuses a CopyObject (403 without the header, 501 with it), so the operator must be
+            // spared it: https://docs.aws.amazon.com/AmazonS3/latest/userguide/conditional-writes-enforce.html
             {
                 "Sid": "DenyPutOutsideEndpoint",
                 "Effect": "Deny",
