@@ -228,6 +228,49 @@ fn summary(plan: &str) -> &str {
         .unwrap_or("(no summary)")
 }
 
+/// The state bucket's lifecycle rule as apply wrote it, and none on the backup bucket.
+async fn state_bucket_lifecycle(s3: &aws_sdk_s3::Client, cfg: &ValidConfig) {
+    // The state bucket's lifecycle rule: S3 itself expires dead sessions' states and old day
+    // records (the sweep lists the bucket only when EC2 shows a resource). The backup bucket
+    // has none: nothing there may expire but by the operator's prune.
+    let lc = s3
+        .get_bucket_lifecycle_configuration()
+        .bucket(&cfg.raw.state_bucket)
+        .send()
+        .await
+        .unwrap();
+    let mut rules: Vec<(String, Option<i32>, String)> = lc
+        .rules()
+        .iter()
+        .map(|r| {
+            (
+                r.filter()
+                    .and_then(|f| f.prefix())
+                    .unwrap_or("")
+                    .to_string(),
+                r.expiration().and_then(|e| e.days()),
+                r.status().as_str().to_string(),
+            )
+        })
+        .collect();
+    rules.sort();
+    assert_eq!(
+        rules,
+        [
+            ("days/".to_string(), Some(35), "Enabled".to_string()),
+            ("sessions/".to_string(), Some(2), "Enabled".to_string())
+        ]
+    );
+    assert!(
+        s3.get_bucket_lifecycle_configuration()
+            .bucket(&cfg.raw.backup_bucket)
+            .send()
+            .await
+            .is_err(),
+        "the backup bucket has a lifecycle rule"
+    );
+}
+
 #[tokio::test(flavor = "current_thread")]
 async fn apply_converges_is_idempotent_corrects_drift_and_destroys() {
     let moto = start_moto();
@@ -434,6 +477,9 @@ async fn apply_converges_is_idempotent_corrects_drift_and_destroys() {
             .contains(ep.vpc_endpoint_id().unwrap()),
         "backup policy names the endpoint"
     );
+    // Boxed: the SDK's futures are large, and this test's own future is near the test
+    // thread's stack.
+    Box::pin(state_bucket_lifecycle(&s3, &cfg)).await;
 
     // The two functions: runtime, role, handler, architecture, limits, and exactly the
     // environment ferry-lambda's config table expects.
@@ -759,7 +805,19 @@ async fn apply_converges_is_idempotent_corrects_drift_and_destroys() {
         .send()
         .await
         .unwrap();
+    // The state bucket's lifecycle rule, removed by hand.
+    Box::pin(
+        s3.delete_bucket_lifecycle()
+            .bucket(&cfg.raw.state_bucket)
+            .send(),
+    )
+    .await
+    .unwrap();
     let drift = cmd(&cfg, &sdk, plan_cmd()).await.unwrap();
+    assert!(
+        drift.contains("lifecycle: none -> \"sessions/\" after 2 d, \"days/\" after 35 d"),
+        "{drift}"
+    );
     assert!(
         summary(&drift).starts_with("Plan: 0 to create, 8 to update"),
         "{drift}"

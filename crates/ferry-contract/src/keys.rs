@@ -3,7 +3,7 @@
 //! State bucket: `sessions/<id>.json` (ferry-build writes, ferry-clean and the sweep read and
 //! delete), `days/<YYYY-MM-DD>/<site>/<id>.<bytes>` (ferry-build's record of each session it
 //! started that UTC day and the byte budget it claimed: its per-day limits count them; kept
-//! after the session ends), `artifacts/ferry-gate` and `artifacts/bootstrap.zip` (`ferry infra apply` uploads;
+//! after the session ends; both expire by the bucket's lifecycle rule), `artifacts/ferry-gate` and `artifacts/bootstrap.zip` (`ferry infra apply` uploads;
 //! the jump box and Lambda read them; the local cloud reads the Lambda code from there).
 //! Backup bucket: `<site>/audit/…` (the gate's session records).
 
@@ -21,6 +21,18 @@ pub const AUDIT_PREFIX: &str = "audit/";
 
 /// Prefix of ferry-build's day records in the state bucket.
 pub const DAY_PREFIX: &str = "days/";
+
+/// Days after which the state bucket's lifecycle rule expires an object under
+/// [`STATE_PREFIX`] (`ferry infra` writes the rule). S3 rounds to the next midnight UTC, so a
+/// state lives at least 48 h after its last write: far beyond a session (at most 12 h plus the
+/// box's 5-minute backstop). Only dead sessions' states are ever old enough; they hold no slot,
+/// and the sweep, which lists `sessions/` only when EC2 shows a resource, leaves them to S3.
+/// <https://docs.aws.amazon.com/AmazonS3/latest/userguide/lifecycle-expire-general-considerations.html>
+pub const STATE_EXPIRY_DAYS: i32 = 2;
+
+/// Days after which the lifecycle rule expires a day record under [`DAY_PREFIX`]: ferry-build
+/// reads only today's, so a month of them stays as the operator's history of sessions.
+pub const DAY_RECORD_EXPIRY_DAYS: i32 = 35;
 
 /// The prefix of one UTC day's records: `days/<date>/` (`date` is `YYYY-MM-DD`).
 pub fn day_prefix(date: &str) -> String {

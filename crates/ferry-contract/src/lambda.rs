@@ -165,6 +165,10 @@ pub struct SweepReport {
     pub orphans: Vec<String>,
     /// Unexpired sessions left alone.
     pub kept: Vec<String>,
+    /// Whether the sweep listed the state bucket: only when EC2 shows a resource of this
+    /// installation (an S3 LIST costs like a PUT; EC2's Describe calls are free).
+    #[serde(default)]
+    pub states_listed: bool,
 }
 
 #[cfg(test)]

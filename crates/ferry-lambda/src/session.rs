@@ -45,6 +45,14 @@
 //! this installation's tags but which has no state object (an orphan: ferry-build writes the
 //! state before creating anything and ferry-clean deletes it last, so a live session always has
 //! one).
+//!
+//! It asks EC2 first (DescribeInstances and DescribeSecurityGroups by tag cost nothing) and
+//! lists the state bucket only when EC2 shows a resource of this installation: an S3 LIST is
+//! billed like a PUT, and the free tier's 2,000 a month are the backups'. With nothing in EC2
+//! there is nothing that costs money to remove; the state objects left by a build that died
+//! before its first resource, or by a clean that died after its last, hold no session slot
+//! (expired or abandoned) and S3 itself deletes them: the state bucket's lifecycle rule expires
+//! `sessions/` after [`ferry_contract::keys::STATE_EXPIRY_DAYS`] days (`ferry infra`).
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -1407,6 +1415,26 @@ impl Cloud {
         let now = OffsetDateTime::now_utc();
         let mut report = SweepReport::default();
         let mut errors = Vec::new();
+        // EC2 first: its Describe calls are free, an S3 LIST is billed like a PUT (module doc).
+        let tagged: Vec<(String, String)> = self
+            .tagged_instances(None)
+            .await?
+            .into_iter()
+            .chain(self.tagged_groups(None).await?)
+            .collect();
+        if tagged.is_empty() {
+            log::info(
+                "sweep",
+                "sweep done",
+                &[
+                    ("cleaned", "0"),
+                    ("errors", "0"),
+                    ("states_listed", "false"),
+                ],
+            );
+            return Ok(report);
+        }
+        report.states_listed = true;
         let states = self.list_states().await?;
         let with_state: BTreeSet<String> = states.iter().cloned().collect();
         let mut to_clean = Vec::new();
@@ -1419,12 +1447,7 @@ impl Cloud {
             }
         }
         let mut orphans = BTreeSet::new();
-        for (_, s) in self
-            .tagged_instances(None)
-            .await?
-            .into_iter()
-            .chain(self.tagged_groups(None).await?)
-        {
+        for (_, s) in tagged {
             if !s.is_empty() && !with_state.contains(&s) {
                 orphans.insert(s);
             }

@@ -667,6 +667,7 @@ async fn sweep_removes_expired_sessions_and_orphans_and_keeps_live_ones() {
         .unwrap_or_else(|e| panic!("{e:?}\n{}", h.log("ferry-clean")));
     assert_eq!(r["orphans"], json!([orphan]), "{r}");
     assert_eq!(r["kept"], json!([live]), "{r}");
+    assert_eq!(r["states_listed"], json!(true), "{r}");
     let cleaned = swept(&r);
     assert!(
         cleaned.contains(&(
@@ -697,6 +698,64 @@ async fn sweep_removes_expired_sessions_and_orphans_and_keeps_live_ones() {
     assert_eq!(
         (r["sessions"].clone(), r["orphans"].clone()),
         (json!([]), json!([]))
+    );
+}
+
+/// With nothing of the installation in EC2, the sweep does not list the state bucket (an S3
+/// LIST is billed like a PUT; EC2's Describe calls are free): a dead session's state without
+/// resources stays for the bucket's lifecycle rule. Once EC2 shows a resource again, the next
+/// sweep lists and removes that state too.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sweep_with_nothing_in_ec2_lists_no_state() {
+    let cloud = Cloud::start(b"gate-artifact");
+    let h = host(&cloud, &[]);
+    let lambda = cloud.lambda(&h.endpoint()).await;
+    let admin = Cloud::default_creds();
+    let (ec2, s3) = (cloud.ec2(&admin).await, cloud.s3(&admin).await);
+
+    // A build that died before its first resource, long ago: a state, nothing in EC2.
+    let dead = "fs-20200101-000000-0dead0ff";
+    let st = json!({"version": 1, "session": dead, "installation": INSTALLATION, "site": "home",
+        "created": "2020-01-01T00:00:00Z", "expires": "2020-01-01T00:30:00Z", "phase": "intent",
+        "security_group_id": null, "instance_id": null, "host": null, "host_key": null});
+    s3.put_object()
+        .bucket(STATE_BUCKET)
+        .key(format!("sessions/{dead}.json"))
+        .body(st.to_string().into_bytes().into())
+        .send()
+        .await
+        .unwrap();
+    let r = invoke(&lambda, "ferry-clean", json!({"sweep": true}))
+        .await
+        .unwrap_or_else(|e| panic!("{e:?}\n{}", h.log("ferry-clean")));
+    assert_eq!(r["states_listed"], json!(false), "{r}");
+    assert_eq!(r["sessions"], json!([]), "{r}");
+    let (instances, groups, states) = leftovers(&ec2, &s3).await;
+    assert_eq!(
+        (instances.len(), groups.len(), states),
+        (0, 0, vec![format!("sessions/{dead}.json")])
+    );
+
+    // A live session: EC2 shows its instance and group, so the sweep lists, keeps it and
+    // removes the dead state.
+    let live = invoke(
+        &lambda,
+        "ferry-build",
+        json!({"site": "home", "public_key": CLIENT_PUB}),
+    )
+    .await
+    .unwrap();
+    let live = live["session"].as_str().unwrap().to_string();
+    cloud.settle().await;
+    let r = invoke(&lambda, "ferry-clean", json!({"sweep": true}))
+        .await
+        .unwrap_or_else(|e| panic!("{e:?}\n{}", h.log("ferry-clean")));
+    assert_eq!(r["states_listed"], json!(true), "{r}");
+    assert_eq!(r["kept"], json!([live]), "{r}");
+    assert_eq!(
+        swept(&r),
+        vec![(json!(dead), json!([format!("state sessions/{dead}.json")]))],
+        "{r}"
     );
 }
 

@@ -31,7 +31,8 @@
 //!
 //! ```text
 //! cargo run --release -p ferry-repo --example bench_year -- --days 365 --scale 0.02 \
-//!     --dir /tmp/ferry-year [--restic restic] [--cloud HELPER]
+//!     --dir /tmp/ferry-year [--restic restic] [--cloud HELPER] [--log-mib 24] [--db-mib 16] \
+//!     [--prune-every 7] [--keep 7,4,6]
 //! ```
 
 use ferry_repo::backup::local::backup_paths;
@@ -129,7 +130,9 @@ fn create(root: &Path, s: &Sizes, rng: &mut Rng) {
                 &rng.text(len, 0),
             );
         }
-        write(&host.join("var/lib/app/db.bin"), &rng.bytes(s.db_size));
+        if s.db_per_day > 0 {
+            write(&host.join("var/lib/app/db.bin"), &rng.bytes(s.db_size));
+        }
         write(&host.join("var/log/syslog"), &rng.text(s.log_per_day, 0));
     }
 }
@@ -148,13 +151,15 @@ fn change(root: &Path, s: &Sizes, rng: &mut Rng, day: u64) {
             write(&p, &b);
         }
         // The database: one region rewritten (pages of a table that changed).
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .open(host.join("var/lib/app/db.bin"))
-            .unwrap();
-        let at = rng.below((s.db_size - s.db_per_day) as u64);
-        f.seek(SeekFrom::Start(at)).unwrap();
-        f.write_all(&rng.bytes(s.db_per_day)).unwrap();
+        if s.db_per_day > 0 {
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .open(host.join("var/lib/app/db.bin"))
+                .unwrap();
+            let at = rng.below((s.db_size - s.db_per_day) as u64);
+            f.seek(SeekFrom::Start(at)).unwrap();
+            f.write_all(&rng.bytes(s.db_per_day)).unwrap();
+        }
         // The log: grows every day, rotated weekly (syslog.1, then compressed, four kept).
         let log = host.join("var/log");
         if day.is_multiple_of(7) {
@@ -366,6 +371,10 @@ fn main() {
     let mut dir = PathBuf::from("/tmp/ferry-year");
     let mut restic: Option<String> = None;
     let mut cloud: Option<Cloud> = None;
+    let mut log_mib = 24.0f64;
+    let mut db_mib = 16.0f64;
+    let mut prune_every = 7u64;
+    let mut keep = [7u32, 4, 6];
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -373,6 +382,18 @@ fn main() {
             "--scale" => scale = args.next().unwrap().parse().unwrap(),
             "--dir" => dir = args.next().unwrap().into(),
             "--restic" => restic = args.next(),
+            "--log-mib" => log_mib = args.next().unwrap().parse().unwrap(),
+            "--db-mib" => db_mib = args.next().unwrap().parse().unwrap(),
+            "--prune-every" => prune_every = args.next().unwrap().parse().unwrap(),
+            "--keep" => {
+                let v: Vec<u32> = args
+                    .next()
+                    .unwrap()
+                    .split(',')
+                    .map(|n| n.parse().unwrap())
+                    .collect();
+                keep = [v[0], v[1], v[2]];
+            }
             "--cloud" => {
                 cloud = Some(Cloud {
                     helper: args.next().unwrap(),
@@ -383,12 +404,17 @@ fn main() {
             other => panic!("unknown argument {other}"),
         }
     }
-    // Full scale: 200 MiB of change a day over 5 hosts: 24 MiB of log text and 16 MiB of
-    // database rewrites per host.
+    // Full scale by default: 200 MiB of change a day over 5 hosts: 24 MiB of log text and
+    // 16 MiB of database rewrites per host (`--log-mib`, `--db-mib`; `--db-mib 0`: no database,
+    // the issue's homelab of logs and configs).
     let full = |b: f64| (b * scale) as usize;
     let sizes = Sizes {
-        log_per_day: full(24.0 * MIB),
-        db_per_day: full(16.0 * MIB).max(64 * 1024),
+        log_per_day: full(log_mib * MIB),
+        db_per_day: if db_mib > 0.0 {
+            full(db_mib * MIB).max(64 * 1024)
+        } else {
+            0
+        },
         db_size: full(512.0 * MIB).max(1 << 20),
         configs: 200,
     };
@@ -402,9 +428,9 @@ fn main() {
     let repo = Repository::init(Arc::new(store.clone()), &key.put_key()).unwrap();
     let pack_size = ((32.0 * MIB * scale) as usize).max(1024 * 1024);
     let policy = KeepPolicy {
-        daily: Some(Keep::N(7)),
-        weekly: Some(Keep::N(4)),
-        monthly: Some(Keep::N(6)),
+        daily: Some(Keep::N(keep[0])),
+        weekly: Some(Keep::N(keep[1])),
+        monthly: Some(Keep::N(keep[2])),
         ..Default::default()
     };
     let start_ns: i64 = 1_767_225_600 * 1_000_000_000 + 3 * 3_600_000_000_000; // 2026-01-01 03:00 UTC
@@ -419,7 +445,7 @@ fn main() {
     }
 
     println!(
-        "policy: {} (forget --prune weekly); scale {scale} (bytes shown at full scale); pack size {} KiB",
+        "policy: {} (forget --prune every {prune_every} days); change per host and day: {log_mib} MiB of log, {db_mib} MiB of database; scale {scale} (bytes shown at full scale); pack size {} KiB",
         policy.describe(),
         pack_size / 1024
     );
@@ -499,9 +525,9 @@ fn main() {
                 String::from_utf8_lossy(&out.stderr)
             );
         }
-        if day % 7 == 6 {
-            // forget + prune, as the operator's weekly timer does (`ferry schedule install
-            // --retention`).
+        if day % prune_every == prune_every - 1 {
+            // forget + prune, as the operator's timer does (`ferry schedule install
+            // --retention`: weekly by default).
             let before = store.calls();
             let reader = repo.reader(&key).unwrap();
             let snaps = reader.snapshots().unwrap();
@@ -550,11 +576,11 @@ fn main() {
                         "-q",
                         "--prune",
                         "--keep-daily",
-                        "7",
+                        &keep[0].to_string(),
                         "--keep-weekly",
-                        "4",
+                        &keep[1].to_string(),
                         "--keep-monthly",
-                        "6",
+                        &keep[2].to_string(),
                         "-r",
                     ])
                     .arg(dir.join("restic"))

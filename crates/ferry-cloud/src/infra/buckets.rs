@@ -1,22 +1,26 @@
 //! The backup and state buckets: public access blocked, versioning never enabled (unless the
-//! backup bucket has S3 Object Lock, which needs it), default SSE, tags, and the generated
-//! bucket policies.
+//! backup bucket has S3 Object Lock, which needs it), default SSE, tags, the generated
+//! bucket policies, and the state bucket's lifecycle rule (dead sessions' states and old day
+//! records expire; [`ferry_contract::keys::STATE_EXPIRY_DAYS`]).
 
 use std::io::Write;
 
 use crate::error::{AwsContext, BuildContext, Error, Result};
 use aws_sdk_s3::error::ProvideErrorMetadata as _;
 use aws_sdk_s3::types::{
-    BucketLocationConstraint, BucketVersioningStatus, CreateBucketConfiguration, DefaultRetention,
-    ObjectLockConfiguration, ObjectLockEnabled, ObjectLockRetentionMode, ObjectLockRule,
-    PublicAccessBlockConfiguration, ServerSideEncryption, ServerSideEncryptionByDefault,
-    ServerSideEncryptionConfiguration, ServerSideEncryptionRule, Tag, Tagging,
+    BucketLifecycleConfiguration, BucketLocationConstraint, BucketVersioningStatus,
+    CreateBucketConfiguration, DefaultRetention, ExpirationStatus, LifecycleExpiration,
+    LifecycleRule, LifecycleRuleFilter, ObjectLockConfiguration, ObjectLockEnabled,
+    ObjectLockRetentionMode, ObjectLockRule, PublicAccessBlockConfiguration, ServerSideEncryption,
+    ServerSideEncryptionByDefault, ServerSideEncryptionConfiguration, ServerSideEncryptionRule,
+    Tag, Tagging,
 };
 use serde_json::Value;
 
 use super::{Change, Ctx, same_policy};
 use crate::config::{LockMode, ObjectLockConfig};
 use crate::policy;
+use ferry_contract::keys;
 
 pub(super) async fn converge(ctx: &mut Ctx) -> Result<()> {
     let p = ctx.policy_inputs()?;
@@ -107,6 +111,8 @@ async fn bucket(
     let mut fix_sse = false;
     let mut fix_policy = false;
     let mut fix_lock = false;
+    let mut fix_lifecycle = false;
+    let want_lifecycle = name == ctx.cfg.raw.state_bucket;
     // S3 Object Lock: only the backup bucket, only when the config asks for it.
     let want_lock = (name == ctx.cfg.raw.backup_bucket)
         .then_some(ctx.cfg.raw.object_lock)
@@ -208,6 +214,11 @@ async fn bucket(
             drift.push("default encryption: none -> SSE-S3".into());
             fix_sse = true;
         }
+        // Boxed: the SDK's futures are large, and this one would grow every caller's.
+        if want_lifecycle && let Some(d) = Box::pin(lifecycle_drift(ctx, name)).await? {
+            drift.push(d);
+            fix_lifecycle = true;
+        }
         if let Some(want) = &want_policy {
             let have = match ctx.s3.get_bucket_policy().bucket(name).send().await {
                 Ok(r) => r.policy().map(str::to_string),
@@ -258,6 +269,7 @@ async fn bucket(
         fix_sse = true;
         fix_policy = want_policy.is_some();
         fix_lock = want_lock.is_some();
+        fix_lifecycle = want_lifecycle;
     }
     if fix_tags {
         ctx.s3
@@ -327,6 +339,9 @@ async fn bucket(
             .await
             .aws("s3:PutBucketEncryption", || name.to_string())?;
     }
+    if fix_lifecycle {
+        Box::pin(put_state_lifecycle(ctx, name)).await?;
+    }
     if fix_policy && defer_policy {
         return Ok(want_policy);
     }
@@ -340,6 +355,144 @@ async fn bucket(
             .aws("s3:PutBucketPolicy", || name.to_string())?;
     }
     Ok(None)
+}
+
+/// The state bucket's lifecycle drift ("lifecycle: have -> want"), or `None` when it is Ferry's.
+async fn lifecycle_drift(ctx: &Ctx, name: &str) -> Result<Option<String>> {
+    let have = match ctx
+        .s3
+        .get_bucket_lifecycle_configuration()
+        .bucket(name)
+        .send()
+        .await
+    {
+        Ok(r) => r.rules().to_vec(),
+        Err(e) if is_status(&e, 404) => Vec::new(),
+        Err(e) => {
+            return Err(Error::aws(
+                "s3:GetLifecycleConfiguration",
+                name.to_string(),
+                e,
+            ));
+        }
+    };
+    Ok((!same_lifecycle(&have)).then(|| {
+        format!(
+            "lifecycle: {} -> {}",
+            describe_lifecycle(&have),
+            describe_shapes(STATE_LIFECYCLE.iter().map(|(_, p, d)| (
+                p.to_string(),
+                Some(*d),
+                true
+            )))
+        )
+    }))
+}
+
+async fn put_state_lifecycle(ctx: &Ctx, name: &str) -> Result<()> {
+    ctx.s3
+        .put_bucket_lifecycle_configuration()
+        .bucket(name)
+        .lifecycle_configuration(
+            BucketLifecycleConfiguration::builder()
+                .set_rules(Some(state_lifecycle_rules()?))
+                .build()
+                .build_ctx("lifecycle configuration")?,
+        )
+        .send()
+        .await
+        .aws("s3:PutLifecycleConfiguration", || name.to_string())?;
+    Ok(())
+}
+
+/// The state bucket's lifecycle rules: (rule id, prefix, days). Expiration is free in S3
+/// Standard, which has no minimum storage duration
+/// (<https://docs.aws.amazon.com/AmazonS3/latest/userguide/object-lifecycle-mgmt.html>).
+const STATE_LIFECYCLE: [(&str, &str, i32); 2] = [
+    (
+        "ferry-expire-session-states",
+        keys::STATE_PREFIX,
+        keys::STATE_EXPIRY_DAYS,
+    ),
+    (
+        "ferry-expire-day-records",
+        keys::DAY_PREFIX,
+        keys::DAY_RECORD_EXPIRY_DAYS,
+    ),
+];
+
+// A state expires long after any session ends. S3 counts whole days from the object's
+// creation, rounded to the next midnight UTC: at least `STATE_EXPIRY_DAYS` × 24 h after the
+// state's last write (`ready`, in a session's first minutes). Checked at compile time against
+// the longest session and the box's 5-minute backstop, with a factor 2 to spare; day records
+// are read only on their own day.
+const _: () = assert!(
+    keys::STATE_EXPIRY_DAYS as i64 * 24 * 60
+        >= 2 * (crate::config::MAX_SESSION_MINUTES_LIMIT as i64 + 5)
+);
+const _: () = assert!(keys::DAY_RECORD_EXPIRY_DAYS >= 2);
+
+fn state_lifecycle_rules() -> Result<Vec<LifecycleRule>> {
+    STATE_LIFECYCLE
+        .iter()
+        .map(|(id, prefix, days)| {
+            LifecycleRule::builder()
+                .id(*id)
+                .filter(LifecycleRuleFilter::builder().prefix(*prefix).build())
+                .status(ExpirationStatus::Enabled)
+                .expiration(LifecycleExpiration::builder().days(*days).build())
+                .build()
+                .build_ctx("a lifecycle rule")
+        })
+        .collect()
+}
+
+/// A rule as (prefix, days, enabled); the prefix from the filter or the older top-level field
+/// (deprecated, but a rule written by another tool may still carry it).
+#[allow(deprecated)]
+fn rule_shape(r: &LifecycleRule) -> (String, Option<i32>, bool) {
+    let prefix = r
+        .filter()
+        .and_then(|f| f.prefix())
+        .or(r.prefix())
+        .unwrap_or("")
+        .to_string();
+    let days = r.expiration().and_then(|e| e.days());
+    (prefix, days, r.status() == &ExpirationStatus::Enabled)
+}
+
+/// Whether `have` is exactly Ferry's rules: each prefix expired after its days, nothing else
+/// (another rule could expire what a live session needs, e.g. `artifacts/`).
+fn same_lifecycle(have: &[LifecycleRule]) -> bool {
+    let mut have: Vec<_> = have.iter().map(rule_shape).collect();
+    let mut want: Vec<_> = STATE_LIFECYCLE
+        .iter()
+        .map(|(_, p, d)| (p.to_string(), Some(*d), true))
+        .collect();
+    have.sort();
+    want.sort();
+    have == want
+}
+
+fn describe_lifecycle(rules: &[LifecycleRule]) -> String {
+    describe_shapes(rules.iter().map(rule_shape))
+}
+
+fn describe_shapes(shapes: impl Iterator<Item = (String, Option<i32>, bool)>) -> String {
+    let all: Vec<String> = shapes
+        .map(|(p, d, on)| {
+            format!(
+                "{p:?} after {}{}",
+                d.map_or("?".to_string(), |d| format!("{d} d")),
+                if on { "" } else { " (disabled)" }
+            )
+        })
+        .collect();
+    if all.is_empty() {
+        "none".into()
+    } else {
+        all.join(", ")
+    }
 }
 
 /// A bucket's Object Lock: `None` when it has none, `Some(None)` when it is on without a
@@ -629,5 +782,58 @@ async fn bucket_exists(ctx: &Ctx, name: &str) -> Result<bool> {
         Ok(_) => Ok(true),
         Err(e) if is_status(&e, 404) => Ok(false),
         Err(e) => Err(Error::aws("s3:HeadBucket", name.to_string(), e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_state_lifecycle_matches_itself_and_nothing_else() {
+        let ours = state_lifecycle_rules().unwrap();
+        assert!(same_lifecycle(&ours));
+        assert!(!same_lifecycle(&[]));
+        assert!(!same_lifecycle(&ours[..1]));
+        // A rule on another prefix (it could expire the artifacts a box downloads).
+        let mut more = ours.clone();
+        more.push(
+            LifecycleRule::builder()
+                .filter(LifecycleRuleFilter::builder().prefix("").build())
+                .status(ExpirationStatus::Enabled)
+                .expiration(LifecycleExpiration::builder().days(1).build())
+                .build()
+                .unwrap(),
+        );
+        assert!(!same_lifecycle(&more));
+        // Disabled, or other days: drift.
+        let rule = |prefix: &str, days: i32, status: ExpirationStatus| {
+            LifecycleRule::builder()
+                .filter(LifecycleRuleFilter::builder().prefix(prefix).build())
+                .status(status)
+                .expiration(LifecycleExpiration::builder().days(days).build())
+                .build()
+                .unwrap()
+        };
+        let off = [
+            rule("sessions/", 2, ExpirationStatus::Disabled),
+            ours[1].clone(),
+        ];
+        assert!(!same_lifecycle(&off));
+        let longer = [
+            rule("sessions/", 3, ExpirationStatus::Enabled),
+            ours[1].clone(),
+        ];
+        assert!(!same_lifecycle(&longer));
+        // The same rules under other ids, in another order: the same.
+        let same = [
+            rule("days/", 35, ExpirationStatus::Enabled),
+            rule("sessions/", 2, ExpirationStatus::Enabled),
+        ];
+        assert!(same_lifecycle(&same));
+        assert_eq!(
+            describe_lifecycle(&ours),
+            "\"sessions/\" after 2 d, \"days/\" after 35 d"
+        );
     }
 }
