@@ -7,11 +7,15 @@
 //!
 //! ## The state object
 //! `s3://<state bucket>/sessions/<session>.json` ([`SessionState`]). ferry-build writes it
-//! (write-once, `If-None-Match: *`) **before** it creates anything, and rewrites it after each
-//! resource: `intent` → `security-group` → `instance` → `ready`. Every resource is also tagged
-//! at creation (in the same API call, so a resource never exists untagged) with
-//! `ferry:managed=true`, `ferry:installation`, `ferry:session`, `ferry:site`, `ferry:expiry`.
-//! So if the function dies between creating a resource and recording it, the tags still find it.
+//! twice: `intent` (write-once, `If-None-Match: *`) **before** it creates anything, and `ready`
+//! with the group's and the instance's ids once the box runs. Every resource is tagged at
+//! creation (in the same API call, so a resource never exists untagged) with
+//! `ferry:managed=true`, `ferry:installation`, `ferry:session`, `ferry:site`, `ferry:expiry`,
+//! and removal always looks the session's resources up by tag too: so the state need not be
+//! rewritten after each resource (a PUT each, billed against the free tier's 2,000 a month; it
+//! was until 2026-12-03). A build that dies in between leaves an `intent` state and tagged
+//! resources, which the sweep removes once the build is abandoned; a build that fails rolls back
+//! by the ids it holds (a resource EC2 does not show by tag yet is still found).
 //!
 //! ## Per-day limits (`claim_day`)
 //! After the concurrency check, each session writes a day record
@@ -90,7 +94,8 @@ pub struct SessionState {
     pub site: String,
     pub created: String,
     pub expires: String,
-    /// `intent`, `security-group`, `instance`, `ready`.
+    /// `intent` or `ready` (`security-group` and `instance` in states written before
+    /// 2026-12-03: read alike, as not ready).
     pub phase: String,
     pub security_group_id: Option<String>,
     pub instance_id: Option<String>,
@@ -566,7 +571,9 @@ impl Cloud {
                     "build failed; rolling back",
                     &[("error", &e.to_string())],
                 );
-                match self.clean_session(&session, deadline).await {
+                // What this invocation made, by id: EC2 may not show a new resource by its tag
+                // yet (module doc), and the state object names none before `ready`.
+                match self.clean_known(&session, Some(&st), deadline).await {
                     Ok(r) => {
                         if let Some(key) = &day {
                             self.delete_day_record(&session, key).await;
@@ -807,9 +814,9 @@ impl Cloud {
             .ok_or_else(|| FerryError::Aws("CreateSecurityGroup returned no group id".into()))?
             .to_string();
         log::info(&session, "security group created", &[("id", &sg_id)]);
+        // Not written to the state object yet (a PUT each; the tag finds the group, and the
+        // rollback gets `st`): module doc.
         st.security_group_id = Some(sg_id.clone());
-        st.phase = "security-group".into();
-        self.put_state(st, false).await?;
 
         let ssh = IpPermission::builder()
             .ip_protocol("tcp")
@@ -964,8 +971,6 @@ impl Cloud {
             &[("id", &instance_id), ("ami", &ami)],
         );
         st.instance_id = Some(instance_id.clone());
-        st.phase = "instance".into();
-        self.put_state(st, false).await?;
 
         let host = self
             .wait_running(&session, &instance_id, started, deadline)
@@ -1250,6 +1255,17 @@ impl Cloud {
         session: &str,
         deadline: Instant,
     ) -> Result<CleanReport, FerryError> {
+        self.clean_known(session, None, deadline).await
+    }
+
+    /// [`Cloud::clean_session`], also removing the resources `known` names (a rollback's own
+    /// record of what it made).
+    async fn clean_known(
+        &self,
+        session: &str,
+        known: Option<&SessionState>,
+        deadline: Instant,
+    ) -> Result<CleanReport, FerryError> {
         let mut report = CleanReport {
             session: session.to_string(),
             removed: Vec::new(),
@@ -1267,8 +1283,11 @@ impl Cloud {
 
         // Instances: from the state and from the tags. The recorded ones are terminated even
         // when the tag lookup fails (its error is returned afterwards).
-        let mut instances: BTreeSet<String> =
-            state.iter().filter_map(|s| s.instance_id.clone()).collect();
+        let mut instances: BTreeSet<String> = state
+            .iter()
+            .chain(known)
+            .filter_map(|s| s.instance_id.clone())
+            .collect();
         let tag_lookup = match self.tagged_instances(Some(session)).await {
             Ok(found) => {
                 instances.extend(found.into_iter().map(|(id, _)| id));
@@ -1330,6 +1349,7 @@ impl Cloud {
         // Security groups: from the state and from the tags.
         let mut groups: BTreeSet<String> = state
             .iter()
+            .chain(known)
             .filter_map(|s| s.security_group_id.clone())
             .collect();
         groups.extend(

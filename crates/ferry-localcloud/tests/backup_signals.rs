@@ -532,12 +532,13 @@ fn ferry_build_killed_mid_build_blocks_nothing_and_the_sweep_removes_it() {
     let build_log =
         || std::fs::read_to_string(functions.join("ferry-build.log")).unwrap_or_default();
 
-    // SIGKILL the handler once it has launched the instance (state phase `instance`).
+    // SIGKILL the handler once it has launched the instance. Its state still says `intent` and
+    // names no resource: only the tags find them.
     let (out, _) = backup_killing_function_at(
         cloud,
         config,
         "ferry-build",
-        r#""phase":"instance""#,
+        "instance launched",
         Duration::from_secs(120),
     );
     let text = String::from_utf8_lossy(&out.stderr);
@@ -566,7 +567,7 @@ fn ferry_build_killed_mid_build_blocks_nothing_and_the_sweep_removes_it() {
         &[common::STATE_BUCKET],
         None,
     );
-    assert_eq!(deadline[0], "instance", "{deadline}");
+    assert_eq!(deadline[0], "intent", "{deadline}");
     let abandoned = deadline[2].as_str().expect("session").to_string();
 
     // Once that invocation is over (30 s, plus the 15 s margin), the build is abandoned: the
