@@ -18,9 +18,10 @@
 //! by the ids it holds (a resource EC2 does not show by tag yet is still found).
 //!
 //! ## Per-day limits (`claim_day`)
-//! After the concurrency check, each session writes a day record
-//! `days/<YYYY-MM-DD>/<site>/<session>.<claimed bytes>` (the UTC day it starts) and lists the
-//! day: more than `FERRY_SESSIONS_PER_DAY` records, or a site whose other records claim all of
+//! After its intent, each session writes a day record
+//! `days/<YYYY-MM-DD>/<site>/<session>.<claimed bytes>` (the UTC day it starts), then one LIST
+//! gives it the day's records and every state (`list_live`): the concurrency check counts the
+//! states, then the day: more than `FERRY_SESSIONS_PER_DAY` records, or a site whose other records claim all of
 //! `FERRY_SITE_BYTES_PER_DAY`, refuse it (its record deleted). Its gate's session limit is the
 //! claim capped by what the site has left. Records of sessions that passed stay after the
 //! session ends (ferry-clean does not touch `days/`); only a complete rollback removes one.
@@ -410,6 +411,15 @@ impl Cloud {
 
     /// Every key under `prefix` in the state bucket (ListObjectsV2, at most 100 pages).
     async fn list_state_keys(&self, prefix: &str) -> Result<Vec<String>, FerryError> {
+        self.list_state_keys_after(prefix, None).await
+    }
+
+    /// Every key under `prefix` that sorts after `start_after` (ListObjectsV2's `StartAfter`).
+    async fn list_state_keys_after(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+    ) -> Result<Vec<String>, FerryError> {
         let mut out = Vec::new();
         let mut token = None;
         for _ in 0..100 {
@@ -417,7 +427,8 @@ impl Cloud {
                 .s3
                 .list_objects_v2()
                 .bucket(&self.cfg.state_bucket)
-                .prefix(prefix)
+                .set_prefix((!prefix.is_empty()).then(|| prefix.to_string()))
+                .set_start_after(start_after.map(str::to_string))
                 .set_continuation_token(token)
                 .send()
                 .await
@@ -520,7 +531,7 @@ impl Cloud {
         // session may have cost something), and goes with a complete rollback.
         let mut day = None;
         let result = async {
-            self.check_limit(&session).await?;
+            // The concurrency limit and the per-day limits, from one LIST (`claim_day`).
             let budget = self.claim_day(&st, now, &mut day).await?;
             let host_private = host_key
                 .to_openssh(LineEnding::LF)
@@ -627,6 +638,11 @@ impl Cloud {
     /// session was granted) is within the site's bytes. Two racing builds can both refuse;
     /// never both pass beyond the limits. Granted, not used, bytes count: the bound holds
     /// even when a gate never reports back. A refused session deletes its record.
+    ///
+    /// The same LIST first serves the concurrency limit ([`Cloud::check_limit`]): it came after
+    /// this session's intent too. A session the concurrency limit refuses has its day record
+    /// removed by the rollback; until then it counts, which can only refuse, never admit, a
+    /// racing build.
     async fn claim_day(
         &self,
         st: &SessionState,
@@ -666,7 +682,10 @@ impl Cloud {
             })?;
         *day = Some(key.clone());
 
-        let records = self.list_day(&date).await?;
+        // One LIST serves both limits: it comes after this session's intent and its day record
+        // were written, as each check needs (see `check_limit` and above).
+        let (states, records) = self.list_live(&date).await?;
+        self.check_limit(&st.session, states).await?;
         if !records.iter().any(|(_, s, _)| *s == st.session) {
             return Err(FerryError::Aws(format!(
                 "day record {key} vanished after it was written"
@@ -726,25 +745,39 @@ impl Cloud {
         Err(FerryError::DailyLimit(refusal))
     }
 
-    /// The day's records: (site, session, claimed bytes). Keys that are no day record are
-    /// skipped.
-    async fn list_day(&self, date: &str) -> Result<Vec<(String, String, u64)>, FerryError> {
-        Ok(self
-            .list_state_keys(&keys::day_prefix(date))
-            .await?
+    /// The session ids that have a state object, and the day's records (site, session,
+    /// claimed bytes), from one LIST: keys sort as `artifacts/` < `days/` < `sessions/`, so a
+    /// listing that starts after `days/<date>/` holds the day's records and then every state
+    /// (one request while they are under 1,000 keys; older days are skipped, not read). It
+    /// used to be two LISTs (S3 bills each like a PUT). Keys that are neither are skipped.
+    async fn list_live(
+        &self,
+        date: &str,
+    ) -> Result<(Vec<String>, Vec<(String, String, u64)>), FerryError> {
+        let today = keys::day_prefix(date);
+        let all = self.list_state_keys_after("", Some(&today)).await?;
+        let states = all
             .iter()
+            .filter_map(|k| keys::session_of_state(k))
+            .map(str::to_string)
+            .collect();
+        let records = all
+            .iter()
+            .filter(|k| k.starts_with(&today))
             .filter_map(|k| keys::parse_day_record(k))
             .map(|r| (r.site.to_string(), r.session.to_string(), r.bytes))
-            .collect())
+            .collect();
+        Ok((states, records))
     }
 
     /// Count unexpired sessions (ours included, its intent already written). An abandoned
     /// build (its ferry-build timed out or was killed before `ready`) is not counted: no client
     /// can use it, and the sweep removes it; counting it would refuse every run until it expired.
-    async fn check_limit(&self, session: &str) -> Result<(), FerryError> {
+    /// `states`: the ids listed after this session's intent was written.
+    async fn check_limit(&self, session: &str, states: Vec<String>) -> Result<(), FerryError> {
         let now = OffsetDateTime::now_utc();
         let mut active = Vec::new();
-        for id in self.list_states().await? {
+        for id in states {
             match self.get_state(&id).await? {
                 Some(st) if st.abandoned(now) => log::info(
                     session,
