@@ -433,8 +433,11 @@ impl Cloud {
                 .send()
                 .await
                 .map_err(|e| {
+                    let after = start_after
+                        .map(|a| format!(" after {a}"))
+                        .unwrap_or_default();
                     s3_err(
-                        &format!("listing s3://{}/{prefix}", self.cfg.state_bucket),
+                        &format!("listing s3://{}/{prefix}{after}", self.cfg.state_bucket),
                         e,
                     )
                 })?;

@@ -95,23 +95,6 @@ async fn gate_budget(ec2: &aws_sdk_ec2::Client, s3: &aws_sdk_s3::Client, session
         .unwrap()
 }
 
-/// Keys under `days/`, sorted.
-async fn day_records(s3: &aws_sdk_s3::Client) -> Vec<String> {
-    let mut found: Vec<String> = s3
-        .list_objects_v2()
-        .bucket(STATE_BUCKET)
-        .prefix(keys::DAY_PREFIX)
-        .send()
-        .await
-        .unwrap()
-        .contents()
-        .iter()
-        .filter_map(|o| o.key().map(String::from))
-        .collect();
-    found.sort();
-    found
-}
-
 async fn seed(s3: &aws_sdk_s3::Client, key: &str) {
     s3.put_object()
         .bucket(STATE_BUCKET)

@@ -437,17 +437,7 @@ async fn the_concurrent_session_limit_refuses_with_a_clear_error() {
     );
     // The refused build's day record (written before its one LIST) went with its rollback:
     // the day counts only the first.
-    let days: Vec<String> = s3
-        .list_objects_v2()
-        .bucket(STATE_BUCKET)
-        .prefix("days/")
-        .send()
-        .await
-        .unwrap()
-        .contents()
-        .iter()
-        .filter_map(|o| o.key().map(str::to_string))
-        .collect();
+    let days = day_records(&s3).await;
     assert_eq!(days.len(), 1, "{days:?}");
     assert!(days[0].contains(&first), "{days:?}");
     // After the first ends, a new one is allowed.

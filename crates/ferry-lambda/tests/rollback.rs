@@ -33,8 +33,8 @@ const CASES: &[Case] = &[
     (
         "limit",
         "s3:ListBucket",
-        "concurrency check (after the intent)",
-        "listing s3://ferry-state/sessions/",
+        "the limits' LIST (after the intent and the day record)",
+        "listing s3://ferry-state/ after days/",
         &[],
     ),
     (
@@ -157,6 +157,12 @@ async fn a_failure_at_each_provisioning_step_leaves_nothing_behind() {
             leftovers(&ec2, &s3).await,
             (vec![], vec![], vec![]),
             "{step} ({by}) left something behind: {msg}"
+        );
+        // A complete rollback also removes the day record (written before the limits' LIST).
+        assert_eq!(
+            day_records(&s3).await,
+            Vec::<String>::new(),
+            "{step} ({by}) left its day record: {msg}"
         );
     }
 

@@ -301,3 +301,20 @@ pub async fn leftovers(
         .collect();
     (instances, groups, states)
 }
+
+/// Keys under `days/`, sorted.
+pub async fn day_records(s3: &aws_sdk_s3::Client) -> Vec<String> {
+    let mut found: Vec<String> = s3
+        .list_objects_v2()
+        .bucket(STATE_BUCKET)
+        .prefix(ferry_contract::keys::DAY_PREFIX)
+        .send()
+        .await
+        .unwrap()
+        .contents()
+        .iter()
+        .filter_map(|o| o.key().map(String::from))
+        .collect();
+    found.sort();
+    found
+}
