@@ -288,26 +288,21 @@ pub async fn leftovers(
         .filter(|g| g.group_name() != Some("default"))
         .filter_map(|g| g.group_id().map(String::from))
         .collect();
-    let states = s3
-        .list_objects_v2()
-        .bucket(STATE_BUCKET)
-        .prefix("sessions/")
-        .send()
-        .await
-        .unwrap()
-        .contents()
-        .iter()
-        .filter_map(|o| o.key().map(String::from))
-        .collect();
+    let states = keys_under(s3, ferry_contract::keys::STATE_PREFIX).await;
     (instances, groups, states)
 }
 
 /// Keys under `days/`, sorted.
 pub async fn day_records(s3: &aws_sdk_s3::Client) -> Vec<String> {
+    keys_under(s3, ferry_contract::keys::DAY_PREFIX).await
+}
+
+/// The state bucket's keys under `prefix` (one page), sorted.
+pub async fn keys_under(s3: &aws_sdk_s3::Client, prefix: &str) -> Vec<String> {
     let mut found: Vec<String> = s3
         .list_objects_v2()
         .bucket(STATE_BUCKET)
-        .prefix(ferry_contract::keys::DAY_PREFIX)
+        .prefix(prefix)
         .send()
         .await
         .unwrap()
