@@ -380,11 +380,7 @@ async fn lifecycle_drift(ctx: &Ctx, name: &str) -> Result<Option<String>> {
         format!(
             "lifecycle: {} -> {}",
             describe_lifecycle(&have),
-            describe_shapes(STATE_LIFECYCLE.iter().map(|(_, p, d)| (
-                p.to_string(),
-                Some(*d),
-                true
-            )))
+            describe_shapes(&wanted_shapes())
         )
     }))
 }
@@ -447,10 +443,21 @@ fn state_lifecycle_rules() -> Result<Vec<LifecycleRule>> {
         .collect()
 }
 
-/// A rule as (prefix, days, enabled); the prefix from the filter or the older top-level field
-/// (deprecated, but a rule written by another tool may still carry it).
+/// A lifecycle rule as (prefix, days, enabled).
+type Shape = (String, Option<i32>, bool);
+
+/// Ferry's rules ([`STATE_LIFECYCLE`]) as shapes.
+fn wanted_shapes() -> Vec<Shape> {
+    STATE_LIFECYCLE
+        .iter()
+        .map(|(_, p, d)| (p.to_string(), Some(*d), true))
+        .collect()
+}
+
+/// A rule's shape; the prefix from the filter or the older top-level field (deprecated, but a
+/// rule written by another tool may still carry it).
 #[allow(deprecated)]
-fn rule_shape(r: &LifecycleRule) -> (String, Option<i32>, bool) {
+fn rule_shape(r: &LifecycleRule) -> Shape {
     let prefix = r
         .filter()
         .and_then(|f| f.prefix())
@@ -465,26 +472,24 @@ fn rule_shape(r: &LifecycleRule) -> (String, Option<i32>, bool) {
 /// (another rule could expire what a live session needs, e.g. `artifacts/`).
 fn same_lifecycle(have: &[LifecycleRule]) -> bool {
     let mut have: Vec<_> = have.iter().map(rule_shape).collect();
-    let mut want: Vec<_> = STATE_LIFECYCLE
-        .iter()
-        .map(|(_, p, d)| (p.to_string(), Some(*d), true))
-        .collect();
+    let mut want = wanted_shapes();
     have.sort();
     want.sort();
     have == want
 }
 
 fn describe_lifecycle(rules: &[LifecycleRule]) -> String {
-    describe_shapes(rules.iter().map(rule_shape))
+    describe_shapes(&rules.iter().map(rule_shape).collect::<Vec<_>>())
 }
 
-fn describe_shapes(shapes: impl Iterator<Item = (String, Option<i32>, bool)>) -> String {
+fn describe_shapes(shapes: &[Shape]) -> String {
     let all: Vec<String> = shapes
+        .iter()
         .map(|(p, d, on)| {
             format!(
                 "{p:?} after {}{}",
                 d.map_or("?".to_string(), |d| format!("{d} d")),
-                if on { "" } else { " (disabled)" }
+                if *on { "" } else { " (disabled)" }
             )
         })
         .collect();
