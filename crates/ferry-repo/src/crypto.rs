@@ -108,6 +108,22 @@ pub(crate) fn open(key: &SymKey, aad: &[u8], data: &[u8]) -> Option<Vec<u8>> {
     Some(buf)
 }
 
+/// Decrypt `nonce | ciphertext | tag` where it lies: the plaintext is the returned part of
+/// `data` (restore decrypts each blob inside its fetched range, with no copy). `None` if too
+/// short or authentication fails; `data` is then left undefined.
+pub(crate) fn open_in_place<'a>(key: &SymKey, aad: &[u8], data: &'a mut [u8]) -> Option<&'a [u8]> {
+    if data.len() < NONCE_LEN + TAG_LEN {
+        return None;
+    }
+    let (nonce, rest) = data.split_at_mut(NONCE_LEN);
+    let (ct, tag) = rest.split_at_mut(rest.len() - TAG_LEN);
+    let cipher = XChaCha20Poly1305::new(key.as_ref().into());
+    cipher
+        .decrypt_in_place_detached(XNonce::from_slice(nonce), aad, ct, (&*tag).into())
+        .ok()?;
+    Some(ct)
+}
+
 /// Keyed BLAKE3 of `data`.
 pub(crate) fn blob_id(hash_key: &[u8; 32], data: &[u8]) -> BlobId {
     BlobId(*blake3::keyed_hash(hash_key, data).as_bytes())
@@ -212,6 +228,45 @@ pub(crate) fn decompress(payload: &[u8], limit: usize) -> std::result::Result<Ve
     }
 }
 
+/// Undo [`compress_with`] without allocating: a raw payload is answered as the slice of
+/// `payload` it is, a zstd frame is decompressed into `out` (its old content dropped) with
+/// `dctx`; both reused across calls, so restore's workers spend no allocation on a blob.
+/// Output larger than `limit` bytes is refused, as [`decompress`] does. A frame that states
+/// its size (Ferry's always do) is decompressed in one call into exactly that much room; one
+/// that does not is streamed.
+pub(crate) fn decompress_into<'a>(
+    payload: &'a [u8],
+    limit: usize,
+    dctx: &mut zstd::bulk::Decompressor<'static>,
+    out: &'a mut Vec<u8>,
+) -> std::result::Result<&'a [u8], String> {
+    out.clear();
+    let stated = match payload.split_first() {
+        Some((&FLAG_RAW, rest)) if rest.len() <= limit => return Ok(rest),
+        Some((&FLAG_ZSTD, rest)) => zstd::zstd_safe::get_frame_content_size(rest)
+            .ok()
+            .flatten()
+            .and_then(|n| usize::try_from(n).ok())
+            .map(|n| (n, rest)),
+        _ => None,
+    };
+    match stated {
+        Some((n, _)) if n > limit => Err(format!("decompressed payload exceeds limit {limit}")),
+        Some((n, rest)) => {
+            out.reserve(n);
+            dctx.decompress_to_buffer(rest, out)
+                .map_err(|e| format!("zstd: {e}"))?;
+            Ok(out)
+        }
+        // Everything else (a frame of unstated size, an oversized raw payload, an unknown
+        // flag) takes the general path, which also words the errors.
+        None => {
+            *out = decompress(payload, limit)?;
+            Ok(out)
+        }
+    }
+}
+
 fn object_info(kind: ObjectKind) -> Vec<u8> {
     format!("ferry v1 {}", kind.as_str()).into_bytes()
 }
@@ -257,4 +312,100 @@ pub(crate) fn open_object(
         )
     })?;
     decompress(&plain, MAX_OBJECT_PLAINTEXT).map_err(|m| Error::corrupt(object, m))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // a test fails by panicking; unwrap says where
+
+    use super::*;
+
+    fn log_text(n: usize) -> Vec<u8> {
+        (0..n)
+            .map(|i| {
+                format!(
+                    "2026-12-03T19:{:02}:00Z host{} sshd: session {i} opened\n",
+                    i % 60,
+                    i % 7
+                )
+            })
+            .collect::<String>()
+            .into_bytes()
+    }
+
+    #[test]
+    fn decompress_into_answers_what_decompress_does_reusing_its_buffer() {
+        let mut dctx = zstd::bulk::Decompressor::new().unwrap();
+        let mut out = Vec::new();
+        let text = log_text(20_000);
+        let mut comp = zstd::bulk::Compressor::new(3).unwrap();
+        // Ferry's own frames state their size: decompressed in one call.
+        let framed = compress_with(Some(&mut comp), &text, 0);
+        assert_eq!(framed[0], FLAG_ZSTD);
+        assert!(
+            zstd::zstd_safe::get_frame_content_size(&framed[1..])
+                .unwrap()
+                .is_some()
+        );
+        let got = decompress_into(&framed, text.len(), &mut dctx, &mut out).unwrap();
+        assert_eq!(got, &text[..]);
+        // A frame of unstated size (a streaming encoder's) takes the streaming path.
+        let mut streamed = vec![FLAG_ZSTD];
+        let mut enc = zstd::stream::write::Encoder::new(&mut streamed, 3).unwrap();
+        std::io::Write::write_all(&mut enc, &text[..5000]).unwrap();
+        enc.finish().unwrap();
+        assert_eq!(
+            zstd::zstd_safe::get_frame_content_size(&streamed[1..]).unwrap(),
+            None
+        );
+        let got = decompress_into(&streamed, text.len(), &mut dctx, &mut out).unwrap();
+        assert_eq!(got, &text[..5000], "the buffer's earlier content is gone");
+        // A raw payload is answered as itself, without a copy.
+        let raw = compress_with(None, b"abc", 0);
+        let got = decompress_into(&raw, 3, &mut dctx, &mut out).unwrap();
+        assert_eq!(got, b"abc");
+        assert!(std::ptr::eq(got.as_ptr(), raw[1..].as_ptr()));
+        // The same refusals as decompress, worded the same.
+        for (payload, limit) in [
+            (framed.clone(), text.len() - 1),
+            (streamed.clone(), 4999),
+            (raw.clone(), 2),
+            (vec![7, 1, 2], 10),
+            (vec![], 10),
+        ] {
+            let want = decompress(&payload, limit).unwrap_err();
+            let got = decompress_into(&payload, limit, &mut dctx, &mut out).unwrap_err();
+            assert_eq!(got, want, "payload {:?}…", &payload[..payload.len().min(4)]);
+        }
+        // A frame that states less than it holds is refused by zstd, not written past.
+        let mut lying = framed.clone();
+        let stated = zstd::zstd_safe::get_frame_content_size(&lying[1..])
+            .unwrap()
+            .unwrap();
+        let at = lying[1..]
+            .windows(4)
+            .position(|w| u64::from(u32::from_le_bytes([w[0], w[1], w[2], w[3]])) == stated)
+            .unwrap();
+        lying[1 + at..1 + at + 4].copy_from_slice(&100u32.to_le_bytes());
+        assert!(decompress_into(&lying, text.len(), &mut dctx, &mut out).is_err());
+    }
+
+    #[test]
+    fn open_in_place_opens_what_seal_sealed_and_nothing_else() {
+        let key: SymKey = Zeroizing::new([9u8; 32]);
+        let sealed = seal(&key, b"aad", b"hello blob".to_vec());
+        let mut buf = sealed.clone();
+        assert_eq!(
+            open_in_place(&key, b"aad", &mut buf).unwrap(),
+            b"hello blob"
+        );
+        assert_eq!(open(&key, b"aad", &sealed).unwrap(), b"hello blob");
+        let mut buf = sealed.clone();
+        assert!(open_in_place(&key, b"other aad", &mut buf).is_none());
+        let mut buf = sealed.clone();
+        let last = buf.len() - 1;
+        buf[last] ^= 1;
+        assert!(open_in_place(&key, b"aad", &mut buf).is_none());
+        assert!(open_in_place(&key, b"aad", &mut [0u8; NONCE_LEN + TAG_LEN - 1]).is_none());
+    }
 }

@@ -301,6 +301,30 @@ pub(crate) fn open_blob_with(
     record: &[u8],
     pack_name: &str,
 ) -> Result<Vec<u8>> {
+    let mut dctx = zstd::bulk::Decompressor::new().map_err(|e| {
+        Error::corrupt(
+            ObjectKind::Pack.key(pack_name),
+            format!("zstd context: {e}"),
+        )
+    })?;
+    let (mut record, mut out) = (record.to_vec(), Vec::new());
+    open_blob_in_place(sym, put, entry, &mut record, pack_name, &mut dctx, &mut out)
+        .map(<[u8]>::to_vec)
+}
+
+/// [`open_blob_with`] without a copy or an allocation per blob, for restore's workers:
+/// `record` is decrypted where it lies (and left undefined), a compressed blob is
+/// decompressed into `out` with `dctx`, and the verified data is answered as a slice of
+/// `record` (a blob stored raw) or of `out`.
+pub(crate) fn open_blob_in_place<'a>(
+    sym: &crypto::SymKey,
+    put: &PutKey,
+    entry: &BlobEntry,
+    record: &'a mut [u8],
+    pack_name: &str,
+    dctx: &mut zstd::bulk::Decompressor<'static>,
+    out: &'a mut Vec<u8>,
+) -> Result<&'a [u8]> {
     let object = || {
         format!(
             "{} (blob {} at offset {})",
@@ -312,9 +336,9 @@ pub(crate) fn open_blob_with(
     if record.len() != entry.length as usize {
         return Err(Error::corrupt(object(), "blob record truncated"));
     }
-    let plain = crypto::open(sym, &entry.id.0, record)
+    let plain = crypto::open_in_place(sym, &entry.id.0, record)
         .ok_or_else(|| Error::corrupt(object(), "blob decryption failed"))?;
-    let data = crypto::decompress(&plain, entry.raw_length as usize)
+    let data = crypto::decompress_into(plain, entry.raw_length as usize, dctx, out)
         .map_err(|m| Error::corrupt(object(), m))?;
     if data.len() != entry.raw_length as usize {
         return Err(Error::corrupt(
@@ -322,7 +346,7 @@ pub(crate) fn open_blob_with(
             "blob length differs from the index",
         ));
     }
-    if crypto::blob_id(put.hash_key(), &data) != entry.id {
+    if crypto::blob_id(put.hash_key(), data) != entry.id {
         return Err(Error::corrupt(
             object(),
             "blob content does not match its id",

@@ -216,11 +216,16 @@ pub trait Storage: Send + Sync {
 /// The `len` bytes of `all` at `offset`, cut at its end (empty past the end): what
 /// [`Storage::get_range`] answers for an object whose bytes are all at hand.
 pub fn byte_range(all: &[u8], offset: u64, len: u64) -> &[u8] {
-    let start = usize::try_from(offset).unwrap_or(usize::MAX).min(all.len());
+    &all[range_within(all.len(), offset, len)]
+}
+
+/// The indices of [`byte_range`]: `len` bytes at `offset` of `size`, cut at its end.
+pub(crate) fn range_within(size: usize, offset: u64, len: u64) -> std::ops::Range<usize> {
+    let start = usize::try_from(offset).unwrap_or(usize::MAX).min(size);
     let end = usize::try_from(offset.saturating_add(len))
         .unwrap_or(usize::MAX)
-        .min(all.len());
-    &all[start..end.max(start)]
+        .min(size);
+    start..end.max(start)
 }
 
 /// A repository in a local directory: `config`, `packs/`, `index/`, `snapshots/`.
