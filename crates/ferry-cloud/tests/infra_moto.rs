@@ -228,8 +228,11 @@ fn summary(plan: &str) -> &str {
         .unwrap_or("(no summary)")
 }
 
-/// The state bucket's lifecycle rule as apply wrote it, and none on the backup bucket.
-async fn state_bucket_lifecycle(s3: &aws_sdk_s3::Client, cfg: &ValidConfig) {
+/// The state bucket's lifecycle rule as apply wrote it, and none on the backup bucket; then
+/// run by the kit's lifecycle (`py/moto/lifecycle.py`, S3's rounding to midnight UTC) with the
+/// clock moved forward: a session state lives at least 48 h after its write and is gone at
+/// the first midnight after that, a day record 35 days, the artifacts for good.
+async fn state_bucket_lifecycle(s3: &aws_sdk_s3::Client, cfg: &ValidConfig, moto: &Moto) {
     // The state bucket's lifecycle rule: S3 itself expires dead sessions' states and old day
     // records (the sweep lists the bucket only when EC2 shows a resource). The backup bucket
     // has none: nothing there may expire but by the operator's prune.
@@ -269,6 +272,72 @@ async fn state_bucket_lifecycle(s3: &aws_sdk_s3::Client, cfg: &ValidConfig) {
             .is_err(),
         "the backup bucket has a lifecycle rule"
     );
+
+    use ferry_contract::keys;
+    use std::time::{Duration, SystemTime, UNIX_EPOCH};
+    let bucket = &cfg.raw.state_bucket;
+    let state = keys::session_state("lifecycle-probe");
+    let day = keys::day_record("2026-12-03", "home", "lifecycle-probe", 1);
+    let mut written = 0f64;
+    for key in [&state, &day] {
+        s3.put_object()
+            .bucket(bucket)
+            .key(key)
+            .body(b"{}".to_vec().into())
+            .send()
+            .await
+            .unwrap();
+        let head = s3
+            .head_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+            .unwrap();
+        let t = head.last_modified().unwrap();
+        written = written.max(t.secs() as f64 + f64::from(t.subsec_nanos()) / 1e9);
+    }
+    let keys_left = || async {
+        let out = s3.list_objects_v2().bucket(bucket).send().await.unwrap();
+        let mut k: Vec<String> = out
+            .contents()
+            .iter()
+            .filter_map(|o| o.key().map(str::to_string))
+            .collect();
+        k.sort();
+        k
+    };
+    let before = keys_left().await;
+    assert!(
+        before.contains(&state) && before.contains(&day),
+        "{before:?}"
+    );
+    const DAY: u64 = 86_400;
+    let due = |days: i32| {
+        let at = written + f64::from(days) * DAY as f64;
+        (at.ceil() as u64).div_ceil(DAY) * DAY
+    };
+    let at = |secs: u64| UNIX_EPOCH + Duration::from_secs(secs);
+    let states_due = due(keys::STATE_EXPIRY_DAYS);
+    assert!(states_due as f64 - written >= 48.0 * 3600.0);
+    // A second before: all there (the listing is the request at which the pass runs).
+    moto.set_lifecycle_clock(at(states_due - 1)).unwrap();
+    assert_eq!(keys_left().await, before);
+    moto.set_lifecycle_clock(at(states_due)).unwrap();
+    let after = keys_left().await;
+    assert!(!after.contains(&state) && after.contains(&day), "{after:?}");
+    moto.set_lifecycle_clock(at(due(keys::DAY_RECORD_EXPIRY_DAYS) - 1))
+        .unwrap();
+    assert_eq!(keys_left().await, after);
+    moto.set_lifecycle_clock(at(due(keys::DAY_RECORD_EXPIRY_DAYS) + 365 * DAY))
+        .unwrap();
+    let last = keys_left().await;
+    assert!(!last.contains(&day), "{last:?}");
+    assert!(
+        !last.is_empty() && last.iter().all(|k| k.starts_with(keys::ARTIFACTS_PREFIX)),
+        "only the artifacts stay: {last:?}"
+    );
+    moto.set_lifecycle_clock(SystemTime::now()).unwrap();
 }
 
 #[tokio::test(flavor = "current_thread")]
@@ -479,7 +548,7 @@ async fn apply_converges_is_idempotent_corrects_drift_and_destroys() {
     );
     // Boxed: the SDK's futures are large, and this test's own future is near the test
     // thread's stack.
-    Box::pin(state_bucket_lifecycle(&s3, &cfg)).await;
+    Box::pin(state_bucket_lifecycle(&s3, &cfg, &moto)).await;
 
     // The two functions: runtime, role, handler, architecture, limits, and exactly the
     // environment ferry-lambda's config table expects.

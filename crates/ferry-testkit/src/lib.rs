@@ -240,6 +240,8 @@ pub struct Moto {
     log: PathBuf,
     /// The rule file of `py/moto/unkind_s3_faults.py` (absent: no faults).
     faults_file: PathBuf,
+    /// The clock file of `py/moto/lifecycle.py` (absent: the real time).
+    clock_file: PathBuf,
     _dir: tempfile::TempDir,
 }
 
@@ -276,6 +278,7 @@ pub const MOTO_PATCHES: &[(&str, &str)] = &[
         "unkind_s3_faults.py",
         include_str!("../py/moto/unkind_s3_faults.py"),
     ),
+    ("lifecycle.py", include_str!("../py/moto/lifecycle.py")),
 ];
 
 /// What a faulty S3 answers ([`S3Fault::answer`]).
@@ -469,6 +472,8 @@ impl Moto {
         }
         let faults_file = dir.path().join("s3_faults.json");
         cmd.env("FERRY_UNKIND_S3_FAULTS_FILE", &faults_file);
+        let clock_file = dir.path().join("lifecycle_clock.json");
+        cmd.env("FERRY_LIFECYCLE_CLOCK_FILE", &clock_file);
         cmd.envs(opts.env.iter().map(|(k, v)| (k, v)));
         let child = cmd
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
@@ -502,8 +507,34 @@ impl Moto {
             gateway_port,
             log,
             faults_file,
+            clock_file,
             _dir: dir,
         })
+    }
+
+    /// Run S3's lifecycle rules (`py/moto/lifecycle.py`) as if it were `at` (a time before
+    /// the real one counts as the real one): at its next S3 request moto removes every object
+    /// that an enabled Expiration rule makes due by then, as S3 would at the earliest. Objects'
+    /// ages count from their real creation. The file is replaced atomically.
+    pub fn set_lifecycle_clock(&self, at: std::time::SystemTime) -> Result<(), KitError> {
+        let secs = at
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs_f64())
+            .unwrap_or(0.0);
+        let doc = serde_json::json!({ "now": secs });
+        let tmp = self.clock_file.with_extension("json.tmp");
+        std::fs::write(&tmp, doc.to_string()).map_err(KitError::io("writing", &tmp))?;
+        std::fs::rename(&tmp, &self.clock_file).map_err(KitError::io("renaming", &tmp))
+    }
+
+    /// The objects the kit's lifecycle removed so far, as `s3://BUCKET/KEY`, from moto's log.
+    pub fn lifecycle_expired(&self) -> Vec<String> {
+        self.log()
+            .lines()
+            .filter_map(|l| l.strip_prefix("ferry-testkit lifecycle: expired "))
+            .filter_map(|l| l.split(' ').next())
+            .map(str::to_string)
+            .collect()
     }
 
     /// Replace the kit's S3 fault rules (`py/moto/unkind_s3_faults.py`; an empty slice turns

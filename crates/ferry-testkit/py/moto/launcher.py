@@ -15,6 +15,8 @@
 #                objects, and CopyObject into a bucket with default retention, as AWS allows
 #   unkind_s3_faults — S3 answering 500 InternalError / 503 SlowDown, or slowly (rules from a
 #                      file a test rewrites while moto runs)
+#   lifecycle — S3 lifecycle expiration run (moto stores the rules, never runs them), on the
+#               real clock or a later one a test sets
 # kitlog is not a behaviour: the one log-line writer (and lock) the modules share.
 # Knobs come from the environment (FERRY_UNKIND_*), set by MotoOptions::env; each module says
 # its own and its default. The defaults are AWS-like: on — except unkind_s3_faults, off until
@@ -34,6 +36,7 @@ import unkind_ec2  # noqa: E402,F401
 import idempotent_terminate  # noqa: E402,F401
 import object_lock  # noqa: E402,F401
 import unkind_s3_faults  # noqa: E402,F401
+import lifecycle  # noqa: E402,F401
 
 from moto.server import main  # noqa: E402
 
