@@ -174,10 +174,10 @@ pub struct JumpboxConfig {
 }
 
 fn default_instance_type() -> String {
-    "t3.micro".into()
+    ferry_contract::limits::DEFAULT_INSTANCE_TYPE.into()
 }
 fn default_max_session_minutes() -> u32 {
-    60
+    ferry_contract::limits::DEFAULT_MAX_SESSION_MINUTES
 }
 fn default_session_mib() -> u64 {
     ferry_contract::limits::DEFAULT_GATE_MAX_SESSION_BYTES >> 20
@@ -207,8 +207,7 @@ impl JumpboxConfig {
     }
 }
 
-/// Longest session ferry allows at all (the jump box must not outlive a working day).
-pub const MAX_SESSION_MINUTES_LIMIT: u32 = 720;
+use ferry_contract::limits::MAX_SESSION_MINUTES_LIMIT;
 
 /// Commercial AWS regions (partition `aws`) that ferry knows.
 pub const KNOWN_REGIONS: &[&str] = &[

@@ -1,6 +1,6 @@
-//! Defaults of ferry-build's limits, shared by the function (its defaults when a variable is
-//! unset) and `ferry infra` (its config's defaults and the worst-case bill `ferry infra plan`
-//! prints). What each limit means: docs/LAMBDA.md.
+//! Defaults and bounds of ferry-build's limits and jump-box settings, shared by the function
+//! (its defaults when a variable is unset) and `ferry infra` (its config's defaults, bounds and
+//! the worst-case bill `ferry infra plan` prints). What each limit means: docs/LAMBDA.md.
 
 /// `FERRY_GATE_MAX_SESSION_BYTES`: most bytes one session's gate accepts (1 GiB): five times a
 /// daily change of 200 MiB (docs/COST.md), and small enough that a site's day
@@ -29,3 +29,23 @@ pub const SESSIONS_PER_DAY_LIMIT: u32 = 48;
 /// Smallest byte budget ferry-build grants a session (the gate's smallest session limit): a
 /// site with less left of its day is refused.
 pub const MIN_SESSION_BYTES: u64 = 1 << 20;
+
+/// `FERRY_MAX_SESSION_MINUTES`: the longest session ferry-build grants (the config's
+/// `jumpbox.max_session_minutes`).
+pub const DEFAULT_MAX_SESSION_MINUTES: u32 = 60;
+/// Longest session any installation may configure: the jump box must not outlive a working
+/// day.
+pub const MAX_SESSION_MINUTES_LIMIT: u32 = 720;
+/// `FERRY_INSTANCE_TYPE`: the jump box's instance type (free-tier eligible).
+pub const DEFAULT_INSTANCE_TYPE: &str = "t3.micro";
+
+// A session's state outlives the session by far. S3 counts whole days from the object's
+// creation, rounded to the next midnight UTC: at least `STATE_EXPIRY_DAYS` × 24 h after the
+// state's last write (`ready`, in a session's first minutes). Checked at compile time against
+// the longest session and the box's shutdown backstop, with a factor 2 to spare; day records
+// are read only on their own day.
+const _: () = assert!(
+    crate::keys::STATE_EXPIRY_DAYS as i64 * 24 * 60
+        >= 2 * (MAX_SESSION_MINUTES_LIMIT as i64 + DEFAULT_SHUTDOWN_GRACE_MINUTES as i64)
+);
+const _: () = assert!(crate::keys::DAY_RECORD_EXPIRY_DAYS >= 2);

@@ -38,8 +38,7 @@ pub enum Handler {
     Clean,
 }
 
-/// Longest TTL any installation may configure (matches ferry-cloud's infra config limit).
-pub const MAX_SESSION_MINUTES_LIMIT: u32 = 720;
+use ferry_contract::limits::MAX_SESSION_MINUTES_LIMIT;
 
 /// Checked configuration. Build-only fields are empty for the clean handler.
 #[derive(Debug, Clone)]
@@ -167,7 +166,7 @@ impl Config {
         }
         let max_session_minutes = number(
             env::MAX_SESSION_MINUTES,
-            60,
+            limits::DEFAULT_MAX_SESSION_MINUTES.into(),
             1,
             MAX_SESSION_MINUTES_LIMIT as u64,
         )? as u32;
@@ -178,7 +177,8 @@ impl Config {
             MAX_SESSION_MINUTES_LIMIT as u64,
         )? as u32)
             .min(max_session_minutes);
-        let instance_type = var(env::INSTANCE_TYPE).unwrap_or_else(|| "t3.micro".into());
+        let instance_type =
+            var(env::INSTANCE_TYPE).unwrap_or_else(|| limits::DEFAULT_INSTANCE_TYPE.into());
         if !instance_type
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')

@@ -417,16 +417,7 @@ const STATE_LIFECYCLE: [(&str, &str, i32); 2] = [
     ),
 ];
 
-// A state expires long after any session ends. S3 counts whole days from the object's
-// creation, rounded to the next midnight UTC: at least `STATE_EXPIRY_DAYS` × 24 h after the
-// state's last write (`ready`, in a session's first minutes). Checked at compile time against
-// the longest session and the box's 5-minute backstop, with a factor 2 to spare; day records
-// are read only on their own day.
-const _: () = assert!(
-    keys::STATE_EXPIRY_DAYS as i64 * 24 * 60
-        >= 2 * (crate::config::MAX_SESSION_MINUTES_LIMIT as i64 + 5)
-);
-const _: () = assert!(keys::DAY_RECORD_EXPIRY_DAYS >= 2);
+// That a state outlives any session is checked at compile time in `ferry_contract::limits`.
 
 fn state_lifecycle_rules() -> Result<Vec<LifecycleRule>> {
     STATE_LIFECYCLE
