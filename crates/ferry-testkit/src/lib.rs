@@ -281,6 +281,14 @@ pub const MOTO_PATCHES: &[(&str, &str)] = &[
     ("lifecycle.py", include_str!("../py/moto/lifecycle.py")),
 ];
 
+/// Replace the JSON file `path` that one of moto's patches reads while it runs, atomically:
+/// written beside it, then renamed over it, so moto never reads half a file.
+fn replace_file(path: &Path, doc: &serde_json::Value) -> Result<(), KitError> {
+    let tmp = path.with_extension("json.tmp");
+    std::fs::write(&tmp, doc.to_string()).map_err(KitError::io("writing", &tmp))?;
+    std::fs::rename(&tmp, path).map_err(KitError::io("renaming", &tmp))
+}
+
 /// What a faulty S3 answers ([`S3Fault::answer`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum S3FaultAnswer {
@@ -521,10 +529,7 @@ impl Moto {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs_f64())
             .unwrap_or(0.0);
-        let doc = serde_json::json!({ "now": secs });
-        let tmp = self.clock_file.with_extension("json.tmp");
-        std::fs::write(&tmp, doc.to_string()).map_err(KitError::io("writing", &tmp))?;
-        std::fs::rename(&tmp, &self.clock_file).map_err(KitError::io("renaming", &tmp))
+        replace_file(&self.clock_file, &serde_json::json!({ "now": secs }))
     }
 
     /// The objects the kit's lifecycle removed so far, as `s3://BUCKET/KEY`, from moto's log.
@@ -544,9 +549,7 @@ impl Moto {
         let doc = serde_json::json!({
             "rules": rules.iter().map(S3Fault::to_json).collect::<Vec<_>>(),
         });
-        let tmp = self.faults_file.with_extension("json.tmp");
-        std::fs::write(&tmp, doc.to_string()).map_err(KitError::io("writing", &tmp))?;
-        std::fs::rename(&tmp, &self.faults_file).map_err(KitError::io("renaming", &tmp))
+        replace_file(&self.faults_file, &doc)
     }
 
     /// The faults moto injected so far: its log lines from `unkind_s3_faults` that answered

@@ -52,6 +52,11 @@ fn at(secs: u64) -> SystemTime {
     UNIX_EPOCH + Duration::from_secs(secs)
 }
 
+/// `keys` less `gone`.
+fn without<'a>(keys: &[&'a str], gone: &[&str]) -> Vec<&'a str> {
+    keys.iter().copied().filter(|k| !gone.contains(k)).collect()
+}
+
 fn left(moto: &Moto, clock: SystemTime) -> Vec<String> {
     moto.set_lifecycle_clock(clock).unwrap();
     // The listing is the request at which the pass runs, before it is answered.
@@ -98,11 +103,7 @@ fn lifecycle_expires_what_s3_would_when_it_would() {
     let one_day = midnight_on_or_after(made("tagged/t") + DAY as f64);
     assert!(one_day as f64 >= made("tagged/t") + DAY as f64);
     assert_eq!(left(&moto, at(one_day - 1)), all, "a second early");
-    let after_one: Vec<&str> = all
-        .iter()
-        .copied()
-        .filter(|k| !["tagged/t", "tmp/u"].contains(k))
-        .collect();
+    let after_one = without(&all, &["tagged/t", "tmp/u"]);
     assert_eq!(
         left(&moto, at(one_day)),
         after_one,
@@ -113,21 +114,13 @@ fn lifecycle_expires_what_s3_would_when_it_would() {
     let two_days = midnight_on_or_after(made("sessions/a") + 2.0 * DAY as f64);
     assert!(two_days as f64 - made("sessions/a") >= 2.0 * DAY as f64);
     assert_eq!(left(&moto, at(two_days - 1)), after_one);
-    let after_two: Vec<&str> = after_one
-        .iter()
-        .copied()
-        .filter(|k| *k != "sessions/a")
-        .collect();
+    let after_two = without(&after_one, &["sessions/a"]);
     assert_eq!(left(&moto, at(two_days)), after_two);
 
     // The Date rule at its midnight.
     assert!(date_at > two_days);
     assert_eq!(left(&moto, at(date_at - 1)), after_two);
-    let after_date: Vec<&str> = after_two
-        .iter()
-        .copied()
-        .filter(|k| *k != "dated/d")
-        .collect();
+    let after_date = without(&after_two, &["dated/d"]);
     assert_eq!(left(&moto, at(date_at)), after_date);
 
     // Days = 35 for days/; what no enabled rule matches stays for good.
