@@ -18,6 +18,51 @@ fn host(cloud: &Cloud, extra: &[(&str, &str)]) -> LambdaHost {
     .expect("lambda host")
 }
 
+/// One test's local cloud: moto, the two functions under the Lambda host (with `extra`
+/// variables), and Lambda, EC2 and S3 clients with the operator's credentials. Both servers
+/// stop when their fields are dropped: bind them for the whole test.
+struct Setup {
+    cloud: Cloud,
+    host: LambdaHost,
+    lambda: aws_sdk_lambda::Client,
+    ec2: aws_sdk_ec2::Client,
+    s3: aws_sdk_s3::Client,
+}
+
+async fn setup(extra: &[(&str, &str)]) -> Setup {
+    let cloud = Cloud::start(b"gate-artifact");
+    let host = host(&cloud, extra);
+    let lambda = cloud.lambda(&host.endpoint()).await;
+    let admin = Cloud::default_creds();
+    let (ec2, s3) = (cloud.ec2(&admin).await, cloud.s3(&admin).await);
+    Setup {
+        cloud,
+        host,
+        lambda,
+        ec2,
+        s3,
+    }
+}
+
+/// A security group's rules in one direction as (protocol, from port, to port, CIDR).
+fn rules(
+    perms: &[aws_sdk_ec2::types::IpPermission],
+) -> Vec<(&str, Option<i32>, Option<i32>, &str)> {
+    perms
+        .iter()
+        .flat_map(|p| {
+            p.ip_ranges().iter().map(move |r| {
+                (
+                    p.ip_protocol().unwrap(),
+                    p.from_port(),
+                    p.to_port(),
+                    r.cidr_ip().unwrap(),
+                )
+            })
+        })
+        .collect()
+}
+
 async fn user_data(ec2: &aws_sdk_ec2::Client, instance: &str) -> String {
     let a = ec2
         .describe_instance_attribute()
@@ -48,11 +93,13 @@ async fn state(s3: &aws_sdk_s3::Client, session: &str) -> Option<Value> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn build_with_the_clients_key_provisions_a_confined_box_and_clean_removes_it_twice() {
-    let cloud = Cloud::start(b"gate-artifact");
-    let h = host(&cloud, &[]);
-    let lambda = cloud.lambda(&h.endpoint()).await;
-    let admin = Cloud::default_creds();
-    let (ec2, s3) = (cloud.ec2(&admin).await, cloud.s3(&admin).await);
+    let Setup {
+        cloud,
+        host: h,
+        lambda,
+        ec2,
+        s3,
+    } = setup(&[]).await;
 
     let r = invoke(
         &lambda,
@@ -156,20 +203,7 @@ async fn build_with_the_clients_key_provisions_a_confined_box_and_clean_removes_
         .await
         .unwrap();
     let g = &g.security_groups()[0];
-    let ingress: Vec<_> = g
-        .ip_permissions()
-        .iter()
-        .flat_map(|p| {
-            p.ip_ranges().iter().map(move |r| {
-                (
-                    p.ip_protocol().unwrap(),
-                    p.from_port(),
-                    p.to_port(),
-                    r.cidr_ip().unwrap(),
-                )
-            })
-        })
-        .collect();
+    let ingress = rules(g.ip_permissions());
     assert_eq!(
         ingress,
         vec![
@@ -177,20 +211,7 @@ async fn build_with_the_clients_key_provisions_a_confined_box_and_clean_removes_
             ("tcp", Some(22), Some(22), "198.51.100.7/32")
         ]
     );
-    let egress: Vec<_> = g
-        .ip_permissions_egress()
-        .iter()
-        .flat_map(|p| {
-            p.ip_ranges().iter().map(move |r| {
-                (
-                    p.ip_protocol().unwrap(),
-                    p.from_port(),
-                    p.to_port(),
-                    r.cidr_ip().unwrap(),
-                )
-            })
-        })
-        .collect();
+    let egress = rules(g.ip_permissions_egress());
     assert_eq!(egress, vec![("tcp", Some(443), Some(443), "0.0.0.0/0")]);
 
     // The user data: the client key confined to the gate, the returned host key, the checksum.
@@ -329,11 +350,13 @@ async fn build_without_a_key_returns_a_generated_one_and_no_key_material_reaches
 
 #[tokio::test(flavor = "multi_thread")]
 async fn bad_payloads_get_clear_errors_and_create_nothing() {
-    let cloud = Cloud::start(b"gate-artifact");
-    let h = host(&cloud, &[]);
-    let lambda = cloud.lambda(&h.endpoint()).await;
-    let admin = Cloud::default_creds();
-    let (ec2, s3) = (cloud.ec2(&admin).await, cloud.s3(&admin).await);
+    let Setup {
+        cloud: _cloud,
+        host: h,
+        lambda,
+        ec2,
+        s3,
+    } = setup(&[]).await;
     let private = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQ\n-----END OPENSSH PRIVATE KEY-----\n";
     for (function, payload, needle) in [
         (
@@ -405,11 +428,13 @@ async fn bad_payloads_get_clear_errors_and_create_nothing() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_concurrent_session_limit_refuses_with_a_clear_error() {
-    let cloud = Cloud::start(b"gate-artifact");
-    let h = host(&cloud, &[("FERRY_MAX_SESSIONS", "1")]);
-    let lambda = cloud.lambda(&h.endpoint()).await;
-    let admin = Cloud::default_creds();
-    let (ec2, s3) = (cloud.ec2(&admin).await, cloud.s3(&admin).await);
+    let Setup {
+        cloud: _cloud,
+        host: _h,
+        lambda,
+        ec2,
+        s3,
+    } = setup(&[("FERRY_MAX_SESSIONS", "1")]).await;
     let first = invoke(
         &lambda,
         "ferry-build",
@@ -458,11 +483,13 @@ async fn the_concurrent_session_limit_refuses_with_a_clear_error() {
 /// made; a build still within its invocation is counted.
 #[tokio::test(flavor = "multi_thread")]
 async fn an_abandoned_build_holds_no_slot_and_the_sweep_removes_it() {
-    let cloud = Cloud::start(b"gate-artifact");
-    let h = host(&cloud, &[("FERRY_MAX_SESSIONS", "1")]);
-    let lambda = cloud.lambda(&h.endpoint()).await;
-    let admin = Cloud::default_creds();
-    let (ec2, s3) = (cloud.ec2(&admin).await, cloud.s3(&admin).await);
+    let Setup {
+        cloud,
+        host: h,
+        lambda,
+        ec2,
+        s3,
+    } = setup(&[("FERRY_MAX_SESSIONS", "1")]).await;
     let fmt = |t: time::OffsetDateTime| {
         t.replace_nanosecond(0)
             .unwrap()
@@ -595,11 +622,13 @@ async fn a_misconfigured_function_fails_at_init_naming_the_variable() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sweep_removes_expired_sessions_and_orphans_and_keeps_live_ones() {
-    let cloud = Cloud::start(b"gate-artifact");
-    let h = host(&cloud, &[]);
-    let lambda = cloud.lambda(&h.endpoint()).await;
-    let admin = Cloud::default_creds();
-    let (ec2, s3) = (cloud.ec2(&admin).await, cloud.s3(&admin).await);
+    let Setup {
+        cloud,
+        host: h,
+        lambda,
+        ec2,
+        s3,
+    } = setup(&[]).await;
 
     // A live session (kept).
     let live = invoke(
@@ -712,11 +741,13 @@ async fn sweep_removes_expired_sessions_and_orphans_and_keeps_live_ones() {
 /// sweep lists and removes that state too.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_sweep_with_nothing_in_ec2_lists_no_state() {
-    let cloud = Cloud::start(b"gate-artifact");
-    let h = host(&cloud, &[]);
-    let lambda = cloud.lambda(&h.endpoint()).await;
-    let admin = Cloud::default_creds();
-    let (ec2, s3) = (cloud.ec2(&admin).await, cloud.s3(&admin).await);
+    let Setup {
+        cloud,
+        host: h,
+        lambda,
+        ec2,
+        s3,
+    } = setup(&[]).await;
 
     // A build that died before its first resource, long ago: a state, nothing in EC2.
     let dead = "fs-20200101-000000-0dead0ff";
