@@ -1478,19 +1478,43 @@ impl Cloud {
             .into_iter()
             .chain(self.tagged_groups(None).await?)
             .collect();
-        if tagged.is_empty() {
-            log::info(
-                "sweep",
-                "sweep done",
-                &[
-                    ("cleaned", "0"),
-                    ("errors", "0"),
-                    ("states_listed", "false"),
-                ],
-            );
-            return Ok(report);
+        // Only when EC2 shows one of the installation's resources are the states listed.
+        if !tagged.is_empty() {
+            report.states_listed = true;
+            self.sweep_states(tagged, now, deadline, &mut report, &mut errors)
+                .await?;
         }
-        report.states_listed = true;
+        log::info(
+            "sweep",
+            "sweep done",
+            &[
+                ("cleaned", &report.sessions.len().to_string()),
+                ("errors", &errors.len().to_string()),
+                ("states_listed", &report.states_listed.to_string()),
+            ],
+        );
+        if errors.is_empty() {
+            Ok(report)
+        } else {
+            let done: Vec<_> = report.sessions.iter().map(|r| r.session.as_str()).collect();
+            Err(FerryError::Aws(format!(
+                "sweep cleaned [{}] but failed: {}",
+                done.join(", "),
+                errors.join("; ")
+            )))
+        }
+    }
+
+    /// The sweep's second half, when EC2 showed `tagged` resources: list and read the states,
+    /// then clean every expired or abandoned session and every orphan.
+    async fn sweep_states(
+        &self,
+        tagged: Vec<(String, String)>,
+        now: OffsetDateTime,
+        deadline: Instant,
+        report: &mut SweepReport,
+        errors: &mut Vec<String>,
+    ) -> Result<(), FerryError> {
         let states = self.list_states().await?;
         let with_state: BTreeSet<String> = states.iter().cloned().collect();
         let mut to_clean = Vec::new();
@@ -1525,24 +1549,7 @@ impl Cloud {
                 Err(e) => errors.push(format!("{id}: {e}")),
             }
         }
-        log::info(
-            "sweep",
-            "sweep done",
-            &[
-                ("cleaned", &report.sessions.len().to_string()),
-                ("errors", &errors.len().to_string()),
-            ],
-        );
-        if errors.is_empty() {
-            Ok(report)
-        } else {
-            let done: Vec<_> = report.sessions.iter().map(|r| r.session.as_str()).collect();
-            Err(FerryError::Aws(format!(
-                "sweep cleaned [{}] but failed: {}",
-                done.join(", "),
-                errors.join("; ")
-            )))
-        }
+        Ok(())
     }
 }
 
