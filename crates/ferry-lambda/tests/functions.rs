@@ -18,30 +18,24 @@ fn host(cloud: &Cloud, extra: &[(&str, &str)]) -> LambdaHost {
     .expect("lambda host")
 }
 
-/// One test's local cloud: moto, the two functions under the Lambda host (with `extra`
-/// variables), and Lambda, EC2 and S3 clients with the operator's credentials. Both servers
-/// stop when their fields are dropped: bind them for the whole test.
-struct Setup {
-    cloud: Cloud,
-    host: LambdaHost,
-    lambda: aws_sdk_lambda::Client,
-    ec2: aws_sdk_ec2::Client,
-    s3: aws_sdk_s3::Client,
-}
-
-async fn setup(extra: &[(&str, &str)]) -> Setup {
+/// One test's local cloud, as (cloud, host, lambda, ec2, s3): moto, the two functions under
+/// the Lambda host (with `extra` variables), and Lambda, EC2 and S3 clients with the
+/// operator's credentials. The servers stop when dropped: bind them for the whole test.
+async fn setup(
+    extra: &[(&str, &str)],
+) -> (
+    Cloud,
+    LambdaHost,
+    aws_sdk_lambda::Client,
+    aws_sdk_ec2::Client,
+    aws_sdk_s3::Client,
+) {
     let cloud = Cloud::start(b"gate-artifact");
     let host = host(&cloud, extra);
     let lambda = cloud.lambda(&host.endpoint()).await;
     let admin = Cloud::default_creds();
     let (ec2, s3) = (cloud.ec2(&admin).await, cloud.s3(&admin).await);
-    Setup {
-        cloud,
-        host,
-        lambda,
-        ec2,
-        s3,
-    }
+    (cloud, host, lambda, ec2, s3)
 }
 
 /// A security group's rules in one direction as (protocol, from port, to port, CIDR).
@@ -93,13 +87,7 @@ async fn state(s3: &aws_sdk_s3::Client, session: &str) -> Option<Value> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn build_with_the_clients_key_provisions_a_confined_box_and_clean_removes_it_twice() {
-    let Setup {
-        cloud,
-        host: h,
-        lambda,
-        ec2,
-        s3,
-    } = setup(&[]).await;
+    let (cloud, h, lambda, ec2, s3) = setup(&[]).await;
 
     let r = invoke(
         &lambda,
@@ -350,13 +338,7 @@ async fn build_without_a_key_returns_a_generated_one_and_no_key_material_reaches
 
 #[tokio::test(flavor = "multi_thread")]
 async fn bad_payloads_get_clear_errors_and_create_nothing() {
-    let Setup {
-        cloud: _cloud,
-        host: h,
-        lambda,
-        ec2,
-        s3,
-    } = setup(&[]).await;
+    let (_cloud, h, lambda, ec2, s3) = setup(&[]).await;
     let private = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQ\n-----END OPENSSH PRIVATE KEY-----\n";
     for (function, payload, needle) in [
         (
@@ -428,13 +410,7 @@ async fn bad_payloads_get_clear_errors_and_create_nothing() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_concurrent_session_limit_refuses_with_a_clear_error() {
-    let Setup {
-        cloud: _cloud,
-        host: _h,
-        lambda,
-        ec2,
-        s3,
-    } = setup(&[("FERRY_MAX_SESSIONS", "1")]).await;
+    let (_cloud, _h, lambda, ec2, s3) = setup(&[("FERRY_MAX_SESSIONS", "1")]).await;
     let first = invoke(
         &lambda,
         "ferry-build",
@@ -483,13 +459,7 @@ async fn the_concurrent_session_limit_refuses_with_a_clear_error() {
 /// made; a build still within its invocation is counted.
 #[tokio::test(flavor = "multi_thread")]
 async fn an_abandoned_build_holds_no_slot_and_the_sweep_removes_it() {
-    let Setup {
-        cloud,
-        host: h,
-        lambda,
-        ec2,
-        s3,
-    } = setup(&[("FERRY_MAX_SESSIONS", "1")]).await;
+    let (cloud, h, lambda, ec2, s3) = setup(&[("FERRY_MAX_SESSIONS", "1")]).await;
     let fmt = |t: time::OffsetDateTime| {
         t.replace_nanosecond(0)
             .unwrap()
@@ -622,13 +592,7 @@ async fn a_misconfigured_function_fails_at_init_naming_the_variable() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sweep_removes_expired_sessions_and_orphans_and_keeps_live_ones() {
-    let Setup {
-        cloud,
-        host: h,
-        lambda,
-        ec2,
-        s3,
-    } = setup(&[]).await;
+    let (cloud, h, lambda, ec2, s3) = setup(&[]).await;
 
     // A live session (kept).
     let live = invoke(
@@ -741,13 +705,7 @@ async fn sweep_removes_expired_sessions_and_orphans_and_keeps_live_ones() {
 /// sweep lists and removes that state too.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_sweep_with_nothing_in_ec2_lists_no_state() {
-    let Setup {
-        cloud,
-        host: h,
-        lambda,
-        ec2,
-        s3,
-    } = setup(&[]).await;
+    let (cloud, h, lambda, ec2, s3) = setup(&[]).await;
 
     // A build that died before its first resource, long ago: a state, nothing in EC2.
     let dead = "fs-20200101-000000-0dead0ff";
