@@ -113,7 +113,8 @@ fn forget_then_prune_keeps_what_the_policy_says_and_everything_restores() {
     env.restore("latest", &target, &[]).ok();
     assert!(diff_trees(&src, &restored(&target, &src)).is_empty());
 
-    // Within the grace period a prune deletes nothing; --keep-delete is at least 2h.
+    // Within the grace period a prune deletes nothing; --keep-delete is at least 13h (longer
+    // than the longest jump-box session).
     let p = env
         .run(env.repo_args("prune", &env.master, &[OsStr::new("--json")]))
         .ok()
@@ -126,10 +127,10 @@ fn forget_then_prune_keeps_what_the_policy_says_and_everything_restores() {
     let r = env.run(env.repo_args(
         "prune",
         &env.master,
-        &[OsStr::new("--keep-delete"), OsStr::new("1h")],
+        &[OsStr::new("--keep-delete"), OsStr::new("12h")],
     ));
     assert_ne!(r.code, 0);
-    assert!(r.stderr.contains("at least 2 hours"), "{}", r.stderr);
+    assert!(r.stderr.contains("at least 13 hours"), "{}", r.stderr);
     let r = env.run(env.repo_args(
         "prune",
         &env.master,

@@ -12,7 +12,7 @@
 //! # keep_last = 3, keep_hourly = 24, keep_within = "30d", keep_tag = ["keep"]
 //! # group_by = "host,paths"              # restic's default
 //! # max_unused = "5%"                    # prune: repack packs with more unused
-//! # keep_delete = "24h"                  # prune: grace period of trash/ (at least 2h)
+//! # keep_delete = "24h"                  # prune: grace period of trash/ (at least 13h)
 //! ```
 //!
 //! Unknown keys are refused; every error names the file and the site.

@@ -90,6 +90,15 @@ fn mkdir(p: &Path) -> Result<(), Error> {
         .with_context(|| format!("creating spool directory {}", p.display()))
 }
 
+// `Spool::upload` lists `packs/` and then writes the pending snapshots, all within one jump-box
+// session (its gate refuses every request once the session expires). Prune's shortest grace
+// period must outlast that, with an hour to spare for a request in flight at expiry and for
+// clocks (docs/RETENTION.md, design step 3).
+const _: () = assert!(
+    ferry_repo::retention::prune::MIN_GRACE_HOURS * 60
+        >= ferry_contract::limits::MAX_SESSION_MINUTES_LIMIT as i64 + 60
+);
+
 impl Spool {
     /// Create (0700) and lock the spool; a second run on the same spool is refused.
     pub fn open(dir: &Path, cap: u64) -> Result<Spool, Error> {

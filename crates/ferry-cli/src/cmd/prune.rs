@@ -15,7 +15,7 @@ pub struct PruneFlags {
     /// Repack partly used packs until at most this share of the kept bytes is unused (restic's `--max-unused`; default 5%).
     #[arg(long, value_name = "PERCENT")]
     pub max_unused: Option<String>,
-    /// How long an unused pack waits in trash/ before it is deleted (at least 2h; default
+    /// How long an unused pack waits in trash/ before it is deleted (at least 13h; default
     /// 24h): longer than any backup run, so a run that listed it before the prune never ends
     /// up with a snapshot that needs a deleted pack.
     #[arg(long, value_name = "DURATION")]

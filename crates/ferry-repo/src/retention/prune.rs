@@ -50,9 +50,12 @@ pub struct PruneOptions {
     pub pack: BackupOptions,
 }
 
-/// The shortest grace period accepted: a backup run lasts at most the jump box's session
-/// (60 minutes); the rest is margin for clocks and slow runs.
-pub const MIN_GRACE_HOURS: i64 = 2;
+/// The shortest grace period accepted. It must outlast the time from a writer's listing of
+/// `packs/` to its snapshot: a cloud run lists and writes within one jump-box session, whose
+/// gate refuses every request once the session expires, and a session lasts at most 12 h
+/// (`ferry_contract::limits::MAX_SESSION_MINUTES_LIMIT`; ferry-run checks the two at compile
+/// time). The 13th hour is margin for a request in flight at expiry and for clocks.
+pub const MIN_GRACE_HOURS: i64 = 13;
 
 impl Default for PruneOptions {
     fn default() -> Self {
@@ -193,7 +196,7 @@ fn preflight(repo: &Repository, key: &MasterKey, opts: &PruneOptions) -> Result<
     }
     if opts.grace_ns < MIN_GRACE_HOURS * HOUR_NS {
         return Err(Error::InvalidOption(format!(
-            "the grace period must be at least {MIN_GRACE_HOURS} hours (a backup run may be between listing packs and writing its snapshot for up to an hour)"
+            "the grace period must be at least {MIN_GRACE_HOURS} hours (a backup run may be between listing packs and writing its snapshot for as long as a jump-box session, up to 12 hours)"
         )));
     }
     if !(0.0..=100.0).contains(&opts.max_unused_percent) {
