@@ -230,14 +230,15 @@ pub(crate) fn decompress(payload: &[u8], limit: usize) -> std::result::Result<Ve
 
 /// Undo [`compress_with`] without allocating: a raw payload is answered as the slice of
 /// `payload` it is, a zstd frame is decompressed into `out` (its old content dropped) with
-/// `dctx`; both reused across calls, so restore's workers spend no allocation on a blob.
+/// `dctx`; both reused across calls, so restore's workers spend no allocation on a blob
+/// (without a context, which only a failed allocation leaves, the frame is streamed).
 /// Output larger than `limit` bytes is refused, as [`decompress`] does. A frame that states
 /// its size (Ferry's always do) is decompressed in one call into exactly that much room; one
 /// that does not is streamed.
 pub(crate) fn decompress_into<'a>(
     payload: &'a [u8],
     limit: usize,
-    dctx: &mut zstd::bulk::Decompressor<'static>,
+    dctx: Option<&mut zstd::bulk::Decompressor<'static>>,
     out: &'a mut Vec<u8>,
 ) -> std::result::Result<&'a [u8], String> {
     out.clear();
@@ -250,9 +251,11 @@ pub(crate) fn decompress_into<'a>(
             .map(|n| (n, rest)),
         _ => None,
     };
-    match stated {
-        Some((n, _)) if n > limit => Err(format!("decompressed payload exceeds limit {limit}")),
-        Some((n, rest)) => {
+    match (stated, dctx) {
+        (Some((n, _)), _) if n > limit => {
+            Err(format!("decompressed payload exceeds limit {limit}"))
+        }
+        (Some((n, rest)), Some(dctx)) => {
             out.reserve(n);
             dctx.decompress_to_buffer(rest, out)
                 .map_err(|e| format!("zstd: {e}"))?;
@@ -260,7 +263,7 @@ pub(crate) fn decompress_into<'a>(
         }
         // Everything else (a frame of unstated size, an oversized raw payload, an unknown
         // flag) takes the general path, which also words the errors.
-        None => {
+        _ => {
             *out = decompress(payload, limit)?;
             Ok(out)
         }
@@ -347,7 +350,7 @@ mod tests {
                 .unwrap()
                 .is_some()
         );
-        let got = decompress_into(&framed, text.len(), &mut dctx, &mut out).unwrap();
+        let got = decompress_into(&framed, text.len(), Some(&mut dctx), &mut out).unwrap();
         assert_eq!(got, &text[..]);
         // A frame of unstated size (a streaming encoder's) takes the streaming path.
         let mut streamed = vec![FLAG_ZSTD];
@@ -358,11 +361,11 @@ mod tests {
             zstd::zstd_safe::get_frame_content_size(&streamed[1..]).unwrap(),
             None
         );
-        let got = decompress_into(&streamed, text.len(), &mut dctx, &mut out).unwrap();
+        let got = decompress_into(&streamed, text.len(), Some(&mut dctx), &mut out).unwrap();
         assert_eq!(got, &text[..5000], "the buffer's earlier content is gone");
         // A raw payload is answered as itself, without a copy.
         let raw = compress_with(None, b"abc", 0);
-        let got = decompress_into(&raw, 3, &mut dctx, &mut out).unwrap();
+        let got = decompress_into(&raw, 3, Some(&mut dctx), &mut out).unwrap();
         assert_eq!(got, b"abc");
         assert!(std::ptr::eq(got.as_ptr(), raw[1..].as_ptr()));
         // The same refusals as decompress, worded the same.
@@ -374,8 +377,10 @@ mod tests {
             (vec![], 10),
         ] {
             let want = decompress(&payload, limit).unwrap_err();
-            let got = decompress_into(&payload, limit, &mut dctx, &mut out).unwrap_err();
-            assert_eq!(got, want, "payload {:?}…", &payload[..payload.len().min(4)]);
+            for d in [Some(&mut dctx), None] {
+                let got = decompress_into(&payload, limit, d, &mut out).unwrap_err();
+                assert_eq!(got, want, "payload {:?}…", &payload[..payload.len().min(4)]);
+            }
         }
         // A frame that states less than it holds is refused by zstd, not written past.
         let mut lying = framed.clone();
@@ -387,7 +392,10 @@ mod tests {
             .position(|w| u64::from(u32::from_le_bytes([w[0], w[1], w[2], w[3]])) == stated)
             .unwrap();
         lying[1 + at..1 + at + 4].copy_from_slice(&100u32.to_le_bytes());
-        assert!(decompress_into(&lying, text.len(), &mut dctx, &mut out).is_err());
+        assert!(decompress_into(&lying, text.len(), Some(&mut dctx), &mut out).is_err());
+        // Without a context every frame is streamed, to the same answer.
+        let got = decompress_into(&framed, text.len(), None, &mut out).unwrap();
+        assert_eq!(got, &text[..]);
     }
 
     #[test]

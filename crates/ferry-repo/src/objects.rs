@@ -301,15 +301,18 @@ pub(crate) fn open_blob_with(
     record: &[u8],
     pack_name: &str,
 ) -> Result<Vec<u8>> {
-    let mut dctx = zstd::bulk::Decompressor::new().map_err(|e| {
-        Error::corrupt(
-            ObjectKind::Pack.key(pack_name),
-            format!("zstd context: {e}"),
-        )
-    })?;
+    let mut dctx = zstd::bulk::Decompressor::new().ok();
     let (mut record, mut out) = (record.to_vec(), Vec::new());
-    open_blob_in_place(sym, put, entry, &mut record, pack_name, &mut dctx, &mut out)
-        .map(<[u8]>::to_vec)
+    open_blob_in_place(
+        sym,
+        put,
+        entry,
+        &mut record,
+        pack_name,
+        dctx.as_mut(),
+        &mut out,
+    )
+    .map(<[u8]>::to_vec)
 }
 
 /// [`open_blob_with`] without a copy or an allocation per blob, for restore's workers:
@@ -322,7 +325,7 @@ pub(crate) fn open_blob_in_place<'a>(
     entry: &BlobEntry,
     record: &'a mut [u8],
     pack_name: &str,
-    dctx: &mut zstd::bulk::Decompressor<'static>,
+    dctx: Option<&mut zstd::bulk::Decompressor<'static>>,
     out: &'a mut Vec<u8>,
 ) -> Result<&'a [u8]> {
     let object = || {

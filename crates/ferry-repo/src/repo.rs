@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex};
 thread_local! {
     /// A reader thread's zstd context and output buffer between two ranges
     /// ([`Repository::fetch_blobs`]).
-    static BLOB_SCRATCH: Cell<Option<(zstd::bulk::Decompressor<'static>, Vec<u8>)>> =
+    static BLOB_SCRATCH: Cell<Option<(Option<zstd::bulk::Decompressor<'static>>, Vec<u8>)>> =
         const { Cell::new(None) };
 }
 
@@ -506,17 +506,10 @@ impl Reader {
         let sym = self.sym_key(r.pack)?;
         // This thread's decompression context and buffer, taken out for the range and put
         // back after it: every blob is decrypted inside `bytes` and decompressed into the
-        // same buffer, so a range costs one allocation however many blobs it holds (with
-        // one per blob, glibc's arenas kept ~100 MiB more than the reader ever held).
-        let (mut dctx, mut out) = match BLOB_SCRATCH.take() {
-            Some(s) => s,
-            None => (
-                zstd::bulk::Decompressor::new().map_err(|e| {
-                    Error::corrupt(ObjectKind::Pack.key(name), format!("zstd context: {e}"))
-                })?,
-                Vec::new(),
-            ),
-        };
+        // same buffer, so a range costs one allocation however many blobs it holds.
+        let (mut dctx, mut out) = BLOB_SCRATCH
+            .take()
+            .unwrap_or_else(|| (zstd::bulk::Decompressor::new().ok(), Vec::new()));
         for b in &r.blobs {
             // A short answer gives a short record, which `open_blob_in_place` calls truncated.
             // Records overlap only in a forged index, and then decrypting one where it lies
@@ -531,7 +524,7 @@ impl Reader {
                 b,
                 &mut bytes[range],
                 name,
-                &mut dctx,
+                dctx.as_mut(),
                 &mut out,
             )?;
             sink(b, data)?;
