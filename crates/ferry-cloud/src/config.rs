@@ -5,6 +5,7 @@
 //! Every resource name derives from [`InfraConfig::prefix`] (see [`Names`]), so two installations
 //! with different prefixes can share an account.
 
+use ferry_contract::limits::MAX_SESSION_MINUTES_LIMIT;
 use std::fmt;
 use std::net::Ipv4Addr;
 use std::path::Path;
@@ -206,8 +207,6 @@ impl JumpboxConfig {
         self.site_mib_per_day << 20
     }
 }
-
-use ferry_contract::limits::MAX_SESSION_MINUTES_LIMIT;
 
 /// Commercial AWS regions (partition `aws`) that ferry knows.
 pub const KNOWN_REGIONS: &[&str] = &[

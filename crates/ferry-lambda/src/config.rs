@@ -28,6 +28,7 @@
 //!
 //! The region is the standard `AWS_REGION` (set by Lambda).
 
+use ferry_contract::limits::MAX_SESSION_MINUTES_LIMIT;
 use ferry_contract::{env, keys, lambda, limits};
 use std::net::Ipv4Addr;
 
@@ -37,8 +38,6 @@ pub enum Handler {
     Build,
     Clean,
 }
-
-use ferry_contract::limits::MAX_SESSION_MINUTES_LIMIT;
 
 /// Checked configuration. Build-only fields are empty for the clean handler.
 #[derive(Debug, Clone)]

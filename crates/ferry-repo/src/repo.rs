@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 
 thread_local! {
     /// A reader thread's zstd context and output buffer between two ranges
-    /// ([`Repository::fetch_blobs`]).
+    /// ([`Reader::fetch_blobs`]).
     static BLOB_SCRATCH: Cell<Option<(Option<zstd::bulk::Decompressor<'static>>, Vec<u8>)>> =
         const { Cell::new(None) };
 }

@@ -39,7 +39,7 @@ from moto.s3.responses import S3Response
 
 _FILE = os.environ.get("FERRY_LIFECYCLE_CLOCK_FILE", "")
 _lock = threading.Lock()
-_state = {"day": None, "warned": set()}
+_state = {"day": None, "warned": set(), "stamp": None, "later": None}
 _log = kitlog.logger("lifecycle")
 _DAY = datetime.timedelta(days=1)
 
@@ -51,20 +51,31 @@ def _utc_naive(t):
     return t
 
 
+def _later():
+    """The clock file's time (None: none), read again only when the file changed. Called with
+    the lock held, on every S3 request."""
+    try:
+        st = os.stat(_FILE)
+    except FileNotFoundError:
+        return None
+    stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
+    if stamp != _state["stamp"]:
+        _state["stamp"] = stamp
+        try:
+            with open(_FILE, encoding="utf-8") as f:
+                doc = json.load(f)
+            later = datetime.datetime.fromtimestamp(float(doc["now"]), datetime.timezone.utc)
+            _state["later"] = _utc_naive(later)
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+            _log(f"cannot read the clock file {_FILE}: {e}; using the real time")
+            _state["later"] = None
+    return _state["later"]
+
+
 def _clock():
     now = _utc_naive(datetime.datetime.now(datetime.timezone.utc))
-    if not _FILE:
-        return now
-    try:
-        with open(_FILE, encoding="utf-8") as f:
-            doc = json.load(f)
-        later = datetime.datetime.fromtimestamp(float(doc["now"]), datetime.timezone.utc)
-    except FileNotFoundError:
-        return now
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
-        _log(f"cannot read the clock file {_FILE}: {e}; using the real time")
-        return now
-    return max(now, _utc_naive(later))
+    later = _later() if _FILE else None
+    return now if later is None else max(now, later)
 
 
 def _midnight_on_or_after(t):
@@ -148,9 +159,9 @@ def _pass(now):
 
 
 def _maybe_run():
-    now = _clock()
-    day = now.date()
     with _lock:
+        now = _clock()
+        day = now.date()
         if _state["day"] is not None and day <= _state["day"]:
             return
         _state["day"] = day
